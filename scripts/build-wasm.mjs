@@ -1,0 +1,1 @@
+// Builds the WebAssembly kernels (filled in by the wasm backend work).

@@ -1,0 +1,17 @@
+// The shape every subcommand has. Subcommands parse flags and call library code; they hold no model logic.
+
+import type { Flags, Schema } from "./flags.js";
+
+export interface Command<S extends Schema = Schema> {
+  name: string;
+  summary: string;
+  schema: S;
+  examples?: string[];
+  /** Returns the process exit code (0 when omitted). */
+  run(flags: Flags<S>): Promise<number | void>;
+}
+
+/** Helper that keeps the schema's literal type for `run`'s flags. */
+export function defineCommand<S extends Schema>(c: Command<S>): Command<S> {
+  return c;
+}

@@ -1,0 +1,33 @@
+// The one model contract. Every model (the Keras-style recurrent stack, later a transformer) answers forward with
+// logits and, given targets, the mean cross-entropy; recurrent models also step one token at a time so that
+// generating a character costs one step, not a rerun over the whole prefix. One training loop and one sampler
+// serve every model.
+//
+// Legend: B batch, T time, V vocabulary.
+
+import type { Tensor } from "../engine/tensor.js";
+
+/** Opaque per-model recurrent state (hidden and cell states per layer). */
+export type State = unknown;
+
+export interface ForwardResult {
+  logits: Tensor; // (B, T, V)
+  loss?: Tensor; // scalar: mean cross-entropy in nats over B*T positions
+  state?: State; // the state after the last time step (for truncated BPTT across batches)
+}
+
+export interface LanguageModel {
+  readonly config: Record<string, unknown>;
+  /** Named parameters, in a fixed order (checkpoints and optimizers rely on it). */
+  parameters(): Map<string, Tensor>;
+  /** tokens: (B, T) int32, time-minor. targets the same shape. */
+  forward(
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    opts?: { targets?: Int32Array; state?: State; training?: boolean },
+  ): ForwardResult;
+  initialState?(B: number): State;
+  /** One token per batch row -> logits (B, V) and the next state; no gradients. */
+  step?(tokens: Int32Array, state: State): { logits: Float32Array; state: State };
+}

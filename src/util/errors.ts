@@ -1,0 +1,21 @@
+// Errors a person can act on. A CharlmError carries one sentence naming the input, what was wrong and the fix;
+// the CLI prints its message alone (no stack) and exits non-zero. Anything else reaching the top is a bug.
+
+export class CharlmError extends Error {
+  /** Process exit code the CLI uses: 2 for bad usage (flags), 1 for everything else. */
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = "CharlmError";
+    this.exitCode = exitCode;
+  }
+}
+
+/** Bad command-line usage: unknown flag, wrong type, out-of-range number. */
+export class UsageError extends CharlmError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = "UsageError";
+  }
+}
