@@ -2,5 +2,18 @@
 
 import type { Command } from "../command.js";
 import type { Schema } from "../flags.js";
+import { evalCommand } from "./eval.js";
+import { sampleCommand } from "./sample.js";
+import { scratchCommand } from "./scratch.js";
+import { serveCommand } from "./serve.js";
+import { summaryCommand } from "./summary.js";
+import { trainCommand } from "./train.js";
 
-export const commands: Command<Schema>[] = [];
+export const commands: Command<Schema>[] = [
+  trainCommand,
+  sampleCommand,
+  evalCommand,
+  summaryCommand,
+  scratchCommand,
+  serveCommand,
+];

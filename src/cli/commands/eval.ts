@@ -1,0 +1,64 @@
+// `charlm eval`: the loss of a trained model on a split of its corpus, in nats/char, bits/char and perplexity.
+
+import { loadSplits } from "../../data/corpus.js";
+import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { loadCheckpoint } from "../../train/checkpoint.js";
+import { evaluate } from "../../train/evaluate.js";
+import { CharlmError, UsageError } from "../../util/errors.js";
+import { defineCommand } from "../command.js";
+
+export const evalCommand = defineCommand({
+  name: "eval",
+  summary: "measure a trained model's loss on the test, validation or train split",
+  schema: {
+    model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
+    split: { type: "string", help: "which split", default: "test", choices: ["test", "validation", "train"] },
+    data: { type: "string", help: "corpus (default: the one the model was trained on)", arg: "FILE" },
+    seqLength: { type: "int", help: "characters per window (default: the training sequence length)", min: 1 },
+    batchSize: { type: "int", help: "windows per forward pass", default: 32, min: 1 },
+    carry: {
+      type: "bool",
+      help: "carry the hidden state across windows (default: on for models trained with stream batching)",
+      default: false,
+    },
+    maxChars: { type: "int", help: "evaluate only the first N characters (0 = all)", default: 0, min: 0, arg: "N" },
+    backend: { type: "string", help: "kernel backend", default: "js", choices: ["js", "wasm"] },
+    json: { type: "bool", help: "print one JSON object instead of text", default: false },
+  },
+  examples: [
+    "charlm eval --model runs/shakespeare --split test",
+    "charlm eval --model runs/mine --split validation --carry",
+  ],
+  async run(flags) {
+    if (!flags.model) throw new UsageError("eval needs --model DIR, a checkpoint directory written by charlm train");
+    setBackend(await loadBackend(flags.backend as "js" | "wasm"));
+    const { model, vocab, manifest } = await loadCheckpoint(flags.model);
+    const data = flags.data ?? manifest.train?.data ?? "tinyshakespeare";
+    const splits = await loadSplits(data, { validationFraction: manifest.train?.validationFraction ?? 0.1 });
+    const text = flags.split === "test" ? splits.test : flags.split === "validation" ? splits.validation : splits.train;
+    if (text === undefined) {
+      throw new CharlmError(
+        `${splits.name} has no test split (custom corpora have train and validation); use --split validation`,
+      );
+    }
+    const ids = vocab.encode(text, vocab.unk >= 0 ? "unk" : "error");
+    const T = flags.seqLength ?? manifest.train?.seqLength ?? 100;
+    const t0 = performance.now();
+    const carry = flags._given.has("carry") ? flags.carry : manifest.train?.batching === "stream";
+    const r = evaluate(model, ids, { B: flags.batchSize, T, carry, maxChars: flags.maxChars });
+    const seconds = (performance.now() - t0) / 1000;
+    if (flags.json) {
+      process.stdout.write(JSON.stringify({ split: flags.split, data: splits.name, ...r, seconds }) + "\n");
+      return;
+    }
+    process.stdout.write(
+      [
+        `${splits.name} ${flags.split}: ${r.chars.toLocaleString("en-US")} characters, windows of ${T}${carry ? " with carried state" : ""}`,
+        `  loss        ${r.nats.toFixed(4)} nats/char`,
+        `              ${r.bits.toFixed(4)} bits/char`,
+        `  perplexity  ${r.perplexity.toFixed(3)}`,
+        `  (${seconds.toFixed(1)} s)`,
+      ].join("\n") + "\n",
+    );
+  },
+});

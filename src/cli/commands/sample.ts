@@ -1,0 +1,74 @@
+// `charlm sample`: load a checkpoint and stream generated text to stdout as it is produced.
+
+import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
+import { loadCheckpoint } from "../../train/checkpoint.js";
+import { UsageError } from "../../util/errors.js";
+import { defineCommand } from "../command.js";
+
+export const sampleCommand = defineCommand({
+  name: "sample",
+  summary: "generate text from a trained model, streamed as it is produced",
+  schema: {
+    model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
+    prime: { type: "string", help: "text to start from (the model reads it first)", default: "" },
+    length: { type: "int", help: "characters to generate per sample", default: 500, min: 0 },
+    temperature: { type: "float", help: "sharpness: below 1 safer, above 1 wilder", default: 1, above: 0 },
+    topK: { type: "int", help: "keep only the K most likely characters (0 = all)", default: 0, min: 0, arg: "K" },
+    topP: {
+      type: "float",
+      help: "nucleus: keep the likeliest characters up to this probability",
+      default: 1,
+      above: 0,
+      max: 1,
+      arg: "P",
+    },
+    seed: { type: "int", help: "random seed (sample i uses seed + i); default: random", min: 0, max: 0xffffffff },
+    stop: { type: "strings", help: "stop a sample when this text appears (repeatable)", arg: "TEXT" },
+    numSamples: { type: "int", help: "how many samples", default: 1, min: 1, arg: "N" },
+    backend: { type: "string", help: "kernel backend", default: "js", choices: ["js", "wasm"] },
+  },
+  examples: [
+    'charlm sample --model runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8',
+    'charlm sample --model runs/shakespeare --top-p 0.9 --seed 7 --num-samples 3 --stop "\\n\\n"',
+  ],
+  async run(flags) {
+    if (!flags.model) throw new UsageError("sample needs --model DIR, a checkpoint directory written by charlm train");
+    setBackend(await loadBackend(flags.backend as "js" | "wasm"));
+    const { model, vocab } = await loadCheckpoint(flags.model);
+    const base = {
+      prime: flags.prime,
+      length: flags.length,
+      temperature: flags.temperature,
+      topK: flags.topK,
+      topP: flags.topP,
+      stop: flags.stop,
+    };
+    checkGenerateOptions(vocab, base);
+    const seed0 = flags.seed ?? freshSeed();
+    const abort = new AbortController();
+    const onSigint = (): void => abort.abort();
+    process.on("SIGINT", onSigint);
+    try {
+      for (let i = 0; i < flags.numSamples; i++) {
+        const seed = (seed0 + i) >>> 0;
+        if (flags.numSamples > 1)
+          process.stdout.write(`${i ? "\n" : ""}--- sample ${i + 1}/${flags.numSamples} (seed ${seed}) ---\n`);
+        process.stdout.write(flags.prime);
+        let buf = "";
+        for await (const ch of generate(model, vocab, { ...base, seed, signal: abort.signal })) {
+          buf += ch;
+          // Flush at line ends and every few characters: streaming without a write call per character.
+          if (ch === "\n" || buf.length >= 8) {
+            process.stdout.write(buf);
+            buf = "";
+          }
+        }
+        process.stdout.write(buf + "\n");
+        if (abort.signal.aborted) return 130;
+      }
+    } finally {
+      process.off("SIGINT", onSigint);
+    }
+  },
+});

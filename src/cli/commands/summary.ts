@@ -1,0 +1,50 @@
+// `charlm summary`: a Keras-style table of layers, output shapes and parameter counts, for a checkpoint or for
+// the model a training config would build.
+
+import { loadCheckpoint } from "../../train/checkpoint.js";
+import { PRESETS, resolveTrainConfig, TRAIN_FIELDS, configFromFlags, modelConfigFor } from "../../train/config.js";
+import { buildModel, summary } from "../../models/registry.js";
+import { defineCommand } from "../command.js";
+import type { Schema } from "../flags.js";
+
+const modelFields = ["type", "cell", "embedding", "units", "layers", "heads", "dropout", "seqLength"] as const;
+
+export const summaryCommand = defineCommand({
+  name: "summary",
+  summary: "print a model's layers, output shapes and parameter counts",
+  schema: {
+    model: { type: "string", help: "checkpoint directory; or describe a model with the flags below", arg: "DIR" },
+    preset: {
+      type: "string",
+      help: `training preset: ${Object.keys(PRESETS).join(", ")}`,
+      default: "cpu",
+      arg: "NAME",
+    },
+    vocabSize: { type: "int", help: "vocabulary size (Tiny Shakespeare has 65)", default: 65, min: 1, arg: "V" },
+    ...(Object.fromEntries(modelFields.map((k) => [k, TRAIN_FIELDS[k]])) as Schema),
+  },
+  examples: [
+    "charlm summary --model runs/shakespeare",
+    "charlm summary --preset tutorial",
+    "charlm summary --cell gru --units 512 --layers 2",
+  ],
+  async run(flags) {
+    if (flags.model) {
+      const { model, manifest } = await loadCheckpoint(flags.model);
+      process.stdout.write(summary(model) + "\n");
+      if (manifest.bestValLoss !== null) {
+        process.stdout.write(
+          `Best validation loss: ${manifest.bestValLoss.toFixed(4)} nats/char after ${manifest.step} steps\n`,
+        );
+      }
+      return;
+    }
+    const cfg = resolveTrainConfig({
+      preset: flags.preset,
+      overrides: configFromFlags(flags as unknown as Record<string, unknown> & { _given: Set<string> }),
+    });
+    // Zero weights: only the shapes matter here, and a big model's random init costs seconds.
+    const model = buildModel(modelConfigFor(cfg, flags.vocabSize), null);
+    process.stdout.write(summary(model) + "\n");
+  },
+});

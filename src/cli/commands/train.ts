@@ -1,0 +1,230 @@
+// `charlm train`: resolve the config (default < preset < --config file < flags), load the corpus, build or
+// resume the model, and run the training loop. All the work is in src/train; this file only wires flags to it.
+
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { loadSplits } from "../../data/corpus.js";
+import { Vocab, describe } from "../../data/vocab.js";
+import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { buildModel, countParams } from "../../models/registry.js";
+import {
+  MANIFEST,
+  loadBestWeights,
+  loadCarriedState,
+  loadCheckpoint,
+  loadOptimizerState,
+} from "../../train/checkpoint.js";
+import {
+  PRESETS,
+  checkPartialConfig,
+  configFromFlags,
+  formatConfig,
+  modelConfigFor,
+  resolveTrainConfig,
+  trainConfigSchema,
+  type TrainConfig,
+} from "../../train/config.js";
+import { train, type ResumeState } from "../../train/loop.js";
+import { CharlmError, UsageError } from "../../util/errors.js";
+import { formatDuration } from "../../util/progress.js";
+import { Rng } from "../../util/rng.js";
+import { defineCommand } from "../command.js";
+import { kebab, type Schema } from "../flags.js";
+
+/** Fields a resumed run must keep: they define the model, the batches or the random streams. */
+const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
+  "type",
+  "cell",
+  "heads",
+  "embedding",
+  "units",
+  "layers",
+  "dropout",
+  "seqLength",
+  "batchSize",
+  "batching",
+  "optimizer",
+  "seed",
+  "validationFraction",
+];
+
+const schema = {
+  preset: {
+    type: "string",
+    help: `starting point: ${Object.keys(PRESETS).join(", ")} (the defaults shown below are cpu's)`,
+    default: "cpu",
+    arg: "NAME",
+  },
+  config: { type: "string", help: "JSON file of config keys, applied after the preset", arg: "FILE" },
+  out: { type: "string", help: "checkpoint directory (default runs/<data>-<cell><units>)", arg: "DIR" },
+  resume: { type: "string", help: "continue the run saved in DIR (same seed: same losses)", arg: "DIR" },
+  force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
+  stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
+  quiet: { type: "bool", help: "no progress bar", default: false },
+  ...trainConfigSchema(),
+} satisfies Schema;
+
+export const trainCommand = defineCommand({
+  name: "train",
+  summary: "train a character-level model (Tiny Shakespeare or your corpus), with checkpoints",
+  schema,
+  examples: [
+    "charlm train --out runs/shakespeare",
+    "charlm train --preset tiny --out runs/smoke",
+    "charlm train --data corpus.txt --cell gru --units 512 --layers 2 --dropout 0.2 --epochs 20 --out runs/mine",
+    "charlm train --preset tutorial --cell gru --out runs/tutorial",
+    "charlm train --resume runs/shakespeare --epochs 20",
+  ],
+  async run(flags) {
+    const overrides = configFromFlags(flags as unknown as Record<string, unknown> & { _given: Set<string> });
+    const file = flags.config ? await readConfigFile(flags.config) : undefined;
+    let cfg: TrainConfig;
+    let out: string;
+    let resume: ResumeState | null = null;
+    let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+    const preset = flags._given.has("preset") ? flags.preset : "cpu";
+
+    if (flags.resume) {
+      if (flags.out && path.resolve(flags.out) !== path.resolve(flags.resume)) {
+        throw new UsageError(
+          `--resume continues in its own directory; drop --out ${flags.out} (or copy ${flags.resume} there first)`,
+        );
+      }
+      out = flags.resume;
+      loaded = await loadCheckpoint(out);
+      const saved = loaded.manifest.train;
+      if (!saved)
+        throw new CharlmError(
+          `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
+        );
+      const changes = { ...file, ...overrides };
+      for (const key of LOCKED_ON_RESUME) {
+        if (key in changes && changes[key] !== saved[key]) {
+          throw new UsageError(
+            `--${kebab(key)} ${String(changes[key])} differs from the run's ${String(saved[key])}; a resumed run keeps its model, batches and seed, so drop the flag or start a new run`,
+          );
+        }
+      }
+      cfg = { ...saved, ...changes };
+      resume = {
+        manifest: loaded.manifest,
+        optimizer: await loadOptimizerState(out, loaded.manifest),
+        bestWeights: await loadBestWeights(out, loaded.manifest),
+        carried: await loadCarriedState(out, loaded.manifest),
+      };
+    } else {
+      cfg = resolveTrainConfig({ preset, file, overrides });
+      out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
+      const existing = await fs.stat(path.join(out, MANIFEST)).then(
+        () => true,
+        () => false,
+      );
+      if (existing && !flags.force) {
+        throw new UsageError(
+          `${out} already holds a checkpoint; continue it with --resume ${out}, or pick another --out, or add --force to overwrite it`,
+        );
+      }
+    }
+
+    if (cfg.backend === "wasm" && !flags._given.has("backend")) {
+      // The preset asked for wasm, the user did not: fall back to the js kernels if the wasm build is missing.
+      const wasm = await loadBackend("wasm").catch(() => null);
+      if (!wasm) {
+        process.stderr.write("note: build/kernels.wasm is not available, training with the js backend (slower)\n");
+        cfg = { ...cfg, backend: "js" };
+      }
+    }
+    setBackend(await loadBackend(cfg.backend));
+    const splits = await loadSplits(cfg.data, {
+      validationFraction: cfg.validationFraction,
+      tinyShakespeare: { quiet: flags.quiet },
+    });
+    let vocab: Vocab;
+    let model;
+    if (loaded) {
+      vocab = loaded.vocab;
+      const fresh = Vocab.build(splits.text);
+      const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
+      if (missing.length || fresh.chars.join("") !== vocab.chars.filter((c) => c !== "<unk>").join("")) {
+        const extra = missing.length
+          ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
+          : "";
+        throw new CharlmError(
+          `${cfg.data}: its vocabulary (${fresh.size} symbols) differs from the checkpoint's (${vocab.size} symbols)${extra}; resume with the data the run was started on (--data)`,
+        );
+      }
+      model = loaded.model;
+    } else {
+      vocab = Vocab.build(splits.text);
+      model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+    }
+
+    const say = (line: string): void => void process.stdout.write(line + "\n");
+    say(
+      resume
+        ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
+        : `training into ${out}`,
+    );
+    say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
+    say(
+      `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
+    );
+
+    const abort = new AbortController();
+    const onSigint = (): void => {
+      if (abort.signal.aborted) process.exit(130);
+      process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)\n");
+      abort.abort();
+    };
+    process.on("SIGINT", onSigint);
+    try {
+      const result = await train({
+        config: cfg,
+        model,
+        vocab,
+        splits,
+        out,
+        preset: resume ? resume.manifest.preset : preset,
+        resume,
+        log: say,
+        quiet: flags.quiet,
+        signal: abort.signal,
+        stopAfterSteps: flags.stopAfter,
+      });
+      const best =
+        result.bestValLoss === null
+          ? "n/a"
+          : `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`;
+      say(
+        `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
+      );
+      say(
+        `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
+      );
+      return result.status === "interrupted" && abort.signal.aborted ? 130 : 0;
+    } finally {
+      process.off("SIGINT", onSigint);
+    }
+  },
+});
+
+function dataLabel(data: string): string {
+  const base = /^tinyshakespeare/i.test(data) ? "tinyshakespeare" : path.basename(data).replace(/\.[^.]*$/, "");
+  return base.replace(/[^A-Za-z0-9_-]+/g, "_") || "corpus";
+}
+
+async function readConfigFile(file: string): Promise<Partial<TrainConfig>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch {
+    throw new UsageError(`${file}: cannot read the config file; check the path`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${file}: not valid JSON; write the config as a JSON object like {"units": 512}`);
+  }
+  return checkPartialConfig(raw, file);
+}

@@ -1,0 +1,77 @@
+// The backend registry: which kernels the ops call. `js` is always there and is the default; `wasm` is loaded
+// lazily (dynamic import, so a browser bundle or a checkout without build/kernels.wasm never pays for it) and is
+// listed only when its module loads and build/kernels.wasm instantiates.
+
+import type { Backend } from "../backend.js";
+import { jsBackend } from "./js.js";
+import { CharlmError } from "../../util/errors.js";
+
+export type BackendName = "js" | "wasm";
+
+let current: Backend = jsBackend;
+let wasmPromise: Promise<Backend | null> | null = null;
+
+/** The backend the ops use now. */
+export function getBackend(): Backend {
+  return current;
+}
+
+/** Make `b` the backend for all ops from now on. */
+export function setBackend(b: Backend): void {
+  current = b;
+}
+
+type WasmModule = { createWasmBackend(bytes?: BufferSource): Promise<Backend> };
+
+/** Load the wasm backend once; null when its build is missing or does not instantiate. */
+function loadWasm(): Promise<Backend | null> {
+  if (!wasmPromise) {
+    // Imported on first use only: the js backend never loads the wasm module or its binary.
+    wasmPromise = import("./wasm.js").then(
+      (m: WasmModule) => m.createWasmBackend(),
+      () => null,
+    );
+    wasmPromise = wasmPromise.catch(() => null);
+  }
+  return wasmPromise;
+}
+
+/** Names of the backends that work here, "js" first. */
+export async function listBackends(): Promise<BackendName[]> {
+  const names: BackendName[] = ["js"];
+  if (await loadWasm()) names.push("wasm");
+  return names;
+}
+
+/** A backend by name, without making it current. */
+export async function loadBackend(name: BackendName): Promise<Backend> {
+  if (name === "js") return jsBackend;
+  if (name === "wasm") {
+    const b = await loadWasm();
+    if (!b) {
+      throw new CharlmError(
+        "backend wasm: build/kernels.wasm is missing or failed to load; run `npm run build:wasm` or use --backend js",
+      );
+    }
+    return b;
+  }
+  throw new CharlmError(`backend ${String(name)}: unknown; choose one of js, wasm`);
+}
+
+/** Load the named backend and make it current. */
+export async function useBackend(name: BackendName): Promise<Backend> {
+  const b = await loadBackend(name);
+  setBackend(b);
+  return b;
+}
+
+/** Run fn with `b` as the current backend, restoring the previous one afterwards (tests compare backends). */
+export function withBackend<T>(b: Backend, fn: () => T): T {
+  const prev = current;
+  current = b;
+  try {
+    return fn();
+  } finally {
+    current = prev;
+  }
+}

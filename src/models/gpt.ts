@@ -1,0 +1,357 @@
+// The GPT-style decoder-only transformer (a character-level nanoGPT):
+//
+//   x = wte[tokens] + wpe[0 .. T)                                  token + learned position embeddings   (B, T, C)
+//   L x block:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))         pre-LayerNorm residual blocks
+//   logits = lnf(x) · head                                         final LayerNorm, untied LM head       (B, T, V)
+//
+//   attn(x) = q, k, v = split(x · wqkv + bqkv) (one fused projection), nH heads of hd = C / nH channels,
+//             softmax(q kᵀ / √hd over the keys at or before the query) v, heads joined, then · wo + bo
+//   mlp(x)  = gelu(x · wfc + bfc) · wproj + bproj,  hidden width 4C, GELU in its tanh form (GPT-2's)
+//
+// Choices, and where they differ from nanoGPT:
+// - The LM head has its own (C, V) weight and no bias: nanoGPT ties it to wte; here it is untied, so a checkpoint
+//   holds both and the output layer can learn character frequencies separately from the input embedding.
+// - Dropout (training only) on the embedding sum and on each residual branch before it is added back, as nanoGPT;
+//   not on the attention weights, because the engine's fused attention op has no dropout inside it.
+// - bias false drops every linear bias and the LayerNorm betas (nanoGPT's bias=False): the layerNorm op still
+//   gets a constant zero beta that no optimizer sees.
+// - Weights are stored (in, out) and applied as x · W, like Dense; PyTorch's nn.Linear stores the transpose.
+// - Initialisation as GPT-2: N(0, 0.02) for embeddings and weights, N(0, 0.02/√(2L)) for the two projections that
+//   write into the residual stream (wo, wproj), zero biases, LayerNorm gamma 1 and beta 0.
+//
+// Generation: step() keeps a key/value cache, so each new character runs the blocks on one position only. The
+// positions are learned and absolute, so once the window holds blockSize tokens the cached keys cannot slide:
+// from then on each step reruns the last blockSize tokens (exactly what forward() on that window gives).
+//
+// Legend: B batch, T time (at most blockSize), C channels (nEmbd), nH heads, hd = C / nH head size, V vocabulary,
+// L layers, P positions held in the step cache.
+
+import { noGrad } from "../engine/autograd.js";
+import {
+  add,
+  causalSelfAttention,
+  dropout,
+  embedding,
+  gelu,
+  layerNorm,
+  matmul,
+  slice,
+  softmaxCrossEntropy,
+  split,
+} from "../engine/ops.js";
+import { Tensor } from "../engine/tensor.js";
+import { CharlmError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
+import type { GptModelConfig } from "./config.js";
+import type { ForwardResult, LanguageModel, State } from "./contract.js";
+
+export interface GptForwardOptions {
+  targets?: Int32Array; // (B, T): with them, forward also returns the mean cross-entropy
+  state?: State; // ignored: a GPT carries nothing between calls; its context is the T tokens given
+  training?: boolean; // enables dropout
+  rng?: Rng; // dropout draws; pass the training loop's Rng so a resumed run repeats them (default: the model's own)
+}
+
+/** step()'s key/value cache. It is updated in place and returned: keep only the latest. */
+export interface GptState {
+  B: number;
+  len: number; // positions filled, P <= blockSize
+  tokens: Int32Array; // (B, blockSize): the window of ids, row b in [b·blockSize, b·blockSize + len)
+  k: Float32Array[]; // per layer (B, blockSize, C): keys of the cached positions
+  v: Float32Array[]; // per layer (B, blockSize, C): values
+}
+
+// ---------------------------------------------------------------------------------------------------- pieces
+
+interface Norm {
+  gamma: Tensor; // (C)
+  beta: Tensor | null; // (C); null without bias
+}
+
+interface Block {
+  ln1: Norm;
+  wqkv: Tensor; // (C, 3C): q, k, v side by side
+  bqkv: Tensor | null; // (3C)
+  wo: Tensor; // (C, C)
+  bo: Tensor | null; // (C)
+  ln2: Norm;
+  wfc: Tensor; // (C, 4C)
+  bfc: Tensor | null; // (4C)
+  wproj: Tensor; // (4C, C)
+  bproj: Tensor | null; // (C)
+}
+
+/** Attention given the fused projection (B, T, 3C) -> (B, T, C): the whole causal sequence, or against a cache. */
+type Attend = (qkv: Tensor) => Tensor;
+
+function normal(size: number, std: number, rng: Rng | null): Float32Array {
+  const out = new Float32Array(size);
+  if (rng) for (let i = 0; i < size; i++) out[i] = std * rng.normal();
+  return out;
+}
+
+function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const y = matmul(x, w); // (..., out)
+  return b ? add(y, b) : y;
+}
+
+// ---------------------------------------------------------------------------------------------------- the model
+
+export class GptModel implements LanguageModel {
+  readonly config: GptModelConfig & Record<string, unknown>;
+  readonly wte: Tensor; // (V, C)
+  readonly wpe: Tensor; // (blockSize, C)
+  readonly blocks: Block[];
+  readonly lnf: Norm;
+  readonly head: Tensor; // (C, V)
+  private readonly params = new Map<string, Tensor>();
+  /** The beta of every LayerNorm when bias is false: zeros, not a parameter. */
+  private readonly zeroBeta: Tensor;
+  /** Dropout draws when the caller passes no rng. */
+  private readonly ownRng: Rng;
+
+  /** rng null: weights zero (LayerNorm gains one), for a model whose weights are loaded next. */
+  constructor(config: GptModelConfig, rng: Rng | null) {
+    this.config = { ...config };
+    const { vocabSize: V, blockSize, nLayer: L, nEmbd: C, bias } = config;
+    const std = 0.02;
+    const residStd = 0.02 / Math.sqrt(2 * L);
+    // Draw order is part of the determinism contract: wte, wpe, each block (wqkv, wo, wfc, wproj), head.
+    const param = (name: string, shape: number[], data: Float32Array): Tensor => {
+      const t = new Tensor(data, shape, true);
+      t.name = name;
+      this.params.set(name, t);
+      return t;
+    };
+    const vec = (name: string, n: number, on: boolean): Tensor | null =>
+      on ? param(name, [n], new Float32Array(n)) : null;
+    const norm = (name: string): Norm => ({
+      gamma: param(`${name}.gamma`, [C], new Float32Array(C).fill(1)),
+      beta: vec(`${name}.beta`, C, bias),
+    });
+    this.wte = param("wte", [V, C], normal(V * C, std, rng));
+    this.wpe = param("wpe", [blockSize, C], normal(blockSize * C, std, rng));
+    this.blocks = [];
+    for (let l = 0; l < L; l++) {
+      const p = `h.${l}`;
+      const ln1 = norm(`${p}.ln1`);
+      const wqkv = param(`${p}.attn.wqkv`, [C, 3 * C], normal(C * 3 * C, std, rng));
+      const bqkv = vec(`${p}.attn.bqkv`, 3 * C, bias);
+      const wo = param(`${p}.attn.wo`, [C, C], normal(C * C, residStd, rng));
+      const bo = vec(`${p}.attn.bo`, C, bias);
+      const ln2 = norm(`${p}.ln2`);
+      const wfc = param(`${p}.mlp.wfc`, [C, 4 * C], normal(C * 4 * C, std, rng));
+      const bfc = vec(`${p}.mlp.bfc`, 4 * C, bias);
+      const wproj = param(`${p}.mlp.wproj`, [4 * C, C], normal(4 * C * C, residStd, rng));
+      const bproj = vec(`${p}.mlp.bproj`, C, bias);
+      this.blocks.push({ ln1, wqkv, bqkv, wo, bo, ln2, wfc, bfc, wproj, bproj });
+    }
+    this.lnf = norm("lnf");
+    this.head = param("head.weight", [C, V], normal(C * V, std, rng));
+    this.zeroBeta = Tensor.zeros([C]);
+    this.ownRng = new Rng(rng ? rng.nextU32() : 0);
+  }
+
+  /** Named parameters in a fixed order: wte, wpe, h.0.*, ..., lnf.*, head.weight (docs/models.md). */
+  parameters(): Map<string, Tensor> {
+    return new Map(this.params);
+  }
+
+  /** Rows for summary(): one per embedding, block, final norm and head, with output width and parameter count. */
+  summaryRows(): { name: string; kind: string; width: number; params: number }[] {
+    const { vocabSize: V, nEmbd: C, nLayer: L } = this.config;
+    const count = (prefix: string) => {
+      let n = 0;
+      for (const [name, t] of this.params) if (name === prefix || name.startsWith(`${prefix}.`)) n += t.size;
+      return n;
+    };
+    const rows = [
+      { name: "wte", kind: "Embedding", width: C, params: count("wte") },
+      { name: "wpe", kind: "PositionEmbedding", width: C, params: count("wpe") },
+    ];
+    for (let l = 0; l < L; l++) rows.push({ name: `h.${l}`, kind: "Block", width: C, params: count(`h.${l}`) });
+    rows.push({ name: "lnf", kind: "LayerNormalization", width: C, params: count("lnf") });
+    rows.push({ name: "head", kind: "Dense", width: V, params: count("head") });
+    return rows;
+  }
+
+  /** tokens (B, T) with T <= blockSize -> logits (B, T, V) and, given targets, the mean cross-entropy. */
+  forward(tokens: Int32Array, B: number, T: number, opts: GptForwardOptions = {}): ForwardResult {
+    this.checkTokens(tokens, B, T);
+    const training = opts.training ?? false;
+    const rng = opts.rng ?? this.ownRng;
+    const { nEmbd: C, nHead } = this.config;
+    const attend: Attend = (qkv) => {
+      const [q, k, v] = split(qkv, 2, [C, C, C]); // 3 x (B, T, C)
+      return causalSelfAttention(q, k, v, nHead); // (B, T, C)
+    };
+    let x = this.embed(tokens, B, T, 0, rng, training); // (B, T, C)
+    for (const blk of this.blocks) x = this.block(blk, x, attend, rng, training);
+    const logits = matmul(this.norm(x, this.lnf), this.head); // (B, T, V)
+    const result: ForwardResult = { logits };
+    if (opts.targets) {
+      if (opts.targets.length !== B * T) {
+        throw new CharlmError(`model targets: ${opts.targets.length} ids do not fill a (${B}, ${T}) batch`);
+      }
+      result.loss = softmaxCrossEntropy(logits, opts.targets);
+    }
+    return result;
+  }
+
+  /** An empty key/value cache for B rows. */
+  initialState(B: number): GptState {
+    const { blockSize, nEmbd: C, nLayer: L } = this.config;
+    const cache = () => Array.from({ length: L }, () => new Float32Array(B * blockSize * C));
+    return { B, len: 0, tokens: new Int32Array(B * blockSize), k: cache(), v: cache() };
+  }
+
+  /** One token per batch row (B) -> logits (B, V) for the next position, and the updated cache; no graph. */
+  step(tokens: Int32Array, state: State): { logits: Float32Array; state: GptState } {
+    const B = tokens.length;
+    const s = this.checkState(state, B);
+    const N = this.config.blockSize;
+    this.checkTokens(tokens, B, 1);
+    let ids: Int32Array;
+    let T: number;
+    if (s.len < N) {
+      for (let b = 0; b < B; b++) s.tokens[b * N + s.len] = tokens[b];
+      ids = tokens.slice(); // (B, 1) at position len
+      T = 1;
+    } else {
+      // Window full: slide it by one and recompute every position (each token's position embedding changed).
+      for (let b = 0; b < B; b++) {
+        s.tokens.copyWithin(b * N, b * N + 1, (b + 1) * N);
+        s.tokens[(b + 1) * N - 1] = tokens[b];
+      }
+      s.len = 0;
+      ids = s.tokens.slice(); // (B, N)
+      T = N;
+    }
+    const logits = noGrad(() => {
+      const pos0 = s.len;
+      let x = this.embed(ids, B, T, pos0, this.ownRng, false); // (B, T, C)
+      this.blocks.forEach((blk, l) => {
+        x = this.block(blk, x, (qkv) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0), this.ownRng, false);
+      });
+      const last = slice(x, 1, T - 1, T); // (B, 1, C): only the newest position is predicted from
+      return matmul(this.norm(last, this.lnf), this.head).data; // (B, 1, V)
+    });
+    s.len += T;
+    return { logits, state: s };
+  }
+
+  // ------------------------------------------------------------------------------------------------ internals
+
+  /** wte[ids] + wpe[pos0 .. pos0 + T), then dropout. */
+  private embed(ids: Int32Array, B: number, T: number, pos0: number, rng: Rng, training: boolean): Tensor {
+    const pos = new Int32Array(T);
+    for (let t = 0; t < T; t++) pos[t] = pos0 + t;
+    const x = add(embedding(this.wte, ids, [B, T]), embedding(this.wpe, pos, [T])); // (B, T, C) + (T, C)
+    return dropout(x, this.config.dropout, rng, training);
+  }
+
+  /** One pre-LayerNorm block: x + attn(ln1(x)), then + mlp(ln2(x)). (B, T, C) -> (B, T, C). */
+  private block(blk: Block, x: Tensor, attend: Attend, rng: Rng, training: boolean): Tensor {
+    const p = this.config.dropout;
+    const qkv = linear(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
+    const a = linear(attend(qkv), blk.wo, blk.bo); // (B, T, C)
+    x = add(x, dropout(a, p, rng, training));
+    const h = gelu(linear(this.norm(x, blk.ln2), blk.wfc, blk.bfc)); // (B, T, 4C)
+    const m = linear(h, blk.wproj, blk.bproj); // (B, T, C)
+    return add(x, dropout(m, p, rng, training));
+  }
+
+  private norm(x: Tensor, n: Norm): Tensor {
+    return layerNorm(x, n.gamma, n.beta ?? this.zeroBeta, 1e-5);
+  }
+
+  /**
+   * Attention for T new positions pos0 .. pos0+T-1 against the cache (B, blockSize, C): their keys and values are
+   * written into it first, then query i attends to cached positions 0 .. pos0+i. Forward-only (under noGrad).
+   */
+  private cachedAttention(qkv: Tensor, K: Float32Array, Vc: Float32Array, pos0: number): Tensor {
+    const [B, T] = qkv.shape;
+    const { nEmbd: C, nHead, blockSize: N } = this.config;
+    const hd = C / nHead;
+    const sc = 1 / Math.sqrt(hd);
+    const src = qkv.data;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const r = (b * T + t) * 3 * C;
+        const c = (b * N + pos0 + t) * C;
+        K.set(src.subarray(r + C, r + 2 * C), c);
+        Vc.set(src.subarray(r + 2 * C, r + 3 * C), c);
+      }
+    }
+    const out = Tensor.zeros([B, T, C]);
+    const O = out.data;
+    const w = new Float64Array(pos0 + T); // attention weights of one query
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < nHead; h++) {
+        for (let t = 0; t < T; t++) {
+          const qi = (b * T + t) * 3 * C + h * hd;
+          const P = pos0 + t + 1; // keys this query sees
+          let m = -Infinity;
+          for (let j = 0; j < P; j++) {
+            const kj = (b * N + j) * C + h * hd;
+            let s = 0;
+            for (let d = 0; d < hd; d++) s += src[qi + d] * K[kj + d];
+            w[j] = s * sc;
+            if (w[j] > m) m = w[j];
+          }
+          let z = 0;
+          for (let j = 0; j < P; j++) z += w[j] = Math.exp(w[j] - m);
+          const oi = (b * T + t) * C + h * hd;
+          for (let j = 0; j < P; j++) {
+            const p = w[j] / z;
+            const vj = (b * N + j) * C + h * hd;
+            for (let d = 0; d < hd; d++) O[oi + d] += p * Vc[vj + d];
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private checkTokens(tokens: Int32Array, B: number, T: number): void {
+    const { vocabSize: V, blockSize } = this.config;
+    if (tokens.length !== B * T) {
+      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
+    }
+    if (T > blockSize) {
+      throw new CharlmError(
+        `model input: ${T} positions exceed the GPT's context of ${blockSize} (blockSize); pass at most ${blockSize} tokens per row`,
+      );
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      const id = tokens[i];
+      if (!(id >= 0 && id < V)) {
+        const at = `(${Math.floor(i / T)}, ${i % T})`;
+        throw new CharlmError(`model input: token id ${id} at ${at} is outside the vocabulary [0, ${V})`);
+      }
+    }
+  }
+
+  private checkState(state: State, B: number): GptState {
+    const s = state as GptState;
+    const { blockSize: N, nEmbd: C, nLayer: L } = this.config;
+    const ok =
+      s !== null &&
+      typeof s === "object" &&
+      s.B === B &&
+      Number.isInteger(s.len) &&
+      s.len >= 0 &&
+      s.len <= N &&
+      s.tokens instanceof Int32Array &&
+      s.tokens.length === B * N &&
+      Array.isArray(s.k) &&
+      Array.isArray(s.v) &&
+      s.k.length === L &&
+      s.v.length === L &&
+      [...s.k, ...s.v].every((a) => a instanceof Float32Array && a.length === B * N * C);
+    if (!ok) {
+      throw new CharlmError(`model state: expected the key/value cache from initialState(${B}); pass that`);
+    }
+    return s;
+  }
+}

@@ -1,0 +1,87 @@
+// The one place a config becomes a model: `type` picks the class. Also summary(), a Keras-style table of layers,
+// output shapes and parameter counts.
+
+import { Dense } from "../nn/dense.js";
+import { Embedding } from "../nn/embedding.js";
+import { RecurrentLayer } from "../nn/recurrent.js";
+import { CharlmError } from "../util/errors.js";
+import type { Rng } from "../util/rng.js";
+import { parseModelConfig, type ModelConfig } from "./config.js";
+import type { LanguageModel } from "./contract.js";
+import { GptModel } from "./gpt.js";
+import { RnnModel } from "./rnn.js";
+
+/**
+ * Build a freshly initialised model; all draws come from rng, so the same seed gives the same weights. With rng
+ * null the parameters are zeros: use that when weights are loaded next (checkpoints) or only the shapes matter
+ * (summary), since the orthogonal init of a 1024-unit LSTM costs seconds.
+ */
+export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel {
+  const cfg = parseModelConfig(config);
+  switch (cfg.type) {
+    case "rnn":
+      return new RnnModel(cfg, rng);
+    case "gpt":
+      return new GptModel(cfg, rng);
+    default:
+      throw new CharlmError(`model config: unknown type ${JSON.stringify((cfg as { type: unknown }).type)}`);
+  }
+}
+
+/** Total number of scalar parameters. */
+export function countParams(model: LanguageModel): number {
+  let n = 0;
+  for (const t of model.parameters().values()) n += t.size;
+  return n;
+}
+
+/**
+ * A table like Keras' model.summary(): one row per layer with its output shape (None for the batch and time axes,
+ * which any batch fills) and parameter count, then the totals.
+ */
+export function summary(model: LanguageModel): string {
+  const rows: [string, string, string][] = [];
+  if (model instanceof RnnModel) {
+    const c = model.config;
+    for (const layer of model.layers()) {
+      let width = 0;
+      if (layer instanceof Embedding) width = layer.dim;
+      else if (layer instanceof RecurrentLayer) width = layer.units;
+      else if (layer instanceof Dense) width = layer.units;
+      rows.push([`${layer.name} (${layer.kind})`, `(None, None, ${width})`, fmt(layer.countParams())]);
+      if (layer instanceof RecurrentLayer && c.dropout > 0) {
+        rows.push([`${layer.name}.dropout (Dropout)`, `(None, None, ${width})`, "0"]);
+      }
+    }
+  } else if (model instanceof GptModel) {
+    for (const r of model.summaryRows())
+      rows.push([`${r.name} (${r.kind})`, `(None, None, ${r.width})`, fmt(r.params)]);
+  } else {
+    for (const [name, t] of model.parameters()) rows.push([name, `(${t.shape.join(", ")})`, fmt(t.size)]);
+  }
+  const total = countParams(model);
+  const w = [40, 24, 14];
+  const line = (ch: string) => ch.repeat(w[0] + w[1] + w[2]);
+  const row = (cells: string[]) => cells.map((s, i) => (i === 2 ? s.padStart(w[i]) : s.padEnd(w[i]))).join("");
+  const title = `Model: "${String(model.config.type)}${"cell" in model.config ? `-${String(model.config.cell)}` : ""}"`;
+  return [
+    title,
+    line("_"),
+    row(["Layer (type)", "Output Shape", "Param #"]),
+    line("="),
+    ...rows.map(row),
+    line("="),
+    `Total params: ${fmt(total)} (${megabytes(total)})`,
+    `Trainable params: ${fmt(total)}`,
+    `Non-trainable params: 0`,
+    line("_"),
+  ].join("\n");
+}
+
+function fmt(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+function megabytes(params: number): string {
+  return `${((params * 4) / (1024 * 1024)).toFixed(2)} MB`;
+}

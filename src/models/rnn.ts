@@ -1,0 +1,157 @@
+// The Keras-style sequential recurrent model:
+//
+//   Embedding(V, E) -> N x (LSTM | GRU | SimpleRNN)(H) [-> Dropout after each] -> Dense(V)
+//
+// Tokens arrive batch-major (B, T) as the contract says, but the recurrent ops run time-major (T, B, ·), where each
+// step reads one contiguous (B, ·) slab. So the ids are transposed on the way in (cheap: integers) and the logits
+// on the way out (the (T, B, V) logits are smaller than the (T, B, H) hidden states whenever V < H).
+//
+// Dropout (training only) follows every recurrent layer, including the last, as in char-rnn: with one layer it
+// still regularises the Dense input. Set dropout 0 for none.
+//
+// Legend: B batch, T time, V vocabulary, E embedding width, H units, L layers.
+
+import { noGrad } from "../engine/autograd.js";
+import { softmaxCrossEntropy, transpose } from "../engine/ops.js";
+import { Tensor } from "../engine/tensor.js";
+import { Dense } from "../nn/dense.js";
+import { Dropout } from "../nn/dropout.js";
+import { Embedding } from "../nn/embedding.js";
+import type { Layer } from "../nn/layer.js";
+import { recurrentLayer, type RecurrentLayer } from "../nn/recurrent.js";
+import { CharlmError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
+import type { RnnModelConfig } from "./config.js";
+import type { ForwardResult, LanguageModel, State } from "./contract.js";
+
+/** Recurrent state of the whole stack: one entry per layer; c only for LSTM. Tensors are (B, H), detached. */
+export interface RnnState {
+  h: Tensor[];
+  c: Tensor[];
+}
+
+export interface RnnForwardOptions {
+  targets?: Int32Array; // (B, T): with them, forward also returns the mean cross-entropy
+  state?: State; // an RnnState from initialState() or a previous forward/step; zeros when absent
+  training?: boolean; // enables dropout
+  rng?: Rng; // dropout draws; pass the training loop's Rng so a resumed run repeats them (default: the model's own)
+}
+
+export class RnnModel implements LanguageModel {
+  readonly config: RnnModelConfig & Record<string, unknown>;
+  readonly embedding: Embedding;
+  readonly recurrent: RecurrentLayer[];
+  readonly dropout: Dropout;
+  readonly dense: Dense;
+  /** Dropout draws when the caller passes no rng. */
+  private readonly ownRng: Rng;
+
+  /** rng null: all parameters zero, for a model whose weights are loaded next (skips the O(H³) init). */
+  constructor(config: RnnModelConfig, rng: Rng | null) {
+    this.config = { ...config };
+    const { vocabSize: V, embedding: E, units: H, layers: L, cell } = config;
+    // Draw order is part of the determinism contract: embedding, each recurrent layer (wx, wh), dense.
+    this.embedding = new Embedding(V, E, rng, "embedding");
+    this.recurrent = [];
+    for (let l = 0; l < L; l++) this.recurrent.push(recurrentLayer(cell, l === 0 ? E : H, H, rng, `rnn.${l}`));
+    this.dropout = new Dropout(config.dropout, "dropout");
+    this.dense = new Dense(H, V, rng, "dense");
+    this.ownRng = new Rng(rng ? rng.nextU32() : 0);
+  }
+
+  /** Layers in order, for summary(). */
+  layers(): Layer[] {
+    return [this.embedding, ...this.recurrent, this.dense];
+  }
+
+  parameters(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const layer of this.layers()) {
+      for (const [local, t] of layer.params) out.set(`${layer.name}.${local}`, t);
+    }
+    return out;
+  }
+
+  initialState(B: number): RnnState {
+    const h: Tensor[] = [];
+    const c: Tensor[] = [];
+    for (const layer of this.recurrent) {
+      const s = layer.initialState(B);
+      h.push(s.h);
+      if (s.c) c.push(s.c);
+    }
+    return { h, c };
+  }
+
+  forward(tokens: Int32Array, B: number, T: number, opts: RnnForwardOptions = {}): ForwardResult {
+    const V = this.config.vocabSize;
+    if (tokens.length !== B * T) {
+      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
+    }
+    const state = this.checkState(opts.state ?? this.initialState(B), B);
+    const training = opts.training ?? false;
+    const rng = opts.rng ?? this.ownRng;
+
+    // (B, T) -> (T, B) ids, then (T, B, E) embeddings.
+    const idsTB = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const id = tokens[b * T + t];
+        if (!(id >= 0 && id < V)) {
+          throw new CharlmError(`model input: token id ${id} at (${b}, ${t}) is outside the vocabulary [0, ${V})`);
+        }
+        idsTB[t * B + b] = id;
+      }
+    }
+    let x = this.embedding.forward(idsTB, [T, B]); // (T, B, E)
+
+    const next: RnnState = { h: [], c: [] };
+    this.recurrent.forEach((layer, l) => {
+      const out = layer.forward(x, { h: state.h[l], c: state.c[l] });
+      x = this.dropout.forward(out.hs, rng, training); // (T, B, H)
+      // The carried state leaves the graph: truncated BPTT stops at the batch boundary.
+      next.h.push(out.state.h.detach());
+      if (out.state.c) next.c.push(out.state.c.detach());
+    });
+
+    const logits = transpose(this.dense.forward(x), 0, 1); // (T, B, V) -> (B, T, V)
+    const result: ForwardResult = { logits, state: next };
+    if (opts.targets) {
+      if (opts.targets.length !== B * T) {
+        throw new CharlmError(`model targets: ${opts.targets.length} ids do not fill a (${B}, ${T}) batch`);
+      }
+      result.loss = softmaxCrossEntropy(logits, opts.targets);
+    }
+    return result;
+  }
+
+  /** One token per batch row (B) -> logits (B, V) and the next state; no graph is recorded. */
+  step(tokens: Int32Array, state: State): { logits: Float32Array; state: RnnState } {
+    const B = tokens.length;
+    return noGrad(() => {
+      const { logits, state: next } = this.forward(tokens, B, 1, { state });
+      return { logits: logits.data, state: next as RnnState };
+    });
+  }
+
+  private checkState(state: State, B: number): RnnState {
+    const s = state as RnnState;
+    const L = this.recurrent.length;
+    const H = this.config.units;
+    const wantC = this.config.cell === "lstm" ? L : 0;
+    const ok =
+      s !== null &&
+      typeof s === "object" &&
+      Array.isArray(s.h) &&
+      Array.isArray(s.c) &&
+      s.h.length === L &&
+      s.c.length === wantC &&
+      [...s.h, ...s.c].every((t) => t instanceof Tensor && t.size === B * H);
+    if (!ok) {
+      throw new CharlmError(
+        `model state: expected ${L} layer state(s) of shape (${B}, ${H}) from initialState(${B}); pass that or none`,
+      );
+    }
+    return s;
+  }
+}

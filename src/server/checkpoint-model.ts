@@ -1,0 +1,105 @@
+// Adapts a trained checkpoint directory to what the server serves: the card from its manifest, the vocabulary
+// check, generation through the one sampler (src/sample/generate.ts), and the files the in-browser mode downloads.
+
+import { stat } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import type { LanguageModel } from "../models/contract.js";
+import { countParams, summary } from "../models/registry.js";
+import { generate } from "../sample/generate.js";
+import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../train/checkpoint.js";
+import type { Vocab } from "../data/vocab.js";
+import { UsageError } from "../util/errors.js";
+import type { GenerateRequest, ModelCard, ServedModel } from "./served-model.js";
+
+/** Loss-curve pictures a training run may leave next to its checkpoint; the first one found is served. */
+const LOSS_PICTURES = ["loss.svg", "loss.png", "loss-curve.svg", "loss-curve.png"];
+
+const NAME = /^[A-Za-z0-9._-]{1,100}$/;
+
+/** The card shown by /api/models and the page, from a loaded checkpoint. */
+export function cardOf(name: string, model: LanguageModel, vocab: Vocab, manifest: Manifest): ModelCard {
+  const cfg = manifest.model as unknown as Record<string, unknown>;
+  const history = manifest.history ?? [];
+  const lastVal = history.length ? history[history.length - 1].valLoss : null;
+  const validationLoss = manifest.bestValLoss ?? (Number.isFinite(lastVal) ? lastVal : null);
+  return {
+    name,
+    type: [cfg.type, cfg.cell].filter((x) => typeof x === "string").join("-"),
+    architecture: summary(model),
+    parameters: countParams(model),
+    vocabSize: vocab.size,
+    validationLoss,
+    trainingSeconds: manifest.elapsedSeconds > 0 ? manifest.elapsedSeconds : null,
+    steps: manifest.step ?? null,
+    config: { ...cfg, data: manifest.dataName, preset: manifest.preset },
+    history: history.map((h) => ({ step: h.step, trainLoss: h.trainLoss, valLoss: h.valLoss })),
+  };
+}
+
+/** Serve a loaded model under `name`. */
+export function servedModel(
+  name: string,
+  loaded: { model: LanguageModel; vocab: Vocab; manifest: Manifest },
+  files?: ServedModel["files"],
+): ServedModel {
+  const { model, vocab, manifest } = loaded;
+  return {
+    card: cardOf(name, model, vocab, manifest),
+    files,
+    unknownChars: (text) => vocab.unknownChars(text),
+    generate: (req: GenerateRequest, signal: AbortSignal) =>
+      generate(model, vocab, {
+        prime: req.prime,
+        length: req.length,
+        temperature: req.temperature,
+        topK: req.topK > 0 ? req.topK : undefined,
+        topP: req.topP < 1 ? req.topP : undefined,
+        seed: req.seed,
+        stop: req.stop,
+        signal,
+      }),
+  };
+}
+
+/** Load one checkpoint directory; `name` defaults to the directory's base name. */
+export async function fromCheckpoint(dir: string, name?: string): Promise<ServedModel> {
+  const abs = resolve(dir);
+  const modelName = name ?? basename(abs).replace(/[^A-Za-z0-9._-]/g, "-");
+  if (!NAME.test(modelName)) {
+    throw new UsageError(
+      `--model ${dir}: '${modelName}' is not a usable model name; give one with --model NAME=DIR (letters, digits, . _ -)`,
+    );
+  }
+  const loaded = await loadCheckpoint(abs);
+  let lossPicture: string | undefined;
+  for (const f of LOSS_PICTURES) {
+    if (
+      await stat(join(abs, f)).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    ) {
+      lossPicture = join(abs, f);
+      break;
+    }
+  }
+  return servedModel(modelName, loaded, { weights: join(abs, WEIGHTS), manifest: join(abs, MANIFEST), lossPicture });
+}
+
+/** Load every `--model` argument (DIR or NAME=DIR); names must be distinct. */
+export async function loadServedModels(specs: string[]): Promise<ServedModel[]> {
+  const out: ServedModel[] = [];
+  for (const spec of specs) {
+    const eq = spec.indexOf("=");
+    // NAME=DIR only when the part before "=" is a plain name, so a directory with "=" in its path still works.
+    const named = eq > 0 && NAME.test(spec.slice(0, eq));
+    const m = await fromCheckpoint(named ? spec.slice(eq + 1) : spec, named ? spec.slice(0, eq) : undefined);
+    if (out.some((o) => o.card.name === m.card.name)) {
+      throw new UsageError(
+        `--model ${spec}: the name '${m.card.name}' is taken by another --model; name them with --model NAME=DIR`,
+      );
+    }
+    out.push(m);
+  }
+  return out;
+}

@@ -1,0 +1,42 @@
+// Atomic file writes: a reader sees either the old file or the new one, never half of each. The bytes go to a
+// temporary file beside the target, are fsynced, and the temporary is renamed over the target (rename is atomic
+// within one filesystem); the directory is fsynced too so the rename itself survives a power cut.
+
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+
+let counter = 0;
+
+/** Write `data` to `file` atomically (temp file, fsync, rename, fsync directory). */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${counter++}`);
+  const handle = await fs.open(tmp, "w");
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Some filesystems refuse to open or fsync a directory; the rename has happened either way.
+  try {
+    const d = await fs.open(dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
+    /* best effort */
+  }
+}

@@ -1,0 +1,373 @@
+// Checkpoints: a directory that describes itself.
+//
+//   charlm.json            the manifest: format "charlm-checkpoint", version 1, model config, vocabulary, training
+//                          config, optimizer scalars, RNG states, step/epoch/batcher position, history, best
+//                          validation loss, elapsed time, and the size and SHA-256 of every file below
+//   model.safetensors      the weights: one F32 tensor per named parameter (names and shapes as model.parameters())
+//   optimizer.safetensors  the optimizer's per-parameter buffers, "<slot>.<parameter>" (Adam: m.*, v.*), for --resume
+//   best.safetensors       the weights of the best validation epoch so far (early stopping restores them)
+//   state.safetensors      the carried recurrent state of stream batching, "h.<layer>" and "c.<layer>", if any
+//
+// Saving is a small two-phase commit so that a run killed at any moment leaves the previous complete checkpoint or
+// the new one, never a mix: every new file is first written atomically (temp file, fsync, rename) under a ".next"
+// name, then the new manifest as "charlm.json.next" (the commit point), then each ".next" file is renamed over
+// its final name, the manifest last. A reader that finds "charlm.json.next" finishes those renames first; stray
+// ".next" data files without it are the remains of an uncommitted save and are ignored. A file that does not match
+// its manifest entry (size, SHA-256, safetensors structure) is refused.
+
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { Vocab, type VocabJSON } from "../data/vocab.js";
+import { Tensor } from "../engine/tensor.js";
+import { parseModelConfig, type ModelConfig } from "../models/config.js";
+import type { LanguageModel, State } from "../models/contract.js";
+import { buildModel } from "../models/registry.js";
+import { CharlmError } from "../util/errors.js";
+import type { Rng, RngState } from "../util/rng.js";
+import { writeFileAtomic } from "./atomic.js";
+import { checkPartialConfig, type TrainConfig } from "./config.js";
+import type { EarlyStoppingState } from "./early-stopping.js";
+import type { Optimizer, OptimizerState } from "./optimizers.js";
+import { decodeSafetensors, encodeSafetensors, type SafetensorsFile } from "./safetensors.js";
+import { loadWeightsInto } from "./weights.js";
+
+export { readSafetensors, writeSafetensors } from "./safetensors-file.js";
+export { loadWeightsInto } from "./weights.js";
+
+export const CHECKPOINT_FORMAT = "charlm-checkpoint";
+export const CHECKPOINT_VERSION = 1;
+export const MANIFEST = "charlm.json";
+export const WEIGHTS = "model.safetensors";
+export const OPTIMIZER = "optimizer.safetensors";
+export const BEST = "best.safetensors";
+export const STATE = "state.safetensors";
+
+/** One line of the per-epoch history. Losses are mean nats per character. */
+export interface EpochRecord {
+  epoch: number; // 1-based
+  step: number; // optimizer steps done at the end of the epoch
+  trainLoss: number;
+  valLoss: number;
+  lr: number; // learning rate of the epoch's last step
+  seconds: number; // wall time of the epoch
+}
+
+export type RunStatus = "running" | "finished" | "early-stopped";
+
+export interface Manifest {
+  format: typeof CHECKPOINT_FORMAT;
+  version: typeof CHECKPOINT_VERSION;
+  savedAt: string; // ISO time
+  model: ModelConfig;
+  vocab: VocabJSON;
+  train: TrainConfig | null; // resolved training config (null for a model saved outside `charlm train`)
+  preset: string | null;
+  dataName: string | null; // "tinyshakespeare" or the corpus file name
+  parameters: { name: string; shape: number[] }[]; // what model.safetensors holds, in order
+  files: Record<string, { bytes: number; sha256: string }>;
+  optimizer: { type: OptimizerState["type"]; t: number; hyper: OptimizerState["hyper"] } | null;
+  rng: { model: RngState; data: RngState } | null; // dropout draws; batch shuffling
+  step: number; // optimizer steps done
+  epoch: number; // completed epochs
+  stepInEpoch: number; // batches of the current (incomplete) epoch done
+  batcher: unknown; // stream batching position (StreamBatcher.getState()), or null
+  earlyStopping: { best: number | null; bestEpoch: number; wait: number } | null;
+  history: EpochRecord[];
+  bestValLoss: number | null;
+  partialEpochLoss: { sum: number; count: number } | null; // step losses of the incomplete epoch so far
+  elapsedSeconds: number;
+  status: RunStatus;
+}
+
+/** What saveCheckpoint needs; everything past model and vocab is training state and may be left out. */
+export interface CheckpointInput {
+  model: LanguageModel;
+  vocab: Vocab;
+  optimizer?: Optimizer | null;
+  rng?: { model: Rng; data: Rng } | null;
+  step?: number;
+  epoch?: number;
+  stepInEpoch?: number;
+  batcher?: unknown;
+  carriedState?: State | null;
+  history?: EpochRecord[];
+  bestValLoss?: number | null;
+  earlyStopping?: EarlyStoppingState | null;
+  bestWeights?: Map<string, Float32Array> | null;
+  trainConfig?: TrainConfig | null;
+  preset?: string | null;
+  dataName?: string | null;
+  partialEpochLoss?: { sum: number; count: number } | null;
+  elapsedSeconds?: number;
+  status?: RunStatus;
+}
+
+const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+const finiteOrNull = (x: number | null | undefined): number | null =>
+  x !== undefined && x !== null && Number.isFinite(x) ? x : null;
+
+function weightsOf(model: LanguageModel): Map<string, { shape: number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, t] of model.parameters()) out.set(name, { shape: t.shape, data: t.data });
+  return out;
+}
+
+/** Save a checkpoint into `dir` (created if needed). Data files first, the manifest last; each write is atomic. */
+export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<Manifest> {
+  await fs.mkdir(dir, { recursive: true });
+  await finishInterruptedSave(dir);
+  const files: Manifest["files"] = {};
+  const put = async (name: string, bytes: Uint8Array): Promise<void> => {
+    await writeFileAtomic(path.join(dir, name + NEXT), bytes);
+    files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
+  };
+  const params = model2list(c.model);
+  await put(WEIGHTS, encodeSafetensors(weightsOf(c.model), { format: "charlm", layout: "row-major" }));
+  const opt = c.optimizer?.getState() ?? null;
+  if (opt)
+    await put(
+      OPTIMIZER,
+      encodeSafetensors(new Map([...opt.slots].map(([k, v]) => [k, { shape: [v.length], data: v }]))),
+    );
+  if (c.bestWeights) {
+    const shapes = new Map(params.map((p) => [p.name, p.shape]));
+    await put(
+      BEST,
+      encodeSafetensors(
+        new Map([...c.bestWeights].map(([k, v]) => [k, { shape: shapes.get(k) ?? [v.length], data: v }])),
+      ),
+    );
+  }
+  const carried = c.carriedState ? stateTensors(c.carriedState) : null;
+  if (carried) await put(STATE, encodeSafetensors(carried));
+
+  const es = c.earlyStopping;
+  const manifest: Manifest = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    savedAt: new Date().toISOString(),
+    model: c.model.config as unknown as ModelConfig,
+    vocab: c.vocab.toJSON(),
+    train: c.trainConfig ?? null,
+    preset: c.preset ?? null,
+    dataName: c.dataName ?? null,
+    parameters: params,
+    files,
+    optimizer: opt ? { type: opt.type, t: opt.t, hyper: opt.hyper } : null,
+    rng: c.rng ? { model: c.rng.model.getState(), data: c.rng.data.getState() } : null,
+    step: c.step ?? 0,
+    epoch: c.epoch ?? 0,
+    stepInEpoch: c.stepInEpoch ?? 0,
+    batcher: c.batcher ?? null,
+    earlyStopping: es ? { best: finiteOrNull(es.best), bestEpoch: es.bestEpoch, wait: es.wait } : null,
+    history: c.history ?? [],
+    bestValLoss: finiteOrNull(c.bestValLoss),
+    partialEpochLoss: c.partialEpochLoss ?? null,
+    elapsedSeconds: c.elapsedSeconds ?? 0,
+    status: c.status ?? "finished",
+  };
+  await writeFileAtomic(path.join(dir, MANIFEST + NEXT), prettyJson(manifest) + "\n");
+  await finishInterruptedSave(dir);
+  return manifest;
+}
+
+const NEXT = ".next";
+
+/** JSON indented by two spaces, with arrays of numbers or strings kept on one line (vocabulary, shapes, RNG). */
+export function prettyJson(value: unknown, indent = ""): string {
+  if (Array.isArray(value)) {
+    if (value.every((v) => v === null || typeof v !== "object")) return JSON.stringify(value);
+    const inner = indent + "  ";
+    return `[\n${value.map((v) => inner + prettyJson(v, inner)).join(",\n")}\n${indent}]`;
+  }
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    if (!entries.length) return "{}";
+    const inner = indent + "  ";
+    const body = entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${prettyJson(v, inner)}`).join(",\n");
+    return `{\n${body}\n${indent}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * Complete a committed save (charlm.json.next present): move each listed ".next" file into place, remove data
+ * files the new manifest does not list, then move the manifest. Without a committed manifest, drop stray ".next" files.
+ */
+async function finishInterruptedSave(dir: string): Promise<void> {
+  const nextManifest = path.join(dir, MANIFEST + NEXT);
+  let committed: Partial<Manifest> | null;
+  try {
+    committed = JSON.parse(await fs.readFile(nextManifest, "utf8")) as Partial<Manifest>;
+  } catch {
+    committed = null; // absent: the usual case (it is written atomically, so never half there)
+  }
+  for (const name of [WEIGHTS, OPTIMIZER, BEST, STATE]) {
+    const next = path.join(dir, name + NEXT);
+    const listed = committed?.files && name in committed.files;
+    if (committed && listed) {
+      await fs.rename(next, path.join(dir, name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err; // already moved by the interrupted save
+      });
+    } else {
+      await fs.rm(next, { force: true });
+      if (committed) await fs.rm(path.join(dir, name), { force: true });
+    }
+  }
+  if (committed) await fs.rename(nextManifest, path.join(dir, MANIFEST));
+}
+
+function model2list(model: LanguageModel): { name: string; shape: number[] }[] {
+  return [...model.parameters()].map(([name, t]) => ({ name, shape: t.shape.slice() }));
+}
+
+// The carried state of stream batching, if it is the usual { h: Tensor[], c: Tensor[] } shape; null otherwise.
+function stateTensors(state: State): Map<string, { shape: number[]; data: Float32Array }> | null {
+  if (typeof state !== "object" || state === null) return null;
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [key, list] of Object.entries(state)) {
+    if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) return null;
+    list.forEach((t: Tensor, i) => out.set(`${key}.${i}`, { shape: t.shape, data: t.data }));
+  }
+  return out;
+}
+
+/** Rebuild a carried state saved by stateTensors. */
+export function stateFromTensors(file: SafetensorsFile): State {
+  const state: Record<string, Tensor[]> = {};
+  for (const [name, t] of file.tensors) {
+    const [key, i] = name.split(".");
+    (state[key] ??= [])[Number(i)] = new Tensor(t.data as Float32Array, t.shape);
+  }
+  return state;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading
+
+const exists = (p: string): Promise<boolean> =>
+  fs.stat(p).then(
+    () => true,
+    () => false,
+  );
+
+/** Read and check `dir`/charlm.json: it must exist, be ours, and be a version this code reads. */
+export async function readManifest(dir: string): Promise<Manifest> {
+  const file = path.join(dir, MANIFEST);
+  if (await exists(path.join(dir, MANIFEST + NEXT))) await finishInterruptedSave(dir);
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new CharlmError(
+        (await exists(dir))
+          ? `${dir}: no ${MANIFEST} in this directory, so it is not a charlm checkpoint; pass the --out directory of a charlm train run`
+          : `${dir}: no such directory; pass the --out directory of a charlm train run`,
+      );
+    }
+    throw err;
+  }
+  let m: Partial<Manifest>;
+  try {
+    m = JSON.parse(text) as Partial<Manifest>;
+  } catch {
+    throw new CharlmError(`${file}: not valid JSON; the checkpoint is damaged, train again or restore it from a copy`);
+  }
+  if (typeof m !== "object" || m === null || m.format !== CHECKPOINT_FORMAT) {
+    throw new CharlmError(
+      `${file}: format is ${JSON.stringify(m?.format)}, expected "${CHECKPOINT_FORMAT}"; this is not a charlm checkpoint`,
+    );
+  }
+  if (m.version !== CHECKPOINT_VERSION) {
+    throw new CharlmError(
+      `${file}: checkpoint format version ${JSON.stringify(m.version)} is not supported (this charlm reads version ${CHECKPOINT_VERSION}); use the charlm release that wrote it or train again`,
+    );
+  }
+  for (const key of ["model", "vocab", "parameters", "files"] as const) {
+    if (typeof m[key] !== "object" || m[key] === null)
+      throw new CharlmError(`${file}: the "${key}" field is missing; the checkpoint is damaged`);
+  }
+  m.model = parseModelConfig(m.model, `${file}: model`);
+  if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`) as TrainConfig;
+  return m as Manifest;
+}
+
+/** Read one data file of the checkpoint, checking its size and SHA-256 against the manifest. */
+export async function readCheckpointFile(
+  dir: string,
+  manifest: Manifest,
+  name: string,
+): Promise<SafetensorsFile | null> {
+  const entry = manifest.files[name];
+  if (!entry) return null;
+  const file = path.join(dir, name);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new CharlmError(
+        `${file}: missing, though ${MANIFEST} lists it; the checkpoint is incomplete, copy the whole directory`,
+      );
+    }
+    throw err;
+  }
+  if (bytes.length !== entry.bytes) {
+    throw new CharlmError(
+      `${file}: ${bytes.length} bytes but the manifest says ${entry.bytes} (truncated or replaced); restore the file or train again`,
+    );
+  }
+  // Structure first (it names what is wrong), then the checksum (catches edits that keep the structure).
+  const parsed = decodeSafetensors(bytes, file);
+  if (sha256(bytes) !== entry.sha256) {
+    throw new CharlmError(
+      `${file}: contents do not match the SHA-256 in ${MANIFEST} (edited or corrupted); restore the file or train again`,
+    );
+  }
+  return parsed;
+}
+
+/** Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. */
+export async function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+  const manifest = await readManifest(dir);
+  const vocab = Vocab.fromJSON(manifest.vocab);
+  if (vocab.size !== manifest.model.vocabSize) {
+    throw new CharlmError(
+      `${path.join(dir, MANIFEST)}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
+    );
+  }
+  const model = buildModel(manifest.model, null); // zeros: the weights are loaded next
+  const weights = await readCheckpointFile(dir, manifest, WEIGHTS);
+  if (!weights) throw new CharlmError(`${path.join(dir, MANIFEST)}: lists no ${WEIGHTS}; the checkpoint is damaged`);
+  loadWeightsInto(model, weights, path.join(dir, WEIGHTS));
+  return { model, vocab, manifest };
+}
+
+/** The optimizer state stored next to a manifest (slots from optimizer.safetensors), or null if none was saved. */
+export async function loadOptimizerState(dir: string, manifest: Manifest): Promise<OptimizerState | null> {
+  if (!manifest.optimizer) return null;
+  const file = await readCheckpointFile(dir, manifest, OPTIMIZER);
+  if (!file)
+    throw new CharlmError(
+      `${path.join(dir, MANIFEST)}: optimizer state without ${OPTIMIZER}; the checkpoint is damaged`,
+    );
+  const slots = new Map<string, Float32Array>();
+  for (const [k, t] of file.tensors) slots.set(k, t.data as Float32Array);
+  return { ...manifest.optimizer, slots };
+}
+
+/** The best-epoch weights stored next to a manifest, or null. */
+export async function loadBestWeights(dir: string, manifest: Manifest): Promise<Map<string, Float32Array> | null> {
+  const file = await readCheckpointFile(dir, manifest, BEST);
+  if (!file) return null;
+  return new Map([...file.tensors].map(([k, t]) => [k, t.data as Float32Array]));
+}
+
+/** The carried stream state stored next to a manifest, or null. */
+export async function loadCarriedState(dir: string, manifest: Manifest): Promise<State | null> {
+  const file = await readCheckpointFile(dir, manifest, STATE);
+  return file ? stateFromTensors(file) : null;
+}

@@ -1,0 +1,77 @@
+// Loss on held-out text, without gradients: mean cross-entropy in nats per character, and the same in bits
+// (nats / ln 2) and as perplexity (e^nats).
+//
+// Two ways to cut the text, matching the two ways of training:
+//   windows  independent sequences of T characters, each from a zero state (what a Keras-style model was trained on)
+//   carry    B contiguous streams read T characters at a time, the hidden state carried along (long context)
+// Every character after the first is predicted once (carry drops the < B characters that do not fill a stream).
+//
+// Legend: B batch, T time.
+
+import { noGrad } from "../engine/autograd.js";
+import type { LanguageModel, State } from "../models/contract.js";
+
+export interface EvalResult {
+  nats: number; // mean nats per predicted character
+  bits: number; // nats / ln 2
+  perplexity: number; // e^nats
+  chars: number; // characters predicted
+}
+
+export interface EvalOptions {
+  B: number;
+  T: number;
+  carry?: boolean; // carry state across windows (needs initialState); default false
+  maxChars?: number; // evaluate only the first maxChars + 1 ids (0 or undefined = all)
+}
+
+export function evaluate(model: LanguageModel, ids: Int32Array, opts: EvalOptions): EvalResult {
+  const { T } = opts;
+  const use = opts.maxChars ? ids.subarray(0, Math.min(ids.length, opts.maxChars + 1)) : ids;
+  let total = 0; // Σ nats over predicted characters (float64)
+  let count = 0;
+  const run = (inputs: Int32Array, targets: Int32Array, B: number, len: number, state?: State): State | undefined => {
+    const r = model.forward(inputs, B, len, { targets, training: false, state });
+    total += r.loss!.item() * B * len;
+    count += B * len;
+    return r.state;
+  };
+  noGrad(() => {
+    if (opts.carry && model.initialState) {
+      const B = Math.max(1, Math.min(opts.B, Math.floor((use.length - 1) / T)));
+      const span = Math.floor((use.length - 1) / B);
+      let state: State | undefined = model.initialState(B);
+      for (let pos = 0; pos < span; pos += T) {
+        const len = Math.min(T, span - pos);
+        const inputs = new Int32Array(B * len);
+        const targets = new Int32Array(B * len);
+        for (let b = 0; b < B; b++) {
+          const s = b * span + pos;
+          inputs.set(use.subarray(s, s + len), b * len);
+          targets.set(use.subarray(s + 1, s + len + 1), b * len);
+        }
+        state = run(inputs, targets, B, len, state);
+      }
+      return;
+    }
+    const windows = Math.floor((use.length - 1) / T);
+    for (let w0 = 0; w0 < windows; w0 += opts.B) {
+      const B = Math.min(opts.B, windows - w0);
+      const inputs = new Int32Array(B * T);
+      const targets = new Int32Array(B * T);
+      for (let b = 0; b < B; b++) {
+        const s = (w0 + b) * T;
+        inputs.set(use.subarray(s, s + T), b * T);
+        targets.set(use.subarray(s + 1, s + T + 1), b * T);
+      }
+      run(inputs, targets, B, T);
+    }
+    const rest = use.length - 1 - windows * T; // the tail shorter than T
+    if (rest > 0) {
+      const s = windows * T;
+      run(use.slice(s, s + rest), use.slice(s + 1, s + rest + 1), 1, rest);
+    }
+  });
+  const nats = count ? total / count : NaN;
+  return { nats, bits: nats / Math.LN2, perplexity: Math.exp(nats), chars: count };
+}

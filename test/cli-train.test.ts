@@ -1,0 +1,234 @@
+// The train, sample, eval and summary commands: one real process end to end (train, then sample from what it
+// wrote), then in-process runs of main() for resume and for each bad input's one-line message and exit code.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { main } from "../src/cli/main.js";
+
+const VERSE =
+  "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
+  "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n";
+const work = mkdtempSync(join(tmpdir(), "charlm-cli-"));
+const corpus = join(work, "verse.txt");
+writeFileSync(corpus, VERSE.repeat(20));
+const TINY = ["--preset", "tiny", "--embedding", "8", "--units", "12", "--seq-length", "16", "--batch-size", "4"];
+
+/**
+ * Run main() in this process, capturing the text it writes. Only strings are captured: the test runner reports to
+ * its parent through this process's stdout in binary chunks, and those must go through untouched.
+ */
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const w1 = process.stdout.write;
+  const w2 = process.stderr.write;
+  const capture = (original: typeof w1, sink: (s: string) => void) =>
+    function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
+      if (typeof chunk === "string") {
+        sink(chunk);
+        return true;
+      }
+      return (original as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof w1;
+  process.stdout.write = capture(w1, (s) => (out += s));
+  process.stderr.write = capture(w2, (s) => (err += s));
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+  }
+}
+
+test("end to end in a real process: train on a corpus file, then sample, eval and summary from the checkpoint", () => {
+  const out = join(work, "e2e");
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { encoding: "utf8" });
+  const t = run("train", "--data", corpus, ...TINY, "--steps-per-epoch", "5", "--epochs", "2", "--out", out);
+  assert.equal(t.status, 0, t.stderr);
+  assert.match(t.stdout, /config \(preset tiny\):\n {2}data +.*verse\.txt/);
+  assert.match(t.stdout, /^ {2}seqLength +16$/m);
+  assert.match(t.stdout, /^epoch 2\/2 +step 10 +train \d\.\d+ +val \d\.\d+ nats\/char/m);
+  assert.match(t.stdout, /^finished: 10 steps, 2 epoch\(s\), best validation loss/m);
+  // Not a terminal: the progress bar becomes plain lines on stderr (no carriage returns).
+  assert.match(t.stderr, /epoch 1\/2 .*5\/5 .*char\/s/);
+  assert.ok(!t.stderr.includes("\r"));
+  for (const f of [
+    "charlm.json",
+    "model.safetensors",
+    "optimizer.safetensors",
+    "metrics.jsonl",
+    "loss.svg",
+    "loss.png",
+  ]) {
+    assert.ok(existsSync(join(out, f)), f);
+  }
+  const s = run("sample", "--model", out, "--prime", "First", "--length", "40", "--seed", "3", "--temperature", "0.8");
+  assert.equal(s.status, 0, s.stderr);
+  assert.ok(s.stdout.startsWith("First"));
+  assert.equal(s.stdout.length, "First".length + 40 + 1);
+});
+
+test("in process: sample streams several seeded samples, eval prints nats, bits and perplexity, summary a table", async () => {
+  const out = join(work, "inproc");
+  const t = await cli(
+    "train",
+    "--data",
+    corpus,
+    ...TINY,
+    "--steps-per-epoch",
+    "4",
+    "--epochs",
+    "1",
+    "--out",
+    out,
+    "--quiet",
+  );
+  assert.equal(t.code, 0, t.err);
+  const a = await cli(
+    "sample",
+    "--model",
+    out,
+    "--prime",
+    "All:",
+    "--length",
+    "30",
+    "--seed",
+    "4",
+    "--num-samples",
+    "2",
+  );
+  assert.equal(a.code, 0, a.err);
+  assert.match(a.out, /^--- sample 1\/2 \(seed 4\) ---\nAll:/);
+  assert.match(a.out, /--- sample 2\/2 \(seed 5\) ---\nAll:/);
+  const b = await cli(
+    "sample",
+    "--model",
+    out,
+    "--prime",
+    "All:",
+    "--length",
+    "30",
+    "--seed",
+    "4",
+    "--num-samples",
+    "2",
+  );
+  assert.equal(b.out, a.out);
+  const e = await cli("eval", "--model", out, "--split", "validation");
+  assert.equal(e.code, 0, e.err);
+  assert.match(e.out, /loss +\d\.\d{4} nats\/char\n +\d\.\d{4} bits\/char\n {2}perplexity +\d+\.\d{3}/);
+  const j = await cli("eval", "--model", out, "--split", "validation", "--json");
+  const r = JSON.parse(j.out) as { nats: number; bits: number; perplexity: number };
+  assert.ok(Math.abs(r.bits - r.nats / Math.LN2) < 1e-12 && Math.abs(r.perplexity - Math.exp(r.nats)) < 1e-9);
+  const sm = await cli("summary", "--model", out);
+  assert.match(sm.out, /rnn\.0 \(LSTM\)/);
+  assert.match(sm.out, /Total params: [\d,]+/);
+  // GRU (reset-after, two biases): 3 (E H + H H + 2 H) per layer; embedding 65 x 64; dense 64 x 65 + 65.
+  const cfg = await cli("summary", "--cell", "gru", "--units", "64", "--layers", "2");
+  assert.match(cfg.out, /Total params: 58,305/);
+});
+
+test("in process: --stop-after then --resume finishes the run", async () => {
+  const out = join(work, "resume");
+  const first = await cli(
+    "train",
+    "--data",
+    corpus,
+    ...TINY,
+    "--steps-per-epoch",
+    "4",
+    "--epochs",
+    "2",
+    "--out",
+    out,
+    "--quiet",
+    "--stop-after",
+    "3",
+  );
+  assert.equal(first.code, 0, first.err);
+  assert.match(first.out, /interrupted: 3 steps/);
+  assert.match(first.out, /continue with: charlm train --resume/);
+  const second = await cli("train", "--resume", out, "--quiet");
+  assert.equal(second.code, 0, second.err);
+  assert.match(second.out, /^resuming .* at step 3 \(epoch 1\)/);
+  assert.match(second.out, /finished: 8 steps, 2 epoch\(s\)/);
+  const again = await cli("train", "--resume", out, "--quiet");
+  assert.equal(again.code, 1);
+  assert.match(again.err, /already trained 2 epoch\(s\) of 2; raise --epochs/);
+  const more = await cli("train", "--resume", out, "--quiet", "--epochs", "3");
+  assert.equal(more.code, 0, more.err);
+  assert.match(more.out, /finished: 12 steps, 3 epoch\(s\)/);
+});
+
+test("bad input: each gets one line on stderr and a non-zero exit, and loses nothing", async () => {
+  const out = join(work, "bad");
+  assert.equal(
+    (await cli("train", "--data", corpus, ...TINY, "--steps-per-epoch", "2", "--epochs", "1", "--out", out, "--quiet"))
+      .code,
+    0,
+  );
+  const manifest = readFileSync(join(out, "charlm.json"), "utf8");
+  const empty = mkdtempSync(join(work, "empty-"));
+  const otherCorpus = join(work, "other.txt");
+  writeFileSync(otherCorpus, VERSE.repeat(20).toUpperCase() + "ÉÈ\n");
+  const badConfig = join(work, "bad.json");
+  writeFileSync(badConfig, JSON.stringify({ unitz: 3 }));
+  const cases: [string[], number, RegExp][] = [
+    [["sample", "--model", out, "--temperature", "0"], 2, /^charlm sample: --temperature must be above 0, got 0$/],
+    [["sample", "--model", out, "--top-p", "1.5"], 2, /^charlm sample: --top-p must be at most 1, got 1\.5$/],
+    [["sample", "--model", out, "--prime", "Zebra"], 1, /the prime text has characters the model does not know: 'Z'/],
+    [["sample", "--model", empty], 1, /no charlm\.json in this directory, so it is not a charlm checkpoint/],
+    [["sample"], 2, /sample needs --model DIR/],
+    [["eval", "--model", out, "--split", "test"], 1, /has no test split .*; use --split validation$/],
+    [["train", "--data", corpus, "--out", out], 2, /already holds a checkpoint; continue it with --resume/],
+    [["train", "--resume", out, "--units", "64"], 2, /--units 64 differs from the run's 12; .* start a new run$/],
+    [
+      ["train", "--resume", out, "--epochs", "3", "--data", otherCorpus],
+      1,
+      /vocabulary .* differs from the checkpoint's .*resume with the data the run was started on/,
+    ],
+    [["train", "--config", badConfig, "--out", join(work, "x")], 1, /bad\.json: unknown training config key "unitz"/],
+    [["train", "--preset", "huge", "--out", join(work, "y")], 1, /unknown preset 'huge'/],
+    [["train", "--lr", "fast"], 2, /--lr must be a number, got 'fast'/],
+  ];
+  for (const [args, code, re] of cases) {
+    const r = await cli(...args);
+    assert.equal(r.code, code, `${args.join(" ")}: ${r.err}`);
+    const line = r.err.trim();
+    assert.ok(!line.includes("\n"), `${args.join(" ")}: more than one line: ${line}`);
+    assert.match(line, re, args.join(" "));
+  }
+  assert.equal(readFileSync(join(out, "charlm.json"), "utf8"), manifest);
+});
+
+test("a run killed with SIGKILL resumes from its last checkpoint and ends bit-for-bit like an uninterrupted one", async () => {
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", "--dropout", "0.2"];
+  const common = [...args, "--save-every", "3", "--log-every", "1", "--sample-length", "0", "--quiet"];
+  const whole = join(work, "whole");
+  assert.equal((await cli("train", ...common, "--out", whole)).code, 0);
+  const killed = join(work, "killed");
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...common, "--out", killed], {
+    stdio: "ignore",
+  });
+  const lines = () =>
+    existsSync(join(killed, "metrics.jsonl")) ? readFileSync(join(killed, "metrics.jsonl"), "utf8") : "";
+  for (let i = 0; i < 600 && lines().split("\n").length < 9; i++) await sleep(20);
+  child.kill("SIGKILL");
+  await new Promise((resolve) => child.once("exit", resolve));
+  const at = JSON.parse(readFileSync(join(killed, "charlm.json"), "utf8")) as { step: number };
+  assert.ok(at.step > 0 && at.step < 24, `killed after the checkpoint at step ${at.step}`);
+  const r = await cli("train", "--resume", killed, "--quiet");
+  assert.equal(r.code, 0, r.err);
+  assert.equal(
+    readFileSync(join(killed, "metrics.jsonl"), "utf8").replace(/"(time|charsPerSec|seconds)":[\d.e+-]+/g, ""),
+    readFileSync(join(whole, "metrics.jsonl"), "utf8").replace(/"(time|charsPerSec|seconds)":[\d.e+-]+/g, ""),
+  );
+  assert.deepEqual(readFileSync(join(killed, "model.safetensors")), readFileSync(join(whole, "model.safetensors")));
+});

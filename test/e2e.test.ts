@@ -1,0 +1,239 @@
+// End to end in a real browser: Debian's headless Chromium, driven by playwright-core, loads the page from a real
+// server with a real (small, fixed-weight) model, generates on the server and watches the text stream in, stops a
+// long generation, then generates again inside the browser (WebAssembly kernels) and checks it wrote the same
+// text for the same seed. Screenshots go to test-output/.
+//
+// Needs /usr/bin/chromium (`apt-get install chromium`); CHARLM_SKIP_BROWSER=1 skips this file.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { FastifyInstance } from "fastify";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { Vocab } from "../src/data/vocab.js";
+import { buildModel } from "../src/models/registry.js";
+import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { createServer } from "../src/server/app.js";
+import { fromCheckpoint } from "../src/server/checkpoint-model.js";
+import type { ServedModel } from "../src/server/served-model.js";
+import { Rng } from "../src/util/rng.js";
+import { buildWeb } from "../web/build.js";
+
+const CHROMIUM = process.env.CHARLM_CHROMIUM ?? "/usr/bin/chromium";
+const SKIP = process.env.CHARLM_SKIP_BROWSER === "1";
+const OUT = "test-output";
+const TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n";
+
+let work: string;
+let app: FastifyInstance;
+let base: string;
+let context: BrowserContext;
+let page: Page;
+
+/** The served model, slowed to ~2 ms per character so streaming and Stop are observable at human speed. */
+function slowed(m: ServedModel, ms: number): ServedModel {
+  return {
+    card: m.card,
+    files: m.files,
+    unknownChars: (t) => m.unknownChars(t),
+    async *generate(req, signal) {
+      for await (const ch of m.generate(req, signal)) {
+        await sleep(ms);
+        yield ch;
+      }
+    },
+  };
+}
+
+before(async () => {
+  if (SKIP) return;
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `${CHROMIUM} not found: the browser test needs Debian's chromium; run 'apt-get install chromium' (or set CHARLM_SKIP_BROWSER=1 to skip it)`,
+    );
+  }
+  if (!existsSync("build/kernels.wasm")) {
+    throw new Error("build/kernels.wasm is missing: the in-browser mode needs it; run 'npm run build:wasm' first");
+  }
+  await buildWeb();
+  work = mkdtempSync(join(tmpdir(), "charlm-e2e-"));
+  const vocab = Vocab.build(TEXT);
+  const model = buildModel(
+    { type: "rnn", cell: "lstm", vocabSize: vocab.size, embedding: 8, units: 32, layers: 1, dropout: 0 },
+    new Rng(42),
+  );
+  const dir = join(work, "tiny-lstm");
+  await saveCheckpoint(dir, {
+    model,
+    vocab,
+    step: 30,
+    history: [1, 2, 3].map((e) => ({
+      epoch: e,
+      step: 10 * e,
+      trainLoss: 3.4 - 0.2 * e,
+      valLoss: 3.3 - 0.15 * e,
+      lr: 0.01,
+      seconds: 1,
+    })),
+    bestValLoss: 2.85,
+    elapsedSeconds: 3,
+  });
+  app = createServer([slowed(await fromCheckpoint(dir), 2)], { rng: new Rng(1) });
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  context = await chromium.launchPersistentContext(join(work, "profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+    viewport: { width: 1400, height: 900 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  mkdirSync(OUT, { recursive: true });
+});
+
+after(async () => {
+  await context?.close();
+  await app?.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const outputText = () =>
+  page
+    .locator("#output-text")
+    .textContent()
+    .then((t) => t ?? "");
+const status = () =>
+  page
+    .locator("#status")
+    .textContent()
+    .then((t) => t ?? "");
+
+test("the page loads, shows the model card, and streams generated text", { skip: SKIP }, async () => {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(base);
+  await page.waitForSelector("body[data-ready=true]");
+  assert.equal(await page.locator("#card-name").textContent(), "tiny-lstm");
+  assert.match((await page.locator("#card-loss").textContent()) ?? "", /^2\.8500 nats\/char/);
+  assert.match((await page.locator("#card-arch").textContent()) ?? "", /Total params/);
+  // The loss curve is an image the browser actually decoded.
+  await page.waitForFunction(() => (document.getElementById("card-curve") as HTMLImageElement).naturalWidth > 0);
+
+  // Count how many separate updates the output receives: streamed text arrives in many small pieces.
+  await page.evaluate(() => {
+    const w = window as unknown as { updates: number[] };
+    w.updates = [];
+    new MutationObserver(() =>
+      w.updates.push((document.getElementById("output-text")!.textContent ?? "").length),
+    ).observe(document.getElementById("output-text")!, { characterData: true, subtree: true, childList: true });
+  });
+  await page.fill("#prime", "Speak");
+  await page.fill("#seed", "7");
+  await page.locator("#length").fill("300");
+  await page.click("#generate");
+  await page.waitForFunction(() => (document.getElementById("output-text")!.textContent ?? "").length > 0);
+  assert.equal(await page.locator("#stop").isEnabled(), true, "Stop is live while text streams in");
+  await page.waitForFunction(() => /characters in/.test(document.getElementById("status")!.textContent ?? ""), null, {
+    timeout: 20_000,
+  });
+  const text = await outputText();
+  assert.equal(Array.from(text).length, 300);
+  const updates = await page.evaluate(() => (window as unknown as { updates: number[] }).updates);
+  const distinct = new Set(updates).size;
+  assert.ok(distinct > 20, `text arrived in ${distinct} pieces; expected a stream`);
+  assert.match(await status(), /on the server; length/);
+  await page.screenshot({ path: join(OUT, "e2e-server-mode.png"), fullPage: true });
+
+  // The same seed through the JSON API gives the same text.
+  const json = (await (
+    await fetch(`${base}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
+    })
+  ).json()) as { text: string };
+  assert.equal(text, json.text);
+
+  // Copy puts prime and text on the clipboard.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await page.click("#copy");
+  await page.waitForFunction(() => /copied/.test(document.getElementById("status")!.textContent ?? ""));
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), "Speak" + text);
+
+  // A prime the model cannot read: the page shows the server's sentence naming the characters.
+  await page.fill("#prime", "Speak, Zoë");
+  await page.click("#generate");
+  await page.waitForFunction(() => document.getElementById("status")!.classList.contains("error"));
+  assert.match(await status(), /outside model 'tiny-lstm''s vocabulary: "Z", "ë"/);
+  await page.fill("#prime", "Speak");
+  assert.deepEqual(errors, []);
+});
+
+test("Stop ends a long generation early; the server notices", { skip: SKIP }, async () => {
+  await page.locator("#length").fill("2000");
+  await page.click("#generate");
+  await page.waitForFunction(() => (document.getElementById("output-text")!.textContent ?? "").length >= 20);
+  await page.click("#stop");
+  await page.waitForFunction(() => /stopped/.test(document.getElementById("status")!.textContent ?? ""));
+  const n = Array.from(await outputText()).length;
+  assert.ok(n >= 20 && n < 2000, `stopped after ${n} characters`);
+  // The server's slot is free again: its generation ended when the browser dropped the stream.
+  for (let i = 0; i < 100; i++) {
+    const h = (await (await fetch(`${base}/healthz`)).json()) as { generations: { running: number } };
+    if (h.generations.running === 0) return;
+    await sleep(20);
+  }
+  assert.fail("the server kept generating after the browser stopped");
+});
+
+test(
+  "the in-browser mode downloads the weights and generates the same text with wasm kernels",
+  { skip: SKIP },
+  async () => {
+    await page.check('input[name="mode"][value="browser"]');
+    await page.locator("#length").fill("300");
+    await page.fill("#seed", "7");
+    const serverText = await (async () => {
+      const res = await fetch(`${base}/api/generate`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
+      });
+      return ((await res.json()) as { text: string }).text;
+    })();
+    const requests: string[] = [];
+    page.on("request", (r) => requests.push(new URL(r.url()).pathname));
+    await page.click("#generate");
+    await page.waitForFunction(
+      () => /characters in|error/.test(document.getElementById("status")!.textContent ?? ""),
+      null,
+      {
+        timeout: 20_000,
+      },
+    );
+    assert.match(await status(), /on this browser; length/);
+    assert.equal(await outputText(), serverText);
+    assert.ok(requests.includes("/api/models/tiny-lstm/weights"), "weights were downloaded");
+    assert.ok(requests.includes("/kernels.wasm"), "wasm kernels were downloaded");
+    assert.ok(!requests.some((p) => p.startsWith("/api/generate")), "no server generation in browser mode");
+    const backend = await page.evaluate(() => (window as unknown as { charlmBackend?: string }).charlmBackend);
+    assert.equal(backend, "wasm");
+    await page.screenshot({ path: join(OUT, "e2e-browser-mode.png"), fullPage: true });
+
+    // A second run reuses the downloaded weights.
+    requests.length = 0;
+    await page.click("#generate");
+    await page.waitForFunction(() => /characters in/.test(document.getElementById("status")!.textContent ?? ""));
+    assert.ok(!requests.includes("/api/models/tiny-lstm/weights"), "weights downloaded only once");
+  },
+);
