@@ -146,6 +146,16 @@ function packA(a: usize, M: i32, K: i32, transA: bool, i0: i32, mc: i32, k0: i32
   }
 }
 
+// c + a·b. The build makes two modules from this source (scripts/build-wasm.mjs): with relaxed SIMD enabled this is
+// one fused multiply-add (f32x4.relaxed_madd: fused where the CPU has FMA, so results can differ from the other
+// build in the last bit), otherwise a multiply and an add. The constant is resolved at compile time.
+// @ts-ignore: decorator
+@inline
+function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 // The 4x8 micro-kernel: C[0..4, 0..8] (+)= Apanel(kc x 4)^T · Bpanel(kc x 8). ldc in bytes.
 // @inline so that the accumulators stay in registers of the caller's loop.
 // @ts-ignore: decorator
@@ -167,17 +177,17 @@ function kernel4x8(kc: i32, ap: usize, bp: usize, c: usize, ldc: usize, acc: boo
     const b0 = v128.load(bp);
     const b1 = v128.load(bp + 16);
     let a = v128.load32_splat(ap);
-    c00 = f32x4.add(c00, f32x4.mul(a, b0));
-    c01 = f32x4.add(c01, f32x4.mul(a, b1));
+    c00 = madd(a, b0, c00);
+    c01 = madd(a, b1, c01);
     a = v128.load32_splat(ap + 4);
-    c10 = f32x4.add(c10, f32x4.mul(a, b0));
-    c11 = f32x4.add(c11, f32x4.mul(a, b1));
+    c10 = madd(a, b0, c10);
+    c11 = madd(a, b1, c11);
     a = v128.load32_splat(ap + 8);
-    c20 = f32x4.add(c20, f32x4.mul(a, b0));
-    c21 = f32x4.add(c21, f32x4.mul(a, b1));
+    c20 = madd(a, b0, c20);
+    c21 = madd(a, b1, c21);
     a = v128.load32_splat(ap + 12);
-    c30 = f32x4.add(c30, f32x4.mul(a, b0));
-    c31 = f32x4.add(c31, f32x4.mul(a, b1));
+    c30 = madd(a, b0, c30);
+    c31 = madd(a, b1, c31);
     ap += 16;
     bp += 32;
   }

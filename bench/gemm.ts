@@ -17,7 +17,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, MatmulOptions } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { createWasmBackend } from "../src/engine/backends/wasm.js";
+import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { WASM_RELAXED_URL, WASM_URL, createWasmBackend } from "../src/engine/backends/wasm.js";
 import { Rng } from "../src/util/rng.js";
 
 interface Shape {
@@ -138,7 +140,7 @@ function describeBlas(blas: Record<string, unknown> | null): string {
 
 // The fused LSTM step: lstmForward + lstmBackward over T steps, against its matrix products alone
 // (T products h@Wh, T products dg@Wh^T and one dWh product, each timed through the same wasm GEMM).
-function lstmStep(be: Backend, H: number, seconds: number, rng: Rng): void {
+function lstmStep(be: Backend, label: string, H: number, seconds: number, rng: Rng): void {
   const G = 4 * H;
   const xw = rand(rng, T * B * G);
   const wh = rand(rng, H * G).map((v) => v * 0.05);
@@ -162,12 +164,14 @@ function lstmStep(be: Backend, H: number, seconds: number, rng: Rng): void {
   const products = T * rec.median + T * recT.median + dW.median;
   const flops = 3 * 2 * T * B * H * G;
   console.log(
-    `lstm${H} fused fwd+bwd (T=${T}, B=${B}): ${(fused * 1e3).toFixed(1)} CPU ms ` +
+    `${label} lstm${H} fused fwd+bwd (T=${T}, B=${B}): ${(fused * 1e3).toFixed(1)} CPU ms ` +
       `(fwd ${(tf.median * 1e3).toFixed(1)} + bwd ${(tb.median * 1e3).toFixed(1)}), ` +
       `${(flops / fused / 1e9).toFixed(1)} GFLOP/s of recurrent products; products alone ${(products * 1e3).toFixed(1)} ms`,
   );
   const r = fused / products;
-  console.log(`  ratio fused/products lstm${H}: ${r.toFixed(2)}x (target <= 1.5x: ${r <= 1.5 ? "met" : "MISSED"})`);
+  console.log(
+    `  ratio fused/products ${label} lstm${H}: ${r.toFixed(2)}x (target <= 1.5x: ${r <= 1.5 ? "met" : "MISSED"})`,
+  );
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -178,31 +182,48 @@ export async function main(args: string[]): Promise<void> {
   const shapes: Shape[] = [...lstmShapes(256), ...(quick ? [] : lstmShapes(512))];
   shapes.push({ name: "1024x1024x1024", M: 1024, K: 1024, N: 1024, transA: false, transB: false });
 
-  const wasm = await createWasmBackend();
+  // Both builds of the kernels, whatever this runtime would pick by default: the plain f32x4 one (what Node 20
+  // runs) and the relaxed-SIMD one with fused multiply-add (what Node 22+ and current browsers run). On Node 20 the
+  // latter needs V8's --experimental-wasm-relaxed-simd, which the bench (not the library) switches on here.
+  const wasm = await createWasmBackend(readFileSync(WASM_URL));
+  const relaxedBytes = readFileSync(WASM_RELAXED_URL);
+  let fmaNote = "native";
+  if (!WebAssembly.validate(relaxedBytes)) {
+    setFlagsFromString("--experimental-wasm-relaxed-simd");
+    fmaNote = "enabled here with V8's --experimental-wasm-relaxed-simd";
+  }
+  const fma = WebAssembly.validate(relaxedBytes) ? await createWasmBackend(relaxedBytes) : null;
   const rng = new Rng(1);
   const np = flag("--no-numpy") ? null : runNumpy(shapes, seconds);
   console.log(
     `reference: ${np ? (np.error ? `NumPy failed: ${np.error}` : describeBlas(np.blas)) : "skipped (--no-numpy)"}`,
   );
-  console.log("backends: js (plain loops, one call per shape: it is slow), wasm (f32x4 SIMD, single thread)");
   console.log(
-    `${"shape".padEnd(30)} ${"M".padStart(5)} ${"K".padStart(5)} ${"N".padStart(5)}   GFLOP/s (CPU time, [best wall]): js   wasm        numpy`,
+    "backends: js (plain loops, one call per shape: it is slow); wasm (build/kernels.wasm, f32x4 SIMD, 1 thread); " +
+      `wasm-fma (build/kernels-relaxed.wasm, relaxed SIMD: ${fma ? fmaNote : "not supported by this runtime"})`,
+  );
+  console.log(
+    `${"shape".padEnd(30)} ${"M".padStart(5)} ${"K".padStart(5)} ${"N".padStart(5)}` +
+      "   GFLOP/s (CPU time, [best wall]): js   wasm        wasm-fma      numpy",
   );
   const ratios: number[] = [];
   for (const s of shapes) {
     const w = timeMatmul(wasm, s, seconds, rng, false);
+    const f = fma ? timeMatmul(fma, s, seconds, rng, false) : undefined;
     const j = flag("--no-js") ? undefined : timeMatmul(jsBackend, s, seconds, rng, true);
     const n = np?.times.get(s.name);
     console.log(
       `${s.name.padEnd(30)} ${String(s.M).padStart(5)} ${String(s.K).padStart(5)} ${String(s.N).padStart(5)}` +
         `   ${fmt(j && gflops(s, j.median))} ${fmt(gflops(s, w.median))} [${fmt(gflops(s, w.best), 4)}]` +
+        `  ${fmt(f && gflops(s, f.median))} [${fmt(f && gflops(s, f.best), 4)}]` +
         `   ${fmt(n && gflops(s, n.median))} [${fmt(n && gflops(s, n.best), 4)}]`,
     );
     if (n) {
       const r = n.median / w.median;
       ratios.push(r);
+      const rf = f ? `; wasm-fma/openblas ${(n.median / f.median).toFixed(2)}` : "";
       console.log(
-        `  ratio wasm/openblas ${s.name.trim()}: ${r.toFixed(2)} (target >= 0.25: ${r >= 0.25 ? "met" : "MISSED"})`,
+        `  ratio wasm/openblas ${s.name.trim()}: ${r.toFixed(2)} (target >= 0.25: ${r >= 0.25 ? "met" : "MISSED"})${rf}`,
       );
     } else {
       console.log(`  ratio wasm/openblas ${s.name.trim()}: n/a (no NumPy timing)`);
@@ -211,5 +232,8 @@ export async function main(args: string[]): Promise<void> {
   if (ratios.length) {
     console.log(`wasm/openblas ratio: min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)}`);
   }
-  for (const H of quick ? [256] : [256, 512]) lstmStep(wasm, H, seconds, rng);
+  for (const H of quick ? [256] : [256, 512]) {
+    lstmStep(wasm, "wasm", H, seconds, rng);
+    if (fma) lstmStep(fma, "wasm-fma", H, seconds, rng);
+  }
 }

@@ -1,6 +1,10 @@
-// Builds the WebAssembly kernels: assembly/index.ts -> build/kernels.wasm (AssemblyScript, SIMD, optimised).
+// Builds the WebAssembly kernels from assembly/ with AssemblyScript (SIMD, optimised, no runtime, no imports):
+//   build/kernels.wasm          f32x4 SIMD: runs on Node 20+ and every current browser
+//   build/kernels-relaxed.wasm  the same source with relaxed SIMD on: fused multiply-add in the matrix kernel
+//                               (Node 22+, Chrome/Edge 114+; Node 20 only with --experimental-wasm-relaxed-simd)
+// src/engine/backends/wasm.ts loads the relaxed build where the runtime validates it, else the plain one.
 // Runs from `npm run build:wasm` and, through `prepare`, from `npm ci` / `npm install`; needs only the
-// `assemblyscript` devDependency, no network. `--text` also writes build/kernels.wat for reading the output.
+// `assemblyscript` devDependency, no network. `--text` also writes the .wat files, to read the generated code.
 
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -18,10 +22,8 @@ try {
   process.exit(1);
 }
 
-const args = [
+const common = [
   join(root, "assembly", "index.ts"),
-  "--outFile",
-  join(outDir, "kernels.wasm"),
   "--optimizeLevel",
   "3",
   "--shrinkLevel",
@@ -29,17 +31,22 @@ const args = [
   "--noAssert",
   "--runtime",
   "stub",
-  "--enable",
-  "simd",
   "--use",
   "abort=",
+  "--enable",
+  "simd",
 ];
-if (process.argv.includes("--text")) args.push("--textFile", join(outDir, "kernels.wat"));
-
-const { error, stderr } = await asc.main(args, { stdout: process.stdout, stderr: process.stderr });
-if (error) {
-  console.error(`build-wasm: compiling assembly/ failed: ${error.message}`);
-  if (stderr) console.error(stderr.toString());
-  process.exit(1);
+const builds = [
+  { name: "kernels", features: [] },
+  { name: "kernels-relaxed", features: ["--enable", "relaxed-simd"] },
+];
+for (const { name, features } of builds) {
+  const args = [...common, ...features, "--outFile", join(outDir, `${name}.wasm`)];
+  if (process.argv.includes("--text")) args.push("--textFile", join(outDir, `${name}.wat`));
+  const { error } = await asc.main(args, { stdout: process.stdout, stderr: process.stderr });
+  if (error) {
+    console.error(`build-wasm: compiling assembly/ into build/${name}.wasm failed: ${error.message}`);
+    process.exit(1);
+  }
+  console.log(`build-wasm: wrote build/${name}.wasm`);
 }
-console.log(`build-wasm: wrote ${join("build", "kernels.wasm")}`);

@@ -13,7 +13,15 @@ import { jsBackend } from "../src/engine/backends/js.js";
 import type { Backend } from "../src/engine/backend.js";
 import { Rng } from "../src/util/rng.js";
 
-const backend: Promise<Backend> = createWasmBackend();
+const backend = createWasmBackend();
+
+test("the wasm backend loads the build CHARLM_WASM_BUILD asks for, else the best this runtime runs", async () => {
+  const be = await backend;
+  const want = process.env.CHARLM_WASM_BUILD;
+  if (want) assert.equal(be.build, want);
+  else assert.ok(be.build === "plain" || be.build === "relaxed", `build ${be.build}`);
+  assert.equal(be.name, "wasm");
+});
 
 function rand(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);

@@ -20,8 +20,10 @@ import type {
 } from "../backend.js";
 import { CharlmError } from "../../util/errors.js";
 
-/** Where the build script puts the module (works from src/engine/backends and from dist/engine/backends). */
+/** Where the build script puts the modules (works from src/engine/backends and from dist/engine/backends). */
 export const WASM_URL = new URL("../../../build/kernels.wasm", import.meta.url);
+/** The same kernels built with relaxed SIMD (fused multiply-add): used where the runtime validates it. */
+export const WASM_RELAXED_URL = new URL("../../../build/kernels-relaxed.wasm", import.meta.url);
 
 interface Kernels {
   memory: WebAssembly.Memory;
@@ -183,7 +185,7 @@ function need(what: string, arr: Float32Array, n: number): void {
 }
 
 // Node built-ins are imported through variable specifiers so that a browser bundler does not try to resolve them;
-// in a browser these functions are never reached (loadBytes fetches instead).
+// in a browser they are never imported (readBuild fetches instead).
 const FS = "node:fs/promises";
 const URL_MOD = "node:url";
 const isNode = () => typeof process !== "undefined" && typeof process.versions?.node === "string";
@@ -193,41 +195,84 @@ async function wasmPath(): Promise<string> {
   return fileURLToPath(WASM_URL);
 }
 
-async function loadBytes(): Promise<BufferSource> {
-  if (isNode()) {
-    const { readFile } = (await import(FS)) as typeof import("node:fs/promises");
-    const path = await wasmPath();
-    try {
-      return await readFile(path);
-    } catch {
-      throw new CharlmError(`${path}: the wasm kernels are not built; run \`npm run build:wasm\``);
-    }
-  }
-  const res = await fetch(WASM_URL);
-  if (!res.ok) throw new CharlmError(`${WASM_URL.href}: fetching the wasm kernels failed (HTTP ${res.status})`);
-  return await res.arrayBuffer();
+/** Which build runs: "relaxed" (fused multiply-add) where the runtime supports it, else "plain"; "bytes" when the
+ * caller passed the module's bytes. */
+export type WasmBuild = "plain" | "relaxed" | "bytes";
+
+/** The wasm backend, plus which build of the kernels it runs (the bench prints it). */
+export interface WasmBackendInfo extends Backend {
+  readonly build: WasmBuild;
 }
 
-/** Instantiates the kernels from `bytes` (or build/kernels.wasm / its URL) and returns a Backend using them. */
-export async function createWasmBackend(bytes?: BufferSource): Promise<Backend> {
-  const source = bytes ?? (await loadBytes());
+// CHARLM_WASM_BUILD=plain|relaxed forces one build (tests run both; plain reproduces a Node 20 run elsewhere).
+function requestedBuild(): "plain" | "relaxed" | null {
+  const v = isNode() ? process.env.CHARLM_WASM_BUILD : undefined;
+  if (v === undefined || v === "") return null;
+  if (v === "plain" || v === "relaxed") return v;
+  throw new CharlmError(`CHARLM_WASM_BUILD=${v}: unknown wasm build; use plain or relaxed, or unset it`);
+}
+
+async function readBuild(url: URL): Promise<Uint8Array<ArrayBuffer> | null> {
+  if (isNode()) {
+    const { readFile } = (await import(FS)) as typeof import("node:fs/promises");
+    const { fileURLToPath } = (await import(URL_MOD)) as typeof import("node:url");
+    try {
+      return new Uint8Array(await readFile(fileURLToPath(url)));
+    } catch {
+      return null;
+    }
+  }
+  const res = await fetch(url).catch(() => null);
+  return res?.ok ? new Uint8Array(await res.arrayBuffer()) : null;
+}
+
+async function loadBytes(): Promise<{ bytes: BufferSource; build: "plain" | "relaxed" }> {
+  const want = requestedBuild();
+  if (want !== "plain") {
+    const relaxed = await readBuild(WASM_RELAXED_URL);
+    if (relaxed && WebAssembly.validate(relaxed)) return { bytes: relaxed, build: "relaxed" };
+    if (want === "relaxed") {
+      throw new CharlmError(
+        `CHARLM_WASM_BUILD=relaxed: ${relaxed ? "this runtime does not support relaxed SIMD" : "build/kernels-relaxed.wasm is missing"}; ` +
+          "unset it (or use Node 22+, or node --experimental-wasm-relaxed-simd on Node 20)",
+      );
+    }
+  }
+  const plain = await readBuild(WASM_URL);
+  if (!plain) {
+    const where = isNode() ? await wasmPath() : WASM_URL.href;
+    throw new CharlmError(`${where}: the wasm kernels are not built (or not served); run \`npm run build:wasm\``);
+  }
+  return { bytes: plain, build: "plain" };
+}
+
+/**
+ * Instantiates the kernels and returns a Backend using them: from `bytes` if given (either build), else from
+ * build/kernels-relaxed.wasm where the runtime supports relaxed SIMD, else build/kernels.wasm (read with fs in Node,
+ * fetched from the same URLs in a browser).
+ */
+export async function createWasmBackend(bytes?: BufferSource): Promise<WasmBackendInfo> {
+  const loaded = bytes ? { bytes, build: "bytes" as const } : await loadBytes();
   let instance: WebAssembly.Instance;
   try {
-    ({ instance } = await WebAssembly.instantiate(source, {}));
+    ({ instance } = await WebAssembly.instantiate(loaded.bytes, {}));
   } catch (e) {
     throw new CharlmError(
       `build/kernels.wasm: could not instantiate the wasm kernels (${(e as Error).message}); ` +
         "rebuild them with `npm run build:wasm` and use a runtime with WebAssembly SIMD (Node 20+, current browsers)",
     );
   }
-  return new WasmBackend(instance.exports as unknown as Kernels);
+  return new WasmBackend(instance.exports as unknown as Kernels, loaded.build);
 }
 
-class WasmBackend implements Backend {
+class WasmBackend implements WasmBackendInfo {
   readonly name = "wasm";
   private readonly arena: Arena;
 
-  constructor(readonly kernels: Kernels) {
+  constructor(
+    readonly kernels: Kernels,
+    readonly build: WasmBuild,
+  ) {
     this.arena = new Arena(kernels);
   }
 
@@ -462,7 +507,7 @@ export async function wasmActivations(): Promise<{
   sigmoid(xs: Float32Array): Float32Array;
   tanh(xs: Float32Array): Float32Array;
 }> {
-  const { instance } = await WebAssembly.instantiate(await loadBytes(), {});
+  const { instance } = await WebAssembly.instantiate((await loadBytes()).bytes, {});
   const k = instance.exports as unknown as Kernels;
   const ar = new Arena(k);
   const run = (f: (p: number, n: number) => void, xs: Float32Array) => {
