@@ -22,8 +22,20 @@ const KC: i32 = 256;
 const MC: i32 = 128;
 const NC: i32 = 1024; // multiple of NR
 
-// Scratch tile for edge tiles (MR x NR floats); lives in the static data segment.
-const tile: usize = memory.data(MR * NR * 4, 16);
+// Scratch tile for edge tiles (MR x NR floats), in the static data segment. A global, not a constant: in the
+// shared-memory build (scripts/build-wasm.mjs) several instances, one per thread, run on one memory, and each
+// worker's instance points its own copy at a scratch of its own with `setTileScratch` (globals are per instance).
+let tile: usize = memory.data(MR * NR * 4, 16);
+
+/** Points this instance's edge-tile scratch at p (MR·NR floats, 16-byte aligned); used by worker threads. */
+export function setTileScratch(p: usize): void {
+  tile = p;
+}
+
+/** Floats of the edge-tile scratch each extra thread needs. */
+export function tileScratchFloats(): i32 {
+  return MR * NR;
+}
 
 /** Floats needed to hold B (K x N) packed into NR-column panels. */
 export function packedBFloats(K: i32, N: i32): i32 {
@@ -298,22 +310,48 @@ export function gemm(
   accumulate: bool,
   ws: usize,
 ): void {
-  if (M <= 0 || N <= 0) return;
+  gemmBlock(a, b, c, M, K, N, transA, transB, accumulate, ws, 0, M, 0, N);
+}
+
+/**
+ * Rows i0..i1 and columns j0..j1 of the product `gemm` computes (operands addressed as the whole matrices), so
+ * threads can each take a block of C. Every element is computed exactly as `gemm` computes it (the same K blocks
+ * in the same order, the same micro-kernel), whatever the block: a split result is bit-identical to an unsplit one.
+ */
+export function gemmBlock(
+  a: usize,
+  b: usize,
+  c: usize,
+  M: i32,
+  K: i32,
+  N: i32,
+  transA: bool,
+  transB: bool,
+  accumulate: bool,
+  ws: usize,
+  i0: i32,
+  i1: i32,
+  j0: i32,
+  j1: i32,
+): void {
+  if (i1 <= i0 || j1 <= j0) return;
+  const ldc = <usize>N * 4;
   if (K <= 0) {
-    if (!accumulate) memory.fill(c, 0, <usize>M * N * 4);
+    if (!accumulate) {
+      for (let i = i0; i < i1; i++) memory.fill(c + <usize>i * ldc + <usize>j0 * 4, 0, <usize>(j1 - j0) * 4);
+    }
     return;
   }
-  const ldc = <usize>N * 4;
   const wsA = ws + <usize>KC * NC * 4;
-  for (let j0 = 0; j0 < N; j0 += NC) {
-    const nc = min(NC, N - j0);
+  for (let jb = j0; jb < j1; jb += NC) {
+    const nc = min(NC, j1 - jb);
     for (let k0 = 0; k0 < K; k0 += KC) {
       const kc = min(KC, K - k0);
-      packBBlock(b, K, N, transB, k0, kc, j0, nc, ws);
-      for (let i0 = 0; i0 < M; i0 += MC) {
-        const mc = min(MC, M - i0);
-        packA(a, M, K, transA, i0, mc, k0, kc, wsA);
-        const cp = c + <usize>i0 * ldc + <usize>j0 * 4;
+      packBBlock(b, K, N, transB, k0, kc, jb, nc, ws);
+      for (let ib = i0; ib < i1; ib += MC) {
+        const mc = min(MC, i1 - ib);
+        packA(a, M, K, transA, ib, mc, k0, kc, wsA);
+        const cp = c + <usize>ib * ldc + <usize>jb * 4;
         macroKernel(kc, mc, nc, wsA, ws, <usize>kc * NR * 4, cp, ldc, accumulate || k0 > 0);
       }
     }

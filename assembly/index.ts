@@ -1,7 +1,18 @@
 // Entry point of the wasm kernels: everything exported here is what src/engine/backends/wasm.ts calls.
 // The module has no allocator: the JS side owns all memory above `heapBase()` and hands in byte addresses.
 
-export { gemm, gemmPacked, gemmFewRows, packB, packedBFloats, packAFloats, gemmWorkspaceFloats } from "./gemm";
+export {
+  gemm,
+  gemmBlock,
+  gemmPacked,
+  gemmFewRows,
+  packB,
+  packedBFloats,
+  packAFloats,
+  gemmWorkspaceFloats,
+  setTileScratch,
+  tileScratchFloats,
+} from "./gemm";
 
 /** First free byte after the static data; JS places its buffers from here up. */
 export function heapBase(): usize {

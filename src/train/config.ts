@@ -6,13 +6,17 @@
 import type { FlagSpec, Schema } from "../cli/flags.js";
 import type { ModelConfig } from "../models/config.js";
 import { checkRange } from "../cli/flags.js";
-import { CharlmError } from "../util/errors.js";
+import { Vocab } from "../data/vocab.js";
+import { CharlmError, UsageError } from "../util/errors.js";
 import type { OptimizerName } from "./optimizers.js";
 import type { ScheduleName } from "./schedules.js";
 
 export interface TrainConfig {
   data: string; // corpus: "tinyshakespeare" (TFDS splits) or a UTF-8 text file (tail held out for validation)
   validationFraction: number; // custom corpora: fraction of the text held out at the end for validation
+  maxVocab: number; // keep the N most frequent symbols, "<unk>" included; the rest map to "<unk>" (0 = keep all)
+  minCount: number; // keep only characters seen at least K times in the corpus; the rest map to "<unk>"
+  extraChars: string; // characters always in the vocabulary, even if the corpus lacks them or pruning drops them
   type: "rnn" | "gpt"; // model family: the Keras-style recurrent stack, or a GPT-style transformer
   cell: "lstm" | "gru" | "rnn"; // recurrent cell
   embedding: number; // embedding width E
@@ -52,6 +56,9 @@ export interface TrainConfig {
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   data: "tinyshakespeare",
   validationFraction: 0.1,
+  maxVocab: 0,
+  minCount: 1,
+  extraChars: "",
   type: "rnn",
   cell: "lstm",
   embedding: 64,
@@ -92,6 +99,9 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
 export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
   data: { type: "string", arg: "FILE", help: "corpus: tinyshakespeare or a UTF-8 text file" },
   validationFraction: { type: "float", min: 0.001, max: 0.5, help: "custom corpus: tail fraction held out" },
+  maxVocab: { type: "int", min: 0, arg: "N", help: "keep the N most frequent symbols, <unk> included (0 = all)" },
+  minCount: { type: "int", min: 1, arg: "K", help: "keep characters seen at least K times; the rest map to <unk>" },
+  extraChars: { type: "string", arg: "STRING", help: "characters always in the vocabulary, even if unseen" },
   type: { type: "string", choices: ["rnn", "gpt"], help: "model family: recurrent stack or GPT-style transformer" },
   cell: { type: "string", choices: ["lstm", "gru", "rnn"], help: "recurrent cell" },
   embedding: { type: "int", min: 1, help: "embedding width (gpt: channels of the residual stream)" },
@@ -272,6 +282,35 @@ export function formatConfig(cfg: TrainConfig): string {
   return Object.entries(cfg)
     .map(([k, v]) => `  ${k.padEnd(width)}${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join("\n");
+}
+
+/**
+ * The vocabulary a training config asks for, built from the corpus text: pruned to `maxVocab` symbols and to
+ * characters seen `minCount` times, enriched with `extraChars`. Anything pruned maps to "<unk>" when the splits are
+ * encoded. A resumed run calls this again with the saved settings and must get the checkpoint's vocabulary back.
+ */
+export function buildTrainVocab(cfg: Pick<TrainConfig, "maxVocab" | "minCount" | "extraChars">, text: string): Vocab {
+  const { maxVocab, minCount, extraChars } = cfg;
+  if (maxVocab === 1) {
+    throw new UsageError(`--max-vocab 1 leaves room for "<unk>" alone; use at least 2, or 0 to keep every character`);
+  }
+  if (maxVocab > 0) {
+    // Vocab.build needs one slot for "<unk>" beside the extra characters whenever the corpus has anything else.
+    const extra = new Set(extraChars);
+    let other = false;
+    for (const ch of text) {
+      if (!extra.has(ch)) {
+        other = true;
+        break;
+      }
+    }
+    if (extra.size > maxVocab || (other && extra.size >= maxVocab)) {
+      throw new UsageError(
+        `--max-vocab ${maxVocab} leaves no room beside the ${extra.size} --extra-chars and "<unk>"; raise --max-vocab above ${extra.size} or drop some extra characters`,
+      );
+    }
+  }
+  return Vocab.build(text, { maxSize: maxVocab > 0 ? maxVocab : undefined, minCount, extra: extraChars });
 }
 
 /**

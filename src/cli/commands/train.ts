@@ -4,7 +4,7 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadSplits } from "../../data/corpus.js";
-import { Vocab, describe } from "../../data/vocab.js";
+import { UNK, type Vocab, describe } from "../../data/vocab.js";
 import { loadBackend, setBackend } from "../../engine/backends/index.js";
 import { buildModel, countParams } from "../../models/registry.js";
 import {
@@ -15,7 +15,9 @@ import {
   loadOptimizerState,
 } from "../../train/checkpoint.js";
 import {
+  DEFAULT_TRAIN_CONFIG,
   PRESETS,
+  buildTrainVocab,
   checkPartialConfig,
   configFromFlags,
   formatConfig,
@@ -31,7 +33,7 @@ import { Rng } from "../../util/rng.js";
 import { defineCommand } from "../command.js";
 import { kebab, type Schema } from "../flags.js";
 
-/** Fields a resumed run must keep: they define the model, the batches or the random streams. */
+/** Fields a resumed run must keep: they define the model, the vocabulary, the batches or the random streams. */
 const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "type",
   "cell",
@@ -46,6 +48,9 @@ const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "optimizer",
   "seed",
   "validationFraction",
+  "maxVocab",
+  "minCount",
+  "extraChars",
 ];
 
 const schema = {
@@ -92,16 +97,17 @@ export const trainCommand = defineCommand({
       }
       out = flags.resume;
       loaded = await loadCheckpoint(out);
-      const saved = loaded.manifest.train;
-      if (!saved)
+      if (!loaded.manifest.train)
         throw new CharlmError(
           `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
         );
+      // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
+      const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...loaded.manifest.train };
       const changes = { ...file, ...overrides };
       for (const key of LOCKED_ON_RESUME) {
         if (key in changes && changes[key] !== saved[key]) {
           throw new UsageError(
-            `--${kebab(key)} ${String(changes[key])} differs from the run's ${String(saved[key])}; a resumed run keeps its model, batches and seed, so drop the flag or start a new run`,
+            `--${kebab(key)} ${shown(changes[key])} differs from the run's ${shown(saved[key])}; a resumed run keeps its model, vocabulary, batches and seed, so drop the flag or start a new run`,
           );
         }
       }
@@ -143,9 +149,12 @@ export const trainCommand = defineCommand({
     let model;
     if (loaded) {
       vocab = loaded.vocab;
-      const fresh = Vocab.build(splits.text);
+      // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
+      const fresh = buildTrainVocab(cfg, splits.text);
       const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
-      if (missing.length || fresh.chars.join("") !== vocab.chars.filter((c) => c !== "<unk>").join("")) {
+      const same =
+        fresh.unk === vocab.unk && fresh.size === vocab.size && fresh.chars.every((c, i) => c === vocab.chars[i]);
+      if (missing.length || !same) {
         const extra = missing.length
           ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
           : "";
@@ -155,11 +164,13 @@ export const trainCommand = defineCommand({
       }
       model = loaded.model;
     } else {
-      vocab = Vocab.build(splits.text);
+      vocab = buildTrainVocab(cfg, splits.text);
       model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
     }
 
     const say = (line: string): void => void process.stdout.write(line + "\n");
+    const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
+    const pruned = dropped ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})` : "";
     say(
       resume
         ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
@@ -167,7 +178,7 @@ export const trainCommand = defineCommand({
     );
     say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
     say(
-      `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
+      `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
     );
 
     const abort = new AbortController();
@@ -207,6 +218,11 @@ export const trainCommand = defineCommand({
     }
   },
 });
+
+/** A config value in a message: strings that are empty or hold spaces quoted (e.g. --extra-chars), the rest as is. */
+function shown(v: unknown): string {
+  return typeof v === "string" && (v === "" || /\s/.test(v)) ? JSON.stringify(v) : String(v);
+}
 
 function dataLabel(data: string): string {
   const base = /^tinyshakespeare/i.test(data) ? "tinyshakespeare" : path.basename(data).replace(/\.[^.]*$/, "");
