@@ -15,6 +15,8 @@
 // Per step the recurrent product runs through gemmPacked (Wh is packed once per sequence). In the backward pass the
 // pre-activation gradients of all steps are kept (they are dxw) and dWh comes from ONE product at the end:
 // dWh += [h_{-1} .. h_{T-2}]^T (H, T·B) @ dgates (T·B, G), which runs at full GEMM speed instead of T small ones.
+// With `withDwh` false the backward kernels skip that product and the JS side runs it instead, split over worker
+// threads (src/engine/backends/wasm.ts); it is the same `gemm` either way, so the bits are the same.
 //
 // The pointwise gate math is written once for 4 lanes (the *4 functions); row tails shorter than 4 are gathered
 // into a small scratch, run through the same code, and scattered back, so H need not be a multiple of 4.
@@ -169,6 +171,7 @@ export function lstmBackward(
   dxw: usize,
   dwh: usize,
   ws: usize,
+  withDwh: bool,
 ): void {
   const G = 4 * H;
   const hslab = <usize>B * H * 4;
@@ -230,7 +233,7 @@ export function lstmBackward(
     }
     gemmPacked(dgt, false, whtp, dh, B, G, H, false, ws); // dh_{t-1} = da_t @ Wh^T
   }
-  gemm(hall, dxw, dwh, H, T * B, G, true, false, true, ws);
+  if (withDwh) gemm(hall, dxw, dwh, H, T * B, G, true, false, true, ws);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -371,6 +374,7 @@ export function gruBackward(
   dwh: usize,
   dbh: usize,
   ws: usize,
+  withDwh: bool,
 ): void {
   const G = 3 * H;
   const hslab = <usize>B * H * 4;
@@ -431,7 +435,7 @@ export function gruBackward(
     }
     gemmPacked(dst, false, whtp, dh, B, G, H, true, ws); // dh_{t-1} = dh_t·z + dhh_t @ Wh^T
   }
-  gemm(hall, dhh, dwh, H, T * B, G, true, false, true, ws);
+  if (withDwh) gemm(hall, dhh, dwh, H, T * B, G, true, false, true, ws);
   // dbh += column sums of dhh over all T·B rows
   const rows = T * B;
   const gbody = G & ~3;
@@ -484,6 +488,7 @@ export function rnnBackward(
   dxw: usize,
   dwh: usize,
   ws: usize,
+  withDwh: bool,
 ): void {
   const slabF = B * H;
   const hslab = <usize>slabF * 4;
@@ -506,5 +511,5 @@ export function rnnBackward(
     }
     gemmPacked(da, false, whtp, dh, B, H, H, false, ws); // dh_{t-1} = da_t @ Wh^T
   }
-  gemm(hall, dxw, dwh, H, T * B, H, true, false, true, ws);
+  if (withDwh) gemm(hall, dxw, dwh, H, T * B, H, true, false, true, ws);
 }

@@ -1,74 +1,61 @@
-// `npm run bench -- gemm_threads [--seconds S]`: does a second thread pay off for the wasm matrix product here?
+// `npm run bench -- gemm_threads [--threads 2,4] [--seconds S] [--no-products] [--no-sweep] [--no-train] [--steps N]`
 //
-// Builds the kernels once more with shared memory (--sharedMemory --enable threads) into a temporary directory,
-// starts one worker_thread on the same memory, and times each product on 1 thread and split by rows over 2 (the
-// main thread takes the top half, the worker the bottom half; B is packed once and shared; the handshake is
-// Atomics.wait/notify on a small control block). Threads only help in wall-clock time, so this bench reports wall
-// time (best and median), unlike bench/gemm.ts. The backend itself stays single-threaded: see docs/wasm.md.
+// Does splitting the wasm matrix products over worker threads (CHARLM_THREADS, docs/wasm.md) pay off here?
+//   1. The products of an LSTM training step (batch B=64, T=100 steps, embedding D=64, H=256 and 512, the shapes of
+//      bench/gemm.ts) and 1024^3, through `backend.matmul` (copies in and out included, as the engine calls it), on
+//      1 thread and on each count of --threads (default 2).
+//   2. A sweep of product sizes with the size threshold turned off, to see where a split starts to pay: that is how
+//      THREAD_MIN_MACS in src/engine/backends/wasm.ts was chosen.
+//   3. Whole training steps (Embedding 64 -> LSTM 256 -> Dense 65, batch 64, sequence 100, Adam), characters/s.
+// Threads only help in wall-clock time, so this bench reports wall time (median and best), unlike bench/gemm.ts,
+// plus the process's CPU time over wall time ("cores busy": about 1 means one core did all the work, about 2 that
+// two threads really ran at once). On a machine whose cores are taken by other jobs, more threads cannot help.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
+import { availableParallelism, loadavg } from "node:os";
+import type { MatmulOptions } from "../src/engine/backend.js";
+import { type WasmBackendInfo, createWasmBackend } from "../src/engine/backends/wasm.js";
+import { withBackend } from "../src/engine/index.js";
+import { buildModel } from "../src/models/registry.js";
+import { Adam } from "../src/train/optimizers.js";
+import { Rng } from "../src/util/rng.js";
 
-interface SharedKernels {
-  heapBase(): number;
-  packedBFloats(K: number, N: number): number;
-  packAFloats(): number;
-  packB(b: number, K: number, N: number, transB: number, dst: number): void;
-  gemmPacked(
-    a: number,
-    tA: number,
-    bpk: number,
-    c: number,
-    M: number,
-    K: number,
-    N: number,
-    acc: number,
-    ws: number,
-  ): void;
+interface Shape {
+  name: string;
+  M: number;
+  K: number;
+  N: number;
+  opts: MatmulOptions;
 }
 
-// The worker's code, plain JavaScript evaluated by `new Worker(..., { eval: true })` (a worker does not inherit the
-// tsx loader). Control block (Int32Array over a SharedArrayBuffer): [seq, done, a, bpk, c, M, K, N, ws]; the main
-// thread bumps seq to hand out a job, the worker stores seq into done when finished; seq < 0 stops the worker.
-const WORKER = `
-const { parentPort, workerData } = require("node:worker_threads");
-const { bytes, memory, control } = workerData;
-const k = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports;
-const ctl = new Int32Array(control);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  if (seen < 0) break;
-  k.gemmPacked(ctl[2], 0, ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], 0, ctl[8]);
-  Atomics.store(ctl, 1, seen);
-  Atomics.notify(ctl, 1);
-}
-parentPort.postMessage("stopped");
-`;
+const [B, T, D] = [64, 100, 64];
 
-async function buildShared(): Promise<Uint8Array<ArrayBuffer>> {
-  const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-  const dir = mkdtempSync(join(tmpdir(), "charlm-threads-"));
-  const out = join(dir, "kernels-shared.wasm");
-  const asc = (await import("assemblyscript/asc")).default;
-  const args = [join(root, "assembly", "index.ts"), "--outFile", out, "-O3", "--noAssert", "--runtime", "stub"];
-  args.push("--enable", "simd", "--enable", "threads", "--use", "abort=", "--sharedMemory", "--importMemory");
-  args.push("--initialMemory", "2048", "--maximumMemory", "16384");
-  const { error } = await asc.main(args, { stdout: process.stdout, stderr: process.stderr });
-  if (error) throw error;
-  const bytes = new Uint8Array(readFileSync(out));
-  rmSync(dir, { recursive: true, force: true });
-  return bytes;
+function lstmShapes(H: number): Shape[] {
+  const G = 4 * H;
+  const s = (name: string, M: number, K: number, N: number, transA = false, transB = false): Shape => ({
+    name: `lstm${H} ${name}`,
+    M,
+    K,
+    N,
+    opts: { transA, transB },
+  });
+  return [
+    s("h@Wh    (per step)", B, H, G),
+    s("x@Wx    (all steps)", T * B, D, G),
+    s("dg@Wh^T (per step)", B, G, H, false, true),
+    s("h^T@dg  (dWh)", H, T * B, G, true),
+    s("x^T@dg  (dWx)", D, T * B, G, true),
+    s("dg@Wx^T (dx)", T * B, G, D, false, true),
+  ];
 }
 
-// Wall-clock best and median, and the process's CPU time over wall time for the whole run: about 1 means only one
-// core was doing the work, about 2 means both threads really ran at once.
-function wallTimes(fn: () => void, seconds: number): { best: number; median: number; cores: number } {
-  for (let i = 0; i < 5; i++) fn();
+interface WallTiming {
+  median: number; // seconds per call
+  best: number;
+  cores: number; // process CPU time / wall time over the whole measurement
+}
+
+function wallTimes(fn: () => void, seconds: number): WallTiming {
+  for (let i = 0; i < 3; i++) fn(); // warm-up: V8 swaps in the optimised wasm code after a few calls
   const ts: number[] = [];
   const start = performance.now();
   const cpu0 = process.cpuUsage();
@@ -80,80 +67,127 @@ function wallTimes(fn: () => void, seconds: number): { best: number; median: num
   const cpu = process.cpuUsage(cpu0);
   const cores = (cpu.user + cpu.system) / 1000 / (performance.now() - start);
   ts.sort((x, y) => x - y);
-  return { best: ts[0], median: ts[ts.length >> 1], cores };
+  return { median: ts[ts.length >> 1], best: ts[0], cores };
+}
+
+function rand(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.random() * 2 - 1;
+  return a;
+}
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+const pad = (s: string, n: number) => s.padEnd(n);
+const gflops = (M: number, K: number, N: number, t: number) => ((2 * M * K * N) / t / 1e9).toFixed(1);
+
+function products(backends: WasmBackendInfo[], seconds: number): void {
+  console.log("\n1. products, wall-clock GFLOP/s: median (best); speedup of medians over 1 thread; cores busy");
+  const rng = new Rng(1);
+  for (const s of [...lstmShapes(256), ...lstmShapes(512), { name: "1024^3", M: 1024, K: 1024, N: 1024, opts: {} }]) {
+    const a = rand(rng, s.M * s.K);
+    const b = rand(rng, s.K * s.N);
+    const c = new Float32Array(s.M * s.N);
+    const cells: string[] = [];
+    let base = 0;
+    for (const be of backends) {
+      const t = wallTimes(() => be.matmul(a, b, c, s.M, s.K, s.N, s.opts), seconds);
+      if (be.threads === 1) base = t.median;
+      const speed = be.threads === 1 ? "" : ` x${(base / t.median).toFixed(2)}`;
+      cells.push(
+        `${be.threads}t ${gflops(s.M, s.K, s.N, t.median)} (${gflops(s.M, s.K, s.N, t.best)})${speed} ${t.cores.toFixed(2)}c`,
+      );
+    }
+    console.log(`  ${pad(`${s.name} ${s.M}x${s.K}x${s.N}`, 40)} ${cells.map((x) => pad(x, 30)).join(" ")}`);
+  }
+}
+
+async function sweep(threads: number[], seconds: number): Promise<void> {
+  console.log("\n2. where a split starts to pay (threshold off): median wall time per call and speedup over 1 thread");
+  const unlimited = await Promise.all(
+    threads.map((t) => createWasmBackend(undefined, { threads: t, threadMinMacs: 0 })),
+  );
+  const one = await createWasmBackend(undefined, { threads: 1 });
+  const rng = new Rng(2);
+  const shapes: [number, number, number][] = [];
+  for (const n of [48, 64, 96, 128, 160, 192, 256]) shapes.push([n, n, n]);
+  for (const m of [64, 128, 256, 512, 1024]) shapes.push([m, 64, 256]); // input projections of a small model
+  for (const [M, K, N] of shapes) {
+    const a = rand(rng, M * K);
+    const b = rand(rng, K * N);
+    const c = new Float32Array(M * N);
+    const t1 = wallTimes(() => one.matmul(a, b, c, M, K, N), seconds / 2).median;
+    const cells = unlimited.map((be) => {
+      const t = wallTimes(() => be.matmul(a, b, c, M, K, N), seconds / 2).median;
+      return `${be.threads}t x${(t1 / t).toFixed(2)}`;
+    });
+    const macs = ((M * K * N) / 2 ** 20).toFixed(2);
+    console.log(
+      `  ${pad(`${M}x${K}x${N}`, 14)} ${pad(`${macs}M MACs`, 14)} 1t ${(t1 * 1e6).toFixed(0)} us  ${cells.join("  ")}`,
+    );
+  }
+  await Promise.all(unlimited.map((be) => be.close()));
+}
+
+function training(backends: WasmBackendInfo[], steps: number): void {
+  console.log(`\n3. training steps (Embedding 64 -> LSTM 256 -> Dense 65, B=${B}, T=${T}, Adam), wall clock`);
+  const V = 65;
+  let base = 0;
+  for (const be of backends) {
+    const rng = new Rng(3);
+    const config = {
+      type: "rnn",
+      cell: "lstm",
+      vocabSize: V,
+      embedding: 64,
+      units: 256,
+      layers: 1,
+      dropout: 0,
+    } as const;
+    const model = buildModel(config, rng);
+    const opt = new Adam(model.parameters());
+    const x = Int32Array.from({ length: B * T }, () => rng.int(V));
+    const y = Int32Array.from({ length: B * T }, () => rng.int(V));
+    const step = () => {
+      const { loss } = model.forward(x, B, T, { targets: y, training: true });
+      for (const t of model.parameters().values()) t.zeroGrad();
+      loss!.backward();
+      opt.step(2e-3);
+    };
+    withBackend(be, () => {
+      step(); // warm-up
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let s = 0; s < steps; s++) step();
+      const sec = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      if (be.threads === 1) base = sec;
+      const speed = be.threads === 1 ? "" : `, x${(base / sec).toFixed(2)}`;
+      const cores = ((cpu.user + cpu.system) / 1e6 / sec).toFixed(2);
+      console.log(
+        `  ${be.threads} thread(s): ${((B * T * steps) / sec).toFixed(0)} chars/s${speed} (cores busy ${cores})`,
+      );
+    });
+  }
 }
 
 export async function main(args: string[]): Promise<void> {
-  const si = args.indexOf("--seconds");
-  const seconds = si >= 0 ? Number(args[si + 1]) : 0.6;
-  const bytes = await buildShared();
-  const memory = new WebAssembly.Memory({ initial: 2048, maximum: 16384, shared: true });
-  const control = new SharedArrayBuffer(64);
-  const ctl = new Int32Array(control);
-  const k = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } })
-    .exports as unknown as SharedKernels;
-  const worker = new Worker(WORKER, { eval: true, workerData: { bytes, memory, control } });
-  const stopped = new Promise((resolve) => worker.once("message", resolve));
-  worker.on("error", (e) => console.error(`gemm_threads: worker failed: ${e.message}`));
-  // Let the worker start (and report a failure) before the main thread blocks in Atomics.wait.
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const f32 = () => new Float32Array(memory.buffer);
-  let seq = 0;
-  const base = (k.heapBase() + 15) & ~15;
+  const seconds = Number(flag(args, "--seconds") ?? 0.4);
+  const steps = Number(flag(args, "--steps") ?? 3);
+  const threads = (flag(args, "--threads") ?? "2").split(",").map(Number);
+  const backends = [1, ...threads].map((t) => createWasmBackend(undefined, { threads: t }));
+  const all = await Promise.all(backends);
+  const load = loadavg().map((x) => x.toFixed(1));
   console.log(
-    `wall-clock GFLOP/s, best and median over ${seconds}s per configuration (threads only help in wall time)`,
+    `wasm build ${all[0].build}; ${availableParallelism()} cores, load average ${load.join(" ")} at start; ` +
+      `${seconds}s per configuration`,
   );
-  for (const [M, K, N] of [
-    [64, 256, 1024],
-    [64, 512, 2048],
-    [6400, 64, 1024],
-    [1024, 1024, 1024],
-  ]) {
-    let p = base;
-    const alloc = (n: number) => {
-      const r = p;
-      p += (n * 4 + 15) & ~15;
-      return r;
-    };
-    const a = alloc(M * K);
-    const b = alloc(K * N);
-    const c = alloc(M * N);
-    const bpk = alloc(k.packedBFloats(K, N));
-    const ws1 = alloc(k.packAFloats());
-    const ws2 = alloc(k.packAFloats());
-    if (p > memory.buffer.byteLength) memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536));
-    const v = f32();
-    for (let i = 0; i < M * K; i++) v[(a >> 2) + i] = Math.sin(i);
-    for (let i = 0; i < K * N; i++) v[(b >> 2) + i] = Math.cos(i);
-    const one = () => {
-      k.packB(b, K, N, 0, bpk);
-      k.gemmPacked(a, 0, bpk, c, M, K, N, 0, ws1);
-    };
-    const two = () => {
-      k.packB(b, K, N, 0, bpk);
-      const top = Math.floor(M / 8) * 4; // rows for the main thread, a multiple of the 4-row tile
-      ctl.set([a + top * K * 4, bpk, c + top * N * 4, M - top, K, N, ws2], 2);
-      seq++;
-      Atomics.store(ctl, 0, seq);
-      Atomics.notify(ctl, 0);
-      k.gemmPacked(a, 0, bpk, c, top, K, N, 0, ws1);
-      const deadline = performance.now() + 10_000;
-      while (Atomics.load(ctl, 1) !== seq) {
-        Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 100);
-        if (performance.now() > deadline) throw new Error("gemm_threads: the worker did not answer within 10 s");
-      }
-    };
-    const t1 = wallTimes(one, seconds);
-    const t2 = wallTimes(two, seconds);
-    const g = (t: number) => ((2 * M * K * N) / t / 1e9).toFixed(1);
-    console.log(
-      `${M}x${K}x${N}: 1 thread ${g(t1.best)} (median ${g(t1.median)}), 2 threads ${g(t2.best)} (median ${g(t2.median)}); ` +
-        `speedup best ${(t1.best / t2.best).toFixed(2)}, median ${(t1.median / t2.median).toFixed(2)}; ` +
-        `cores busy ${t1.cores.toFixed(2)} vs ${t2.cores.toFixed(2)}`,
-    );
-  }
-  Atomics.store(ctl, 0, -1);
-  Atomics.notify(ctl, 0);
-  await stopped;
-  await worker.terminate();
+  if (!args.includes("--no-products")) products(all, seconds);
+  if (!args.includes("--no-sweep")) await sweep(threads, seconds);
+  if (!args.includes("--no-train")) training(all, steps);
+  console.log(`\nload average ${loadavg()[0].toFixed(1)} at the end`);
+  await Promise.all(all.map((be) => be.close()));
 }

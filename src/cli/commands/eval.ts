@@ -1,7 +1,7 @@
 // `charlm eval`: the loss of a trained model on a split of its corpus, in nats/char, bits/char and perplexity.
 
 import { loadSplits } from "../../data/corpus.js";
-import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { backendFlag, selectBackend } from "../backend.js";
 import { loadCheckpoint } from "../../train/checkpoint.js";
 import { evaluate } from "../../train/evaluate.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
@@ -22,7 +22,7 @@ export const evalCommand = defineCommand({
       default: false,
     },
     maxChars: { type: "int", help: "evaluate only the first N characters (0 = all)", default: 0, min: 0, arg: "N" },
-    backend: { type: "string", help: "kernel backend", default: "js", choices: ["js", "wasm"] },
+    backend: backendFlag,
     json: { type: "bool", help: "print one JSON object instead of text", default: false },
   },
   examples: [
@@ -31,7 +31,7 @@ export const evalCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("eval needs --model DIR, a checkpoint directory written by charlm train");
-    setBackend(await loadBackend(flags.backend as "js" | "wasm"));
+    await selectBackend(flags.backend);
     const { model, vocab, manifest } = await loadCheckpoint(flags.model);
     const data = flags.data ?? manifest.train?.data ?? "tinyshakespeare";
     const splits = await loadSplits(data, { validationFraction: manifest.train?.validationFraction ?? 0.1 });

@@ -1,6 +1,6 @@
 // `charlm sample`: load a checkpoint and stream generated text to stdout as it is produced.
 
-import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { backendFlag, selectBackend } from "../backend.js";
 import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
 import { loadCheckpoint } from "../../train/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
@@ -26,7 +26,7 @@ export const sampleCommand = defineCommand({
     seed: { type: "int", help: "random seed (sample i uses seed + i); default: random", min: 0, max: 0xffffffff },
     stop: { type: "strings", help: "stop a sample when this text appears (repeatable)", arg: "TEXT" },
     numSamples: { type: "int", help: "how many samples", default: 1, min: 1, arg: "N" },
-    backend: { type: "string", help: "kernel backend", default: "js", choices: ["js", "wasm"] },
+    backend: backendFlag,
   },
   examples: [
     'charlm sample --model runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8',
@@ -34,7 +34,7 @@ export const sampleCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("sample needs --model DIR, a checkpoint directory written by charlm train");
-    setBackend(await loadBackend(flags.backend as "js" | "wasm"));
+    await selectBackend(flags.backend);
     const { model, vocab } = await loadCheckpoint(flags.model);
     const base = {
       prime: flags.prime,

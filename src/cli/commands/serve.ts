@@ -1,10 +1,10 @@
 // `charlm serve`: load the checkpoints named on the command line and serve the HTTP API and the page.
 
-import { listBackends, useBackend } from "../../engine/backends/index.js";
 import { UsageError } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
 import { createServer, DEFAULTS } from "../../server/app.js";
 import { loadServedModels } from "../../server/checkpoint-model.js";
+import { backendFlag, selectBackend } from "../backend.js";
 import { defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
@@ -24,12 +24,7 @@ export const serveCommand = defineCommand({
       default: DEFAULTS.timeLimitMs / 1000,
       above: 0,
     },
-    backend: {
-      type: "string",
-      help: "kernels for generation; auto picks wasm when build/kernels.wasm loads",
-      choices: ["auto", "js", "wasm"],
-      default: "auto",
-    },
+    backend: backendFlag,
     seed: { type: "int", help: "seed for the seeds of requests that give none (default: the clock)", min: 0 },
     quiet: { type: "bool", help: "do not log requests", default: false },
   },
@@ -39,13 +34,7 @@ export const serveCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model?.length) throw new UsageError("serve needs at least one --model DIR (a checkpoint directory)");
-    const backend =
-      flags.backend === "auto"
-        ? (await listBackends()).includes("wasm")
-          ? "wasm"
-          : "js"
-        : (flags.backend as "js" | "wasm");
-    await useBackend(backend);
+    const backend = await selectBackend(flags.backend);
     const models = await loadServedModels(flags.model);
     const app = createServer(models, {
       maxLength: flags.maxLength,

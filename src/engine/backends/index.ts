@@ -1,6 +1,7 @@
 // The backend registry: which kernels the ops call. `js` is always there and is the default; `wasm` is loaded
 // lazily (dynamic import, so a browser bundle or a checkout without build/kernels.wasm never pays for it) and is
-// listed only when its module loads and build/kernels.wasm instantiates.
+// listed only when its module loads and build/kernels.wasm instantiates. It runs on CHARLM_THREADS threads (default
+// 1; see docs/wasm.md): a malformed value, or threads that cannot start, make `useBackend("wasm")` fail with the reason.
 
 import type { Backend } from "../backend.js";
 import { jsBackend } from "./js.js";
@@ -10,6 +11,7 @@ export type BackendName = "js" | "wasm";
 
 let current: Backend = jsBackend;
 let wasmPromise: Promise<Backend | null> | null = null;
+let wasmError: unknown = null;
 
 /** The backend the ops use now. */
 export function getBackend(): Backend {
@@ -21,17 +23,21 @@ export function setBackend(b: Backend): void {
   current = b;
 }
 
-type WasmModule = { createWasmBackend(bytes?: BufferSource): Promise<Backend> };
+type WasmModule = {
+  createWasmBackend(bytes?: BufferSource, opts?: { threads?: number }): Promise<Backend>;
+  threadsFromEnv(): number;
+};
 
-/** Load the wasm backend once; null when its build is missing or does not instantiate. */
+/** Load the wasm backend once; null when its build is missing or does not instantiate (the reason in wasmError). */
 function loadWasm(): Promise<Backend | null> {
   if (!wasmPromise) {
     // Imported on first use only: the js backend never loads the wasm module or its binary.
-    wasmPromise = import("./wasm.js").then(
-      (m: WasmModule) => m.createWasmBackend(),
-      () => null,
-    );
-    wasmPromise = wasmPromise.catch(() => null);
+    wasmPromise = import("./wasm.js")
+      .then((m: WasmModule) => m.createWasmBackend(undefined, { threads: m.threadsFromEnv() }))
+      .catch((e: unknown) => {
+        wasmError = e;
+        return null;
+      });
   }
   return wasmPromise;
 }
@@ -49,6 +55,8 @@ export async function loadBackend(name: BackendName): Promise<Backend> {
   if (name === "wasm") {
     const b = await loadWasm();
     if (!b) {
+      // The loader's own errors name the file or setting and the fix (a missing build, a bad CHARLM_THREADS).
+      if (wasmError instanceof CharlmError) throw wasmError;
       throw new CharlmError(
         "backend wasm: build/kernels.wasm is missing or failed to load; run `npm run build:wasm` or use --backend js",
       );
