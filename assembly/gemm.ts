@@ -276,19 +276,43 @@ export function gemmPacked(
   accumulate: bool,
   ws: usize,
 ): void {
-  if (M <= 0 || N <= 0) return;
+  gemmPackedCols(a, transA, bpk, c, M, K, N, accumulate, ws, 0, N);
+}
+
+/**
+ * Columns j0..j1 of the product `gemmPacked` computes (j0 a multiple of NR), so that threads can each take a block
+ * of columns; every element is computed exactly as `gemmPacked` computes it, whatever the block.
+ */
+export function gemmPackedCols(
+  a: usize,
+  transA: bool,
+  bpk: usize,
+  c: usize,
+  M: i32,
+  K: i32,
+  N: i32,
+  accumulate: bool,
+  ws: usize,
+  j0: i32,
+  j1: i32,
+): void {
+  if (M <= 0 || j1 <= j0) return;
+  const ldc = <usize>N * 4;
   if (K <= 0) {
-    if (!accumulate) memory.fill(c, 0, <usize>M * N * 4);
+    if (!accumulate) {
+      for (let i = 0; i < M; i++) memory.fill(c + <usize>i * ldc + <usize>j0 * 4, 0, <usize>(j1 - j0) * 4);
+    }
     return;
   }
-  const ldc = <usize>N * 4;
+  const panels = bpk + <usize>(j0 / NR) * K * NR * 4; // the packed panels of columns j0..
   for (let k0 = 0; k0 < K; k0 += KC) {
     const kc = min(KC, K - k0);
     for (let i0 = 0; i0 < M; i0 += MC) {
       const mc = min(MC, M - i0);
       packA(a, M, K, transA, i0, mc, k0, kc, ws);
-      const bp0 = bpk + <usize>k0 * NR * 4;
-      macroKernel(kc, mc, N, ws, bp0, <usize>K * NR * 4, c + <usize>i0 * ldc, ldc, accumulate || k0 > 0);
+      const bp0 = panels + <usize>k0 * NR * 4;
+      const cp = c + <usize>i0 * ldc + <usize>j0 * 4;
+      macroKernel(kc, mc, j1 - j0, ws, bp0, <usize>K * NR * 4, cp, ldc, accumulate || k0 > 0);
     }
   }
 }

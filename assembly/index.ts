@@ -5,6 +5,7 @@ export {
   gemm,
   gemmBlock,
   gemmPacked,
+  gemmPackedCols,
   gemmFewRows,
   packB,
   packedBFloats,
@@ -20,3 +21,4 @@ export function heapBase(): usize {
 }
 export { lstmForward, lstmBackward, gruForward, gruBackward, rnnForward, rnnBackward } from "./recurrent";
 export { sigmoidInPlace, tanhInPlace } from "./activations";
+export { setWorkers } from "./threads";

@@ -16,13 +16,16 @@
 // pre-activation gradients of all steps are kept (they are dxw) and dWh comes from ONE product at the end:
 // dWh += [h_{-1} .. h_{T-2}]^T (H, T·B) @ dgates (T·B, G), which runs at full GEMM speed instead of T small ones.
 // With `withDwh` false the backward kernels skip that product and the JS side runs it instead, split over worker
-// threads (src/engine/backends/wasm.ts); it is the same `gemm` either way, so the bits are the same.
+// threads (src/engine/backends/wasm.ts); it is the same `gemm` either way, so the bits are the same. The per-step
+// products go through `gemmPackedShared` (threads.ts): in the shared-memory build with worker threads, large ones
+// are split by columns between the threads; otherwise it is `gemmPacked`.
 //
 // The pointwise gate math is written once for 4 lanes (the *4 functions); row tails shorter than 4 are gathered
 // into a small scratch, run through the same code, and scattered back, so H need not be a multiple of 4.
 
 import { vsigmoid, vtanh } from "./activations";
-import { MR, gemm, gemmFewRows, gemmPacked } from "./gemm";
+import { MR, gemm, gemmFewRows } from "./gemm";
+import { gemmPackedShared } from "./threads";
 
 const SLOTS: i32 = 16;
 const tmp: usize = memory.data(SLOTS * 16, 16); // SLOTS vectors for row tails
@@ -54,7 +57,7 @@ function one(): v128 {
 // stored, since packing it would cost as much as the product.
 function recurrentProduct(h: usize, wh: usize, out: usize, B: i32, K: i32, N: i32, ws: usize): void {
   if (B < MR) gemmFewRows(h, wh, out, B, K, N, true);
-  else gemmPacked(h, false, wh, out, B, K, N, true, ws);
+  else gemmPackedShared(h, false, wh, out, B, K, N, true, ws);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +234,7 @@ export function lstmBackward(
         scatter(12, dr + 3 * H4 + o, rem);
       }
     }
-    gemmPacked(dgt, false, whtp, dh, B, G, H, false, ws); // dh_{t-1} = da_t @ Wh^T
+    gemmPackedShared(dgt, false, whtp, dh, B, G, H, false, ws); // dh_{t-1} = da_t @ Wh^T
   }
   if (withDwh) gemm(hall, dxw, dwh, H, T * B, G, true, false, true, ws);
 }
@@ -433,7 +436,7 @@ export function gruBackward(
       }
       memory.copy(sr, dr, H4 * 2); // dhh_r, dhh_z equal dxw_r, dxw_z
     }
-    gemmPacked(dst, false, whtp, dh, B, G, H, true, ws); // dh_{t-1} = dh_t·z + dhh_t @ Wh^T
+    gemmPackedShared(dst, false, whtp, dh, B, G, H, true, ws); // dh_{t-1} = dh_t·z + dhh_t @ Wh^T
   }
   if (withDwh) gemm(hall, dhh, dwh, H, T * B, G, true, false, true, ws);
   // dbh += column sums of dhh over all T·B rows
@@ -509,7 +512,7 @@ export function rnnBackward(
       const h = load<f32>(ht + o);
       store<f32>(da + o, (load<f32>(dht + o) + load<f32>(dh + o)) * (1 - h * h));
     }
-    gemmPacked(da, false, whtp, dh, B, H, H, false, ws); // dh_{t-1} = da_t @ Wh^T
+    gemmPackedShared(da, false, whtp, dh, B, H, H, false, ws); // dh_{t-1} = da_t @ Wh^T
   }
   if (withDwh) gemm(hall, dxw, dwh, H, T * B, H, true, false, true, ws);
 }

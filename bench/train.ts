@@ -4,8 +4,8 @@
 //     Throughput: Embedding 64 -> LSTM 256 -> Dense 65 and Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64,
 //     sequence 100, Adam; characters/s (B*T per full training step: forward, loss, backward, update), PyTorch at
 //     its default threads and with both pinned to one thread, and the charlm/PyTorch ratio. charlm runs on the
-//     wasm backend when its build exists (else js) and is single-threaded either way, so it is measured once per
-//     workload and compared with both PyTorch settings.
+//     wasm backend when its build exists (else js), single-threaded unless CHARLM_THREADS says otherwise (wasm only,
+//     docs/wasm.md), so it is measured once per workload and compared with both PyTorch settings.
 //
 //   npm run bench -- train --compare-loss [--steps N] [--cell lstm|gru|rnn]
 //     The same small model (Embedding 32 -> LSTM 128 -> Dense, or GRU / SimpleRNN), the same initial weights (written by charlm and
@@ -22,7 +22,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { TINY_SHAKESPEARE, loadTinyShakespeare } from "../src/data/tinyshakespeare.js";
-import { listBackends, noGrad, useBackend } from "../src/engine/index.js";
+import { getBackend, listBackends, noGrad, useBackend } from "../src/engine/index.js";
 import type { RnnModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
 import type { RnnModel } from "../src/models/rnn.js";
@@ -101,7 +101,10 @@ async function throughput(args: string[]): Promise<void> {
     },
   ];
   const only = flag(args, "--only", 0);
-  console.log(`charlm backend: ${backend} (single-threaded); batch ${B}, sequence ${T}, Adam`);
+  const threads = (getBackend() as { threads?: number }).threads ?? 1;
+  console.log(
+    `charlm backend: ${backend} (${threads === 1 ? "single-threaded" : `${threads} threads`}); batch ${B}, sequence ${T}, Adam`,
+  );
   for (const [i, w] of workloads.entries()) {
     if (only && only !== i + 1) continue;
     console.log(`\n${w.name}`);

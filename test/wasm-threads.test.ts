@@ -75,15 +75,20 @@ test("matmul on 2 and 3 threads is bit-identical to 1 thread for every transpose
   }
 });
 
-for (const cell of ["lstm", "gru", "rnn"] as const) {
+for (const [cell, H] of [
+  ["lstm", 160],
+  ["gru", 160],
+  ["rnn", 256],
+] as const) {
   test(`a ${cell.toUpperCase()} training step gives the same losses and weights on 1 and 2 threads`, () => {
-    // (B, T) = (16, 40), H = 64: the input projection x @ Wx (640 x 32 x G), its gradients and the recurrent dWh
-    // product (64 x 640 x G, run outside the kernel when threaded) are all above the threshold.
-    const [B, T, V] = [16, 40, 13];
+    // (B, T) = (32, 8): every product is above the threshold and split: the input projection x @ Wx (256 x 32 x G)
+    // and its gradients, the output layer's, the recurrent dWh (H x 256 x G, run outside the kernel when threaded),
+    // and the per-step products inside the recurrent kernels, h @ Wh (32 x H x G) and dg @ Wh^T (32 x G x H).
+    const [B, T, V] = [32, 8, 13];
     const run = (threads: number) => {
       const rng = new Rng(3);
       const model = buildModel(
-        { type: "rnn", cell, vocabSize: V, embedding: 32, units: 64, layers: 1, dropout: 0 },
+        { type: "rnn", cell, vocabSize: V, embedding: 32, units: H, layers: 1, dropout: 0 },
         rng,
       );
       const opt = new Adam(model.parameters());

@@ -12,11 +12,11 @@
 // shared-memory build of the same kernels, and starts threads - 1 worker_threads, each instantiating that module
 // on the same memory. Large matrix products are then split into blocks of rows (or of columns, when C is wider than
 // tall) and each thread computes one block with `gemmBlock`; the main thread takes the first block and then blocks
-// in Atomics.wait until the workers are done. Every element of C is computed by the same code in the same order
-// whatever the split, so the results are bit-identical to one thread. The recurrent backward kernels leave their
-// one big product (dWh, (H x T·B x G)) to this file, which splits it the same way. Small products, and the
-// recurrent per-step products (B x H x G: a handshake per step would cost more than it saves), stay on the main
-// thread.
+// in Atomics.wait until the workers are done. The recurrent backward kernels leave their one big product (dWh,
+// (H x T·B x G)) to this file, which splits it the same way; their per-step products (B x H x G) are split by the
+// kernels themselves, by columns, through the same workers (assembly/threads.ts). Every element is computed by the
+// same code in the same order whatever the split, so the results are bit-identical to one thread. Products under
+// the size threshold, the gate math and the copies stay on the main thread.
 
 import type {
   Backend,
@@ -62,6 +62,20 @@ interface Kernels {
   packB(b: number, K: number, N: number, transB: number, dst: number): void;
   gemmFewRows(a: number, b: number, c: number, M: number, K: number, N: number, acc: number): void;
   setTileScratch(p: number): void;
+  setWorkers(n: number, ctl: number, ws: number, wsStride: number, minMacs: number): void;
+  gemmPackedCols(
+    a: number,
+    tA: number,
+    bpk: number,
+    c: number,
+    M: number,
+    K: number,
+    N: number,
+    acc: number,
+    ws: number,
+    j0: number,
+    j1: number,
+  ): void;
   tileScratchFloats(): number;
   gemmBlock(
     a: number,
@@ -395,7 +409,7 @@ async function createThreaded(
     throw instantiateError(e, file);
   }
   const be = new WasmBackend(kernels, loaded.build, null, minMacs);
-  be.pool = await Pool.start(module, memory, threads - 1, be.keepScratch());
+  await be.startPool(module, memory, threads - 1);
   return be;
 }
 
@@ -405,15 +419,17 @@ async function createThreaded(
 // The worker's code, plain JavaScript run with `new Worker(code, { eval: true })`, so it needs no loader and works
 // the same from src/ (tsx) and dist/. Each worker instantiates the module on the shared memory (the module's data
 // segments are written again then, which is why all workers start before the backend is first used), points its
-// edge-tile scratch at its own, and serves jobs from its control block (Int32Array over a SharedArrayBuffer):
-//   [0] seq     the main thread bumps it to hand out a job; a negative value stops the worker
+// edge-tile scratch at its own, and serves jobs from its control block, CTL_BYTES in the shared memory itself, so
+// that both this file and the recurrent kernels (assembly/threads.ts, same layout) can hand out work:
+//   [0] seq     bumped to hand out a job; a negative value stops the worker
 //   [1] done    the worker stores seq here when it finished that job
 //   [2] failed  1 when the job threw (the main thread turns that into an error)
-//   [3..16]     gemmBlock's 14 arguments
+//   [3] kind    0: gemmBlock (this file's matmul and dWh), 1: gemmPackedCols (the recurrent per-step products)
+//   [4..]       the arguments
 const WORKER_CODE = `
 const { parentPort, workerData } = require("node:worker_threads");
-const { module, memory, control, tile } = workerData;
-const ctl = new Int32Array(control);
+const { module, memory, ctlAddr, tile } = workerData;
+const ctl = new Int32Array(memory.buffer, ctlAddr, 32);
 let k;
 try {
   k = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -428,7 +444,9 @@ while (k) {
   seen = Atomics.load(ctl, 0);
   if (seen < 0) break;
   try {
-    k.gemmBlock(ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], ctl[8], ctl[9], ctl[10], ctl[11], ctl[12], ctl[13], ctl[14], ctl[15], ctl[16]);
+    const a = ctl.slice(4, 18);
+    if (ctl[3] === 1) k.gemmPackedCols(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+    else k.gemmBlock(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
     Atomics.store(ctl, 2, 0);
   } catch (e) {
     Atomics.store(ctl, 2, 1);
@@ -437,15 +455,14 @@ while (k) {
   Atomics.notify(ctl, 1);
 }
 `;
-const CTL_INTS = 17;
+// Bytes per control block; must match CTL_BYTES in assembly/threads.ts.
+const CTL_BYTES = 128;
 const WT = "node:worker_threads";
 
 type WorkerT = import("node:worker_threads").Worker;
 
 /** The worker threads of one backend and their control blocks. */
 class Pool {
-  private seq = 0;
-
   private constructor(
     private readonly workers: WorkerT[],
     private readonly ctls: Int32Array[],
@@ -455,25 +472,24 @@ class Pool {
     return this.workers.length;
   }
 
-  /** Starts n workers on `memory`, worker i with the edge-tile scratch at scratch(i); resolves when all are ready. */
-  static async start(
-    module: WebAssembly.Module,
-    memory: WebAssembly.Memory,
-    n: number,
-    scratch: (i: number) => number,
-  ) {
+  /**
+   * Starts n workers on `memory`, worker i with its control block at ctl + i·CTL_BYTES and its edge-tile scratch
+   * at tiles[i]; resolves when all are ready.
+   */
+  static async start(module: WebAssembly.Module, memory: WebAssembly.Memory, ctl: number, tiles: number[]) {
     const { Worker } = (await import(WT)) as typeof import("node:worker_threads");
     const workers: WorkerT[] = [];
     const ctls: Int32Array[] = [];
+    const n = tiles.length;
     try {
       for (let i = 0; i < n; i++) {
-        const control = new SharedArrayBuffer(CTL_INTS * 4);
+        const ctlAddr = ctl + i * CTL_BYTES;
         // execArgv []: the worker must not inherit flags such as --input-type=module, which would make its
         // CommonJS code an ES module (V8 flags, e.g. relaxed SIMD on Node 20, are process-wide and still apply).
-        const workerData = { module, memory, control, tile: scratch(i) };
+        const workerData = { module, memory, ctlAddr, tile: tiles[i] };
         const w = new Worker(WORKER_CODE, { eval: true, execArgv: [], workerData });
         workers.push(w);
-        ctls.push(new Int32Array(control));
+        ctls.push(new Int32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
         await new Promise<void>((resolve, reject) => {
           w.once("message", (m: { ready?: boolean; error?: string }) =>
             m.ready ? resolve() : reject(new Error(m.error ?? "no answer")),
@@ -502,10 +518,15 @@ class Pool {
    * wait blocks this thread (Atomics.wait, allowed on Node's main thread), so the caller's memory stays untouched.
    */
   run(jobs: number[][], own: () => void): void {
-    const seq = (this.seq = (this.seq + 1) & 0x3fffffff);
+    // Each block's next sequence number is its last one plus 1: the recurrent kernels hand out jobs on the same
+    // blocks (assembly/threads.ts does the same), so there is no shared counter to keep in step.
+    const seqs: number[] = [];
     for (let i = 0; i < jobs.length; i++) {
       const ctl = this.ctls[i];
-      ctl.set(jobs[i], 3);
+      const seq = (Atomics.load(ctl, 0) + 1) & 0x3fffffff;
+      seqs.push(seq);
+      ctl[3] = 0; // gemmBlock
+      ctl.set(jobs[i], 4);
       Atomics.store(ctl, 0, seq);
       Atomics.notify(ctl, 0);
     }
@@ -524,7 +545,7 @@ class Pool {
       const ctl = this.ctls[i];
       for (;;) {
         const done = Atomics.load(ctl, 1);
-        if (done === seq) break;
+        if (done === seqs[i]) break;
         if (performance.now() > deadline) {
           throw new CharlmError(
             "wasm backend: a worker thread did not finish its part of a matrix product in time; use CHARLM_THREADS=1",
@@ -581,14 +602,24 @@ class WasmBackend implements WasmBackendInfo {
     return this.pool ? this.pool.size + 1 : 1;
   }
 
-  /** Reserves, for good, one edge-tile scratch per call (one per worker thread). */
-  keepScratch(): (i: number) => number {
-    return () => this.arena.keep(this.kernels.tileScratchFloats());
+  /**
+   * Starts n worker threads: reserves for good their control blocks, edge-tile scratches and the workspaces of the
+   * per-step products they take from the recurrent kernels, then tells the kernels about them.
+   */
+  async startPool(module: WebAssembly.Module, memory: WebAssembly.Memory, n: number): Promise<void> {
+    const k = this.kernels;
+    const ctl = this.arena.keep((n * CTL_BYTES) / 4);
+    const wsStride = k.packAFloats() * 4;
+    const ws = this.arena.keep(n * k.packAFloats());
+    const tiles = Array.from({ length: n }, () => this.arena.keep(k.tileScratchFloats()));
+    this.pool = await Pool.start(module, memory, ctl, tiles);
+    k.setWorkers(n, ctl, ws, wsStride, Math.min(this.minMacs, 2 ** 31 - 1));
   }
 
   async close(): Promise<void> {
     const pool = this.pool;
     this.pool = null;
+    this.kernels.setWorkers(0, 0, 0, 0, 0);
     await pool?.close();
   }
 
