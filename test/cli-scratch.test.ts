@@ -3,24 +3,9 @@ import assert from "node:assert/strict";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main } from "../src/cli/main.js";
+import { cli } from "./helpers/cli.js";
 
-/** Run `charlm ...` in this process, capturing stdout and stderr. */
-async function charlm(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const o = process.stdout.write;
-  const e = process.stderr.write;
-  process.stdout.write = ((s: string | Uint8Array) => ((out += s.toString()), true)) as typeof o;
-  process.stderr.write = ((s: string | Uint8Array) => ((err += s.toString()), true)) as typeof e;
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const charlm = cli;
 
 /** A bad input: non-zero exit and exactly one line on stderr matching `pattern`. */
 async function fails(pattern: RegExp, ...argv: string[]): Promise<void> {

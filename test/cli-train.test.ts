@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { main } from "../src/cli/main.js";
+import { cli } from "./helpers/cli.js";
 
 const VERSE =
   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
@@ -17,34 +17,6 @@ const work = mkdtempSync(join(tmpdir(), "charlm-cli-"));
 const corpus = join(work, "verse.txt");
 writeFileSync(corpus, VERSE.repeat(20));
 const TINY = ["--preset", "tiny", "--embedding", "8", "--units", "12", "--seq-length", "16", "--batch-size", "4"];
-
-/**
- * Run main() in this process, capturing the text it writes. Only strings are captured: the test runner reports to
- * its parent through this process's stdout in binary chunks, and those must go through untouched.
- */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const w1 = process.stdout.write;
-  const w2 = process.stderr.write;
-  const capture = (original: typeof w1, sink: (s: string) => void) =>
-    function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
-      if (typeof chunk === "string") {
-        sink(chunk);
-        return true;
-      }
-      return (original as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as typeof w1;
-  process.stdout.write = capture(w1, (s) => (out += s));
-  process.stderr.write = capture(w2, (s) => (err += s));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-  }
-}
 
 test("end to end in a real process: train on a corpus file, then sample, eval and summary from the checkpoint", () => {
   const out = join(work, "e2e");

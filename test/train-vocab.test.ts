@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main } from "../src/cli/main.js";
+import { cli } from "./helpers/cli.js";
 import { UNK } from "../src/data/vocab.js";
 import { DEFAULT_TRAIN_CONFIG, buildTrainVocab } from "../src/train/config.js";
 
@@ -25,31 +25,6 @@ const QUICK = [
   ...["--data", corpus, "--preset", "tiny", "--embedding", "8", "--units", "12", "--seq-length", "16"],
   ...["--batch-size", "4", "--steps-per-epoch", "2", "--epochs", "1", "--sample-length", "0", "--quiet"],
 ];
-
-/** Run main() in this process, capturing the strings it writes (binary chunks from the test runner pass through). */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const w1 = process.stdout.write;
-  const w2 = process.stderr.write;
-  const capture = (original: typeof w1, sink: (s: string) => void) =>
-    function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
-      if (typeof chunk === "string") {
-        sink(chunk);
-        return true;
-      }
-      return (original as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as typeof w1;
-  process.stdout.write = capture(w1, (s) => (out += s));
-  process.stderr.write = capture(w2, (s) => (err += s));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w1;
-    process.stderr.write = w2;
-  }
-}
 
 function savedVocab(dir: string): { chars: string[]; unk: number } {
   return (JSON.parse(readFileSync(join(dir, "charlm.json"), "utf8")) as { vocab: { chars: string[]; unk: number } })
