@@ -20,15 +20,38 @@
 
 import type {
   Backend,
-  GruBackwardArgs,
-  GruForwardArgs,
-  LstmBackwardArgs,
-  LstmForwardArgs,
+  GruBackwardArgs as GruBackwardArgsOf,
+  GruForwardArgs as GruForwardArgsOf,
+  LstmBackwardArgs as LstmBackwardArgsOf,
+  LstmForwardArgs as LstmForwardArgsOf,
   MatmulOptions,
-  RnnBackwardArgs,
-  RnnForwardArgs,
+  RnnBackwardArgs as RnnBackwardArgsOf,
+  RnnForwardArgs as RnnForwardArgsOf,
 } from "../backend.js";
+import { jsBackend } from "./js.js";
 import { CharlmError } from "../../util/errors.js";
+
+// Until the wasm backend keeps its storage in wasm memory, its storage is the js backend's (Float32Arrays): the
+// products and recurrent layers below copy their operands in and out per call, every other kernel is the js one.
+type F = Float32Array;
+type LstmForwardArgs = LstmForwardArgsOf<F>;
+type LstmBackwardArgs = LstmBackwardArgsOf<F> & { dwh: F };
+type GruForwardArgs = GruForwardArgsOf<F>;
+type GruBackwardArgs = GruBackwardArgsOf<F> & { dwh: F; dbh: F };
+type RnnForwardArgs = RnnForwardArgsOf<F>;
+type RnnBackwardArgs = RnnBackwardArgsOf<F> & { dwh: F };
+
+/** The kernels this file runs in wasm, on Float32Arrays copied in and out per call. */
+interface CopyingKernels {
+  readonly name: string;
+  matmul(a: F, b: F, c: F, M: number, K: number, N: number, opts?: MatmulOptions): void;
+  lstmForward(args: LstmForwardArgs): void;
+  lstmBackward(args: LstmBackwardArgs): void;
+  gruForward(args: GruForwardArgs): void;
+  gruBackward(args: GruBackwardArgs): void;
+  rnnForward(args: RnnForwardArgs): void;
+  rnnBackward(args: RnnBackwardArgs): void;
+}
 
 /** Where the build script puts the modules (works from src/engine/backends and from dist/engine/backends). */
 export const WASM_URL = new URL("../../../build/kernels.wasm", import.meta.url);
@@ -272,7 +295,7 @@ async function filePath(url: URL): Promise<string> {
 export type WasmBuild = "plain" | "relaxed" | "bytes";
 
 /** The wasm backend, plus which build of the kernels it runs (the bench prints it). */
-export interface WasmBackendInfo extends Backend {
+export interface WasmBackendInfo extends Backend<F> {
   readonly build: WasmBuild;
   /** Threads the large matrix products use (1: the calling thread only). */
   readonly threads: number;
@@ -377,7 +400,49 @@ export async function createWasmBackend(bytes?: BufferSource, opts: WasmBackendO
   } catch (e) {
     throw instantiateError(e, "build/kernels.wasm");
   }
-  return new WasmBackend(instance.exports as unknown as Kernels, loaded.build, null, THREAD_MIN_MACS);
+  return adapt(new WasmBackend(instance.exports as unknown as Kernels, loaded.build, null, THREAD_MIN_MACS));
+}
+
+/**
+ * The whole Backend interface over the copying kernels: batched products as one call per matrix, gradients that
+ * are not wanted computed into scratch, everything else from the js backend.
+ */
+function adapt(k: WasmBackend): WasmBackendInfo {
+  return {
+    ...jsBackend,
+    name: "wasm",
+    build: k.build,
+    get threads() {
+      return k.threads;
+    },
+    close: () => k.close(),
+    matmul(a, b, c, M, K, N, opts = {}) {
+      const batch = opts.batch ?? 1;
+      const [oa, ob, oc] = [opts.offsetA ?? 0, opts.offsetB ?? 0, opts.offsetC ?? 0];
+      for (let p = 0; p < batch; p++) {
+        k.matmul(
+          a.subarray(oa + p * M * K, oa + (p + 1) * M * K),
+          b.subarray(ob + p * K * N, ob + (p + 1) * K * N),
+          c.subarray(oc + p * M * N, oc + (p + 1) * M * N),
+          M,
+          K,
+          N,
+          opts,
+        );
+      }
+    },
+    lstmForward: (a) => k.lstmForward(a),
+    lstmBackward: (a) => k.lstmBackward({ ...a, dwh: a.dwh ?? new Float32Array(a.H * 4 * a.H) }),
+    gruForward: (a) => k.gruForward(a),
+    gruBackward: (a) =>
+      k.gruBackward({
+        ...a,
+        dwh: a.dwh ?? new Float32Array(a.H * 3 * a.H),
+        dbh: a.dbh ?? new Float32Array(3 * a.H),
+      }),
+    rnnForward: (a) => k.rnnForward(a),
+    rnnBackward: (a) => k.rnnBackward({ ...a, dwh: a.dwh ?? new Float32Array(a.H * a.H) }),
+  };
 }
 
 async function createThreaded(
@@ -410,7 +475,7 @@ async function createThreaded(
   }
   const be = new WasmBackend(kernels, loaded.build, null, minMacs);
   await be.startPool(module, memory, threads - 1);
-  return be;
+  return adapt(be);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -585,7 +650,7 @@ function splitC(M: number, N: number, parts: number): [number, number, number, n
   return out;
 }
 
-class WasmBackend implements WasmBackendInfo {
+class WasmBackend implements CopyingKernels {
   readonly name = "wasm";
   private readonly arena: Arena;
 
