@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 
 import { Vocab } from "../src/data/vocab.js";
 import type { Tensor } from "../src/engine/index.js";
-import { setBackend, useBackend } from "../src/engine/index.js";
+import { getBackend, setBackend, useBackend } from "../src/engine/index.js";
 import type { Backend } from "../src/engine/backend.js";
 import { scope } from "../src/engine/scope.js";
 import type { RnnModelConfig } from "../src/models/config.js";
@@ -67,8 +67,20 @@ function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: 
   });
 }
 
+type Counted = { counts?: () => Readonly<Record<string, number>>; bytesAllocated?: () => number };
+
+/** What the GPU backend encoded per step between two snapshots of its counts, and its memory. */
+function perStep(a: Readonly<Record<string, number>>, b: Readonly<Record<string, number>>, steps: number): string {
+  return Object.keys(b)
+    .map((key) => `${((b[key] - a[key]) / steps).toFixed(0)} ${key}`)
+    .join(", ");
+}
+
+let lastProfile = "";
+
 /** Training characters/s: warm-up steps, then timed steps, the loss read once after the last. */
 async function trainRate(w: (typeof workloads)[number], B: number, steps: number): Promise<[number, number]> {
+  const be = getBackend() as Counted;
   const rng = new Rng(0);
   const model = buildModel(config(w), rng) as RnnModel;
   const opt = new Adam(model.parameters());
@@ -84,10 +96,16 @@ async function trainRate(w: (typeof workloads)[number], B: number, steps: number
   };
   run(WARMUP);
   await last!.value();
+  const c0 = be.counts?.();
+  const m0 = be.bytesAllocated?.() ?? 0;
   const t0 = performance.now();
   run(steps);
   const loss = await last!.value();
   const sec = (performance.now() - t0) / 1000;
+  if (c0 && be.counts) {
+    const grown = (be.bytesAllocated!() - m0) / 2 ** 20;
+    lastProfile = `per step: ${perStep(c0, be.counts(), steps)}; GPU memory ${(m0 / 2 ** 20).toFixed(0)} MiB, +${grown.toFixed(1)} MiB over the timed steps`;
+  }
   last!.dispose();
   dispose(model, opt);
   return [(B * T * steps) / sec, loss];
@@ -167,6 +185,7 @@ async function main(): Promise<void> {
           `  PyTorch ${device} ${theirs ? `${k(theirs.charsPerSec)} chars/s  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : t}`,
       );
       console.log(rows[rows.length - 1]);
+      console.log(`   ${lastProfile}`);
     }
   }
   for (const w of workloads) {

@@ -11,6 +11,11 @@ import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { Rng } from "../src/util/rng.js";
+import { getBackend, setBackend } from "../src/engine/index.js";
+import { scope } from "../src/engine/scope.js";
+import type { ModelConfig } from "../src/models/config.js";
+import { buildModel } from "../src/models/registry.js";
+import { Adam } from "../src/train/optimizers.js";
 
 let gpu: WebgpuBackend | null = null;
 let skip: string | false = false;
@@ -176,9 +181,21 @@ describe("webgpu backend against js", { skip }, () => {
     );
   });
 
-  // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 5 two 4-row ones.
-  const [T, B, H] = [4, 5, 70];
-  test("LSTM forward and backward", async () => {
+  // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups; each
+  // test runs with 1, 2 and 4 batch rows per thread (CHARLM_WEBGPU_ROWS, else picked from the sizes).
+  const [T, B, H] = [4, 9, 70];
+  const rowVariants = (name: string, fn: () => Promise<void>) =>
+    test(name, async () => {
+      for (const rows of ["1", "2", "4"]) {
+        process.env.CHARLM_WEBGPU_ROWS = rows;
+        try {
+          await fn();
+        } finally {
+          delete process.env.CHARLM_WEBGPU_ROWS;
+        }
+      }
+    });
+  rowVariants("LSTM forward and backward", async () => {
     const G = 4 * H;
     const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
     const out = { hs: rand(T * B * H), cs: rand(T * B * H), gates: rand(T * B * G) };
@@ -203,7 +220,7 @@ describe("webgpu backend against js", { skip }, () => {
     await same(io, (b, s) => b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never));
   });
 
-  test("GRU forward and backward", async () => {
+  rowVariants("GRU forward and backward", async () => {
     const G = 3 * H;
     const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), bh: rand(G), h0: rand(B * H) };
     const out = { hs: rand(T * B * H), gates: rand(T * B * G), hn: rand(T * B * H) };
@@ -226,7 +243,7 @@ describe("webgpu backend against js", { skip }, () => {
     await same(io, (b, s) => b.gruBackward({ T, B, H, ...s } as never));
   });
 
-  test("RNN forward and backward", async () => {
+  rowVariants("RNN forward and backward", async () => {
     const f = { xw: rand(T * B * H), wh: rand(H * H, 0.2), h0: rand(B * H) };
     await same({ ...f, hs: rand(T * B * H) }, (b, s) => b.rnnForward({ T, B, H, ...s } as never));
     const hs = new Float32Array(T * B * H);
@@ -263,6 +280,65 @@ describe("webgpu backend against js", { skip }, () => {
     }
     await same({ x: rand(n), f: rand(4) }, (b, s) => b.scaleBy(s.x, n, s.f, 2));
   });
+});
+
+/**
+ * A few Adam training steps of a whole model (dropout included: its masks come from the seeded generator) on one
+ * backend: the losses and the final weights.
+ */
+async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps: number) {
+  const prev = getBackend();
+  setBackend(be);
+  try {
+    const rng = new Rng(3);
+    const model = buildModel(cfg, rng);
+    const opt = new Adam(model.parameters());
+    const data = new Rng(4);
+    const x = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
+    const y = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
+    const losses: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const loss = scope(() => {
+        for (const p of model.parameters().values()) p.zeroGrad();
+        const { loss } = model.forward(x, B, T, { targets: y, training: true });
+        loss!.backward();
+        opt.step(1e-2);
+        return loss!;
+      });
+      losses.push(await loss.value());
+      loss.dispose();
+    }
+    const weights = new Map<string, Float32Array>();
+    for (const [name, p] of model.parameters()) weights.set(name, await p.read());
+    return { losses, weights };
+  } finally {
+    setBackend(prev);
+  }
+}
+
+describe("webgpu backend: whole models against js", { skip }, () => {
+  const V = 11;
+  const models: [string, ModelConfig][] = [
+    ["2 x LSTM", { type: "rnn", cell: "lstm", vocabSize: V, embedding: 6, units: 10, layers: 2, dropout: 0.1 }],
+    ["GRU", { type: "rnn", cell: "gru", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
+    ["RNN", { type: "rnn", cell: "rnn", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
+    ["GPT", { type: "gpt", vocabSize: V, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0.1, bias: true }],
+  ];
+  for (const [name, cfg] of models) {
+    test(`${name}: three training steps give the same losses and weights`, async () => {
+      const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
+      const got = await train(gpu!, cfg, 3, 7, 3);
+      got.losses.forEach((l, i) =>
+        assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
+      );
+      for (const [k, w] of want.weights) {
+        const g = got.weights.get(k)!;
+        // Adam divides by √v: where a gradient is ~0 the two backends' roundings can step differently (by ≤ lr)
+        const worst = w.reduce((m, v, i) => Math.max(m, Math.abs(v - g[i])), 0);
+        assert.ok(worst <= 1e-3, `${k}: max difference ${worst}`);
+      }
+    });
+  }
 });
 
 function pick<S, K extends string>(s: Record<string, S>, keys: Record<K, unknown>): Record<K, S> {

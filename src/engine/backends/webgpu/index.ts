@@ -24,6 +24,8 @@ export interface WebgpuBackend extends Backend<GpuStorage> {
   readonly device: string;
   /** Bytes of GPU buffers held (in use or pooled): flat after warm-up when every storage is freed. */
   bytesAllocated(): number;
+  /** Commands encoded since the backend was made: dispatches, copies, clears, submits, uploads. */
+  counts(): Readonly<Record<string, number>>;
 }
 
 export async function createWebgpuBackend(): Promise<WebgpuBackend> {
@@ -34,6 +36,7 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     sync: false,
     device: description,
     bytesAllocated: () => rt.bytesAllocated,
+    counts: () => ({ ...rt.counts }),
 
     alloc: (n) => rt.alloc(n),
     free: (s) => rt.free(s),

@@ -88,6 +88,9 @@ export class GpuRuntime {
   private readonly poison: GPUBuffer;
   /** Bytes held in GPU buffers (in use or pooled), for the memory-flat checks. */
   bytesAllocated = 0;
+  /** Commands encoded so far, by kind (the bench prints them per training step). */
+  readonly counts = { dispatches: 0, copies: 0, clears: 0, submits: 0, uploads: 0 };
+  private readonly layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
 
   constructor(
     readonly device: GPUDevice,
@@ -122,7 +125,7 @@ export class GpuRuntime {
     const reused = free?.pop();
     if (reused) {
       // A reused buffer holds its last user's values: zero it in stream order.
-      this.encode().clearBuffer(reused, 0, bytes);
+      this.clear(reused, 0, bytes);
       return new GpuStorage(reused, n);
     }
     const buffer = this.device.createBuffer({
@@ -152,6 +155,7 @@ export class GpuRuntime {
       });
     if (data.byteLength > 0) this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
     this.uploadsInFlight.push(b);
+    this.counts.uploads++;
     return b;
   }
 
@@ -166,11 +170,15 @@ export class GpuRuntime {
   }
 
   copyBuffer(src: GPUBuffer, srcByte: number, dst: GPUBuffer, dstByte: number, bytes: number): void {
-    if (bytes > 0) this.encode().copyBufferToBuffer(src, srcByte, dst, dstByte, bytes);
+    if (bytes === 0) return;
+    this.counts.copies++;
+    this.encode().copyBufferToBuffer(src, srcByte, dst, dstByte, bytes);
   }
 
   clear(dst: GPUBuffer, byte: number, bytes: number): void {
-    if (bytes > 0) this.encode().clearBuffer(dst, byte, bytes);
+    if (bytes === 0) return;
+    this.counts.clears++;
+    this.encode().clearBuffer(dst, byte, bytes);
   }
 
   /** The pipeline of one kernel variant, compiled once per key. */
@@ -217,11 +225,14 @@ export class GpuRuntime {
       { binding: 0, resource: { buffer: this.ring, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
     ];
     [...rbufs, ...wbufs].forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    let layout = this.layouts.get(pipeline);
+    if (!layout) this.layouts.set(pipeline, (layout = pipeline.getBindGroupLayout(0)));
+    const bindGroup = this.device.createBindGroup({ layout, entries });
     if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    this.counts.dispatches++;
     for (const s of snapshots) this.free(s);
     if (++this.dispatches >= MAX_DISPATCHES) this.submit();
   }
@@ -233,7 +244,10 @@ export class GpuRuntime {
       this.pass = null;
     }
     if (this.slots > 0) this.device.queue.writeBuffer(this.ring, 0, this.ringHost.buffer, 0, this.slots * SLOT_BYTES);
-    if (this.encoder) this.device.queue.submit([this.encoder.finish()]);
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.counts.submits++;
+    }
     this.encoder = null;
     this.slots = 0;
     this.dispatches = 0;

@@ -31,43 +31,80 @@ interface StepKernel {
   accs: number;
   /** Weight index for product `a` (0 ..) at row k for unit j, as WGSL. */
   w: (a: number) => string;
-  /** After the products: acc[0 ..] hold them; b, j, t, T, B, H are in scope. */
+  /** After the products: acc[0 ..] hold them; b, j, bj = b·H + j, ho = (t·B + b)·H + j, t, T, B, H in scope. */
   epilogue: string;
 }
 
-/** A fused step kernel; params t, T, B, H, K (the product's length; 0 skips it). */
-function stepCode(k: StepKernel): string {
-  const accs = Array.from({ length: k.accs }, (_, a) => `acc[${a}] = fma(hv, ${k.w(a)}, acc[${a}]);`).join(" ");
+/**
+ * A fused step kernel; params t, T, B, H, K (the product's length; 0 skips it). A workgroup is 64 units j by
+ * 4·R batch rows; each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows. R is
+ * unrolled at code generation (constant indices keep the accumulators in registers).
+ */
+function stepCode(k: StepKernel, R: number): string {
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const gates = Array.from({ length: k.accs }, (_, a) => a);
+  const loads = gates.map((a) => `let w${a} = ${k.w(a)};`).join(" ");
+  const fmas = rows
+    .map((r) => {
+      const sums = gates.map((a) => `acc[${r * k.accs + a}] = fma(hv, w${a}, acc[${r * k.accs + a}]);`).join(" ");
+      return `{ let hv = tile[(lid.y + ${4 * r}u) * 64u + kk]; ${sums} }`;
+    })
+    .join("\n        ");
+  const epilogues = rows
+    .map((r) => {
+      const body = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${r * k.accs + Number(a)}]`);
+      return `{
+    let b = b0 + lid.y + ${4 * r}u;
+    if (b < B) {
+      let bj = b * H + j;
+      let ho = t * B * H + bj;
+      ${body}
+    }
+  }`;
+    })
+    .join("\n  ");
   return /* wgsl */ `
 ${k.decls}
-var<workgroup> tile: array<f32, 256>; // [4 batch rows][64 k]
+var<workgroup> tile: array<f32, ${256 * R}>; // [4R batch rows][64 k]
 @compute @workgroup_size(64, 4)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
   let j = wid.x * 64u + lid.x;
-  let b = wid.y * 4u + lid.y;
-  let live = b < B && j < H;
-  var acc: array<f32, ${k.accs}>;
+  let b0 = wid.y * ${4 * R}u;
+  var acc: array<f32, ${k.accs * R}>;
   for (var k0 = 0u; k0 < KD; k0 += 64u) {
-    var sv = 0.0;
-    if (b < B && k0 + lid.x < KD) { sv = src(b, k0 + lid.x); }
-    tile[lid.y * 64u + lid.x] = sv;
+    for (var r = 0u; r < ${R}u; r++) {
+      let row = lid.y + 4u * r;
+      var sv = 0.0;
+      if (b0 + row < B && k0 + lid.x < KD) { sv = src(b0 + row, k0 + lid.x); }
+      tile[row * 64u + lid.x] = sv;
+    }
     workgroupBarrier();
-    if (live) {
+    if (j < H) {
       let kn = min(64u, KD - k0);
       for (var kk = 0u; kk < kn; kk++) {
-        let hv = tile[lid.y * 64u + kk];
         let k = k0 + kk;
-        ${accs}
+        ${loads}
+        ${fmas}
       }
     }
     workgroupBarrier();
   }
-  if (!live) { return; }
-  let bj = b * H + j;
-  let ho = t * B * H + bj;
-  ${k.epilogue}
+  if (j >= H) { return; }
+  ${epilogues}
 }`;
+}
+
+/**
+ * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups to spread over the GPU's cores.
+ * CHARLM_WEBGPU_ROWS=1|2|4 forces it (tests cover every variant on small shapes; tuning on a new GPU).
+ */
+function rowsPerThread(B: number, H: number): number {
+  const forced = typeof process !== "undefined" ? Number(process.env?.CHARLM_WEBGPU_ROWS) : NaN;
+  if (forced === 1 || forced === 2 || forced === 4) return forced;
+  let R = 4;
+  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
+  return R;
 }
 
 function step(
@@ -82,7 +119,9 @@ function step(
   H: number,
   K: number,
 ): void {
-  rt.run(key, () => stepCode(k), reads, writes, [t, T, B, H, K], [Math.ceil(H / 64), Math.ceil(B / 4)]);
+  const R = rowsPerThread(B, H);
+  const groups = [Math.ceil(H / 64), Math.ceil(B / (4 * R))];
+  rt.run(`${key}.R${R}`, () => stepCode(k, R), reads, writes, [t, T, B, H, K], groups);
 }
 
 /** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
