@@ -170,6 +170,8 @@ export interface Backend<S extends Storage = Storage> {
   write(dst: S, src: Float32Array, offset?: number): void;
   /** A copy of src[offset .. offset + n) (default: all of it), once every kernel queued before has run. */
   read(src: S, offset?: number, n?: number): Promise<Float32Array>;
+  /** Backends whose storage is a Float32Array (js) take host arrays as they are, without a copy. */
+  adopt?(data: Float32Array): S;
   /** Sync backends only: a live view of s (writes go through). Valid until the next alloc. */
   view(s: S): Float32Array;
   /** dst[dstOff + i] = src[srcOff + i], i < n (the ranges may be in the same storage but must not overlap). */
@@ -194,7 +196,8 @@ export interface Backend<S extends Storage = Storage> {
   scale(x: S, y: S, n: number, s: number, accumulate: boolean): void;
   /**
    * out[i] = a[ia] op b[ib] over every index i of `shape` (row-major), where ia = Σ_d idx_d · aStrides[d] and
-   * likewise ib: broadcasting is a zero stride.
+   * likewise ib: broadcasting is a zero stride. `out` may be `a` itself when a is contiguous (in place: a bias added
+   * to a product); otherwise outputs never alias inputs, in this and every other kernel.
    */
   binary(op: BinaryOp, a: S, aStrides: Strides, b: S, bStrides: Strides, out: S, shape: readonly number[]): void;
   /**

@@ -1,94 +1,61 @@
 // The gradient table: one rule per op, keyed by op name. `gradRules` is typed `{ [K in OpName]: GradRule<K> }`,
 // so adding an op name to OpSaved without writing its rule is a compile error.
 //
-// A rule reads the gradients of the node's outputs (`out.grad`, null for an output the loss did not use) and
+// A rule reads the gradients of the node's outputs (`out.gradStorage`, null for an output the loss did not use) and
 // ACCUMULATES (+=) into the gradients of the inputs that require one; inputs that were broadcast get the output
-// gradient summed over the broadcast axes. g denotes dL/d(output), ⊙ the elementwise product.
+// gradient summed over the broadcast axes. Every rule runs on the inputs' backend through its kernels, so gradients
+// stay where the values are. g denotes dL/d(output), ⊙ the elementwise product.
 //
 // Legend: as in ops.ts (B batch, T time, D input, H hidden, G gate width, V vocabulary, C channels).
 
-import type { Node } from "./autograd.js";
-import { gradOf } from "./autograd.js";
-import { getBackend } from "./backends/index.js";
-import { axisSplit, expand, reduceInto, swapAxes, type Plan } from "./shape.js";
+import type { Backend, Storage, Strides, UnaryOp } from "./backend.js";
+import type { Node } from "./node.js";
+import { allocate } from "./scope.js";
+import { axisSplit, contiguousStrides } from "./shape.js";
 import type { Tensor } from "./tensor.js";
 
 /** What each op keeps for its rule (beyond its inputs and outputs). */
 export interface OpSaved {
   matmul: { transA: boolean; transB: boolean; M: number; K: number; N: number; batch: number };
-  add: { pa: Plan; pb: Plan };
-  sub: { pa: Plan; pb: Plan };
-  mul: { pa: Plan; pb: Plan };
+  add: { sa: Strides; sb: Strides };
+  sub: { sa: Strides; sb: Strides };
+  mul: { sa: Strides; sb: Strides };
   scale: { s: number };
-  sigmoid: null;
-  tanh: null;
-  exp: null;
-  log: null;
-  relu: null;
-  gelu: null;
+  unary: { op: UnaryOp };
   softmax: { V: number };
-  softmaxCrossEntropy: { probs: Float32Array; targets: Int32Array; V: number; N: number };
+  softmaxCrossEntropy: { probs: Storage; targets: Int32Array; V: number; N: number };
   embedding: { ids: Int32Array; D: number };
   concat: { axis: number; sizes: number[] };
   slice: { axis: number; start: number; end: number };
-  sum: { axis: number | null };
-  mean: { axis: number | null };
+  reduce: { outer: number; n: number; inner: number; s: number };
   reshape: null;
   transpose: { a0: number; a1: number };
-  layerNorm: { xhat: Float32Array; rstd: Float32Array; C: number };
-  dropout: { mask: Float32Array };
+  layerNorm: { xhat: Storage; rstd: Storage; C: number };
+  dropout: { mask: Storage };
   causalMask: { T: number };
-  causalSelfAttention: { att: Float32Array; nHead: number };
-  lstm: {
-    T: number;
-    B: number;
-    D: number;
-    H: number;
-    xw: Float32Array;
-    gates: Float32Array;
-    cs: Float32Array;
-    h0: Float32Array;
-    c0: Float32Array;
-  };
-  gru: {
-    T: number;
-    B: number;
-    D: number;
-    H: number;
-    xw: Float32Array;
-    gates: Float32Array;
-    hn: Float32Array;
-    h0: Float32Array;
-  };
-  rnn: { T: number; B: number; D: number; H: number; xw: Float32Array; h0: Float32Array };
+  causalSelfAttention: { att: Storage; nHead: number };
+  lstm: { T: number; B: number; D: number; H: number; xw: Storage; gates: Storage; cs: Storage };
+  gru: { T: number; B: number; D: number; H: number; xw: Storage; gates: Storage; hn: Storage };
+  rnn: { T: number; B: number; D: number; H: number; xw: Storage };
 }
 
 export type OpName = keyof OpSaved;
 export type GradRule<K extends OpName> = (node: Node<K>) => void;
 
 /** The gradient of input t if it needs one, else null (the rule then skips that input). */
-function want(t: Tensor): Float32Array | null {
-  return t.requiresGrad ? gradOf(t) : null;
+function want(t: Tensor): Storage | null {
+  return t.requiresGrad ? t.gradOf() : null;
 }
 
-/** The gradient arriving at output i, or zeros if the loss did not use that output. */
-function outGrad(node: Node, i = 0): Float32Array {
-  return node.outputs[i].grad ?? new Float32Array(node.outputs[i].size);
+/** The gradient arriving at output i, or zeros (in the step's scope) if the loss did not use that output. */
+function outGrad(node: Node, i = 0): Storage {
+  const o = node.outputs[i];
+  return o.gradStorage ?? allocate(o.backend, o.size);
 }
 
-/** Elementwise rule helper: dx += g ⊙ f'(·) where `deriv` already holds f'(·) evaluated per element. */
-function addProduct(dst: Float32Array, g: Float32Array, deriv: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += g[i] * deriv[i];
-}
-
-/** dst += column sums of src viewed as (rows, n). */
-function addColumnSums(dst: Float32Array, src: Float32Array, n: number): void {
-  for (let r = 0; r < src.length; r += n) for (let j = 0; j < n; j++) dst[j] += src[r + j];
-}
-
-/** dst += src */
-function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+/** dx += g for same-shaped x and g. */
+function addInto(be: Backend, dx: Storage, g: Storage, n: number): void {
+  be.scale(g, dx, n, 1, true);
 }
 
 export const gradRules: { [K in OpName]: GradRule<K> } = {
@@ -96,175 +63,102 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
   matmul(node) {
     const [a, b] = node.inputs;
     const { transA, transB, M, K, N, batch } = node.saved;
+    const be = a.backend;
     const g = outGrad(node);
     const da = want(a);
     const db = want(b);
-    const be = getBackend();
-    for (let p = 0; p < batch; p++) {
-      const ap = a.data.subarray(p * M * K, (p + 1) * M * K);
-      const bp = b.data.subarray(p * K * N, (p + 1) * K * N);
-      const gp = g.subarray(p * M * N, (p + 1) * M * N);
-      if (da) {
-        const dap = da.subarray(p * M * K, (p + 1) * M * K);
-        if (!transA)
-          be.matmul(gp, bp, dap, M, N, K, { transB: !transB, accumulate: true }); // (M,K) = g op(B)ᵀ
-        else be.matmul(bp, gp, dap, K, N, M, { transA: transB, transB: true, accumulate: true }); // (K,M) = op(B) gᵀ
-      }
-      if (db) {
-        const dbp = db.subarray(p * K * N, (p + 1) * K * N);
-        if (!transB)
-          be.matmul(ap, gp, dbp, K, M, N, { transA: !transA, accumulate: true }); // (K,N) = op(A)ᵀ g
-        else be.matmul(gp, ap, dbp, N, M, K, { transA: true, transB: transA, accumulate: true }); // (N,K) = gᵀ op(A)
-      }
+    if (da) {
+      if (!transA)
+        be.matmul(g, b.storage, da, M, N, K, { transB: !transB, accumulate: true, batch }); // (M,K) = g op(B)ᵀ
+      else be.matmul(b.storage, g, da, K, N, M, { transA: transB, transB: true, accumulate: true, batch }); // (K,M) = op(B) gᵀ
+    }
+    if (db) {
+      if (!transB)
+        be.matmul(a.storage, g, db, K, M, N, { transA: !transA, accumulate: true, batch }); // (K,N) = op(A)ᵀ g
+      else be.matmul(g, a.storage, db, N, M, K, { transA: true, transB: transA, accumulate: true, batch }); // (N,K) = gᵀ op(A)
     }
   },
 
   // y = a + b.  da += Σ_broadcast g, db += Σ_broadcast g
   add(node) {
     const [a, b] = node.inputs;
+    const shape = node.outputs[0].shape;
     const g = outGrad(node);
     const da = want(a);
     const db = want(b);
-    if (da) reduceInto(node.saved.pa, g, da);
-    if (db) reduceInto(node.saved.pb, g, db);
+    if (da) a.backend.reduceTo(g, shape, da, node.saved.sa, 1);
+    if (db) b.backend.reduceTo(g, shape, db, node.saved.sb, 1);
   },
 
   // y = a - b.  da += Σ g, db -= Σ g
   sub(node) {
     const [a, b] = node.inputs;
+    const shape = node.outputs[0].shape;
     const g = outGrad(node);
     const da = want(a);
     const db = want(b);
-    if (da) reduceInto(node.saved.pa, g, da);
-    if (db) reduceInto(node.saved.pb, g, db, -1);
+    if (da) a.backend.reduceTo(g, shape, da, node.saved.sa, 1);
+    if (db) b.backend.reduceTo(g, shape, db, node.saved.sb, -1);
   },
 
   // y = a ⊙ b.  da += Σ_broadcast g ⊙ b, db += Σ_broadcast g ⊙ a
   mul(node) {
     const [a, b] = node.inputs;
-    const { pa, pb } = node.saved;
+    const { sa, sb } = node.saved;
+    const out = node.outputs[0];
+    const be = a.backend;
+    const shape = out.shape;
+    const full = contiguousStrides(shape);
     const g = outGrad(node);
-    const n = g.length;
     const da = want(a);
     const db = want(b);
     if (da) {
-      const bx = expand(pb, b.data, n);
-      const t = new Float32Array(n);
-      for (let i = 0; i < n; i++) t[i] = g[i] * bx[i];
-      reduceInto(pa, t, da);
+      const t = allocate(be, out.size);
+      be.binary("mul", g, full, b.storage, sb, t, shape);
+      be.reduceTo(t, shape, da, sa, 1);
     }
     if (db) {
-      const ax = expand(pa, a.data, n);
-      const t = new Float32Array(n);
-      for (let i = 0; i < n; i++) t[i] = g[i] * ax[i];
-      reduceInto(pb, t, db);
+      const t = allocate(be, out.size);
+      be.binary("mul", g, full, a.storage, sa, t, shape);
+      be.reduceTo(t, shape, db, sb, 1);
     }
   },
 
   // y = s a.  da += s g
   scale(node) {
-    const da = want(node.inputs[0]);
-    if (!da) return;
-    const g = outGrad(node);
-    const s = node.saved.s;
-    for (let i = 0; i < da.length; i++) da[i] += s * g[i];
+    const a = node.inputs[0];
+    const da = want(a);
+    if (da) a.backend.scale(outGrad(node), da, a.size, node.saved.s, true);
   },
 
-  // y = σ(x).  dx += g ⊙ y(1 - y)
-  sigmoid(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const y = node.outputs[0].data;
-    for (let i = 0; i < dx.length; i++) dx[i] += g[i] * y[i] * (1 - y[i]);
-  },
-
-  // y = tanh(x).  dx += g ⊙ (1 - y²)
-  tanh(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const y = node.outputs[0].data;
-    for (let i = 0; i < dx.length; i++) dx[i] += g[i] * (1 - y[i] * y[i]);
-  },
-
-  // y = e^x.  dx += g ⊙ y
-  exp(node) {
-    const dx = want(node.inputs[0]);
-    if (dx) addProduct(dx, outGrad(node), node.outputs[0].data);
-  },
-
-  // y = ln x.  dx += g / x
-  log(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const x = node.inputs[0].data;
-    for (let i = 0; i < dx.length; i++) dx[i] += g[i] / x[i];
-  },
-
-  // y = max(x, 0).  dx += g ⊙ [x > 0]
-  relu(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const x = node.inputs[0].data;
-    for (let i = 0; i < dx.length; i++) if (x[i] > 0) dx[i] += g[i];
-  },
-
-  // y = ½x(1 + tanh u), u = c(x + 0.044715x³), c = √(2/π).
-  // dy/dx = ½(1 + tanh u) + ½x(1 - tanh²u) c (1 + 3·0.044715x²)
-  gelu(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const x = node.inputs[0].data;
-    const c = Math.sqrt(2 / Math.PI);
-    for (let i = 0; i < dx.length; i++) {
-      const v = x[i];
-      const th = Math.tanh(c * (v + 0.044715 * v * v * v));
-      dx[i] += g[i] * (0.5 * (1 + th) + 0.5 * v * (1 - th * th) * c * (1 + 3 * 0.044715 * v * v));
-    }
+  // y = f(x).  dx += g ⊙ f'(x)  (f' per op in the backend: σ' = y(1-y), tanh' = 1-y², exp' = y, ln' = 1/x, ...)
+  unary(node) {
+    const x = node.inputs[0];
+    const dx = want(x);
+    if (dx) x.backend.unaryBackward(node.saved.op, x.storage, node.outputs[0].storage, outGrad(node), dx, x.size);
   },
 
   // y = softmax(x) per row.  dx += y ⊙ (g - Σ_j g_j y_j)
   softmax(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
-    const y = node.outputs[0].data;
+    const x = node.inputs[0];
+    const dx = want(x);
     const V = node.saved.V;
-    for (let r = 0; r < y.length; r += V) {
-      let dot = 0;
-      for (let j = 0; j < V; j++) dot += g[r + j] * y[r + j];
-      for (let j = 0; j < V; j++) dx[r + j] += y[r + j] * (g[r + j] - dot);
-    }
+    if (dx) x.backend.softmaxBackward(node.outputs[0].storage, outGrad(node), dx, x.size / V, V);
   },
 
   // L = (1/N) Σ_n [lse(x_n) - x_n[t_n]].  dx_n += (g/N)(softmax(x_n) - onehot(t_n))
   softmaxCrossEntropy(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
+    const x = node.inputs[0];
+    const dx = want(x);
     const { probs, targets, V, N } = node.saved;
-    const s = outGrad(node)[0] / N;
-    for (let n = 0; n < N; n++) {
-      const r = n * V;
-      for (let j = 0; j < V; j++) dx[r + j] += s * probs[r + j];
-      dx[r + targets[n]] -= s;
-    }
+    if (dx) x.backend.crossEntropyBackward(probs, targets, outGrad(node), dx, N, V);
   },
 
   // y[n] = W[id_n].  dW[id_n] += g[n]  (scatter-add: repeated ids accumulate)
   embedding(node) {
-    const dw = want(node.inputs[0]);
-    if (!dw) return;
-    const g = outGrad(node);
-    const { ids, D } = node.saved;
-    for (let n = 0; n < ids.length; n++) {
-      const w0 = ids[n] * D;
-      const g0 = n * D;
-      for (let d = 0; d < D; d++) dw[w0 + d] += g[g0 + d];
-    }
+    const w = node.inputs[0];
+    const dw = want(w);
+    if (dw) w.backend.embeddingBackward(outGrad(node), node.saved.ids, dw, node.saved.D);
   },
 
   // y = [x_1 | x_2 | ...] along axis.  dx_i += the block of g that x_i filled
@@ -276,13 +170,7 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
     node.inputs.forEach((t, i) => {
       const dx = want(t);
       const block = sizes[i] * inner;
-      if (dx) {
-        for (let o = 0; o < outer; o++) {
-          const s = (o * total + offset) * inner;
-          const d = o * block;
-          for (let j = 0; j < block; j++) dx[d + j] += g[s + j];
-        }
-      }
+      if (dx) t.backend.copyBlocks(g, offset * inner, total * inner, dx, 0, block, block, outer, true);
       offset += sizes[i];
     });
   },
@@ -293,39 +181,34 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
     const dx = want(x);
     if (!dx) return;
     const { axis, start, end } = node.saved;
-    const g = outGrad(node);
     const [outer, n, inner] = axisSplit(x.shape, axis);
     const block = (end - start) * inner;
-    for (let o = 0; o < outer; o++) {
-      const d = (o * n + start) * inner;
-      const s = o * block;
-      for (let j = 0; j < block; j++) dx[d + j] += g[s + j];
-    }
+    x.backend.copyBlocks(outGrad(node), 0, block, dx, start * inner, n * inner, block, outer, true);
   },
 
-  // y = Σ_axis x.  dx += g broadcast back along axis
-  sum(node) {
-    reduceRule(node.inputs[0], outGrad(node), node.saved.axis, false);
-  },
-
-  // y = (1/n) Σ_axis x.  dx += g/n broadcast back along axis
-  mean(node) {
-    reduceRule(node.inputs[0], outGrad(node), node.saved.axis, true);
+  // y = s Σ_axis x (s = 1 for sum, 1/n for mean).  dx += s g broadcast back along the axis
+  reduce(node) {
+    const x = node.inputs[0];
+    const dx = want(x);
+    const { outer, n, inner, s } = node.saved;
+    if (dx) x.backend.broadcastAxis(outGrad(node), dx, outer, n, inner, s);
   },
 
   // y = x viewed with another shape.  dx += g (same flat order)
   reshape(node) {
-    const dx = want(node.inputs[0]);
-    if (dx) addInto(dx, outGrad(node));
+    const x = node.inputs[0];
+    const dx = want(x);
+    if (dx) addInto(x.backend, dx, outGrad(node), x.size);
   },
 
   // y = x with axes a0, a1 swapped.  dx += g with the same axes swapped back
   transpose(node) {
-    const dx = want(node.inputs[0]);
+    const x = node.inputs[0];
+    const dx = want(x);
     if (!dx) return;
     const { a0, a1 } = node.saved;
-    if (a0 === a1) addInto(dx, outGrad(node));
-    else swapAxes(outGrad(node), node.outputs[0].shape, a0, a1, dx, true);
+    if (a0 === a1) addInto(x.backend, dx, outGrad(node), x.size);
+    else x.backend.swapAxes(outGrad(node), node.outputs[0].shape, a0, a1, dx, true);
   },
 
   // y = γ x̂ + β, x̂ = (x - μ) r, r = 1/sqrt(σ² + eps), per row of C.
@@ -333,45 +216,37 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
   layerNorm(node) {
     const [x, gamma, beta] = node.inputs;
     const { xhat, rstd, C } = node.saved;
-    const g = outGrad(node);
-    const dx = want(x);
-    const dg = want(gamma);
-    const db = want(beta);
-    const gm = gamma.data;
-    for (let r = 0; r < rstd.length; r++) {
-      const o = r * C;
-      let md = 0;
-      let mdx = 0;
-      for (let j = 0; j < C; j++) {
-        const d = g[o + j] * gm[j];
-        md += d;
-        mdx += d * xhat[o + j];
-        if (dg) dg[j] += g[o + j] * xhat[o + j];
-        if (db) db[j] += g[o + j];
-      }
-      md /= C;
-      mdx /= C;
-      if (dx) {
-        for (let j = 0; j < C; j++) dx[o + j] += rstd[r] * (g[o + j] * gm[j] - md - xhat[o + j] * mdx);
-      }
-    }
+    x.backend.layerNormBackward(
+      outGrad(node),
+      gamma.storage,
+      xhat,
+      rstd,
+      want(x),
+      want(gamma),
+      want(beta),
+      x.size / C,
+      C,
+    );
   },
 
   // y = x ⊙ m (m ∈ {0, 1/(1-p)}).  dx += g ⊙ m
   dropout(node) {
-    const dx = want(node.inputs[0]);
-    if (dx) addProduct(dx, outGrad(node), node.saved.mask);
+    const x = node.inputs[0];
+    const dx = want(x);
+    if (!dx) return;
+    const be = x.backend;
+    const full = contiguousStrides(x.shape);
+    const t = allocate(be, x.size);
+    be.binary("mul", outGrad(node), full, node.saved.mask, full, t, x.shape);
+    addInto(be, dx, t, x.size);
   },
 
   // y_ij = x_ij for j <= i, -∞ above.  dx_ij += g_ij for j <= i only
   causalMask(node) {
-    const dx = want(node.inputs[0]);
-    if (!dx) return;
-    const g = outGrad(node);
+    const x = node.inputs[0];
+    const dx = want(x);
     const T = node.saved.T;
-    for (let m = 0; m < dx.length; m += T * T) {
-      for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) dx[m + i * T + j] += g[m + i * T + j];
-    }
+    if (dx) x.backend.causalMaskBackward(outGrad(node), dx, x.size / (T * T), T);
   },
 
   // Per head: s = q kᵀ/√hd (causal), p = softmax(s), y = p v.
@@ -379,39 +254,21 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
   // dq_i += Σ_j ds_ij k_j / √hd; dk_j += Σ_i ds_ij q_i / √hd
   causalSelfAttention(node) {
     const [q, k, v] = node.inputs;
-    const { att, nHead } = node.saved;
     const [B, T, C] = q.shape;
-    const hd = C / nHead;
-    const sc = 1 / Math.sqrt(hd);
-    const g = outGrad(node);
-    const dq = want(q);
-    const dk = want(k);
-    const dv = want(v);
-    const dp = new Float32Array(T);
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < nHead; h++) {
-        const a0 = (b * nHead + h) * T * T;
-        for (let i = 0; i < T; i++) {
-          const gi = (b * T + i) * C + h * hd;
-          const row = a0 + i * T;
-          let dot = 0;
-          for (let j = 0; j <= i; j++) {
-            const vj = (b * T + j) * C + h * hd;
-            let s = 0;
-            for (let d = 0; d < hd; d++) s += g[gi + d] * v.data[vj + d];
-            dp[j] = s;
-            dot += s * att[row + j];
-            if (dv) for (let d = 0; d < hd; d++) dv[vj + d] += att[row + j] * g[gi + d];
-          }
-          for (let j = 0; j <= i; j++) {
-            const ds = att[row + j] * (dp[j] - dot) * sc;
-            const kj = (b * T + j) * C + h * hd;
-            if (dq) for (let d = 0; d < hd; d++) dq[gi + d] += ds * k.data[kj + d];
-            if (dk) for (let d = 0; d < hd; d++) dk[kj + d] += ds * q.data[gi + d];
-          }
-        }
-      }
-    }
+    q.backend.attentionBackward(
+      q.storage,
+      k.storage,
+      v.storage,
+      node.saved.att,
+      outGrad(node),
+      want(q),
+      want(k),
+      want(v),
+      B,
+      T,
+      C,
+      node.saved.nHead,
+    );
   },
 
   // Inputs (x, wx, wh, b, h0, c0); outputs (hs, hT, cT). The kernel backpropagates the recurrence into
@@ -419,126 +276,114 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
   // dx += dxw Wxᵀ; dWx += xᵀ dxw; db += Σ_rows dxw.
   lstm(node) {
     const [x, wx, wh, b, h0, c0] = node.inputs;
+    const [hs, hT, cT] = node.outputs;
     const { T, B, D, H, xw, gates, cs } = node.saved;
+    const be = x.backend;
     const G = 4 * H;
-    const dxw = new Float32Array(T * B * G);
-    const dh0 = new Float32Array(B * H);
-    const dc0 = new Float32Array(B * H);
-    getBackend().lstmBackward({
+    const dxw = allocate(be, T * B * G);
+    const dh0 = allocate(be, B * H);
+    const dc0 = allocate(be, B * H);
+    be.lstmBackward({
       T,
       B,
       H,
       xw,
-      wh: wh.data,
-      h0: node.saved.h0,
-      c0: node.saved.c0,
-      hs: node.outputs[0].data,
+      wh: wh.storage,
+      h0: h0.storage,
+      c0: c0.storage,
+      hs: hs.storage,
       cs,
       gates,
       dhs: outGrad(node, 0),
-      dhT: node.outputs[1].grad,
-      dcT: node.outputs[2].grad,
+      dhT: hT.gradStorage,
+      dcT: cT.gradStorage,
       dxw,
-      dwh: want(wh) ?? new Float32Array(H * G),
+      dwh: want(wh),
       dh0,
       dc0,
     });
-    inputProjectionBackward(x, wx, b, dxw, T * B, D, G);
+    inputProjectionBackward(be, x, wx, b, dxw, T * B, D, G);
     const dh = want(h0);
-    if (dh) addInto(dh, dh0);
+    if (dh) addInto(be, dh, dh0, B * H);
     const dc = want(c0);
-    if (dc) addInto(dc, dc0);
+    if (dc) addInto(be, dc, dc0, B * H);
   },
 
   // Inputs (x, wx, wh, bx, bh, h0); outputs (hs, hT). Like lstm; the kernel also accumulates dbh.
   gru(node) {
     const [x, wx, wh, bx, bh, h0] = node.inputs;
+    const [hs, hT] = node.outputs;
     const { T, B, D, H, xw, gates, hn } = node.saved;
+    const be = x.backend;
     const G = 3 * H;
-    const dxw = new Float32Array(T * B * G);
-    const dh0 = new Float32Array(B * H);
-    getBackend().gruBackward({
+    const dxw = allocate(be, T * B * G);
+    const dh0 = allocate(be, B * H);
+    be.gruBackward({
       T,
       B,
       H,
       xw,
-      wh: wh.data,
-      bh: bh.data,
-      h0: node.saved.h0,
-      hs: node.outputs[0].data,
+      wh: wh.storage,
+      bh: bh.storage,
+      h0: h0.storage,
+      hs: hs.storage,
       gates,
       hn,
       dhs: outGrad(node, 0),
-      dhT: node.outputs[1].grad,
+      dhT: hT.gradStorage,
       dxw,
-      dwh: want(wh) ?? new Float32Array(H * G),
-      dbh: want(bh) ?? new Float32Array(G),
+      dwh: want(wh),
+      dbh: want(bh),
       dh0,
     });
-    inputProjectionBackward(x, wx, bx, dxw, T * B, D, G);
+    inputProjectionBackward(be, x, wx, bx, dxw, T * B, D, G);
     const dh = want(h0);
-    if (dh) addInto(dh, dh0);
+    if (dh) addInto(be, dh, dh0, B * H);
   },
 
   // Inputs (x, wx, wh, b, h0); outputs (hs, hT). h_t = tanh(x Wx + b + h_{t-1} Wh).
   rnn(node) {
     const [x, wx, wh, b, h0] = node.inputs;
+    const [hs, hT] = node.outputs;
     const { T, B, D, H, xw } = node.saved;
-    const dxw = new Float32Array(T * B * H);
-    const dh0 = new Float32Array(B * H);
-    getBackend().rnnBackward({
+    const be = x.backend;
+    const dxw = allocate(be, T * B * H);
+    const dh0 = allocate(be, B * H);
+    be.rnnBackward({
       T,
       B,
       H,
       xw,
-      wh: wh.data,
-      h0: node.saved.h0,
-      hs: node.outputs[0].data,
+      wh: wh.storage,
+      h0: h0.storage,
+      hs: hs.storage,
       dhs: outGrad(node, 0),
-      dhT: node.outputs[1].grad,
+      dhT: hT.gradStorage,
       dxw,
-      dwh: want(wh) ?? new Float32Array(H * H),
+      dwh: want(wh),
       dh0,
     });
-    inputProjectionBackward(x, wx, b, dxw, T * B, D, H);
+    inputProjectionBackward(be, x, wx, b, dxw, T * B, D, H);
     const dh = want(h0);
-    if (dh) addInto(dh, dh0);
+    if (dh) addInto(be, dh, dh0, B * H);
   },
 };
 
 /** Backward of xw = x Wx + b over all rows: dx += dxw Wxᵀ, dWx += xᵀ dxw, db += column sums of dxw. */
 function inputProjectionBackward(
+  be: Backend,
   x: Tensor,
   wx: Tensor,
   b: Tensor,
-  dxw: Float32Array,
+  dxw: Storage,
   rows: number,
   D: number,
   G: number,
 ): void {
-  const be = getBackend();
   const dx = want(x);
-  if (dx) be.matmul(dxw, wx.data, dx, rows, G, D, { transB: true, accumulate: true });
+  if (dx) be.matmul(dxw, wx.storage, dx, rows, G, D, { transB: true, accumulate: true });
   const dwx = want(wx);
-  if (dwx) be.matmul(x.data, dxw, dwx, D, rows, G, { transA: true, accumulate: true });
+  if (dwx) be.matmul(x.storage, dxw, dwx, D, rows, G, { transA: true, accumulate: true });
   const db = want(b);
-  if (db) addColumnSums(db, dxw, G);
-}
-
-function reduceRule(x: Tensor, g: Float32Array, axis: number | null, isMean: boolean): void {
-  const dx = want(x);
-  if (!dx) return;
-  if (axis === null) {
-    const v = isMean ? g[0] / x.size : g[0];
-    for (let i = 0; i < dx.length; i++) dx[i] += v;
-    return;
-  }
-  const [outer, n, inner] = axisSplit(x.shape, axis);
-  const f = isMean ? 1 / n : 1;
-  for (let a = 0; a < outer; a++) {
-    for (let i = 0; i < n; i++) {
-      const d = (a * n + i) * inner;
-      for (let j = 0; j < inner; j++) dx[d + j] += f * g[a * inner + j];
-    }
-  }
+  if (db) be.reduceTo(dxw, [rows, G], db, [0, 1], 1);
 }

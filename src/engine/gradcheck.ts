@@ -69,7 +69,7 @@ export function gradcheck(
     return s;
   };
 
-  for (const x of inputs) x.grad = null;
+  for (const x of inputs) x.gradStorage = null;
   const roots = outs.filter((o) => o.requiresGrad);
   backward(
     roots,
@@ -111,6 +111,6 @@ export function gradcheck(
     }
     perInput.push(inputMax);
   });
-  for (const x of inputs) x.grad = null;
+  for (const x of inputs) x.gradStorage = null;
   return { ok, maxRelError: maxRel, perInput, worst };
 }

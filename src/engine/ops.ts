@@ -1,16 +1,28 @@
-// The differentiable ops. Each op computes its output(s) and, when a gradient is needed, records a node whose rule
-// (grad.ts, same name) computes the input gradients later. Ops never modify their inputs.
+// The differentiable ops. Each op checks its shapes on the host, asks the inputs' backend for its output storage and
+// runs the backend's kernel; when a gradient is needed, it records a node whose rule (grad.ts, same name) computes
+// the input gradients later. Ops never modify their inputs and never read values back to JavaScript.
 //
 // Legend: B batch, T time, D input features, H hidden units, V vocabulary, C channels, N rows, M/K/N matmul sizes.
 // Recurrent sequences are time-major: (T, B, ·).
 
+import type { BinaryOp, UnaryOp } from "./backend.js";
+import { needsGrad, record } from "./node.js";
+import { allocate } from "./scope.js";
+import {
+  axisSplit,
+  broadcastShape,
+  broadcastStrides,
+  contiguousStrides,
+  fmtShape,
+  normAxis,
+  sameShape,
+} from "./shape.js";
+import { backendOf, empty, shapeSize, Tensor } from "./tensor.js";
 import type { Rng } from "../util/rng.js";
-import { needsGrad, record } from "./autograd.js";
-import { getBackend } from "./backends/index.js";
-import { axisSplit, broadcastPlan, broadcastShape, expand, fmtShape, normAxis, sameShape, swapAxes } from "./shape.js";
-import { shapeSize, Tensor } from "./tensor.js";
 
-export { isGradEnabled, noGrad } from "./autograd.js";
+export { isGradEnabled, noGrad } from "./node.js";
+
+export const GELU_C = Math.sqrt(2 / Math.PI);
 
 function fail(op: string, msg: string): never {
   throw new Error(`${op}: ${msg}`);
@@ -63,19 +75,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     batch = shapeSize(a.shape.slice(0, -2));
     outShape = [...a.shape.slice(0, -2), M, N];
   }
-  const out = Tensor.zeros(outShape);
-  const be = getBackend();
-  for (let p = 0; p < batch; p++) {
-    be.matmul(
-      batch === 1 ? a.data : a.data.subarray(p * M * K, (p + 1) * M * K),
-      batch === 1 ? b.data : b.data.subarray(p * K * N, (p + 1) * K * N),
-      batch === 1 ? out.data : out.data.subarray(p * M * N, (p + 1) * M * N),
-      M,
-      K,
-      N,
-      { transA, transB },
-    );
-  }
+  const be = backendOf("matmul", a, b);
+  const out = empty(be, outShape);
+  be.matmul(a.storage, b.storage, out.storage, M, K, N, { transA, transB, batch });
   record("matmul", [a, b], [out], { transA, transB, M, K, N, batch });
   return out;
 }
@@ -83,33 +85,14 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
 // ---------------------------------------------------------------------------------------------------------------
 // Broadcasting arithmetic
 
-type BinOp = "add" | "sub" | "mul";
-
-function binary(op: BinOp, a: Tensor, b: Tensor): Tensor {
+function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShape(a.shape, b.shape, op);
-  const out = Tensor.zeros(shape);
-  const n = out.size;
-  const o = out.data;
-  const pa = broadcastPlan(shape, a.shape);
-  const pb = broadcastPlan(shape, b.shape);
-  if (pa.kind === "same" && pb.kind === "mod") {
-    // The common bias case: a full, b repeated over rows. Row loops, no index table.
-    const x = a.data;
-    const y = b.data;
-    const m = pb.n;
-    for (let r = 0; r < n; r += m) {
-      if (op === "add") for (let j = 0; j < m; j++) o[r + j] = x[r + j] + y[j];
-      else if (op === "sub") for (let j = 0; j < m; j++) o[r + j] = x[r + j] - y[j];
-      else for (let j = 0; j < m; j++) o[r + j] = x[r + j] * y[j];
-    }
-  } else {
-    const x = expand(pa, a.data, n);
-    const y = expand(pb, b.data, n);
-    if (op === "add") for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
-    else if (op === "sub") for (let i = 0; i < n; i++) o[i] = x[i] - y[i];
-    else for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
-  }
-  record(op, [a, b], [out], { pa, pb });
+  const be = backendOf(op, a, b);
+  const out = empty(be, shape);
+  const sa = broadcastStrides(shape, a.shape);
+  const sb = broadcastStrides(shape, b.shape);
+  be.binary(op, a.storage, sa, b.storage, sb, out.storage, shape);
+  record(op, [a, b], [out], { sa, sb });
   return out;
 }
 
@@ -130,78 +113,48 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 
 /** s * a for a constant s. */
 export function scale(a: Tensor, s: number): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = s * x[i];
+  const out = empty(a.backend, a.shape);
+  a.backend.scale(a.storage, out.storage, a.size, s, false);
   record("scale", [a], [out], { s });
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Elementwise nonlinearities (one loop each: no per-element callbacks on the hot path)
+// Elementwise nonlinearities
+
+function unary(op: UnaryOp, a: Tensor): Tensor {
+  const out = empty(a.backend, a.shape);
+  a.backend.unary(op, a.storage, out.storage, a.size);
+  record("unary", [a], [out], { op });
+  return out;
+}
 
 /** σ(x) = 1 / (1 + e^-x) */
 export function sigmoid(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = 1 / (1 + Math.exp(-x[i]));
-  record("sigmoid", [a], [out], null);
-  return out;
+  return unary("sigmoid", a);
 }
 
 export function tanh(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = Math.tanh(x[i]);
-  record("tanh", [a], [out], null);
-  return out;
+  return unary("tanh", a);
 }
 
 export function exp(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = Math.exp(x[i]);
-  record("exp", [a], [out], null);
-  return out;
+  return unary("exp", a);
 }
 
 /** Natural logarithm. */
 export function log(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = Math.log(x[i]);
-  record("log", [a], [out], null);
-  return out;
+  return unary("log", a);
 }
 
 /** max(x, 0) */
 export function relu(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = x[i] > 0 ? x[i] : 0;
-  record("relu", [a], [out], null);
-  return out;
+  return unary("relu", a);
 }
-
-export const GELU_C = Math.sqrt(2 / Math.PI);
 
 /** GELU, tanh approximation (as GPT-2 and PyTorch's approximate="tanh"): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
 export function gelu(a: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const x = a.data;
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) {
-    const v = x[i];
-    o[i] = 0.5 * v * (1 + Math.tanh(GELU_C * (v + 0.044715 * v * v * v)));
-  }
-  record("gelu", [a], [out], null);
-  return out;
+  return unary("gelu", a);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -211,25 +164,10 @@ export function gelu(a: Tensor): Tensor {
 export function softmax(a: Tensor): Tensor {
   if (a.ndim < 1) fail("softmax", "needs at least 1-d input");
   const V = a.shape[a.ndim - 1];
-  const out = Tensor.zeros(a.shape);
-  softmaxRows(a.data, out.data, V);
+  const out = empty(a.backend, a.shape);
+  a.backend.softmax(a.storage, out.storage, a.size / V, V);
   record("softmax", [a], [out], { V });
   return out;
-}
-
-function softmaxRows(x: Float32Array, y: Float32Array, V: number): void {
-  for (let r = 0; r < x.length; r += V) {
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) if (x[r + j] > m) m = x[r + j];
-    let s = 0;
-    for (let j = 0; j < V; j++) {
-      const e = Math.exp(x[r + j] - m);
-      y[r + j] = e;
-      s += e;
-    }
-    const inv = 1 / s;
-    for (let j = 0; j < V; j++) y[r + j] *= inv;
-  }
 }
 
 /**
@@ -244,28 +182,15 @@ export function softmaxCrossEntropy(logits: Tensor, targets: Int32Array): Tensor
   if (targets.length !== N) {
     fail("softmaxCrossEntropy", `logits ${fmtShape(logits.shape)} have ${N} positions but ${targets.length} targets`);
   }
-  const x = logits.data;
-  const keep = needsGrad([logits]);
-  const probs = keep ? new Float32Array(logits.size) : null;
-  let total = 0;
   for (let n = 0; n < N; n++) {
-    const r = n * V;
     const t = targets[n];
     if (!(t >= 0 && t < V)) fail("softmaxCrossEntropy", `target ${t} at position ${n} is outside [0, ${V})`);
-    let m = -Infinity;
-    for (let j = 0; j < V; j++) if (x[r + j] > m) m = x[r + j];
-    let s = 0;
-    if (probs) {
-      // keep e^(x - max) and normalise it afterwards: one exp per logit
-      for (let j = 0; j < V; j++) s += probs[r + j] = Math.exp(x[r + j] - m);
-      const inv = 1 / s;
-      for (let j = 0; j < V; j++) probs[r + j] *= inv;
-    } else {
-      for (let j = 0; j < V; j++) s += Math.exp(x[r + j] - m);
-    }
-    total += m + Math.log(s) - x[r + t];
   }
-  const out = Tensor.scalar(total / N);
+  const be = logits.backend;
+  const keep = needsGrad([logits]);
+  const probs = keep ? allocate(be, logits.size) : null;
+  const out = empty(be, []);
+  be.crossEntropy(logits.storage, targets, out.storage, probs, N, V);
   if (probs) record("softmaxCrossEntropy", [logits], [out], { probs, targets: targets.slice(), V, N });
   return out;
 }
@@ -278,13 +203,12 @@ export function embedding(weight: Tensor, ids: Int32Array, shape: number[] = [id
   if (weight.ndim !== 2) fail("embedding", `weight must be (V, D), got ${fmtShape(weight.shape)}`);
   if (shapeSize(shape) !== ids.length) fail("embedding", `${ids.length} ids do not fill shape ${fmtShape(shape)}`);
   const [V, D] = weight.shape;
-  const out = Tensor.zeros([...shape, D]);
-  const w = weight.data;
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n];
     if (!(id >= 0 && id < V)) fail("embedding", `id ${id} at position ${n} is outside [0, ${V})`);
-    out.data.set(w.subarray(id * D, (id + 1) * D), n * D);
   }
+  const out = empty(weight.backend, [...shape, D]);
+  weight.backend.embedding(weight.storage, ids, out.storage, D);
   record("embedding", [weight], [out], { ids: ids.slice(), D });
   return out;
 }
@@ -307,15 +231,13 @@ export function concat(ts: Tensor[], axis: number): Tensor {
     sizes.push(t.shape[ax]);
   }
   shape[ax] = sizes.reduce((x, y) => x + y, 0);
-  const out = Tensor.zeros(shape);
+  const be = backendOf("concat", ...ts);
+  const out = empty(be, shape);
   const [outer, total, inner] = axisSplit(shape, ax);
   let offset = 0;
   for (let i = 0; i < ts.length; i++) {
     const block = sizes[i] * inner;
-    const src = ts[i].data;
-    for (let o = 0; o < outer; o++) {
-      out.data.set(src.subarray(o * block, (o + 1) * block), (o * total + offset) * inner);
-    }
+    be.copyBlocks(ts[i].storage, 0, block, out.storage, offset * inner, total * inner, block, outer, false);
     offset += sizes[i];
   }
   record("concat", ts, [out], { axis: ax, sizes });
@@ -331,13 +253,10 @@ export function slice(t: Tensor, axis: number, start: number, end: number): Tens
   }
   const shape = t.shape.slice();
   shape[ax] = end - start;
-  const out = Tensor.zeros(shape);
+  const out = empty(t.backend, shape);
   const [outer, , inner] = axisSplit(t.shape, ax);
   const block = (end - start) * inner;
-  for (let o = 0; o < outer; o++) {
-    const s = (o * n + start) * inner;
-    out.data.set(t.data.subarray(s, s + block), o * block);
-  }
+  t.backend.copyBlocks(t.storage, start * inner, n * inner, out.storage, 0, block, block, outer, false);
   record("slice", [t], [out], { axis: ax, start, end });
   return out;
 }
@@ -367,29 +286,19 @@ export function mean(t: Tensor, axis?: number, keepDims = false): Tensor {
 }
 
 function reduce(op: "sum" | "mean", t: Tensor, axis: number | undefined, keepDims: boolean): Tensor {
-  if (axis === undefined) {
-    let s = 0;
-    for (let i = 0; i < t.size; i++) s += t.data[i];
-    const out = new Tensor(Float32Array.of(op === "mean" ? s / t.size : s), keepDims ? t.shape.map(() => 1) : []);
-    record(op, [t], [out], { axis: null });
-    return out;
+  // Everything is the axis of a (1, size, 1) view.
+  const [outer, n, inner] = axis === undefined ? [1, t.size, 1] : axisSplit(t.shape, normAxis(axis, t.ndim, op));
+  const ax = axis === undefined ? null : normAxis(axis, t.ndim, op);
+  let shape: number[];
+  if (ax === null) shape = keepDims ? t.shape.map(() => 1) : [];
+  else {
+    shape = t.shape.slice();
+    if (keepDims) shape[ax] = 1;
+    else shape.splice(ax, 1);
   }
-  const ax = normAxis(axis, t.ndim, op);
-  const [outer, n, inner] = axisSplit(t.shape, ax);
-  const shape = t.shape.slice();
-  if (keepDims) shape[ax] = 1;
-  else shape.splice(ax, 1);
-  const out = Tensor.zeros(shape);
-  const x = t.data;
-  const o = out.data;
-  for (let a = 0; a < outer; a++) {
-    for (let i = 0; i < n; i++) {
-      const s = (a * n + i) * inner;
-      for (let j = 0; j < inner; j++) o[a * inner + j] += x[s + j];
-    }
-  }
-  if (op === "mean") for (let i = 0; i < o.length; i++) o[i] /= n;
-  record(op, [t], [out], { axis: ax });
+  const out = empty(t.backend, shape);
+  t.backend.reduceAxis(t.storage, out.storage, outer, n, inner, op === "mean" ? 1 / n : 1);
+  record("reduce", [t], [out], { outer, n, inner, s: op === "mean" ? 1 / n : 1 });
   return out;
 }
 
@@ -404,7 +313,7 @@ export function reshape(t: Tensor, shape: number[]): Tensor {
   if (shapeSize(s) !== t.size || s.some((d) => !Number.isInteger(d) || d < 0)) {
     fail("reshape", `cannot view ${fmtShape(t.shape)} as ${fmtShape(shape)}`);
   }
-  const out = new Tensor(t.data, s);
+  const out = new Tensor(t.storage, s, false, t.backend);
   record("reshape", [t], [out], null);
   return out;
 }
@@ -416,9 +325,9 @@ export function transpose(t: Tensor, a0: number, a1: number): Tensor {
   if (x > y) [x, y] = [y, x];
   const shape = t.shape.slice();
   [shape[x], shape[y]] = [shape[y], shape[x]];
-  const out = Tensor.zeros(shape);
-  if (x === y) out.data.set(t.data);
-  else swapAxes(t.data, t.shape, x, y, out.data, false);
+  const out = empty(t.backend, shape);
+  if (x === y) t.backend.copy(t.storage, 0, out.storage, 0, t.size);
+  else t.backend.swapAxes(t.storage, t.shape, x, y, out.storage, false);
   record("transpose", [t], [out], { a0: x, a1: y });
   return out;
 }
@@ -436,43 +345,32 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
     fail("layerNorm", `gamma ${fmtShape(gamma.shape)} and beta ${fmtShape(beta.shape)} must have ${C} entries`);
   }
   const rows = x.size / C;
-  const out = Tensor.zeros(x.shape);
-  const xhat = new Float32Array(x.size);
-  const rstd = new Float32Array(rows);
-  const xd = x.data;
-  const g = gamma.data;
-  const b = beta.data;
-  for (let r = 0; r < rows; r++) {
-    const o = r * C;
-    let mu = 0;
-    for (let j = 0; j < C; j++) mu += xd[o + j];
-    mu /= C;
-    let v = 0;
-    for (let j = 0; j < C; j++) v += (xd[o + j] - mu) * (xd[o + j] - mu);
-    const rs = 1 / Math.sqrt(v / C + eps);
-    rstd[r] = rs;
-    for (let j = 0; j < C; j++) {
-      const h = (xd[o + j] - mu) * rs;
-      xhat[o + j] = h;
-      out.data[o + j] = g[j] * h + b[j];
-    }
-  }
+  const be = backendOf("layerNorm", x, gamma, beta);
+  const out = empty(be, x.shape);
+  const xhat = allocate(be, x.size);
+  const rstd = allocate(be, rows);
+  be.layerNorm(x.storage, gamma.storage, beta.storage, out.storage, xhat, rstd, rows, C, eps);
   record("layerNorm", [x, gamma, beta], [out], { xhat, rstd, C });
   return out;
 }
 
 /**
  * Inverted dropout: in training, zero each entry with probability `rate` and scale survivors by 1/(1 - rate), so
- * evaluation needs no rescaling. Not training (or rate 0): x itself.
+ * evaluation needs no rescaling. Not training (or rate 0): x itself. The mask is drawn on the host from the seeded
+ * generator (same seed, same mask on every backend) and multiplied in on the backend.
  */
 export function dropout(x: Tensor, rate: number, rng: Rng, training: boolean): Tensor {
   if (!(rate >= 0 && rate < 1)) fail("dropout", `rate ${rate} must be in [0, 1)`);
   if (!training || rate === 0) return x;
   const keep = 1 / (1 - rate);
-  const mask = new Float32Array(x.size);
-  for (let i = 0; i < mask.length; i++) mask[i] = rng.random() < rate ? 0 : keep;
-  const out = Tensor.zeros(x.shape);
-  for (let i = 0; i < mask.length; i++) out.data[i] = x.data[i] * mask[i];
+  const m = new Float32Array(x.size);
+  for (let i = 0; i < m.length; i++) m[i] = rng.random() < rate ? 0 : keep;
+  const be = x.backend;
+  const mask = allocate(be, x.size);
+  be.write(mask, m);
+  const out = empty(be, x.shape);
+  const s = contiguousStrides(x.shape);
+  be.binary("mul", x.storage, s, mask, s, out.storage, x.shape);
   record("dropout", [x], [out], { mask });
   return out;
 }
@@ -488,10 +386,8 @@ export function causalMask(scores: Tensor): Tensor {
   const nd = scores.ndim;
   const T = scores.shape[nd - 1];
   if (nd < 2 || scores.shape[nd - 2] !== T) fail("causalMask", `needs (..., T, T), got ${fmtShape(scores.shape)}`);
-  const out = new Tensor(scores.data.slice(), scores.shape);
-  for (let m = 0; m < scores.size; m += T * T) {
-    for (let i = 0; i < T; i++) out.data.fill(-Infinity, m + i * T + i + 1, m + (i + 1) * T);
-  }
+  const out = empty(scores.backend, scores.shape);
+  scores.backend.causalMask(scores.storage, out.storage, scores.size / (T * T), T);
   record("causalMask", [scores], [out], { T });
   return out;
 }
@@ -506,44 +402,10 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: numb
   }
   const [B, T, C] = q.shape;
   if (C % nHead !== 0) fail("causalSelfAttention", `${C} channels do not split into ${nHead} heads`);
-  const hd = C / nHead;
-  const sc = 1 / Math.sqrt(hd);
-  const att = new Float32Array(B * nHead * T * T); // (B, nH, T, T) softmax weights, kept for backward
-  const out = Tensor.zeros([B, T, C]);
-  const Q = q.data;
-  const K = k.data;
-  const Vd = v.data;
-  const O = out.data;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < nHead; h++) {
-      const a0 = (b * nHead + h) * T * T;
-      for (let i = 0; i < T; i++) {
-        const qi = (b * T + i) * C + h * hd;
-        const row = a0 + i * T;
-        let m = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          const kj = (b * T + j) * C + h * hd;
-          let s = 0;
-          for (let d = 0; d < hd; d++) s += Q[qi + d] * K[kj + d];
-          s *= sc;
-          att[row + j] = s;
-          if (s > m) m = s;
-        }
-        let z = 0;
-        for (let j = 0; j <= i; j++) {
-          const e = Math.exp(att[row + j] - m);
-          att[row + j] = e;
-          z += e;
-        }
-        for (let j = 0; j <= i; j++) {
-          const p = att[row + j] / z;
-          att[row + j] = p;
-          const vj = (b * T + j) * C + h * hd;
-          for (let d = 0; d < hd; d++) O[qi + d] += p * Vd[vj + d];
-        }
-      }
-    }
-  }
+  const be = backendOf("causalSelfAttention", q, k, v);
+  const att = allocate(be, B * nHead * T * T); // (B, nH, T, T) softmax weights, kept for backward
+  const out = empty(be, [B, T, C]);
+  be.attention(q.storage, k.storage, v.storage, out.storage, att, B, T, C, nHead);
   record("causalSelfAttention", [q, k, v], [out], { att, nHead });
   return out;
 }

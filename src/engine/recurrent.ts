@@ -6,10 +6,11 @@
 // runs the recurrence (h_{t-1} Wh and the gates) and keeps what its backward needs. The gradient rules (grad.ts)
 // call the backward kernel and then do dx, dWx and db as single products over all steps as well.
 
-import { record } from "./autograd.js";
-import { getBackend } from "./backends/index.js";
-import { fmtShape, sameShape } from "./shape.js";
-import { Tensor } from "./tensor.js";
+import type { Backend, Storage } from "./backend.js";
+import { record } from "./node.js";
+import { allocate } from "./scope.js";
+import { contiguousStrides, fmtShape, sameShape } from "./shape.js";
+import { backendOf, empty, type Tensor } from "./tensor.js";
 
 function fail(op: string, msg: string): never {
   throw new Error(`${op}: ${msg}`);
@@ -37,18 +38,34 @@ function checkRecurrent(
   return { T, B, D, H };
 }
 
-/** xw (T*B, G) = x (T*B, D) @ wx (D, G) + bias, as one backend matmul. */
-function inputProjection(x: Tensor, wx: Tensor, bias: Tensor, rows: number, D: number, G: number): Float32Array {
-  const xw = new Float32Array(rows * G);
-  getBackend().matmul(x.data, wx.data, xw, rows, D, G);
-  const b = bias.data;
-  for (let r = 0; r < rows * G; r += G) for (let j = 0; j < G; j++) xw[r + j] += b[j];
+/** xw (T*B, G) = x (T*B, D) @ wx (D, G) + bias, as one backend matmul and the bias added in place. */
+function inputProjection(
+  be: Backend,
+  x: Tensor,
+  wx: Tensor,
+  bias: Tensor,
+  rows: number,
+  D: number,
+  G: number,
+): Storage {
+  const xw = allocate(be, rows * G);
+  be.matmul(x.storage, wx.storage, xw, rows, D, G);
+  const shape = [rows, G];
+  be.binary("add", xw, contiguousStrides(shape), bias.storage, [0, 1], xw, shape);
   return xw;
 }
 
-/** A state tensor's data, or zeros when it is omitted. */
-function stateData(s: Tensor | null | undefined, n: number): Float32Array {
-  return s ? s.data : new Float32Array(n);
+/** A state tensor, or zeros (B, H) in this step's scope when it is omitted. */
+function stateOr(be: Backend, s: Tensor | null | undefined, B: number, H: number): Tensor {
+  return s ?? empty(be, [B, H]);
+}
+
+/** The last time step of a (T, B, H) sequence as a (B, H) tensor (h0 when T = 0). */
+function last(be: Backend, seq: Storage, T: number, B: number, H: number, first: Tensor): Tensor {
+  const out = empty(be, [B, H]);
+  if (T > 0) be.copy(seq, (T - 1) * B * H, out.storage, 0, B * H);
+  else be.copy(first.storage, 0, out.storage, 0, B * H);
+  return out;
 }
 
 export interface LstmResult {
@@ -71,19 +88,18 @@ export function lstm(
   c0: Tensor | null = null,
 ): LstmResult {
   const { T, B, D, H } = checkRecurrent("lstm", x, wx, wh, 4, [b], [h0, c0]);
+  const be = backendOf("lstm", x, wx, wh, b);
   const G = 4 * H;
-  const xw = inputProjection(x, wx, b, T * B, D, G); // (T, B, 4H)
-  const hs = Tensor.zeros([T, B, H]);
-  const cs = new Float32Array(T * B * H);
-  const gates = new Float32Array(T * B * G);
-  const h0d = stateData(h0, B * H);
-  const c0d = stateData(c0, B * H);
-  getBackend().lstmForward({ T, B, H, xw, wh: wh.data, h0: h0d, c0: c0d, hs: hs.data, cs, gates });
-  const last = (T - 1) * B * H;
-  const hT = T > 0 ? new Tensor(hs.data.slice(last), [B, H]) : new Tensor(h0d.slice(), [B, H]);
-  const cT = T > 0 ? new Tensor(cs.slice(last), [B, H]) : new Tensor(c0d.slice(), [B, H]);
-  const inputs = [x, wx, wh, b, h0 ?? Tensor.zeros([B, H]), c0 ?? Tensor.zeros([B, H])];
-  record("lstm", inputs, [hs, hT, cT], { T, B, D, H, xw, gates, cs, h0: h0d, c0: c0d });
+  const xw = inputProjection(be, x, wx, b, T * B, D, G); // (T, B, 4H)
+  const hs = empty(be, [T, B, H]);
+  const cs = allocate(be, T * B * H);
+  const gates = allocate(be, T * B * G);
+  const h = stateOr(be, h0, B, H);
+  const c = stateOr(be, c0, B, H);
+  be.lstmForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, c0: c.storage, hs: hs.storage, cs, gates });
+  const hT = last(be, hs.storage, T, B, H, h);
+  const cT = last(be, cs, T, B, H, c);
+  record("lstm", [x, wx, wh, b, h, c], [hs, hT, cT], { T, B, D, H, xw, gates, cs });
   return { hs, hT, cT };
 }
 
@@ -99,16 +115,16 @@ export interface GruResult {
  */
 export function gru(x: Tensor, wx: Tensor, wh: Tensor, bx: Tensor, bh: Tensor, h0: Tensor | null = null): GruResult {
   const { T, B, D, H } = checkRecurrent("gru", x, wx, wh, 3, [bx, bh], [h0]);
+  const be = backendOf("gru", x, wx, wh, bx, bh);
   const G = 3 * H;
-  const xw = inputProjection(x, wx, bx, T * B, D, G); // (T, B, 3H)
-  const hs = Tensor.zeros([T, B, H]);
-  const gates = new Float32Array(T * B * G);
-  const hn = new Float32Array(T * B * H);
-  const h0d = stateData(h0, B * H);
-  getBackend().gruForward({ T, B, H, xw, wh: wh.data, bh: bh.data, h0: h0d, hs: hs.data, gates, hn });
-  const hT = new Tensor(T > 0 ? hs.data.slice((T - 1) * B * H) : h0d.slice(), [B, H]);
-  const inputs = [x, wx, wh, bx, bh, h0 ?? Tensor.zeros([B, H])];
-  record("gru", inputs, [hs, hT], { T, B, D, H, xw, gates, hn, h0: h0d });
+  const xw = inputProjection(be, x, wx, bx, T * B, D, G); // (T, B, 3H)
+  const hs = empty(be, [T, B, H]);
+  const gates = allocate(be, T * B * G);
+  const hn = allocate(be, T * B * H);
+  const h = stateOr(be, h0, B, H);
+  be.gruForward({ T, B, H, xw, wh: wh.storage, bh: bh.storage, h0: h.storage, hs: hs.storage, gates, hn });
+  const hT = last(be, hs.storage, T, B, H, h);
+  record("gru", [x, wx, wh, bx, bh, h], [hs, hT], { T, B, D, H, xw, gates, hn });
   return { hs, hT };
 }
 
@@ -120,12 +136,12 @@ export interface RnnResult {
 /** Simple (Elman) RNN over a whole sequence: h_t = tanh(x_t Wx + b + h_{t-1} Wh). wx (D, H), wh (H, H), b (H). */
 export function rnn(x: Tensor, wx: Tensor, wh: Tensor, b: Tensor, h0: Tensor | null = null): RnnResult {
   const { T, B, D, H } = checkRecurrent("rnn", x, wx, wh, 1, [b], [h0]);
-  const xw = inputProjection(x, wx, b, T * B, D, H); // (T, B, H)
-  const hs = Tensor.zeros([T, B, H]);
-  const h0d = stateData(h0, B * H);
-  getBackend().rnnForward({ T, B, H, xw, wh: wh.data, h0: h0d, hs: hs.data });
-  const hT = new Tensor(T > 0 ? hs.data.slice((T - 1) * B * H) : h0d.slice(), [B, H]);
-  const inputs = [x, wx, wh, b, h0 ?? Tensor.zeros([B, H])];
-  record("rnn", inputs, [hs, hT], { T, B, D, H, xw, h0: h0d });
+  const be = backendOf("rnn", x, wx, wh, b);
+  const xw = inputProjection(be, x, wx, b, T * B, D, H); // (T, B, H)
+  const hs = empty(be, [T, B, H]);
+  const h = stateOr(be, h0, B, H);
+  be.rnnForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, hs: hs.storage });
+  const hT = last(be, hs.storage, T, B, H, h);
+  record("rnn", [x, wx, wh, b, h], [hs, hT], { T, B, D, H, xw });
   return { hs, hT };
 }

@@ -8,19 +8,28 @@
 
 import type {
   Backend,
-  GruBackwardArgs,
-  GruForwardArgs,
-  LstmBackwardArgs,
-  LstmForwardArgs,
+  GruBackwardArgs as GruBackwardArgsOf,
+  GruForwardArgs as GruForwardArgsOf,
+  LstmBackwardArgs as LstmBackwardArgsOf,
+  LstmForwardArgs as LstmForwardArgsOf,
   MatmulOptions,
-  RnnBackwardArgs,
-  RnnForwardArgs,
+  RnnBackwardArgs as RnnBackwardArgsOf,
+  RnnForwardArgs as RnnForwardArgsOf,
 } from "../backend.js";
+import * as ops from "./js-ops.js";
+
+// The js backend's storage is the Float32Array itself: alloc is `new Float32Array(n)`, a view is the array.
+type LstmForwardArgs = LstmForwardArgsOf<Float32Array>;
+type LstmBackwardArgs = LstmBackwardArgsOf<Float32Array>;
+type GruForwardArgs = GruForwardArgsOf<Float32Array>;
+type GruBackwardArgs = GruBackwardArgsOf<Float32Array>;
+type RnnForwardArgs = RnnForwardArgsOf<Float32Array>;
+type RnnBackwardArgs = RnnBackwardArgsOf<Float32Array>;
 
 const KB = 128; // rows of B per tile
 const JB = 256; // columns of B and C per tile
 
-function matmul(
+function matmul1(
   a: Float32Array,
   b: Float32Array,
   c: Float32Array,
@@ -125,6 +134,34 @@ function matmul(
   }
 }
 
+/** The batched form of the interface: `batch` triples one after another, from the given offsets. */
+function matmul(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  M: number,
+  K: number,
+  N: number,
+  opts: MatmulOptions = {},
+): void {
+  const batch = opts.batch ?? 1;
+  const oa = opts.offsetA ?? 0;
+  const ob = opts.offsetB ?? 0;
+  const oc = opts.offsetC ?? 0;
+  if (batch === 1 && oa === 0 && ob === 0 && oc === 0) return matmul1(a, b, c, M, K, N, opts);
+  for (let p = 0; p < batch; p++) {
+    matmul1(
+      a.subarray(oa + p * M * K, oa + (p + 1) * M * K),
+      b.subarray(ob + p * K * N, ob + (p + 1) * K * N),
+      c.subarray(oc + p * M * N, oc + (p + 1) * M * N),
+      M,
+      K,
+      N,
+      opts,
+    );
+  }
+}
+
 function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
@@ -141,7 +178,7 @@ function lstmForward(p: LstmForwardArgs): void {
     const cPrev = t === 0 ? c0 : cs.subarray((t - 1) * BH, t * BH);
     const a = gates.subarray(t * B * G, (t + 1) * B * G); // (B, 4H) pre-activations, then activations in place
     a.set(xw.subarray(t * B * G, (t + 1) * B * G));
-    matmul(hPrev, wh, a, B, H, G, { accumulate: true }); // a = xw_t + h_{t-1} Wh
+    matmul1(hPrev, wh, a, B, H, G, { accumulate: true }); // a = xw_t + h_{t-1} Wh
     for (let bi = 0; bi < B; bi++) {
       const r = bi * G;
       const o = t * BH + bi * H;
@@ -194,13 +231,15 @@ function lstmBackward(p: LstmBackwardArgs): void {
         dc[k] = dct * fg; // dc_{t-1}
       }
     }
-    matmul(da, wh, dh, B, G, H, { transB: true }); // dh_{t-1} = da Whᵀ
+    matmul1(da, wh, dh, B, G, H, { transB: true }); // dh_{t-1} = da Whᵀ
   }
   dh0.set(dh);
   dc0.set(dc);
   // dWh = Σ_t h_{t-1}ᵀ da_t, done as two big products: h0ᵀ da_0 + hs[0..T-2]ᵀ da[1..T-1]
-  matmul(h0, dxw, dwh, H, B, G, { transA: true, accumulate: true });
-  if (T > 1) matmul(hs, dxw.subarray(B * G), dwh, H, (T - 1) * B, G, { transA: true, accumulate: true });
+  if (dwh) {
+    matmul1(h0, dxw, dwh, H, B, G, { transA: true, accumulate: true });
+    if (T > 1) matmul1(hs, dxw.subarray(B * G), dwh, H, (T - 1) * B, G, { transA: true, accumulate: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -214,7 +253,7 @@ function gruForward(p: GruForwardArgs): void {
   for (let t = 0; t < T; t++) {
     const hPrev = t === 0 ? h0 : hs.subarray((t - 1) * BH, t * BH);
     for (let bi = 0; bi < B; bi++) hw.set(bh, bi * G);
-    matmul(hPrev, wh, hw, B, H, G, { accumulate: true });
+    matmul1(hPrev, wh, hw, B, H, G, { accumulate: true });
     for (let bi = 0; bi < B; bi++) {
       const r0 = t * B * G + bi * G;
       const w0 = bi * G;
@@ -262,14 +301,16 @@ function gruBackward(p: GruBackwardArgs): void {
         dh[k] = dht * z; // direct path of h_{t-1}; the Wh path is added below
       }
     }
-    matmul(dhw.subarray(t * B * G, (t + 1) * B * G), wh, dh, B, G, H, { transB: true, accumulate: true });
+    matmul1(dhw.subarray(t * B * G, (t + 1) * B * G), wh, dh, B, G, H, { transB: true, accumulate: true });
   }
   dh0.set(dh);
   // dWh = Σ_t h_{t-1}ᵀ dhw_t; dbh = Σ_{t,b} dhw
-  matmul(h0, dhw, dwh, H, B, G, { transA: true, accumulate: true });
-  if (T > 1) matmul(hs, dhw.subarray(B * G), dwh, H, (T - 1) * B, G, { transA: true, accumulate: true });
+  if (dwh) {
+    matmul1(h0, dhw, dwh, H, B, G, { transA: true, accumulate: true });
+    if (T > 1) matmul1(hs, dhw.subarray(B * G), dwh, H, (T - 1) * B, G, { transA: true, accumulate: true });
+  }
   for (let row = 0; row < T * B; row++) {
-    for (let j = 0; j < G; j++) dbh[j] += dhw[row * G + j];
+    if (dbh) for (let j = 0; j < G; j++) dbh[j] += dhw[row * G + j];
   }
 }
 
@@ -283,7 +324,7 @@ function rnnForward(p: RnnForwardArgs): void {
     const hPrev = t === 0 ? h0 : hs.subarray((t - 1) * BH, t * BH);
     const h = hs.subarray(t * BH, (t + 1) * BH);
     h.set(xw.subarray(t * BH, (t + 1) * BH));
-    matmul(hPrev, wh, h, B, H, H, { accumulate: true }); // xw_t + h_{t-1} Wh
+    matmul1(hPrev, wh, h, B, H, H, { accumulate: true }); // xw_t + h_{t-1} Wh
     for (let k = 0; k < BH; k++) h[k] = Math.tanh(h[k]);
   }
 }
@@ -299,16 +340,31 @@ function rnnBackward(p: RnnBackwardArgs): void {
       const h = hs[t * BH + k];
       da[k] = (dh[k] + dhs[t * BH + k]) * (1 - h * h); // tanh' = 1 - h²
     }
-    matmul(da, wh, dh, B, H, H, { transB: true }); // dh_{t-1} = da Whᵀ
+    matmul1(da, wh, dh, B, H, H, { transB: true }); // dh_{t-1} = da Whᵀ
   }
   dh0.set(dh);
-  matmul(h0, dxw, dwh, H, B, H, { transA: true, accumulate: true });
-  if (T > 1) matmul(hs, dxw.subarray(BH), dwh, H, (T - 1) * B, H, { transA: true, accumulate: true });
+  if (dwh) {
+    matmul1(h0, dxw, dwh, H, B, H, { transA: true, accumulate: true });
+    if (T > 1) matmul1(hs, dxw.subarray(BH), dwh, H, (T - 1) * B, H, { transA: true, accumulate: true });
+  }
 }
 
-export const jsBackend: Backend = {
+/** The reference backend. Its storage is plain Float32Arrays, so `view` is the array itself and `free` leaves it to
+ * the garbage collector. */
+export const jsBackend: Backend<Float32Array> = {
   name: "js",
+  sync: true,
+  alloc: (n) => new Float32Array(n),
+  free: () => {},
+  adopt: (data) => data,
+  write: (dst, src, offset = 0) => dst.set(src, offset),
+  read: (src, offset = 0, n = src.length - offset) => Promise.resolve(src.slice(offset, offset + n)),
+  view: (s) => s,
+  copy: (src, srcOff, dst, dstOff, n) => dst.set(src.subarray(srcOff, srcOff + n), dstOff),
+  fill: (dst, value, offset = 0, n = dst.length - offset) => void dst.fill(value, offset, offset + n),
+  flush: () => Promise.resolve(),
   matmul,
+  ...ops,
   lstmForward,
   lstmBackward,
   gruForward,
