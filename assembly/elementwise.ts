@@ -317,7 +317,17 @@ export function copyBlocks(
 }
 
 /** y[a, j] = s·Σ_i x[a, i, j], x viewed as (outer, n, inner); the sum runs over i in order, then one multiply. */
-export function reduceAxis(x: usize, y: usize, outer: i32, n: i32, inner: i32, s: f32): void {
+export function reduceAxis(x: usize, y: usize, outer: i32, n: i32, inner: i32, s64: f64): void {
+  const s = <f32>s64;
+  if (inner == 1) {
+    // one sum per output: in float64, as the js backend
+    for (let a = 0; a < outer; a++) {
+      let t: f64 = 0;
+      for (let i = 0; i < n; i++) t += load<f32>(x + (<usize>a * n + i) * 4);
+      store<f32>(y + <usize>a * 4, <f32>(t * s64));
+    }
+    return;
+  }
   const sv = f32x4.splat(s);
   for (let a = 0; a < outer; a++) {
     const py = y + <usize>a * inner * 4;

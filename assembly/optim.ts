@@ -1,8 +1,9 @@
 // Optimizer updates and global-norm clipping.
 //
 // Legend: n elements; w weights, g gradients, m/v/s/sum/buf the optimizer's slots (float32 in memory). As the js
-// reference backend does, each element's update is computed in float64 from the float32 values and stored back as
-// float32, so wasm and js training stay close step after step. Hyperparameters come in a float64 block at hp
+// reference backend does (src/engine/backends/js-ops.ts), each element's update is computed in float64 from the
+// float32 values, with the slot stored as float32 and read back rounded before the weight update, in the same order:
+// the same operations on the same values, so wasm updates are bit-identical to js ones. Hyperparameters come in a float64 block at hp
 // (written by src/engine/backends/wasm/kernels.ts; the slot order is in each kernel's comment). Ranged: elements
 // [i0, i1), each element independent of the others (bit-identical across thread counts).
 
@@ -18,9 +19,9 @@ export function adam(w: usize, g: usize, m: usize, v: usize, hp: usize, i0: i32,
   for (let i = i0; i < i1; i++) {
     const o = <usize>i * 4;
     const wi = <f64>load<f32>(w + o);
-    const gi = <f64>load<f32>(g + o) + wd * wi;
-    const mi = b1 * <f64>load<f32>(m + o) + (1 - b1) * gi;
-    const vi = b2 * <f64>load<f32>(v + o) + (1 - b2) * gi * gi;
+    const gi = wd != 0 ? <f64>load<f32>(g + o) + wd * wi : <f64>load<f32>(g + o);
+    const mi = <f64>(<f32>(b1 * <f64>load<f32>(m + o) + (1 - b1) * gi));
+    const vi = <f64>(<f32>(b2 * <f64>load<f32>(v + o) + (1 - b2) * gi * gi));
     store<f32>(m + o, <f32>mi);
     store<f32>(v + o, <f32>vi);
     store<f32>(w + o, <f32>(wi - (lr * (mi / bc1)) / (Math.sqrt(vi / bc2) + eps)));
@@ -36,8 +37,8 @@ export function rmsprop(w: usize, g: usize, s: usize, hp: usize, i0: i32, i1: i3
   for (let i = i0; i < i1; i++) {
     const o = <usize>i * 4;
     const wi = <f64>load<f32>(w + o);
-    const gi = <f64>load<f32>(g + o) + wd * wi;
-    const si = rho * <f64>load<f32>(s + o) + (1 - rho) * gi * gi;
+    const gi = wd != 0 ? <f64>load<f32>(g + o) + wd * wi : <f64>load<f32>(g + o);
+    const si = <f64>(<f32>(rho * <f64>load<f32>(s + o) + (1 - rho) * gi * gi));
     store<f32>(s + o, <f32>si);
     store<f32>(w + o, <f32>(wi - (lr * gi) / (Math.sqrt(si) + eps)));
   }
@@ -51,8 +52,8 @@ export function adagrad(w: usize, g: usize, sum: usize, hp: usize, i0: i32, i1: 
   for (let i = i0; i < i1; i++) {
     const o = <usize>i * 4;
     const wi = <f64>load<f32>(w + o);
-    const gi = <f64>load<f32>(g + o) + wd * wi;
-    const si = <f64>load<f32>(sum + o) + gi * gi;
+    const gi = wd != 0 ? <f64>load<f32>(g + o) + wd * wi : <f64>load<f32>(g + o);
+    const si = <f64>(<f32>(<f64>load<f32>(sum + o) + gi * gi));
     store<f32>(sum + o, <f32>si);
     store<f32>(w + o, <f32>(wi - (lr * gi) / (Math.sqrt(si) + eps)));
   }
@@ -68,10 +69,10 @@ export function sgd(w: usize, g: usize, buf: usize, hp: usize, i0: i32, i1: i32)
   for (let i = i0; i < i1; i++) {
     const o = <usize>i * 4;
     const wi = <f64>load<f32>(w + o);
-    const gi = <f64>load<f32>(g + o) + wd * wi;
+    const gi = wd != 0 ? <f64>load<f32>(g + o) + wd * wi : <f64>load<f32>(g + o);
     let step = gi;
     if (mu != 0) {
-      const bi = first ? gi : mu * <f64>load<f32>(buf + o) + gi;
+      const bi = <f64>(<f32>(first ? gi : mu * <f64>load<f32>(buf + o) + gi));
       store<f32>(buf + o, <f32>bi);
       step = nesterov ? gi + mu * bi : bi;
     }
@@ -95,5 +96,5 @@ export function clipFactor(sq: usize, count: i32, maxNorm: f64, out: usize): voi
   for (let i = 0; i < count; i++) s += <f64>load<f32>(sq + <usize>i * 4);
   const norm = Math.sqrt(s);
   store<f32>(out, <f32>norm);
-  store<f32>(out, <f32>(isFinite(norm) && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1), 4);
+  store<f32>(out, <f32>(isFinite(norm) && maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1), 4);
 }

@@ -205,20 +205,13 @@ export function layerNormBackward(
         store<f32>(dx + p, <f32>(<f64>load<f32>(dx + p) + rs * (d - md - <f64>load<f32>(xhat + p) * mdx)));
       }
     }
-    let j = 0;
-    for (; j + 4 <= C; j += 4) {
+    // dγ, dβ: the product in float64, one rounding, as the js backend
+    for (let j = 0; j < C; j++) {
       const p = o + <usize>j * 4;
       const q = <usize>j * 4;
-      const gv = v128.load(g + p);
-      if (dgamma) v128.store(dgamma + q, f32x4.add(v128.load(dgamma + q), f32x4.mul(gv, v128.load(xhat + p))));
-      if (dbeta) v128.store(dbeta + q, f32x4.add(v128.load(dbeta + q), gv));
-    }
-    for (; j < C; j++) {
-      const p = o + <usize>j * 4;
-      const q = <usize>j * 4;
-      const gs = load<f32>(g + p);
-      if (dgamma) store<f32>(dgamma + q, load<f32>(dgamma + q) + gs * load<f32>(xhat + p));
-      if (dbeta) store<f32>(dbeta + q, load<f32>(dbeta + q) + gs);
+      const gs = <f64>load<f32>(g + p);
+      if (dgamma) store<f32>(dgamma + q, <f32>(<f64>load<f32>(dgamma + q) + gs * <f64>load<f32>(xhat + p)));
+      if (dbeta) store<f32>(dbeta + q, load<f32>(dbeta + q) + <f32>gs);
     }
   }
 }

@@ -174,7 +174,7 @@ export interface Kernels {
     count: number,
     acc: number,
   ): void;
-  reduceAxis(x: number, y: number, outer: number, n: number, inner: number, s: number): void;
+  reduceAxis(x: number, y: number, outer: number, n: number, inner: number, s64: number): void;
   broadcastAxis(g: number, dx: number, outer: number, n: number, inner: number, s: number): void;
   swapAxes(x: number, y: number, P: number, n0: number, M: number, n1: number, Q: number, acc: number): void;
   causalMask(x: number, y: number, count: number, T: number): void;

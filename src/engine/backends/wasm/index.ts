@@ -10,14 +10,14 @@
 
 import { CharlmError } from "../../../util/errors.js";
 import { instantiateShared, instantiateSingle, isNode, loadBytes, type WasmBuild } from "./load.js";
-import { THREAD_MIN_MACS, WasmBackend } from "./kernels.js";
+import { PART_MIN_ELEMS, THREAD_MIN_MACS, WasmBackend } from "./kernels.js";
 import { checkThreads, threadsFromEnv } from "./threads.js";
 
 export type { WasmStorage } from "./memory.js";
 export type { WasmBuild } from "./load.js";
 export { ABI_VERSION, WASM_URL, WASM_RELAXED_URL, WASM_SHARED_URL, WASM_SHARED_RELAXED_URL } from "./load.js";
 export { MAX_THREADS, DEFAULT_THREADS_CAP, defaultThreads, threadsFromEnv } from "./threads.js";
-export { WasmBackend, THREAD_MIN_MACS } from "./kernels.js";
+export { WasmBackend, THREAD_MIN_MACS, PART_MIN_ELEMS } from "./kernels.js";
 
 /** Options of `createWasmBackend`. */
 export interface WasmBackendOptions {
@@ -31,6 +31,8 @@ export interface WasmBackendOptions {
   bytes?: BufferSource;
   /** Products with fewer multiply-adds (M·K·N) stay on one thread; default THREAD_MIN_MACS (tests lower it). */
   threadMinMacs?: number;
+  /** Elementwise and row work below this many elements per thread stays on one thread; default PART_MIN_ELEMS. */
+  threadMinElems?: number;
 }
 
 /** The wasm backend as created: its build and thread count (the CLI prints them), and `close` for the workers. */
@@ -57,6 +59,7 @@ export async function createWasmBackend(
         : threadsFromEnv()
       : checkThreads(opts.threads, `threads ${opts.threads}`);
   const minMacs = opts.threadMinMacs ?? THREAD_MIN_MACS;
+  const minElems = opts.threadMinElems ?? PART_MIN_ELEMS;
   if (threads === 1) {
     if (opts.bytes)
       return new WasmBackend(
@@ -66,7 +69,7 @@ export async function createWasmBackend(
         minMacs,
       );
     const { bytes, build, file } = await loadBytes(false);
-    return new WasmBackend(await instantiateSingle(bytes, file), build, 1, minMacs);
+    return new WasmBackend(await instantiateSingle(bytes, file), build, 1, minMacs, minElems);
   }
   if (opts.bytes) {
     throw new CharlmError(
@@ -80,7 +83,7 @@ export async function createWasmBackend(
   }
   const { bytes, build, file } = await loadBytes(true);
   const { kernels, module, memory } = await instantiateShared(bytes, file);
-  const be = new WasmBackend(kernels, build, threads, minMacs);
+  const be = new WasmBackend(kernels, build, threads, minMacs, minElems);
   await be.startPool(module, memory);
   return be;
 }

@@ -46,8 +46,8 @@ const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2 };
  * for it costs tens of microseconds (measured for the previous backend with `npm run bench -- gemm_threads`).
  */
 export const THREAD_MIN_MACS = 1 << 21;
-// Elementwise and row work: at least this many elements per part (a part costs ~10 µs to hand out and wait for).
-const PART_MIN_ELEMS = 1 << 15;
+/** Elementwise and row work: at least this many elements per part (a part costs ~10 µs to hand out and wait for). */
+export const PART_MIN_ELEMS = 1 << 15;
 // Ranges of elements split on multiples of this (whole vectors, whole cache lines).
 const ALIGN = 16;
 // Each thread gets at least this many rows (or columns) of C, so that blocks keep whole micro-kernel tiles busy.
@@ -92,6 +92,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     readonly build: WasmBuild,
     private readonly maxThreads: number,
     private readonly minMacs: number = THREAD_MIN_MACS,
+    private readonly minElems: number = PART_MIN_ELEMS,
   ) {
     this.heap = new Heap(kernels.memory, kernels.heapBase());
     this.wsStride = kernels.gemmWorkspaceFloats() * 4;
@@ -258,7 +259,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const k = this.kernels;
     this.split(
       n,
-      PART_MIN_ELEMS,
+      this.minElems,
       ALIGN,
       (i0, i1) => ({ kind: JOB.unary, args: [code, x.ptr, y.ptr, i0, i1] }),
       (i0, i1) => k.unary(code, x.ptr, y.ptr, i0, i1),
@@ -270,7 +271,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const k = this.kernels;
     this.split(
       n,
-      PART_MIN_ELEMS,
+      this.minElems,
       ALIGN,
       (i0, i1) => ({ kind: JOB.unaryBackward, args: [code, x.ptr, y.ptr, g.ptr, dx.ptr, i0, i1] }),
       (i0, i1) => k.unaryBackward(code, x.ptr, y.ptr, g.ptr, dx.ptr, i0, i1),
@@ -282,7 +283,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const k = this.kernels;
     this.split(
       n,
-      PART_MIN_ELEMS,
+      this.minElems,
       ALIGN,
       (i0, i1) => ({ kind: JOB.scale, args: [x.ptr, y.ptr, s, acc, i0, i1], floats: [2] }),
       (i0, i1) => k.scale(x.ptr, y.ptr, s, acc, i0, i1),
@@ -312,7 +313,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     try {
       this.split(
         rows,
-        Math.ceil(PART_MIN_ELEMS / L),
+        Math.ceil(this.minElems / L),
         1,
         (r0, r1) => ({ kind: JOB.binary, args: [code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1] }),
         (r0, r1) => k.binary(code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1),
@@ -340,7 +341,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const k = this.kernels;
     this.split(
       rows,
-      Math.ceil(PART_MIN_ELEMS / (4 * V)),
+      Math.ceil(this.minElems / (4 * V)),
       1,
       (r0, r1) => ({ kind: JOB.softmax, args: [x.ptr, y.ptr, V, r0, r1] }),
       (r0, r1) => k.softmax(x.ptr, y.ptr, V, r0, r1),
@@ -395,7 +396,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const p = [x.ptr, gamma.ptr, beta.ptr, y.ptr, xhat.ptr, rstd.ptr] as const;
     this.split(
       rows,
-      Math.ceil(PART_MIN_ELEMS / (2 * C)),
+      Math.ceil(this.minElems / (2 * C)),
       1,
       (r0, r1) => ({ kind: JOB.layerNorm, args: [...p, C, eps, r0, r1], floats: [7] }),
       (r0, r1) => k.layerNorm(...p, C, eps, r0, r1),
@@ -514,7 +515,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const p = [q.ptr, k.ptr, v.ptr, out.ptr, att.ptr, T, C, nHead] as const;
     this.split(
       B * nHead,
-      Math.ceil(PART_MIN_ELEMS / (T * T + T * C)),
+      Math.ceil(this.minElems / (T * T + T * C)),
       1,
       (p0, p1) => ({ kind: JOB.attention, args: [...p, p0, p1] }),
       (p0, p1) => ks.attention(...p, p0, p1),
@@ -543,7 +544,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     try {
       this.split(
         B * nHead,
-        Math.ceil(PART_MIN_ELEMS / (T * T + T * C)),
+        Math.ceil(this.minElems / (T * T + T * C)),
         1,
         (p0, p1) => ({ kind: JOB.attentionBackward, args: [...p, scratch + 4 * T * ++part, p0, p1] }),
         (p0, p1) => ks.attentionBackward(...p, scratch, p0, p1),
@@ -759,7 +760,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     try {
       this.split(
         n,
-        PART_MIN_ELEMS / 4,
+        this.minElems / 4,
         ALIGN,
         (i0, i1) => ({ kind, args: [...ptrs, p, i0, i1] }),
         (i0, i1) => run(p, i0, i1),

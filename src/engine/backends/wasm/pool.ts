@@ -43,9 +43,14 @@ export interface Job {
 const WT = "node:worker_threads";
 type WorkerT = import("node:worker_threads").Worker;
 
-// The worker's module: worker.ts when running from the sources (tsx), worker.js from dist/.
-function workerUrl(): URL {
-  return new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+// The worker's module: worker.js from dist/. From the sources (tsx) the worker cannot rely on inheriting tsx's
+// `--import` (on Node 20 the worker's entry is resolved before that hook is in place), so a two-line bootstrap
+// registers tsx in the worker first and then imports worker.ts.
+function workerEntry(): { entry: string | URL; evalCode: boolean } {
+  if (!import.meta.url.endsWith(".ts")) return { entry: new URL("./worker.js", import.meta.url), evalCode: false };
+  const ts = JSON.stringify(new URL("./worker.ts", import.meta.url).href);
+  const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+  return { entry: `import(${api}).then((m) => { m.register(); return import(${ts}); });`, evalCode: true };
 }
 
 export class Pool {
@@ -81,7 +86,8 @@ export class Pool {
       for (let i = 0; i < tiles.length; i++) {
         const ctlAddr = ctl + i * CTL_BYTES;
         const workerData: WorkerData = { module, memory, ctlAddr, tile: tiles[i] };
-        const w = new Worker(workerUrl(), { execArgv, workerData });
+        const { entry, evalCode } = workerEntry();
+        const w = new Worker(entry, { eval: evalCode, execArgv, workerData });
         workers.push(w);
         ctls.push(new Int32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
         ctlF.push(new Float32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
