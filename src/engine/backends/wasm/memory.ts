@@ -15,6 +15,8 @@ import type { Storage } from "../../backend.js";
 export interface WasmStorage extends Storage {
   readonly ptr: number;
   readonly length: number;
+  /** The last view handed out (see `Heap.view`). */
+  cached?: Float32Array;
 }
 
 const PAGE = 65536;
@@ -124,10 +126,15 @@ export class Heap {
     this.f64 = new Float64Array(this.memory.buffer);
   }
 
-  /** A live view of s (valid until the next allocation that grows memory). */
+  /**
+   * A live view of s (valid until an allocation grows memory). Kept on the storage and handed out again while the
+   * buffer is the same, so tensors sharing a storage share one view (and `data` costs no allocation).
+   */
   view(s: WasmStorage): Float32Array {
+    const st = s as { cached?: Float32Array };
+    if (st.cached && st.cached.buffer === this.memory.buffer) return st.cached;
     const i = s.ptr >> 2;
-    return this.floats().subarray(i, i + s.length);
+    return (st.cached = this.floats().subarray(i, i + s.length));
   }
 
   /** Copies ints into a fresh block (token ids, targets, shapes); returns its address. Free it with `freeBytes`. */
