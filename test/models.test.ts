@@ -221,7 +221,7 @@ for (const backend of await listBackends()) {
         for (let b = 0; b < B; b++) {
           for (let v = 0; v < V; v++) {
             const want = full.logits.data[(b * T + t) * V + v];
-            const got = out.logits[b * V + v];
+            const got = out.logits.data[b * V + v];
             assert.ok(Math.abs(got - want) < 1e-5, `${cell} b=${b} t=${t} v=${v}: ${got} vs ${want}`);
           }
         }
@@ -321,7 +321,7 @@ for (const backend of await listBackends()) {
       for (let t = 0; t < T; t++) {
         const r = model.step(Int32Array.of(id), state);
         state = r.state;
-        id = r.logits.indexOf(Math.max(...r.logits));
+        id = r.logits.data.indexOf(Math.max(...r.logits.data));
         out += chars[id];
       }
       assert.equal(out, text, cell);

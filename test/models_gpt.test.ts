@@ -209,7 +209,7 @@ for (const backend of await listBackends()) {
         const full = model.forward(win, B, w).logits.data;
         for (let b = 0; b < B; b++) {
           const want = full.subarray((b * w + w - 1) * 13, (b * w + w) * 13);
-          const d = maxAbsDiff(out.logits.subarray(b * 13, (b + 1) * 13), want);
+          const d = maxAbsDiff(out.logits.data.subarray(b * 13, (b + 1) * 13), want);
           assert.ok(d < 1e-5, `bias ${bias} t=${t} b=${b}: differs by ${d}`);
         }
       }
@@ -279,7 +279,7 @@ for (const backend of await listBackends()) {
     for (let t = 0; t < T; t++) {
       const r = model.step(Int32Array.of(id), state);
       state = r.state;
-      id = r.logits.indexOf(Math.max(...r.logits));
+      id = r.logits.data.indexOf(Math.max(...r.logits.data));
       out += chars[id];
     }
     assert.equal(out, text);

@@ -32,9 +32,9 @@ class FixedModel implements LanguageModel {
   initialState(): State {
     return null;
   }
-  step(tokens: Int32Array, state: State): { logits: Float32Array; state: State } {
+  step(tokens: Int32Array, state: State): { logits: Tensor; state: State } {
     this.steps++;
-    return { logits: Float32Array.from(this.logits), state };
+    return { logits: new Tensor(Float32Array.from(this.logits), [1, this.logits.length]), state };
   }
 }
 

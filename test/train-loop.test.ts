@@ -179,7 +179,7 @@ test("early stopping stops after `patience` epochs without improvement and resto
   assert.deepEqual(weights(saved.model), weights(one));
   assert.equal(saved.manifest.status, "early-stopped");
   assert.equal(saved.manifest.bestValLoss, r.history[0].valLoss);
-  const ev = evaluate(saved.model, tv.encode(data.validation), { B: cfg.batchSize, T: cfg.seqLength });
+  const ev = await evaluate(saved.model, tv.encode(data.validation), { B: cfg.batchSize, T: cfg.seqLength });
   assert.equal(ev.nats, r.history[0].valLoss);
 });
 
@@ -232,7 +232,7 @@ test("metrics.jsonl, loss.svg and loss.png are written next to the checkpoint", 
   assert.ok(lines.some((l) => /^epoch 2\/2 .* val \d\.\d+ nats\/char \(\d\.\d+ bits\/char\)/.test(l)));
 });
 
-test("evaluate: every character after the first counted once; a uniform model scores ln V nats, log2 V bits", () => {
+test("evaluate: every character after the first counted once; a uniform model scores ln V nats, log2 V bits", async () => {
   const V = vocab.size;
   const uniform: LanguageModel = {
     config: { type: "uniform" },
@@ -243,13 +243,13 @@ test("evaluate: every character after the first counted once; a uniform model sc
     },
   };
   const ids = vocab.encode(TEXT.slice(0, 1001));
-  const w = evaluate(uniform, ids, { B: 7, T: 30 });
+  const w = await evaluate(uniform, ids, { B: 7, T: 30 });
   assert.equal(w.chars, 1000);
   assert.ok(Math.abs(w.nats - Math.log(V)) < 1e-6 && Math.abs(w.bits - Math.log2(V)) < 1e-6);
   assert.ok(Math.abs(w.perplexity - V) < 1e-3);
-  const c = evaluate(model(config()), ids, { B: 7, T: 30, carry: true });
+  const c = await evaluate(model(config()), ids, { B: 7, T: 30, carry: true });
   assert.equal(c.chars, 7 * Math.floor(1000 / 7));
-  assert.equal(evaluate(uniform, ids, { B: 7, T: 30, maxChars: 100 }).chars, 100);
+  assert.equal((await evaluate(uniform, ids, { B: 7, T: 30, maxChars: 100 })).chars, 100);
 });
 
 test("the same loop trains a GPT-style model: loss falls, resume is bit-for-bit, and it samples", async () => {

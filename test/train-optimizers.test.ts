@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { Adam, SGD, clipGradNorm, createOptimizer, type OptimizerName, type Param } from "../src/train/optimizers.js";
 import { learningRate, type ScheduleConfig } from "../src/train/schedules.js";
 import { EarlyStopping } from "../src/train/early-stopping.js";
+import { Tensor } from "../src/engine/tensor.js";
 import {
   DEFAULT_TRAIN_CONFIG,
   PRESETS,
@@ -33,8 +34,18 @@ const SETTINGS: Record<string, [OptimizerName, Record<string, number | boolean>]
   sgd_plain: ["sgd", { momentum: 0 }],
 };
 
+/** A parameter tensor with a zero gradient (set its values through p.grad). */
 function param(values: number[]): Param {
-  return { data: Float32Array.from(values), grad: new Float32Array(values.length) };
+  const p = Tensor.fromArray(values, [values.length]);
+  p.gradOf();
+  return p;
+}
+
+/** A parameter tensor with the given gradient. */
+function withGrad(values: number[], grad: number[]): Param {
+  const p = param(values);
+  p.grad!.set(grad);
+  return p;
 }
 
 for (const [name, [type, hyper]] of Object.entries(SETTINGS)) {
@@ -73,7 +84,7 @@ test("Adam's first two steps worked by hand", () => {
 test("SGD with momentum worked by hand; parameters without a gradient are left alone", () => {
   // b1 = g1 = 2 -> w = 1 - 0.1 * 2 = 0.8; b2 = 0.5 * 2 + 1 = 2 -> w = 0.8 - 0.2 = 0.6.
   const p = param([1]);
-  const frozen: Param = { data: Float32Array.of(5), grad: null };
+  const frozen: Param = Tensor.fromArray([5], [1]);
   const opt = new SGD(
     new Map([
       ["w", p],
@@ -89,7 +100,7 @@ test("SGD with momentum worked by hand; parameters without a gradient are left a
   assert.equal(frozen.data[0], 5);
 });
 
-test("optimizer state round-trips: a restored optimizer continues exactly", () => {
+test("optimizer state round-trips: a restored optimizer continues exactly", async () => {
   for (const type of ["adam", "rmsprop", "adagrad", "sgd"] as const) {
     const a = param([0.3, -0.7, 1.1]);
     const optA = createOptimizer(type, new Map([["w", a]]));
@@ -105,7 +116,7 @@ test("optimizer state round-trips: a restored optimizer continues exactly", () =
     }
     const b = param(Array.from(a.data));
     const optB = createOptimizer(type, new Map([["w", b]]));
-    optB.setState(optA.getState());
+    optB.setState(await optA.getState());
     for (const g of grads.slice(2)) {
       a.grad!.set(g);
       b.grad!.set(g);
@@ -116,27 +127,30 @@ test("optimizer state round-trips: a restored optimizer continues exactly", () =
   }
 });
 
-test("restoring another optimizer's state is a clear error", () => {
+test("restoring another optimizer's state is a clear error", async () => {
   const p = param([1]);
   const adam = new Adam(new Map([["w", p]]));
   const sgd = new SGD(new Map([["w", p]]));
+  const state = await adam.getState();
   assert.throws(
-    () => sgd.setState(adam.getState()),
+    () => sgd.setState(state),
     (e: Error) => e instanceof CharlmError && /--optimizer adam/.test(e.message),
   );
 });
 
 test("clip by global norm scales all gradients together and reports the norm before clipping", () => {
-  const a: Param = { data: new Float32Array(2), grad: Float32Array.of(3, 0) };
-  const b: Param = { data: new Float32Array(1), grad: Float32Array.of(4) };
-  const norm = clipGradNorm([a, b], 1);
-  assert.ok(Math.abs(norm - 5) < 1e-9);
+  const a = withGrad([0, 0], [3, 0]);
+  const b = withGrad([0], [4]);
+  const [norm, factor] = clipGradNorm([a, b], 1).data;
+  assert.ok(Math.abs(norm - 5) < 1e-6);
+  assert.ok(Math.abs(factor - 0.2) < 1e-6);
   assert.ok(Math.abs(a.grad![0] - 0.6) < 1e-5 && Math.abs(b.grad![0] - 0.8) < 1e-5);
-  const small: Param = { data: new Float32Array(1), grad: Float32Array.of(0.5) };
-  assert.equal(clipGradNorm([small], 1), 0.5);
+  const small = withGrad([0], [0.5]);
+  assert.deepEqual(Array.from(clipGradNorm([small], 1).data), [0.5, 1]);
   assert.equal(small.grad![0], 0.5);
-  const bad: Param = { data: new Float32Array(1), grad: Float32Array.of(NaN) };
-  assert.ok(Number.isNaN(clipGradNorm([bad], 1)));
+  const bad = withGrad([0], [NaN]);
+  assert.ok(Number.isNaN(clipGradNorm([bad], 1).data[0]));
+  assert.ok(Number.isNaN(bad.grad![0]));
 });
 
 test("schedules: warm-up, constant, step decay, cosine", () => {
@@ -165,7 +179,7 @@ test("schedules: warm-up, constant, step decay, cosine", () => {
   assert.ok(Math.abs(learningRate(500, cos) - 0.1) < 1e-12);
 });
 
-test("early stopping: patience, min-delta, and the best weights come back", () => {
+test("early stopping: patience, min-delta, and the best weights come back", async () => {
   const p = param([0]);
   const params = new Map([["w", p]]);
   const es = new EarlyStopping(2, 0.01);
@@ -173,15 +187,15 @@ test("early stopping: patience, min-delta, and the best weights come back", () =
     p.data[0] = w;
     return es.update(loss, epoch, params);
   };
-  assert.deepEqual(run(2.0, 1, 10), { improved: true, stop: false });
-  assert.deepEqual(run(1.5, 2, 20), { improved: true, stop: false });
-  assert.deepEqual(run(1.495, 3, 30), { improved: false, stop: false }); // within min-delta: not an improvement
-  assert.deepEqual(run(1.6, 4, 40), { improved: false, stop: true });
+  assert.deepEqual(await run(2.0, 1, 10), { improved: true, stop: false });
+  assert.deepEqual(await run(1.5, 2, 20), { improved: true, stop: false });
+  assert.deepEqual(await run(1.495, 3, 30), { improved: false, stop: false }); // within min-delta: not an improvement
+  assert.deepEqual(await run(1.6, 4, 40), { improved: false, stop: true });
   assert.equal(es.bestEpoch, 2);
   assert.ok(es.restore(params));
   assert.equal(p.data[0], 20);
   const never = new EarlyStopping(0, 0);
-  for (let e = 1; e < 10; e++) assert.equal(never.update(5, e, params).stop, false);
+  for (let e = 1; e < 10; e++) assert.equal((await never.update(5, e, params)).stop, false);
 });
 
 test("config: default < preset < overrides, and every field has a rule", () => {

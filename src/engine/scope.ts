@@ -46,18 +46,46 @@ export function release(be: Backend, s: Storage): void {
   be.free(s);
 }
 
-/** Storages a returned value holds: tensors (and their gradients) in arrays, maps and plain objects. */
-function collect(v: unknown, out: Set<Storage>, depth = 0): void {
-  if (v === null || typeof v !== "object" || depth > 4) return;
-  const t = v as { storage?: Storage; gradStorage?: Storage | null; shape?: unknown };
-  if (t.storage && Array.isArray(t.shape)) {
+/** What scopes need of a tensor (tensor.ts imports this file, so it is not imported back). */
+interface TensorLike {
+  storage: Storage;
+  gradStorage: Storage | null;
+  shape: number[];
+  dispose(): void;
+}
+
+/** The tensors a value holds: itself, or inside arrays, maps and plain objects (a model state, a step's result). */
+export function tensorsIn(v: unknown, out: TensorLike[] = [], depth = 0): TensorLike[] {
+  if (v === null || typeof v !== "object" || depth > 4) return out;
+  const t = v as Partial<TensorLike>;
+  if (t.storage && Array.isArray(t.shape) && typeof t.dispose === "function") out.push(t as TensorLike);
+  else if (Array.isArray(v)) for (const x of v) tensorsIn(x, out, depth + 1);
+  else if (v instanceof Map) for (const x of v.values()) tensorsIn(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype)
+    for (const x of Object.values(v)) tensorsIn(x, out, depth + 1);
+  return out;
+}
+
+function collect(v: unknown, out: Set<Storage>): void {
+  for (const t of tensorsIn(v)) {
     out.add(t.storage);
     if (t.gradStorage) out.add(t.gradStorage);
-    return;
   }
-  if (Array.isArray(v)) for (const x of v) collect(x, out, depth + 1);
-  else if (v instanceof Map) for (const x of v.values()) collect(x, out, depth + 1);
-  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collect(x, out, depth + 1);
+}
+
+/**
+ * Dispose the tensors of `old` (a state that a step replaced) except those `current` still holds (a state updated
+ * in place, like a GPT's key/value cache, comes back as the same tensors).
+ */
+export function disposeReplaced(old: unknown, current: unknown): void {
+  const keep = new Set<Storage>();
+  collect(current, keep);
+  const done = new Set<Storage>();
+  for (const t of tensorsIn(old)) {
+    if (keep.has(t.storage) || done.has(t.storage)) continue;
+    done.add(t.storage);
+    t.dispose();
+  }
 }
 
 /**

@@ -28,6 +28,9 @@ export interface LanguageModel {
     opts?: { targets?: Int32Array; state?: State; training?: boolean },
   ): ForwardResult;
   initialState?(B: number): State;
-  /** One token per batch row -> logits (B, V) and the next state; no gradients. */
-  step?(tokens: Int32Array, state: State): { logits: Float32Array; state: State };
+  /**
+   * One token per batch row -> logits (B, V) and the next state; no gradients. The logits stay on the model's
+   * backend (read them with `await logits.read()`); run it in a `scope` and dispose the state it replaces.
+   */
+  step?(tokens: Int32Array, state: State): { logits: Tensor; state: State };
 }

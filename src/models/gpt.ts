@@ -35,11 +35,12 @@ import {
   gelu,
   layerNorm,
   matmul,
+  reshape,
   slice,
   softmaxCrossEntropy,
   split,
 } from "../engine/ops.js";
-import { Tensor } from "../engine/tensor.js";
+import { empty, Tensor } from "../engine/tensor.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { GptModelConfig } from "./config.js";
@@ -57,8 +58,8 @@ export interface GptState {
   B: number;
   len: number; // positions filled, P <= blockSize
   tokens: Int32Array; // (B, blockSize): the window of ids, row b in [b·blockSize, b·blockSize + len)
-  k: Float32Array[]; // per layer (B, blockSize, C): keys of the cached positions
-  v: Float32Array[]; // per layer (B, blockSize, C): values
+  k: Tensor[]; // per layer (B, blockSize, C): keys of the cached positions, on the model's backend
+  v: Tensor[]; // per layer (B, blockSize, C): values
 }
 
 // ---------------------------------------------------------------------------------------------------- pieces
@@ -201,12 +202,12 @@ export class GptModel implements LanguageModel {
   /** An empty key/value cache for B rows. */
   initialState(B: number): GptState {
     const { blockSize, nEmbd: C, nLayer: L } = this.config;
-    const cache = () => Array.from({ length: L }, () => new Float32Array(B * blockSize * C));
+    const cache = () => Array.from({ length: L }, () => Tensor.zeros([B, blockSize, C]));
     return { B, len: 0, tokens: new Int32Array(B * blockSize), k: cache(), v: cache() };
   }
 
   /** One token per batch row (B) -> logits (B, V) for the next position, and the updated cache; no graph. */
-  step(tokens: Int32Array, state: State): { logits: Float32Array; state: GptState } {
+  step(tokens: Int32Array, state: State): { logits: Tensor; state: GptState } {
     const B = tokens.length;
     const s = this.checkState(state, B);
     const N = this.config.blockSize;
@@ -234,7 +235,7 @@ export class GptModel implements LanguageModel {
         x = this.block(blk, x, (qkv) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0), this.ownRng, false);
       });
       const last = slice(x, 1, T - 1, T); // (B, 1, C): only the newest position is predicted from
-      return matmul(this.norm(last, this.lnf), this.head).data; // (B, 1, V)
+      return reshape(matmul(this.norm(last, this.lnf), this.head), [B, this.config.vocabSize]); // (B, V)
     });
     s.len += T;
     return { logits, state: s };
@@ -269,47 +270,11 @@ export class GptModel implements LanguageModel {
    * Attention for T new positions pos0 .. pos0+T-1 against the cache (B, blockSize, C): their keys and values are
    * written into it first, then query i attends to cached positions 0 .. pos0+i. Forward-only (under noGrad).
    */
-  private cachedAttention(qkv: Tensor, K: Float32Array, Vc: Float32Array, pos0: number): Tensor {
+  private cachedAttention(qkv: Tensor, K: Tensor, Vc: Tensor, pos0: number): Tensor {
     const [B, T] = qkv.shape;
     const { nEmbd: C, nHead, blockSize: N } = this.config;
-    const hd = C / nHead;
-    const sc = 1 / Math.sqrt(hd);
-    const src = qkv.data;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const r = (b * T + t) * 3 * C;
-        const c = (b * N + pos0 + t) * C;
-        K.set(src.subarray(r + C, r + 2 * C), c);
-        Vc.set(src.subarray(r + 2 * C, r + 3 * C), c);
-      }
-    }
-    const out = Tensor.zeros([B, T, C]);
-    const O = out.data;
-    const w = new Float64Array(pos0 + T); // attention weights of one query
-    for (let b = 0; b < B; b++) {
-      for (let h = 0; h < nHead; h++) {
-        for (let t = 0; t < T; t++) {
-          const qi = (b * T + t) * 3 * C + h * hd;
-          const P = pos0 + t + 1; // keys this query sees
-          let m = -Infinity;
-          for (let j = 0; j < P; j++) {
-            const kj = (b * N + j) * C + h * hd;
-            let s = 0;
-            for (let d = 0; d < hd; d++) s += src[qi + d] * K[kj + d];
-            w[j] = s * sc;
-            if (w[j] > m) m = w[j];
-          }
-          let z = 0;
-          for (let j = 0; j < P; j++) z += w[j] = Math.exp(w[j] - m);
-          const oi = (b * T + t) * C + h * hd;
-          for (let j = 0; j < P; j++) {
-            const p = w[j] / z;
-            const vj = (b * N + j) * C + h * hd;
-            for (let d = 0; d < hd; d++) O[oi + d] += p * Vc[vj + d];
-          }
-        }
-      }
-    }
+    const out = empty(qkv.backend, [B, T, C]);
+    qkv.backend.attentionCached(qkv.storage, K.storage, Vc.storage, out.storage, B, T, C, nHead, N, pos0);
     return out;
   }
 
@@ -348,7 +313,7 @@ export class GptModel implements LanguageModel {
       Array.isArray(s.v) &&
       s.k.length === L &&
       s.v.length === L &&
-      [...s.k, ...s.v].every((a) => a instanceof Float32Array && a.length === B * N * C);
+      [...s.k, ...s.v].every((a) => a instanceof Tensor && a.size === B * N * C);
     if (!ok) {
       throw new CharlmError(`model state: expected the key/value cache from initialState(${B}); pass that`);
     }

@@ -12,7 +12,7 @@
 // Legend: B batch, T time, V vocabulary, E embedding width, H units, L layers.
 
 import { noGrad } from "../engine/autograd.js";
-import { softmaxCrossEntropy, transpose } from "../engine/ops.js";
+import { reshape, softmaxCrossEntropy, transpose } from "../engine/ops.js";
 import { Tensor } from "../engine/tensor.js";
 import { Dense } from "../nn/dense.js";
 import { Dropout } from "../nn/dropout.js";
@@ -126,11 +126,11 @@ export class RnnModel implements LanguageModel {
   }
 
   /** One token per batch row (B) -> logits (B, V) and the next state; no graph is recorded. */
-  step(tokens: Int32Array, state: State): { logits: Float32Array; state: RnnState } {
+  step(tokens: Int32Array, state: State): { logits: Tensor; state: RnnState } {
     const B = tokens.length;
     return noGrad(() => {
       const { logits, state: next } = this.forward(tokens, B, 1, { state });
-      return { logits: logits.data, state: next as RnnState };
+      return { logits: reshape(logits, [B, this.config.vocabSize]), state: next as RnnState };
     });
   }
 

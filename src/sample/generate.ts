@@ -12,6 +12,9 @@
 import type { Vocab } from "../data/vocab.js";
 import { describe } from "../data/vocab.js";
 import { noGrad } from "../engine/autograd.js";
+import { slice } from "../engine/ops.js";
+import { disposeReplaced, scope } from "../engine/scope.js";
+import type { Tensor } from "../engine/tensor.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -104,13 +107,26 @@ export function freshSeed(): number {
  */
 export async function* generate(model: LanguageModel, vocab: Vocab, opts: GenerateOptions): AsyncGenerator<string> {
   checkGenerateOptions(vocab, opts);
-  const { temperature = 1, topK = 0, topP = 1, stop = [], signal } = opts;
   const rng = new Rng(opts.seed ?? freshSeed());
-  const next = nextLogits(model, vocab, opts);
+  const { next, close } = nextLogits(model, vocab, opts);
+  try {
+    yield* sampleLoop(next, vocab, opts, rng);
+  } finally {
+    close();
+  }
+}
+
+async function* sampleLoop(
+  next: (id: number | null) => Promise<ArrayLike<number>>,
+  vocab: Vocab,
+  opts: GenerateOptions,
+  rng: Rng,
+): AsyncGenerator<string> {
+  const { temperature = 1, topK = 0, topP = 1, stop = [], signal } = opts;
   const weights = new Float64Array(vocab.size);
   const maxStop = Math.max(0, ...stop.map((s) => s.length));
   let pending = ""; // generated but not yet yielded (could be the start of a stop string)
-  let logits = next(null);
+  let logits = await next(null);
   let lastYield = performance.now();
   for (let i = 0; i < opts.length; i++) {
     if (signal?.aborted) return;
@@ -131,7 +147,7 @@ export async function* generate(model: LanguageModel, vocab: Vocab, opts: Genera
       yield pending;
       pending = "";
     }
-    if (i + 1 < opts.length) logits = next(id);
+    if (i + 1 < opts.length) logits = await next(id);
     // Let timers and sockets run (an abort from a client hanging up, a redraw) during long generations: give the
     // event loop a turn whenever ~15 ms have passed since the last one.
     if (i % 16 === 15 && performance.now() - lastYield > 15) {
@@ -168,13 +184,14 @@ function heldSuffix(text: string, stop: string[]): number {
 
 /**
  * The next-character logits after feeding the prime, then after each sampled id: a closure over the model's
- * recurrent state (or the context window for models without step()).
+ * recurrent state (or the context window for models without step()). Each step runs in a scope; the logits are read
+ * back (asynchronously, so a GPU backend works the same way) and the step's storage is freed. `close` frees the state.
  */
 function nextLogits(
   model: LanguageModel,
   vocab: Vocab,
   opts: GenerateOptions,
-): (id: number | null) => ArrayLike<number> {
+): { next: (id: number | null) => Promise<ArrayLike<number>>; close: () => void } {
   let prime = Array.from(vocab.encode(opts.prime));
   if (prime.length === 0) {
     // Nothing to condition on: start as if after a line break, the most neutral place in most texts.
@@ -184,31 +201,43 @@ function nextLogits(
   if (model.step && model.initialState) {
     const step = model.step.bind(model);
     let state: State = model.initialState(1);
-    let logits: Float32Array = new Float32Array(V);
-    for (const id of prime) ({ logits, state } = step(Int32Array.of(id), state));
-    return (id) => {
-      if (id !== null) ({ logits, state } = step(Int32Array.of(id), state));
-      return logits;
+    let logits: Tensor | null = null;
+    const advance = (id: number): void => {
+      const out = scope(() => step(Int32Array.of(id), state));
+      disposeReplaced(state, out.state);
+      logits?.dispose();
+      state = out.state;
+      logits = out.logits;
+    };
+    for (const id of prime) advance(id);
+    return {
+      next: (id) => {
+        if (id !== null) advance(id);
+        return logits!.read();
+      },
+      close: () => {
+        logits?.dispose();
+        disposeReplaced(state, null);
+      },
     };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
   const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   const maxContext = opts.maxContext ?? (typeof blockSize === "number" ? blockSize : 256);
   const context = prime.slice(-maxContext);
-  const run = (): Float32Array =>
-    noGrad(() => {
+  return {
+    next: async (id) => {
+      if (id !== null) {
+        context.push(id);
+        if (context.length > maxContext) context.shift();
+      }
       const T = context.length;
-      const { logits } = model.forward(Int32Array.from(context), 1, T);
-      return logits.data.slice((T - 1) * V, T * V); // (V) at the last position
-    });
-  let logits = run();
-  return (id) => {
-    if (id !== null) {
-      context.push(id);
-      if (context.length > maxContext) context.shift();
-      logits = run();
-    }
-    return logits;
+      const last = scope(() => noGrad(() => slice(model.forward(Int32Array.from(context), 1, T).logits, 1, T - 1, T))); // (1, 1, V) at the last position
+      const values = await last.read();
+      last.dispose();
+      return values.subarray(0, V);
+    },
+    close: () => {},
   };
 }
 

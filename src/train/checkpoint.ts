@@ -107,9 +107,10 @@ const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest(
 const finiteOrNull = (x: number | null | undefined): number | null =>
   x !== undefined && x !== null && Number.isFinite(x) ? x : null;
 
-function weightsOf(model: LanguageModel): Map<string, { shape: number[]; data: Float32Array }> {
+/** The parameters' values, read back from the backend. */
+async function weightsOf(model: LanguageModel): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, t] of model.parameters()) out.set(name, { shape: t.shape, data: t.data });
+  for (const [name, t] of model.parameters()) out.set(name, { shape: t.shape, data: await t.read() });
   return out;
 }
 
@@ -123,8 +124,8 @@ export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<M
     files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
   };
   const params = model2list(c.model);
-  await put(WEIGHTS, encodeSafetensors(weightsOf(c.model), { format: "charlm", layout: "row-major" }));
-  const opt = c.optimizer?.getState() ?? null;
+  await put(WEIGHTS, encodeSafetensors(await weightsOf(c.model), { format: "charlm", layout: "row-major" }));
+  const opt = (await c.optimizer?.getState()) ?? null;
   if (opt)
     await put(
       OPTIMIZER,
@@ -139,7 +140,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<M
       ),
     );
   }
-  const carried = c.carriedState ? stateTensors(c.carriedState) : null;
+  const carried = c.carriedState ? await stateTensors(c.carriedState) : null;
   if (carried) await put(STATE, encodeSafetensors(carried));
 
   const es = c.earlyStopping;
@@ -223,12 +224,12 @@ function model2list(model: LanguageModel): { name: string; shape: number[] }[] {
 }
 
 // The carried state of stream batching, if it is the usual { h: Tensor[], c: Tensor[] } shape; null otherwise.
-function stateTensors(state: State): Map<string, { shape: number[]; data: Float32Array }> | null {
+async function stateTensors(state: State): Promise<Map<string, { shape: number[]; data: Float32Array }> | null> {
   if (typeof state !== "object" || state === null) return null;
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [key, list] of Object.entries(state)) {
     if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) return null;
-    list.forEach((t: Tensor, i) => out.set(`${key}.${i}`, { shape: t.shape, data: t.data }));
+    for (const [i, t] of (list as Tensor[]).entries()) out.set(`${key}.${i}`, { shape: t.shape, data: await t.read() });
   }
   return out;
 }

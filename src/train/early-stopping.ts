@@ -24,14 +24,19 @@ export class EarlyStopping {
     readonly minDelta: number,
   ) {}
 
-  /** Record epoch `epoch`'s validation loss; returns whether it improved and whether training should stop. */
-  update(loss: number, epoch: number, params: Map<string, Param>): { improved: boolean; stop: boolean } {
+  /**
+   * Record epoch `epoch`'s validation loss; returns whether it improved and whether training should stop. The best
+   * weights are read back to the host (once per improving epoch), where the checkpoint needs them anyway.
+   */
+  async update(loss: number, epoch: number, params: Map<string, Param>): Promise<{ improved: boolean; stop: boolean }> {
     const improved = loss < this.best - this.minDelta;
     if (improved) {
       this.best = loss;
       this.bestEpoch = epoch;
       this.wait = 0;
-      this.bestWeights = new Map([...params].map(([k, p]) => [k, p.data.slice()]));
+      const copies = new Map<string, Float32Array>();
+      for (const [k, p] of params) copies.set(k, await p.read());
+      this.bestWeights = copies;
     } else {
       this.wait++;
     }
@@ -43,7 +48,7 @@ export class EarlyStopping {
     if (!this.bestWeights) return false;
     for (const [k, p] of params) {
       const w = this.bestWeights.get(k);
-      if (w) p.data.set(w);
+      if (w) p.write(w);
     }
     return true;
   }

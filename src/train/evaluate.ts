@@ -9,6 +9,8 @@
 // Legend: B batch, T time.
 
 import { noGrad } from "../engine/autograd.js";
+import { disposeReplaced, scope } from "../engine/scope.js";
+import type { Tensor } from "../engine/tensor.js";
 import type { LanguageModel, State } from "../models/contract.js";
 
 export interface EvalResult {
@@ -25,17 +27,24 @@ export interface EvalOptions {
   maxChars?: number; // evaluate only the first maxChars + 1 ids (0 or undefined = all)
 }
 
-export function evaluate(model: LanguageModel, ids: Int32Array, opts: EvalOptions): EvalResult {
+export async function evaluate(model: LanguageModel, ids: Int32Array, opts: EvalOptions): Promise<EvalResult> {
   const { T } = opts;
   const use = opts.maxChars ? ids.subarray(0, Math.min(ids.length, opts.maxChars + 1)) : ids;
-  let total = 0; // Σ nats over predicted characters (float64)
   let count = 0;
+  // Each batch runs in a scope that keeps only its loss (and the carried state); the losses are read back at the
+  // end, in order, so a GPU backend is not waited on per batch.
+  const losses: { loss: Tensor; n: number }[] = [];
   const run = (inputs: Int32Array, targets: Int32Array, B: number, len: number, state?: State): State | undefined => {
-    const r = model.forward(inputs, B, len, { targets, training: false, state });
-    total += r.loss!.item() * B * len;
+    const r = scope(() => {
+      const f = model.forward(inputs, B, len, { targets, training: false, state });
+      return { loss: f.loss!, state: f.state };
+    });
+    if (state !== undefined) disposeReplaced(state, r.state);
+    losses.push({ loss: r.loss, n: B * len });
     count += B * len;
     return r.state;
   };
+  let last: State | undefined;
   noGrad(() => {
     if (opts.carry && model.initialState) {
       const B = Math.max(1, Math.min(opts.B, Math.floor((use.length - 1) / T)));
@@ -52,6 +61,7 @@ export function evaluate(model: LanguageModel, ids: Int32Array, opts: EvalOption
         }
         state = run(inputs, targets, B, len, state);
       }
+      last = state;
       return;
     }
     const windows = Math.floor((use.length - 1) / T);
@@ -72,6 +82,12 @@ export function evaluate(model: LanguageModel, ids: Int32Array, opts: EvalOption
       run(use.slice(s, s + rest), use.slice(s + 1, s + rest + 1), 1, rest);
     }
   });
+  disposeReplaced(last, null);
+  let total = 0; // Σ nats over predicted characters (float64)
+  for (const { loss, n } of losses) {
+    total += (await loss.value()) * n;
+    loss.dispose();
+  }
   const nats = count ? total / count : NaN;
   return { nats, bits: nats / Math.LN2, perplexity: Math.exp(nats), chars: count };
 }

@@ -22,6 +22,8 @@ import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
 import { Progress, formatDuration } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
+import { disposeReplaced, scope } from "../engine/scope.js";
+import type { Tensor } from "../engine/tensor.js";
 import { saveCheckpoint, type EpochRecord, type Manifest, type RunStatus } from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
@@ -158,10 +160,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let lr = learningRate(step, schedule);
 
   const save = async (status: RunStatus): Promise<void> => {
+    await readLosses();
     for (const [name, p] of params) {
-      for (let i = 0; i < p.data.length; i++) {
-        if (!Number.isFinite(p.data[i])) diverged(`parameter ${name} is not finite`);
-      }
+      const w = await p.read();
+      for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) diverged(`parameter ${name} is not finite`);
     }
     lastManifest = await saveCheckpoint(o.out, {
       model,
@@ -187,13 +189,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     lastSavedStep = step;
   };
 
-  const diverged = (what: string): never => {
+  const diverged = (what: string, at = step + 1): never => {
     const kept =
       lastSavedStep === null
         ? "no checkpoint had been saved yet"
         : `the last good checkpoint (step ${lastSavedStep}) in ${o.out} is kept`;
     throw new CharlmError(
-      `training diverged at step ${step + 1} (epoch ${epoch + 1}): ${what}; the learning rate ${cfg.lr} is probably too high for this model, lower --lr or set --clip; ${kept}`,
+      `training diverged at step ${at} (epoch ${epoch + 1}): ${what}; the learning rate ${cfg.lr} is probably too high for this model, lower --lr or set --clip; ${kept}`,
     );
   };
 
@@ -215,6 +217,41 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let status: RunStatus | "interrupted" = "running";
   let lastLogged = performance.now();
   let lastLoggedStep = step;
+
+  // Losses and gradient norms of steps taken but not yet read back, oldest first.
+  const syncReads = [...params.values()].every((p) => p.backend.sync);
+  const unread: { step: number; lr: number; loss: Tensor; norm: Tensor }[] = [];
+  let progress: Progress | null = null; // the current epoch's bar
+  const readLosses = async (): Promise<void> => {
+    for (const u of unread.splice(0)) {
+      const loss = await u.loss.value();
+      const [gradNorm] = await u.norm.read();
+      u.loss.dispose();
+      u.norm.dispose();
+      if (!Number.isFinite(loss)) diverged(`the loss became ${loss}`, u.step);
+      if (!Number.isFinite(gradNorm)) diverged(`the gradient norm became ${gradNorm}`, u.step);
+      epochLossSum += loss;
+      epochLossCount++;
+      stepLosses.push({ step: u.step, loss });
+      progress?.tick(1, `loss ${loss.toFixed(3)}  lr ${u.lr.toExponential(1)}`);
+      if (u.step % cfg.logEvery === 0) {
+        const now = performance.now();
+        const charsPerSec = ((u.step - lastLoggedStep) * B * T) / Math.max(1e-9, (now - lastLogged) / 1000);
+        lastLogged = now;
+        lastLoggedStep = u.step;
+        await metrics.append({
+          type: "step",
+          step: u.step,
+          epoch: epoch + 1,
+          loss,
+          lr: u.lr,
+          gradNorm,
+          charsPerSec,
+          time: elapsed(),
+        });
+      }
+    }
+  };
   outer: while (epoch < cfg.epochs) {
     const epochStart = performance.now();
     const batches = windows ? windows.batches() : null;
@@ -226,7 +263,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         `${o.out}: replaying the batch order did not reach the saved state; the training data or --seed changed since the checkpoint, resume with the same ones`,
       );
     }
-    const progress = new Progress({
+    progress = new Progress({
       total: perEpoch - stepInEpoch, // a resumed epoch counts what is left
       label: `epoch ${epoch + 1}/${cfg.epochs}${stepInEpoch > 0 ? ` (from batch ${stepInEpoch + 1})` : ""}`,
       unit: "char",
@@ -250,39 +287,28 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         batch = b;
       }
       lr = learningRate(step, schedule);
-      for (const p of params.values()) p.zeroGrad();
-      const opts = { targets: batch.targets, training: true, state: carried ?? undefined, rng: modelRng };
-      const res = model.forward(batch.inputs, batch.B, batch.T, opts);
-      const loss = res.loss!.item();
-      if (!Number.isFinite(loss)) diverged(`the loss became ${loss}`);
-      res.loss!.backward();
-      const gradNorm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
-      if (!Number.isFinite(gradNorm)) diverged(`the gradient norm became ${gradNorm}`);
-      optimizer.step(lr);
-      if (stream) carried = res.state ?? null;
+      // One step in one scope: forward, backward, clipping and the update run on the backend, nothing is read back;
+      // the scope frees the step's activations and keeps the loss, the gradient norm and the carried state.
+      const state = carried;
+      const out = scope(() => {
+        for (const p of params.values()) p.zeroGrad();
+        const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng: modelRng };
+        const res = model.forward(batch.inputs, batch.B, batch.T, opts);
+        res.loss!.backward();
+        const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
+        optimizer.step(lr);
+        return { loss: res.loss!, norm, state: stream ? (res.state ?? null) : null };
+      });
+      if (stream) {
+        disposeReplaced(state, out.state);
+        carried = out.state;
+      }
       step++;
       stepInEpoch++;
-      epochLossSum += loss;
-      epochLossCount++;
-      stepLosses.push({ step, loss });
-      progress.tick(1, `loss ${loss.toFixed(3)}  lr ${lr.toExponential(1)}`);
+      unread.push({ step, lr, loss: out.loss, norm: out.norm });
+      // A backend whose values JavaScript sees (js, wasm) is read every step; a GPU backend only when logging.
+      if (syncReads || step % cfg.logEvery === 0) await readLosses();
 
-      if (step % cfg.logEvery === 0) {
-        const now = performance.now();
-        const charsPerSec = ((step - lastLoggedStep) * B * T) / Math.max(1e-9, (now - lastLogged) / 1000);
-        lastLogged = now;
-        lastLoggedStep = step;
-        await metrics.append({
-          type: "step",
-          step,
-          epoch: epoch + 1,
-          loss,
-          lr,
-          gradNorm,
-          charsPerSec,
-          time: elapsed(),
-        });
-      }
       if (cfg.sampleEvery > 0 && step % cfg.sampleEvery === 0) await printSample();
       const stopNow = o.stopAfterSteps !== undefined && step >= o.stopAfterSteps;
       if (
@@ -297,10 +323,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         break outer;
       }
     }
+    await readLosses();
     progress.finish();
 
     // End of epoch: validate, record, maybe stop early, checkpoint.
-    const val = evaluate(model, valIds, { B, T, carry: stream, maxChars: cfg.evalChars });
+    const val = await evaluate(model, valIds, { B, T, carry: stream, maxChars: cfg.evalChars });
     if (!Number.isFinite(val.nats)) diverged(`the validation loss became ${val.nats}`);
     const trainLoss = epochLossCount ? epochLossSum / epochLossCount : NaN;
     epoch++;
@@ -320,7 +347,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       seconds,
       time: elapsed(),
     });
-    const { improved, stop } = stopper.update(val.nats, epoch, params);
+    const { improved, stop } = await stopper.update(val.nats, epoch, params);
     log(
       `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${val.nats.toFixed(4)} nats/char ` +
         `(${val.bits.toFixed(3)} bits/char)${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,

@@ -1,17 +1,20 @@
-// Optimizers over named parameters. Each parameter is a flat Float32Array `data` with a same-sized `grad`; the
-// optimizer keeps its per-parameter buffers ("slots": Adam's m and v, RMSprop's mean square, ...) under the same
-// names, so its whole state is a few numbers plus named tensors that a checkpoint can store and restore exactly.
+// Optimizers over named parameters. Each parameter is a tensor with a same-sized gradient after backward; the
+// optimizer keeps its per-parameter buffers ("slots": Adam's m and v, RMSprop's mean square, ...) on the same backend
+// under the same names, so its whole state is a few numbers plus named tensors that a checkpoint can store and
+// restore exactly. An update is one backend kernel per parameter: nothing is read back to JavaScript.
 //
 // The update rules follow PyTorch's (torch.optim) so that charlm and a PyTorch reference trained with the same
 // hyperparameters take the same steps. g is the gradient, lr the learning rate of this step, t the step count from 1.
-// Arithmetic is done in float64 per element and stored back in float32, in a fixed order: same inputs, same bits.
+// The js and wasm kernels compute in float64 per element and store float32, in a fixed order: same inputs, same bits.
 
+import type { Backend, Storage } from "../engine/backend.js";
+import { getBackend } from "../engine/backends/index.js";
+import { allocate } from "../engine/scope.js";
+import { empty, type Tensor } from "../engine/tensor.js";
 import { CharlmError } from "../util/errors.js";
 
-export interface Param {
-  data: Float32Array;
-  grad: Float32Array | null;
-}
+/** What an optimizer updates: a tensor (on any backend) and its gradient storage after backward. */
+export type Param = Tensor;
 
 export type OptimizerName = "adam" | "rmsprop" | "adagrad" | "sgd";
 
@@ -61,7 +64,8 @@ export abstract class Optimizer {
   readonly hyper: Required<OptimizerHyper>;
   /** Updates taken so far. */
   t = 0;
-  protected readonly slots = new Map<string, Float32Array>();
+  /** Slot storage on the parameters' backend, made outside any scope: it lives as long as the optimizer. */
+  protected readonly slots = new Map<string, { be: Backend; s: Storage }>();
 
   constructor(
     type: OptimizerName,
@@ -71,33 +75,29 @@ export abstract class Optimizer {
     this.type = type;
     this.hyper = { ...DEFAULTS[type], ...stripUndefined(hyper) };
     for (const slot of SLOTS[type]) {
-      for (const [name, p] of params) this.slots.set(`${slot}.${name}`, new Float32Array(p.data.length));
+      for (const [name, p] of params) this.slots.set(`${slot}.${name}`, { be: p.backend, s: p.backend.alloc(p.size) });
     }
   }
 
-  /** Apply one update with learning rate `lr`. Parameters without a gradient are left alone. */
+  /** Apply one update with learning rate `lr` (one backend kernel per parameter). Parameters without a gradient are left alone. */
   step(lr: number): void {
     this.t++;
     for (const [name, p] of this.params) {
-      if (!p.grad) continue;
-      this.update(name, p.data, p.grad, lr);
+      if (!p.gradStorage) continue;
+      this.update(name, p, p.gradStorage, lr);
     }
   }
 
-  protected abstract update(name: string, w: Float32Array, g: Float32Array, lr: number): void;
+  protected abstract update(name: string, w: Param, g: Storage, lr: number): void;
 
-  protected slot(slot: string, name: string): Float32Array {
-    return this.slots.get(`${slot}.${name}`)!;
+  protected slot(slot: string, name: string): Storage {
+    return this.slots.get(`${slot}.${name}`)!.s;
   }
 
-  /** Gradient with weight decay folded in, element i. */
-  protected g(w: Float32Array, g: Float32Array, i: number): number {
-    return this.hyper.weightDecay ? g[i] + this.hyper.weightDecay * w[i] : g[i];
-  }
-
-  getState(): OptimizerState {
+  /** The state, slots read back from the backend (for a checkpoint). */
+  async getState(): Promise<OptimizerState> {
     const slots = new Map<string, Float32Array>();
-    for (const [k, v] of this.slots) slots.set(k, v.slice());
+    for (const [k, v] of this.slots) slots.set(k, await v.be.read(v.s));
     return { type: this.type, t: this.t, hyper: { ...this.hyper }, slots };
   }
 
@@ -110,15 +110,21 @@ export abstract class Optimizer {
     }
     for (const [k, v] of this.slots) {
       const saved = state.slots.get(k);
-      if (!saved || saved.length !== v.length) {
+      if (!saved || saved.length !== v.s.length) {
         throw new CharlmError(
           `the checkpoint's optimizer state has no matching buffer ${k}; the model changed since it was saved, start a new run`,
         );
       }
     }
-    for (const [k, v] of this.slots) v.set(state.slots.get(k)!);
+    for (const [k, v] of this.slots) v.be.write(v.s, state.slots.get(k)!);
     this.t = state.t;
     Object.assign(this.hyper, state.hyper);
+  }
+
+  /** Give the slot storage back to the backend. */
+  dispose(): void {
+    for (const v of this.slots.values()) v.be.free(v.s);
+    this.slots.clear();
   }
 }
 
@@ -134,18 +140,20 @@ export class Adam extends Optimizer {
   constructor(params: Map<string, Param>, hyper: OptimizerHyper = {}) {
     super("adam", params, hyper);
   }
-  protected update(name: string, w: Float32Array, grad: Float32Array, lr: number): void {
-    const { beta1, beta2, eps } = this.hyper;
-    const m = this.slot("m", name);
-    const v = this.slot("v", name);
+
+  protected update(name: string, w: Param, g: Storage, lr: number): void {
+    const { beta1, beta2, eps, weightDecay } = this.hyper;
     const bc1 = 1 - beta1 ** this.t;
     const bc2 = 1 - beta2 ** this.t;
-    for (let i = 0; i < w.length; i++) {
-      const g = this.g(w, grad, i);
-      m[i] = beta1 * m[i] + (1 - beta1) * g;
-      v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-      w[i] -= (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
-    }
+    w.backend.adam(w.storage, g, this.slot("m", name), this.slot("v", name), w.size, {
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      bc1,
+      bc2,
+    });
   }
 }
 
@@ -154,14 +162,10 @@ export class RMSprop extends Optimizer {
   constructor(params: Map<string, Param>, hyper: OptimizerHyper = {}) {
     super("rmsprop", params, hyper);
   }
-  protected update(name: string, w: Float32Array, grad: Float32Array, lr: number): void {
-    const { rho, eps } = this.hyper;
-    const s = this.slot("sq", name);
-    for (let i = 0; i < w.length; i++) {
-      const g = this.g(w, grad, i);
-      s[i] = rho * s[i] + (1 - rho) * g * g;
-      w[i] -= (lr * g) / (Math.sqrt(s[i]) + eps);
-    }
+
+  protected update(name: string, w: Param, g: Storage, lr: number): void {
+    const { rho, eps, weightDecay } = this.hyper;
+    w.backend.rmsprop(w.storage, g, this.slot("sq", name), w.size, { lr, rho, eps, weightDecay });
   }
 }
 
@@ -170,14 +174,10 @@ export class Adagrad extends Optimizer {
   constructor(params: Map<string, Param>, hyper: OptimizerHyper = {}) {
     super("adagrad", params, hyper);
   }
-  protected update(name: string, w: Float32Array, grad: Float32Array, lr: number): void {
-    const { eps } = this.hyper;
-    const G = this.slot("sum", name);
-    for (let i = 0; i < w.length; i++) {
-      const g = this.g(w, grad, i);
-      G[i] += g * g;
-      w[i] -= (lr * g) / (Math.sqrt(G[i]) + eps);
-    }
+
+  protected update(name: string, w: Param, g: Storage, lr: number): void {
+    const { eps, weightDecay } = this.hyper;
+    w.backend.adagrad(w.storage, g, this.slot("sum", name), w.size, { lr, eps, weightDecay });
   }
 }
 
@@ -189,19 +189,16 @@ export class SGD extends Optimizer {
   constructor(params: Map<string, Param>, hyper: OptimizerHyper = {}) {
     super("sgd", params, hyper);
   }
-  protected update(name: string, w: Float32Array, grad: Float32Array, lr: number): void {
-    const { momentum: mu, nesterov } = this.hyper;
-    const b = this.slot("buf", name);
-    const first = this.t === 1;
-    for (let i = 0; i < w.length; i++) {
-      const g = this.g(w, grad, i);
-      if (mu === 0) {
-        w[i] -= lr * g;
-        continue;
-      }
-      b[i] = first ? g : mu * b[i] + g;
-      w[i] -= lr * (nesterov ? g + mu * b[i] : b[i]);
-    }
+
+  protected update(name: string, w: Param, g: Storage, lr: number): void {
+    const { momentum, nesterov, weightDecay } = this.hyper;
+    w.backend.sgd(w.storage, g, this.slot("buf", name), w.size, {
+      lr,
+      momentum,
+      nesterov,
+      weightDecay,
+      first: this.t === 1,
+    });
   }
 }
 
@@ -227,23 +224,17 @@ export function createOptimizer(
 
 /**
  * Clip by global norm: if ‖g‖ = sqrt(Σ over all parameters of Σ g²) exceeds maxNorm, scale every gradient by
- * maxNorm / ‖g‖. Returns the norm before clipping (NaN or Infinity if a gradient is not finite; nothing is scaled then).
+ * maxNorm / (‖g‖ + 1e-6). Runs on the parameters' backend without reading anything back: returns a 2-element tensor
+ * [‖g‖ before clipping, the factor applied] to read when logging (‖g‖ NaN or Infinity if a gradient is not finite;
+ * nothing is scaled then). Made in the caller's scope.
  */
-export function clipGradNorm(params: Iterable<Param>, maxNorm: number): number {
-  let sumSq = 0;
-  const list = [...params];
-  for (const p of list) {
-    if (!p.grad) continue;
-    const g = p.grad;
-    for (let i = 0; i < g.length; i++) sumSq += g[i] * g[i];
-  }
-  const norm = Math.sqrt(sumSq);
-  if (!Number.isFinite(norm) || !(maxNorm > 0) || norm <= maxNorm) return norm;
-  const scale = maxNorm / (norm + 1e-6);
-  for (const p of list) {
-    if (!p.grad) continue;
-    const g = p.grad;
-    for (let i = 0; i < g.length; i++) g[i] *= scale;
-  }
-  return norm;
+export function clipGradNorm(params: Iterable<Param>, maxNorm: number): Tensor {
+  const list = [...params].filter((p) => p.gradStorage);
+  const be = list.length > 0 ? list[0].backend : getBackend();
+  const sq = allocate(be, Math.max(1, list.length));
+  list.forEach((p, i) => be.sumSquares(p.gradStorage!, p.size, sq, i));
+  const out = empty(be, [2]);
+  be.clipFactor(sq, list.length, maxNorm > 0 ? maxNorm : Infinity, out.storage);
+  if (maxNorm > 0 && Number.isFinite(maxNorm)) for (const p of list) be.scaleBy(p.gradStorage!, p.size, out.storage, 1);
+  return out;
 }

@@ -23,6 +23,6 @@ export function loadWeightsInto(model: LanguageModel, file: SafetensorsFile, whe
         `${where}: ${name} has shape [${t.shape}] but the model needs [${p.shape}]; the weights belong to another model`,
       );
     }
-    p.data.set(t.data as Float32Array);
+    p.write(t.data as Float32Array);
   }
 }

@@ -45,7 +45,7 @@ export const evalCommand = defineCommand({
     const T = flags.seqLength ?? manifest.train?.seqLength ?? 100;
     const t0 = performance.now();
     const carry = flags._given.has("carry") ? flags.carry : manifest.train?.batching === "stream";
-    const r = evaluate(model, ids, { B: flags.batchSize, T, carry, maxChars: flags.maxChars });
+    const r = await evaluate(model, ids, { B: flags.batchSize, T, carry, maxChars: flags.maxChars });
     const seconds = (performance.now() - t0) / 1000;
     if (flags.json) {
       process.stdout.write(JSON.stringify({ split: flags.split, data: splits.name, ...r, seconds }) + "\n");
