@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 
 import { TINY_SHAKESPEARE, loadTinyShakespeare } from "../src/data/tinyshakespeare.js";
 import { getBackend, listBackends, noGrad, useBackend } from "../src/engine/index.js";
+import { scope } from "../src/engine/scope.js";
 import type { RnnModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
 import type { RnnModel } from "../src/models/rnn.js";
@@ -74,13 +75,18 @@ function randomIds(n: number, V: number, rng: Rng): Int32Array {
   return ids;
 }
 
-/** One full training step; returns the loss. */
+/** One full training step in one scope (its storage freed after); returns the loss. */
 function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: number, T: number, lr: number) {
-  for (const p of model.parameters().values()) p.zeroGrad();
-  const { loss } = model.forward(x, B, T, { targets: y, training: true });
-  loss!.backward();
-  opt.step(lr);
-  return loss!.item();
+  const loss = scope(() => {
+    for (const p of model.parameters().values()) p.zeroGrad();
+    const { loss } = model.forward(x, B, T, { targets: y, training: true });
+    loss!.backward();
+    opt.step(lr);
+    return loss!;
+  });
+  const value = loss.item();
+  loss.dispose();
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------------- throughput
@@ -270,7 +276,9 @@ function validationLoss(model: RnnModel, ids: Int32Array, B: number, T: number, 
         x.set(ids.subarray(o, o + T), r * T);
         y.set(ids.subarray(o + 1, o + T + 1), r * T);
       }
-      total += model.forward(x, b, T, { targets: y }).loss!.item() * b * T;
+      const loss = scope(() => model.forward(x, b, T, { targets: y }).loss!);
+      total += loss.item() * b * T;
+      loss.dispose();
       count += b * T;
     }
     return total / count;

@@ -4,7 +4,9 @@
 // Shapes are (fanIn, fanOut) for kernels: a Dense kernel is (in, out), an LSTM input kernel (D, 4H), its
 // recurrent kernel (H, 4H). Keras computes fans from the whole kernel, gates included, and so do we.
 
+import type { MatmulOptions } from "../engine/backend.js";
 import { getBackend } from "../engine/backends/index.js";
+import { jsBackend } from "../engine/backends/js.js";
 import type { Rng } from "../util/rng.js";
 
 /** zeros: all 0. */
@@ -46,7 +48,6 @@ export function orthogonal(rows: number, cols: number, rng: Rng, gain = 1): Floa
   const n = Math.max(rows, cols);
   const v = new Float32Array(k * n); // vector j is v[j*n .. j*n+n)
   for (let i = 0; i < v.length; i++) v[i] = rng.normal();
-  const be = getBackend();
   const BS = 64;
   const coef = new Float32Array(BS * k);
   const blk = new Float64Array(BS * n);
@@ -57,9 +58,9 @@ export function orthogonal(rows: number, cols: number, rng: Rng, gain = 1): Floa
       const q = v.subarray(0, j0 * n); // (j0, n), orthonormal rows
       const c = coef.subarray(0, m * j0); // (m, j0)
       for (let pass = 0; pass < 2; pass++) {
-        be.matmul(vj, q, c, m, n, j0, { transB: true }); // c = vj qᵀ
+        hostMatmul(vj, q, c, m, n, j0, { transB: true }); // c = vj qᵀ
         for (let i = 0; i < c.length; i++) c[i] = -c[i];
-        be.matmul(c, q, vj, m, j0, n, { accumulate: true }); // vj -= c q
+        hostMatmul(c, q, vj, m, j0, n, { accumulate: true }); // vj -= c q
       }
     }
     // Modified Gram-Schmidt inside the block, twice, in float64.
@@ -90,6 +91,30 @@ export function orthogonal(rows: number, cols: number, rng: Rng, gain = 1): Floa
     for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) out[r * cols + c] = gain * v[c * n + r];
   }
   return out;
+}
+
+/**
+ * c (+)= op(a) op(b) on host arrays, on the current backend where its memory is in reach (wasm: fast for a 1024-unit
+ * kernel), else with the js reference (a GPU backend: the weights then start as the js backend's would).
+ */
+function hostMatmul(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  M: number,
+  K: number,
+  N: number,
+  o: MatmulOptions,
+): void {
+  const be = getBackend();
+  if (!be.sync || be.adopt) return jsBackend.matmul(a, b, c, M, K, N, o);
+  const [sa, sb, sc] = [be.alloc(a.length), be.alloc(b.length), be.alloc(M * N)];
+  be.write(sa, a);
+  be.write(sb, b);
+  if (o.accumulate) be.write(sc, c.subarray(0, M * N));
+  be.matmul(sa, sb, sc, M, K, N, o);
+  c.set(be.view(sc));
+  for (const s of [sa, sb, sc]) be.free(s);
 }
 
 /**

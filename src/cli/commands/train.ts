@@ -12,6 +12,7 @@ import {
   loadBestWeights,
   loadCarriedState,
   loadCheckpoint,
+  readManifest,
   loadOptimizerState,
 } from "../../train/checkpoint.js";
 import {
@@ -96,13 +97,14 @@ export const trainCommand = defineCommand({
         );
       }
       out = flags.resume;
-      loaded = await loadCheckpoint(out);
-      if (!loaded.manifest.train)
+      // The manifest first: the run's backend must be current before its tensors are made.
+      const manifest = await readManifest(out);
+      if (!manifest.train)
         throw new CharlmError(
           `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
         );
       // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
-      const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...loaded.manifest.train };
+      const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...manifest.train };
       const changes = { ...file, ...overrides };
       for (const key of LOCKED_ON_RESUME) {
         if (key in changes && changes[key] !== saved[key]) {
@@ -113,10 +115,10 @@ export const trainCommand = defineCommand({
       }
       cfg = { ...saved, ...changes };
       resume = {
-        manifest: loaded.manifest,
-        optimizer: await loadOptimizerState(out, loaded.manifest),
-        bestWeights: await loadBestWeights(out, loaded.manifest),
-        carried: await loadCarriedState(out, loaded.manifest),
+        manifest,
+        optimizer: await loadOptimizerState(out, manifest),
+        bestWeights: await loadBestWeights(out, manifest),
+        carried: null, // tensors: loaded below, on the run's backend
       };
     } else {
       cfg = resolveTrainConfig({ preset, file, overrides });
@@ -141,6 +143,10 @@ export const trainCommand = defineCommand({
       }
     }
     setBackend(await loadBackend(cfg.backend));
+    if (resume) {
+      loaded = await loadCheckpoint(out);
+      resume.carried = await loadCarriedState(out, resume.manifest);
+    }
     const splits = await loadSplits(cfg.data, {
       validationFraction: cfg.validationFraction,
       tinyShakespeare: { quiet: flags.quiet },
