@@ -56,6 +56,8 @@ const MIN_COLS_PER_THREAD = 64;
 // Products with fewer rows than the micro-kernel's 4 (MR in assembly/gemm.ts), i.e. sampling with batch 1, skip
 // packing B: the kernels stream B once instead (gemmFewRows), and the recurrent kernels take Wh unpacked.
 const FEW_ROWS = 4;
+// The most axes a broadcasting op takes.
+const MAX_RANK = 32;
 
 // Splits C into `parts` blocks for gemmBlock: by rows when C is at least as tall as wide (the input projections,
 // T·B rows), else by columns (dWh = h^T @ dg, (H, 4H)), so that what each thread packs twice is the smaller operand.
@@ -86,6 +88,8 @@ export class WasmBackend implements Backend<WasmStorage> {
   // One gemm workspace per thread (gemmWorkspaceFloats() floats each), thread t's at ws + t·wsStride.
   private ws = 0;
   private readonly wsStride: number;
+  // Shape and stride lists of the broadcasting ops, MAX_RANK i32 each, written per call (calls never nest).
+  private readonly lists: number;
 
   constructor(
     readonly kernels: Kernels,
@@ -97,6 +101,19 @@ export class WasmBackend implements Backend<WasmStorage> {
     this.heap = new Heap(kernels.memory, kernels.heapBase());
     this.wsStride = kernels.gemmWorkspaceFloats() * 4;
     this.ws = this.heap.allocBytes(maxThreads * kernels.gemmWorkspaceFloats(), false);
+    this.lists = this.heap.allocBytes(3 * MAX_RANK, false);
+  }
+
+  // Writes the lists into the scratch block; returns their addresses.
+  private putLists(...lists: readonly (readonly number[])[]): number[] {
+    const ints = this.heap.ints();
+    return lists.map((l, i) => {
+      if (l.length > MAX_RANK)
+        throw new CharlmError(`wasm backend: ${l.length} axes; at most ${MAX_RANK} are supported`);
+      const p = this.lists + 4 * MAX_RANK * i;
+      ints.set(l, p >> 2);
+      return p;
+    });
   }
 
   /** Threads the kernels use (1: the calling thread only). */
@@ -304,35 +321,21 @@ export class WasmBackend implements Backend<WasmStorage> {
     let rows = 1;
     for (let d = 0; d < rank - 1; d++) rows *= shape[d];
     if (L === 0 || rows === 0) return;
-    const h = this.heap;
-    const ps = h.putInts(shape);
-    const pa = h.putInts(aStrides);
-    const pb = h.putInts(bStrides);
+    const [ps, pa, pb] = this.putLists(shape, aStrides, bStrides);
     const code = BINARY[op];
     const k = this.kernels;
-    try {
-      this.split(
-        rows,
-        Math.ceil(this.minElems / L),
-        1,
-        (r0, r1) => ({ kind: JOB.binary, args: [code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1] }),
-        (r0, r1) => k.binary(code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1),
-      );
-    } finally {
-      h.freeBytes(ps, rank);
-      h.freeBytes(pa, rank);
-      h.freeBytes(pb, rank);
-    }
+    this.split(
+      rows,
+      Math.ceil(this.minElems / L),
+      1,
+      (r0, r1) => ({ kind: JOB.binary, args: [code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1] }),
+      (r0, r1) => k.binary(code, a.ptr, pa, b.ptr, pb, out.ptr, ps, rank, r0, r1),
+    );
   }
 
   reduceTo(g: WasmStorage, shape: readonly number[], dst: WasmStorage, dstStrides: Strides, s: number): void {
-    const rank = shape.length;
-    const h = this.heap;
-    const ps = h.putInts(shape);
-    const pd = h.putInts(dstStrides);
-    this.kernels.reduceTo(g.ptr, ps, rank, dst.ptr, pd, s);
-    h.freeBytes(ps, rank);
-    h.freeBytes(pd, rank);
+    const [ps, pd] = this.putLists(shape, dstStrides);
+    this.kernels.reduceTo(g.ptr, ps, shape.length, dst.ptr, pd, s);
   }
 
   // ---- rows
