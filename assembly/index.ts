@@ -8,7 +8,7 @@
  * every change of an export's parameters or semantics, and ABI_VERSION in load.ts with it.
  */
 export function abiVersion(): i32 {
-  return 2;
+  return 3;
 }
 
 /** First free byte after the static data; JS places its buffers from here up. */
@@ -29,9 +29,20 @@ export {
   setTileScratch,
   tileScratchFloats,
 } from "./gemm";
-export { lstmForward, lstmBackward, gruForward, gruBackward, rnnForward, rnnBackward } from "./recurrent";
+export {
+  lstmForward,
+  lstmBackward,
+  gruForward,
+  gruBackward,
+  rnnForward,
+  rnnBackward,
+  addColumnSums,
+  setRowScratch,
+  rowScratchFloats,
+} from "./recurrent";
 export { sigmoidInPlace, tanhInPlace } from "./activations";
-export { setWorkers, runJob } from "./threads";
+export { runJob } from "./threads";
+export { setWorkers } from "./share";
 export {
   unary,
   unaryBackward,

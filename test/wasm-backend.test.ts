@@ -16,7 +16,9 @@ const wasm1 = await createWasmBackend({ threads: 1 });
 const small = { threadMinMacs: 64, threadMinElems: 8 };
 const wasm2 = await createWasmBackend({ threads: 2, ...small });
 const wasm3 = await createWasmBackend({ threads: 3, ...small });
-after(() => Promise.all([wasm2.close(), wasm3.close()]));
+// The recurrent layers' other split: each step's product by columns (from inside the kernels).
+const wasm3c = await createWasmBackend({ threads: 3, ...small, recurrentSplit: "columns" });
+after(() => Promise.all([wasm2.close(), wasm3.close(), wasm3c.close()]));
 
 const rng = new Rng(1234);
 function rand(n: number, lo = -1, hi = 1): Float32Array {
@@ -354,11 +356,12 @@ for (const [B, T, C, nH] of [
   }
 }
 
-// ---- recurrent layers: B >= 4 packs Wh, B < 4 streams it; H = 37 makes G wide enough for the per-step split
+// ---- recurrent layers: B >= 4 packs Wh, B < 4 streams it; B = 9 and 13 split into blocks of rows on 2 and 3 threads
 for (const [T, B, H] of [
   [4, 5, 7],
   [3, 2, 5],
-  [3, 5, 37],
+  [3, 9, 37],
+  [5, 13, 6],
 ]) {
   const S = B * H;
   for (const [kind, g] of [
@@ -520,14 +523,16 @@ for (const c of cases) {
   });
 }
 
-test("every kernel gives the same bits on 1, 2 and 3 threads", () => {
+test("every kernel gives the same bits on 1, 2 and 3 threads, recurrent layers split by rows or by columns", () => {
   assert.equal(wasm2.threads, 2);
   assert.equal(wasm3.threads, 3);
+  assert.equal(wasm3c.recurrentSplit, "columns");
   for (const c of cases) {
     const one = runOn(wasm1, c);
-    for (const be of [wasm2, wasm3]) {
+    for (const be of [wasm2, wasm3, wasm3c]) {
       const many = runOn(be, c);
-      for (const k of c.outputs) assertSame(many[k], one[k], `${c.name} (${be.threads} threads) ${k}`);
+      const what = `${c.name} (${be.threads} threads, ${be.recurrentSplit})`;
+      for (const k of c.outputs) assertSame(many[k], one[k], `${what} ${k}`);
     }
   }
 });

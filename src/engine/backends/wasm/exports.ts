@@ -68,7 +68,7 @@ export interface Kernels {
   setTileScratch(p: number): void;
   tileScratchFloats(): number;
 
-  // ---- recurrent layers (assembly/recurrent.ts)
+  // ---- recurrent layers (assembly/recurrent.ts): batch rows b0 .. b1, all T steps
   lstmForward(
     T: number,
     B: number,
@@ -78,6 +78,8 @@ export interface Kernels {
     call: number,
     gates: number,
     ws: number,
+    b0: number,
+    b1: number,
   ): void;
   lstmBackward(
     T: number,
@@ -91,9 +93,9 @@ export interface Kernels {
     dh: number,
     dc: number,
     dxw: number,
-    dwh: number,
     ws: number,
-    withDwh: number,
+    b0: number,
+    b1: number,
   ): void;
   gruForward(
     T: number,
@@ -106,6 +108,8 @@ export interface Kernels {
     hn: number,
     hh: number,
     ws: number,
+    b0: number,
+    b1: number,
   ): void;
   gruBackward(
     T: number,
@@ -119,12 +123,11 @@ export interface Kernels {
     dh: number,
     dxw: number,
     dhh: number,
-    dwh: number,
-    dbh: number,
     ws: number,
-    withDwh: number,
+    b0: number,
+    b1: number,
   ): void;
-  rnnForward(T: number, B: number, H: number, whp: number, hall: number, ws: number): void;
+  rnnForward(T: number, B: number, H: number, whp: number, hall: number, ws: number, b0: number, b1: number): void;
   rnnBackward(
     T: number,
     B: number,
@@ -134,18 +137,21 @@ export interface Kernels {
     dhs: number,
     dh: number,
     dxw: number,
-    dwh: number,
     ws: number,
-    withDwh: number,
+    b0: number,
+    b1: number,
   ): void;
+  addColumnSums(src: number, rows: number, G: number, dst: number): void;
+  setRowScratch(p: number): void;
+  rowScratchFloats(): number;
 
   // ---- test hooks (assembly/activations.ts)
   sigmoidInPlace(p: number, n: number): void;
   tanhInPlace(p: number, n: number): void;
 
-  // ---- threads (assembly/threads.ts)
-  setWorkers(n: number, ctlAddr: number, ws: number, stride: number, thresholdMacs: number): void;
+  // ---- threads (assembly/threads.ts, assembly/share.ts)
   runJob(b: number): void;
+  setWorkers(n: number, ctlAddr: number, ws: number, stride: number, thresholdMacs: number): void;
 
   // ---- elementwise and layout (assembly/elementwise.ts)
   unary(op: number, x: number, y: number, i0: number, i1: number): void;

@@ -9,15 +9,15 @@
 //   exports.ts  the declarations of the module's exports
 
 import { CharlmError } from "../../../util/errors.js";
-import { instantiateShared, instantiateSingle, isNode, loadBytes, type WasmBuild } from "./load.js";
-import { PART_MIN_ELEMS, THREAD_MIN_MACS, WasmBackend } from "./kernels.js";
+import { instantiateShared, instantiateSingle, isNode, loadBytes } from "./load.js";
+import { type RecurrentSplit, WasmBackend } from "./kernels.js";
 import { checkThreads, threadsFromEnv } from "./threads.js";
 
 export type { WasmStorage } from "./memory.js";
 export type { WasmBuild } from "./load.js";
 export { ABI_VERSION, WASM_URL, WASM_RELAXED_URL, WASM_SHARED_URL, WASM_SHARED_RELAXED_URL } from "./load.js";
 export { MAX_THREADS, DEFAULT_THREADS_CAP, defaultThreads, threadsFromEnv } from "./threads.js";
-export { WasmBackend, THREAD_MIN_MACS, PART_MIN_ELEMS } from "./kernels.js";
+export { WasmBackend, THREAD_MIN_MACS, PART_MIN_ELEMS, type RecurrentSplit } from "./kernels.js";
 
 /** Options of `createWasmBackend`. */
 export interface WasmBackendOptions {
@@ -33,6 +33,16 @@ export interface WasmBackendOptions {
   threadMinMacs?: number;
   /** Elementwise and row work below this many elements per thread stays on one thread; default PART_MIN_ELEMS. */
   threadMinElems?: number;
+  /** How recurrent layers share their work (see RecurrentSplit); default CHARLM_WASM_SPLIT, else "rows". */
+  recurrentSplit?: RecurrentSplit;
+}
+
+// CHARLM_WASM_SPLIT=rows|columns picks the recurrent layers' split (to compare them with `npm run bench -- threads`).
+function splitFromEnv(): RecurrentSplit | undefined {
+  const v = isNode() ? process.env.CHARLM_WASM_SPLIT : undefined;
+  if (v === undefined || v === "") return undefined;
+  if (v === "rows" || v === "columns") return v;
+  throw new CharlmError(`CHARLM_WASM_SPLIT=${v}: unknown split; use rows or columns, or unset it`);
 }
 
 /** The wasm backend as created: its build and thread count (the CLI prints them), and `close` for the workers. */
@@ -58,18 +68,18 @@ export async function createWasmBackend(
         ? 1
         : threadsFromEnv()
       : checkThreads(opts.threads, `threads ${opts.threads}`);
-  const minMacs = opts.threadMinMacs ?? THREAD_MIN_MACS;
-  const minElems = opts.threadMinElems ?? PART_MIN_ELEMS;
+  const tuning = {
+    minMacs: opts.threadMinMacs,
+    minElems: opts.threadMinElems,
+    recurrentSplit: opts.recurrentSplit ?? splitFromEnv(),
+  };
   if (threads === 1) {
-    if (opts.bytes)
-      return new WasmBackend(
-        await instantiateSingle(opts.bytes, "the given wasm bytes"),
-        "bytes" as WasmBuild,
-        1,
-        minMacs,
-      );
+    if (opts.bytes) {
+      const kernels = await instantiateSingle(opts.bytes, "the given wasm bytes");
+      return new WasmBackend(kernels, "bytes", { threads: 1, ...tuning });
+    }
     const { bytes, build, file } = await loadBytes(false);
-    return new WasmBackend(await instantiateSingle(bytes, file), build, 1, minMacs, minElems);
+    return new WasmBackend(await instantiateSingle(bytes, file), build, { threads: 1, ...tuning });
   }
   if (opts.bytes) {
     throw new CharlmError(
@@ -83,7 +93,7 @@ export async function createWasmBackend(
   }
   const { bytes, build, file } = await loadBytes(true);
   const { kernels, module, memory } = await instantiateShared(bytes, file);
-  const be = new WasmBackend(kernels, build, threads, minMacs, minElems);
+  const be = new WasmBackend(kernels, build, { threads, ...tuning });
   await be.startPool(module, memory);
   return be;
 }

@@ -12,8 +12,10 @@
 // Threads: with a pool (pool.ts), work above a size threshold is split into parts, each computed by the same kernel
 // on a range of its rows or elements, the first part on this thread. The split never changes how an output element
 // is computed (every kernel computes each element with the same operations whatever its range, and the products
-// split along whole tiles), so results are bit-identical for every thread count. Kernels whose outputs collect sums
-// across rows (reduceTo, layer norm's dγ, the loss, the gradient-norm sums, embedding scatter) stay on one thread.
+// split along whole tiles), so results are bit-identical for every thread count. The recurrent layers split their
+// batch rows for the whole sequence (or each step's product by columns: RecurrentSplit). Kernels whose outputs sum
+// across rows (reduceTo, layer norm's backward, the loss, the squared norms, the embedding scatter, softmax's
+// backward) stay on one thread.
 
 import type {
   AdagradStep,
@@ -38,6 +40,13 @@ import type { WasmBuild } from "./load.js";
 import { Heap, type WasmStorage } from "./memory.js";
 import { CTL_BYTES, JOB, type Job, Pool } from "./pool.js";
 
+/**
+ * How a recurrent layer is shared between threads: "rows" (default) gives each thread a block of batch rows for the
+ * whole sequence (no hand-over per step; every thread reads all of Wh at every step); "columns" shares each step's
+ * product by columns (a hand-over per step; each thread reads its columns of Wh). Same bits either way.
+ */
+export type RecurrentSplit = "rows" | "columns";
+
 const UNARY: Record<UnaryOp, number> = { sigmoid: 0, tanh: 1, exp: 2, log: 3, relu: 4, gelu: 5 };
 const BINARY: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2 };
 
@@ -53,6 +62,8 @@ const ALIGN = 16;
 // Each thread gets at least this many rows (or columns) of C, so that blocks keep whole micro-kernel tiles busy.
 const MIN_ROWS_PER_THREAD = 16;
 const MIN_COLS_PER_THREAD = 64;
+// A thread's block of batch rows in a recurrent layer: at least one micro-kernel tile of rows (MR in assembly/gemm.ts).
+const MIN_RECURRENT_ROWS = 4;
 // Products with fewer rows than the micro-kernel's 4 (MR in assembly/gemm.ts), i.e. sampling with batch 1, skip
 // packing B: the kernels stream B once instead (gemmFewRows), and the recurrent kernels take Wh unpacked.
 const FEW_ROWS = 4;
@@ -76,6 +87,26 @@ function splitC(M: number, N: number, parts: number): [number, number, number, n
   return out;
 }
 
+// Runs a recurrent job's kernel on this thread, from the same argument list a worker gets.
+function runJobHere(k: Kernels, kind: number, a: number[]): void {
+  switch (kind) {
+    case JOB.lstmForward:
+      return k.lstmForward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+    case JOB.lstmBackward:
+      return k.lstmBackward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
+    case JOB.gruForward:
+      return k.gruForward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11]);
+    case JOB.gruBackward:
+      return k.gruBackward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13]);
+    case JOB.rnnForward:
+      return k.rnnForward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    case JOB.rnnBackward:
+      return k.rnnBackward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+    default:
+      throw new Error(`wasm backend: job kind ${kind} is not a recurrent kernel`);
+  }
+}
+
 function checkLength(what: string, s: WasmStorage, n: number): void {
   if (s.length < n) throw new CharlmError(`wasm backend: ${what} has ${s.length} floats, the call needs ${n}`);
 }
@@ -91,16 +122,24 @@ export class WasmBackend implements Backend<WasmStorage> {
   // Shape and stride lists of the broadcasting ops, MAX_RANK i32 each, written per call (calls never nest).
   private readonly lists: number;
 
+  private readonly maxThreads: number;
+  private readonly minMacs: number;
+  private readonly minElems: number;
+  /** How the recurrent layers share their work (see RecurrentSplit). */
+  readonly recurrentSplit: RecurrentSplit;
+
   constructor(
     readonly kernels: Kernels,
     readonly build: WasmBuild,
-    private readonly maxThreads: number,
-    private readonly minMacs: number = THREAD_MIN_MACS,
-    private readonly minElems: number = PART_MIN_ELEMS,
+    opts: { threads: number; minMacs?: number; minElems?: number; recurrentSplit?: RecurrentSplit },
   ) {
+    this.maxThreads = opts.threads;
+    this.minMacs = opts.minMacs ?? THREAD_MIN_MACS;
+    this.minElems = opts.minElems ?? PART_MIN_ELEMS;
+    this.recurrentSplit = opts.recurrentSplit ?? "rows";
     this.heap = new Heap(kernels.memory, kernels.heapBase());
     this.wsStride = kernels.gemmWorkspaceFloats() * 4;
-    this.ws = this.heap.allocBytes(maxThreads * kernels.gemmWorkspaceFloats(), false);
+    this.ws = this.heap.allocBytes(this.maxThreads * kernels.gemmWorkspaceFloats(), false);
     this.lists = this.heap.allocBytes(3 * MAX_RANK, false);
   }
 
@@ -127,10 +166,10 @@ export class WasmBackend implements Backend<WasmStorage> {
     if (n < 1) return;
     const k = this.kernels;
     const ctl = this.heap.allocBytes((n * CTL_BYTES) / 4);
-    const tiles = Array.from({ length: n }, () => this.heap.allocBytes(k.tileScratchFloats()));
+    const tiles = Array.from({ length: n }, () => this.heap.allocBytes(k.tileScratchFloats() + k.rowScratchFloats()));
     this.pool = await Pool.start(module, memory, ctl, tiles);
-    // The per-step recurrent products hand columns to the workers from inside wasm (assembly/threads.ts); worker w
-    // packs into thread w + 1's workspace.
+    // Whole-batch recurrent calls hand columns of each step's product to the workers from inside wasm
+    // (assembly/share.ts); worker w packs into thread w + 1's workspace.
     k.setWorkers(n, ctl, this.ws + this.wsStride, this.wsStride, Math.min(this.minMacs, 2 ** 31 - 1));
   }
 
@@ -577,6 +616,30 @@ export class WasmBackend implements Backend<WasmStorage> {
   }
 
   // ---- recurrent layers
+  //
+  // "rows": the batch rows of a recurrence never meet, so each thread runs the whole sequence for a block of rows
+  // (at least MIN_RECURRENT_ROWS, whole micro-kernel tiles), with no hand-over between time steps. "columns", or a
+  // batch too small for two blocks: this thread runs the whole batch and the kernel shares each step's product by
+  // columns (assembly/share.ts), a hand-over per step. Either way the dWh product follows as one product over all
+  // rows, split like any other.
+
+  // Runs run(b0, b1, ws) over blocks of the B batch rows: on this thread alone when the sequence is small, else one
+  // block per thread (each with its own workspace), as `kind` jobs with the arguments args(b0, b1, ws).
+  private rows(B: number, work: number, kind: number, args: (b0: number, b1: number, ws: number) => number[]): void {
+    const k = this.kernels;
+    const byRows = this.pool && this.recurrentSplit === "rows" && work >= this.minMacs;
+    const parts = byRows ? Math.min(this.pool!.size + 1, Math.floor(B / MIN_RECURRENT_ROWS)) : 1;
+    if (parts <= 1) {
+      runJobHere(k, kind, args(0, B, this.ws));
+      return;
+    }
+    const bound = (p: number) =>
+      p === parts ? B : Math.round((B * p) / parts / MIN_RECURRENT_ROWS) * MIN_RECURRENT_ROWS;
+    const jobs: Job[] = [];
+    for (let p = 1; p < parts; p++)
+      jobs.push({ kind, args: args(bound(p), bound(p + 1), this.ws + p * this.wsStride) });
+    this.pool!.run(jobs, () => runJobHere(k, kind, args(0, bound(1), this.ws)));
+  }
 
   // [first | rest] as one block of (T+1)·S floats (the layout assembly/recurrent.ts works on).
   private stack(first: WasmStorage, rest: WasmStorage | null, S: number, T: number): number {
@@ -621,7 +684,8 @@ export class WasmBackend implements Backend<WasmStorage> {
     const call = this.stack(a.c0, null, S, T);
     this.copy(a.xw, 0, a.gates, 0, T * B * G); // the kernel adds h @ Wh onto xw in place
     const [w, wp, wn] = this.packWh(a.wh, H, G, B, false);
-    this.kernels.lstmForward(T, B, H, w, hall, call, a.gates.ptr, this.ws);
+    const gates = a.gates.ptr;
+    this.rows(B, T * B * H * G, JOB.lstmForward, (b0, b1, ws) => [T, B, H, w, hall, call, gates, ws, b0, b1]);
     this.copyOut(hall + 4 * S, a.hs, T * S);
     this.copyOut(call + 4 * S, a.cs, T * S);
     h.freeBytes(hall, (T + 1) * S);
@@ -638,25 +702,24 @@ export class WasmBackend implements Backend<WasmStorage> {
     const dh = this.state(a.dhT, S);
     const dc = this.state(a.dcT, S);
     const [w, wp, wn] = this.packWh(a.wh, H, G, B, true);
-    // dWh += [h0 .. h_{T-2}]^T @ dxw: in the kernel on one thread, else here, split over the threads
-    const inKernel = a.dwh !== null && this.gemmParts(H, T * B, G) === 1;
-    this.kernels.lstmBackward(
+    const [gates, dhs, dxw] = [a.gates.ptr, a.dhs.ptr, a.dxw.ptr];
+    this.rows(B, T * B * H * G, JOB.lstmBackward, (b0, b1, ws) => [
       T,
       B,
       H,
       w,
       hall,
       call,
-      a.gates.ptr,
-      a.dhs.ptr,
+      gates,
+      dhs,
       dh,
       dc,
-      a.dxw.ptr,
-      a.dwh?.ptr ?? 0,
-      this.ws,
-      inKernel ? 1 : 0,
-    );
-    if (a.dwh && !inKernel) this.gemmAt(hall, a.dxw.ptr, a.dwh.ptr, H, T * B, G, 1, 0, 1);
+      dxw,
+      ws,
+      b0,
+      b1,
+    ]);
+    if (a.dwh) this.gemmAt(hall, dxw, a.dwh.ptr, H, T * B, G, 1, 0, 1); // dWh += [h0 .. h_{T-2}]^T @ dxw
     this.copyOut(dh, a.dh0, S);
     this.copyOut(dc, a.dc0, S);
     h.freeBytes(hall, (T + 1) * S);
@@ -676,7 +739,8 @@ export class WasmBackend implements Backend<WasmStorage> {
     const hh = h.allocBytes(B * G, false);
     this.copy(a.xw, 0, a.gates, 0, T * B * G);
     const [w, wp, wn] = this.packWh(a.wh, H, G, B, false);
-    this.kernels.gruForward(T, B, H, w, a.bh.ptr, hall, a.gates.ptr, a.hn.ptr, hh, this.ws);
+    const [bh, gates, hn] = [a.bh.ptr, a.gates.ptr, a.hn.ptr];
+    this.rows(B, T * B * H * G, JOB.gruForward, (b0, b1, ws) => [T, B, H, w, bh, hall, gates, hn, hh, ws, b0, b1]);
     this.copyOut(hall + 4 * S, a.hs, T * S);
     h.freeBytes(hall, (T + 1) * S);
     h.freeBytes(hh, B * G);
@@ -690,32 +754,30 @@ export class WasmBackend implements Backend<WasmStorage> {
     const hall = this.stack(a.h0, a.hs, S, T);
     const dh = this.state(a.dhT, S);
     const dhh = h.allocBytes(T * B * G, false);
-    const dbh = a.dbh ? a.dbh.ptr : h.allocBytes(G); // the kernel always sums into dbh
     const [w, wp, wn] = this.packWh(a.wh, H, G, B, true);
-    const inKernel = a.dwh !== null && this.gemmParts(H, T * B, G) === 1;
-    this.kernels.gruBackward(
+    const [gates, hn, dhs, dxw] = [a.gates.ptr, a.hn.ptr, a.dhs.ptr, a.dxw.ptr];
+    this.rows(B, T * B * H * G, JOB.gruBackward, (b0, b1, ws) => [
       T,
       B,
       H,
       w,
       hall,
-      a.gates.ptr,
-      a.hn.ptr,
-      a.dhs.ptr,
+      gates,
+      hn,
+      dhs,
       dh,
-      a.dxw.ptr,
+      dxw,
       dhh,
-      a.dwh?.ptr ?? 0,
-      dbh,
-      this.ws,
-      inKernel ? 1 : 0,
-    );
-    if (a.dwh && !inKernel) this.gemmAt(hall, dhh, a.dwh.ptr, H, T * B, G, 1, 0, 1); // dWh += [h0 ..]^T @ dhh
+      ws,
+      b0,
+      b1,
+    ]);
+    if (a.dwh) this.gemmAt(hall, dhh, a.dwh.ptr, H, T * B, G, 1, 0, 1); // dWh += [h0 ..]^T @ dhh
+    if (a.dbh) this.kernels.addColumnSums(dhh, T * B, G, a.dbh.ptr); // dbh += Σ_rows dhh
     this.copyOut(dh, a.dh0, S);
     h.freeBytes(hall, (T + 1) * S);
     h.freeBytes(dh, S);
     h.freeBytes(dhh, T * B * G);
-    if (!a.dbh) h.freeBytes(dbh, G);
     h.freeBytes(wp, wn);
   }
 
@@ -727,7 +789,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     const h = this.heap;
     const hall = this.stack(a.h0, a.xw, S, T); // the kernel turns xw_t into h_t in place
     const [w, wp, wn] = this.packWh(a.wh, H, H, B, false);
-    this.kernels.rnnForward(T, B, H, w, hall, this.ws);
+    this.rows(B, T * B * H * H, JOB.rnnForward, (b0, b1, ws) => [T, B, H, w, hall, ws, b0, b1]);
     this.copyOut(hall + 4 * S, a.hs, T * S);
     h.freeBytes(hall, (T + 1) * S);
     if (wp) h.freeBytes(wp, wn);
@@ -740,9 +802,9 @@ export class WasmBackend implements Backend<WasmStorage> {
     const hall = this.stack(a.h0, a.hs, S, T);
     const dh = this.state(a.dhT, S);
     const [w, wp, wn] = this.packWh(a.wh, H, H, B, true);
-    const inKernel = a.dwh !== null && this.gemmParts(H, T * B, H) === 1;
-    this.kernels.rnnBackward(T, B, H, w, hall, a.dhs.ptr, dh, a.dxw.ptr, a.dwh?.ptr ?? 0, this.ws, inKernel ? 1 : 0);
-    if (a.dwh && !inKernel) this.gemmAt(hall, a.dxw.ptr, a.dwh.ptr, H, T * B, H, 1, 0, 1); // dWh += [h0 ..]^T @ dxw
+    const [dhs, dxw] = [a.dhs.ptr, a.dxw.ptr];
+    this.rows(B, T * B * H * H, JOB.rnnBackward, (b0, b1, ws) => [T, B, H, w, hall, dhs, dh, dxw, ws, b0, b1]);
+    if (a.dwh) this.gemmAt(hall, dxw, a.dwh.ptr, H, T * B, H, 1, 0, 1); // dWh += [h0 ..]^T @ dxw
     this.copyOut(dh, a.dh0, S);
     h.freeBytes(hall, (T + 1) * S);
     h.freeBytes(dh, S);

@@ -4,8 +4,7 @@
 // worker owns a control block of CTL_BYTES in that memory; to run a job on a worker this thread writes the job's kind
 // and arguments into its block, bumps the sequence number and notifies; the worker runs `runJob` and stores the
 // sequence number back into `done`. The thread that handed the jobs out runs its own part meanwhile and then waits
-// (Atomics.wait, allowed on Node's main thread). The recurrent kernels hand out their per-step products on the same
-// blocks from inside wasm (assembly/threads.ts), so each block's next sequence number is its last one plus 1.
+// (Atomics.wait, allowed on Node's main thread).
 //
 // Control block (i32 slots): [0] seq  [1] done  [2] failed  [3] kind (JOB)  [4..] the arguments, i32 or f32 bits.
 
@@ -31,6 +30,12 @@ export const JOB = {
   rmsprop: 11,
   adagrad: 12,
   sgd: 13,
+  lstmForward: 14,
+  lstmBackward: 15,
+  gruForward: 16,
+  gruBackward: 17,
+  rnnForward: 18,
+  rnnBackward: 19,
 } as const;
 
 /** One job: its kind, its arguments in the kernel's order, and which of them are float32 (written as bits). */
@@ -67,7 +72,8 @@ export class Pool {
 
   /**
    * Starts one worker per entry of `tiles` on `memory`, worker i with its control block at ctl + i·CTL_BYTES and
-   * its edge-tile scratch at tiles[i]; resolves when all are ready.
+   * its scratch (the product's edge tile, then the recurrent kernels' row tails) at tiles[i]; resolves when all
+   * are ready.
    */
   static async start(
     module: WebAssembly.Module,

@@ -1,13 +1,13 @@
 // One worker thread of the wasm backend (Node worker_threads; started by pool.ts).
 //
-// It instantiates the shared-memory build on the backend's memory, points its edge-tile scratch at one of its own
-// (module globals are per instance, the scratch in static data would be shared), and then serves jobs from its
+// It instantiates the shared-memory build on the backend's memory, points its scratch (the product's edge tile, the
+// recurrent kernels' row tails) at its own (module globals are per instance; the scratch in static data would be
+// shared by all threads), and then serves jobs from its
 // control block, a few words in that same memory (layout in pool.ts and assembly/threads.ts):
 //   [0] seq     bumped to hand out a job; a negative value stops the worker
 //   [1] done    the worker stores seq here when it has finished that job
 //   [2] failed  1 when the job trapped (the thread that handed it out turns that into an error)
-// `runJob` in the module reads the job's kind and arguments from the block, so the JS side and the recurrent kernels
-// (which hand out their per-step products themselves) use the workers the same way.
+// `runJob` in the module reads the job's kind and arguments from the block and runs that kernel.
 
 import { parentPort, workerData } from "node:worker_threads";
 import type { Kernels } from "./exports.js";
@@ -17,7 +17,7 @@ export interface WorkerData {
   memory: WebAssembly.Memory;
   /** Byte address of this worker's control block. */
   ctlAddr: number;
-  /** Byte address of this worker's edge-tile scratch (tileScratchFloats() floats). */
+  /** Byte address of this worker's scratch: tileScratchFloats() floats, then rowScratchFloats(). */
   tile: number;
 }
 
@@ -27,6 +27,7 @@ function serve(data: WorkerData): void {
   try {
     k = new WebAssembly.Instance(data.module, { env: { memory: data.memory } }).exports as unknown as Kernels;
     k.setTileScratch(data.tile);
+    k.setRowScratch(data.tile + 4 * k.tileScratchFloats());
     parentPort!.postMessage({ ready: true });
   } catch (e) {
     parentPort!.postMessage({ error: String((e as Error)?.message ?? e) });
