@@ -162,6 +162,25 @@ export function scale(x: usize, y: usize, s: f32, acc: bool, i0: i32, i1: i32): 
   }
 }
 
+/** p[i] = value, i0 <= i < i1 (zeroing and filling large storage, split over threads). */
+export function fillRange(p: usize, value: f32, i0: i32, i1: i32): void {
+  if (i1 <= i0) return;
+  if (reinterpret<u32>(value) == 0) {
+    // +0 only: -0 has its sign bit set
+    memory.fill(p + <usize>i0 * 4, 0, <usize>(i1 - i0) * 4);
+    return;
+  }
+  const v = f32x4.splat(value);
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) v128.store(p + <usize>i * 4, v);
+  for (; i < i1; i++) store<f32>(p + <usize>i * 4, value);
+}
+
+/** dst[i] = src[i], i0 <= i < i1 (the ranges do not overlap). */
+export function copyRange(src: usize, dst: usize, i0: i32, i1: i32): void {
+  if (i1 > i0) memory.copy(dst + <usize>i0 * 4, src + <usize>i0 * 4, <usize>(i1 - i0) * 4);
+}
+
 /** x[i] *= f, i < n, f = the float at fp (global-norm clipping's factor, computed in memory). */
 export function scaleBy(x: usize, n: i32, fp: usize): void {
   const f = load<f32>(fp);

@@ -56,6 +56,8 @@ export {
   swapAxes,
   causalMask,
   causalMaskBackward,
+  fillRange,
+  copyRange,
 } from "./elementwise";
 export {
   softmax,

@@ -10,7 +10,7 @@
 //   takes a float), in the order of the kernel's parameters.
 
 import { gemmBlock, gemmPackedCols } from "./gemm";
-import { binary, scale, unary, unaryBackward } from "./elementwise";
+import { binary, copyRange, fillRange, scale, unary, unaryBackward } from "./elementwise";
 import { layerNorm, softmax } from "./rows";
 import { attention, attentionBackward } from "./attention";
 import { adagrad, adam, rmsprop, sgd } from "./optim";
@@ -40,6 +40,8 @@ const JOB_GRU_FORWARD: i32 = 16;
 const JOB_GRU_BACKWARD: i32 = 17;
 const JOB_RNN_FORWARD: i32 = 18;
 const JOB_RNN_BACKWARD: i32 = 19;
+const JOB_FILL: i32 = 20;
+const JOB_COPY: i32 = 21;
 
 // Argument i of the job in the control block at b.
 // @ts-ignore: decorator
@@ -121,6 +123,12 @@ export function runJob(b: usize): void {
       break;
     case JOB_RNN_BACKWARD:
       rnnBackward(ai(b, 0), ai(b, 1), ai(b, 2), au(b, 3), au(b, 4), au(b, 5), au(b, 6), au(b, 7), au(b, 8), ai(b, 9), ai(b, 10));
+      break;
+    case JOB_FILL:
+      fillRange(au(b, 0), af(b, 1), ai(b, 2), ai(b, 3));
+      break;
+    case JOB_COPY:
+      copyRange(au(b, 0), au(b, 1), ai(b, 2), ai(b, 3));
       break;
     default:
       unreachable();

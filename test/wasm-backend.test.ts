@@ -101,6 +101,19 @@ for (const [M, K, N] of [
   }
 }
 
+// ---- memory: fill and copy (shared between threads when large)
+add({
+  name: "fill and copy",
+  bufs: { a: rand(203), b: rand(211) },
+  outputs: ["a", "b"],
+  run: (be, b) => {
+    be.fill(b.a, 0.25, 3, 150);
+    be.fill(b.b, 0);
+    be.copy(b.a, 1, b.b, 7, 190);
+    be.copy(b.a, 0, b.a, 101, 100);
+  },
+});
+
 // ---- elementwise
 const N1 = 103;
 for (const op of ["sigmoid", "tanh", "exp", "log", "relu", "gelu"] as const) {

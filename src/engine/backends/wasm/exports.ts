@@ -185,6 +185,8 @@ export interface Kernels {
   swapAxes(x: number, y: number, P: number, n0: number, M: number, n1: number, Q: number, acc: number): void;
   causalMask(x: number, y: number, count: number, T: number): void;
   causalMaskBackward(g: number, dx: number, count: number, T: number): void;
+  fillRange(p: number, value: number, i0: number, i1: number): void;
+  copyRange(src: number, dst: number, i0: number, i1: number): void;
 
   // ---- rows (assembly/rows.ts)
   softmax(x: number, y: number, V: number, r0: number, r1: number): void;

@@ -141,6 +141,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     this.wsStride = kernels.gemmWorkspaceFloats() * 4;
     this.ws = this.heap.allocBytes(this.maxThreads * kernels.gemmWorkspaceFloats(), false);
     this.lists = this.heap.allocBytes(3 * MAX_RANK, false);
+    this.heap.clear = (p, n) => this.fillAt(p, 0, n);
   }
 
   // Writes the lists into the scratch block; returns their addresses.
@@ -191,6 +192,30 @@ export class WasmBackend implements Backend<WasmStorage> {
     this.heap.free(s);
   }
 
+  // n floats at byte address p = value; large fills are shared between the threads (memory bandwidth).
+  private fillAt(p: number, value: number, n: number): void {
+    const k = this.kernels;
+    this.split(
+      n,
+      8 * this.minElems,
+      ALIGN,
+      (i0, i1) => ({ kind: JOB.fill, args: [p, value, i0, i1], floats: [1] }),
+      (i0, i1) => k.fillRange(p, value, i0, i1),
+    );
+  }
+
+  // n floats from byte address src to dst (not overlapping), shared between the threads when large.
+  private copyAt(src: number, dst: number, n: number): void {
+    const k = this.kernels;
+    this.split(
+      n,
+      8 * this.minElems,
+      ALIGN,
+      (i0, i1) => ({ kind: JOB.copy, args: [src, dst, i0, i1] }),
+      (i0, i1) => k.copyRange(src, dst, i0, i1),
+    );
+  }
+
   write(dst: WasmStorage, src: Float32Array, offset = 0): void {
     if (offset < 0 || offset + src.length > dst.length) {
       throw new CharlmError(`wasm backend: writing ${src.length} floats at ${offset} into a storage of ${dst.length}`);
@@ -208,13 +233,11 @@ export class WasmBackend implements Backend<WasmStorage> {
   }
 
   copy(src: WasmStorage, srcOff: number, dst: WasmStorage, dstOff: number, n: number): void {
-    const s = (src.ptr >> 2) + srcOff;
-    this.heap.floats().copyWithin((dst.ptr >> 2) + dstOff, s, s + n);
+    this.copyAt(src.ptr + 4 * srcOff, dst.ptr + 4 * dstOff, n);
   }
 
   fill(dst: WasmStorage, value: number, offset = 0, n = dst.length - offset): void {
-    const i = (dst.ptr >> 2) + offset;
-    this.heap.floats().fill(value, i, i + n);
+    this.fillAt(dst.ptr + 4 * offset, value, n);
   }
 
   flush(): Promise<void> {
@@ -644,10 +667,8 @@ export class WasmBackend implements Backend<WasmStorage> {
   // [first | rest] as one block of (T+1)·S floats (the layout assembly/recurrent.ts works on).
   private stack(first: WasmStorage, rest: WasmStorage | null, S: number, T: number): number {
     const p = this.heap.allocBytes((T + 1) * S, false);
-    const f = this.heap.floats();
-    const i = p >> 2;
-    f.copyWithin(i, first.ptr >> 2, (first.ptr >> 2) + S);
-    if (rest) f.copyWithin(i + S, rest.ptr >> 2, (rest.ptr >> 2) + T * S);
+    this.copyAt(first.ptr, p, S);
+    if (rest) this.copyAt(rest.ptr, p + 4 * S, T * S);
     return p;
   }
 
@@ -666,12 +687,12 @@ export class WasmBackend implements Backend<WasmStorage> {
   // A (B, H) block: a copy of src, or zeros.
   private state(src: WasmStorage | null, S: number): number {
     const p = this.heap.allocBytes(S, src === null);
-    if (src) this.heap.floats().copyWithin(p >> 2, src.ptr >> 2, (src.ptr >> 2) + S);
+    if (src) this.copyAt(src.ptr, p, S);
     return p;
   }
 
   private copyOut(p: number, dst: WasmStorage, n: number): void {
-    this.heap.floats().copyWithin(dst.ptr >> 2, p >> 2, (p >> 2) + n);
+    this.copyAt(p, dst.ptr, n);
   }
 
   lstmForward(a: LstmForwardArgs<WasmStorage>): void {

@@ -32,6 +32,8 @@ export class Heap {
   private f64: Float64Array;
   /** Bytes handed out and not yet freed (for tests and the memory report). */
   live = 0;
+  /** Zeroes n floats at byte address p; the backend sets it to share large fills between its threads. */
+  clear: (p: number, n: number) => void = (p, n) => void this.floats().fill(0, p >> 2, (p >> 2) + n);
 
   constructor(
     private readonly memory: WebAssembly.Memory,
@@ -55,7 +57,7 @@ export class Heap {
     let p: number;
     if (list && list.length > 0) {
       p = list.pop()!;
-      if (zero) this.floats().fill(0, p >> 2, (p >> 2) + n);
+      if (zero) this.clear(p, n);
     } else {
       p = this.top;
       this.ensure(p + size);

@@ -36,6 +36,8 @@ export const JOB = {
   gruBackward: 17,
   rnnForward: 18,
   rnnBackward: 19,
+  fill: 20,
+  copy: 21,
 } as const;
 
 /** One job: its kind, its arguments in the kernel's order, and which of them are float32 (written as bits). */
