@@ -385,23 +385,64 @@ export function gemmBlock(
 /**
  * C(M,N) (+)= A(M,K) · B(K,N), neither transposed, for a handful of rows (sampling: M = batch = 1).
  * Packing B would cost as much as the product itself here, so B is streamed once, row by row, in i-k-j order:
- * c[i, :] += a[i, k] · b[k, :] with the row of C (N floats) staying in L1.
+ * c[i, :] += a[i, k] · b[k, :] with the row of C (N floats) staying in L1. Four rows of B per pass over the row of C
+ * (one load and one store of C per four multiply-adds, not per one): the loads and stores of C, not the arithmetic,
+ * bounded the one-row-at-a-time loop. Each element still sums its k in order.
  */
 export function gemmFewRows(a: usize, b: usize, c: usize, M: i32, K: i32, N: i32, accumulate: bool): void {
   const body = N & ~7;
   const ldc = <usize>N * 4;
   if (!accumulate) memory.fill(c, 0, <usize>M * ldc);
+  const K4 = K & ~3;
   for (let i = 0; i < M; i++) {
     const ci = c + <usize>i * ldc;
     const ai = a + <usize>i * K * 4;
-    for (let k = 0; k < K; k++) {
+    for (let k = 0; k < K4; k += 4) {
+      const s0 = load<f32>(ai + <usize>k * 4);
+      const s1 = load<f32>(ai + <usize>k * 4, 4);
+      const s2 = load<f32>(ai + <usize>k * 4, 8);
+      const s3 = load<f32>(ai + <usize>k * 4, 12);
+      const v0 = f32x4.splat(s0);
+      const v1 = f32x4.splat(s1);
+      const v2 = f32x4.splat(s2);
+      const v3 = f32x4.splat(s3);
+      const b0 = b + <usize>k * ldc;
+      const b1 = b0 + ldc;
+      const b2 = b1 + ldc;
+      const b3 = b2 + ldc;
+      for (let j = 0; j < body; j += 8) {
+        const o = <usize>j * 4;
+        let x = v128.load(ci + o);
+        let y = v128.load(ci + o, 16);
+        x = madd(v0, v128.load(b0 + o), x);
+        y = madd(v0, v128.load(b0 + o, 16), y);
+        x = madd(v1, v128.load(b1 + o), x);
+        y = madd(v1, v128.load(b1 + o, 16), y);
+        x = madd(v2, v128.load(b2 + o), x);
+        y = madd(v2, v128.load(b2 + o, 16), y);
+        x = madd(v3, v128.load(b3 + o), x);
+        y = madd(v3, v128.load(b3 + o, 16), y);
+        v128.store(ci + o, x);
+        v128.store(ci + o, y, 16);
+      }
+      for (let j = body; j < N; j++) {
+        const o = <usize>j * 4;
+        let x = load<f32>(ci + o);
+        x += s0 * load<f32>(b0 + o);
+        x += s1 * load<f32>(b1 + o);
+        x += s2 * load<f32>(b2 + o);
+        x += s3 * load<f32>(b3 + o);
+        store<f32>(ci + o, x);
+      }
+    }
+    for (let k = K4; k < K; k++) {
       const s = load<f32>(ai + <usize>k * 4);
       const v = f32x4.splat(s);
       const bk = b + <usize>k * ldc;
       for (let j = 0; j < body; j += 8) {
         const o = <usize>j * 4;
-        v128.store(ci + o, f32x4.add(v128.load(ci + o), f32x4.mul(v, v128.load(bk + o))));
-        v128.store(ci + o, f32x4.add(v128.load(ci + o, 16), f32x4.mul(v, v128.load(bk + o, 16))), 16);
+        v128.store(ci + o, madd(v, v128.load(bk + o), v128.load(ci + o)));
+        v128.store(ci + o, madd(v, v128.load(bk + o, 16), v128.load(ci + o, 16)), 16);
       }
       for (let j = body; j < N; j++) {
         const o = <usize>j * 4;

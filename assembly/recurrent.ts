@@ -13,22 +13,37 @@
 //          and Wh^T packed for dh @ Wh^T (backward).
 //
 // Per step the recurrent product runs through gemmPacked (Wh is packed once per sequence). In the backward pass the
-// pre-activation gradients of all steps are kept (they are dxw) and dWh comes from ONE product at the end:
-// dWh += [h_{-1} .. h_{T-2}]^T (H, T·B) @ dgates (T·B, G), which runs at full GEMM speed instead of T small ones.
-// With `withDwh` false the backward kernels skip that product and the JS side runs it instead, split over worker
-// threads (src/engine/backends/wasm.ts); it is the same `gemm` either way, so the bits are the same. The per-step
-// products go through `gemmPackedShared` (threads.ts): in the shared-memory build with worker threads, large ones
-// are split by columns between the threads; otherwise it is `gemmPacked`.
+// pre-activation gradients of all steps are kept (they are dxw) and dWh comes from ONE product afterwards:
+// dWh += [h_{-1} .. h_{T-2}]^T (H, T·B) @ dgates (T·B, G), which runs at full GEMM speed instead of T small ones; the
+// JS side runs it (src/engine/backends/wasm/kernels.ts), split over the threads like any product.
+//
+// Threads: the rows of a batch never meet in a recurrence, so every kernel takes a block of batch rows [b0, b1) and
+// runs the whole sequence for those rows only; the JS side hands one block to each thread, and they run without
+// meeting until the end of the sequence. A call with the whole batch instead shares each step's product by columns
+// (share.ts). A row's numbers depend on neither (the products compute each element with the same code whatever the
+// block, and whole-batch B picks the product's path), so every split gives the same bits.
 //
 // The pointwise gate math is written once for 4 lanes (the *4 functions); row tails shorter than 4 are gathered
 // into a small scratch, run through the same code, and scattered back, so H need not be a multiple of 4.
 
 import { vsigmoid, vtanh } from "./activations";
-import { MR, gemm, gemmFewRows } from "./gemm";
-import { gemmPackedShared } from "./threads";
+import { MR, gemmFewRows, gemmPacked } from "./gemm";
+import { gemmPackedShared } from "./share";
 
 const SLOTS: i32 = 16;
-const tmp: usize = memory.data(SLOTS * 16, 16); // SLOTS vectors for row tails
+// SLOTS vectors for row tails. A global, not a constant: each worker thread's instance points it at a scratch of its
+// own (setTileScratch), as the static one would be shared by every thread.
+let tmp: usize = memory.data(SLOTS * 16, 16);
+
+/** Points this instance's row-tail scratch at p (SLOTS·4 floats, 16-byte aligned); used by worker threads. */
+export function setRowScratch(p: usize): void {
+  tmp = p;
+}
+
+/** Floats of the row-tail scratch each extra thread needs. */
+export function rowScratchFloats(): i32 {
+  return SLOTS * 4;
+}
 
 // @ts-ignore: decorator
 @inline
@@ -53,11 +68,21 @@ function one(): v128 {
   return f32x4.splat(1);
 }
 
-// h (B, K) @ Wh (K, N) added onto out (B, N): Wh packed by `packB`, or, for fewer than MR rows (sampling), Wh as
-// stored, since packing it would cost as much as the product.
-function recurrentProduct(h: usize, wh: usize, out: usize, B: i32, K: i32, N: i32, ws: usize): void {
-  if (B < MR) gemmFewRows(h, wh, out, B, K, N, true);
-  else gemmPackedShared(h, false, wh, out, B, K, N, true, ws);
+// rows of h (·, K) @ Wh (K, N) added onto out: Wh packed by `packB`, or, when the whole batch B has fewer than MR
+// rows (sampling), Wh as stored, since packing it would cost as much as the product. The choice follows the whole
+// batch, not the block of rows, so that a row's numbers do not depend on how the batch is split.
+function recurrentProduct(h: usize, wh: usize, out: usize, B: i32, rows: i32, K: i32, N: i32, ws: usize): void {
+  if (B < MR) gemmFewRows(h, wh, out, rows, K, N, true);
+  else stepProduct(h, wh, out, B, rows, K, N, true, ws);
+}
+
+// A per-step product on packed Wh: split by columns over the worker threads (share.ts) when this call has the whole
+// batch (then no other thread runs a block of rows), else on this thread.
+// @ts-ignore: decorator
+@inline
+function stepProduct(a: usize, wp: usize, c: usize, B: i32, rows: i32, K: i32, N: i32, acc: bool, ws: usize): void {
+  if (rows == B) gemmPackedShared(a, false, wp, c, rows, K, N, acc, ws);
+  else gemmPacked(a, false, wp, c, rows, K, N, acc, ws);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -79,7 +104,19 @@ function lstmFwd4(pi: usize, pf: usize, pg: usize, po: usize, pcp: usize, pc: us
   v128.store(ph, f32x4.mul(o, vtanh(c)));
 }
 
-export function lstmForward(T: i32, B: i32, H: i32, whp: usize, hall: usize, call: usize, gates: usize, ws: usize): void {
+/** Rows b0 <= b < b1 of the batch, all T steps. ws: packAFloats() floats of this thread's own. */
+export function lstmForward(
+  T: i32,
+  B: i32,
+  H: i32,
+  whp: usize,
+  hall: usize,
+  call: usize,
+  gates: usize,
+  ws: usize,
+  b0: i32,
+  b1: i32,
+): void {
   const G = 4 * H;
   const hslab = <usize>B * H * 4;
   const gslab = <usize>B * G * 4;
@@ -91,8 +128,9 @@ export function lstmForward(T: i32, B: i32, H: i32, whp: usize, hall: usize, cal
     const hn = hp + hslab;
     const cn = cp + hslab;
     const gt = gates + <usize>t * gslab;
-    recurrentProduct(hp, whp, gt, B, H, G, ws); // gates_t = xw_t + h_{t-1} @ Wh
-    for (let b = 0; b < B; b++) {
+    // gates_t = xw_t + h_{t-1} @ Wh, rows b0..b1
+    recurrentProduct(hp + <usize>b0 * H * 4, whp, gt + <usize>b0 * G * 4, B, b1 - b0, H, G, ws);
+    for (let b = b0; b < b1; b++) {
       const gr = gt + <usize>b * G * 4;
       const row = <usize>b * H * 4;
       const H4 = <usize>H * 4;
@@ -157,8 +195,8 @@ function lstmBwd4(
 }
 
 /**
- * dh, dc: (B, H), on entry the gradient on the final h and c (zeros if none), on return dL/dh0 and dL/dc0.
- * dxw: out (T, B, 4H). dwh: (H, 4H), accumulated. ws: gemmWorkspaceFloats() floats (more than packAFloats).
+ * Rows b0 <= b < b1 of the batch. dh, dc: (B, H), on entry the gradient on the final h and c (zeros if none), on
+ * return dL/dh0 and dL/dc0. dxw: out (T, B, 4H). ws: packAFloats() floats of this thread's own.
  */
 export function lstmBackward(
   T: i32,
@@ -172,9 +210,9 @@ export function lstmBackward(
   dh: usize,
   dc: usize,
   dxw: usize,
-  dwh: usize,
   ws: usize,
-  withDwh: bool,
+  b0: i32,
+  b1: i32,
 ): void {
   const G = 4 * H;
   const hslab = <usize>B * H * 4;
@@ -188,7 +226,7 @@ export function lstmBackward(
     const dht = dhs + <usize>t * hslab;
     const gt = gates + <usize>t * gslab;
     const dgt = dxw + <usize>t * gslab;
-    for (let b = 0; b < B; b++) {
+    for (let b = b0; b < b1; b++) {
       const gr = gt + <usize>b * G * 4;
       const dr = dgt + <usize>b * G * 4;
       const row = <usize>b * H * 4;
@@ -234,9 +272,9 @@ export function lstmBackward(
         scatter(12, dr + 3 * H4 + o, rem);
       }
     }
-    gemmPackedShared(dgt, false, whtp, dh, B, G, H, false, ws); // dh_{t-1} = da_t @ Wh^T
+    // dh_{t-1} = da_t @ Wh^T, rows b0..b1
+    stepProduct(dgt + <usize>b0 * G * 4, whtp, dh + <usize>b0 * H * 4, B, b1 - b0, G, H, false, ws);
   }
-  if (withDwh) gemm(hall, dxw, dwh, H, T * B, G, true, false, true, ws);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -268,7 +306,7 @@ function gruFwd4(
   v128.store(ph, f32x4.add(n, f32x4.mul(z, f32x4.sub(hp, n)))); // (1-z)n + z h_{t-1}
 }
 
-/** hh: (B, 3H) scratch. hn: out (T, B, H), h_{t-1} @ W_hn + b_hn per step. ws: packAFloats floats. */
+/** Rows b0 <= b < b1. hh: (B, 3H) scratch. hn: out (T, B, H), h_{t-1} @ W_hn + b_hn per step. ws: packAFloats(). */
 export function gruForward(
   T: i32,
   B: i32,
@@ -280,6 +318,8 @@ export function gruForward(
   hn: usize,
   hh: usize,
   ws: usize,
+  b0: i32,
+  b1: i32,
 ): void {
   const G = 3 * H;
   const hslab = <usize>B * H * 4;
@@ -292,9 +332,10 @@ export function gruForward(
     const hnext = hp + hslab;
     const gt = gates + <usize>t * gslab;
     const hnt = hn + <usize>t * hslab;
-    for (let b = 0; b < B; b++) memory.copy(hh + <usize>b * G * 4, bh, <usize>G * 4);
-    recurrentProduct(hp, whp, hh, B, H, G, ws); // hh = h_{t-1} @ Wh + bh
-    for (let b = 0; b < B; b++) {
+    for (let b = b0; b < b1; b++) memory.copy(hh + <usize>b * G * 4, bh, <usize>G * 4);
+    // hh = h_{t-1} @ Wh + bh, rows b0..b1
+    recurrentProduct(hp + <usize>b0 * H * 4, whp, hh + <usize>b0 * G * 4, B, b1 - b0, H, G, ws);
+    for (let b = b0; b < b1; b++) {
       const gr = gt + <usize>b * G * 4;
       const hr = hh + <usize>b * G * 4;
       const row = <usize>b * H * 4;
@@ -358,9 +399,9 @@ function gruBwd4(
 }
 
 /**
- * dh: (B, H), in: gradient on the final h (zeros if none), out: dL/dh0. dxw: out (T, B, 3H).
- * dhh: (T, B, 3H) scratch: the gradient w.r.t. h_{t-1} @ Wh + bh of every step. dwh (H, 3H), dbh (3H): accumulated.
- * ws: gemmWorkspaceFloats() floats (more than packAFloats).
+ * Rows b0 <= b < b1. dh: (B, H), in: gradient on the final h (zeros if none), out: dL/dh0. dxw: out (T, B, 3H).
+ * dhh: out (T, B, 3H): the gradient w.r.t. h_{t-1} @ Wh + bh of every step (dWh and dbh follow from it, on the JS
+ * side). ws: packAFloats() floats of this thread's own.
  */
 export function gruBackward(
   T: i32,
@@ -374,10 +415,9 @@ export function gruBackward(
   dh: usize,
   dxw: usize,
   dhh: usize,
-  dwh: usize,
-  dbh: usize,
   ws: usize,
-  withDwh: bool,
+  b0: i32,
+  b1: i32,
 ): void {
   const G = 3 * H;
   const hslab = <usize>B * H * 4;
@@ -392,7 +432,7 @@ export function gruBackward(
     const dst = dhh + <usize>t * gslab;
     const hnt = hn + <usize>t * hslab;
     const dht = dhs + <usize>t * hslab;
-    for (let b = 0; b < B; b++) {
+    for (let b = b0; b < b1; b++) {
       const gr = gt + <usize>b * G * 4;
       const dr = dgt + <usize>b * G * 4;
       const sr = dst + <usize>b * G * 4;
@@ -436,21 +476,23 @@ export function gruBackward(
       }
       memory.copy(sr, dr, H4 * 2); // dhh_r, dhh_z equal dxw_r, dxw_z
     }
-    gemmPackedShared(dst, false, whtp, dh, B, G, H, true, ws); // dh_{t-1} = dh_t·z + dhh_t @ Wh^T
+    // dh_{t-1} = dh_t·z + dhh_t @ Wh^T, rows b0..b1
+    stepProduct(dst + <usize>b0 * G * 4, whtp, dh + <usize>b0 * H * 4, B, b1 - b0, G, H, true, ws);
   }
-  if (withDwh) gemm(hall, dhh, dwh, H, T * B, G, true, false, true, ws);
-  // dbh += column sums of dhh over all T·B rows
-  const rows = T * B;
+}
+
+/** dst[j] += Σ_r src[r, j] over `rows` rows of G, in order of r (the GRU's dbh from dhh). */
+export function addColumnSums(src: usize, rows: i32, G: i32, dst: usize): void {
   const gbody = G & ~3;
   for (let r = 0; r < rows; r++) {
-    const src = dhh + <usize>r * G * 4;
+    const row = src + <usize>r * G * 4;
     for (let j = 0; j < gbody; j += 4) {
       const o = <usize>j * 4;
-      v128.store(dbh + o, f32x4.add(v128.load(dbh + o), v128.load(src + o)));
+      v128.store(dst + o, f32x4.add(v128.load(dst + o), v128.load(row + o)));
     }
     for (let j = gbody; j < G; j++) {
       const o = <usize>j * 4;
-      store<f32>(dbh + o, load<f32>(dbh + o) + load<f32>(src + o));
+      store<f32>(dst + o, load<f32>(dst + o) + load<f32>(row + o));
     }
   }
 }
@@ -458,28 +500,30 @@ export function gruBackward(
 // ---------------------------------------------------------------------------------------------------------------
 // Simple RNN  h_t = tanh(xw_t + h_{t-1} @ Wh). On entry hall[1..T] holds xw.
 
-export function rnnForward(T: i32, B: i32, H: i32, whp: usize, hall: usize, ws: usize): void {
-  const slabF = B * H;
-  const hslab = <usize>slabF * 4;
-  const body = slabF & ~3;
+/** Rows b0 <= b < b1 of the batch, all T steps. ws: packAFloats() floats of this thread's own. */
+export function rnnForward(T: i32, B: i32, H: i32, whp: usize, hall: usize, ws: usize, b0: i32, b1: i32): void {
+  const hslab = <usize>B * H * 4;
+  const j0 = b0 * H; // the block's elements of a step's slab
+  const j1 = b1 * H;
+  const body = j0 + ((j1 - j0) & ~3);
   for (let t = 0; t < T; t++) {
     const hp = hall + <usize>t * hslab;
     const ht = hp + hslab;
-    recurrentProduct(hp, whp, ht, B, H, H, ws);
-    for (let j = 0; j < body; j += 4) {
+    recurrentProduct(hp + <usize>j0 * 4, whp, ht + <usize>j0 * 4, B, b1 - b0, H, H, ws);
+    for (let j = j0; j < body; j += 4) {
       const o = <usize>j * 4;
       v128.store(ht + o, vtanh(v128.load(ht + o)));
     }
-    if (body < slabF) {
+    if (body < j1) {
       const o = <usize>body * 4;
-      const s = gather(0, ht + o, slabF - body);
+      const s = gather(0, ht + o, j1 - body);
       v128.store(s, vtanh(v128.load(s)));
-      scatter(0, ht + o, slabF - body);
+      scatter(0, ht + o, j1 - body);
     }
   }
 }
 
-/** dh: in gradient on the final h (or zeros), out dL/dh0. dxw: out (T, B, H). dwh accumulated. ws: gemmWorkspaceFloats(). */
+/** Rows b0 <= b < b1. dh: in gradient on the final h (or zeros), out dL/dh0. dxw: out (T, B, H). ws: packAFloats(). */
 export function rnnBackward(
   T: i32,
   B: i32,
@@ -489,30 +533,31 @@ export function rnnBackward(
   dhs: usize,
   dh: usize,
   dxw: usize,
-  dwh: usize,
   ws: usize,
-  withDwh: bool,
+  b0: i32,
+  b1: i32,
 ): void {
-  const slabF = B * H;
-  const hslab = <usize>slabF * 4;
-  const body = slabF & ~3;
+  const hslab = <usize>B * H * 4;
+  const j0 = b0 * H;
+  const j1 = b1 * H;
+  const body = j0 + ((j1 - j0) & ~3);
   for (let t = T - 1; t >= 0; t--) {
     const ht = hall + <usize>(t + 1) * hslab;
     const dht = dhs + <usize>t * hslab;
     const da = dxw + <usize>t * hslab;
     // da = (dhs_t + dh)(1 - h_t²)
-    for (let j = 0; j < body; j += 4) {
+    for (let j = j0; j < body; j += 4) {
       const o = <usize>j * 4;
       const h = v128.load(ht + o);
       const g = f32x4.add(v128.load(dht + o), v128.load(dh + o));
       v128.store(da + o, f32x4.mul(g, f32x4.sub(one(), f32x4.mul(h, h))));
     }
-    for (let j = body; j < slabF; j++) {
+    for (let j = body; j < j1; j++) {
       const o = <usize>j * 4;
       const h = load<f32>(ht + o);
       store<f32>(da + o, (load<f32>(dht + o) + load<f32>(dh + o)) * (1 - h * h));
     }
-    gemmPackedShared(da, false, whtp, dh, B, H, H, false, ws); // dh_{t-1} = da_t @ Wh^T
+    // dh_{t-1} = da_t @ Wh^T, rows b0..b1
+    stepProduct(da + <usize>j0 * 4, whtp, dh + <usize>j0 * 4, B, b1 - b0, H, H, false, ws);
   }
-  if (withDwh) gemm(hall, dxw, dwh, H, T * B, H, true, false, true, ws);
 }

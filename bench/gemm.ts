@@ -15,7 +15,7 @@
 import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, MatmulOptions } from "../src/engine/backend.js";
+import type { Backend, MatmulOptions, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
@@ -85,13 +85,22 @@ function timeIt(fn: () => void, seconds: number, minReps = 3, warmup = 3): Timin
   return { median: cpu[cpu.length >> 1], best: wall[0], reps: wall.length };
 }
 
+// Values in a backend's own storage (the backends keep operands where they compute: nothing is copied per call).
+function stored(be: Backend, values: Float32Array): Storage {
+  const st = be.alloc(values.length);
+  be.write(st, values);
+  return st;
+}
+
 function timeMatmul(be: Backend, s: Shape, seconds: number, rng: Rng, oneShot: boolean): Timing {
-  const a = rand(rng, s.M * s.K);
-  const b = rand(rng, s.K * s.N);
-  const c = new Float32Array(s.M * s.N);
+  const a = stored(be, rand(rng, s.M * s.K));
+  const b = stored(be, rand(rng, s.K * s.N));
+  const c = be.alloc(s.M * s.N);
   const opts: MatmulOptions = { transA: s.transA, transB: s.transB };
   const run = () => be.matmul(a, b, c, s.M, s.K, s.N, opts);
-  return oneShot ? timeIt(run, 0, 1, 0) : timeIt(run, seconds);
+  const t = oneShot ? timeIt(run, 0, 1, 0) : timeIt(run, seconds);
+  for (const st of [a, b, c]) be.free(st);
+  return t;
 }
 
 const gflops = (s: Shape, t: number) => (2 * s.M * s.K * s.N) / t / 1e9;
@@ -142,18 +151,19 @@ function describeBlas(blas: Record<string, unknown> | null): string {
 // (T products h@Wh, T products dg@Wh^T and one dWh product, each timed through the same wasm GEMM).
 function lstmStep(be: Backend, label: string, H: number, seconds: number, rng: Rng): void {
   const G = 4 * H;
-  const xw = rand(rng, T * B * G);
-  const wh = rand(rng, H * G).map((v) => v * 0.05);
-  const h0 = rand(rng, B * H);
-  const c0 = rand(rng, B * H);
-  const hs = new Float32Array(T * B * H);
-  const cs = new Float32Array(T * B * H);
-  const gates = new Float32Array(T * B * G);
-  const dhs = rand(rng, T * B * H);
-  const dxw = new Float32Array(T * B * G);
-  const dwh = new Float32Array(H * G);
-  const dh0 = new Float32Array(B * H);
-  const dc0 = new Float32Array(B * H);
+  const put = (v: Float32Array) => stored(be, v);
+  const xw = put(rand(rng, T * B * G));
+  const wh = put(rand(rng, H * G).map((v) => v * 0.05));
+  const h0 = put(rand(rng, B * H));
+  const c0 = put(rand(rng, B * H));
+  const hs = be.alloc(T * B * H);
+  const cs = be.alloc(T * B * H);
+  const gates = be.alloc(T * B * G);
+  const dhs = put(rand(rng, T * B * H));
+  const dxw = be.alloc(T * B * G);
+  const dwh = be.alloc(H * G);
+  const dh0 = be.alloc(B * H);
+  const dc0 = be.alloc(B * H);
   const fwd = { T, B, H, xw, wh, h0, c0, hs, cs, gates };
   const tf = timeIt(() => be.lstmForward(fwd), seconds, 3, 2);
   const tb = timeIt(() => be.lstmBackward({ ...fwd, dhs, dhT: null, dcT: null, dxw, dwh, dh0, dc0 }), seconds, 3, 2);

@@ -2,10 +2,10 @@
 //
 // Does splitting the wasm matrix products over worker threads (CHARLM_THREADS, docs/wasm.md) pay off here?
 //   1. The products of an LSTM training step (batch B=64, T=100 steps, embedding D=64, H=256 and 512, the shapes of
-//      bench/gemm.ts) and 1024^3, through `backend.matmul` (copies in and out included, as the engine calls it), on
+//      bench/gemm.ts) and 1024^3, through `backend.matmul` (operands resident in wasm memory, as the engine keeps them), on
 //      1 thread and on each count of --threads (default 2).
 //   2. A sweep of product sizes with the size threshold turned off, to see where a split starts to pay: that is how
-//      THREAD_MIN_MACS in src/engine/backends/wasm.ts was chosen.
+//      THREAD_MIN_MACS in src/engine/backends/wasm/kernels.ts was chosen.
 //   3. Whole training steps (Embedding 64 -> LSTM 256 -> Dense 65, batch 64, sequence 100, Adam), characters/s.
 // Threads only help in wall-clock time, so this bench reports wall time (median and best), unlike bench/gemm.ts,
 // plus the process's CPU time over wall time ("cores busy": about 1 means one core did all the work, about 2 that
@@ -13,7 +13,7 @@
 
 import { availableParallelism, loadavg } from "node:os";
 import type { MatmulOptions } from "../src/engine/backend.js";
-import { type WasmBackendInfo, createWasmBackend } from "../src/engine/backends/wasm.js";
+import { type WasmBackendInfo, type WasmStorage, createWasmBackend } from "../src/engine/backends/wasm.js";
 import { withBackend } from "../src/engine/index.js";
 import { buildModel } from "../src/models/registry.js";
 import { Adam } from "../src/train/optimizers.js";
@@ -76,6 +76,13 @@ function rand(rng: Rng, n: number): Float32Array {
   return a;
 }
 
+// Values in the backend's own (wasm) memory: the products run where the engine keeps its tensors.
+function stored(be: WasmBackendInfo, values: Float32Array): WasmStorage {
+  const st = be.alloc(values.length);
+  be.write(st, values);
+  return st;
+}
+
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -88,13 +95,14 @@ function products(backends: WasmBackendInfo[], seconds: number): void {
   console.log("\n1. products, wall-clock GFLOP/s: median (best); speedup of medians over 1 thread; cores busy");
   const rng = new Rng(1);
   for (const s of [...lstmShapes(256), ...lstmShapes(512), { name: "1024^3", M: 1024, K: 1024, N: 1024, opts: {} }]) {
-    const a = rand(rng, s.M * s.K);
-    const b = rand(rng, s.K * s.N);
-    const c = new Float32Array(s.M * s.N);
+    const av = rand(rng, s.M * s.K);
+    const bv = rand(rng, s.K * s.N);
     const cells: string[] = [];
     let base = 0;
     for (const be of backends) {
+      const [a, b, c] = [stored(be, av), stored(be, bv), be.alloc(s.M * s.N)];
       const t = wallTimes(() => be.matmul(a, b, c, s.M, s.K, s.N, s.opts), seconds);
+      for (const st of [a, b, c]) be.free(st);
       if (be.threads === 1) base = t.median;
       const speed = be.threads === 1 ? "" : ` x${(base / t.median).toFixed(2)}`;
       cells.push(
@@ -116,14 +124,16 @@ async function sweep(threads: number[], seconds: number): Promise<void> {
   for (const n of [48, 64, 96, 128, 160, 192, 256]) shapes.push([n, n, n]);
   for (const m of [64, 128, 256, 512, 1024]) shapes.push([m, 64, 256]); // input projections of a small model
   for (const [M, K, N] of shapes) {
-    const a = rand(rng, M * K);
-    const b = rand(rng, K * N);
-    const c = new Float32Array(M * N);
-    const t1 = wallTimes(() => one.matmul(a, b, c, M, K, N), seconds / 2).median;
-    const cells = unlimited.map((be) => {
+    const av = rand(rng, M * K);
+    const bv = rand(rng, K * N);
+    const time = (be: WasmBackendInfo) => {
+      const [a, b, c] = [stored(be, av), stored(be, bv), be.alloc(M * N)];
       const t = wallTimes(() => be.matmul(a, b, c, M, K, N), seconds / 2).median;
-      return `${be.threads}t x${(t1 / t).toFixed(2)}`;
-    });
+      for (const st of [a, b, c]) be.free(st);
+      return t;
+    };
+    const t1 = time(one);
+    const cells = unlimited.map((be) => `${be.threads}t x${(t1 / time(be)).toFixed(2)}`);
     const macs = ((M * K * N) / 2 ** 20).toFixed(2);
     console.log(
       `  ${pad(`${M}x${K}x${N}`, 14)} ${pad(`${macs}M MACs`, 14)} 1t ${(t1 * 1e6).toFixed(0)} us  ${cells.join("  ")}`,

@@ -18,6 +18,7 @@ import {
 } from "../src/engine/index.js";
 import { Rng } from "../src/util/rng.js";
 import { assertClose, f64, rand, refGru, refLstm, refRnn } from "./engine-ref.js";
+import { onHost } from "./helpers/host-backend.js";
 
 const [T, B, D, H] = [5, 3, 7, 4];
 
@@ -109,7 +110,7 @@ for (const name of await listBackends()) {
 
   if (name !== "js") {
     describe(`${name} kernels against js`, () => {
-      kernelComparison(backend);
+      kernelComparison(onHost(backend));
     });
   }
 }

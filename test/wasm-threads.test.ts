@@ -10,16 +10,25 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { THREAD_MIN_MACS, WASM_URL, createWasmBackend, threadsFromEnv } from "../src/engine/backends/wasm.js";
+import {
+  THREAD_MIN_MACS,
+  WASM_URL,
+  createWasmBackend,
+  defaultThreads,
+  threadsFromEnv,
+} from "../src/engine/backends/wasm.js";
+import { onHost } from "./helpers/host-backend.js";
 import { withBackend } from "../src/engine/index.js";
 import { buildModel } from "../src/models/registry.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
 
-const single = await createWasmBackend(undefined, { threads: 1 });
-const two = await createWasmBackend(undefined, { threads: 2 });
-const three = await createWasmBackend(undefined, { threads: 3 });
+const single = await createWasmBackend({ threads: 1 });
+const two = await createWasmBackend({ threads: 2 });
+const three = await createWasmBackend({ threads: 3 });
 after(() => Promise.all([two.close(), three.close()]));
+// The product tests pass host arrays; onHost copies them into wasm storage and back around each kernel.
+const host = new Map([single, two, three].map((be) => [be, onHost(be)]));
 
 function rand(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
@@ -61,10 +70,10 @@ test("matmul on 2 and 3 threads is bit-identical to 1 thread for every transpose
           const b = rand(rng, K * N);
           const c0 = rand(rng, M * N);
           const want = c0.slice();
-          single.matmul(a, b, want, M, K, N, { transA, transB, accumulate });
+          host.get(single)!.matmul(a, b, want, M, K, N, { transA, transB, accumulate });
           for (const be of [two, three]) {
             const got = c0.slice();
-            be.matmul(a, b, got, M, K, N, { transA, transB, accumulate });
+            host.get(be)!.matmul(a, b, got, M, K, N, { transA, transB, accumulate });
             const diff = firstDifference(got, want);
             const what = `${M}x${K}x${N} tA=${transA} tB=${transB} acc=${accumulate} on ${be.threads} threads`;
             assert.equal(diff, null, `${what}: differs at ${diff}`);
@@ -117,11 +126,11 @@ for (const [cell, H] of [
 }
 
 test("close() stops the workers and the backend keeps working on one thread", async () => {
-  const be = await createWasmBackend(undefined, { threads: 2 });
+  const be = await createWasmBackend({ threads: 2 });
   await be.close();
   assert.equal(be.threads, 1);
   const c = new Float32Array(4);
-  be.matmul(Float32Array.from([1, 2, 3, 4]), Float32Array.from([5, 6, 7, 8]), c, 2, 2, 2);
+  onHost(be).matmul(Float32Array.from([1, 2, 3, 4]), Float32Array.from([5, 6, 7, 8]), c, 2, 2, 2);
   assert.deepEqual(Array.from(c), [19, 22, 43, 50]);
 });
 
@@ -133,12 +142,12 @@ test("bad thread settings fail with a message naming them", async () => {
       assert.throws(() => threadsFromEnv(), new RegExp(`CHARLM_THREADS=${v.replace(".", "\\.")}: not a whole number`));
     }
     process.env.CHARLM_THREADS = " ";
-    assert.equal(threadsFromEnv(), 1);
+    assert.equal(threadsFromEnv(), defaultThreads());
   } finally {
     if (saved === undefined) delete process.env.CHARLM_THREADS;
     else process.env.CHARLM_THREADS = saved;
   }
-  await assert.rejects(createWasmBackend(undefined, { threads: 0 }), /threads 0: not a whole number/);
+  await assert.rejects(createWasmBackend({ threads: 0 }), /threads 0: not a whole number/);
   const bytes = await readFile(WASM_URL);
   await assert.rejects(createWasmBackend(bytes, { threads: 2 }), /need the shared-memory build/);
 });
@@ -148,9 +157,11 @@ test("useBackend('wasm') honours CHARLM_THREADS, and idle workers do not keep th
   const code = [
     'import { useBackend } from "./src/engine/index.ts";',
     'const be = await useBackend("wasm");',
-    "const n = 600, a = new Float32Array(n * n).fill(1), c = new Float32Array(n * n);",
+    "const n = 600, a = be.alloc(n * n), c = be.alloc(n * n);",
+    "be.fill(a, 1);",
     "be.matmul(a, a, c, n, n, n);",
-    "console.log(`threads ${be.threads} c ${c[0]} ${c[n * n - 1]}`);",
+    "const v = await be.read(c);",
+    "console.log(`threads ${be.threads} c ${v[0]} ${v[n * n - 1]}`);",
   ].join("\n");
   const root = fileURLToPath(new URL("..", import.meta.url));
   const wasmFlags = process.execArgv.filter((f) => f.startsWith("--experimental-wasm")); // as CHARLM_WASM_BUILD needs

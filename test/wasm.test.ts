@@ -12,8 +12,11 @@ import { WASM_URL, createWasmBackend, wasmActivations } from "../src/engine/back
 import { jsBackend } from "../src/engine/backends/js.js";
 import type { Backend } from "../src/engine/backend.js";
 import { Rng } from "../src/util/rng.js";
+import { onHost } from "./helpers/host-backend.js";
 
-const backend = createWasmBackend();
+const wasm = createWasmBackend({ threads: 1 });
+// The tests below pass host arrays; onHost copies them into wasm storage and back around each kernel.
+const backend = wasm.then((be) => Object.assign(onHost(be), { build: be.build }));
 
 test("the wasm backend loads the build CHARLM_WASM_BUILD asks for, else the best this runtime runs", async () => {
   const be = await backend;
@@ -546,7 +549,7 @@ test("wasm agrees with the js backend on every kernel", async () => {
 
 test("createWasmBackend takes the module's bytes (the browser path) and rejects bytes that are not the kernels", async () => {
   const bytes = await readFile(WASM_URL);
-  const be = await createWasmBackend(bytes);
+  const be = onHost(await createWasmBackend(bytes));
   const c = new Float32Array(4);
   be.matmul(Float32Array.from([1, 2, 3, 4]), Float32Array.from([5, 6, 7, 8]), c, 2, 2, 2);
   assert.deepEqual(Array.from(c), [19, 22, 43, 50]);
