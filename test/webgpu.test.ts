@@ -126,6 +126,9 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ a: rand(105), b: rand(5) }, (b, s) => b.binary("add", s.a, [35, 7, 1], s.b, [0, 1, 0], s.a, shape));
     await same({ g: rand(105), d: rand(7) }, (b, s) => b.reduceTo(s.g, shape, s.d, [0, 0, 1], 0.5));
     await same({ g: rand(105), d: rand(15) }, (b, s) => b.reduceTo(s.g, shape, s.d, [5, 1, 0], 1));
+    // long enough to be summed in chunks: a bias gradient over 2000 rows, and one over two axes
+    await same({ g: rand(2000 * 3), d: rand(3) }, (b, s) => b.reduceTo(s.g, [2000, 3], s.d, [0, 1], 0.5));
+    await same({ g: rand(40 * 3 * 50), d: rand(3) }, (b, s) => b.reduceTo(s.g, [40, 3, 50], s.d, [0, 1, 0], 1));
   });
 
   test("softmax, crossEntropy, layerNorm and their backwards", async () => {

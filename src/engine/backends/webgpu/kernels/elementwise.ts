@@ -128,9 +128,15 @@ export function binary(
   each(rt, `binary.${op}`, decls, body, [a, b], [out], shapeParams(shape, aStrides, bStrides));
 }
 
+/** Reductions longer than this are split into chunks summed in parallel, then the chunks' sums in order. */
+const REDUCE_CHUNK = 256;
+
 /**
  * dst[Σ idx·dstStrides] += s·g[i]. One thread per dst element reached (the axes where dstStrides is non-zero),
- * summing over the broadcast axes (stride 0) in row-major order: the order of the js loop, so equal results.
+ * summing over the broadcast axes (stride 0) in row-major order: the order of the js loop, so equal results. Long
+ * reductions (a bias's gradient over T·B rows) would leave a few threads looping over thousands of rows, so past
+ * REDUCE_CHUNK the rows are cut into chunks: one thread per (dst element, chunk), then one per dst element adding
+ * its chunks' sums in order (deterministic; rounding differs from the js loop by ~1e-7 relative).
  */
 export function reduceTo(
   rt: GpuRuntime,
@@ -147,36 +153,52 @@ export function reduceTo(
   const red = shape.map((_, d) => d).filter((d) => dstStrides[d] === 0);
   const nKept = kept.reduce((p, d) => p * shape[d], 1);
   const nRed = red.reduce((p, d) => p * shape[d], 1);
+  if (nKept === 0 || nRed === 0) return;
+  const chunks = nRed > 4 * REDUCE_CHUNK ? Math.ceil(nRed / REDUCE_CHUNK) : 1;
+  const chunk = Math.ceil(nRed / chunks);
   const pad = (xs: number[]) => [...xs, ...new Array<number>(MAX_RANK - xs.length).fill(0)];
   const params = [
-    ...[nKept, nRed, kept.length, red.length, fbits(s)],
+    ...[nKept * chunks, nRed, kept.length, red.length, fbits(s)],
     ...pad(kept.map((d) => shape[d])), // 5..
     ...pad(kept.map((d) => gStrides[d])), // 13..
     ...pad(kept.map((d) => dstStrides[d])), // 21..
     ...pad(red.map((d) => shape[d])), // 29..
     ...pad(red.map((d) => gStrides[d])), // 37..
+    ...[nKept, chunk, chunks], // 45, 46, 47
   ];
-  const decls = /* wgsl */ `
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;`;
-  const body = /* wgsl */ `
-  var r = i; var gb = 0u; var db = 0u;
+  // thread i: dst element e = i % nKept (neighbouring threads read neighbouring columns), chunk c = i / nKept
+  const locate = /* wgsl */ `
+  let e = i % pu(45u); let c = i / pu(45u);
+  var r = e; var gb = 0u; var db = 0u;
   for (var d = pu(2u); d > 0u; d--) {
     let sz = pu(4u + d); let idx = r % sz; r = r / sz;
     gb += idx * pu(12u + d); db += idx * pu(20u + d);
-  }
-  var acc = dst[db];
-  let s = pf(4u);
-  for (var q = 0u; q < pu(1u); q++) {
+  }`;
+  const sum = (init: string) => /* wgsl */ `
+  var acc = ${init};
+  let q1 = min((c + 1u) * pu(46u), pu(1u));
+  for (var q = c * pu(46u); q < q1; q++) {
     var rr = q; var go = gb;
     for (var d = pu(3u); d > 0u; d--) {
       let sz = pu(28u + d); go += (rr % sz) * pu(36u + d); rr = rr / sz;
     }
-    acc += s * g[go];
+    acc += ${init === "0.0" ? "g[go]" : "pf(4u) * g[go]"};
+  }`;
+  const decls = (out: string) => /* wgsl */ `
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ${out}: array<f32>;`;
+  if (chunks === 1) {
+    each(rt, "reduceTo", decls("dst"), `${locate}${sum("dst[db]")}\n  dst[db] = acc;`, [g], [dst], params);
+    return;
   }
-  dst[db] = acc;`;
-  if (nRed === 0) return;
-  each(rt, "reduceTo", decls, body, [g], [dst], params);
+  const part = rt.alloc(nKept * chunks); // (chunks, nKept)
+  each(rt, "reduceTo.chunks", decls("part"), `${locate}${sum("0.0")}\n  part[i] = acc;`, [g], [part], params);
+  const total = /* wgsl */ `${locate}
+  var acc = 0.0;
+  for (var k = 0u; k < pu(47u); k++) { acc += g[k * pu(45u) + e]; }
+  dst[db] = dst[db] + pf(4u) * acc;`;
+  each(rt, "reduceTo.total", decls("dst"), total, [part], [dst], [nKept, ...params.slice(1)]);
+  rt.free(part);
 }
 
 export function fill(rt: GpuRuntime, dst: Buf, value: number, offset: number, n: number): void {
