@@ -44,7 +44,10 @@ async function gpuEntry(): Promise<GPU> {
   }
   // Dawn's classes (GPUBufferUsage, GPUMapMode, ...) become globals, as in a browser.
   Object.assign(globalThis, mod.globals);
-  return mod.create([]);
+  // CHARLM_DAWN_OPTIONS: Dawn's own options, space-separated (e.g. "backend=null" to time the host side alone,
+  // "backend=vulkan", "adapter=NAME"; the webgpu package's README lists them)
+  const options = process.env.CHARLM_DAWN_OPTIONS?.split(" ").filter(Boolean) ?? [];
+  return mod.create(options);
 }
 
 /**

@@ -98,8 +98,7 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     lstmForward: (a) => R.lstmForward(rt, a),
     lstmBackward: (a) => R.lstmBackward(rt, a),
     gruForward: (a) => R.gruForward(rt, a),
-    // dbh += Σ over the T·B rows of the recurrent pre-activation gradients
-    gruBackward: (a) => R.gruBackward(rt, a, (g, rows, dst, G) => E.reduceTo(rt, g, [rows, G], dst, [0, 1], 1)),
+    gruBackward: (a) => R.gruBackward(rt, a),
     rnnForward: (a) => R.rnnForward(rt, a),
     rnnBackward: (a) => R.rnnBackward(rt, a),
 

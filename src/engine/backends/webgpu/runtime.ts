@@ -90,7 +90,10 @@ export class GpuRuntime {
   bytesAllocated = 0;
   /** Commands encoded so far, by kind (the bench prints them per training step). */
   readonly counts = { dispatches: 0, copies: 0, clears: 0, submits: 0, uploads: 0 };
-  private readonly layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
 
   constructor(
     readonly device: GPUDevice,
@@ -181,15 +184,71 @@ export class GpuRuntime {
     this.encode().clearBuffer(dst, byte, bytes);
   }
 
+  /**
+   * The bind group layout of a kernel with `nr` read and `nw` written storage buffers: the parameters at binding 0
+   * with a dynamic offset (one bind group then serves every slot of the ring), then the storages.
+   */
+  private layout(nr: number, nw: number): GPUBindGroupLayout {
+    const key = `${nr},${nw}`;
+    let l = this.layouts.get(key);
+    if (!l) {
+      const storage = (type: GPUBufferBindingType, binding: number): GPUBindGroupLayoutEntry => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type },
+      });
+      l = this.device.createBindGroupLayout({
+        entries: [
+          {
+            binding: 0,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: SLOT_BYTES },
+          },
+          ...Array.from({ length: nr }, (_, i) => storage("read-only-storage", 1 + i)),
+          ...Array.from({ length: nw }, (_, i) => storage("storage", 1 + nr + i)),
+        ],
+      });
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
   /** The pipeline of one kernel variant, compiled once per key. */
-  pipeline(key: string, code: () => string): GPUComputePipeline {
+  pipeline(key: string, code: () => string, nr: number, nw: number): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.device.createShaderModule({ code: PRELUDE + code(), label: key });
-      p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" }, label: key });
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(nr, nw)] });
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: "main" }, label: key });
       this.pipelines.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * The bind group of these buffers, made once: pooled storage comes back in the same order every training step,
+   * and a recurrent layer binds the same buffers at every time step, so after warm-up nearly every dispatch finds
+   * its group here. Cleared when it grows past a bound (shapes that keep changing).
+   */
+  private bindGroup(nr: number, nw: number, buffers: GPUBuffer[]): GPUBindGroup {
+    const key = `${nr},${nw}:${buffers.map((b) => this.bufferId(b)).join(",")}`;
+    let g = this.bindGroups.get(key);
+    if (!g) {
+      if (this.bindGroups.size >= 8192) this.bindGroups.clear();
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.ring, offset: 0, size: SLOT_BYTES } },
+      ];
+      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+      g = this.device.createBindGroup({ layout: this.layout(nr, nw), entries });
+      this.bindGroups.set(key, g);
+    }
+    return g;
+  }
+
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
   }
 
   /**
@@ -207,7 +266,7 @@ export class GpuRuntime {
   ): void {
     if (groups.some((g) => g === 0)) return;
     if (this.slots === RING_SLOTS) this.submit();
-    const pipeline = this.pipeline(key, code);
+    const pipeline = this.pipeline(key, code, reads.length, writes.length);
     const wbufs = writes.map(raw);
     const snapshots: GpuStorage[] = [];
     const rbufs = reads.map((r) => {
@@ -221,16 +280,10 @@ export class GpuRuntime {
     const slot = this.slots++;
     this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
     this.ringHost.set(params, slot * SLOT_U32);
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.ring, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
-    ];
-    [...rbufs, ...wbufs].forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    let layout = this.layouts.get(pipeline);
-    if (!layout) this.layouts.set(pipeline, (layout = pipeline.getBindGroupLayout(0)));
-    const bindGroup = this.device.createBindGroup({ layout, entries });
+    const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
     if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
     this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
+    this.pass.setBindGroup(0, bindGroup, [slot * SLOT_BYTES]);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     this.counts.dispatches++;
     for (const s of snapshots) this.free(s);

@@ -21,7 +21,7 @@ import type {
   RnnForwardArgs,
 } from "../../../backend.js";
 import type { Buf, GpuRuntime, GpuStorage } from "../runtime.js";
-import { swapAxes } from "./elementwise.js";
+import { reduceTo, swapAxes } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 
 interface StepKernel {
@@ -118,8 +118,8 @@ function step(
   B: number,
   H: number,
   K: number,
+  R: number,
 ): void {
-  const R = rowsPerThread(B, H);
   const groups = [Math.ceil(H / 64), Math.ceil(B / (4 * R))];
   rt.run(`${key}.R${R}`, () => stepCode(k, R), reads, writes, [t, T, B, H, K], groups);
 }
@@ -219,13 +219,15 @@ ${NEXT_DA("dxw", "4u * pu(3u)")}`,
 
 export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
   for (let t = 0; t < T; t++) {
-    step(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], t, T, B, H, H);
+    step(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], t, T, B, H, H, R);
   }
 }
 
 export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
   const G = 4 * H;
   // dh0 carries dhT into the last step; dc0 carries dc from step to step and ends as dc0.
   start(rt, a.dhT, a.dh0, B * H);
@@ -234,7 +236,7 @@ export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): v
   const whT = transposed(rt, a.wh, H, G);
   for (let t = T - 1; t >= 0; t--) {
     const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
-    step(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], t, T, B, H, t === T - 1 ? 0 : G);
+    step(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], t, T, B, H, t === T - 1 ? 0 : G, R);
   }
   rt.free(whT);
   // dh0 = da_0 · Whᵀ
@@ -304,17 +306,15 @@ ${NEXT_DA("dah", "3u * pu(3u)")}`,
 
 export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
   for (let t = 0; t < T; t++) {
-    step(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], t, T, B, H, H);
+    step(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], t, T, B, H, H, R);
   }
 }
 
-export function gruBackward(
-  rt: GpuRuntime,
-  a: GruBackwardArgs<GpuStorage>,
-  reduceRows: (g: GpuStorage, rows: number, dst: GpuStorage, G: number) => void,
-): void {
+export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
   const G = 3 * H;
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
@@ -323,13 +323,13 @@ export function gruBackward(
   const dah = rt.alloc(T * B * G); // (T, B, 3H)
   for (let t = T - 1; t >= 0; t--) {
     const reads = [a.gates, a.hn, hp, a.dhs, whT];
-    step(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], t, T, B, H, t === T - 1 ? 0 : G);
+    step(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], t, T, B, H, t === T - 1 ? 0 : G, R);
   }
   rt.free(whT);
   // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
   matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
   if (a.dwh) matmul(rt, hp, dah, a.dwh, H, T * B, G, { transA: true, accumulate: true });
-  if (a.dbh) reduceRows(dah, T * B, a.dbh, G);
+  if (a.dbh) reduceTo(rt, dah, [T * B, G], a.dbh, [0, 1], 1); // dbh += Σ over the T·B rows
   rt.free(hp);
   rt.free(dah);
 }
@@ -367,16 +367,18 @@ ${NEXT_DA("dxw", "pu(3u)")}`,
 
 export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  for (let t = 0; t < T; t++) step(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], t, T, B, H, H);
+  const R = rowsPerThread(B, H);
+  for (let t = 0; t < T; t++) step(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], t, T, B, H, H, R);
 }
 
 export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, H);
   for (let t = T - 1; t >= 0; t--) {
-    step(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], t, T, B, H, t === T - 1 ? 0 : H);
+    step(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], t, T, B, H, t === T - 1 ? 0 : H, R);
   }
   rt.free(whT);
   matmul(rt, a.dxw, a.wh, a.dh0, B, H, H, { transB: true });
