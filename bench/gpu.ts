@@ -40,7 +40,7 @@ const V = 65;
 // Tiny: shapes SwiftShader runs in seconds; the same code path.
 const T = tiny ? 8 : 100;
 const WARMUP = tiny ? 1 : 3;
-const STEPS = tiny ? 2 : 20;
+const STEPS = tiny ? 2 : 30;
 const GEN_CHARS = tiny ? 5 : 300;
 const workloads = [
   { name: "W1", E: 64, H: tiny ? 16 : 256, L: 1 },
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
       const theirs = typeof t === "string" ? null : t;
       rows.push(
         `${w.name} ${w.desc.padEnd(42)} B=${String(B).padEnd(4)} charlm ${k(ours)} chars/s (loss ${loss.toFixed(3)})` +
-          `  PyTorch ${device} ${theirs ? `${k(theirs.charsPerSec)} chars/s  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : t}`,
+          `  PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : t}`,
       );
       console.log(rows[rows.length - 1]);
       console.log(`   ${lastProfile}`);

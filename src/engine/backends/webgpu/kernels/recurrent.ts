@@ -37,41 +37,67 @@ interface StepKernel {
 
 /**
  * A fused step kernel; params t, T, B, H, K (the product's length; 0 skips it). A workgroup is 64 units j by
- * 4·R batch rows; each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows. R is
- * unrolled at code generation (constant indices keep the accumulators in registers).
+ * 4·R batch rows; each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows.
+ * The k loop is unrolled by 4; a kernel with one product (the backward steps, K = G) keeps 4 partial sums so that
+ * its multiply-adds do not wait on each other. Rows and partials are unrolled at code generation (constant
+ * indices keep the accumulators in registers). The tile is zero past K and so are the weights read there.
  */
 function stepCode(k: StepKernel, R: number): string {
-  const rows = Array.from({ length: R }, (_, r) => r);
-  const gates = Array.from({ length: k.accs }, (_, a) => a);
-  const loads = gates.map((a) => `let w${a} = ${k.w(a)};`).join(" ");
-  const fmas = rows
-    .map((r) => {
-      const sums = gates.map((a) => `acc[${r * k.accs + a}] = fma(hv, w${a}, acc[${r * k.accs + a}]);`).join(" ");
-      return `{ let hv = tile[(lid.y + ${4 * r}u) * 64u + kk]; ${sums} }`;
+  const P = k.accs === 1 ? 4 : 1; // partial sums per product
+  const at = (p: number, r: number, a: number) => (p * R + r) * k.accs + a;
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const weightFns = range(k.accs)
+    .map((a) => `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)) { return 0.0; } return ${k.w(a)}; }`)
+    .join("\n");
+  const body = range(4)
+    .map((u) => {
+      const loads = range(k.accs).map((a) => `let w${a} = weight${a}(k0 + kk + ${u}u, j);`);
+      const fmas = range(R).flatMap((r) => {
+        const hv = `tile[(lid.y + ${4 * r}u) * 64u + kk + ${u}u]`;
+        return range(k.accs).map((a) => {
+          const i = at(u % P, r, a);
+          return `acc[${i}] = fma(${hv}, w${a}, acc[${i}]);`;
+        });
+      });
+      return `{ ${loads.join(" ")}\n          ${fmas.join("\n          ")} }`;
     })
     .join("\n        ");
-  const epilogues = rows
+  const combine =
+    P === 1
+      ? ""
+      : range(R)
+          .flatMap((r) =>
+            range(k.accs).map(
+              (a) =>
+                `acc[${at(0, r, a)}] += ${range(P - 1)
+                  .map((p) => `acc[${at(p + 1, r, a)}]`)
+                  .join(" + ")};`,
+            ),
+          )
+          .join(" ");
+  const epilogues = range(R)
     .map((r) => {
-      const body = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${r * k.accs + Number(a)}]`);
+      const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${at(0, r, Number(a))}]`);
       return `{
     let b = b0 + lid.y + ${4 * r}u;
     if (b < B) {
       let bj = b * H + j;
       let ho = t * B * H + bj;
-      ${body}
+      ${e}
     }
   }`;
     })
     .join("\n  ");
   return /* wgsl */ `
 ${k.decls}
+${weightFns}
 var<workgroup> tile: array<f32, ${256 * R}>; // [4R batch rows][64 k]
 @compute @workgroup_size(64, 4)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
   let j = wid.x * 64u + lid.x;
   let b0 = wid.y * ${4 * R}u;
-  var acc: array<f32, ${k.accs * R}>;
+  var acc: array<f32, ${k.accs * R * P}>;
   for (var k0 = 0u; k0 < KD; k0 += 64u) {
     for (var r = 0u; r < ${R}u; r++) {
       let row = lid.y + 4u * r;
@@ -81,16 +107,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     workgroupBarrier();
     if (j < H) {
-      let kn = min(64u, KD - k0);
-      for (var kk = 0u; kk < kn; kk++) {
-        let k = k0 + kk;
-        ${loads}
-        ${fmas}
+      for (var kk = 0u; kk < 64u; kk += 4u) {
+        ${body}
       }
     }
     workgroupBarrier();
   }
   if (j >= H) { return; }
+  ${combine}
   ${epilogues}
 }`;
 }
