@@ -300,6 +300,7 @@ async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps:
     const x = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
     const y = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
     const losses: number[] = [];
+    const bytes: number[] = []; // GPU memory held after each step (webgpu only)
     for (let s = 0; s < steps; s++) {
       const loss = scope(() => {
         for (const p of model.parameters().values()) p.zeroGrad();
@@ -310,10 +311,11 @@ async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps:
       });
       losses.push(await loss.value());
       loss.dispose();
+      bytes.push((be as Partial<WebgpuBackend>).bytesAllocated?.() ?? 0);
     }
     const weights = new Map<string, Float32Array>();
     for (const [name, p] of model.parameters()) weights.set(name, await p.read());
-    return { losses, weights };
+    return { losses, weights, bytes };
   } finally {
     setBackend(prev);
   }
@@ -327,6 +329,10 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     ["RNN", { type: "rnn", cell: "rnn", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
     ["GPT", { type: "gpt", vocabSize: V, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0.1, bias: true }],
   ];
+  test("memory is flat after the first training step (storage pooled and reused)", async () => {
+    const { bytes } = await train(gpu!, models[0][1], 3, 7, 5);
+    assert.deepEqual(bytes.slice(1), new Array(4).fill(bytes[1]), `GPU bytes after each step: ${bytes.join(", ")}`);
+  });
   for (const [name, cfg] of models) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
