@@ -1,0 +1,223 @@
+// A PyTorch export: a directory that python/charlm_torch.py loads into plain torch.nn modules, and that charlm
+// reads back (`charlm import`, or loadTorchExport as the starting point of a new run).
+//
+//   charlm-torch.json    format "charlm-torch-export", version 1: the model config (charlm's keys), the tokenizer
+//                        (characters and the index of "<unk>", -1 when there is none), the training config the model
+//                        came from (or null), the optimizer steps so far, who wrote it, and the size and SHA-256 of
+//                        model.safetensors
+//   model.safetensors    the state_dict: PyTorch names and layouts (torch-names.ts), F32
+//
+// The weights are written first and the JSON last, each atomically, so the JSON is the commit point: a reader sees
+// the previous export or the new one. Reading checks the JSON, then the file's size and SHA-256, then its tensors.
+
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { Vocab, type VocabJSON } from "../data/vocab.js";
+import { parseModelConfig, type ModelConfig } from "../models/config.js";
+import type { LanguageModel } from "../models/contract.js";
+import { buildModel } from "../models/registry.js";
+import { writeFileAtomic } from "../train/atomic.js";
+import { MANIFEST, loadCheckpoint, prettyJson, saveCheckpoint } from "../train/checkpoint.js";
+import { checkPartialConfig, type TrainConfig } from "../train/config.js";
+import { decodeSafetensors, encodeSafetensors } from "../train/safetensors.js";
+import { loadWeightsInto } from "../train/weights.js";
+import { CharlmError } from "../util/errors.js";
+import { fromTorchStateDict, toTorchStateDict, type Weights } from "./torch-names.js";
+
+export const TORCH_FORMAT = "charlm-torch-export";
+export const TORCH_VERSION = 1;
+export const TORCH_MANIFEST = "charlm-torch.json";
+export const TORCH_WEIGHTS = "model.safetensors";
+
+export interface TorchExportManifest {
+  format: typeof TORCH_FORMAT;
+  version: typeof TORCH_VERSION;
+  savedAt: string; // ISO time
+  writer: string; // "charlm export" or "python/train.py"
+  model: ModelConfig; // charlm's config keys; python/charlm_torch.py builds the same architecture from them
+  torch: { module: "CharRNN" | "GPT"; dtype: "float32" };
+  vocab: VocabJSON;
+  train: Partial<TrainConfig> | null; // the charlm training config the weights came from, for reference
+  step: number; // optimizer steps taken so far (charlm's and the Python trainer's together)
+  files: Record<string, { bytes: number; sha256: string }>;
+}
+
+const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+const exists = (p: string): Promise<boolean> =>
+  fs.stat(p).then(
+    () => true,
+    () => false,
+  );
+
+function weightsOf(model: LanguageModel): Weights {
+  const out: Weights = new Map();
+  for (const [name, t] of model.parameters()) out.set(name, { shape: t.shape.slice(), data: t.data });
+  return out;
+}
+
+/** Write a model as a PyTorch export into `out` (created if needed). */
+export async function writeTorchExport(
+  out: string,
+  c: { model: LanguageModel; vocab: Vocab; train?: Partial<TrainConfig> | null; step?: number },
+): Promise<TorchExportManifest> {
+  const config = parseModelConfig(c.model.config);
+  const bytes = encodeSafetensors(toTorchStateDict(config, weightsOf(c.model)), { format: "pt" });
+  await fs.mkdir(out, { recursive: true });
+  await writeFileAtomic(path.join(out, TORCH_WEIGHTS), bytes);
+  const manifest: TorchExportManifest = {
+    format: TORCH_FORMAT,
+    version: TORCH_VERSION,
+    savedAt: new Date().toISOString(),
+    writer: "charlm export",
+    model: config,
+    torch: { module: config.type === "rnn" ? "CharRNN" : "GPT", dtype: "float32" },
+    vocab: c.vocab.toJSON(),
+    train: c.train ?? null,
+    step: c.step ?? 0,
+    files: { [TORCH_WEIGHTS]: { bytes: bytes.length, sha256: sha256(bytes) } },
+  };
+  await writeFileAtomic(path.join(out, TORCH_MANIFEST), prettyJson(manifest) + "\n");
+  return manifest;
+}
+
+/** Refuse to write over something that is not an earlier export of ours (a charlm checkpoint above all). */
+async function checkTarget(out: string, force: boolean, kind: "export" | "checkpoint"): Promise<void> {
+  if (kind === "export" && (await exists(path.join(out, MANIFEST)))) {
+    throw new CharlmError(
+      `${out}: holds a charlm checkpoint (${MANIFEST}); write the export to another directory so the checkpoint stays intact`,
+    );
+  }
+  const mine = path.join(out, kind === "export" ? TORCH_MANIFEST : MANIFEST);
+  if (!force && (await exists(mine))) {
+    throw new CharlmError(
+      `${out}: already holds a${kind === "export" ? " PyTorch export" : " checkpoint"}; pick another directory or add --force to overwrite it`,
+    );
+  }
+}
+
+/** `charlm export DIR --to torch OUT`: the checkpoint in `dir` as a PyTorch export in `out`. */
+export async function exportCheckpointToTorch(
+  dir: string,
+  out: string,
+  opts: { force?: boolean } = {},
+): Promise<TorchExportManifest> {
+  const { model, vocab, manifest } = await loadCheckpoint(dir);
+  await checkTarget(out, opts.force ?? false, "export");
+  return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step });
+}
+
+/** Read and check `dir`/charlm-torch.json and model.safetensors: the manifest and the state_dict. */
+export async function readTorchExport(dir: string): Promise<{ manifest: TorchExportManifest; stateDict: Weights }> {
+  const file = path.join(dir, TORCH_MANIFEST);
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") {
+      throw new CharlmError(
+        (await exists(dir))
+          ? `${dir}: no ${TORCH_MANIFEST} in this directory, so it is not a PyTorch export; pass a directory written by charlm export --to torch or python/train.py`
+          : `${dir}: no such directory; pass a directory written by charlm export --to torch or python/train.py`,
+      );
+    }
+    throw err;
+  }
+  let m: Partial<TorchExportManifest>;
+  try {
+    m = JSON.parse(text) as Partial<TorchExportManifest>;
+  } catch {
+    throw new CharlmError(`${file}: not valid JSON; the export is damaged, export the model again`);
+  }
+  if (typeof m !== "object" || m === null || m.format !== TORCH_FORMAT) {
+    throw new CharlmError(
+      `${file}: format is ${JSON.stringify(m?.format)}, expected "${TORCH_FORMAT}"; this is not a charlm PyTorch export`,
+    );
+  }
+  if (m.version !== TORCH_VERSION) {
+    throw new CharlmError(
+      `${file}: export format version ${JSON.stringify(m.version)} is not supported (this charlm reads version ${TORCH_VERSION}); export the model again with this release`,
+    );
+  }
+  for (const key of ["model", "vocab", "files"] as const) {
+    if (typeof m[key] !== "object" || m[key] === null)
+      throw new CharlmError(`${file}: the "${key}" field is missing; the export is damaged, export the model again`);
+  }
+  m.model = parseModelConfig(m.model, `${file}: model`);
+  if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`);
+  if (!Number.isInteger(m.step) || m.step! < 0) m.step = 0;
+  const entry = m.files![TORCH_WEIGHTS];
+  if (!entry)
+    throw new CharlmError(`${file}: lists no ${TORCH_WEIGHTS}; the export is damaged, export the model again`);
+  const wfile = path.join(dir, TORCH_WEIGHTS);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(wfile);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT")
+      throw new CharlmError(`${wfile}: missing, though ${TORCH_MANIFEST} lists it; copy the whole export directory`);
+    throw err;
+  }
+  if (bytes.length !== entry.bytes) {
+    throw new CharlmError(
+      `${wfile}: ${bytes.length} bytes but ${TORCH_MANIFEST} says ${entry.bytes} (truncated or replaced); export the model again`,
+    );
+  }
+  const parsed = decodeSafetensors(bytes, wfile);
+  if (sha256(bytes) !== entry.sha256) {
+    throw new CharlmError(
+      `${wfile}: contents do not match the SHA-256 in ${TORCH_MANIFEST} (edited or corrupted); export the model again`,
+    );
+  }
+  const stateDict: Weights = new Map();
+  for (const [name, t] of parsed.tensors) {
+    if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
+      throw new CharlmError(`${wfile}: tensor ${name} has dtype ${t.dtype}; save the state_dict as float32`);
+    }
+    stateDict.set(name, { shape: t.shape, data: t.data as Float32Array });
+  }
+  return { manifest: m as TorchExportManifest, stateDict };
+}
+
+/**
+ * A PyTorch export as a charlm model and vocabulary: the library entry for starting a charlm run from weights
+ * trained in PyTorch (what `charlm import` writes out as a checkpoint).
+ */
+export async function loadTorchExport(
+  dir: string,
+): Promise<{ model: LanguageModel; vocab: Vocab; manifest: TorchExportManifest }> {
+  const { manifest, stateDict } = await readTorchExport(dir);
+  const file = path.join(dir, TORCH_MANIFEST);
+  let vocab: Vocab;
+  try {
+    vocab = Vocab.fromJSON(manifest.vocab);
+  } catch (err) {
+    throw new CharlmError(`${file}: ${(err as Error).message}`);
+  }
+  if (vocab.size !== manifest.model.vocabSize) {
+    throw new CharlmError(
+      `${file}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the export is damaged`,
+    );
+  }
+  const model = buildModel(manifest.model, null); // zeros: the weights are loaded next
+  const shapes = new Map([...model.parameters()].map(([name, t]) => [name, t.shape]));
+  const weights = fromTorchStateDict(manifest.model, stateDict, shapes, path.join(dir, TORCH_WEIGHTS));
+  loadWeightsInto(
+    model,
+    { tensors: new Map([...weights].map(([k, t]) => [k, { dtype: "F32", ...t }])), metadata: {} },
+    dir,
+  );
+  return { model, vocab, manifest };
+}
+
+/** `charlm import DIR --out OUT`: a PyTorch export as a charlm checkpoint (for sample, eval, serve). */
+export async function importTorchExport(
+  dir: string,
+  out: string,
+  opts: { force?: boolean } = {},
+): Promise<{ model: LanguageModel; vocab: Vocab; manifest: TorchExportManifest }> {
+  const loaded = await loadTorchExport(dir);
+  await checkTarget(out, opts.force ?? false, "checkpoint");
+  await saveCheckpoint(out, { model: loaded.model, vocab: loaded.vocab, step: loaded.manifest.step });
+  return loaded;
+}
