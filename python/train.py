@@ -11,7 +11,7 @@ encoded with its vocabulary ("<unk>" for pruned characters). GPUs use NCCL, CPUs
 Each step draws one global batch of --batch-size random windows of --seq-length characters from a generator seeded
 by --seed and the export's step; rank r of N trains on rows [r*B/N, (r+1)*B/N) and DDP averages the gradients, so
 N processes take the same steps as one process on the whole batch (up to float rounding). Adam (charlm's defaults),
-global-norm clipping, constant learning rate. The optimizer state starts fresh: an export carries weights only.
+global-norm clipping, a constant learning rate after an optional linear warm-up. The optimizer state starts fresh: an export carries weights only.
 The loss of every --log-every step is printed as one JSON line, {"step": s, "loss": nats per character}.
 """
 
@@ -39,6 +39,7 @@ def parse_args():
     p.add_argument("--batch-size", type=int, help="windows per step over all processes (default: the export's)")
     p.add_argument("--seq-length", type=int, help="characters per window (default: the export's)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the export's)")
+    p.add_argument("--warmup", type=int, default=0, help="raise the learning rate linearly over N steps (the fresh Adam's first steps are large)")
     p.add_argument("--clip", type=float, help="clip gradients to this global norm, 0 = off (default: the export's)")
     p.add_argument("--seed", type=int, default=1, help="seeds the batches (and dropout, per process)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: one GPU per process, NCCL")
@@ -115,6 +116,9 @@ def main():
         x, y = ids[window].to(device, non_blocking=True), ids[window + 1].to(device, non_blocking=True)
         logits, _ = net(x)  # (B/N, T, V)
         loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        if args.warmup:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, i / args.warmup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip > 0:

@@ -10,14 +10,11 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Vocab } from "../src/data/vocab.js";
 import { TORCH_MANIFEST, TORCH_WEIGHTS, loadTorchExport } from "../src/interop/torch-export.js";
-import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
-import { buildModel } from "../src/models/registry.js";
 import { MANIFEST, loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
-import { Rng } from "../src/util/rng.js";
 import { cli } from "./helpers/cli.js";
+import { MODELS, maxDiff, randomModel, vocab } from "./helpers/interop.js";
 
 const PYTHON = "/usr/bin/python3";
 const torchMissing =
@@ -26,42 +23,8 @@ const torchMissing =
     : `${PYTHON} cannot import torch; install Debian's python3-torch to run the PyTorch round trip`;
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-torch-"));
-const TEXT = "the quick brown fox jumps over the lazy dog; THE QUICK BROWN FOX! 0123456789 äö";
-const vocab = Vocab.build(TEXT, { maxSize: 20 }); // pruned: "<unk>" at 0 stands for the rest
-
-const MODELS: [string, ModelConfig][] = [
-  ["lstm", { type: "rnn", cell: "lstm", vocabSize: vocab.size, embedding: 5, units: 7, layers: 2, dropout: 0.1 }],
-  ["gru", { type: "rnn", cell: "gru", vocabSize: vocab.size, embedding: 6, units: 5, layers: 2, dropout: 0 }],
-  ["rnn", { type: "rnn", cell: "rnn", vocabSize: vocab.size, embedding: 4, units: 9, layers: 1, dropout: 0 }],
-  [
-    "gpt-bias",
-    { type: "gpt", vocabSize: vocab.size, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 12, dropout: 0.1, bias: true },
-  ],
-  [
-    "gpt-nobias",
-    { type: "gpt", vocabSize: vocab.size, blockSize: 8, nLayer: 1, nHead: 3, nEmbd: 12, dropout: 0, bias: false },
-  ],
-];
 const B = 3;
 const T = 8;
-
-/** A model whose every parameter (biases and LayerNorm gains included) is random, so each mapping is exercised. */
-function randomModel(config: ModelConfig, seed: number): LanguageModel {
-  const model = buildModel(config, null);
-  const rng = new Rng(seed);
-  for (const [name, p] of model.parameters()) {
-    const gain = name.endsWith(".gamma");
-    for (let i = 0; i < p.data.length; i++) p.data[i] = gain ? 0.7 + 0.6 * rng.random() : rng.random() - 0.5;
-  }
-  return model;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 test(
   "torch export: charlm -> torch -> charlm for LSTM, GRU, SimpleRNN and GPT (bias on, off)",
@@ -158,7 +121,10 @@ test("torch export: bad input is refused with one line naming the file and the f
 
   const ex = join(root, "ex");
   assert.equal((await cli("export", join(root, "ck"), "--to", "torch", ex)).code, 0);
-  oneLine(await cli("export", join(root, "ck"), "--to", "torch", ex), /already holds a PyTorch export.*--force/);
+  oneLine(
+    await cli("export", join(root, "ck"), "--to", "torch", ex),
+    /already holds an export \(charlm-torch\.json\).*--force/,
+  );
   assert.equal((await cli("import", ex, "--out", join(root, "ck2"))).code, 0);
   oneLine(await cli("import", ex, "--out", join(root, "ck2")), /already holds a checkpoint.*--force/);
 

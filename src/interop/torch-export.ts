@@ -81,17 +81,24 @@ export async function writeTorchExport(
   return manifest;
 }
 
-/** Refuse to write over something that is not an earlier export of ours (a charlm checkpoint above all). */
-async function checkTarget(out: string, force: boolean, kind: "export" | "checkpoint"): Promise<void> {
+/**
+ * Refuse to write over something that is not an earlier output of the same kind (a charlm checkpoint above all).
+ * `mine` names the file that marks an export of this kind (the PyTorch export's JSON by default).
+ */
+export async function checkTarget(
+  out: string,
+  force: boolean,
+  kind: "export" | "checkpoint",
+  mine = TORCH_MANIFEST,
+): Promise<void> {
   if (kind === "export" && (await exists(path.join(out, MANIFEST)))) {
     throw new CharlmError(
       `${out}: holds a charlm checkpoint (${MANIFEST}); write the export to another directory so the checkpoint stays intact`,
     );
   }
-  const mine = path.join(out, kind === "export" ? TORCH_MANIFEST : MANIFEST);
-  if (!force && (await exists(mine))) {
+  if (!force && (await exists(path.join(out, kind === "export" ? mine : MANIFEST)))) {
     throw new CharlmError(
-      `${out}: already holds a${kind === "export" ? " PyTorch export" : " checkpoint"}; pick another directory or add --force to overwrite it`,
+      `${out}: already holds ${kind === "export" ? `an export (${mine})` : "a checkpoint"}; pick another directory or add --force to overwrite it`,
     );
   }
 }

@@ -1,0 +1,97 @@
+// `charlm export --to onnx`, run by onnxruntime (the npm package onnxruntime-node, CPU) against charlm's own
+// forward pass and generation step, for LSTM, GRU, SimpleRNN and the GPT with and without biases: the whole-sequence
+// logits and final states, and the stateful one-step form (T = 1, state fed back; the GPT reruns its last window).
+// Measured differences are printed as diagnostics; asserted within 1e-4 (float32 on both sides).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import type { RnnState } from "../src/models/rnn.js";
+import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { cli } from "./helpers/cli.js";
+import { MODELS, maxDiff, randomModel, vocab } from "./helpers/interop.js";
+
+const B = 3;
+const N = 11; // tokens per row: past the GPTs' blockSize of 8, so the windowed form is exercised
+
+const ids = (rows: number[][]): ort.Tensor =>
+  new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+const zeros = (dims: number[]): ort.Tensor =>
+  new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+
+for (const [i, [name, config]] of MODELS.entries()) {
+  test(`onnx export: ${name} in onnxruntime gives charlm's logits, whole sequence and step by step`, async (t) => {
+    const root = mkdtempSync(join(tmpdir(), "charlm-onnx-"));
+    const model = randomModel(config, 200 + i);
+    await saveCheckpoint(join(root, "ck"), { model, vocab });
+    const r = await cli("export", join(root, "ck"), "--to", "onnx", join(root, "onnx"));
+    assert.equal(r.code, 0, r.err);
+    const meta = JSON.parse(readFileSync(join(root, "onnx", "charlm-onnx.json"), "utf8"));
+    assert.deepEqual(meta.vocab, vocab.toJSON());
+    const session = await ort.InferenceSession.create(join(root, "onnx", "model.onnx"));
+    const rows = Array.from({ length: B }, (_, b) => Array.from({ length: N }, (_, n) => (b * 5 + n * 3) % vocab.size));
+    const flat = (rows2: number[][]) => Int32Array.from(rows2.flat());
+
+    let worstSeq: number;
+    let worstStep = 0;
+    if (config.type === "rnn") {
+      const { layers: L, units: H } = config;
+      const lstm = config.cell === "lstm";
+      const state0 = (): Record<string, ort.Tensor> => ({
+        h0: zeros([L, B, H]),
+        ...(lstm ? { c0: zeros([L, B, H]) } : {}),
+      });
+      // Whole sequence from zeros: logits (B, N, V) and the final states.
+      const out = await session.run({ tokens: ids(rows), ...state0() });
+      const want = model.forward(flat(rows), B, N);
+      worstSeq = maxDiff(out.logits.data as Float32Array, want.logits.data);
+      const st = want.state as RnnState;
+      const hN = out.hN.data as Float32Array;
+      for (let l = 0; l < L; l++) {
+        assert.ok(maxDiff(hN.subarray(l * B * H, (l + 1) * B * H), st.h[l].data) <= 1e-4, `hN layer ${l}`);
+        if (lstm)
+          assert.ok(maxDiff((out.cN.data as Float32Array).subarray(l * B * H, (l + 1) * B * H), st.c[l].data) <= 1e-4);
+      }
+      // One step at a time, the state fed back, against charlm's step().
+      let feeds = state0();
+      let s = model.initialState!(B);
+      for (let n = 0; n < N; n++) {
+        const col = rows.map((row) => [row[n]]);
+        const o = await session.run({ tokens: ids(col), ...feeds });
+        const w = model.step!(flat(col), s);
+        s = w.state;
+        worstStep = Math.max(worstStep, maxDiff(o.logits.data as Float32Array, w.logits));
+        feeds = { h0: o.hN, ...(lstm ? { c0: o.cN } : {}) };
+      }
+    } else {
+      const S = config.blockSize;
+      // A whole window: the first blockSize tokens.
+      const win = rows.map((row) => row.slice(0, S));
+      const out = await session.run({ tokens: ids(win) });
+      worstSeq = maxDiff(out.logits.data as Float32Array, model.forward(flat(win), B, S).logits.data);
+      // Generation: charlm's step() (key/value cache, then the sliding window) against onnxruntime on the last
+      // min(n, blockSize) tokens, taking the last position's logits.
+      let s = model.initialState!(B);
+      for (let n = 0; n < N; n++) {
+        const w = model.step!(flat(rows.map((row) => [row[n]])), s);
+        s = w.state;
+        const ctx = rows.map((row) => row.slice(Math.max(0, n + 1 - S), n + 1));
+        const o = await session.run({ tokens: ids(ctx) });
+        const Tn = ctx[0].length;
+        const V = config.vocabSize;
+        const logits = o.logits.data as Float32Array;
+        const last = new Float32Array(B * V);
+        for (let b = 0; b < B; b++) last.set(logits.subarray((b * Tn + Tn - 1) * V, (b * Tn + Tn) * V), b * V);
+        worstStep = Math.max(worstStep, maxDiff(last, w.logits));
+      }
+    }
+    t.diagnostic(
+      `${name}: max |onnxruntime - charlm| logits ${worstSeq.toExponential(2)} (sequence), ${worstStep.toExponential(2)} (step by step)`,
+    );
+    assert.ok(worstSeq <= 1e-4, `${name}: sequence logits differ by ${worstSeq}`);
+    assert.ok(worstStep <= 1e-4, `${name}: step logits differ by ${worstStep}`);
+  });
+}
