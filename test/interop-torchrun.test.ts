@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSplits } from "../src/data/corpus.js";
@@ -124,5 +124,36 @@ test(
     t.diagnostic(`validation loss at the end: torch ${vEnd.val_loss}, charlm ${charlmEnd}`);
     assert.ok(Math.abs(vEnd.val_loss! - charlmEnd) <= 1e-5);
     assert.ok(charlmEnd < charlmStart);
+  },
+);
+
+test(
+  "python/train.py refuses a damaged export and a missing corpus with one line",
+  { skip: torchMissing },
+  async () => {
+    const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
+    const vocab = Vocab.build("abc ");
+    const model = buildModel(
+      { type: "rnn", cell: "gru", vocabSize: vocab.size, embedding: 3, units: 4, layers: 1, dropout: 0 },
+      new Rng(1),
+    );
+    await saveCheckpoint(join(root, "ck"), { model, vocab });
+    const ex = join(root, "ex");
+    assert.equal((await cli("export", join(root, "ck"), "--to", "torch", ex)).code, 0);
+    const fail = (args: string[]) =>
+      spawnSync(PYTHON, ["python/train.py", "--init", ex, "--out", join(root, "o"), ...args], { encoding: "utf8" });
+    let r = fail(["--data", join(root, "missing.txt")]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^train\.py: .*missing\.txt: no such file or directory; check the path\n$/);
+    const wfile = join(ex, "model.safetensors");
+    const bytes = readFileSync(wfile);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(wfile, bytes);
+    r = fail(["--data", join(root, "missing.txt")]);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      /^train\.py: .*model\.safetensors: size or SHA-256 differs from charlm-torch\.json .*export the model again\n$/,
+    );
   },
 );
