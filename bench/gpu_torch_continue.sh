@@ -17,8 +17,8 @@ STEPS=${STEPS:-300}
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
 for B in ${BATCHES:-32 256}; do
   python3 python/train.py --init "$EXPORT" --data "$DATA" --device cuda --steps "$STEPS" --batch-size "$B" \
-    --warmup 50 --log-every 50 --eval-chars 55000 --out "$OUT-b$B"
+    --log-every 50 --eval-chars 55000 --out "$OUT-b$B"
 done
 # The same through torchrun with NCCL (one process per GPU; on one GPU this checks the launch path).
 torchrun --standalone --nproc_per_node="${NPROC:-1}" python/train.py --init "$EXPORT" --data "$DATA" --device cuda \
-  --steps 50 --batch-size 64 --warmup 50 --log-every 25 --out "$OUT-torchrun"
+  --steps 50 --batch-size 64 --log-every 25 --out "$OUT-torchrun"

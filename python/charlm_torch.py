@@ -6,6 +6,8 @@ An export (written by `charlm export DIR --to torch OUT` or by train.py here) is
                        "vocab": {"chars": [...], "unk": index or -1}, "train": charlm's training config or null,
                        "step": optimizer steps so far, "files": {"model.safetensors": {"bytes", "sha256"}}, ...}
   model.safetensors   the state_dict of CharRNN or GPT below, float32
+  optimizer.safetensors  when the run used Adam: "exp_avg.<name>", "exp_avg_sq.<name>" per state_dict entry
+                      (its scalars, step included, under "optimizer" in the JSON)
 
 Requirements: torch (1.13 or later). The `safetensors` package is used when it is installed; without it the format
 (8-byte little-endian header length, a JSON header, raw little-endian data) is read and written here.
@@ -30,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 FORMAT, VERSION = "charlm-torch-export", 1
-MANIFEST, WEIGHTS = "charlm-torch.json", "model.safetensors"
+MANIFEST, WEIGHTS, OPTIMIZER = "charlm-torch.json", "model.safetensors", "optimizer.safetensors"
 
 
 class ExportError(Exception):
@@ -225,9 +227,23 @@ def write_atomic(path, data):
 # Exports
 
 
+def _read_listed(folder, m, name):
+    """One data file of an export, checked against the size and SHA-256 its JSON lists."""
+    path, entry = os.path.join(folder, name), m.get("files", {}).get(name)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ExportError(f"{path}: missing; copy the whole export directory") from None
+    if entry is None or len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+        raise ExportError(f"{path}: size or SHA-256 differs from {MANIFEST} (truncated or edited); export the model again")
+    return tensors_from_safetensors(raw, path)
+
+
 def read_export(folder):
-    """-> (manifest dict, model with the export's weights, on the CPU). Damaged or foreign files are refused."""
-    mfile, wfile = os.path.join(folder, MANIFEST), os.path.join(folder, WEIGHTS)
+    """-> (manifest dict, model with the export's weights on the CPU, Adam's moments {name: tensor} or None).
+    Damaged or foreign files are refused."""
+    mfile = os.path.join(folder, MANIFEST)
     if not os.path.isfile(mfile):
         raise ExportError(f"{folder}: no {MANIFEST}, so it is not a charlm PyTorch export; run charlm export DIR --to torch {folder}")
     try:
@@ -237,35 +253,70 @@ def read_export(folder):
         raise ExportError(f"{mfile}: not valid JSON; the export is damaged, export the model again") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("version") != VERSION:
         raise ExportError(f"{mfile}: expected format {FORMAT} version {VERSION}; export the model again with this charlm")
-    entry = m.get("files", {}).get(WEIGHTS)
-    try:
-        with open(wfile, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise ExportError(f"{wfile}: missing; copy the whole export directory") from None
-    if entry is None or len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        raise ExportError(f"{wfile}: size or SHA-256 differs from {MANIFEST} (truncated or edited); export the model again")
     model = build_model(m["model"])
-    state = tensors_from_safetensors(raw, wfile)
+    state = _read_listed(folder, m, WEIGHTS)
     want, got = set(model.state_dict()), set(state)
     if want != got:
         diff = sorted(want ^ got)[0]
-        raise ExportError(f"{wfile}: tensor {diff} {'is missing' if diff in want else 'is not part of this model'}; export the model again")
+        raise ExportError(f"{folder}/{WEIGHTS}: tensor {diff} {'is missing' if diff in want else 'is not part of this model'}; export the model again")
     model.load_state_dict(state)
-    return m, model
+    moments = _read_listed(folder, m, OPTIMIZER) if m.get("optimizer") else None
+    return m, model, moments
 
 
-def write_export(folder, manifest, model, step, writer):
-    """Write `model` (unwrapped from DDP) as an export: the weights first, then the JSON that commits them."""
+def make_adam(model, manifest, moments, lr):
+    """torch.optim.Adam over the trainable parameters, with the export's moments and step count when it has them
+    (charlm's Adam is the same update: m / (1 - b1^t) over sqrt(v / (1 - b2^t)) + eps)."""
+    o, saved = manifest.get("optimizer") or {}, manifest.get("train") or {}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.Adam(
+        [p for _, p in named],
+        lr=lr,
+        betas=(o.get("beta1", saved.get("beta1", 0.9)), o.get("beta2", saved.get("beta2", 0.999))),
+        eps=o.get("eps", 1e-8),
+        weight_decay=o.get("weightDecay", saved.get("weightDecay", 0.0)),
+    )
+    if moments is not None:
+        sd = opt.state_dict()
+        step = torch.tensor(float(o["step"]))
+        sd["state"] = {
+            i: {"step": step.clone(), "exp_avg": moments[f"exp_avg.{n}"], "exp_avg_sq": moments[f"exp_avg_sq.{n}"]}
+            for i, (n, _) in enumerate(named)
+        }
+        opt.load_state_dict(sd)  # moves the moments to the parameters' device
+    return opt
+
+
+def write_export(folder, manifest, model, step, writer, opt=None):
+    """Write `model` (unwrapped from DDP) and Adam's state as an export: data files first, then the JSON."""
     os.makedirs(folder, exist_ok=True)
-    raw = safetensors_bytes(model.state_dict())
-    write_atomic(os.path.join(folder, WEIGHTS), raw)
-    m = dict(manifest)
+    files, m = {}, dict(manifest)
+
+    def put(name, raw):
+        write_atomic(os.path.join(folder, name), raw)
+        files[name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+    state = model.state_dict()
+    put(WEIGHTS, safetensors_bytes(state))
+    m["optimizer"] = None
+    if opt is not None:
+        by_param = {id(p): opt.state.get(p, {}) for group in opt.param_groups for p in group["params"]}
+        moments, t = {}, 0
+        for n, p in model.named_parameters():  # frozen entries (no state) hold zeros, as charlm writes them
+            s = by_param.get(id(p), {})
+            t = max(t, int(s.get("step", 0)))
+            for key in ("exp_avg", "exp_avg_sq"):
+                moments[f"{key}.{n}"] = s[key] if key in s else torch.zeros_like(p)
+        put(OPTIMIZER, safetensors_bytes(moments))
+        g = opt.param_groups[0]
+        m["optimizer"] = {"type": "adam", "step": t, "beta1": g["betas"][0], "beta2": g["betas"][1], "eps": g["eps"], "weightDecay": g["weight_decay"]}
+    elif os.path.exists(os.path.join(folder, OPTIMIZER)):
+        os.unlink(os.path.join(folder, OPTIMIZER))  # an earlier export's, now stale
     m.update(
         savedAt=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         writer=writer,
         step=step,
-        files={WEIGHTS: {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}},
+        files=files,
     )
     write_atomic(os.path.join(folder, MANIFEST), (json.dumps(m, indent=2, ensure_ascii=False) + "\n").encode())
 
@@ -340,18 +391,20 @@ def load_splits(data, validation_fraction=0.1):
 
 def logits_job(job_file):
     """JOB.json: {"out": FILE, "items": [{"export": DIR, "tokens": [...], "B": b, "T": t, "resave": DIR?}]}.
-    Writes {"items": [{"logits": [...]}]} to FILE; "resave" writes the loaded model's state_dict as a new export."""
+    Writes {"items": [{"logits": [...]}]} to FILE; "resave" writes the loaded model's state_dict (and Adam's, loaded
+    into torch.optim.Adam and read back out) as a new export."""
     with open(job_file) as f:
         job = json.load(f)
     results = []
     for item in job["items"]:
-        m, model = read_export(item["export"])
+        m, model, moments = read_export(item["export"])
         model.eval()
         with torch.no_grad():
             logits, _ = model(torch.tensor(item["tokens"], dtype=torch.long).reshape(item["B"], item["T"]))
         results.append({"logits": logits.reshape(-1).tolist()})
         if item.get("resave"):
-            write_export(item["resave"], m, model, m.get("step", 0), "python/charlm_torch.py")
+            opt = make_adam(model, m, moments, 1e-3) if moments is not None else None  # through torch's Adam state
+            write_export(item["resave"], m, model, m.get("step", 0), "python/charlm_torch.py", opt)
     with open(job["out"], "w") as f:
         json.dump({"torch": torch.__version__, "items": results}, f)
 

@@ -10,8 +10,9 @@ encoded with its vocabulary ("<unk>" for pruned characters). GPUs use NCCL, CPUs
 
 Each step draws one global batch of --batch-size random windows of --seq-length characters from a generator seeded
 by --seed and the export's step; rank r of N trains on rows [r*B/N, (r+1)*B/N) and DDP averages the gradients, so
-N processes take the same steps as one process on the whole batch (up to float rounding). Adam (charlm's defaults),
-global-norm clipping, a constant learning rate after an optional linear warm-up. The optimizer state starts fresh: an export carries weights only.
+N processes take the same steps as one process on the whole batch (up to float rounding). Adam, continuing from the
+export's moments and step count when it carries them (a charlm run with Adam does; otherwise it starts afresh, and
+--warmup softens its first large steps), global-norm clipping, a constant learning rate.
 The loss of every --log-every step is printed as one JSON line, {"step": s, "loss": nats per character}.
 """
 
@@ -45,6 +46,7 @@ def parse_args():
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: one GPU per process, NCCL")
     p.add_argument("--log-every", type=int, default=1, help="print the loss every N steps")
     p.add_argument("--save-every", type=int, default=0, help="also write OUT every N steps (0 = at the end only)")
+    p.add_argument("--print-batches", action="store_true", help="print each step's window starts (for charlm's tests)")
     p.add_argument("--eval-chars", type=int, default=0, help="validation characters to score at start and end (0 = none)")
     return p.parse_args()
 
@@ -62,7 +64,7 @@ def main():
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
     say = print if rank == 0 else (lambda *a, **k: None)
 
-    manifest, model = ct.read_export(args.init)
+    manifest, model, moments = ct.read_export(args.init)
     cfg, saved = manifest["model"], manifest.get("train") or {}
     data = args.data or saved.get("data")
     if not data:
@@ -85,7 +87,7 @@ def main():
     model.to(device)
     net = DDP(model, device_ids=[local_rank] if args.device == "cuda" else None) if world > 1 else model
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, betas=(saved.get("beta1", 0.9), saved.get("beta2", 0.999)), eps=1e-8)
+    opt = ct.make_adam(model, manifest, moments, lr)  # after model.to(device): the moments follow the parameters
     V = cfg["vocabSize"]
     start = manifest.get("step", 0)
     gen = torch.Generator().manual_seed(args.seed * 1_000_003 + start)  # same in every process: one global batch
@@ -111,8 +113,10 @@ def main():
     model.train()
     t0 = None
     for i in range(1, args.steps + 1):
-        starts = torch.randint(0, len(ids) - T, (B,), generator=gen)[rows]  # (B/N,)
-        window = starts[:, None] + offsets  # (B/N, T)
+        starts = torch.randint(0, len(ids) - T, (B,), generator=gen)  # (B,): the global batch
+        if args.print_batches:
+            say(json.dumps({"step": start + i, "starts": starts.tolist()}))
+        window = starts[rows, None] + offsets  # (B/N, T): this process's rows
         x, y = ids[window].to(device, non_blocking=True), ids[window + 1].to(device, non_blocking=True)
         logits, _ = net(x)  # (B/N, T, V)
         loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
@@ -135,7 +139,7 @@ def main():
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
         if args.save_every and i % args.save_every == 0 and i < args.steps and rank == 0:
-            ct.write_export(args.out, manifest, model, start + i, "python/train.py")
+            ct.write_export(args.out, manifest, model, start + i, "python/train.py", opt)
     if args.device == "cuda":
         torch.cuda.synchronize()
     if args.steps > 1:
@@ -144,7 +148,7 @@ def main():
     if rank == 0:
         if args.eval_chars:
             say(json.dumps({"step": start + args.steps, "val_loss": evaluate()}))
-        ct.write_export(args.out, manifest, model, start + args.steps, "python/train.py")
+        ct.write_export(args.out, manifest, model, start + args.steps, "python/train.py", opt)
         say(json.dumps({"wrote": args.out, "step": start + args.steps}))
     if world > 1:
         dist.barrier()

@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TORCH_MANIFEST, TORCH_WEIGHTS, loadTorchExport } from "../src/interop/torch-export.js";
 import type { LanguageModel } from "../src/models/contract.js";
-import { MANIFEST, loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
+import { MANIFEST, loadCheckpoint, loadOptimizerState, saveCheckpoint } from "../src/train/checkpoint.js";
+import { createOptimizer, type Optimizer, type OptimizerState, type Param } from "../src/train/optimizers.js";
+import { Rng } from "../src/util/rng.js";
 import { cli } from "./helpers/cli.js";
 import { MODELS, maxDiff, randomModel, vocab } from "./helpers/interop.js";
 
@@ -23,6 +25,17 @@ const torchMissing =
     : `${PYTHON} cannot import torch; install Debian's python3-torch to run the PyTorch round trip`;
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-torch-"));
+
+/** An Adam that has taken `t` steps, with random moments (v >= 0) and non-default betas. */
+function randomAdam(model: LanguageModel, t: number): Optimizer {
+  const opt = createOptimizer("adam", model.parameters() as Map<string, Param>, { beta1: 0.8, beta2: 0.99 });
+  const state = opt.getState();
+  const rng = new Rng(t);
+  for (const [k, v] of state.slots)
+    for (let i = 0; i < v.length; i++) v[i] = k.startsWith("v.") ? rng.random() : rng.random() - 0.5;
+  opt.setState({ ...state, t });
+  return opt;
+}
 const B = 3;
 const T = 8;
 
@@ -34,10 +47,14 @@ test(
     const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % vocab.size); // "<unk>" (0) included
     const items: { export: string; tokens: number[]; B: number; T: number; resave: string }[] = [];
     const originals: LanguageModel[] = [];
+    const optimizers: (OptimizerState | null)[] = [];
     for (const [i, [name, config]] of MODELS.entries()) {
       const model = randomModel(config, 100 + i);
       originals.push(model);
-      await saveCheckpoint(join(root, name), { model, vocab, step: 40 + i });
+      // Adam's moments travel too (torch.optim.Adam's exp_avg, exp_avg_sq); the SimpleRNN goes without any.
+      const optimizer = name === "rnn" ? null : randomAdam(model, 7 + i);
+      optimizers.push(optimizer?.getState() ?? null);
+      await saveCheckpoint(join(root, name), { model, vocab, step: 40 + i, optimizer });
       const r = await cli("export", join(root, name), "--to", "torch", join(root, `${name}.torch`));
       assert.equal(r.code, 0, r.err);
       items.push({
@@ -48,8 +65,8 @@ test(
         resave: join(root, `${name}.resaved`),
       });
     }
-    // One Python process for all models: load each export into torch.nn modules (load_state_dict, strict), run the
-    // tokens, and save the module's state_dict again as a new export.
+    // One Python process for all models: load each export into torch.nn modules (load_state_dict, strict) and
+    // torch.optim.Adam, run the tokens, and save the module's and the optimizer's state_dict again as a new export.
     const job = join(root, "job.json");
     writeFileSync(job, JSON.stringify({ out: join(root, "torch.json"), items }));
     execFileSync(PYTHON, ["python/charlm_torch.py", "logits", job], { stdio: "pipe" });
@@ -71,6 +88,13 @@ test(
         assert.deepEqual(back.model.parameters().get(p)!.data, w.data, `${name}: ${p} changed on the round trip`);
       }
       assert.equal(maxDiff(back.model.forward(tokens, B, T).logits.data, want), 0, `${name}: logits`);
+      const opt = await loadOptimizerState(join(root, `${name}.back`), back.manifest);
+      if (!optimizers[i]) assert.equal(opt, null);
+      else {
+        assert.equal(opt!.t, optimizers[i]!.t, `${name}: Adam's step`);
+        assert.deepEqual(opt!.hyper, optimizers[i]!.hyper, `${name}: Adam's scalars`);
+        assert.deepEqual(opt!.slots, optimizers[i]!.slots, `${name}: Adam's moments changed on the round trip`);
+      }
     }
   },
 );

@@ -1,8 +1,9 @@
-// python/train.py, the PyTorch reference trainer, on this machine's CPUs: a charlm checkpoint is exported, trained
-// further by one process and by `torchrun --nproc_per_node=2` (DDP over gloo) on the same global batches, and
-// imported back. Checked: both runs report the same losses; the validation loss train.py measures at the start
-// equals charlm's on the exported model (same corpus split, tokenizer and weights) and the one at the end equals
-// charlm's on the imported result. Needs /usr/bin/python3 with torch; skipped without it.
+// python/train.py, the PyTorch reference trainer, on this machine's CPUs: a charlm checkpoint (two Adam steps in) is
+// exported, trained further by one process and by `torchrun --nproc_per_node=2` (DDP over gloo) on the same global
+// batches, and imported back. Checked: both runs report the same losses, and so does charlm continuing its own run
+// on the same batches, ending with the same weights (Adam's moments carried over); the validation loss train.py
+// measures at the start equals charlm's on the exported model (same corpus split, tokenizer and weights) and the
+// one at the end equals charlm's on the imported result. Needs /usr/bin/python3 with torch; skipped without it.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,8 +17,11 @@ import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
 import { DEFAULT_TRAIN_CONFIG } from "../src/train/config.js";
+import { clipGradNorm, createOptimizer, type Param } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
+import { loadTorchExport } from "../src/interop/torch-export.js";
 import { cli } from "./helpers/cli.js";
+import { maxDiff } from "./helpers/interop.js";
 
 const PYTHON = "/usr/bin/python3";
 const torchMissing =
@@ -38,7 +42,7 @@ function run(args: string[]): Promise<string> {
   });
 }
 
-type Line = { step?: number; loss?: number; val_loss?: number };
+type Line = { step?: number; loss?: number; val_loss?: number; starts?: number[] };
 const lines = (out: string): Line[] =>
   out
     .split("\n")
@@ -71,7 +75,28 @@ test(
     );
     const T = 16;
     const trainConfig = { ...DEFAULT_TRAIN_CONFIG, data: corpus, seqLength: T, batchSize: 4, lr: 0.01, maxVocab: 16 };
-    await saveCheckpoint(join(root, "ck"), { model, vocab, trainConfig, step: 3 });
+    // Two charlm Adam steps first, so that the export carries moments for train.py to continue from.
+    const ids = vocab.encode(splits.train, "unk");
+    const params = model.parameters();
+    const adam = createOptimizer("adam", params as Map<string, Param>);
+    const charlmStep = (starts: number[]): number => {
+      const x = new Int32Array(starts.length * T);
+      const y = new Int32Array(starts.length * T);
+      starts.forEach((s, b) => {
+        x.set(ids.subarray(s, s + T), b * T);
+        y.set(ids.subarray(s + 1, s + T + 1), b * T);
+      });
+      for (const p of params.values()) p.zeroGrad();
+      const res = model.forward(x, starts.length, T, { targets: y, training: true });
+      res.loss!.backward();
+      clipGradNorm(params.values(), trainConfig.clip);
+      adam.step(trainConfig.lr);
+      return res.loss!.item();
+    };
+    charlmStep([0, 100, 200, 300]);
+    charlmStep([40, 140, 240, 340]);
+    await saveCheckpoint(join(root, "ck"), { model, vocab, trainConfig, step: 2, optimizer: adam });
+    const charlmStart = valLoss(model, vocab, splits.validation, 400, T);
     assert.equal((await cli("export", join(root, "ck"), "--to", "torch", join(root, "ex"))).code, 0);
 
     const steps = ["--steps", "6", "--eval-chars", "400", "--seed", "7"];
@@ -88,7 +113,7 @@ test(
       "2",
     ];
     const [one, two] = await Promise.all([
-      run(["python/train.py", "--init", join(root, "ex"), "--out", join(root, "one"), ...steps]),
+      run(["python/train.py", "--init", join(root, "ex"), "--out", join(root, "one"), "--print-batches", ...steps]),
       run([...launch, "python/train.py", "--init", join(root, "ex"), "--out", join(root, "two"), ...steps]),
     ]);
     assert.match(two, /"world": 2/);
@@ -96,11 +121,11 @@ test(
     const [a, b] = [losses(one), losses(two)];
     assert.deepEqual(
       a.map((l) => l.step),
-      [4, 5, 6, 7, 8, 9],
+      [3, 4, 5, 6, 7, 8],
     );
     assert.deepEqual(
       b.map((l) => l.step),
-      [4, 5, 6, 7, 8, 9],
+      [3, 4, 5, 6, 7, 8],
     );
     const worst = Math.max(...a.map((l, i) => Math.abs(l.loss! - b[i].loss!)));
     t.diagnostic(`losses, 1 process: ${a.map((l) => l.loss).join(" ")}`);
@@ -110,16 +135,33 @@ test(
     assert.ok(worst <= 1e-5, `one and two processes disagree by ${worst}`);
     assert.ok(a[5].loss! < a[0].loss!, "the loss should fall over six Adam steps at lr 0.01");
 
+    // charlm, continuing its own run on train.py's batches with its own Adam, takes the same steps.
+    const replay = lines(one)
+      .filter((l) => l.starts)
+      .map((l) => charlmStep(l.starts!));
+    const vsCharlm = Math.max(...a.map((l, i) => Math.abs(l.loss! - replay[i])));
+    t.diagnostic(
+      `losses, charlm on the same batches: ${replay.map((x) => x.toFixed(7)).join(" ")}; largest difference ${vsCharlm.toExponential(2)}`,
+    );
+    assert.ok(vsCharlm <= 1e-5, `charlm and train.py disagree by ${vsCharlm}`);
+    const one_ = await loadTorchExport(join(root, "one"));
+    let worstW = 0;
+    for (const [name, p] of params) worstW = Math.max(worstW, maxDiff(one_.model.parameters().get(name)!.data, p.data));
+    t.diagnostic(
+      `weights after 8 steps (2 charlm + 6 train.py vs 8 charlm): largest difference ${worstW.toExponential(2)}`,
+    );
+    assert.ok(worstW <= 1e-4);
+    assert.equal(one_.optimizer!.t, 8);
+
     // Start: train.py's validation loss on the export equals charlm's on the checkpoint it came from.
     const [vStart, vEnd] = lines(two).filter((l) => l.val_loss !== undefined);
-    const charlmStart = valLoss(model, vocab, splits.validation, 400, T);
     t.diagnostic(`validation loss at the start: torch ${vStart.val_loss}, charlm ${charlmStart}`);
     assert.ok(Math.abs(vStart.val_loss! - charlmStart) <= 1e-5);
 
     // End: the 2-process result imports back; charlm's validation loss on it equals train.py's.
     assert.equal((await cli("import", join(root, "two"), "--out", join(root, "back"))).code, 0);
     const back = await loadCheckpoint(join(root, "back"));
-    assert.equal(back.manifest.step, 9);
+    assert.equal(back.manifest.step, 8);
     const charlmEnd = valLoss(back.model, back.vocab, splits.validation, 400, T);
     t.diagnostic(`validation loss at the end: torch ${vEnd.val_loss}, charlm ${charlmEnd}`);
     assert.ok(Math.abs(vEnd.val_loss! - charlmEnd) <= 1e-5);

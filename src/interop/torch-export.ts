@@ -3,9 +3,13 @@
 //
 //   charlm-torch.json    format "charlm-torch-export", version 1: the model config (charlm's keys), the tokenizer
 //                        (characters and the index of "<unk>", -1 when there is none), the training config the model
-//                        came from (or null), the optimizer steps so far, who wrote it, and the size and SHA-256 of
-//                        model.safetensors
+//                        came from (or null), the optimizer steps so far, who wrote it, Adam's scalars (or null),
+//                        and the size and SHA-256 of each file below
 //   model.safetensors    the state_dict: PyTorch names and layouts (torch-names.ts), F32
+//   optimizer.safetensors  Adam's moments, when the run used Adam: "exp_avg.<name>" and "exp_avg_sq.<name>" for every
+//                        state_dict entry, laid out as the weights (torch.optim.Adam's exp_avg / exp_avg_sq; charlm's
+//                        m / v). Frozen entries (the LSTM's bias_hh) hold zeros. Other optimizers are not exported:
+//                        the Python trainer then starts Adam afresh.
 //
 // The weights are written first and the JSON last, each atomically, so the JSON is the commit point: a reader sees
 // the previous export or the new one. Reading checks the JSON, then the file's size and SHA-256, then its tensors.
@@ -18,8 +22,9 @@ import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import type { LanguageModel } from "../models/contract.js";
 import { buildModel } from "../models/registry.js";
 import { writeFileAtomic } from "../train/atomic.js";
-import { MANIFEST, loadCheckpoint, prettyJson, saveCheckpoint } from "../train/checkpoint.js";
+import { MANIFEST, loadCheckpoint, loadOptimizerState, prettyJson, saveCheckpoint } from "../train/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
+import { createOptimizer, type OptimizerState, type Param } from "../train/optimizers.js";
 import { decodeSafetensors, encodeSafetensors } from "../train/safetensors.js";
 import { loadWeightsInto } from "../train/weights.js";
 import { CharlmError } from "../util/errors.js";
@@ -29,6 +34,22 @@ export const TORCH_FORMAT = "charlm-torch-export";
 export const TORCH_VERSION = 1;
 export const TORCH_MANIFEST = "charlm-torch.json";
 export const TORCH_WEIGHTS = "model.safetensors";
+export const TORCH_OPTIMIZER = "optimizer.safetensors";
+/** charlm's Adam slots and torch.optim.Adam's state names. */
+const MOMENTS = [
+  ["m", "exp_avg"],
+  ["v", "exp_avg_sq"],
+] as const;
+
+/** Adam's scalars in the export (its moments are in optimizer.safetensors; `step` is its t, for bias correction). */
+export interface TorchOptimizerInfo {
+  type: "adam";
+  step: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
 
 export interface TorchExportManifest {
   format: typeof TORCH_FORMAT;
@@ -40,6 +61,7 @@ export interface TorchExportManifest {
   vocab: VocabJSON;
   train: Partial<TrainConfig> | null; // the charlm training config the weights came from, for reference
   step: number; // optimizer steps taken so far (charlm's and the Python trainer's together)
+  optimizer: TorchOptimizerInfo | null;
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
@@ -56,15 +78,42 @@ function weightsOf(model: LanguageModel): Weights {
   return out;
 }
 
-/** Write a model as a PyTorch export into `out` (created if needed). */
+/** Write a model (and Adam's state, if given) as a PyTorch export into `out` (created if needed). */
 export async function writeTorchExport(
   out: string,
-  c: { model: LanguageModel; vocab: Vocab; train?: Partial<TrainConfig> | null; step?: number },
+  c: {
+    model: LanguageModel;
+    vocab: Vocab;
+    train?: Partial<TrainConfig> | null;
+    step?: number;
+    optimizer?: OptimizerState | null;
+  },
 ): Promise<TorchExportManifest> {
   const config = parseModelConfig(c.model.config);
-  const bytes = encodeSafetensors(toTorchStateDict(config, weightsOf(c.model)), { format: "pt" });
+  const weights = weightsOf(c.model);
+  const files: TorchExportManifest["files"] = {};
+  const put = async (name: string, bytes: Uint8Array): Promise<void> => {
+    await writeFileAtomic(path.join(out, name), bytes);
+    files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
+  };
   await fs.mkdir(out, { recursive: true });
-  await writeFileAtomic(path.join(out, TORCH_WEIGHTS), bytes);
+  await put(TORCH_WEIGHTS, encodeSafetensors(toTorchStateDict(config, weights), { format: "pt" }));
+  let optimizer: TorchOptimizerInfo | null = null;
+  const opt = c.optimizer;
+  if (opt?.type === "adam") {
+    const moments: Weights = new Map();
+    for (const [slot, torchName] of MOMENTS) {
+      const slotWeights: Weights = new Map(
+        [...weights].map(([name, w]) => [name, { shape: w.shape, data: opt.slots.get(`${slot}.${name}`)! }]),
+      );
+      for (const [name, t] of toTorchStateDict(config, slotWeights)) moments.set(`${torchName}.${name}`, t);
+    }
+    await put(TORCH_OPTIMIZER, encodeSafetensors(moments));
+    const { beta1, beta2, eps, weightDecay } = opt.hyper;
+    optimizer = { type: "adam", step: opt.t, beta1, beta2, eps, weightDecay };
+  } else {
+    await fs.rm(path.join(out, TORCH_OPTIMIZER), { force: true }); // an earlier export's, now stale
+  }
   const manifest: TorchExportManifest = {
     format: TORCH_FORMAT,
     version: TORCH_VERSION,
@@ -75,7 +124,8 @@ export async function writeTorchExport(
     vocab: c.vocab.toJSON(),
     train: c.train ?? null,
     step: c.step ?? 0,
-    files: { [TORCH_WEIGHTS]: { bytes: bytes.length, sha256: sha256(bytes) } },
+    optimizer,
+    files,
   };
   await writeFileAtomic(path.join(out, TORCH_MANIFEST), prettyJson(manifest) + "\n");
   return manifest;
@@ -111,11 +161,14 @@ export async function exportCheckpointToTorch(
 ): Promise<TorchExportManifest> {
   const { model, vocab, manifest } = await loadCheckpoint(dir);
   await checkTarget(out, opts.force ?? false, "export");
-  return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step });
+  const optimizer = await loadOptimizerState(dir, manifest);
+  return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });
 }
 
-/** Read and check `dir`/charlm-torch.json and model.safetensors: the manifest and the state_dict. */
-export async function readTorchExport(dir: string): Promise<{ manifest: TorchExportManifest; stateDict: Weights }> {
+/** Read and check `dir`/charlm-torch.json, model.safetensors and optimizer.safetensors (Adam's moments, or null). */
+export async function readTorchExport(
+  dir: string,
+): Promise<{ manifest: TorchExportManifest; stateDict: Weights; moments: Weights | null }> {
   const file = path.join(dir, TORCH_MANIFEST);
   let text: string;
   try {
@@ -153,10 +206,29 @@ export async function readTorchExport(dir: string): Promise<{ manifest: TorchExp
   m.model = parseModelConfig(m.model, `${file}: model`);
   if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`);
   if (!Number.isInteger(m.step) || m.step! < 0) m.step = 0;
-  const entry = m.files![TORCH_WEIGHTS];
+  if (m.optimizer !== null && m.optimizer !== undefined) {
+    const o = m.optimizer as Partial<TorchOptimizerInfo>;
+    const ok =
+      o.type === "adam" &&
+      Number.isInteger(o.step) &&
+      o.step! >= 0 &&
+      (["beta1", "beta2", "eps", "weightDecay"] as const).every((k) => typeof o[k] === "number");
+    if (!ok) throw new CharlmError(`${file}: the "optimizer" field is damaged; export the model again`);
+  }
+  const manifest = { ...m, optimizer: m.optimizer ?? null } as TorchExportManifest;
+  const stateDict = await readListed(dir, manifest, TORCH_WEIGHTS);
+  const moments = manifest.optimizer ? await readListed(dir, manifest, TORCH_OPTIMIZER) : null;
+  return { manifest, stateDict, moments };
+}
+
+/** One data file of an export, checked against the manifest's size and SHA-256, as float32 tensors. */
+async function readListed(dir: string, m: TorchExportManifest, name: string): Promise<Weights> {
+  const entry = m.files[name];
   if (!entry)
-    throw new CharlmError(`${file}: lists no ${TORCH_WEIGHTS}; the export is damaged, export the model again`);
-  const wfile = path.join(dir, TORCH_WEIGHTS);
+    throw new CharlmError(
+      `${path.join(dir, TORCH_MANIFEST)}: lists no ${name}; the export is damaged, export the model again`,
+    );
+  const wfile = path.join(dir, name);
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(wfile);
@@ -176,24 +248,27 @@ export async function readTorchExport(dir: string): Promise<{ manifest: TorchExp
       `${wfile}: contents do not match the SHA-256 in ${TORCH_MANIFEST} (edited or corrupted); export the model again`,
     );
   }
-  const stateDict: Weights = new Map();
-  for (const [name, t] of parsed.tensors) {
+  const out: Weights = new Map();
+  for (const [key, t] of parsed.tensors) {
     if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
-      throw new CharlmError(`${wfile}: tensor ${name} has dtype ${t.dtype}; save the state_dict as float32`);
+      throw new CharlmError(`${wfile}: tensor ${key} has dtype ${t.dtype}; save it as float32`);
     }
-    stateDict.set(name, { shape: t.shape, data: t.data as Float32Array });
+    out.set(key, { shape: t.shape, data: t.data as Float32Array });
   }
-  return { manifest: m as TorchExportManifest, stateDict };
+  return out;
 }
 
 /**
  * A PyTorch export as a charlm model and vocabulary: the library entry for starting a charlm run from weights
  * trained in PyTorch (what `charlm import` writes out as a checkpoint).
  */
-export async function loadTorchExport(
-  dir: string,
-): Promise<{ model: LanguageModel; vocab: Vocab; manifest: TorchExportManifest }> {
-  const { manifest, stateDict } = await readTorchExport(dir);
+export async function loadTorchExport(dir: string): Promise<{
+  model: LanguageModel;
+  vocab: Vocab;
+  manifest: TorchExportManifest;
+  optimizer: OptimizerState | null; // Adam's state, to continue with (null: start the optimizer afresh)
+}> {
+  const { manifest, stateDict, moments } = await readTorchExport(dir);
   const file = path.join(dir, TORCH_MANIFEST);
   let vocab: Vocab;
   try {
@@ -214,7 +289,22 @@ export async function loadTorchExport(
     { tensors: new Map([...weights].map(([k, t]) => [k, { dtype: "F32", ...t }])), metadata: {} },
     dir,
   );
-  return { model, vocab, manifest };
+  let optimizer: OptimizerState | null = null;
+  if (manifest.optimizer && moments) {
+    const { step, beta1, beta2, eps, weightDecay } = manifest.optimizer;
+    const slots = new Map<string, Float32Array>();
+    for (const [slot, torchName] of MOMENTS) {
+      const prefix = `${torchName}.`;
+      const sd: Weights = new Map(
+        [...moments].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]),
+      );
+      const back = fromTorchStateDict(manifest.model, sd, shapes, path.join(dir, TORCH_OPTIMIZER));
+      for (const [name, t] of back) slots.set(`${slot}.${name}`, t.data);
+    }
+    const hyper = createOptimizer("adam", new Map(), { beta1, beta2, eps, weightDecay }).getState().hyper;
+    optimizer = { type: "adam", t: step, hyper, slots };
+  }
+  return { model, vocab, manifest, optimizer };
 }
 
 /** `charlm import DIR --out OUT`: a PyTorch export as a charlm checkpoint (for sample, eval, serve). */
@@ -222,9 +312,14 @@ export async function importTorchExport(
   dir: string,
   out: string,
   opts: { force?: boolean } = {},
-): Promise<{ model: LanguageModel; vocab: Vocab; manifest: TorchExportManifest }> {
+): Promise<Awaited<ReturnType<typeof loadTorchExport>>> {
   const loaded = await loadTorchExport(dir);
   await checkTarget(out, opts.force ?? false, "checkpoint");
-  await saveCheckpoint(out, { model: loaded.model, vocab: loaded.vocab, step: loaded.manifest.step });
+  let optimizer = null;
+  if (loaded.optimizer) {
+    optimizer = createOptimizer("adam", loaded.model.parameters() as Map<string, Param>, loaded.optimizer.hyper);
+    optimizer.setState(loaded.optimizer);
+  }
+  await saveCheckpoint(out, { model: loaded.model, vocab: loaded.vocab, step: loaded.manifest.step, optimizer });
   return loaded;
 }
