@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSplits } from "../src/data/corpus.js";
 import { Vocab } from "../src/data/vocab.js";
+import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
@@ -29,7 +30,7 @@ const torchMissing =
     ? false
     : `${PYTHON} cannot import torch; install Debian's python3-torch to run the torchrun test`;
 
-function run(args: string[]): Promise<string> {
+function runPython(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -58,46 +59,75 @@ function valLoss(model: LanguageModel, vocab: Vocab, validation: string, chars: 
   return model.forward(x, n, T, { targets: y }).loss!.item();
 }
 
+const T = 16;
+
+/**
+ * A corpus, a pruned vocabulary, a model from `config(V)` two charlm Adam steps into its run, saved and exported to
+ * ROOT/ex; `charlmStep` takes one more charlm step (clip 5, lr 0.01, as the stored training config says) on the
+ * windows starting at the given offsets of the training ids, as train.py prints them.
+ */
+async function startRun(root: string, config: (V: number) => ModelConfig) {
+  const rng = new Rng(5);
+  const words = "the quick brown fox jumps over a lazy dog while rain falls on the quiet town".split(" ");
+  const corpus = join(root, "corpus.txt");
+  writeFileSync(corpus, Array.from({ length: 900 }, () => words[rng.int(words.length)]).join(" ") + "\n");
+  const splits = await loadSplits(corpus, { validationFraction: 0.1 });
+  const vocab = Vocab.build(splits.text, { maxSize: 16 }); // pruned: train.py must map the rest to "<unk>" too
+  const model = buildModel(config(vocab.size), new Rng(1));
+  const trainConfig = { ...DEFAULT_TRAIN_CONFIG, data: corpus, seqLength: T, batchSize: 4, lr: 0.01, maxVocab: 16 };
+  const ids = vocab.encode(splits.train, "unk");
+  const params = model.parameters();
+  const adam = createOptimizer("adam", params as Map<string, Param>);
+  const charlmStep = (starts: number[]): number => {
+    const x = new Int32Array(starts.length * T);
+    const y = new Int32Array(starts.length * T);
+    starts.forEach((s, b) => {
+      x.set(ids.subarray(s, s + T), b * T);
+      y.set(ids.subarray(s + 1, s + T + 1), b * T);
+    });
+    for (const p of params.values()) p.zeroGrad();
+    const res = model.forward(x, starts.length, T, { targets: y, training: true });
+    res.loss!.backward();
+    clipGradNorm(params.values(), trainConfig.clip);
+    adam.step(trainConfig.lr);
+    return res.loss!.item();
+  };
+  // Two charlm Adam steps first, so that the export carries moments for train.py to continue from.
+  charlmStep([0, 100, 200, 300]);
+  charlmStep([40, 140, 240, 340]);
+  await saveCheckpoint(join(root, "ck"), { model, vocab, trainConfig, step: 2, optimizer: adam });
+  assert.equal((await cli("export", join(root, "ck"), "--to", "torch", join(root, "ex"))).code, 0);
+  return { splits, vocab, model, params, charlmStep };
+}
+
+/** charlm replays train.py's batches (its --print-batches lines): its losses, and its weights against OUT's. */
+async function replay(out: string, pyOut: string, run: Awaited<ReturnType<typeof startRun>>) {
+  const py = lines(pyOut);
+  const losses = py.filter((l) => l.starts).map((l) => run.charlmStep(l.starts!));
+  const lossDiff = Math.max(...py.filter((l) => l.loss !== undefined).map((l, i) => Math.abs(l.loss! - losses[i])));
+  const result = await loadTorchExport(out);
+  let weightDiff = 0;
+  for (const [name, p] of run.params)
+    weightDiff = Math.max(weightDiff, maxDiff(result.model.parameters().get(name)!.data, p.data));
+  return { losses, lossDiff, weightDiff, result };
+}
+
 test(
   "torchrun --nproc_per_node=2 (gloo) continues an export with the losses of one process, and imports back",
   { skip: torchMissing },
   async (t) => {
     const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
-    const rng = new Rng(5);
-    const words = "the quick brown fox jumps over a lazy dog while rain falls on the quiet town".split(" ");
-    const corpus = join(root, "corpus.txt");
-    writeFileSync(corpus, Array.from({ length: 900 }, () => words[rng.int(words.length)]).join(" ") + "\n");
-    const splits = await loadSplits(corpus, { validationFraction: 0.1 });
-    const vocab = Vocab.build(splits.text, { maxSize: 16 }); // pruned: train.py must map the rest to "<unk>" too
-    const model = buildModel(
-      { type: "rnn", cell: "lstm", vocabSize: vocab.size, embedding: 8, units: 16, layers: 2, dropout: 0 },
-      new Rng(1),
-    );
-    const T = 16;
-    const trainConfig = { ...DEFAULT_TRAIN_CONFIG, data: corpus, seqLength: T, batchSize: 4, lr: 0.01, maxVocab: 16 };
-    // Two charlm Adam steps first, so that the export carries moments for train.py to continue from.
-    const ids = vocab.encode(splits.train, "unk");
-    const params = model.parameters();
-    const adam = createOptimizer("adam", params as Map<string, Param>);
-    const charlmStep = (starts: number[]): number => {
-      const x = new Int32Array(starts.length * T);
-      const y = new Int32Array(starts.length * T);
-      starts.forEach((s, b) => {
-        x.set(ids.subarray(s, s + T), b * T);
-        y.set(ids.subarray(s + 1, s + T + 1), b * T);
-      });
-      for (const p of params.values()) p.zeroGrad();
-      const res = model.forward(x, starts.length, T, { targets: y, training: true });
-      res.loss!.backward();
-      clipGradNorm(params.values(), trainConfig.clip);
-      adam.step(trainConfig.lr);
-      return res.loss!.item();
-    };
-    charlmStep([0, 100, 200, 300]);
-    charlmStep([40, 140, 240, 340]);
-    await saveCheckpoint(join(root, "ck"), { model, vocab, trainConfig, step: 2, optimizer: adam });
+    const run = await startRun(root, (V) => ({
+      type: "rnn",
+      cell: "lstm",
+      vocabSize: V,
+      embedding: 8,
+      units: 16,
+      layers: 2,
+      dropout: 0,
+    }));
+    const { splits, vocab, model } = run;
     const charlmStart = valLoss(model, vocab, splits.validation, 400, T);
-    assert.equal((await cli("export", join(root, "ck"), "--to", "torch", join(root, "ex"))).code, 0);
 
     const steps = ["--steps", "6", "--eval-chars", "400", "--seed", "7"];
     // torchrun is torch.distributed.run. Debian's torch 1.13 under Python 3.11 cannot parse its default
@@ -113,8 +143,16 @@ test(
       "2",
     ];
     const [one, two] = await Promise.all([
-      run(["python/train.py", "--init", join(root, "ex"), "--out", join(root, "one"), "--print-batches", ...steps]),
-      run([...launch, "python/train.py", "--init", join(root, "ex"), "--out", join(root, "two"), ...steps]),
+      runPython([
+        "python/train.py",
+        "--init",
+        join(root, "ex"),
+        "--out",
+        join(root, "one"),
+        "--print-batches",
+        ...steps,
+      ]),
+      runPython([...launch, "python/train.py", "--init", join(root, "ex"), "--out", join(root, "two"), ...steps]),
     ]);
     assert.match(two, /"world": 2/);
     const losses = (out: string) => lines(out).filter((l) => l.loss !== undefined);
@@ -136,22 +174,16 @@ test(
     assert.ok(a[5].loss! < a[0].loss!, "the loss should fall over six Adam steps at lr 0.01");
 
     // charlm, continuing its own run on train.py's batches with its own Adam, takes the same steps.
-    const replay = lines(one)
-      .filter((l) => l.starts)
-      .map((l) => charlmStep(l.starts!));
-    const vsCharlm = Math.max(...a.map((l, i) => Math.abs(l.loss! - replay[i])));
+    const r = await replay(join(root, "one"), one, run);
     t.diagnostic(
-      `losses, charlm on the same batches: ${replay.map((x) => x.toFixed(7)).join(" ")}; largest difference ${vsCharlm.toExponential(2)}`,
+      `losses, charlm on the same batches: ${r.losses.map((x) => x.toFixed(7)).join(" ")}; largest difference ${r.lossDiff.toExponential(2)}`,
     );
-    assert.ok(vsCharlm <= 1e-5, `charlm and train.py disagree by ${vsCharlm}`);
-    const one_ = await loadTorchExport(join(root, "one"));
-    let worstW = 0;
-    for (const [name, p] of params) worstW = Math.max(worstW, maxDiff(one_.model.parameters().get(name)!.data, p.data));
     t.diagnostic(
-      `weights after 8 steps (2 charlm + 6 train.py vs 8 charlm): largest difference ${worstW.toExponential(2)}`,
+      `weights after 8 steps (2 charlm + 6 train.py vs 8 charlm): largest difference ${r.weightDiff.toExponential(2)}`,
     );
-    assert.ok(worstW <= 1e-4);
-    assert.equal(one_.optimizer!.t, 8);
+    assert.ok(r.lossDiff <= 1e-5, `charlm and train.py disagree by ${r.lossDiff}`);
+    assert.ok(r.weightDiff <= 1e-4);
+    assert.equal(r.result.optimizer!.t, 8);
 
     // Start: train.py's validation loss on the export equals charlm's on the checkpoint it came from.
     const [vStart, vEnd] = lines(two).filter((l) => l.val_loss !== undefined);
@@ -166,6 +198,44 @@ test(
     t.diagnostic(`validation loss at the end: torch ${vEnd.val_loss}, charlm ${charlmEnd}`);
     assert.ok(Math.abs(vEnd.val_loss! - charlmEnd) <= 1e-5);
     assert.ok(charlmEnd < charlmStart);
+  },
+);
+
+test(
+  "python/train.py continues a GPT (biases on) as charlm would, and charlm samples the result",
+  { skip: torchMissing },
+  async (t) => {
+    const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
+    const run = await startRun(root, (V) => ({
+      type: "gpt",
+      vocabSize: V,
+      blockSize: T,
+      nLayer: 2,
+      nHead: 2,
+      nEmbd: 16,
+      dropout: 0,
+      bias: true,
+    }));
+    const out = await runPython([
+      "python/train.py",
+      "--init",
+      join(root, "ex"),
+      "--out",
+      join(root, "one"),
+      "--print-batches",
+      "--steps",
+      "4",
+    ]);
+    const r = await replay(join(root, "one"), out, run);
+    t.diagnostic(
+      `GPT, 4 steps: largest loss difference ${r.lossDiff.toExponential(2)}, weights ${r.weightDiff.toExponential(2)}`,
+    );
+    assert.ok(r.lossDiff <= 1e-5);
+    assert.ok(r.weightDiff <= 1e-4);
+    assert.equal((await cli("import", join(root, "one"), "--out", join(root, "back"))).code, 0);
+    const s = await cli("sample", "--model", join(root, "back"), "--prime", "the ", "--length", "30", "--seed", "1");
+    assert.equal(s.code, 0, s.err);
+    assert.ok(s.out.startsWith("the ") && [...s.out.trim()].length >= 30, s.out);
   },
 );
 
