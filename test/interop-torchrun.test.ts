@@ -62,11 +62,12 @@ function valLoss(model: LanguageModel, vocab: Vocab, validation: string, chars: 
 const T = 16;
 
 /**
- * A corpus, a pruned vocabulary, a model from `config(V)` two charlm Adam steps into its run, saved and exported to
- * ROOT/ex; `charlmStep` takes one more charlm step (clip 5, lr 0.01, as the stored training config says) on the
+ * In a new directory ROOT: a corpus, a pruned vocabulary, a model from `config(V)` two charlm Adam steps into its
+ * run, saved and exported to ROOT/ex; `charlmStep` takes one more charlm step (clip 5, lr 0.01, as the stored training config says) on the
  * windows starting at the given offsets of the training ids, as train.py prints them.
  */
-async function startRun(root: string, config: (V: number) => ModelConfig) {
+async function startRun(config: (V: number) => ModelConfig) {
+  const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
   const rng = new Rng(5);
   const words = "the quick brown fox jumps over a lazy dog while rain falls on the quiet town".split(" ");
   const corpus = join(root, "corpus.txt");
@@ -97,7 +98,7 @@ async function startRun(root: string, config: (V: number) => ModelConfig) {
   charlmStep([40, 140, 240, 340]);
   await saveCheckpoint(join(root, "ck"), { model, vocab, trainConfig, step: 2, optimizer: adam });
   assert.equal((await cli("export", join(root, "ck"), "--to", "torch", join(root, "ex"))).code, 0);
-  return { splits, vocab, model, params, charlmStep };
+  return { root, splits, vocab, model, params, charlmStep };
 }
 
 /** charlm replays train.py's batches (its --print-batches lines): its losses, and its weights against OUT's. */
@@ -116,8 +117,7 @@ test(
   "torchrun --nproc_per_node=2 (gloo) continues an export with the losses of one process, and imports back",
   { skip: torchMissing },
   async (t) => {
-    const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
-    const run = await startRun(root, (V) => ({
+    const run = await startRun((V) => ({
       type: "rnn",
       cell: "lstm",
       vocabSize: V,
@@ -126,7 +126,7 @@ test(
       layers: 2,
       dropout: 0,
     }));
-    const { splits, vocab, model } = run;
+    const { root, splits, vocab, model } = run;
     const charlmStart = valLoss(model, vocab, splits.validation, 400, T);
 
     const steps = ["--steps", "6", "--eval-chars", "400", "--seed", "7"];
@@ -205,8 +205,7 @@ test(
   "python/train.py continues a GPT (biases on) as charlm would, and charlm samples the result",
   { skip: torchMissing },
   async (t) => {
-    const root = mkdtempSync(join(tmpdir(), "charlm-torchrun-"));
-    const run = await startRun(root, (V) => ({
+    const run = await startRun((V) => ({
       type: "gpt",
       vocabSize: V,
       blockSize: T,
@@ -216,6 +215,7 @@ test(
       dropout: 0,
       bias: true,
     }));
+    const { root } = run;
     const out = await runPython([
       "python/train.py",
       "--init",
