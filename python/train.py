@@ -44,6 +44,7 @@ def parse_args():
     p.add_argument("--clip", type=float, help="clip gradients to this global norm, 0 = off (default: the export's)")
     p.add_argument("--seed", type=int, default=1, help="seeds the batches (and dropout, per process)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: one GPU per process, NCCL")
+    p.add_argument("--tf32", action="store_true", help="cuda: allow TF32 matrix products (faster, about 3 digits)")
     p.add_argument("--log-every", type=int, default=1, help="print the loss every N steps")
     p.add_argument("--save-every", type=int, default=0, help="also write OUT every N steps (0 = at the end only)")
     p.add_argument("--print-batches", action="store_true", help="print each step's window starts (for charlm's tests)")
@@ -59,6 +60,9 @@ def main():
         if not torch.cuda.is_available():
             sys.exit("train.py: --device cuda but torch sees no GPU; use --device cpu or a CUDA build of torch")
         torch.cuda.set_device(local_rank)
+        # float32 by default, as charlm computes: TF32 would round the products' inputs to 10-bit mantissas.
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
     if world > 1:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
