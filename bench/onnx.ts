@@ -6,8 +6,8 @@
 //
 // Models: the cpu preset's shape (Embedding 64 -> 2 x LSTM 256 -> Dense 65) and a GPT of 4 blocks, 4 heads,
 // C = 128, context 64 (the size docs/models.md suggests for a CPU), both with fresh seeded weights (speed does not
-// depend on training). The GPT's ONNX graph has no key/value cache: each character reruns the last min(n, 64)
-// tokens, where charlm's step() runs one position while the window fills.
+// depend on training). Both GPTs use their key/value cache while the window fills (64 characters) and rerun the
+// last 64 tokens for each character after that.
 
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -62,6 +62,15 @@ export async function main(args: string[]): Promise<void> {
       });
       let worst = 0;
       let feeds: Record<string, ort.Tensor> = {};
+      const emptyCache = (): Record<string, ort.Tensor> => {
+        if (config.type !== "gpt") return {};
+        const dims = [config.nLayer, 1, config.nHead, 0, config.nEmbd / config.nHead];
+        return {
+          past_k: new ort.Tensor("float32", new Float32Array(0), dims),
+          past_v: new ort.Tensor("float32", new Float32Array(0), dims),
+        };
+      };
+      if (config.type === "gpt") feeds = emptyCache();
       if (config.type === "rnn") {
         const zero = () =>
           new ort.Tensor("float32", new Float32Array(config.layers * config.units), [config.layers, 1, config.units]);
@@ -79,10 +88,14 @@ export async function main(args: string[]): Promise<void> {
           feeds = { h0: out.hN, c0: out.cN };
           last = out.logits.data as Float32Array;
         } else {
-          const ctx = tokens.slice(Math.max(0, n + 1 - config.blockSize), n + 1);
+          // The cache while the window fills, then the last blockSize tokens from an empty cache (as charlm).
+          const full = n >= config.blockSize;
+          const ctx = full ? tokens.slice(n + 1 - config.blockSize, n + 1) : [tokens[n]];
           out = await session.run({
             tokens: new ort.Tensor("int64", BigInt64Array.from(ctx.map(BigInt)), [1, ctx.length]),
+            ...(full ? emptyCache() : feeds),
           });
+          feeds = { past_k: out.present_k, past_v: out.present_v };
           last = (out.logits.data as Float32Array).subarray((ctx.length - 1) * V);
         }
         for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(last[v] - logitsCharlm[n][v]));

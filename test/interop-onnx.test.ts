@@ -1,6 +1,7 @@
 // `charlm export --to onnx`, run by onnxruntime (the npm package onnxruntime-node, CPU) against charlm's own
 // forward pass and generation step, for LSTM, GRU, SimpleRNN and the GPT with and without biases: the whole-sequence
-// logits and final states, and the stateful one-step form (T = 1, state fed back; the GPT reruns its last window).
+// logits and final states, and the stateful one-step form (T = 1 with the state, or the GPT's key/value cache, fed
+// back; past the GPT's window, its last blockSize tokens from an empty cache, as charlm's step() does).
 // Measured differences are printed as diagnostics; asserted within 1e-4 (float32 on both sides).
 
 import { test } from "node:test";
@@ -67,21 +68,25 @@ for (const [i, [name, config]] of MODELS.entries()) {
         feeds = { h0: o.hN, ...(lstm ? { c0: o.cN } : {}) };
       }
     } else {
-      const S = config.blockSize;
-      // A whole window: the first blockSize tokens.
+      const { blockSize: S, nLayer: L, nHead: nH, nEmbd: C } = config;
+      const empty = () => ({ past_k: zeros([L, B, nH, 0, C / nH]), past_v: zeros([L, B, nH, 0, C / nH]) });
+      // A whole window from an empty cache: the first blockSize tokens.
       const win = rows.map((row) => row.slice(0, S));
-      const out = await session.run({ tokens: ids(win) });
+      const out = await session.run({ tokens: ids(win), ...empty() });
       worstSeq = maxDiff(out.logits.data as Float32Array, model.forward(flat(win), B, S).logits.data);
-      // Generation: charlm's step() (key/value cache, then the sliding window) against onnxruntime on the last
-      // min(n, blockSize) tokens, taking the last position's logits.
+      assert.deepEqual(out.present_k.dims, [L, B, nH, S, C / nH]);
+      // Generation: one token at a time with the cache fed back, then, once the window is full, the last blockSize
+      // tokens from an empty cache, against charlm's step() (which does the same), taking the last position's logits.
       let s = model.initialState!(B);
+      let cache: Record<string, ort.Tensor> = empty();
+      const V = config.vocabSize;
       for (let n = 0; n < N; n++) {
         const w = model.step!(flat(rows.map((row) => [row[n]])), s);
         s = w.state;
-        const ctx = rows.map((row) => row.slice(Math.max(0, n + 1 - S), n + 1));
-        const o = await session.run({ tokens: ids(ctx) });
+        const ctx = n < S ? rows.map((row) => [row[n]]) : rows.map((row) => row.slice(n + 1 - S, n + 1));
+        const o = await session.run({ tokens: ids(ctx), ...(n < S ? cache : empty()) });
+        cache = { past_k: o.present_k, past_v: o.present_v };
         const Tn = ctx[0].length;
-        const V = config.vocabSize;
         const logits = o.logits.data as Float32Array;
         const last = new Float32Array(B * V);
         for (let b = 0; b < B; b++) last.set(logits.subarray((b * Tn + Tn - 1) * V, (b * Tn + Tn) * V), b * V);

@@ -41,8 +41,13 @@ export async function exportCheckpointToOnnx(
           ...(config.cell === "lstm" ? { cN: "float32: cell state after the last step; feed it back as c0" } : {}),
         }
       : {
-          tokens: `int64 (batch, time), time <= ${config.blockSize}: vocabulary indices`,
-          logits: `float32 (batch, time, ${config.vocabSize}): next-character logits; to generate, run the last ${config.blockSize} tokens`,
+          tokens: "int64 (batch, time): vocabulary indices",
+          past_k: `float32 (${config.nLayer}, batch, ${config.nHead}, past, ${config.nEmbd / config.nHead}): cached keys of the tokens before these, past = 0 to start; past + time <= ${config.blockSize}`,
+          past_v: "float32, as past_k: cached values",
+          logits: `float32 (batch, time, ${config.vocabSize}): next-character logits`,
+          present_k:
+            "float32 (..., past + time, ...): feed back as past_k for the next token; once the window is full, start again from an empty cache on the last blockSize tokens",
+          present_v: "float32: feed back as past_v",
         };
   await fs.mkdir(out, { recursive: true });
   await writeFileAtomic(path.join(out, ONNX_FILE), bytes);

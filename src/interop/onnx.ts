@@ -10,8 +10,14 @@
 // -> MatMul + Add (dense). ONNX orders the gates i o f c (LSTM) and z r h (GRU) where charlm has i f g o and
 // r z n, and wants W (G·H, D), R (G·H, H) and B = [input biases, recurrent biases]; the blocks are reordered here.
 //
-// GPT: tokens int64 (B, T) with T <= blockSize -> logits (B, T, V), the whole window at once (no key/value cache;
-// to generate, run the last min(n, blockSize) tokens, which is what charlm's step computes).
+// GPT, with a key/value cache going in and out:
+//
+//   inputs   tokens int64 (B, T)   past_k, past_v float (L, B, nH, P, hd): the cached keys and values of the P
+//            tokens before these (P = 0, an empty tensor, to start)
+//   outputs  logits float (B, T, V)   present_k, present_v (L, B, nH, P + T, hd): feed them back as past_*
+//
+// P + T must stay within blockSize (the positions are learned and absolute). Once the window is full, generation
+// starts again from an empty cache on the last blockSize tokens, as charlm's step() does.
 //
 // Legend: B batch, T time, V vocabulary, E embedding width, H units, L layers, C channels, nH heads, hd = C / nH.
 
@@ -140,6 +146,8 @@ function gptGraph(g: Graph, c: GptModelConfig): void {
   const { vocabSize: V, blockSize: N, nLayer: L, nHead: nH, nEmbd: C, bias: hasBias } = c;
   const hd = C / nH;
   g.inputs.push(valueInfo("tokens", INT64, ["batch", "time"]));
+  g.inputs.push(valueInfo("past_k", FLOAT, [L, "batch", nH, "past", hd]));
+  g.inputs.push(valueInfo("past_v", FLOAT, [L, "batch", nH, "past", hd]));
   const param = (name: string, dims: number[]) => g.constF(name, dims, g.w(name));
   const linear = (x: string, w: string, b: string, din: number, dout: number) => {
     const y = g.op("MatMul", [x, param(w, [din, dout])]);
@@ -150,15 +158,20 @@ function gptGraph(g: Graph, c: GptModelConfig): void {
       epsilon: { float: 1e-5 },
     });
   const scalar = (name: string, v: number) => g.constF(name, [], Float32Array.of(v));
+  const dim = (input: string, axis: number) =>
+    g.op("Slice", [g.op("Shape", [input]), g.constI([axis]), g.constI([axis + 1])]); // (1,) int64
 
-  // Positions 0 .. T-1 and the causal mask's top-left (T, T) corner, from T = shape(tokens)[1].
-  const T1 = g.op("Slice", [g.op("Shape", ["tokens"]), g.constI([1]), g.constI([2])]); // (1,) int64
-  const T = g.op("Squeeze", [T1, g.constI([0])]);
-  const pos = g.op("Range", [g.constI(0), T, g.constI(1)]); // (T,)
+  // The new tokens sit at positions P .. E-1 (P cached, E = P + T); they see the causal mask's rows P .. E-1,
+  // columns 0 .. E-1.
+  const P1 = dim("past_k", 3);
+  const E1 = g.op("Add", [P1, dim("tokens", 1)]);
+  const [P, E] = [P1, E1].map((d) => g.op("Squeeze", [d, g.constI([0])]));
+  const pos = g.op("Range", [P, E, g.constI(1)]); // (T,)
   const mask = new Float32Array(N * N);
   for (let i = 0; i < N; i++) for (let j = i + 1; j < N; j++) mask[i * N + j] = -Infinity;
-  const TT = g.op("Concat", [T1, T1], { axis: 0 });
-  const causal = g.op("Slice", [g.constF("causal_mask", [N, N], mask), g.constI([0, 0]), TT]); // (T, T)
+  const starts = g.op("Concat", [P1, g.constI([0])], { axis: 0 });
+  const ends = g.op("Concat", [E1, E1], { axis: 0 });
+  const causal = g.op("Slice", [g.constF("causal_mask", [N, N], mask), starts, ends]); // (T, E)
 
   let x = g.op("Add", [g.op("Gather", [param("wte", [V, C]), "tokens"]), g.op("Gather", [param("wpe", [N, C]), pos])]);
   const heads = g.constI([0, 0, nH, hd]);
@@ -169,19 +182,25 @@ function gptGraph(g: Graph, c: GptModelConfig): void {
   const one = scalar("one", 1);
   const cube = scalar("gelu_c", 0.044715);
   const root = scalar("gelu_s", Math.sqrt(2 / Math.PI));
+  const presentK: string[] = [];
+  const presentV: string[] = [];
   for (let l = 0; l < L; l++) {
     const p = `h.${l}`;
-    // attention: (B, T, C) -> q, k, v (B, nH, T, hd) -> softmax(q kᵀ / √hd + mask) v -> (B, T, C)
+    // attention: (B, T, C) -> q, k, v (B, nH, T, hd); keys and values after the cached ones (B, nH, E, hd);
+    // softmax(q kᵀ / √hd + mask) v -> (B, T, C)
     const qkv = linear(norm(x, `${p}.ln1`), `${p}.attn.wqkv`, `${p}.attn.bqkv`, C, 3 * C);
     const [q, k, v] = [0, 1, 2].map((i) => `${p}.${"qkv"[i]}`);
     g.nodes.push(node("Split", [qkv, split], [q, k, v], { axis: 2 }));
-    const perHead = (t: string, perm: number[]) => g.op("Transpose", [g.op("Reshape", [t, heads])], { perm });
-    const scores = g.op("Mul", [g.op("MatMul", [perHead(q, [0, 2, 1, 3]), perHead(k, [0, 2, 3, 1])]), scale]);
+    const perHead = (t: string) => g.op("Transpose", [g.op("Reshape", [t, heads])], { perm: [0, 2, 1, 3] });
+    const at = g.constI(l);
+    const K = g.op("Concat", [g.op("Gather", ["past_k", at]), perHead(k)], { axis: 2 });
+    const Vv = g.op("Concat", [g.op("Gather", ["past_v", at]), perHead(v)], { axis: 2 });
+    presentK.push(g.op("Unsqueeze", [K, g.constI([0])]));
+    presentV.push(g.op("Unsqueeze", [Vv, g.constI([0])]));
+    const kT = g.op("Transpose", [K], { perm: [0, 1, 3, 2] });
+    const scores = g.op("Mul", [g.op("MatMul", [perHead(q), kT]), scale]); // (B, nH, T, E)
     const att = g.op("Softmax", [g.op("Add", [scores, causal])], { axis: 3 });
-    const y = g.op("Reshape", [
-      g.op("Transpose", [g.op("MatMul", [att, perHead(v, [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] }),
-      joined,
-    ]);
+    const y = g.op("Reshape", [g.op("Transpose", [g.op("MatMul", [att, Vv])], { perm: [0, 2, 1, 3] }), joined]);
     x = g.op("Add", [x, linear(y, `${p}.attn.wo`, `${p}.attn.bo`, C, C)]);
     // MLP with GPT-2's tanh GELU: 0.5 u (1 + tanh(√(2/π) (u + 0.044715 u³)))
     const u = linear(norm(x, `${p}.ln2`), `${p}.mlp.wfc`, `${p}.mlp.bfc`, C, 4 * C);
@@ -191,5 +210,9 @@ function gptGraph(g: Graph, c: GptModelConfig): void {
     x = g.op("Add", [x, linear(gelu, `${p}.mlp.wproj`, `${p}.mlp.bproj`, 4 * C, C)]);
   }
   g.op("MatMul", [norm(x, "lnf"), param("head.weight", [C, V])], {}, "logits");
+  g.op("Concat", presentK, { axis: 0 }, "present_k");
+  g.op("Concat", presentV, { axis: 0 }, "present_v");
   g.outputs.push(valueInfo("logits", FLOAT, ["batch", "time", V]));
+  g.outputs.push(valueInfo("present_k", FLOAT, [L, "batch", nH, "total", hd]));
+  g.outputs.push(valueInfo("present_v", FLOAT, [L, "batch", nH, "total", hd]));
 }
