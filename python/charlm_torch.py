@@ -167,13 +167,21 @@ def safetensors_bytes(tensors):
         return _st.save(tensors, metadata={"format": "pt"})
     header, parts, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, t in tensors.items():
-        data = array.array("f", t.reshape(-1).tolist()).tobytes()  # native order: little-endian on the machines torch runs on
+        data = _le_bytes(t)
         header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         parts.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * ((8 - (8 + len(text)) % 8) % 8)  # the data starts 8-byte aligned
     return struct.pack("<Q", len(text)) + text + b"".join(parts)
+
+
+def _le_bytes(t):
+    """A float32 tensor's bytes in native order (little-endian on the machines torch runs on); NumPy when present."""
+    try:
+        return t.numpy().tobytes()
+    except RuntimeError:  # torch built or installed without NumPy
+        return array.array("f", t.reshape(-1).tolist()).tobytes()
 
 
 def tensors_from_safetensors(raw, where):
