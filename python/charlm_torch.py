@@ -296,7 +296,8 @@ def make_adam(model, manifest, moments, lr):
 
 
 def write_export(folder, manifest, model, step, writer, opt=None):
-    """Write `model` (unwrapped from DDP) and Adam's state as an export: data files first, then the JSON."""
+    """Write `model` (unwrapped from DDP) and Adam's state as an export: data files first, then the JSON, each
+    atomically. Interrupted while overwriting an export, it leaves a JSON whose SHA-256 does not match: refused."""
     os.makedirs(folder, exist_ok=True)
     files, m = {}, dict(manifest)
 

@@ -11,8 +11,10 @@
 //                        m / v). Frozen entries (the LSTM's bias_hh) hold zeros. Other optimizers are not exported:
 //                        the Python trainer then starts Adam afresh.
 //
-// The weights are written first and the JSON last, each atomically, so the JSON is the commit point: a reader sees
-// the previous export or the new one. Reading checks the JSON, then the file's size and SHA-256, then its tensors.
+// Each file is written atomically, the data files first and the JSON last. A new export is complete once its JSON
+// exists; an export overwritten (--force, or train.py's --save-every) and interrupted between the writes is left
+// with a JSON whose sizes and SHA-256 no longer match, and is refused rather than read as a mix. Reading checks the
+// JSON, then each file's size and SHA-256, then its tensors.
 
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
