@@ -244,7 +244,9 @@ def _read_listed(folder, m, name):
     except FileNotFoundError:
         raise ExportError(f"{path}: missing; copy the whole export directory") from None
     if entry is None or len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-        raise ExportError(f"{path}: size or SHA-256 differs from {MANIFEST} (truncated or edited); export the model again")
+        raise ExportError(
+            f"{path}: size or SHA-256 differs from {MANIFEST} (truncated or edited); export the model again"
+        )
     return tensors_from_safetensors(raw, path)
 
 
@@ -253,20 +255,25 @@ def read_export(folder):
     Damaged or foreign files are refused."""
     mfile = os.path.join(folder, MANIFEST)
     if not os.path.isfile(mfile):
-        raise ExportError(f"{folder}: no {MANIFEST}, so it is not a charlm PyTorch export; run charlm export DIR --to torch {folder}")
+        raise ExportError(
+            f"{folder}: no {MANIFEST}, so it is not a charlm PyTorch export; run charlm export DIR --to torch {folder}"
+        )
     try:
         with open(mfile, encoding="utf-8") as f:
             m = json.load(f)
     except ValueError:
         raise ExportError(f"{mfile}: not valid JSON; the export is damaged, export the model again") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("version") != VERSION:
-        raise ExportError(f"{mfile}: expected format {FORMAT} version {VERSION}; export the model again with this charlm")
+        raise ExportError(
+            f"{mfile}: expected format {FORMAT} version {VERSION}; export the model again with this charlm"
+        )
     model = build_model(m["model"])
     state = _read_listed(folder, m, WEIGHTS)
     want, got = set(model.state_dict()), set(state)
     if want != got:
         diff = sorted(want ^ got)[0]
-        raise ExportError(f"{folder}/{WEIGHTS}: tensor {diff} {'is missing' if diff in want else 'is not part of this model'}; export the model again")
+        what = "is missing" if diff in want else "is not part of this model"
+        raise ExportError(f"{folder}/{WEIGHTS}: tensor {diff} {what}; export the model again")
     model.load_state_dict(state)
     moments = _read_listed(folder, m, OPTIMIZER) if m.get("optimizer") else None
     return m, model, moments
@@ -318,7 +325,9 @@ def write_export(folder, manifest, model, step, writer, opt=None):
                 moments[f"{key}.{n}"] = s[key] if key in s else torch.zeros_like(p)
         put(OPTIMIZER, safetensors_bytes(moments))
         g = opt.param_groups[0]
-        m["optimizer"] = {"type": "adam", "step": t, "beta1": g["betas"][0], "beta2": g["betas"][1], "eps": g["eps"], "weightDecay": g["weight_decay"]}
+        m["optimizer"] = dict(
+            type="adam", step=t, beta1=g["betas"][0], beta2=g["betas"][1], eps=g["eps"], weightDecay=g["weight_decay"]
+        )
     elif os.path.exists(os.path.join(folder, OPTIMIZER)):
         os.unlink(os.path.join(folder, OPTIMIZER))  # an earlier export's, now stale
     m.update(
@@ -347,7 +356,9 @@ class Tokenizer:
             missing = sorted({c for c in set(text) if c not in ids})
             if missing:
                 shown = ", ".join(f"U+{ord(c):04X}" for c in missing[:5])
-                raise ExportError(f"{where}: characters outside the model's vocabulary ({shown}); train on the corpus the model was made for")
+                raise ExportError(
+                    f"{where}: characters outside the model's vocabulary ({shown}); use the model's own corpus"
+                )
         return torch.tensor([ids.get(c, unk) for c in text], dtype=torch.long)
 
 

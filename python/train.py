@@ -35,12 +35,12 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--init", required=True, help="export directory to start from")
     p.add_argument("--out", required=True, help="export directory to write (charlm import reads it)")
-    p.add_argument("--data", help="corpus as charlm names it: FILE, DIR or tinyshakespeare:FILE (default: the export's)")
+    p.add_argument("--data", help="corpus as charlm names it: FILE, DIR, tinyshakespeare:FILE (default: the export's)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps to take")
     p.add_argument("--batch-size", type=int, help="windows per step over all processes (default: the export's)")
     p.add_argument("--seq-length", type=int, help="characters per window (default: the export's)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the export's)")
-    p.add_argument("--warmup", type=int, default=0, help="raise the learning rate linearly over N steps (the fresh Adam's first steps are large)")
+    p.add_argument("--warmup", type=int, default=0, help="raise the learning rate linearly over N steps (0 = none)")
     p.add_argument("--clip", type=float, help="clip gradients to this global norm, 0 = off (default: the export's)")
     p.add_argument("--seed", type=int, default=1, help="seeds the batches (and dropout, per process)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: one GPU per process, NCCL")
@@ -48,7 +48,7 @@ def parse_args():
     p.add_argument("--log-every", type=int, default=1, help="print the loss every N steps")
     p.add_argument("--save-every", type=int, default=0, help="also write OUT every N steps (0 = at the end only)")
     p.add_argument("--print-batches", action="store_true", help="print each step's window starts (for charlm's tests)")
-    p.add_argument("--eval-chars", type=int, default=0, help="validation characters to score at start and end (0 = none)")
+    p.add_argument("--eval-chars", type=int, default=0, help="validation characters scored at start and end (0 = none)")
     return p.parse_args()
 
 
@@ -85,7 +85,7 @@ def main():
     tok = ct.Tokenizer(manifest["vocab"])
     ids = tok.encode(train_text, data)
     if len(ids) < T + 1:
-        sys.exit(f"train.py: {data} has {len(ids)} training characters, fewer than one window of {T + 1}; shorten --seq-length")
+        sys.exit(f"train.py: {data} has {len(ids)} training characters, under one window of {T + 1}; lower --seq-length")
 
     torch.manual_seed(args.seed * 1000 + rank)  # dropout draws: different in every process
     model.to(device)
@@ -111,7 +111,8 @@ def main():
         model.train()
         return float(loss)
 
-    say(json.dumps({"init": args.init, "step": start, "world": world, "device": str(device), "B": B, "T": T, "lr": lr, "torch": torch.__version__}))
+    run = dict(init=args.init, step=start, world=world, device=str(device), B=B, T=T, lr=lr, torch=torch.__version__)
+    say(json.dumps(run))
     if args.eval_chars and rank == 0:
         say(json.dumps({"step": start, "val_loss": evaluate()}))
     model.train()
@@ -148,7 +149,8 @@ def main():
         torch.cuda.synchronize()
     if args.steps > 1:
         sec = (time.perf_counter() - t0) / (args.steps - 1)
-        say(json.dumps({"ms_per_step": round(sec * 1000, 3), "chars_per_s": round(B * T / sec), "timed_steps": args.steps - 1}))
+        timing = dict(ms_per_step=round(sec * 1000, 3), chars_per_s=round(B * T / sec), timed_steps=args.steps - 1)
+        say(json.dumps(timing))
     if rank == 0:
         if args.eval_chars:
             say(json.dumps({"step": start + args.steps, "val_loss": evaluate()}))
