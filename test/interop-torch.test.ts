@@ -10,6 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { TORCH_MANIFEST, TORCH_WEIGHTS, loadTorchExport } from "../src/interop/torch-export.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { MANIFEST, loadCheckpoint, loadOptimizerState, saveCheckpoint } from "../src/train/checkpoint.js";
@@ -69,7 +70,9 @@ test(
     // torch.optim.Adam, run the tokens, and save the module's and the optimizer's state_dict again as a new export.
     const job = join(root, "job.json");
     writeFileSync(job, JSON.stringify({ out: join(root, "torch.json"), items }));
-    execFileSync(PYTHON, ["python/charlm_torch.py", "logits", job], { stdio: "pipe" });
+    execFileSync(PYTHON, [fileURLToPath(new URL("../python/charlm_torch.py", import.meta.url)), "logits", job], {
+      stdio: "pipe",
+    });
     const torchOut = JSON.parse(readFileSync(join(root, "torch.json"), "utf8")) as { items: { logits: number[] }[] };
 
     for (const [i, [name]] of MODELS.entries()) {

@@ -11,6 +11,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadSplits } from "../src/data/corpus.js";
 import { Vocab } from "../src/data/vocab.js";
 import type { ModelConfig } from "../src/models/config.js";
@@ -25,6 +26,7 @@ import { cli } from "./helpers/cli.js";
 import { maxDiff } from "./helpers/interop.js";
 
 const PYTHON = "/usr/bin/python3";
+const TRAIN_PY = fileURLToPath(new URL("../python/train.py", import.meta.url));
 const torchMissing =
   spawnSync(PYTHON, ["-c", "import torch.distributed"], { stdio: "ignore" }).status === 0
     ? false
@@ -143,16 +145,8 @@ test(
       "2",
     ];
     const [one, two] = await Promise.all([
-      runPython([
-        "python/train.py",
-        "--init",
-        join(root, "ex"),
-        "--out",
-        join(root, "one"),
-        "--print-batches",
-        ...steps,
-      ]),
-      runPython([...launch, "python/train.py", "--init", join(root, "ex"), "--out", join(root, "two"), ...steps]),
+      runPython([TRAIN_PY, "--init", join(root, "ex"), "--out", join(root, "one"), "--print-batches", ...steps]),
+      runPython([...launch, TRAIN_PY, "--init", join(root, "ex"), "--out", join(root, "two"), ...steps]),
     ]);
     assert.match(two, /"world": 2/);
     const losses = (out: string) => lines(out).filter((l) => l.loss !== undefined);
@@ -253,7 +247,7 @@ test(
     const ex = join(root, "ex");
     assert.equal((await cli("export", join(root, "ck"), "--to", "torch", ex)).code, 0);
     const fail = (args: string[]) =>
-      spawnSync(PYTHON, ["python/train.py", "--init", ex, "--out", join(root, "o"), ...args], { encoding: "utf8" });
+      spawnSync(PYTHON, [TRAIN_PY, "--init", ex, "--out", join(root, "o"), ...args], { encoding: "utf8" });
     let r = fail(["--data", join(root, "missing.txt")]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^train\.py: .*missing\.txt: no such file or directory; check the path\n$/);
