@@ -211,7 +211,7 @@ test(
     }));
     const { root } = run;
     const out = await runPython([
-      "python/train.py",
+      TRAIN_PY,
       "--init",
       join(root, "ex"),
       "--out",
