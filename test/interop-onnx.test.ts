@@ -6,6 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -100,3 +101,29 @@ for (const [i, [name, config]] of MODELS.entries()) {
     assert.ok(worstStep <= 1e-4, `${name}: step logits differ by ${worstStep}`);
   });
 }
+
+// onnxruntime is lenient in places; the reference checker (Debian's python3-onnx) holds the files to the spec: every
+// model is well formed and its shapes infer (full_check), at IR version 8 and opset 17.
+const onnxMissing =
+  spawnSync("/usr/bin/python3", ["-c", "import onnx"], { stdio: "ignore" }).status === 0
+    ? false
+    : "/usr/bin/python3 cannot import onnx; install Debian's python3-onnx to run the ONNX checker";
+
+test("onnx export: every model passes onnx.checker with full shape inference", { skip: onnxMissing }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "charlm-onnx-"));
+  const files: string[] = [];
+  for (const [i, [name, config]] of MODELS.entries()) {
+    await saveCheckpoint(join(root, name), { model: randomModel(config, i), vocab });
+    assert.equal((await cli("export", join(root, name), "--to", "onnx", join(root, `${name}.onnx`))).code, 0);
+    files.push(join(root, `${name}.onnx`, "model.onnx"));
+  }
+  const check = [
+    "import onnx, sys",
+    "for f in sys.argv[1:]:",
+    "    m = onnx.load(f)",
+    "    onnx.checker.check_model(m, full_check=True)",
+    "    assert m.ir_version == 8 and m.opset_import[0].version == 17, f",
+  ].join("\n");
+  const r = spawnSync("/usr/bin/python3", ["-c", check, ...files], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+});
