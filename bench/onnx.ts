@@ -50,7 +50,7 @@ export async function main(args: string[]): Promise<void> {
     for (const id of tokens) {
       const r = model.step!(Int32Array.of(id), s);
       s = r.state;
-      logitsCharlm.push(r.logits);
+      logitsCharlm.push(r.logits.data.slice());
     }
     const charlmMs = (performance.now() - t0) / steps;
 

@@ -65,7 +65,7 @@ for (const [i, [name, config]] of MODELS.entries()) {
         const o = await session.run({ tokens: ids(col), ...feeds });
         const w = model.step!(flat(col), s);
         s = w.state;
-        worstStep = Math.max(worstStep, maxDiff(o.logits.data as Float32Array, w.logits));
+        worstStep = Math.max(worstStep, maxDiff(o.logits.data as Float32Array, w.logits.data));
         feeds = { h0: o.hN, ...(lstm ? { c0: o.cN } : {}) };
       }
     } else {
@@ -91,7 +91,7 @@ for (const [i, [name, config]] of MODELS.entries()) {
         const logits = o.logits.data as Float32Array;
         const last = new Float32Array(B * V);
         for (let b = 0; b < B; b++) last.set(logits.subarray((b * Tn + Tn - 1) * V, (b * Tn + Tn) * V), b * V);
-        worstStep = Math.max(worstStep, maxDiff(last, w.logits));
+        worstStep = Math.max(worstStep, maxDiff(last, w.logits.data));
       }
     }
     t.diagnostic(

@@ -28,9 +28,9 @@ const torchMissing =
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-torch-"));
 
 /** An Adam that has taken `t` steps, with random moments (v >= 0) and non-default betas. */
-function randomAdam(model: LanguageModel, t: number): Optimizer {
+async function randomAdam(model: LanguageModel, t: number): Promise<Optimizer> {
   const opt = createOptimizer("adam", model.parameters() as Map<string, Param>, { beta1: 0.8, beta2: 0.99 });
-  const state = opt.getState();
+  const state = await opt.getState();
   const rng = new Rng(t);
   for (const [k, v] of state.slots)
     for (let i = 0; i < v.length; i++) v[i] = k.startsWith("v.") ? rng.random() : rng.random() - 0.5;
@@ -53,8 +53,8 @@ test(
       const model = randomModel(config, 100 + i);
       originals.push(model);
       // Adam's moments travel too (torch.optim.Adam's exp_avg, exp_avg_sq); the SimpleRNN goes without any.
-      const optimizer = name === "rnn" ? null : randomAdam(model, 7 + i);
-      optimizers.push(optimizer?.getState() ?? null);
+      const optimizer = name === "rnn" ? null : await randomAdam(model, 7 + i);
+      optimizers.push(optimizer ? await optimizer.getState() : null);
       await saveCheckpoint(join(root, name), { model, vocab, step: 40 + i, optimizer });
       const r = await cli("export", join(root, name), "--to", "torch", join(root, `${name}.torch`));
       assert.equal(r.code, 0, r.err);

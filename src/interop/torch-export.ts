@@ -303,7 +303,7 @@ export async function loadTorchExport(dir: string): Promise<{
       const back = fromTorchStateDict(manifest.model, sd, shapes, path.join(dir, TORCH_OPTIMIZER));
       for (const [name, t] of back) slots.set(`${slot}.${name}`, t.data);
     }
-    const hyper = createOptimizer("adam", new Map(), { beta1, beta2, eps, weightDecay }).getState().hyper;
+    const hyper = (await createOptimizer("adam", new Map(), { beta1, beta2, eps, weightDecay }).getState()).hyper;
     optimizer = { type: "adam", t: step, hyper, slots };
   }
   return { model, vocab, manifest, optimizer };
