@@ -3,6 +3,8 @@
 import type { Command } from "../command.js";
 import type { Schema } from "../flags.js";
 import { evalCommand } from "./eval.js";
+import { exportCommand } from "./export.js";
+import { importCommand } from "./import.js";
 import { sampleCommand } from "./sample.js";
 import { scratchCommand } from "./scratch.js";
 import { serveCommand } from "./serve.js";
@@ -16,4 +18,6 @@ export const commands: Command<Schema>[] = [
   summaryCommand,
   scratchCommand,
   serveCommand,
+  exportCommand,
+  importCommand,
 ];

@@ -1,7 +1,8 @@
 // The backend registry: which kernels the ops call. `js` is always there and is the default; `wasm` is loaded
 // lazily (dynamic import, so a browser bundle or a checkout without build/kernels.wasm never pays for it) and is
-// listed only when its module loads and build/kernels.wasm instantiates. It runs on CHARLM_THREADS threads (default
-// 1; see docs/wasm.md): a malformed value, or threads that cannot start, make `useBackend("wasm")` fail with the reason.
+// listed only when its module loads and build/kernels.wasm instantiates. It runs on the threads `setWasmThreads` asked
+// for (the CLI's --threads), else CHARLM_THREADS, else every core up to a cap (see docs/wasm.md): a malformed value,
+// or threads that cannot start, make `useBackend("wasm")` fail with the reason.
 // `webgpu` (./webgpu/) is loaded lazily too, on first request only: it needs the optional package `webgpu` (Dawn) in
 // Node or navigator.gpu in a browser, and a GPU adapter. It is not in listBackends(): its values are read
 // asynchronously (`sync: false`), and the suites that iterate over listBackends() read them synchronously.
@@ -15,6 +16,7 @@ export type BackendName = "js" | "wasm" | "webgpu";
 let current: Backend = jsBackend;
 let wasmPromise: Promise<Backend | null> | null = null;
 let wasmError: unknown = null;
+let wasmThreads: number | null = null;
 let webgpuPromise: Promise<Backend> | null = null;
 
 /** The backend the ops use now. */
@@ -28,16 +30,31 @@ export function setBackend(b: Backend): void {
 }
 
 type WasmModule = {
-  createWasmBackend(bytes?: BufferSource, opts?: { threads?: number }): Promise<Backend>;
+  createWasmBackend(bytes?: BufferSource, opts?: { threads?: number }): Promise<Backend & { close(): Promise<void> }>;
   threadsFromEnv(): number;
 };
+
+/**
+ * The wasm backend's thread count from now on (null: CHARLM_THREADS, else the default). A backend already loaded
+ * with another count is closed and the next request loads a new one.
+ */
+export async function setWasmThreads(n: number | null): Promise<void> {
+  if (n === wasmThreads) return;
+  wasmThreads = n;
+  const old = wasmPromise;
+  wasmPromise = null;
+  wasmError = null;
+  const b = (await old) as (Backend & { close?(): Promise<void> }) | null;
+  if (b && current === b) current = jsBackend;
+  await b?.close?.();
+}
 
 /** Load the wasm backend once; null when its build is missing or does not instantiate (the reason in wasmError). */
 function loadWasm(): Promise<Backend | null> {
   if (!wasmPromise) {
     // Imported on first use only: the js backend never loads the wasm module or its binary.
     wasmPromise = import("./wasm.js")
-      .then((m: WasmModule) => m.createWasmBackend(undefined, { threads: m.threadsFromEnv() }))
+      .then((m: WasmModule) => m.createWasmBackend(undefined, { threads: wasmThreads ?? m.threadsFromEnv() }))
       .catch((e: unknown) => {
         wasmError = e;
         return null;

@@ -62,8 +62,12 @@ async function readBuild(url: URL): Promise<Uint8Array<ArrayBuffer> | null> {
   if (isNode()) {
     const { readFile } = (await import(FS)) as typeof import("node:fs/promises");
     const { fileURLToPath } = (await import(URL_MOD)) as typeof import("node:url");
+    // CHARLM_WASM_DIR: a folder holding the builds, for code bundled away from the repository (a bench carried to
+    // another machine); the file names are the build script's.
+    const dir = process.env.CHARLM_WASM_DIR;
+    const file = dir ? `${dir}/${url.pathname.split("/").pop()}` : fileURLToPath(url);
     try {
-      return new Uint8Array(await readFile(fileURLToPath(url)));
+      return new Uint8Array(await readFile(file));
     } catch {
       return null;
     }

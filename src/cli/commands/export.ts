@@ -1,0 +1,41 @@
+// `charlm export DIR --to torch OUT`: a checkpoint as a PyTorch state_dict plus a JSON of architecture and
+// tokenizer (src/interop/torch-export.ts), for the Python reference trainer in python/. `--to onnx`: an ONNX graph
+// for onnxruntime (src/interop/onnx-export.ts).
+
+import { exportCheckpointToOnnx } from "../../interop/onnx-export.js";
+import { exportCheckpointToTorch } from "../../interop/torch-export.js";
+import { UsageError } from "../../util/errors.js";
+import { defineCommand } from "../command.js";
+
+export const exportCommand = defineCommand({
+  name: "export",
+  summary: "write a checkpoint for PyTorch (state_dict, architecture, tokenizer) or as an ONNX graph",
+  schema: {
+    to: { type: "string", help: "target format", choices: ["torch", "onnx"], arg: "FORMAT" },
+    force: { type: "bool", help: "overwrite an export already in OUT", default: false },
+  },
+  examples: [
+    "charlm export runs/shakespeare --to torch exports/shakespeare",
+    "torchrun --nproc_per_node=2 python/train.py --init exports/shakespeare --out exports/more --steps 1000",
+    "charlm import exports/more --out runs/more",
+    "charlm export runs/shakespeare --to onnx exports/shakespeare-onnx",
+  ],
+  async run(flags) {
+    const [dir, out, ...rest] = flags._;
+    if (!dir || !out || rest.length) {
+      throw new UsageError("export takes two directories: charlm export CHECKPOINT_DIR --to torch|onnx OUT_DIR");
+    }
+    if (!flags.to) throw new UsageError("export needs --to torch or --to onnx (the format to write)");
+    if (flags.to === "onnx") {
+      const r = await exportCheckpointToOnnx(dir, out, { force: flags.force });
+      process.stdout.write(
+        `exported ${dir} to ${out}: model.onnx (${r.bytes.toLocaleString("en-US")} bytes; inputs and outputs: ${Object.keys(r.io).join(", ")}) and charlm-onnx.json\n`,
+      );
+      return;
+    }
+    const m = await exportCheckpointToTorch(dir, out, { force: flags.force });
+    process.stdout.write(
+      `exported ${dir} (${m.model.type === "rnn" ? m.model.cell : "gpt"}, step ${m.step}, vocabulary ${m.vocab.chars.length}) to ${out}: model.safetensors (PyTorch names)${m.optimizer ? `, optimizer.safetensors (Adam at step ${m.optimizer.step})` : ""} and charlm-torch.json\n`,
+    );
+  },
+});
