@@ -4,10 +4,10 @@
 //   batch 64 and 256: training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
 //   steps, the loss read once at the end (the GPU runs ahead of JavaScript in between, as in a training run that
 //   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step) and, for scale,
-//   charlm's wasm backend on one CPU thread for W1 at batch 64.
+//   charlm's wasm backend on the CPU's cores for W1 at batch 64.
 //
 // On the GPU machine (no Node there; ../shared/gpu/README.md), from the project root, after npm ci here:
-//   bash ../shared/gpu/pack.sh bench/gpu.ts && cp bench/train_torch.py build/kernels.wasm .gpu/app/
+//   bash bench/gpu-pack.sh        (../shared/gpu/pack.sh, plus train_torch.py, the wasm builds and worker)
 //   then there, with .gpu carried:  . .gpu/setup.sh && node .gpu/app/gpu.mjs
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
@@ -17,13 +17,13 @@
 // CUDA it says so and runs on the CPU.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { Vocab } from "../src/data/vocab.js";
 import type { Tensor } from "../src/engine/index.js";
-import { getBackend, setBackend, useBackend } from "../src/engine/index.js";
+import { getBackend, useBackend } from "../src/engine/index.js";
 import type { Backend } from "../src/engine/backend.js";
 import { scope } from "../src/engine/scope.js";
 import type { RnnModelConfig } from "../src/models/config.js";
@@ -194,15 +194,16 @@ async function main(): Promise<void> {
   }
   gpu.destroy?.();
 
-  // wasm on one CPU thread, W1 at the first batch size: the bytes read here, since the bundle cannot find build/
-  const wasmFile = [join(here, "kernels.wasm"), "build/kernels.wasm"].find((p) => existsSync(p));
-  if (wasmFile) {
-    const { createWasmBackend } = await import("../src/engine/backends/wasm.js");
-    setBackend(await createWasmBackend(readFileSync(wasmFile), { threads: 1 }));
-    const [rate] = await trainRate(workloads[0], batches[0], tiny ? 1 : 2);
-    console.log(`\nwasm, 1 CPU thread, W1 B=${batches[0]}: ${k(rate)} chars/s`);
-  } else {
-    console.log("\nwasm: build/kernels.wasm not found (copy it next to the bundle); skipped");
+  // wasm on the CPU's cores (its default thread count), W1 at the first batch size. A bundle finds the builds
+  // through CHARLM_WASM_DIR, set here to the bundle's folder when they were copied there.
+  if (!process.env.CHARLM_WASM_DIR && existsSync(join(here, "kernels.wasm"))) process.env.CHARLM_WASM_DIR = here;
+  try {
+    const wasm = (await useBackend("wasm")) as Backend & { threads?: number };
+    const [rate] = await trainRate(workloads[0], batches[0], tiny ? 1 : 3);
+    console.log(`\nwasm, ${wasm.threads ?? 1} CPU threads, W1 B=${batches[0]}: ${k(rate)} chars/s`);
+    (wasm as { close?: () => void }).close?.();
+  } catch (e) {
+    console.log(`\nwasm: skipped (${(e as Error).message.split("\n")[0]})`);
   }
   console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Packs bench/gpu.ts for the GPU machine into .gpu/ (../shared/gpu/pack.sh: Node, Dawn, the Vulkan loaders, the
+# bundle), plus what the bundle finds next to itself there: the PyTorch side (train_torch.py), the wasm builds and
+# the wasm worker (bundled as worker.js, where the wasm backend's thread pool looks for it). From the project root,
+# after npm ci and npm run build:wasm:
+#
+#   bash bench/gpu-pack.sh
+#   then on the GPU machine, with .gpu carried:  . .gpu/setup.sh && node .gpu/app/gpu.mjs
+#
+# Trying it here first (SwiftShader, tiny sizes): `. .gpu/setup.sh && node .gpu/app/gpu.mjs --tiny`; that unpacks
+# Node and Dawn inside .gpu, so run this script again before carrying .gpu (it drops them: 29 MiB travels, 64 can).
+set -euo pipefail
+root=$(git rev-parse --show-toplevel)
+cd "$root"
+# pack.sh adds .gpu/ to the git directory's info/exclude, which a linked worktree's git directory lacks
+mkdir -p "$(git rev-parse --git-dir)/info"
+bash ../shared/gpu/pack.sh bench/gpu.ts
+ls build/kernels.wasm >/dev/null 2>&1 || { echo "gpu-pack.sh: build/kernels.wasm missing; run npm run build:wasm" >&2; exit 1; }
+cp bench/train_torch.py build/*.wasm .gpu/app/
+npx --no-install esbuild src/engine/backends/wasm/worker.ts --bundle --platform=node --format=esm \
+  --outfile=.gpu/app/worker.js --log-level=warning
+du -sh .gpu | awk '{print "gpu-pack.sh: .gpu is " $1 "; carry it and run: . .gpu/setup.sh && node .gpu/app/gpu.mjs"}'
