@@ -333,6 +333,12 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     const { bytes } = await train(gpu!, models[0][1], 3, 7, 5);
     assert.deepEqual(bytes.slice(1), new Array(4).fill(bytes[1]), `GPU bytes after each step: ${bytes.join(", ")}`);
   });
+  test("deterministic: the same run twice gives the same bits", async () => {
+    const a = await train(gpu!, models[3][1], 3, 7, 2);
+    const b = await train(gpu!, models[3][1], 3, 7, 2);
+    assert.deepEqual(b.losses, a.losses);
+    for (const [k, w] of a.weights) assert.deepEqual(b.weights.get(k), w, k);
+  });
   for (const [name, cfg] of models) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
