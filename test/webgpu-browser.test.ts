@@ -1,0 +1,118 @@
+// The WebGPU backend in a browser: Debian's headless Chromium (WebGPU on SwiftShader, its CPU Vulkan), driven by
+// playwright-core, loads a page from a local server (127.0.0.1 is a secure context, which WebGPU requires) whose
+// script, bundled here with esbuild, takes the device from navigator.gpu, trains a small LSTM model for a few Adam
+// steps on webgpu and on js, and reports both loss sequences and the worst weight difference.
+//
+// Needs /usr/bin/chromium; CHARLM_SKIP_BROWSER=1 skips this file, as it does the other browser test.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { build } from "esbuild";
+import { chromium } from "playwright-core";
+import { nodeBuiltinsStub } from "../web/build.js";
+
+const CHROMIUM = process.env.CHARLM_CHROMIUM ?? "/usr/bin/chromium";
+const skip =
+  process.env.CHARLM_SKIP_BROWSER === "1"
+    ? "CHARLM_SKIP_BROWSER=1"
+    : existsSync(CHROMIUM)
+      ? false
+      : `${CHROMIUM} not found (apt-get install chromium)`;
+
+// Runs in the page. Same seeds on both backends; the result goes to window.__result.
+const PAGE_SCRIPT = `
+import { createWebgpuBackend } from "./src/engine/backends/webgpu/index.ts";
+import { jsBackend } from "./src/engine/backends/js.ts";
+import { setBackend } from "./src/engine/index.ts";
+import { scope } from "./src/engine/scope.ts";
+import { buildModel } from "./src/models/registry.ts";
+import { Adam } from "./src/train/optimizers.ts";
+import { Rng } from "./src/util/rng.ts";
+
+async function train(be) {
+  setBackend(be);
+  const cfg = { type: "rnn", cell: "lstm", vocabSize: 9, embedding: 5, units: 12, layers: 1, dropout: 0 };
+  const model = buildModel(cfg, new Rng(1));
+  const opt = new Adam(model.parameters());
+  const data = new Rng(2);
+  const [B, T] = [3, 6];
+  const x = Int32Array.from({ length: B * T }, () => data.int(9));
+  const y = Int32Array.from({ length: B * T }, () => data.int(9));
+  const losses = [];
+  for (let s = 0; s < 3; s++) {
+    const loss = scope(() => {
+      for (const p of model.parameters().values()) p.zeroGrad();
+      const { loss } = model.forward(x, B, T, { targets: y, training: true });
+      loss.backward();
+      opt.step(1e-2);
+      return loss;
+    });
+    losses.push(await loss.value());
+    loss.dispose();
+  }
+  const weights = [];
+  for (const p of model.parameters().values()) weights.push(...(await p.read()));
+  return { losses, weights };
+}
+
+try {
+  const gpu = await createWebgpuBackend();
+  const a = await train(gpu);
+  const b = await train(jsBackend);
+  const worst = a.weights.reduce((m, v, i) => Math.max(m, Math.abs(v - b.weights[i])), 0);
+  window.__result = { device: gpu.device, gpu: a.losses, js: b.losses, worst };
+  gpu.destroy();
+} catch (e) {
+  window.__result = { error: String(e && e.stack || e) };
+}
+`;
+
+test("webgpu backend in headless Chromium (navigator.gpu on SwiftShader) trains like js", { skip }, async () => {
+  const bundle = await build({
+    stdin: { contents: PAGE_SCRIPT, resolveDir: process.cwd(), loader: "ts" },
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    write: false,
+    logLevel: "error",
+    plugins: [nodeBuiltinsStub], // as the page's own build: Node-only imports the page never calls
+  });
+  const js = bundle.outputFiles[0].text;
+  const server = createServer((req, res) => {
+    const script = req.url === "/app.js";
+    res.writeHead(200, { "content-type": script ? "text/javascript" : "text/html" });
+    res.end(script ? js : '<!doctype html><script type="module" src="/app.js"></script>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--enable-unsafe-webgpu",
+      "--enable-features=Vulkan",
+      "--use-vulkan=swiftshader",
+      "--use-webgpu-adapter=swiftshader",
+      "--disable-vulkan-surface",
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    await page.waitForFunction(() => "__result" in window, undefined, { timeout: 120_000 });
+    const r = (await page.evaluate(() => (window as unknown as { __result: unknown }).__result)) as {
+      error?: string;
+      device: string;
+      gpu: number[];
+      js: number[];
+      worst: number;
+    };
+    assert.equal(r.error, undefined, r.error);
+    r.gpu.forEach((l, i) => assert.ok(Math.abs(l - r.js[i]) <= 1e-5 * r.js[i], `loss ${i}: gpu ${l} js ${r.js[i]}`));
+    assert.ok(r.worst <= 1e-3, `weights differ by up to ${r.worst}`);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
