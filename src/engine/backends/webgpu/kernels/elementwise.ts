@@ -113,7 +113,14 @@ export function binary(
   shape: readonly number[],
 ): void {
   checkRank("binary op", shape);
-  const decls = /* wgsl */ `
+  // out === a (a bias added in place): a is contiguous, so element i reads a[i] and writes out[i]; binding it once,
+  // read_write, avoids the snapshot copy an aliased read would otherwise take
+  const inPlace = out === a;
+  const decls = inPlace
+    ? /* wgsl */ `
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> o: array<f32>;`
+    : /* wgsl */ `
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;`;
@@ -124,8 +131,9 @@ export function binary(
     let s = pu(1u + d); let idx = r % s; r = r / s;
     ia += idx * pu(9u + d); ib += idx * pu(17u + d);
   }
-  o[i] = a[ia] ${BINARY[op]} b[ib];`;
-  each(rt, `binary.${op}`, decls, body, [a, b], [out], shapeParams(shape, aStrides, bStrides));
+  o[i] = ${inPlace ? "o[i]" : "a[ia]"} ${BINARY[op]} b[ib];`;
+  const key = `binary.${op}${inPlace ? ".inPlace" : ""}`;
+  each(rt, key, decls, body, inPlace ? [b] : [a, b], [out], shapeParams(shape, aStrides, bStrides));
 }
 
 /** Reductions longer than this are split into chunks summed in parallel, then the chunks' sums in order. */
