@@ -123,12 +123,21 @@ export class GpuRuntime {
   // ---- storage
 
   alloc(n: number): GpuStorage {
+    return this.allocate(n, true);
+  }
+
+  /** Scratch storage that its first kernel overwrites entirely: not zeroed when reused. */
+  scratch(n: number): GpuStorage {
+    return this.allocate(n, false);
+  }
+
+  private allocate(n: number, zero: boolean): GpuStorage {
     const bytes = sizeClass(Math.max(4, n * 4));
     const free = this.pool.get(bytes);
     const reused = free?.pop();
     if (reused) {
       // A reused buffer holds its last user's values: zero it in stream order.
-      this.clear(reused, 0, bytes);
+      if (zero) this.clear(reused, 0, bytes);
       return new GpuStorage(reused, n);
     }
     const buffer = this.device.createBuffer({
@@ -272,7 +281,7 @@ export class GpuRuntime {
     const rbufs = reads.map((r) => {
       const b = raw(r);
       if (!wbufs.includes(b)) return b;
-      const snap = this.alloc(b.size / 4);
+      const snap = this.scratch(b.size / 4);
       this.copyBuffer(b, 0, snap.buffer, 0, b.size);
       snapshots.push(snap);
       return snap.buffer;

@@ -99,7 +99,7 @@ export function attentionBackward(
   }
   if (!dq && !dk) return;
   // ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik) / √hd, dp_ij = g_i · v_j: one thread per (b, h, i) row, into a scratch (B, nH, T, T)
-  const ds = rt.alloc(B * nHead * T * T);
+  const ds = rt.scratch(B * nHead * T * T); // only its lower triangle is written and read
   const dsDecls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> att: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;

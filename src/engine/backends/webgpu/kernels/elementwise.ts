@@ -199,7 +199,7 @@ export function reduceTo(
     each(rt, "reduceTo", decls("dst"), `${locate}${sum("dst[db]")}\n  dst[db] = acc;`, [g], [dst], params);
     return;
   }
-  const part = rt.alloc(nKept * chunks); // (chunks, nKept)
+  const part = rt.scratch(nKept * chunks); // (chunks, nKept)
   each(rt, "reduceTo.chunks", decls("part"), `${locate}${sum("0.0")}\n  part[i] = acc;`, [g], [part], params);
   const total = /* wgsl */ `${locate}
   var acc = 0.0;

@@ -165,14 +165,14 @@ fn src(b: u32, k: u32) -> f32 {
 
 /** [h0; hs[0 .. T-2]] (T·B, H): the h_{t-1} of every step, for the weight gradient product. */
 function previousStates(rt: GpuRuntime, h0: GpuStorage, hs: GpuStorage, T: number, B: number, H: number): GpuStorage {
-  const hp = rt.alloc(T * B * H);
+  const hp = rt.scratch(T * B * H);
   rt.copyBuffer(h0.buffer, 0, hp.buffer, 0, B * H * 4);
   rt.copyBuffer(hs.buffer, 0, hp.buffer, B * H * 4, (T - 1) * B * H * 4);
   return hp;
 }
 
 function transposed(rt: GpuRuntime, wh: GpuStorage, H: number, G: number): GpuStorage {
-  const whT = rt.alloc(G * H);
+  const whT = rt.scratch(G * H);
   swapAxes(rt, wh, [H, G], 0, 1, whT, false);
   return whT;
 }
@@ -344,7 +344,7 @@ export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): voi
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
   const hp = previousStates(rt, a.h0, a.hs, T, B, H);
-  const dah = rt.alloc(T * B * G); // (T, B, 3H)
+  const dah = rt.scratch(T * B * G); // (T, B, 3H)
   for (let t = T - 1; t >= 0; t--) {
     const reads = [a.gates, a.hn, hp, a.dhs, whT];
     step(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], t, T, B, H, t === T - 1 ? 0 : G, R);

@@ -55,7 +55,7 @@ export function crossEntropy(
   checkIds("crossEntropy targets", targets, N, V);
   // Per row: l_n = log Σ e^(x - max) + max - x[t_n] (and the softmax row when wanted); then the mean, in one
   // workgroup (a fixed order: deterministic).
-  const rowLoss = rt.alloc(N);
+  const rowLoss = rt.scratch(N);
   const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> t: array<i32>;
