@@ -4,7 +4,10 @@
 Modes (bench/train.ts runs this as a child process and reads the last line of stdout, one JSON object):
 
   throughput  --embedding E --units H --layers L --vocab V --batch B --seq T --steps N --warmup W [--threads N]
+              [--device cpu|cuda]
               random tokens; times N full training steps (forward, loss, backward, Adam) after W warm-up steps.
+              On CUDA: float32 with TF32 off (as charlm computes), the loss read once at the end (as bench/gpu.ts
+              reads charlm's), the clock stopped after torch.cuda.synchronize().
   compare     --spec FILE   a JSON spec written by bench/train.ts: the corpus path and vocabulary, the initial
               weights (charlm names and layouts, raw float32 file), the batch offsets of every step, Adam's
               hyperparameters and the validation windows; trains and prints the validation loss.
@@ -75,7 +78,7 @@ def load_charlm_weights(model, cell, layers, weights_file, entries):
         model.dense.bias.copy_(w["dense.bias"])
 
 
-def train_step(model, opt, inputs_tb, targets_tb, vocab, clip):
+def train_step(model, opt, inputs_tb, targets_tb, vocab, clip, read=True):
     opt.zero_grad(set_to_none=True)
     logits = model(inputs_tb)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets_tb.reshape(-1))
@@ -83,23 +86,36 @@ def train_step(model, opt, inputs_tb, targets_tb, vocab, clip):
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
-    return float(loss)
+    return float(loss) if read else loss.detach()
 
 
 def throughput(a):
+    cuda = a.device == "cuda"
+    if cuda:
+        if not torch.cuda.is_available():
+            raise SystemExit("train_torch.py: --device cuda but torch.cuda.is_available() is False")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    model = CharModel(a.cell, a.vocab, a.embedding, a.units, a.layers)
+    model = CharModel(a.cell, a.vocab, a.embedding, a.units, a.layers).to(a.device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, a.vocab, (a.seq, a.batch), generator=g)
-    y = torch.randint(0, a.vocab, (a.seq, a.batch), generator=g)
+    x = torch.randint(0, a.vocab, (a.seq, a.batch), generator=g).to(a.device)
+    y = torch.randint(0, a.vocab, (a.seq, a.batch), generator=g).to(a.device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(a.warmup):
-        train_step(model, opt, x, y, a.vocab, 0)
+        train_step(model, opt, x, y, a.vocab, 0, read=not cuda)
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
-        loss = train_step(model, opt, x, y, a.vocab, 0)
+        loss = train_step(model, opt, x, y, a.vocab, 0, read=not cuda)
+    loss = float(loss)
+    sync()
     dt = time.perf_counter() - t0
-    return {"charsPerSec": a.batch * a.seq * a.steps / dt, "seconds": dt, "steps": a.steps, "loss": loss}
+    out = {"charsPerSec": a.batch * a.seq * a.steps / dt, "seconds": dt, "steps": a.steps, "loss": loss}
+    if cuda:
+        out["device"] = torch.cuda.get_device_name()
+    return out
 
 
 def compare(a):
@@ -155,6 +171,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--spec")
     a = p.parse_args()
     if a.threads > 0:

@@ -8,7 +8,7 @@ export const backendFlag = {
   type: "string",
   help: "kernel backend; auto picks wasm when build/kernels.wasm loads, else js",
   default: "auto",
-  choices: ["auto", "js", "wasm"],
+  choices: ["auto", "js", "wasm", "webgpu"],
 } as const satisfies FlagSpec;
 
 /** Make the backend named by a --backend value current. */

@@ -50,7 +50,7 @@ export interface TrainConfig {
   saveEvery: number; // also checkpoint every this many steps (0 = at the end of each epoch only)
   logEvery: number; // write a step line to metrics.jsonl every this many steps
   seed: number; // seeds initialisation, shuffling and dropout: same seed, same run
-  backend: "js" | "wasm"; // kernel backend
+  backend: "js" | "wasm" | "webgpu"; // kernel backend
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -135,7 +135,7 @@ export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
   saveEvery: { type: "int", min: 0, help: "also checkpoint every N steps (0 = epoch ends only)" },
   logEvery: { type: "int", min: 1, help: "metrics.jsonl step line every N steps" },
   seed: { type: "int", min: 0, max: 0xffffffff, help: "random seed" },
-  backend: { type: "string", choices: ["js", "wasm"], help: "kernel backend" },
+  backend: { type: "string", choices: ["js", "wasm", "webgpu"], help: "kernel backend" },
 };
 
 /**

@@ -3,17 +3,21 @@
 // listed only when its module loads and build/kernels.wasm instantiates. It runs on the threads `setWasmThreads` asked
 // for (the CLI's --threads), else CHARLM_THREADS, else every core up to a cap (see docs/wasm.md): a malformed value,
 // or threads that cannot start, make `useBackend("wasm")` fail with the reason.
+// `webgpu` (./webgpu/) is loaded lazily too, on first request only: it needs the optional package `webgpu` (Dawn) in
+// Node or navigator.gpu in a browser, and a GPU adapter. It is not in listBackends(): its values are read
+// asynchronously (`sync: false`), and the suites that iterate over listBackends() read them synchronously.
 
 import type { Backend } from "../backend.js";
 import { jsBackend } from "./js.js";
 import { CharlmError } from "../../util/errors.js";
 
-export type BackendName = "js" | "wasm";
+export type BackendName = "js" | "wasm" | "webgpu";
 
 let current: Backend = jsBackend;
 let wasmPromise: Promise<Backend | null> | null = null;
 let wasmError: unknown = null;
 let wasmThreads: number | null = null;
+let webgpuPromise: Promise<Backend> | null = null;
 
 /** The backend the ops use now. */
 export function getBackend(): Backend {
@@ -80,7 +84,16 @@ export async function loadBackend(name: BackendName): Promise<Backend> {
     }
     return b;
   }
-  throw new CharlmError(`backend ${String(name)}: unknown; choose one of js, wasm`);
+  if (name === "webgpu") {
+    // One device per process, made on first use; a failure (no package, no adapter) is a CharlmError saying why,
+    // and the next request tries again.
+    webgpuPromise ??= import("./webgpu/index.js").then((m) => m.createWebgpuBackend());
+    return webgpuPromise.catch((e: unknown) => {
+      webgpuPromise = null;
+      throw e;
+    });
+  }
+  throw new CharlmError(`backend ${String(name)}: unknown; choose one of js, wasm, webgpu`);
 }
 
 /** Load the named backend and make it current. */

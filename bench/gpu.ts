@@ -1,0 +1,211 @@
+// GPU bench: charlm on the webgpu backend against PyTorch CUDA on the same GPU, in one run that prints everything.
+//
+//   W1 = Embedding 64 -> LSTM 256 -> Dense 65, W2 = Embedding 64 -> 2 x LSTM 512 -> Dense 65; sequence 100, Adam,
+//   batch 64 and 256: training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
+//   steps, the loss read once at the end (the GPU runs ahead of JavaScript in between, as in a training run that
+//   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step) and, for scale,
+//   charlm's wasm backend on one CPU thread for W1 at batch 64.
+//
+// On the GPU machine (no Node there; ../shared/gpu/README.md), from the project root, after npm ci here:
+//   bash ../shared/gpu/pack.sh bench/gpu.ts && cp bench/train_torch.py build/kernels.wasm .gpu/app/
+//   then there, with .gpu carried:  . .gpu/setup.sh && node .gpu/app/gpu.mjs
+// Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
+//   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
+//
+// The PyTorch side is bench/train_torch.py --device cuda (float32, TF32 off), found next to this file (the bundle's
+// .gpu/app/) or in bench/; run by the first of $CHARLM_PYTHON, python3, /usr/bin/python3 that imports torch. Without
+// CUDA it says so and runs on the CPU.
+
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Vocab } from "../src/data/vocab.js";
+import type { Tensor } from "../src/engine/index.js";
+import { getBackend, setBackend, useBackend } from "../src/engine/index.js";
+import type { Backend } from "../src/engine/backend.js";
+import { scope } from "../src/engine/scope.js";
+import type { RnnModelConfig } from "../src/models/config.js";
+import { buildModel } from "../src/models/registry.js";
+import type { RnnModel } from "../src/models/rnn.js";
+import { generateText } from "../src/sample/generate.js";
+import { Adam } from "../src/train/optimizers.js";
+import { Rng } from "../src/util/rng.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const tiny = process.env.CHARLM_GPU_BENCH === "tiny" || process.argv.includes("--tiny");
+
+const V = 65;
+// Tiny: shapes SwiftShader runs in seconds; the same code path.
+const T = tiny ? 8 : 100;
+const WARMUP = tiny ? 1 : 3;
+const STEPS = tiny ? 2 : 20;
+const GEN_CHARS = tiny ? 5 : 300;
+const workloads = [
+  { name: "W1", E: 64, H: tiny ? 16 : 256, L: 1 },
+  { name: "W2", E: 64, H: tiny ? 24 : 512, L: 2 },
+].map((w) => ({ ...w, desc: `Embedding ${w.E} -> ${w.L > 1 ? `${w.L} x ` : ""}LSTM ${w.H} -> Dense ${V}` }));
+const batches = tiny ? [4, 8] : [64, 256];
+
+function config(w: (typeof workloads)[number]): RnnModelConfig {
+  return { type: "rnn", cell: "lstm", vocabSize: V, embedding: w.E, units: w.H, layers: w.L, dropout: 0 };
+}
+
+function randomIds(n: number, rng: Rng): Int32Array {
+  return Int32Array.from({ length: n }, () => rng.int(V));
+}
+
+/** One full training step in one scope; returns the loss tensor (kept, unread). */
+function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: number): Tensor {
+  return scope(() => {
+    for (const p of model.parameters().values()) p.zeroGrad();
+    const { loss } = model.forward(x, B, T, { targets: y, training: true });
+    loss!.backward();
+    opt.step(2e-3);
+    return loss!;
+  });
+}
+
+type Counted = { counts?: () => Readonly<Record<string, number>>; bytesAllocated?: () => number };
+
+/** What the GPU backend encoded per step between two snapshots of its counts, and its memory. */
+function perStep(a: Readonly<Record<string, number>>, b: Readonly<Record<string, number>>, steps: number): string {
+  return Object.keys(b)
+    .map((key) => `${((b[key] - a[key]) / steps).toFixed(0)} ${key}`)
+    .join(", ");
+}
+
+let lastProfile = "";
+
+/** Training characters/s: warm-up steps, then timed steps, the loss read once after the last. */
+async function trainRate(w: (typeof workloads)[number], B: number, steps: number): Promise<[number, number]> {
+  const be = getBackend() as Counted;
+  const rng = new Rng(0);
+  const model = buildModel(config(w), rng) as RnnModel;
+  const opt = new Adam(model.parameters());
+  const x = randomIds(B * T, rng);
+  const y = randomIds(B * T, rng);
+  let last: Tensor | null = null;
+  const run = (n: number) => {
+    for (let s = 0; s < n; s++) {
+      const loss = trainStep(model, opt, x, y, B);
+      last?.dispose();
+      last = loss;
+    }
+  };
+  run(WARMUP);
+  await last!.value();
+  const c0 = be.counts?.();
+  const m0 = be.bytesAllocated?.() ?? 0;
+  const t0 = performance.now();
+  run(steps);
+  const loss = await last!.value();
+  const sec = (performance.now() - t0) / 1000;
+  if (c0 && be.counts) {
+    const grown = (be.bytesAllocated!() - m0) / 2 ** 20;
+    lastProfile = `per step: ${perStep(c0, be.counts(), steps)}; GPU memory ${(m0 / 2 ** 20).toFixed(0)} MiB, +${grown.toFixed(1)} MiB over the timed steps`;
+  }
+  last!.dispose();
+  dispose(model, opt);
+  return [(B * T * steps) / sec, loss];
+}
+
+function dispose(model: RnnModel, opt?: Adam): void {
+  for (const p of model.parameters().values()) p.dispose();
+  (opt as { dispose?: () => void } | undefined)?.dispose?.();
+}
+
+async function generateRate(w: (typeof workloads)[number], chars: number): Promise<number> {
+  const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
+  const model = buildModel(config(w), new Rng(0)) as RnnModel;
+  await generateText(model, vocab, { prime: "", length: 3, temperature: 1, seed: 1 }); // warm-up: pipelines
+  const t0 = performance.now();
+  const text = await generateText(model, vocab, { prime: "", length: chars, temperature: 1, seed: 1 });
+  const sec = (performance.now() - t0) / 1000;
+  dispose(model);
+  if (text.length !== chars) throw new Error(`generated ${text.length} characters, expected ${chars}`);
+  return chars / sec;
+}
+
+interface TorchResult {
+  charsPerSec: number;
+  loss: number;
+  torch: string;
+  device?: string;
+}
+
+/** The Python that has torch, and whether it sees CUDA; null with the reason when none does. */
+function findTorch(): { python: string; cuda: boolean; version: string } | string {
+  const tried: string[] = [];
+  for (const python of [process.env.CHARLM_PYTHON, "python3", "/usr/bin/python3"]) {
+    if (!python) continue;
+    const code = "import torch; print(torch.__version__, torch.cuda.is_available())";
+    const r = spawnSync(python, ["-c", code], { encoding: "utf8" });
+    const [version, cuda] = (r.stdout ?? "").trim().split(" ");
+    if (r.status === 0) return { python, cuda: cuda === "True", version };
+    tried.push(`${python}: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`);
+  }
+  return tried.join("; ");
+}
+
+function torch(python: string, w: (typeof workloads)[number], B: number, device: string): TorchResult | string {
+  const script = [join(here, "train_torch.py"), "bench/train_torch.py"].find((p) => existsSync(p));
+  if (!script) return "bench/train_torch.py not found (copy it next to the bundle: cp bench/train_torch.py .gpu/app/)";
+  const args = [script, "throughput", "--device", device, "--embedding", `${w.E}`, "--units", `${w.H}`];
+  args.push("--layers", `${w.L}`, "--vocab", `${V}`, "--batch", `${B}`, "--seq", `${T}`);
+  args.push("--steps", `${STEPS}`, "--warmup", `${WARMUP}`);
+  const r = spawnSync(python, args, { encoding: "utf8" });
+  if (r.status !== 0)
+    return `failed (exit ${r.status}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const lines = r.stdout.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]) as TorchResult;
+}
+
+const k = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`).padStart(9);
+
+async function main(): Promise<void> {
+  const t00 = performance.now();
+  const gpu = (await useBackend("webgpu")) as Backend & { device?: string };
+  console.log(`charlm webgpu on ${gpu.device ?? "?"}${tiny ? " (tiny sizes: a plumbing check, not a timing)" : ""}`);
+  console.log(`sequence ${T}, Adam, float32; ${WARMUP} warm-up steps, ${STEPS} timed steps, loss read at the end\n`);
+  const py = findTorch();
+  const device = typeof py !== "string" && py.cuda ? "cuda" : "cpu";
+  if (typeof py === "string") console.log(`PyTorch: not found (${py}); its side is skipped\n`);
+  else console.log(`PyTorch ${py.version} (${py.python}) on ${py.cuda ? "CUDA" : "the CPU (no CUDA here)"}\n`);
+
+  const rows: string[] = [];
+  for (const w of workloads) {
+    for (const B of batches) {
+      const [ours, loss] = await trainRate(w, B, STEPS);
+      const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
+      const theirs = typeof t === "string" ? null : t;
+      rows.push(
+        `${w.name} ${w.desc.padEnd(42)} B=${String(B).padEnd(4)} charlm ${k(ours)} chars/s (loss ${loss.toFixed(3)})` +
+          `  PyTorch ${device} ${theirs ? `${k(theirs.charsPerSec)} chars/s  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : t}`,
+      );
+      console.log(rows[rows.length - 1]);
+      console.log(`   ${lastProfile}`);
+    }
+  }
+  for (const w of workloads) {
+    const r = await generateRate(w, GEN_CHARS);
+    console.log(`generation, batch 1, ${w.name} (${w.desc}): ${r.toFixed(0)} chars/s (${GEN_CHARS} characters)`);
+  }
+  gpu.destroy?.();
+
+  // wasm on one CPU thread, W1 at the first batch size: the bytes read here, since the bundle cannot find build/
+  const wasmFile = [join(here, "kernels.wasm"), "build/kernels.wasm"].find((p) => existsSync(p));
+  if (wasmFile) {
+    const { createWasmBackend } = await import("../src/engine/backends/wasm.js");
+    setBackend(await createWasmBackend(readFileSync(wasmFile), { threads: 1 }));
+    const [rate] = await trainRate(workloads[0], batches[0], tiny ? 1 : 2);
+    console.log(`\nwasm, 1 CPU thread, W1 B=${batches[0]}: ${k(rate)} chars/s`);
+  } else {
+    console.log("\nwasm: build/kernels.wasm not found (copy it next to the bundle); skipped");
+  }
+  console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+}
+
+await main();
+process.exit(0);

@@ -1,0 +1,81 @@
+/// <reference types="@webgpu/types" />
+// Finding a WebGPU device: `navigator.gpu` in a browser; in Node the optional npm package `webgpu` (Dawn's Node
+// binding, prebuilt inside the package). Either failure (no package, no adapter) is one CharlmError that says what
+// to do, so that `--backend auto` can fall back and `--backend webgpu` can tell the user why not.
+
+import { CharlmError } from "../../../util/errors.js";
+
+/** The part of the `webgpu` package used here (typed locally: the package is optional, tsc must not need it). */
+interface DawnModule {
+  create(options: string[]): GPU;
+  globals: object;
+}
+
+export interface GpuDevice {
+  device: GPUDevice;
+  /**
+   * The entry point and adapter, held for the device's lifetime: when Dawn's `create()` result is garbage
+   * collected, Dawn's instance goes with it while the device is still in use (random crashes: corrupted mutexes,
+   * std::system_error, SIGSEGV, seen on SwiftShader here).
+   */
+  keepAlive: unknown[];
+  /** "vendor architecture" as the adapter reports it, e.g. "nvidia hopper" or "google swiftshader". */
+  description: string;
+}
+
+/** The GPU entry point: the browser's, else Dawn's from the `webgpu` package. */
+async function gpuEntry(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const isNode = typeof process !== "undefined" && process.versions?.node !== undefined;
+  if (!isNode) {
+    throw new CharlmError("backend webgpu: this browser has no WebGPU (navigator.gpu); use --backend wasm");
+  }
+  let mod: DawnModule;
+  try {
+    // A specifier in a variable: bundlers for the web page leave this Node-only package alone.
+    const name = "webgpu";
+    mod = (await import(name)) as DawnModule;
+  } catch (e) {
+    throw new CharlmError(
+      `backend webgpu: the optional package "webgpu" did not load (${(e as Error).message.split("\n")[0]}); ` +
+        "run `npm install webgpu` or use --backend wasm",
+    );
+  }
+  // Dawn's classes (GPUBufferUsage, GPUMapMode, ...) become globals, as in a browser.
+  Object.assign(globalThis, mod.globals);
+  // CHARLM_DAWN_OPTIONS: Dawn's own options, space-separated (e.g. "backend=null" to time the host side alone,
+  // "backend=vulkan", "adapter=NAME"; the webgpu package's README lists them)
+  const options = process.env.CHARLM_DAWN_OPTIONS?.split(" ").filter(Boolean) ?? [];
+  return mod.create(options);
+}
+
+/**
+ * A device with the limits the kernels need: up to 10 storage buffers per shader stage and the adapter's largest
+ * buffers and workgroup memory. Throws a CharlmError naming the cause when there is no adapter.
+ */
+export async function requestGpuDevice(): Promise<GpuDevice> {
+  const gpu = await gpuEntry();
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new CharlmError(
+      "backend webgpu: no GPU adapter found (no GPU, or no Vulkan/Metal/D3D12 driver; on Linux without a GPU set " +
+        "VK_ICD_FILENAMES to SwiftShader's ICD, e.g. /usr/lib/chromium/vk_swiftshader_icd.json); use --backend wasm",
+    );
+  }
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBuffersPerShaderStage: Math.min(10, l.maxStorageBuffersPerShaderStage),
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    },
+  });
+  const info = adapter.info;
+  return {
+    device,
+    description: `${info?.vendor ?? "?"} ${info?.architecture ?? "?"}`.trim(),
+    keepAlive: [gpu, adapter],
+  };
+}

@@ -1,0 +1,204 @@
+// Causal multi-head self-attention: forward (keeping the softmax weights), backward, and the cached generation step.
+//
+// Legend: B batch, T positions, C channels, nH heads of hd = C / nH, N cache length. q, k, v, out are (B, T, C)
+// with head h in columns h·hd .. (h+1)·hd; att is (B, nH, T, T).
+//
+// Rows of scores are short (T up to a few hundred) and models small, so a thread per score row (softmax) or per
+// output value (the weighted sums) keeps each sum in the js loop's order, with no atomics.
+
+import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
+import { each } from "./elementwise.js";
+
+/** params: n, T, C, nH, hd, sc = 1/√hd (f32) */
+function headParams(n: number, T: number, C: number, nHead: number): number[] {
+  const hd = C / nHead;
+  return [n, T, C, nHead, hd, fbits(1 / Math.sqrt(hd))];
+}
+
+const HEAD_LETS = /* wgsl */ `
+  let T = pu(1u); let C = pu(2u); let nH = pu(3u); let hd = pu(4u); let sc = pf(5u);`;
+
+export function attention(
+  rt: GpuRuntime,
+  q: Buf,
+  k: Buf,
+  v: Buf,
+  out: Buf,
+  att: Buf,
+  B: number,
+  T: number,
+  C: number,
+  nHead: number,
+): void {
+  // scores and softmax: one thread per (b, h, i) row of att
+  const rowDecls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read_write> att: array<f32>;`;
+  const rowBody = /* wgsl */ `${HEAD_LETS}
+  let qi = i % T; let bh = i / T; let h = bh % nH; let b = bh / nH;
+  let ao = i * T;
+  let qo = (b * T + qi) * C + h * hd;
+  var m = negInf();
+  for (var j = 0u; j <= qi; j++) {
+    let ko = (b * T + j) * C + h * hd;
+    var s = 0.0;
+    for (var d = 0u; d < hd; d++) { s += q[qo + d] * k[ko + d]; }
+    s = s * sc;
+    att[ao + j] = s;
+    m = max(m, s);
+  }
+  var z = 0.0;
+  for (var j = 0u; j <= qi; j++) { let e = exp(att[ao + j] - m); att[ao + j] = e; z += e; }
+  for (var j = 0u; j <= qi; j++) { att[ao + j] = att[ao + j] / z; }
+  for (var j = qi + 1u; j < T; j++) { att[ao + j] = 0.0; }`;
+  each(rt, "attention.scores", rowDecls, rowBody, [q, k], [att], headParams(B * nHead * T, T, C, nHead));
+  // out[b, i, c] = Σ_{j <= i} att[b, h, i, j] v[b, j, c], h = c / hd
+  const outDecls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> att: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;`;
+  const outBody = /* wgsl */ `${HEAD_LETS}
+  let c = i % C; let bi = i / C; let qi = bi % T; let b = bi / T;
+  let ao = ((b * nH + c / hd) * T + qi) * T;
+  var s = 0.0;
+  for (var j = 0u; j <= qi; j++) { s += att[ao + j] * v[(b * T + j) * C + c]; }
+  o[i] = s;`;
+  each(rt, "attention.out", outDecls, outBody, [att, v], [out], headParams(B * T * C, T, C, nHead));
+}
+
+export function attentionBackward(
+  rt: GpuRuntime,
+  q: Buf,
+  k: Buf,
+  v: Buf,
+  att: Buf,
+  g: Buf,
+  dq: Buf | null,
+  dk: Buf | null,
+  dv: Buf | null,
+  B: number,
+  T: number,
+  C: number,
+  nHead: number,
+): void {
+  const n = B * T * C;
+  if (dv) {
+    // dv_j += Σ_{i >= j} p_ij g_i
+    const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> att: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dv: array<f32>;`;
+    const body = /* wgsl */ `${HEAD_LETS}
+  let c = i % C; let bj = i / C; let kj = bj % T; let b = bj / T;
+  let ao = (b * nH + c / hd) * T * T;
+  var s = dv[i];
+  for (var qi = kj; qi < T; qi++) { s += att[ao + qi * T + kj] * g[(b * T + qi) * C + c]; }
+  dv[i] = s;`;
+    each(rt, "attentionBackward.dv", decls, body, [att, g], [dv], headParams(n, T, C, nHead));
+  }
+  if (!dq && !dk) return;
+  // ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik) / √hd, dp_ij = g_i · v_j: one thread per (b, h, i) row, into a scratch (B, nH, T, T)
+  const ds = rt.alloc(B * nHead * T * T);
+  const dsDecls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> att: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ds: array<f32>;`;
+  const dsBody = /* wgsl */ `${HEAD_LETS}
+  let qi = i % T; let bh = i / T; let h = bh % nH; let b = bh / nH;
+  let ao = i * T;
+  let go = (b * T + qi) * C + h * hd;
+  var dot = 0.0;
+  for (var j = 0u; j <= qi; j++) {
+    let vo = (b * T + j) * C + h * hd;
+    var dp = 0.0;
+    for (var d = 0u; d < hd; d++) { dp += g[go + d] * v[vo + d]; }
+    ds[ao + j] = dp;
+    dot += att[ao + j] * dp;
+  }
+  for (var j = 0u; j <= qi; j++) { ds[ao + j] = att[ao + j] * (ds[ao + j] - dot) * sc; }`;
+  each(rt, "attentionBackward.ds", dsDecls, dsBody, [att, g, v], [ds], headParams(B * nHead * T, T, C, nHead));
+  const decls = (x: string, y: string) => /* wgsl */ `
+@group(0) @binding(1) var<storage, read> ds: array<f32>;
+@group(0) @binding(2) var<storage, read> ${x}: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${y}: array<f32>;`;
+  if (dq) {
+    // dq_i += Σ_{j <= i} ds_ij k_j
+    const body = /* wgsl */ `${HEAD_LETS}
+  let c = i % C; let bi = i / C; let qi = bi % T; let b = bi / T;
+  let ao = ((b * nH + c / hd) * T + qi) * T;
+  var s = 0.0;
+  for (var j = 0u; j <= qi; j++) { s += ds[ao + j] * k[(b * T + j) * C + c]; }
+  dq[i] = dq[i] + s;`;
+    each(rt, "attentionBackward.dq", decls("k", "dq"), body, [ds, k], [dq], headParams(n, T, C, nHead));
+  }
+  if (dk) {
+    // dk_j += Σ_{i >= j} ds_ij q_i
+    const body = /* wgsl */ `${HEAD_LETS}
+  let c = i % C; let bj = i / C; let kj = bj % T; let b = bj / T;
+  let ao = (b * nH + c / hd) * T * T;
+  var s = 0.0;
+  for (var qi = kj; qi < T; qi++) { s += ds[ao + qi * T + kj] * q[(b * T + qi) * C + c]; }
+  dk[i] = dk[i] + s;`;
+    each(rt, "attentionBackward.dk", decls("q", "dk"), body, [ds, q], [dk], headParams(n, T, C, nHead));
+  }
+  rt.free(ds);
+}
+
+export function attentionCached(
+  rt: GpuRuntime,
+  qkv: Buf,
+  kCache: Buf,
+  vCache: Buf,
+  out: Buf,
+  B: number,
+  T: number,
+  C: number,
+  nHead: number,
+  N: number,
+  pos0: number,
+): void {
+  // params: n, T, C, nH, hd, √hd, N, pos0
+  const params = (n: number) => [...headParams(n, T, C, nHead), N, pos0];
+  // the new positions' k and v into the caches
+  const putDecls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> vc: array<f32>;`;
+  const putBody = /* wgsl */ `${HEAD_LETS}
+  let N = pu(6u); let pos0 = pu(7u);
+  let c = i % C; let bt = i / C; let t = bt % T; let b = bt / T;
+  let at = (b * N + pos0 + t) * C + c;
+  kc[at] = qkv[bt * 3u * C + C + c];
+  vc[at] = qkv[bt * 3u * C + 2u * C + c];`;
+  each(rt, "attentionCached.put", putDecls, putBody, [qkv], [kCache, vCache], params(B * T * C));
+  // one thread per output value: its head's scores against positions 0 .. pos0 + t (recomputed per value: the
+  // cached step is small), max, then Σ e^(s - max) v / Σ e^(s - max)
+  const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+fn score(qo: u32, ko: u32, hd: u32, sc: f32) -> f32 {
+  var s = 0.0;
+  for (var d = 0u; d < hd; d++) { s += qkv[qo + d] * kc[ko + d]; }
+  return s * sc;
+}`;
+  const body = /* wgsl */ `${HEAD_LETS}
+  let N = pu(6u); let pos0 = pu(7u);
+  let c = i % C; let bt = i / C; let t = bt % T; let b = bt / T;
+  let h = c / hd;
+  let qo = bt * 3u * C + h * hd;
+  let L = pos0 + t + 1u;
+  var m = negInf();
+  for (var j = 0u; j < L; j++) { m = max(m, score(qo, (b * N + j) * C + h * hd, hd, sc)); }
+  var z = 0.0; var s = 0.0;
+  for (var j = 0u; j < L; j++) {
+    let e = exp(score(qo, (b * N + j) * C + h * hd, hd, sc) - m);
+    z += e;
+    s += e * vc[(b * N + j) * C + c];
+  }
+  o[i] = s / z;`;
+  each(rt, "attentionCached.out", decls, body, [qkv, kCache, vCache], [out], params(B * T * C));
+}

@@ -1,0 +1,390 @@
+// The recurrent layers over whole sequences: LSTM, GRU, RNN forward and backward.
+//
+// Legend: T time steps, B batch, H hidden units, G gate width (4H LSTM, 3H GRU, H RNN); sequences time-major.
+//
+// One dispatch per time step, each fusing the step's recurrent product with the gate math: a thread owns one
+// (b, j) hidden unit and accumulates its gates' dot products (h_{t-1}[b, :] · Wh[:, gate j]) while the
+// workgroup shares the (4 batch rows x 64) slice of h_{t-1} it walks through workgroup memory; then it applies the
+// nonlinearities and writes h_t, c_t and the gates. The backward step likewise fuses dh_t = dhs_t + da_{t+1} · Whᵀ
+// with the gate derivatives (reading a transposed copy of Wh made once per call, so that neighbouring threads read
+// neighbouring weights). The weight gradient is then one large product over all steps,
+// dWh += [h0; h_0..h_{T-2}]ᵀ (H, T·B) · da (T·B, G), instead of T small ones, and dh0 one more product.
+//
+// Formulas and gate orders are those of ../../backend.ts.
+
+import type {
+  GruBackwardArgs,
+  GruForwardArgs,
+  LstmBackwardArgs,
+  LstmForwardArgs,
+  RnnBackwardArgs,
+  RnnForwardArgs,
+} from "../../../backend.js";
+import type { Buf, GpuRuntime, GpuStorage } from "../runtime.js";
+import { reduceTo, swapAxes } from "./elementwise.js";
+import { matmul } from "./matmul.js";
+
+interface StepKernel {
+  /** Bindings and helpers; must define fn src(b, k) -> f32, the row vector the step multiplies. */
+  decls: string;
+  /** Number of dot products per thread (gates sharing the row vector). */
+  accs: number;
+  /** Weight index for product `a` (0 ..) at row k for unit j, as WGSL. */
+  w: (a: number) => string;
+  /** After the products: acc[0 ..] hold them; b, j, bj = b·H + j, ho = (t·B + b)·H + j, t, T, B, H in scope. */
+  epilogue: string;
+}
+
+/**
+ * A fused step kernel; params t, T, B, H, K (the product's length; 0 skips it). A workgroup is 64 units j by
+ * 4·R batch rows; each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows. R is
+ * unrolled at code generation (constant indices keep the accumulators in registers).
+ */
+function stepCode(k: StepKernel, R: number): string {
+  const rows = Array.from({ length: R }, (_, r) => r);
+  const gates = Array.from({ length: k.accs }, (_, a) => a);
+  const loads = gates.map((a) => `let w${a} = ${k.w(a)};`).join(" ");
+  const fmas = rows
+    .map((r) => {
+      const sums = gates.map((a) => `acc[${r * k.accs + a}] = fma(hv, w${a}, acc[${r * k.accs + a}]);`).join(" ");
+      return `{ let hv = tile[(lid.y + ${4 * r}u) * 64u + kk]; ${sums} }`;
+    })
+    .join("\n        ");
+  const epilogues = rows
+    .map((r) => {
+      const body = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${r * k.accs + Number(a)}]`);
+      return `{
+    let b = b0 + lid.y + ${4 * r}u;
+    if (b < B) {
+      let bj = b * H + j;
+      let ho = t * B * H + bj;
+      ${body}
+    }
+  }`;
+    })
+    .join("\n  ");
+  return /* wgsl */ `
+${k.decls}
+var<workgroup> tile: array<f32, ${256 * R}>; // [4R batch rows][64 k]
+@compute @workgroup_size(64, 4)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
+  let j = wid.x * 64u + lid.x;
+  let b0 = wid.y * ${4 * R}u;
+  var acc: array<f32, ${k.accs * R}>;
+  for (var k0 = 0u; k0 < KD; k0 += 64u) {
+    for (var r = 0u; r < ${R}u; r++) {
+      let row = lid.y + 4u * r;
+      var sv = 0.0;
+      if (b0 + row < B && k0 + lid.x < KD) { sv = src(b0 + row, k0 + lid.x); }
+      tile[row * 64u + lid.x] = sv;
+    }
+    workgroupBarrier();
+    if (j < H) {
+      let kn = min(64u, KD - k0);
+      for (var kk = 0u; kk < kn; kk++) {
+        let k = k0 + kk;
+        ${loads}
+        ${fmas}
+      }
+    }
+    workgroupBarrier();
+  }
+  if (j >= H) { return; }
+  ${epilogues}
+}`;
+}
+
+/**
+ * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups to spread over the GPU's cores.
+ * CHARLM_WEBGPU_ROWS=1|2|4 forces it (tests cover every variant on small shapes; tuning on a new GPU).
+ */
+function rowsPerThread(B: number, H: number): number {
+  const forced = typeof process !== "undefined" ? Number(process.env?.CHARLM_WEBGPU_ROWS) : NaN;
+  if (forced === 1 || forced === 2 || forced === 4) return forced;
+  let R = 4;
+  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
+  return R;
+}
+
+function step(
+  rt: GpuRuntime,
+  key: string,
+  k: StepKernel,
+  reads: Buf[],
+  writes: Buf[],
+  t: number,
+  T: number,
+  B: number,
+  H: number,
+  K: number,
+  R: number,
+): void {
+  const groups = [Math.ceil(H / 64), Math.ceil(B / (4 * R))];
+  rt.run(`${key}.R${R}`, () => stepCode(k, R), reads, writes, [t, T, B, H, K], groups);
+}
+
+/** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
+const PREV_H = /* wgsl */ `
+fn src(b: u32, k: u32) -> f32 {
+  let H = pu(3u);
+  if (pu(0u) == 0u) { return h0[b * H + k]; }
+  return hs[(pu(0u) - 1u) * pu(2u) * H + b * H + k];
+}`;
+
+/** The step's row vector in backward: the pre-activation gradient of step t+1 in `name`, rows of G. */
+const NEXT_DA = (name: string, G: string) => /* wgsl */ `
+fn src(b: u32, k: u32) -> f32 {
+  let G = ${G};
+  return ${name}[(pu(0u) + 1u) * pu(2u) * G + b * G + k];
+}`;
+
+/** [h0; hs[0 .. T-2]] (T·B, H): the h_{t-1} of every step, for the weight gradient product. */
+function previousStates(rt: GpuRuntime, h0: GpuStorage, hs: GpuStorage, T: number, B: number, H: number): GpuStorage {
+  const hp = rt.alloc(T * B * H);
+  rt.copyBuffer(h0.buffer, 0, hp.buffer, 0, B * H * 4);
+  rt.copyBuffer(hs.buffer, 0, hp.buffer, B * H * 4, (T - 1) * B * H * 4);
+  return hp;
+}
+
+function transposed(rt: GpuRuntime, wh: GpuStorage, H: number, G: number): GpuStorage {
+  const whT = rt.alloc(G * H);
+  swapAxes(rt, wh, [H, G], 0, 1, whT, false);
+  return whT;
+}
+
+/** dst = src (B·H values) or zeros when src is null: the carried gradients' starting values. */
+function start(rt: GpuRuntime, src: GpuStorage | null, dst: GpuStorage, n: number): void {
+  if (src) rt.copyBuffer(src.buffer, 0, dst.buffer, 0, n * 4);
+  else rt.clear(dst.buffer, 0, n * 4);
+}
+
+// ---- LSTM
+
+const LSTM_FORWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> xw: array<f32>;
+@group(0) @binding(2) var<storage, read> wh: array<f32>;
+@group(0) @binding(3) var<storage, read> h0: array<f32>;
+@group(0) @binding(4) var<storage, read> c0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(6) var<storage, read_write> cs: array<f32>;
+@group(0) @binding(7) var<storage, read_write> gates: array<f32>;
+${PREV_H}`,
+  accs: 4,
+  w: (a) => `wh[k * 4u * pu(3u) + ${a}u * pu(3u) + j]`,
+  epilogue: /* wgsl */ `
+  let xo = (t * B + b) * 4u * H;
+  let ig = sigmoid_(xw[xo + j] + acc[0]);
+  let fg = sigmoid_(xw[xo + H + j] + acc[1]);
+  let gg = tanh_(xw[xo + 2u * H + j] + acc[2]);
+  let og = sigmoid_(xw[xo + 3u * H + j] + acc[3]);
+  var cp: f32;
+  if (t == 0u) { cp = c0[bj]; } else { cp = cs[ho - B * H]; }
+  let c = fg * cp + ig * gg;
+  cs[ho] = c;
+  hs[ho] = og * tanh_(c);
+  gates[xo + j] = ig; gates[xo + H + j] = fg; gates[xo + 2u * H + j] = gg; gates[xo + 3u * H + j] = og;`,
+};
+
+const LSTM_BACKWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> gates: array<f32>;
+@group(0) @binding(2) var<storage, read> cs: array<f32>;
+@group(0) @binding(3) var<storage, read> c0: array<f32>;
+@group(0) @binding(4) var<storage, read> dhs: array<f32>;
+@group(0) @binding(5) var<storage, read> whT: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dxw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dh: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dc: array<f32>;
+${NEXT_DA("dxw", "4u * pu(3u)")}`,
+  accs: 1,
+  w: () => "whT[k * pu(3u) + j]",
+  // dh = dhs_t + da_{t+1} Whᵀ (+ dhT at the last step); dc = dh o (1 - tanh²c) + dc_{t+1} f_{t+1}
+  epilogue: /* wgsl */ `
+  let xo = (t * B + b) * 4u * H;
+  var dhv = dhs[ho] + acc[0];
+  if (t == T - 1u) { dhv += dh[bj]; }
+  let ig = gates[xo + j]; let fg = gates[xo + H + j]; let gg = gates[xo + 2u * H + j]; let og = gates[xo + 3u * H + j];
+  let tc = tanh_(cs[ho]);
+  var cp: f32;
+  if (t == 0u) { cp = c0[bj]; } else { cp = cs[ho - B * H]; }
+  let dcv = dhv * og * (1.0 - tc * tc) + dc[bj];
+  dxw[xo + j] = dcv * gg * ig * (1.0 - ig);
+  dxw[xo + H + j] = dcv * cp * fg * (1.0 - fg);
+  dxw[xo + 2u * H + j] = dcv * ig * (1.0 - gg * gg);
+  dxw[xo + 3u * H + j] = dhv * tc * og * (1.0 - og);
+  dc[bj] = dcv * fg;`,
+};
+
+export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  for (let t = 0; t < T; t++) {
+    step(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], t, T, B, H, H, R);
+  }
+}
+
+export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  const G = 4 * H;
+  // dh0 carries dhT into the last step; dc0 carries dc from step to step and ends as dc0.
+  start(rt, a.dhT, a.dh0, B * H);
+  start(rt, a.dcT, a.dc0, B * H);
+  if (T === 0) return;
+  const whT = transposed(rt, a.wh, H, G);
+  for (let t = T - 1; t >= 0; t--) {
+    const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
+    step(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], t, T, B, H, t === T - 1 ? 0 : G, R);
+  }
+  rt.free(whT);
+  // dh0 = da_0 · Whᵀ
+  matmul(rt, a.dxw, a.wh, a.dh0, B, G, H, { transB: true });
+  if (a.dwh) {
+    const hp = previousStates(rt, a.h0, a.hs, T, B, H);
+    matmul(rt, hp, a.dxw, a.dwh, H, T * B, G, { transA: true, accumulate: true });
+    rt.free(hp);
+  }
+}
+
+// ---- GRU
+
+const GRU_FORWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> xw: array<f32>;
+@group(0) @binding(2) var<storage, read> wh: array<f32>;
+@group(0) @binding(3) var<storage, read> bh: array<f32>;
+@group(0) @binding(4) var<storage, read> h0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> hs: array<f32>;
+@group(0) @binding(6) var<storage, read_write> gates: array<f32>;
+@group(0) @binding(7) var<storage, read_write> hn: array<f32>;
+${PREV_H}`,
+  accs: 3,
+  w: (a) => `wh[k * 3u * pu(3u) + ${a}u * pu(3u) + j]`,
+  epilogue: /* wgsl */ `
+  let xo = (t * B + b) * 3u * H;
+  var hp: f32;
+  if (t == 0u) { hp = h0[bj]; } else { hp = hs[ho - B * H]; }
+  let hnv = acc[2] + bh[2u * H + j];
+  let r = sigmoid_(xw[xo + j] + (acc[0] + bh[j]));
+  let z = sigmoid_(xw[xo + H + j] + (acc[1] + bh[H + j]));
+  let n = tanh_(xw[xo + 2u * H + j] + r * hnv);
+  hs[ho] = (1.0 - z) * n + z * hp;
+  gates[xo + j] = r; gates[xo + H + j] = z; gates[xo + 2u * H + j] = n;
+  hn[ho] = hnv;`,
+};
+
+const GRU_BACKWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> gates: array<f32>;
+@group(0) @binding(2) var<storage, read> hn: array<f32>;
+@group(0) @binding(3) var<storage, read> hprev: array<f32>;
+@group(0) @binding(4) var<storage, read> dhs: array<f32>;
+@group(0) @binding(5) var<storage, read> whT: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dxw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dah: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dhc: array<f32>;
+${NEXT_DA("dah", "3u * pu(3u)")}`,
+  accs: 1,
+  w: () => "whT[k * pu(3u) + j]",
+  // dh = dhs_t + z_{t+1} dh_{t+1} (carried in dhc) + dah_{t+1} Whᵀ; dah = the gradient of h W_h + b_h
+  // (r, z, and r·dn for the n gate), dxw that of the input projection (r, z, dn)
+  epilogue: /* wgsl */ `
+  let xo = (t * B + b) * 3u * H;
+  let dhv = dhs[ho] + dhc[bj] + acc[0];
+  let r = gates[xo + j]; let z = gates[xo + H + j]; let n = gates[xo + 2u * H + j];
+  let dn = dhv * (1.0 - z);
+  let dz = dhv * (hprev[ho] - n);
+  let dan = dn * (1.0 - n * n);
+  let dar = dan * hn[ho] * r * (1.0 - r);
+  let daz = dz * z * (1.0 - z);
+  dxw[xo + j] = dar; dxw[xo + H + j] = daz; dxw[xo + 2u * H + j] = dan;
+  dah[xo + j] = dar; dah[xo + H + j] = daz; dah[xo + 2u * H + j] = dan * r;
+  dhc[bj] = dhv * z;`,
+};
+
+export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  for (let t = 0; t < T; t++) {
+    step(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], t, T, B, H, H, R);
+  }
+}
+
+export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  const G = 3 * H;
+  start(rt, a.dhT, a.dh0, B * H);
+  if (T === 0) return;
+  const whT = transposed(rt, a.wh, H, G);
+  const hp = previousStates(rt, a.h0, a.hs, T, B, H);
+  const dah = rt.alloc(T * B * G); // (T, B, 3H)
+  for (let t = T - 1; t >= 0; t--) {
+    const reads = [a.gates, a.hn, hp, a.dhs, whT];
+    step(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], t, T, B, H, t === T - 1 ? 0 : G, R);
+  }
+  rt.free(whT);
+  // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
+  matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
+  if (a.dwh) matmul(rt, hp, dah, a.dwh, H, T * B, G, { transA: true, accumulate: true });
+  if (a.dbh) reduceTo(rt, dah, [T * B, G], a.dbh, [0, 1], 1); // dbh += Σ over the T·B rows
+  rt.free(hp);
+  rt.free(dah);
+}
+
+// ---- RNN
+
+const RNN_FORWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> xw: array<f32>;
+@group(0) @binding(2) var<storage, read> wh: array<f32>;
+@group(0) @binding(3) var<storage, read> h0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> hs: array<f32>;
+${PREV_H}`,
+  accs: 1,
+  w: () => "wh[k * pu(3u) + j]",
+  epilogue: "hs[ho] = tanh_(xw[ho] + acc[0]);",
+};
+
+const RNN_BACKWARD: StepKernel = {
+  decls: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> hs: array<f32>;
+@group(0) @binding(2) var<storage, read> dhs: array<f32>;
+@group(0) @binding(3) var<storage, read> whT: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dxw: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dh: array<f32>;
+${NEXT_DA("dxw", "pu(3u)")}`,
+  accs: 1,
+  w: () => "whT[k * pu(3u) + j]",
+  epilogue: /* wgsl */ `
+  var dhv = dhs[ho] + acc[0];
+  if (t == T - 1u) { dhv += dh[bj]; }
+  let h = hs[ho];
+  dxw[ho] = dhv * (1.0 - h * h);`,
+};
+
+export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  for (let t = 0; t < T; t++) step(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], t, T, B, H, H, R);
+}
+
+export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
+  const { T, B, H } = a;
+  const R = rowsPerThread(B, H);
+  start(rt, a.dhT, a.dh0, B * H);
+  if (T === 0) return;
+  const whT = transposed(rt, a.wh, H, H);
+  for (let t = T - 1; t >= 0; t--) {
+    step(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], t, T, B, H, t === T - 1 ? 0 : H, R);
+  }
+  rt.free(whT);
+  matmul(rt, a.dxw, a.wh, a.dh0, B, H, H, { transB: true });
+  if (a.dwh) {
+    const hp = previousStates(rt, a.h0, a.hs, T, B, H);
+    matmul(rt, hp, a.dxw, a.dwh, H, T * B, H, { transA: true, accumulate: true });
+    rt.free(hp);
+  }
+}

@@ -1,0 +1,350 @@
+/// <reference types="@webgpu/types" />
+// The GPU side of the backend: storage (pooled GPUBuffers), the command stream and the per-dispatch parameters.
+//
+// Ordering. Everything that touches a storage is *encoded* into one command encoder (dispatches, clears, copies)
+// and submitted in batches: at reads and flushes, and every MAX_DISPATCHES dispatches. The queue runs batches in
+// order, and within a batch commands run in encoding order, so a storage freed here can be handed out again at once:
+// its next user is encoded after its last one. The only thing that bypasses the encoder is queue.writeBuffer (it
+// lands on the queue before the batch still being encoded), so it only ever writes into buffers that no encoded
+// command of this batch touches: fresh upload buffers (released at the submit), and the parameter ring (written
+// once, at the submit, for the whole batch). `write` therefore uploads and then encodes a copy: no submit needed.
+//
+// Parameters. Each dispatch gets a 256-byte slot (64 u32 values) of one uniform ring buffer, bound at the slot's
+// offset; WGSL reads them with pu(i) (u32) and pf(i) (f32 bits), see PRELUDE.
+
+import { CharlmError } from "../../../util/errors.js";
+import type { Storage } from "../../backend.js";
+
+/** n float32 values in a GPUBuffer owned by the backend (the buffer may be larger: pool size classes). */
+export class GpuStorage implements Storage {
+  constructor(
+    public buffer: GPUBuffer,
+    readonly length: number,
+  ) {}
+}
+
+/** A binding: a backend storage or a raw buffer (uploads, temporaries). */
+export type Buf = GpuStorage | GPUBuffer;
+
+const SLOT_U32 = 64; // parameters per dispatch
+const SLOT_BYTES = 256; // minUniformBufferOffsetAlignment
+const RING_SLOTS = 1024;
+const MAX_DISPATCHES = 512; // submit after this many, so that long runs of kernels start on the GPU early
+
+/** Threads per workgroup of the one-thread-per-element kernels (see gridFor and `gindex` in PRELUDE). */
+export const WG = 256;
+
+/**
+ * WGSL shared by every kernel: the parameter slot, the flat index of a 1-D grid laid over (x, y) workgroups,
+ * -Infinity, and stable activations (WGSL's tanh overflows to NaN past |x| ~ 44 on some drivers; tanh(15) is 1 in f32).
+ */
+export const PRELUDE = /* wgsl */ `
+@group(0) @binding(0) var<uniform> P: array<vec4<u32>, 16>;
+fn pu(i: u32) -> u32 { return P[i >> 2u][i & 3u]; }
+fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
+fn gindex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * ${WG}u; }
+fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
+fn sigmoid_(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+// -Infinity: WGSL rejects it as a constant, so it is made at run time from a variable's bits
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+fn negInf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
+`;
+
+const f32u32 = new Float32Array(1);
+const u32f32 = new Uint32Array(f32u32.buffer);
+/** The bit pattern of x as float32, to pass a float parameter (read back with pf). */
+export function fbits(x: number): number {
+  f32u32[0] = x;
+  return u32f32[0];
+}
+
+/** Workgroups for n threads of WG each: (x, y) with x <= 65535 (the per-dimension limit). */
+export function gridFor(n: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / WG));
+  const x = Math.min(groups, 65535);
+  return [x, Math.ceil(groups / x)];
+}
+
+function sizeClass(bytes: number): number {
+  // Round up to 256 bytes below 64 KiB, else to a power of two's eighth: few classes, bounded waste (12.5%).
+  if (bytes <= 65536) return Math.max(256, Math.ceil(bytes / 256) * 256);
+  const step = 2 ** (Math.floor(Math.log2(bytes)) - 3);
+  return Math.ceil(bytes / step) * step;
+}
+
+export class GpuRuntime {
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pool = new Map<number, GPUBuffer[]>(); // free storage buffers by size class
+  private readonly uploadPool = new Map<number, GPUBuffer[]>();
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+  private uploadsInFlight: GPUBuffer[] = [];
+  private readonly ring: GPUBuffer;
+  private readonly ringHost = new Uint32Array(RING_SLOTS * SLOT_U32);
+  private slots = 0;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatches = 0;
+  private error: string | null = null;
+  private readonly poison: GPUBuffer;
+  /** Bytes held in GPU buffers (in use or pooled), for the memory-flat checks. */
+  bytesAllocated = 0;
+  /** Commands encoded so far, by kind (the bench prints them per training step). */
+  readonly counts = { dispatches: 0, copies: 0, clears: 0, submits: 0, uploads: 0 };
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    /** Objects that must outlive the device (Dawn's instance, see device.ts); dropped at destroy. */
+    private keepAlive: unknown[] = [],
+  ) {
+    this.ring = device.createBuffer({
+      size: RING_SLOTS * SLOT_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.poison = device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE });
+    this.poison.destroy();
+    device.addEventListener("uncapturederror", (e) => {
+      this.error ??= (e as GPUUncapturedErrorEvent).error.message;
+    });
+  }
+
+  /** Throws the first error the device reported (validation, out of memory), as one line. */
+  checkError(): void {
+    if (this.error) {
+      const msg = this.error.split("\n")[0];
+      this.error = null;
+      throw new CharlmError(`backend webgpu: the device reported an error: ${msg}`);
+    }
+  }
+
+  // ---- storage
+
+  alloc(n: number): GpuStorage {
+    const bytes = sizeClass(Math.max(4, n * 4));
+    const free = this.pool.get(bytes);
+    const reused = free?.pop();
+    if (reused) {
+      // A reused buffer holds its last user's values: zero it in stream order.
+      this.clear(reused, 0, bytes);
+      return new GpuStorage(reused, n);
+    }
+    const buffer = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    this.bytesAllocated += bytes;
+    return new GpuStorage(buffer, n);
+  }
+
+  free(s: GpuStorage): void {
+    const list = this.pool.get(s.buffer.size);
+    if (list) list.push(s.buffer);
+    else this.pool.set(s.buffer.size, [s.buffer]);
+    // Poison the handle: a use after free binds a destroyed-looking buffer instead of someone else's data.
+    s.buffer = this.poison;
+  }
+
+  /** A buffer holding `data`, usable by commands encoded in the current batch (released to its pool at submit). */
+  upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
+    const bytes = sizeClass(Math.max(4, data.byteLength));
+    const b =
+      this.uploadPool.get(bytes)?.pop() ??
+      this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+    if (data.byteLength > 0) this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
+    this.uploadsInFlight.push(b);
+    this.counts.uploads++;
+    return b;
+  }
+
+  // ---- encoding
+
+  private encode(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return (this.encoder ??= this.device.createCommandEncoder());
+  }
+
+  copyBuffer(src: GPUBuffer, srcByte: number, dst: GPUBuffer, dstByte: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.counts.copies++;
+    this.encode().copyBufferToBuffer(src, srcByte, dst, dstByte, bytes);
+  }
+
+  clear(dst: GPUBuffer, byte: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.counts.clears++;
+    this.encode().clearBuffer(dst, byte, bytes);
+  }
+
+  /**
+   * The bind group layout of a kernel with `nr` read and `nw` written storage buffers: the parameters at binding 0
+   * with a dynamic offset (one bind group then serves every slot of the ring), then the storages.
+   */
+  private layout(nr: number, nw: number): GPUBindGroupLayout {
+    const key = `${nr},${nw}`;
+    let l = this.layouts.get(key);
+    if (!l) {
+      const storage = (type: GPUBufferBindingType, binding: number): GPUBindGroupLayoutEntry => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type },
+      });
+      l = this.device.createBindGroupLayout({
+        entries: [
+          {
+            binding: 0,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: SLOT_BYTES },
+          },
+          ...Array.from({ length: nr }, (_, i) => storage("read-only-storage", 1 + i)),
+          ...Array.from({ length: nw }, (_, i) => storage("storage", 1 + nr + i)),
+        ],
+      });
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
+  /** The pipeline of one kernel variant, compiled once per key. */
+  pipeline(key: string, code: () => string, nr: number, nw: number): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: PRELUDE + code(), label: key });
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(nr, nw)] });
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: "main" }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * The bind group of these buffers, made once: pooled storage comes back in the same order every training step,
+   * and a recurrent layer binds the same buffers at every time step, so after warm-up nearly every dispatch finds
+   * its group here. Cleared when it grows past a bound (shapes that keep changing).
+   */
+  private bindGroup(nr: number, nw: number, buffers: GPUBuffer[]): GPUBindGroup {
+    const key = `${nr},${nw}:${buffers.map((b) => this.bufferId(b)).join(",")}`;
+    let g = this.bindGroups.get(key);
+    if (!g) {
+      if (this.bindGroups.size >= 8192) this.bindGroups.clear();
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.ring, offset: 0, size: SLOT_BYTES } },
+      ];
+      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+      g = this.device.createBindGroup({ layout: this.layout(nr, nw), entries });
+      this.bindGroups.set(key, g);
+    }
+    return g;
+  }
+
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /**
+   * Encode one dispatch. WGSL bindings: 0 the parameters, then `reads` (var<storage, read>) from 1, then `writes`
+   * (var<storage, read_write>). A read that is also written in the same dispatch (in-place ops: y = f(x) with
+   * x === y) is read from a snapshot, since WebGPU forbids a buffer bound writable and readable at once.
+   */
+  run(
+    key: string,
+    code: () => string,
+    reads: Buf[],
+    writes: Buf[],
+    params: ArrayLike<number>,
+    groups: readonly number[],
+  ): void {
+    if (groups.some((g) => g === 0)) return;
+    if (this.slots === RING_SLOTS) this.submit();
+    const pipeline = this.pipeline(key, code, reads.length, writes.length);
+    const wbufs = writes.map(raw);
+    const snapshots: GpuStorage[] = [];
+    const rbufs = reads.map((r) => {
+      const b = raw(r);
+      if (!wbufs.includes(b)) return b;
+      const snap = this.alloc(b.size / 4);
+      this.copyBuffer(b, 0, snap.buffer, 0, b.size);
+      snapshots.push(snap);
+      return snap.buffer;
+    });
+    const slot = this.slots++;
+    this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
+    this.ringHost.set(params, slot * SLOT_U32);
+    const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
+    if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup, [slot * SLOT_BYTES]);
+    this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
+    this.counts.dispatches++;
+    for (const s of snapshots) this.free(s);
+    if (++this.dispatches >= MAX_DISPATCHES) this.submit();
+  }
+
+  /** Send everything encoded so far to the GPU. */
+  submit(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (this.slots > 0) this.device.queue.writeBuffer(this.ring, 0, this.ringHost.buffer, 0, this.slots * SLOT_BYTES);
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.counts.submits++;
+    }
+    this.encoder = null;
+    this.slots = 0;
+    this.dispatches = 0;
+    for (const b of this.uploadsInFlight) {
+      const list = this.uploadPool.get(b.size);
+      if (list) list.push(b);
+      else this.uploadPool.set(b.size, [b]);
+    }
+    this.uploadsInFlight = [];
+    this.checkError();
+  }
+
+  async flush(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkError();
+  }
+
+  /** bytes from src at srcByte, once everything encoded before has run. */
+  async readBytes(src: GPUBuffer, srcByte: number, bytes: number): Promise<ArrayBuffer> {
+    if (bytes === 0) return new ArrayBuffer(0);
+    const size = sizeClass(bytes);
+    const staging =
+      this.stagingPool.get(size)?.pop() ??
+      this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.copyBuffer(src, srcByte, staging, 0, bytes);
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    const out = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    const list = this.stagingPool.get(size);
+    if (list) list.push(staging);
+    else this.stagingPool.set(size, [staging]);
+    this.checkError();
+    return out;
+  }
+
+  destroy(): void {
+    this.device.destroy();
+    this.keepAlive = [];
+  }
+}
+
+function raw(b: Buf): GPUBuffer {
+  return b instanceof GpuStorage ? b.buffer : b;
+}

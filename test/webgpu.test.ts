@@ -1,0 +1,349 @@
+// The WebGPU backend, kernel by kernel, against the js reference backend on the same random inputs (odd, small
+// sizes: CI runs this on SwiftShader, a CPU Vulkan at ~0.1 GFLOP/s). Every buffer a kernel sees, inputs included, is
+// compared after the call: |gpu - js| <= tol · max(1, |js|), tol 1e-5 unless a kernel's note says why not.
+//
+// Skipped, with the reason, when the optional package `webgpu` is missing or finds no adapter (on Linux without a
+// GPU: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json, which .ci/run sets).
+
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Backend, Storage } from "../src/engine/backend.js";
+import { jsBackend } from "../src/engine/backends/js.js";
+import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { Rng } from "../src/util/rng.js";
+import { getBackend, setBackend } from "../src/engine/index.js";
+import { scope } from "../src/engine/scope.js";
+import type { ModelConfig } from "../src/models/config.js";
+import { buildModel } from "../src/models/registry.js";
+import { Adam } from "../src/train/optimizers.js";
+
+let gpu: WebgpuBackend | null = null;
+let skip: string | false = false;
+try {
+  gpu = await createWebgpuBackend();
+} catch (e) {
+  skip = `webgpu not available here: ${(e as Error).message}`;
+}
+after(() => gpu?.destroy?.());
+
+const rng = new Rng(9);
+/** n uniform values in [-s, s). */
+function rand(n: number, s = 1): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = (2 * rng.random() - 1) * s;
+  return x;
+}
+
+type Bufs = Record<string, Float32Array>;
+type Run = <S extends Storage>(b: Backend<S>, s: Record<string, S>) => void;
+
+/** Run on js (copies of `inputs`) and on the GPU, then compare every buffer. */
+async function same(inputs: Bufs, run: Run, tol = 1e-5): Promise<void> {
+  const g = gpu!;
+  const ref: Bufs = {};
+  for (const [k, v] of Object.entries(inputs)) ref[k] = v.slice();
+  run(jsBackend, ref);
+  const st = Object.fromEntries(
+    Object.entries(inputs).map(([k, v]) => {
+      const s = g.alloc(v.length);
+      g.write(s, v);
+      return [k, s];
+    }),
+  );
+  run(g, st);
+  for (const [k, want] of Object.entries(ref)) {
+    const got = await g.read(st[k]);
+    let worst = 0;
+    let at = -1;
+    for (let i = 0; i < want.length; i++) {
+      if (Object.is(got[i], want[i])) continue;
+      const e = Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i]));
+      if (!(e <= worst)) [worst, at] = [e, i];
+    }
+    assert.ok(worst <= tol, `${k}[${at}]: gpu ${got[at]} js ${want[at]} (relative error ${worst}, tolerance ${tol})`);
+    g.free(st[k]);
+  }
+}
+
+function ids(n: number, V: number): Int32Array {
+  return Int32Array.from({ length: n }, () => rng.int(V));
+}
+
+describe("webgpu backend against js", { skip }, () => {
+  test("memory: write, read ranges, copy, fill, view refuses", async () => {
+    const g = gpu!;
+    const s = g.alloc(11);
+    g.write(s, Float32Array.from([1, 2, 3]), 4);
+    assert.deepEqual([...(await g.read(s))], [0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0]);
+    g.copy(s, 4, s, 0, 3); // within one storage
+    g.fill(s, 7, 8, 2);
+    assert.deepEqual([...(await g.read(s, 0, 10))], [1, 2, 3, 0, 1, 2, 3, 0, 7, 7]);
+    assert.throws(() => g.view(s), /await tensor.read/);
+    g.free(s);
+    const t = g.alloc(11); // pooled: the same buffer again, zeroed
+    assert.deepEqual([...(await g.read(t))], new Array(11).fill(0));
+    g.free(t);
+  });
+
+  test("matmul: transposes, accumulate, batch, offsets", async () => {
+    const [M, K, N] = [67, 33, 70];
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        await same({ a: rand(M * K), b: rand(K * N), c: rand(M * N) }, (b, s) =>
+          b.matmul(s.a, s.b, s.c, M, K, N, { transA, transB }),
+        );
+      }
+    }
+    await same({ a: rand(3 + 2 * 5 * 7), b: rand(1 + 2 * 7 * 4), c: rand(2 + 2 * 5 * 4) }, (b, s) =>
+      b.matmul(s.a, s.b, s.c, 5, 7, 4, { batch: 2, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }),
+    );
+  });
+
+  test("unary and unaryBackward, every op", async () => {
+    for (const op of ["sigmoid", "tanh", "exp", "log", "relu", "gelu"] as const) {
+      const n = 301;
+      const x = op === "log" ? rand(n).map((v) => Math.abs(v) + 0.1) : rand(n, 3);
+      await same({ x, y: rand(n) }, (b, s) => b.unary(op, s.x, s.y, n));
+      const y = new Float32Array(n);
+      jsBackend.unary(op, x, y, n);
+      await same({ x, y, g: rand(n), dx: rand(n) }, (b, s) => b.unaryBackward(op, s.x, s.y, s.g, s.dx, n));
+    }
+  });
+
+  test("scale, binary with broadcasting, reduceTo", async () => {
+    await same({ x: rand(50), y: rand(50) }, (b, s) => b.scale(s.x, s.y, 50, 0.3, false));
+    await same({ x: rand(50), y: rand(50) }, (b, s) => b.scale(s.x, s.y, 50, -2, true));
+    const shape = [3, 5, 7];
+    for (const op of ["add", "sub", "mul"] as const) {
+      await same({ a: rand(105), b: rand(7), o: rand(105) }, (b, s) =>
+        b.binary(op, s.a, [35, 7, 1], s.b, [0, 0, 1], s.o, shape),
+      );
+    }
+    await same({ a: rand(15), b: rand(7), o: rand(105) }, (b, s) =>
+      b.binary("mul", s.a, [5, 1, 0], s.b, [0, 0, 1], s.o, shape),
+    );
+    // in place: out is a
+    await same({ a: rand(105), b: rand(5) }, (b, s) => b.binary("add", s.a, [35, 7, 1], s.b, [0, 1, 0], s.a, shape));
+    await same({ g: rand(105), d: rand(7) }, (b, s) => b.reduceTo(s.g, shape, s.d, [0, 0, 1], 0.5));
+    await same({ g: rand(105), d: rand(15) }, (b, s) => b.reduceTo(s.g, shape, s.d, [5, 1, 0], 1));
+    // long enough to be summed in chunks: a bias gradient over 2000 rows, and one over two axes
+    await same({ g: rand(2000 * 3), d: rand(3) }, (b, s) => b.reduceTo(s.g, [2000, 3], s.d, [0, 1], 0.5));
+    await same({ g: rand(40 * 3 * 50), d: rand(3) }, (b, s) => b.reduceTo(s.g, [40, 3, 50], s.d, [0, 1, 0], 1));
+  });
+
+  test("softmax, crossEntropy, layerNorm and their backwards", async () => {
+    const [N, V] = [37, 13];
+    await same({ x: rand(N * V, 4), y: rand(N * V) }, (b, s) => b.softmax(s.x, s.y, N, V));
+    const y = new Float32Array(N * V);
+    jsBackend.softmax(rand(N * V, 4), y, N, V);
+    await same({ y, g: rand(N * V), dx: rand(N * V) }, (b, s) => b.softmaxBackward(s.y, s.g, s.dx, N, V));
+    const t = ids(N, V);
+    await same({ x: rand(N * V, 4), l: rand(1), p: rand(N * V) }, (b, s) => b.crossEntropy(s.x, t, s.l, s.p, N, V));
+    await same({ p: y, g: rand(1), dx: rand(N * V) }, (b, s) => b.crossEntropyBackward(s.p, t, s.g, s.dx, N, V));
+    const C = 19;
+    const io = { x: rand(N * C, 2), ga: rand(C), be: rand(C), y: rand(N * C), xh: rand(N * C), rs: rand(N) };
+    await same(io, (b, s) => b.layerNorm(s.x, s.ga, s.be, s.y, s.xh, s.rs, N, C, 1e-5));
+    const bw = { g: rand(N * C), ga: rand(C), xh: rand(N * C), rs: rand(N), dx: rand(N * C), dg: rand(C), db: rand(C) };
+    await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, s.dx, s.dg, s.db, N, C));
+    await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, null, s.dg, null, N, C));
+  });
+
+  test("embedding and its scatter-add gradient (repeated ids)", async () => {
+    const [V, D, N] = [11, 6, 40];
+    const t = ids(N, V);
+    await same({ w: rand(V * D), o: rand(N * D) }, (b, s) => b.embedding(s.w, t, s.o, D));
+    await same({ g: rand(N * D), dw: rand(V * D) }, (b, s) => b.embeddingBackward(s.g, t, s.dw, D));
+  });
+
+  test("layout: copyBlocks, reduceAxis, broadcastAxis, swapAxes, causal mask", async () => {
+    for (const acc of [false, true]) {
+      await same({ x: rand(60), y: rand(80) }, (b, s) => b.copyBlocks(s.x, 2, 9, s.y, 1, 13, 7, 6, acc));
+      await same({ x: rand(3 * 4 * 5 * 6), y: rand(120) }, (b, s) => b.swapAxes(s.x, [3, 4, 5, 6], 1, 3, s.y, acc));
+    }
+    await same({ x: rand(3 * 5 * 7), y: rand(21) }, (b, s) => b.reduceAxis(s.x, s.y, 3, 5, 7, 0.5));
+    await same({ g: rand(21), dx: rand(105) }, (b, s) => b.broadcastAxis(s.g, s.dx, 3, 5, 7, 2));
+    await same({ x: rand(2 * 36), y: rand(72) }, (b, s) => b.causalMask(s.x, s.y, 2, 6));
+    await same({ g: rand(72), dx: rand(72) }, (b, s) => b.causalMaskBackward(s.g, s.dx, 2, 6));
+  });
+
+  test("attention forward, backward, cached", async () => {
+    const [B, T, C, nH] = [2, 5, 12, 3];
+    const n = B * T * C;
+    const att = new Float32Array(B * nH * T * T);
+    const [q, k, v] = [rand(n), rand(n), rand(n)];
+    jsBackend.attention(q, k, v, new Float32Array(n), att, B, T, C, nH);
+    await same({ q, k, v, o: rand(n), att: rand(att.length) }, (b, s) =>
+      b.attention(s.q, s.k, s.v, s.o, s.att, B, T, C, nH),
+    );
+    const io = { q, k, v, att, g: rand(n), dq: rand(n), dk: rand(n), dv: rand(n) };
+    await same(io, (b, s) => b.attentionBackward(s.q, s.k, s.v, s.att, s.g, s.dq, s.dk, s.dv, B, T, C, nH));
+    await same(io, (b, s) => b.attentionBackward(s.q, s.k, s.v, s.att, s.g, null, s.dk, null, B, T, C, nH));
+    const N = 9;
+    await same({ qkv: rand(B * 2 * 3 * C), kc: rand(B * N * C), vc: rand(B * N * C), o: rand(B * 2 * C) }, (b, s) =>
+      b.attentionCached(s.qkv, s.kc, s.vc, s.o, B, 2, C, nH, N, 4),
+    );
+  });
+
+  // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups; each
+  // test runs with 1, 2 and 4 batch rows per thread (CHARLM_WEBGPU_ROWS, else picked from the sizes).
+  const [T, B, H] = [4, 9, 70];
+  const rowVariants = (name: string, fn: () => Promise<void>) =>
+    test(name, async () => {
+      for (const rows of ["1", "2", "4"]) {
+        process.env.CHARLM_WEBGPU_ROWS = rows;
+        try {
+          await fn();
+        } finally {
+          delete process.env.CHARLM_WEBGPU_ROWS;
+        }
+      }
+    });
+  rowVariants("LSTM forward and backward", async () => {
+    const G = 4 * H;
+    const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
+    const out = { hs: rand(T * B * H), cs: rand(T * B * H), gates: rand(T * B * G) };
+    await same({ ...f, ...out }, (b, s) => b.lstmForward({ T, B, H, ...pick(s, f), ...pick(s, out) }));
+    const fw = { T, B, H, ...f, hs: new Float32Array(T * B * H), cs: new Float32Array(T * B * H) };
+    const fwd = { ...fw, gates: new Float32Array(T * B * G) };
+    jsBackend.lstmForward(fwd);
+    const io = {
+      ...f,
+      hs: fwd.hs,
+      cs: fwd.cs,
+      gates: fwd.gates,
+      dhs: rand(T * B * H),
+      dhT: rand(B * H),
+      dcT: rand(B * H),
+      dxw: rand(T * B * G),
+      dwh: rand(H * G),
+      dh0: rand(B * H),
+      dc0: rand(B * H),
+    };
+    await same(io, (b, s) => b.lstmBackward({ T, B, H, ...s } as never));
+    await same(io, (b, s) => b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never));
+  });
+
+  rowVariants("GRU forward and backward", async () => {
+    const G = 3 * H;
+    const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), bh: rand(G), h0: rand(B * H) };
+    const out = { hs: rand(T * B * H), gates: rand(T * B * G), hn: rand(T * B * H) };
+    await same({ ...f, ...out }, (b, s) => b.gruForward({ T, B, H, ...pick(s, f), ...pick(s, out) }));
+    const fwd = { T, B, H, ...f, hs: new Float32Array(T * B * H), gates: new Float32Array(T * B * G) };
+    const all = { ...fwd, hn: new Float32Array(T * B * H) };
+    jsBackend.gruForward(all);
+    const io = {
+      ...f,
+      hs: all.hs,
+      gates: all.gates,
+      hn: all.hn,
+      dhs: rand(T * B * H),
+      dhT: rand(B * H),
+      dxw: rand(T * B * G),
+      dwh: rand(H * G),
+      dbh: rand(G),
+      dh0: rand(B * H),
+    };
+    await same(io, (b, s) => b.gruBackward({ T, B, H, ...s } as never));
+  });
+
+  rowVariants("RNN forward and backward", async () => {
+    const f = { xw: rand(T * B * H), wh: rand(H * H, 0.2), h0: rand(B * H) };
+    await same({ ...f, hs: rand(T * B * H) }, (b, s) => b.rnnForward({ T, B, H, ...s } as never));
+    const hs = new Float32Array(T * B * H);
+    jsBackend.rnnForward({ T, B, H, ...f, hs });
+    const io = {
+      ...f,
+      hs,
+      dhs: rand(T * B * H),
+      dhT: rand(B * H),
+      dxw: rand(T * B * H),
+      dwh: rand(H * H),
+      dh0: rand(B * H),
+    };
+    await same(io, (b, s) => b.rnnBackward({ T, B, H, ...s } as never));
+  });
+
+  test("optimizers, norms and clipping", async () => {
+    const n = 333;
+    const p = () => ({ w: rand(n), g: rand(n), m: rand(n), v: rand(n).map(Math.abs) });
+    const adam = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, bc1: 0.1, bc2: 0.002 };
+    await same(p(), (b, s) => b.adam(s.w, s.g, s.m, s.v, n, adam));
+    await same(p(), (b, s) => b.rmsprop(s.w, s.g, s.v, n, { lr: 0.01, rho: 0.9, eps: 1e-8, weightDecay: 0 }));
+    await same(p(), (b, s) => b.adagrad(s.w, s.g, s.v, n, { lr: 0.1, eps: 1e-8, weightDecay: 0.1 }));
+    for (const [momentum, nesterov, first] of [
+      [0, false, false],
+      [0.9, false, true],
+      [0.9, true, false],
+    ] as const) {
+      await same(p(), (b, s) => b.sgd(s.w, s.g, s.m, n, { lr: 0.1, momentum, nesterov, weightDecay: 0.01, first }));
+    }
+    await same({ x: rand(n), out: rand(3) }, (b, s) => b.sumSquares(s.x, n, s.out, 1));
+    for (const maxNorm of [0.5, 100, Infinity]) {
+      await same({ sq: rand(5).map(Math.abs), out: rand(2) }, (b, s) => b.clipFactor(s.sq, 5, maxNorm, s.out));
+    }
+    await same({ x: rand(n), f: rand(4) }, (b, s) => b.scaleBy(s.x, n, s.f, 2));
+  });
+});
+
+/**
+ * A few Adam training steps of a whole model (dropout included: its masks come from the seeded generator) on one
+ * backend: the losses and the final weights.
+ */
+async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps: number) {
+  const prev = getBackend();
+  setBackend(be);
+  try {
+    const rng = new Rng(3);
+    const model = buildModel(cfg, rng);
+    const opt = new Adam(model.parameters());
+    const data = new Rng(4);
+    const x = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
+    const y = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
+    const losses: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const loss = scope(() => {
+        for (const p of model.parameters().values()) p.zeroGrad();
+        const { loss } = model.forward(x, B, T, { targets: y, training: true });
+        loss!.backward();
+        opt.step(1e-2);
+        return loss!;
+      });
+      losses.push(await loss.value());
+      loss.dispose();
+    }
+    const weights = new Map<string, Float32Array>();
+    for (const [name, p] of model.parameters()) weights.set(name, await p.read());
+    return { losses, weights };
+  } finally {
+    setBackend(prev);
+  }
+}
+
+describe("webgpu backend: whole models against js", { skip }, () => {
+  const V = 11;
+  const models: [string, ModelConfig][] = [
+    ["2 x LSTM", { type: "rnn", cell: "lstm", vocabSize: V, embedding: 6, units: 10, layers: 2, dropout: 0.1 }],
+    ["GRU", { type: "rnn", cell: "gru", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
+    ["RNN", { type: "rnn", cell: "rnn", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
+    ["GPT", { type: "gpt", vocabSize: V, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0.1, bias: true }],
+  ];
+  for (const [name, cfg] of models) {
+    test(`${name}: three training steps give the same losses and weights`, async () => {
+      const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
+      const got = await train(gpu!, cfg, 3, 7, 3);
+      got.losses.forEach((l, i) =>
+        assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
+      );
+      for (const [k, w] of want.weights) {
+        const g = got.weights.get(k)!;
+        // Adam divides by √v: where a gradient is ~0 the two backends' roundings can step differently (by ≤ lr)
+        const worst = w.reduce((m, v, i) => Math.max(m, Math.abs(v - g[i])), 0);
+        assert.ok(worst <= 1e-3, `${k}: max difference ${worst}`);
+      }
+    });
+  }
+});
+
+function pick<S, K extends string>(s: Record<string, S>, keys: Record<K, unknown>): Record<K, S> {
+  return Object.fromEntries(Object.keys(keys).map((k) => [k, s[k]])) as Record<K, S>;
+}
