@@ -179,6 +179,27 @@ export const PRESETS: Record<string, Partial<TrainConfig>> = {
     clip: 0,
     backend: "wasm",
   },
+  // A GPU (--backend webgpu): two LSTM layers of 1024 with strong dropout, because on this small corpus a big model
+  // overfits within a minute of GPU time and early stopping on short epochs decides the best loss.
+  gpu: {
+    cell: "lstm",
+    embedding: 128,
+    units: 1024,
+    layers: 2,
+    dropout: 0.35,
+    seqLength: 128,
+    batchSize: 128,
+    epochs: 30,
+    stepsPerEpoch: 150,
+    optimizer: "adam",
+    lr: 2e-3,
+    schedule: "cosine",
+    warmup: 200,
+    clip: 5,
+    patience: 4,
+    logEvery: 50,
+    backend: "webgpu",
+  },
   tiny: {
     backend: "js",
     embedding: 16,

@@ -151,7 +151,7 @@ export class WasmBackend implements Backend<WasmStorage> {
       if (l.length > MAX_RANK)
         throw new CharlmError(`wasm backend: ${l.length} axes; at most ${MAX_RANK} are supported`);
       const p = this.lists + 4 * MAX_RANK * i;
-      ints.set(l, p >> 2);
+      ints.set(l, p >>> 2);
       return p;
     });
   }
@@ -220,11 +220,11 @@ export class WasmBackend implements Backend<WasmStorage> {
     if (offset < 0 || offset + src.length > dst.length) {
       throw new CharlmError(`wasm backend: writing ${src.length} floats at ${offset} into a storage of ${dst.length}`);
     }
-    this.heap.floats().set(src, (dst.ptr >> 2) + offset);
+    this.heap.floats().set(src, (dst.ptr >>> 2) + offset);
   }
 
   read(src: WasmStorage, offset = 0, n = src.length - offset): Promise<Float32Array> {
-    const i = (src.ptr >> 2) + offset;
+    const i = (src.ptr >>> 2) + offset;
     return Promise.resolve(this.heap.floats().slice(i, i + n));
   }
 

@@ -33,7 +33,7 @@ export class Heap {
   /** Bytes handed out and not yet freed (for tests and the memory report). */
   live = 0;
   /** Zeroes n floats at byte address p; the backend sets it to share large fills between its threads. */
-  clear: (p: number, n: number) => void = (p, n) => void this.floats().fill(0, p >> 2, (p >> 2) + n);
+  clear: (p: number, n: number) => void = (p, n) => void this.floats().fill(0, p >>> 2, (p >>> 2) + n);
 
   constructor(
     private readonly memory: WebAssembly.Memory,
@@ -135,21 +135,21 @@ export class Heap {
   view(s: WasmStorage): Float32Array {
     const st = s as { cached?: Float32Array };
     if (st.cached && st.cached.buffer === this.memory.buffer) return st.cached;
-    const i = s.ptr >> 2;
+    const i = s.ptr >>> 2;
     return (st.cached = this.floats().subarray(i, i + s.length));
   }
 
   /** Copies ints into a fresh block (token ids, targets, shapes); returns its address. Free it with `freeBytes`. */
   putInts(src: ArrayLike<number>): number {
     const p = this.allocBytes(src.length, false);
-    this.ints().set(src, p >> 2);
+    this.ints().set(src, p >>> 2);
     return p;
   }
 
   /** Copies float64 values into a fresh block (optimizer hyperparameters); free with `freeBytes(p, 2 * n)`. */
   putDoubles(src: readonly number[]): number {
     const p = this.allocBytes(2 * src.length, false);
-    this.doubles().set(src, p >> 3);
+    this.doubles().set(src, p >>> 3);
     return p;
   }
 }

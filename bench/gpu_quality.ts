@@ -1,0 +1,112 @@
+// The `gpu` preset's quality on Tiny Shakespeare within a time budget: the best TFDS validation loss it reaches in
+// --seconds of training (default 300) on the chosen backend, and the test loss of those best weights.
+//
+//   node --import tsx bench/gpu_quality.ts [--seconds S] [--backend webgpu|wasm|js] [--eval-every STEPS]
+//   (bundled for the GPU machine: bash ../shared/gpu/pack.sh bench/gpu_quality.ts; see bench/gpu.ts)
+//
+// The recipe is the preset's (src/train/config.ts, PRESETS.gpu): model, batch, sequence, Adam, warm-up, clipping,
+// dropout. The cosine schedule is stretched over the steps the budget allows, estimated from the speed of the
+// first 30 steps. Every --eval-every steps (default: the preset's stepsPerEpoch) the whole validation split is
+// evaluated; the best weights are kept on the host and put back for the test loss. Times count training and
+// evaluation, not start-up.
+
+import { loadTinyShakespeare } from "../src/data/tinyshakespeare.js";
+import { WindowEpoch } from "../src/data/batching.js";
+import { useBackend, type BackendName } from "../src/engine/index.js";
+import { scope } from "../src/engine/scope.js";
+import { buildModel, countParams } from "../src/models/registry.js";
+import { buildTrainVocab, modelConfigFor, resolveTrainConfig } from "../src/train/config.js";
+import { evaluate } from "../src/train/evaluate.js";
+import { clipGradNorm, createOptimizer } from "../src/train/optimizers.js";
+import { learningRate } from "../src/train/schedules.js";
+import { Rng } from "../src/util/rng.js";
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(option("--seconds") ?? 300);
+  const cfg = resolveTrainConfig({ preset: "gpu" });
+  const backend = (option("--backend") ?? cfg.backend) as BackendName;
+  const evalEvery = Number(option("--eval-every") ?? cfg.stepsPerEpoch);
+  const be = await useBackend(backend);
+  const ts = await loadTinyShakespeare({ quiet: true });
+  const vocab = buildTrainVocab(cfg, ts.train);
+  const [trainIds, valIds, testIds] = [ts.train, ts.validation, ts.test].map((t) => vocab.encode(t));
+  const model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+  const params = model.parameters();
+  const opt = createOptimizer(cfg.optimizer, params, { beta1: cfg.beta1, beta2: cfg.beta2 });
+  const [B, T] = [cfg.batchSize, cfg.seqLength];
+  const dataRng = new Rng(cfg.seed + 1);
+  const modelRng = new Rng(cfg.seed + 2);
+  const windows = new WindowEpoch(trainIds, B, T, dataRng);
+  console.log(
+    `gpu preset on ${be.name}: ${countParams(model).toLocaleString("en-US")} parameters, ` +
+      `${cfg.layers} x ${cfg.cell.toUpperCase()} ${cfg.units}, dropout ${cfg.dropout}, batch ${B} x ${T}, budget ${seconds} s`,
+  );
+
+  let totalSteps = 1e9; // until the speed is known
+  let step = 0;
+  let best = { val: Infinity, step: 0, time: 0, weights: null as Map<string, Float32Array> | null };
+  const t0 = performance.now();
+  const elapsed = (): number => (performance.now() - t0) / 1000;
+  let batches = windows.batches();
+  outer: for (;;) {
+    for (let k = 0; k < evalEvery; k++) {
+      let next = batches.next();
+      if (next.done) {
+        batches = windows.batches();
+        next = batches.next();
+      }
+      const batch = next.value!;
+      const lr = learningRate(step, { ...cfg, totalSteps });
+      const loss = scope(() => {
+        for (const p of params.values()) p.zeroGrad();
+        const opts = { targets: batch.targets, training: true, rng: modelRng }; // the loop's options (rng: dropout)
+        const res = model.forward(batch.inputs, B, T, opts);
+        res.loss!.backward();
+        clipGradNorm(params.values(), cfg.clip);
+        opt.step(lr);
+        return res.loss!;
+      });
+      step++;
+      if (step === 30) {
+        const v = await loss.value(); // waits for the queue: the time is the real speed
+        const rate = step / elapsed();
+        totalSteps = Math.floor(rate * seconds * 0.93); // evaluations take the rest
+        console.log(
+          `  ${rate.toFixed(1)} steps/s (${((rate * B * T) / 1000).toFixed(0)} k chars/s), loss ${v.toFixed(3)}; cosine over ${totalSteps} steps`,
+        );
+      }
+      loss.dispose();
+      if (step >= totalSteps || elapsed() > seconds) break outer;
+    }
+    const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
+    const improved = val.nats < best.val;
+    if (improved) {
+      const weights = new Map<string, Float32Array>();
+      for (const [k, p] of params) weights.set(k, await p.read());
+      best = { val: val.nats, step, time: elapsed(), weights };
+    }
+    console.log(
+      `  step ${step}  ${elapsed().toFixed(0)} s  validation ${val.nats.toFixed(4)}${improved ? "  *best*" : ""}`,
+    );
+  }
+  const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
+  if (val.nats < best.val) {
+    const weights = new Map<string, Float32Array>();
+    for (const [k, p] of params) weights.set(k, await p.read());
+    best = { val: val.nats, step, time: elapsed(), weights };
+  }
+  for (const [k, p] of params) p.write(best.weights!.get(k)!);
+  const test = await evaluate(model, testIds, { B, T, maxChars: 0 });
+  console.log(
+    `best validation ${best.val.toFixed(4)} nats/char at step ${best.step} (${best.time.toFixed(0)} s of ${elapsed().toFixed(0)} s); ` +
+      `test ${test.nats.toFixed(4)} nats/char (${test.bits.toFixed(3)} bits/char)`,
+  );
+}
+
+await main();
+process.exit(0);
