@@ -278,6 +278,8 @@ describe("webgpu backend against js", { skip }, () => {
       await same(p(), (b, s) => b.sgd(s.w, s.g, s.m, n, { lr: 0.1, momentum, nesterov, weightDecay: 0.01, first }));
     }
     await same({ x: rand(n), out: rand(3) }, (b, s) => b.sumSquares(s.x, n, s.out, 1));
+    // past one workgroup's chunk (16384): partial sums, then their sum
+    await same({ x: rand(40000), out: rand(2) }, (b, s) => b.sumSquares(s.x, 40000, s.out, 1));
     for (const maxNorm of [0.5, 100, Infinity]) {
       await same({ sq: rand(5).map(Math.abs), out: rand(2) }, (b, s) => b.clipFactor(s.sq, 5, maxNorm, s.out));
     }

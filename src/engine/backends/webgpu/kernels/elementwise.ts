@@ -243,13 +243,10 @@ export function copyBlocks(
   );
 }
 
+/** y[a, j] = s·Σ_i x[a, i, j]: zeros, then the broadcast-gradient reduction (chunked when n is long). */
 export function reduceAxis(rt: GpuRuntime, x: Buf, y: Buf, outer: number, n: number, inner: number, s: number): void {
-  const body = /* wgsl */ `
-  let a = i / pu(2u); let j = i % pu(2u);
-  var acc = 0.0;
-  for (var k = 0u; k < pu(1u); k++) { acc += x[(a * pu(1u) + k) * pu(2u) + j]; }
-  y[i] = pf(3u) * acc;`;
-  each(rt, "reduceAxis", RW1, body, [x], [y], [outer * inner, n, inner, fbits(s)]);
+  fill(rt, y, 0, 0, outer * inner);
+  reduceTo(rt, x, [outer, n, inner], y, [inner, 0, 1], s);
 }
 
 export function broadcastAxis(
@@ -370,28 +367,42 @@ export function sgd(rt: GpuRuntime, w: Buf, g: Buf, buf: Buf, n: number, h: SgdS
 
 // ---- norms
 
+/** Elements one workgroup sums in sumAll's first stage (256 threads x 64 each). */
+const SUM_CHUNK = 256 * 64;
+
 /**
- * out[off] = (Σ_i x[i] or x[i]²) / div, i < n, by one workgroup: each thread sums a strided share, then a tree.
- * Deterministic (fixed shares and tree), unlike atomics.
+ * out[off] = (Σ_i x[i] or x[i]²) / div, i < n. One workgroup per SUM_CHUNK elements: each thread sums a strided
+ * share, then a tree; past one chunk the workgroups' sums go to a scratch and are summed the same way. Deterministic
+ * (fixed shares and trees), unlike atomics; a large weight's squared norm no longer waits on one workgroup.
  */
 export function sumAll(rt: GpuRuntime, x: Buf, n: number, out: Buf, off: number, square: boolean, div: number): void {
+  const groups = Math.ceil(n / SUM_CHUNK);
+  // params: n, off, div, chunk; workgroup w sums [w·chunk, min(n, (w+1)·chunk)) into out[off + w]
   const code = () => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let end = min(pu(0u), (wid.x + 1u) * pu(3u));
   var s = 0.0;
-  for (var i = lid.x; i < pu(0u); i += 256u) { let v = x[i]; s += ${square ? "v * v" : "v"}; }
+  for (var i = wid.x * pu(3u) + lid.x; i < end; i += 256u) { let v = x[i]; s += ${square ? "v * v" : "v"}; }
   part[lid.x] = s;
   workgroupBarrier();
   for (var w = 128u; w > 0u; w >>= 1u) {
     if (lid.x < w) { part[lid.x] += part[lid.x + w]; }
     workgroupBarrier();
   }
-  if (lid.x == 0u) { out[pu(1u)] = part[0] / pf(2u); }
+  if (lid.x == 0u) { out[pu(1u) + wid.x] = part[0] / pf(2u); }
 }`;
-  rt.run(`sumAll.${square}`, code, [x], [out], [n, off, fbits(div)], [1]);
+  if (groups <= 1) {
+    rt.run(`sumAll.${square}`, code, [x], [out], [n, off, fbits(div), Math.max(n, 1)], [1]);
+    return;
+  }
+  const partial = rt.scratch(groups);
+  rt.run(`sumAll.${square}`, code, [x], [partial], [n, 0, fbits(1), SUM_CHUNK], [groups]);
+  sumAll(rt, partial, groups, out, off, false, div);
+  rt.free(partial);
 }
 
 export function clipFactor(rt: GpuRuntime, sq: Buf, count: number, maxNorm: number, out: Buf): void {

@@ -6,7 +6,7 @@
 
 import { CharlmError } from "../../../../util/errors.js";
 import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
-import { each, sumAll } from "./elementwise.js";
+import { binary, each, reduceTo, sumAll } from "./elementwise.js";
 
 export function softmax(rt: GpuRuntime, x: Buf, y: Buf, rows: number, V: number): void {
   const decls = /* wgsl */ `
@@ -167,21 +167,14 @@ export function layerNormBackward(
   }`;
     each(rt, "layerNormBackward.dx", decls, body, [g, gamma, xhat, rstd], [dx], [rows, C]);
   }
-  // per channel, over rows in order: dγ += Σ g x̂, dβ += Σ g
-  const sums = (name: string, term: string, out: Buf, reads: Buf[]) => {
-    const decls = /* wgsl */ `
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-${reads.length > 1 ? "@group(0) @binding(2) var<storage, read> xh: array<f32>;" : ""}
-@group(0) @binding(${reads.length + 1}) var<storage, read_write> d: array<f32>;`;
-    const body = /* wgsl */ `
-  let C = pu(0u);
-  var acc = d[i];
-  for (var r = 0u; r < pu(1u); r++) { let k = r * C + i; acc += ${term}; }
-  d[i] = acc;`;
-    each(rt, `layerNormBackward.${name}`, decls, body, reads, [out], [C, rows]);
-  };
-  if (dgamma) sums("dgamma", "g[k] * xh[k]", dgamma, [g, xhat]);
-  if (dbeta) sums("dbeta", "g[k]", dbeta, [g]);
+  // per channel: dγ += Σ_rows g x̂, dβ += Σ_rows g, as reductions over the rows (chunked when there are many)
+  if (dgamma) {
+    const gx = rt.scratch(rows * C);
+    binary(rt, "mul", g, [C, 1], xhat, [C, 1], gx, [rows, C]);
+    reduceTo(rt, gx, [rows, C], dgamma, [0, 1], 1);
+    rt.free(gx);
+  }
+  if (dbeta) reduceTo(rt, g, [rows, C], dbeta, [0, 1], 1);
 }
 
 export function embedding(rt: GpuRuntime, w: Buf, ids: Int32Array, out: Buf, D: number, V: number): void {
