@@ -168,6 +168,12 @@ async function main(): Promise<void> {
   const t00 = performance.now();
   const gpu = (await useBackend("webgpu")) as Backend & { device?: string };
   console.log(`charlm webgpu on ${gpu.device ?? "?"}${tiny ? " (tiny sizes: a plumbing check, not a timing)" : ""}`);
+  if (!tiny && /swiftshader/i.test(gpu.device ?? "")) {
+    // Full sizes would take hours on a CPU Vulkan: on the GPU machine this means Vulkan did not find the NVIDIA
+    // driver (setup.sh prints the ICD it chose).
+    console.log("the adapter is SwiftShader (a CPU Vulkan), not a GPU: stopping; use --tiny to check the plumbing");
+    process.exit(1);
+  }
   console.log(`sequence ${T}, Adam, float32; ${WARMUP} warm-up steps, ${STEPS} timed steps, loss read at the end\n`);
   const py = findTorch();
   const device = typeof py !== "string" && py.cuda ? "cuda" : "cpu";
