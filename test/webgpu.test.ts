@@ -94,6 +94,13 @@ describe("webgpu backend against js", { skip }, () => {
         );
       }
     }
+    // split along K (few output tiles, long K), as a weight gradient over T·B rows; overwrite and accumulate
+    const [m, k, n] = [9, 1100, 5];
+    for (const accumulate of [false, true]) {
+      await same({ a: rand(k * m), b: rand(k * n), c: rand(3 + m * n) }, (b, s) =>
+        b.matmul(s.a, s.b, s.c, m, k, n, { transA: true, accumulate, offsetC: 3 }),
+      );
+    }
     await same({ a: rand(3 + 2 * 5 * 7), b: rand(1 + 2 * 7 * 4), c: rand(2 + 2 * 5 * 4) }, (b, s) =>
       b.matmul(s.a, s.b, s.c, 5, 7, 4, { batch: 2, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }),
     );

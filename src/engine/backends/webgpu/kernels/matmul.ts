@@ -3,10 +3,12 @@
 // Tiled: a workgroup of 16 x 16 threads owns a 64 x 64 tile of C, each thread 4 x 4 outputs spaced 16 apart (so
 // that neighbouring threads write neighbouring columns). K is walked 16 at a time through workgroup memory; tiles
 // are loaded so that neighbouring threads read neighbouring addresses whichever way A and B are stored. Each
-// transpose combination is its own pipeline (the branches fold away). Edges are zero-padded in the tiles.
+// transpose combination is its own pipeline (the branches fold away). Edges are zero-padded in the tiles. Products
+// with few output tiles and a long K are split along K (see matmul below).
 
 import type { MatmulOptions } from "../../../backend.js";
 import type { Buf, GpuRuntime } from "../runtime.js";
+import { each } from "./elementwise.js";
 
 const TILE = 64;
 
@@ -24,28 +26,34 @@ var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let M = pu(0u); let K = pu(1u); let N = pu(2u);
-  let aBase = pu(3u) + wid.z * M * K;
-  let bBase = pu(4u) + wid.z * K * N;
-  let cBase = pu(5u) + wid.z * M * N;
   let accumulate = pu(6u) == 1u;
+  // split-K (pu(7) = k per split, batch 1): workgroup z takes k in [z·KS, (z+1)·KS) and writes its own C (M, N)
+  let KS = pu(7u);
+  let split = KS > 0u;
+  let zb = select(wid.z, 0u, split);
+  let aBase = pu(3u) + zb * M * K;
+  let bBase = pu(4u) + zb * K * N;
+  let cBase = pu(5u) + wid.z * M * N;
+  let kBegin = select(0u, wid.z * KS, split);
+  let kEnd = select(K, min(K, kBegin + KS), split);
   let m0 = wid.y * 64u;
   let n0 = wid.x * 64u;
   let tid = lid.y * 16u + lid.x;
   var acc: array<f32, 16>;
-  for (var k0 = 0u; k0 < K; k0 += 16u) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += 16u) {
     for (var l = 0u; l < 4u; l++) {
       let e = tid + l * 256u;
       var mm: u32; var ka: u32;
       if (TA) { mm = e % 64u; ka = e / 64u; } else { ka = e % 16u; mm = e / 16u; }
       var av = 0.0;
-      if (m0 + mm < M && k0 + ka < K) {
+      if (m0 + mm < M && k0 + ka < kEnd) {
         if (TA) { av = a[aBase + (k0 + ka) * M + m0 + mm]; } else { av = a[aBase + (m0 + mm) * K + k0 + ka]; }
       }
       As[ka * 64u + mm] = av;
       var nn: u32; var kb: u32;
       if (TB) { kb = e % 16u; nn = e / 16u; } else { nn = e % 64u; kb = e / 64u; }
       var bv = 0.0;
-      if (n0 + nn < N && k0 + kb < K) {
+      if (n0 + nn < N && k0 + kb < kEnd) {
         if (TB) { bv = b[bBase + (n0 + nn) * K + k0 + kb]; } else { bv = b[bBase + (k0 + kb) * N + n0 + nn]; }
       }
       Bs[kb * 64u + nn] = bv;
@@ -77,6 +85,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }`;
 }
 
+/** Workgroups below which a long product is split along K (the GPU has ~100+ cores to fill). */
+const FEW_TILES = 128;
+
 export function matmul(
   rt: GpuRuntime,
   a: Buf,
@@ -91,12 +102,43 @@ export function matmul(
   const tb = o?.transB ?? false;
   const batch = o?.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}`;
+  const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
+  const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
+  // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
+  // k each. Split K instead into S parts summed into a scratch (S, M, N), then add the parts in order (deterministic).
+  const S =
+    batch === 1 && tiles < FEW_TILES && K >= 1024 ? Math.min(Math.ceil(FEW_TILES / tiles), Math.floor(K / 256)) : 1;
+  if (S > 1) {
+    const KS = Math.ceil(K / S / 16) * 16;
+    const parts = Math.ceil(K / KS);
+    const partial = rt.scratch(parts * M * N);
+    rt.run(
+      key,
+      () => code(ta, tb),
+      [a, b],
+      [partial],
+      [M, K, N, ...offs, 0, 0, KS],
+      [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
+    );
+    const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;`;
+    const body = /* wgsl */ `
+  var s = 0.0;
+  for (var q = 0u; q < pu(1u); q++) { s += p[q * pu(0u) + i]; }
+  let at = pu(2u) + i;
+  ${o?.accumulate ? "c[at] = c[at] + s;" : "c[at] = s;"}`;
+    each(rt, `matmul.parts.${o?.accumulate ?? false}`, decls, body, [partial], [c], [M * N, parts, o?.offsetC ?? 0]);
+    rt.free(partial);
+    return;
+  }
   rt.run(
-    `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}`,
+    key,
     () => code(ta, tb),
     [a, b],
     [c],
-    [M, K, N, o?.offsetA ?? 0, o?.offsetB ?? 0, o?.offsetC ?? 0, o?.accumulate ? 1 : 0],
+    [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
   );
 }
