@@ -14,9 +14,10 @@ root=$(git rev-parse --show-toplevel)
 cd "$root"
 # pack.sh adds .gpu/ to the git directory's info/exclude, which a linked worktree's git directory lacks
 mkdir -p "$(git rev-parse --git-dir)/info"
-bash ../shared/gpu/pack.sh bench/gpu.ts
+bash ../shared/gpu/pack.sh bench/gpu.ts bench/_threads_main.ts bench/gpu_quality.ts
 ls build/kernels.wasm >/dev/null 2>&1 || { echo "gpu-pack.sh: build/kernels.wasm missing; run npm run build:wasm" >&2; exit 1; }
 cp bench/train_torch.py build/*.wasm .gpu/app/
+echo '{"type":"module"}' >.gpu/app/package.json
 npx --no-install esbuild src/engine/backends/wasm/worker.ts --bundle --platform=node --format=esm \
   --outfile=.gpu/app/worker.js --log-level=warning
-du -sh .gpu | awk '{print "gpu-pack.sh: .gpu is " $1 "; carry it and run: . .gpu/setup.sh && node .gpu/app/gpu.mjs"}'
+du -sh .gpu | awk '{print "gpu-pack.sh: .gpu is " $1 "; carry it (and bench/out/gpu) and run there: bash bench/gpu_machine.sh"}'
