@@ -180,12 +180,26 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
   assert.equal(readFileSync(join(out, "charlm.json"), "utf8"), manifest);
 });
 
-test("a run killed with SIGKILL resumes from its last checkpoint and ends bit-for-bit like an uninterrupted one", async () => {
-  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", "--dropout", "0.2"];
+for (const [cell, batching] of [
+  ["lstm", "windows"],
+  ["lstm", "stream"],
+  ["gru", "windows"],
+  ["gru", "stream"],
+  ["rnn", "windows"],
+  ["rnn", "stream"],
+]) {
+  test(`a ${cell} run (${batching} batching) killed with SIGKILL resumes and ends bit-for-bit like an uninterrupted one`, async () => {
+    await killAndResume(["--cell", cell, "--batching", batching, "--dropout", batching === "stream" ? "0" : "0.2"]);
+  });
+}
+
+async function killAndResume(style: string[]): Promise<void> {
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", ...style];
   const common = [...args, "--save-every", "3", "--log-every", "1", "--sample-length", "0", "--quiet"];
-  const whole = join(work, "whole");
+  const label = style.join("");
+  const whole = join(work, "whole" + label);
   assert.equal((await cli("train", ...common, "--out", whole)).code, 0);
-  const killed = join(work, "killed");
+  const killed = join(work, "killed" + label);
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...common, "--out", killed], {
     stdio: "ignore",
   });
@@ -203,4 +217,4 @@ test("a run killed with SIGKILL resumes from its last checkpoint and ends bit-fo
     readFileSync(join(whole, "metrics.jsonl"), "utf8").replace(/"(time|charsPerSec|seconds)":[\d.e+-]+/g, ""),
   );
   assert.deepEqual(readFileSync(join(killed, "model.safetensors")), readFileSync(join(whole, "model.safetensors")));
-});
+}

@@ -83,6 +83,11 @@ for (const [label, over, stopAt] of [
   ["windows, stopped at an epoch boundary", { batching: "windows" }, 6],
   ["streams with carried state, stopped mid-epoch", { batching: "stream", dropout: 0 }, 9],
   ["cosine schedule with warm-up, stopped mid-epoch", { schedule: "cosine", warmup: 4, optimizer: "rmsprop" }, 5],
+  // Every cell with both batching styles: a GRU or SimpleRNN state has no `c`, and it must survive the round trip.
+  ["GRU, windows with dropout", { cell: "gru", batching: "windows" }, 7],
+  ["GRU, streams with carried state", { cell: "gru", batching: "stream", dropout: 0 }, 9],
+  ["SimpleRNN, windows with dropout", { cell: "rnn", batching: "windows" }, 7],
+  ["SimpleRNN, streams with carried state", { cell: "rnn", batching: "stream", dropout: 0 }, 9],
 ] as const) {
   test(`resume is bit-for-bit: ${label}`, async () => {
     const cfg = config(over as Partial<TrainConfig>);

@@ -140,7 +140,8 @@ export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<M
     );
   }
   const carried = c.carriedState ? stateTensors(c.carriedState) : null;
-  if (carried) await put(STATE, encodeSafetensors(carried));
+  // The keys go in the metadata too: a key whose list is empty (a GRU's `c`) has no tensor to carry its name.
+  if (carried) await put(STATE, encodeSafetensors(carried.tensors, { keys: carried.keys.join(",") }));
 
   const es = c.earlyStopping;
   const manifest: Manifest = {
@@ -223,23 +224,28 @@ function model2list(model: LanguageModel): { name: string; shape: number[] }[] {
 }
 
 // The carried state of stream batching, if it is the usual { h: Tensor[], c: Tensor[] } shape; null otherwise.
-function stateTensors(state: State): Map<string, { shape: number[]; data: Float32Array }> | null {
+function stateTensors(
+  state: State,
+): { keys: string[]; tensors: Map<string, { shape: number[]; data: Float32Array }> } | null {
   if (typeof state !== "object" || state === null) return null;
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [key, list] of Object.entries(state)) {
     if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) return null;
-    list.forEach((t: Tensor, i) => out.set(`${key}.${i}`, { shape: t.shape, data: t.data }));
+    list.forEach((t: Tensor, i) => tensors.set(`${key}.${i}`, { shape: t.shape, data: t.data }));
   }
-  return out;
+  return { keys: Object.keys(state), tensors };
 }
 
-/** Rebuild a carried state saved by stateTensors. */
+/** Rebuild a carried state saved by stateTensors, empty lists included. */
 export function stateFromTensors(file: SafetensorsFile): State {
   const state: Record<string, Tensor[]> = {};
+  for (const key of file.metadata.keys?.split(",") ?? []) if (key) state[key] = [];
   for (const [name, t] of file.tensors) {
     const [key, i] = name.split(".");
     (state[key] ??= [])[Number(i)] = new Tensor(t.data as Float32Array, t.shape);
   }
+  // Files written before the keys were recorded: a recurrent state without `c` is a GRU's or SimpleRNN's.
+  if (!file.metadata.keys && state.h && !state.c) state.c = [];
   return state;
 }
 
