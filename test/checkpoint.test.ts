@@ -3,15 +3,18 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, renameSync, copyFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, renameSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Vocab } from "../src/data/vocab.js";
 import { buildModel } from "../src/models/registry.js";
 import {
+  LOCK,
   MANIFEST,
   WEIGHTS,
   loadCheckpoint,
+  openForWriting,
   prettyJson,
   readManifest,
   readSafetensors,
@@ -256,10 +259,74 @@ test("checkpoint: an interrupted save leaves a loadable checkpoint (old before t
   await saveCheckpoint(staging, { model, vocab, step: 99 });
   copyFileSync(join(staging, WEIGHTS), join(dir, WEIGHTS + ".next"));
   copyFileSync(join(staging, MANIFEST), join(dir, MANIFEST + ".next"));
+  const files = listing(dir);
   loaded = await loadCheckpoint(dir);
   assert.equal(loaded.manifest.step, 99);
   assert.equal(Array.from(loaded.model.parameters().values())[0].data[0], 0.5);
+  // The reader took the committed save as it stands and changed nothing; the next writer finishes it.
+  assert.deepEqual(listing(dir), files);
+  (await openForWriting(dir)).release();
   assert.ok(!existsSync(join(dir, MANIFEST + ".next")));
+  assert.ok(!existsSync(join(dir, WEIGHTS + ".next")));
+  assert.equal((await loadCheckpoint(dir)).manifest.step, 99);
   renameSync(join(dir, WEIGHTS), join(dir, "moved"));
   await assert.rejects(loadCheckpoint(dir), /model\.safetensors: missing, though charlm\.json lists it/);
+});
+
+/** Every file of a directory with its bytes, to show that a reader changed nothing. */
+function listing(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f)).toString("base64")]));
+}
+
+test("checkpoint: a reader never repairs, renames or deletes, even when charlm.json.next is not a manifest", async () => {
+  const { dir, model } = await saved();
+  writeFileSync(join(dir, MANIFEST + ".next"), "{}\n");
+  writeFileSync(join(dir, WEIGHTS + ".next"), "half a save");
+  const files = listing(dir);
+  const loaded = await loadCheckpoint(dir);
+  assert.equal(loaded.manifest.step, 7);
+  for (const [name, t] of model.parameters()) assert.deepEqual(loaded.model.parameters().get(name)!.data, t.data);
+  await readManifest(dir);
+  assert.deepEqual(listing(dir), files);
+  // The writer does not trust it either: it refuses to act on a foreign file rather than delete the weights.
+  await assert.rejects(openForWriting(dir), /charlm\.json\.next: not a charlm manifest; .*remove it/);
+  assert.deepEqual(listing(dir), files);
+});
+
+test("checkpoint: the next writer removes the temp files and uncommitted .next files of a killed write", async () => {
+  const { dir } = await saved();
+  const files = listing(dir);
+  writeFileSync(join(dir, `.${WEIGHTS}.next.tmp-999999-0`), "killed mid-write");
+  writeFileSync(join(dir, `.${MANIFEST}.next.tmp-999999-3`), "{");
+  writeFileSync(join(dir, WEIGHTS + ".next"), "written, never committed");
+  const lock = await openForWriting(dir);
+  lock.release();
+  assert.deepEqual(listing(dir), files);
+});
+
+test("checkpoint: one writer at a time; a lock left by a dead process is taken over", async () => {
+  const { dir } = await saved();
+  const lock = await openForWriting(dir);
+  // Re-entrant within one process (the train command and the loop both take it) ...
+  (await openForWriting(dir)).release();
+  // ... but another live process holding it is refused, naming it.
+  const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"], { stdio: "ignore" });
+  try {
+    lock.release();
+    assert.ok(!existsSync(join(dir, LOCK)));
+    writeFileSync(join(dir, LOCK), JSON.stringify({ pid: other.pid }));
+    await assert.rejects(
+      openForWriting(dir),
+      (e: Error) =>
+        e instanceof CharlmError &&
+        new RegExp(`is being written by another charlm process \\(pid ${other.pid}\\); wait for it`).test(e.message),
+    );
+  } finally {
+    other.kill();
+    await new Promise((resolve) => other.once("exit", resolve));
+  }
+  // The holder died without releasing it: the next writer takes over.
+  const next = await openForWriting(dir);
+  assert.equal((JSON.parse(readFileSync(join(dir, LOCK), "utf8")) as { pid: number }).pid, process.pid);
+  next.release();
 });

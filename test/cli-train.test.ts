@@ -218,3 +218,29 @@ async function killAndResume(style: string[]): Promise<void> {
   );
   assert.deepEqual(readFileSync(join(killed, "model.safetensors")), readFileSync(join(whole, "model.safetensors")));
 }
+
+test("a sampler in a loop against a trainer saving every step: no failure on either side", async () => {
+  const out = join(work, "busy");
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "40", "--epochs", "2", "--save-every", "1"];
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--sample-length", "0", "--quiet", "--out", out],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let trainerErr = "";
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (trainerErr += s));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  let running = true;
+  void exited.then(() => (running = false));
+  while (running && !existsSync(join(out, "charlm.json"))) await sleep(10);
+  let ok = 0;
+  const failures: string[] = [];
+  while (running) {
+    const r = await cli("sample", "--model", out, "--length", "5", "--seed", "1", "--backend", "js");
+    if (r.code === 0) ok++;
+    else failures.push(r.err);
+  }
+  assert.equal(await exited, 0, trainerErr);
+  assert.deepEqual(failures, []);
+  assert.ok(ok >= 5, `only ${ok} samples ran while the trainer was saving`);
+});

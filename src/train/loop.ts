@@ -13,7 +13,6 @@
 //
 // Legend: B batch, T time (sequence length).
 
-import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { StreamBatcher, WindowEpoch, type Batch, type StreamState } from "../data/batching.js";
 import type { Vocab } from "../data/vocab.js";
@@ -22,7 +21,14 @@ import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
 import { Progress, formatDuration } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
-import { saveCheckpoint, type EpochRecord, type Manifest, type RunStatus } from "./checkpoint.js";
+import {
+  makeDir,
+  openForWriting,
+  saveCheckpoint,
+  type EpochRecord,
+  type Manifest,
+  type RunStatus,
+} from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
@@ -78,7 +84,18 @@ export interface TrainResult {
 export const modelRngFor = (seed: number): Rng => new Rng((seed + 1) >>> 0);
 export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
+/** Train `o.model`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  await makeDir(o.out);
+  const lock = await openForWriting(o.out);
+  try {
+    return await trainLocked(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const cfg = o.config;
   const { model, vocab } = o;
   const log = o.log ?? (() => {});
@@ -122,7 +139,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let epochLossSum = 0; // Σ step losses of the current epoch so far (saved, so a resumed epoch has the same mean)
   let epochLossCount = 0;
 
-  await fs.mkdir(o.out, { recursive: true });
   const r = o.resume;
   if (r) {
     const m = r.manifest;
