@@ -63,7 +63,7 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
     "--quiet",
   );
   assert.equal(t.code, 0, t.err);
-  const a = await cli(
+  const twoSamples = [
     "sample",
     "--model",
     out,
@@ -75,24 +75,39 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
     "4",
     "--num-samples",
     "2",
-  );
+  ];
+  const a = await cli(...twoSamples);
   assert.equal(a.code, 0, a.err);
-  assert.match(a.out, /^--- sample 1\/2 \(seed 4\) ---\nAll:/);
-  assert.match(a.out, /--- sample 2\/2 \(seed 5\) ---\nAll:/);
-  const b = await cli(
+  // The headers go to stderr, so stdout holds the generated text alone.
+  assert.match(a.err, /^--- sample 1\/2 \(seed 4\) ---\n--- sample 2\/2 \(seed 5\) ---\n$/);
+  assert.match(a.out, /^All:[^]{30}\n\nAll:[^]{30}\n$/);
+  const b = await cli(...twoSamples);
+  assert.equal(b.out, a.out);
+  // --json: one document with each sample's seed and text, the same text as streamed.
+  const json = await cli(...twoSamples, "--json");
+  assert.equal(json.code, 0, json.err);
+  const doc = JSON.parse(json.out) as { samples: { seed: number; text: string }[] };
+  assert.deepEqual(
+    doc.samples.map((x) => x.seed),
+    [4, 5],
+  );
+  assert.equal(doc.samples.map((x) => x.text + "\n").join("\n"), a.out);
+  // --stop and --prime understand \n, \t and \\ as typed in a shell (the README's --stop "\n").
+  const line = await cli(
     "sample",
     "--model",
     out,
     "--prime",
-    "All:",
+    "All:\\n",
+    "--stop",
+    "\\n",
     "--length",
-    "30",
+    "300",
     "--seed",
-    "4",
-    "--num-samples",
     "2",
   );
-  assert.equal(b.out, a.out);
+  assert.equal(line.code, 0, line.err);
+  assert.match(line.out, /^All:\n[^\n]*\n\n?$/);
   const e = await cli("eval", "--model", out, "--split", "validation");
   assert.equal(e.code, 0, e.err);
   assert.match(e.out, /loss +\d\.\d{4} nats\/char\n +\d\.\d{4} bits\/char\n {2}perplexity +\d+\.\d{3}/);
@@ -167,8 +182,23 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
       /vocabulary .* differs from the checkpoint's .*resume with the data the run was started on/,
     ],
     [["train", "--config", badConfig, "--out", join(work, "x")], 1, /bad\.json: unknown training config key "unitz"/],
-    [["train", "--preset", "huge", "--out", join(work, "y")], 1, /unknown preset 'huge'/],
+    [["train", "--preset", "huge", "--out", join(work, "y")], 2, /unknown preset 'huge'/],
     [["train", "--lr", "fast"], 2, /--lr must be a number, got 'fast'/],
+    // Stray arguments and repeated flags are refused instead of ignored.
+    [["train", "extra-arg"], 2, /unexpected argument 'extra-arg' for 'charlm train'; flags start with --/],
+    [["train", "-u", "32"], 2, /unknown flag -u for 'charlm train'; flags start with -- /],
+    [["train", "--lr", "1", "--lr", "2"], 2, /--lr given twice \('1' and '2'\); give it once/],
+    [["sample", "--model", out, "--seed", "1", "--seed", "2"], 2, /--seed given twice/],
+    // Models too big for memory: one line before any allocation.
+    [["train", "--data", corpus, "--units", "100000", "--out", join(work, "u")], 2, /--units .*too big.*memory/],
+    [["train", "--data", corpus, "--units", "1e12", "--out", join(work, "u")], 2, /too big/],
+    [["train", "--data", corpus, "--embedding", "1e9", "--out", join(work, "u")], 2, /too big/],
+    // --out and --data that are not a directory or a regular file: checked before any work.
+    [["train", "--data", corpus, "--out", corpus], 1, /verse\.txt: not a directory .*; pick a directory/],
+    [["train", "--data", corpus, "--out", join(corpus, "sub")], 1, /verse\.txt is not a directory/],
+    [["train", "--data", corpus, "--out", "/dev/null"], 1, /^charlm train: \/dev\/null: not a directory/],
+    [["train", "--data", corpus, "--out", "/proc/x"], 1, /^charlm train: \/proc\/x: .*pick a checkpoint directory/],
+    [["train", "--data", "/dev/zero", "--out", join(work, "z")], 1, /\/dev\/zero: not a regular file/],
   ];
   for (const [args, code, re] of cases) {
     const r = await cli(...args);

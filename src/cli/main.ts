@@ -1,7 +1,7 @@
 // charlm's entry point: pick the subcommand, parse its flags, run it, and turn a CharlmError into one line.
 
 import { pathToFileURL } from "node:url";
-import { CharlmError } from "../util/errors.js";
+import { CharlmError, UsageError } from "../util/errors.js";
 import { helpText, parseFlags } from "./flags.js";
 import { commands } from "./commands/index.js";
 
@@ -39,6 +39,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const flags = parseFlags(rest, command.schema, command.name);
+    if (!command.positionals && flags._.length) {
+      throw new UsageError(
+        `unexpected argument '${flags._[0]}' for 'charlm ${command.name}'; flags start with -- (run 'charlm ${command.name} --help')`,
+      );
+    }
     return (await command.run(flags)) ?? 0;
   } catch (err) {
     if (err instanceof CharlmError) {

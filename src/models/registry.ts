@@ -18,6 +18,12 @@ import { RnnModel } from "./rnn.js";
  */
 export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel {
   const cfg = parseModelConfig(config);
+  const n = estimateParams(cfg);
+  if (n > MAX_PARAMETERS) {
+    throw new CharlmError(
+      `model config: ${describeSize(n)} is too big to build (charlm holds at most ${describeSize(MAX_PARAMETERS)}); lower the units, embedding or layers`,
+    );
+  }
   switch (cfg.type) {
     case "rnn":
       return new RnnModel(cfg, rng);
@@ -26,6 +32,36 @@ export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel 
     default:
       throw new CharlmError(`model config: unknown type ${JSON.stringify((cfg as { type: unknown }).type)}`);
   }
+}
+
+/**
+ * The most parameters a model may have: 4 bytes each, so 1 GB of weights. Training holds about four copies
+ * (weights, gradients, two optimizer slots), and the wasm kernels address 4 GiB in all; past this, typed arrays
+ * fail deep inside with a RangeError instead of a sentence.
+ */
+export const MAX_PARAMETERS = 250_000_000;
+
+/**
+ * Parameters a config builds, counted from the config alone (before any allocation), as an upper bound: every
+ * recurrent cell is given two bias vectors per gate (only the GRU has them) and every GPT linear layer a bias.
+ */
+export function estimateParams(cfg: ModelConfig): number {
+  const V = cfg.vocabSize;
+  if (cfg.type === "gpt") {
+    const C = cfg.nEmbd;
+    return V * C + cfg.blockSize * C + cfg.nLayer * (12 * C * C + 13 * C) + 2 * C + C * V + V;
+  }
+  const gates = cfg.cell === "lstm" ? 4 : cfg.cell === "gru" ? 3 : 1;
+  const H = cfg.units;
+  let n = V * cfg.embedding + H * V + V;
+  for (let l = 0; l < cfg.layers; l++) n += gates * ((l === 0 ? cfg.embedding : H) * H + H * H + 2 * H);
+  return n;
+}
+
+/** "123,456,789 parameters (0.49 GB of weights)". */
+export function describeSize(params: number): string {
+  const shown = params < 1e15 ? Math.round(params).toLocaleString("en-US") : params.toExponential(1);
+  return `${shown} parameters (${((params * 4) / 1e9).toPrecision(2)} GB of weights)`;
 }
 
 /** Total number of scalar parameters. */

@@ -60,7 +60,7 @@ export async function makeDir(dir: string): Promise<void> {
   let at = path.resolve(dir);
   for (;;) {
     const st = await fs.stat(at).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return null;
+      if (err.code === "ENOENT" || err.code === "ENOTDIR") return null; // look further up
       throw cannotWrite(dir, err.code);
     });
     if (st) {
@@ -135,7 +135,7 @@ function releaser(key: string, file: string): WriterLock {
 function cannotWrite(dir: string, code: string | undefined): CharlmError {
   const why =
     code === "ENOENT"
-      ? "no such directory"
+      ? "cannot create a directory there"
       : code === "ENOTDIR"
         ? "a part of the path is a file"
         : code === "EACCES" || code === "EPERM"

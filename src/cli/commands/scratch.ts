@@ -72,6 +72,7 @@ export const scratchCommand = defineCommand({
   name: "scratch",
   summary: "the min-char-rnn vanilla RNN written from scratch: train it, or sample a checkpoint ('scratch sample')",
   schema,
+  positionals: "[train|sample]",
   examples: [
     "charlm scratch --text 'hello world' --seq-length 5 --iterations 500 --out runs/hello",
     "charlm scratch --data tinyshakespeare --epochs 5 --out runs/scratch",

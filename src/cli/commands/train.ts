@@ -23,6 +23,7 @@ import {
   PRESETS,
   buildTrainVocab,
   checkPartialConfig,
+  checkTrainableSize,
   configFromFlags,
   formatConfig,
   modelConfigFor,
@@ -137,6 +138,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
     };
   } else {
     cfg = resolveTrainConfig({ preset, file, overrides });
+    checkTrainableSize(cfg);
     out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
     // The directory is made and locked before the data loads, so a bad --out or a busy run fails at once.
     await makeDir(out);
@@ -243,7 +245,8 @@ function shown(v: unknown): string {
   return typeof v === "string" && (v === "" || /\s/.test(v)) ? JSON.stringify(v) : String(v);
 }
 
-function dataLabel(data: string): string {
+function dataLabel(data: string | string[]): string {
+  if (Array.isArray(data)) return data.length === 1 ? dataLabel(data[0]) : "corpus";
   const base = /^tinyshakespeare/i.test(data) ? "tinyshakespeare" : path.basename(data).replace(/\.[^.]*$/, "");
   return base.replace(/[^A-Za-z0-9_-]+/g, "_") || "corpus";
 }
