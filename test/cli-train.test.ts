@@ -199,6 +199,8 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     [["train", "--data", corpus, "--out", "/dev/null"], 1, /^charlm train: \/dev\/null: not a directory/],
     [["train", "--data", corpus, "--out", "/proc/x"], 1, /^charlm train: \/proc\/x: .*pick a checkpoint directory/],
     [["train", "--data", "/dev/zero", "--out", join(work, "z")], 1, /\/dev\/zero: not a regular file/],
+    [["serve", "--model", out, "--timeout", "2200000"], 2, /--timeout must be at most 86400, got 2200000/],
+    [["serve", "--model", out, "--cors", "example.org"], 2, /--cors example\.org: not an origin/],
   ];
   for (const [args, code, re] of cases) {
     const r = await cli(...args);

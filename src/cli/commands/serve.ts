@@ -23,6 +23,12 @@ export const serveCommand = defineCommand({
       help: "seconds one generation request may take, queueing included",
       default: DEFAULTS.timeLimitMs / 1000,
       above: 0,
+      max: 86_400, // a day; a Node timer cannot hold much more than 24 days, and no generation needs one
+    },
+    cors: {
+      type: "string",
+      help: "let pages from this origin (e.g. https://example.org) call the API from a browser",
+      arg: "ORIGIN",
     },
     backend: backendFlag,
     seed: { type: "int", help: "seed for the seeds of requests that give none (default: the clock)", min: 0 },
@@ -34,6 +40,11 @@ export const serveCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model?.length) throw new UsageError("serve needs at least one --model DIR (a checkpoint directory)");
+    if (flags.cors !== undefined && !isOrigin(flags.cors)) {
+      throw new UsageError(
+        `--cors ${flags.cors}: not an origin; give scheme, host and port only, like https://example.org or http://localhost:3000`,
+      );
+    }
     const backend = await selectBackend(flags.backend);
     const models = await loadServedModels(flags.model);
     const app = createServer(models, {
@@ -44,6 +55,7 @@ export const serveCommand = defineCommand({
       timeLimitMs: flags.timeout * 1000,
       rng: new Rng(flags.seed ?? Date.now() >>> 0),
       log: !flags.quiet,
+      cors: flags.cors,
     });
     let address: string;
     try {
@@ -79,3 +91,12 @@ export const serveCommand = defineCommand({
     return 0;
   },
 });
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text;
+  } catch {
+    return false;
+  }
+}
