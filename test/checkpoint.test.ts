@@ -210,6 +210,40 @@ test("checkpoint: wrong format name, wrong version, damaged JSON are refused", a
   await assert.rejects(readManifest(dir), /"units" is "ten"/);
 });
 
+test("checkpoint: every manifest field of the wrong type or range is refused, naming the field", async () => {
+  const { dir } = await saved();
+  const file = join(dir, MANIFEST);
+  const m = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ history: "x" }, /"history" must be a list of epoch records/],
+    [
+      { history: [{ epoch: 1, step: 2, trainLoss: "a", valLoss: 1, lr: 0.1, seconds: 1 }] },
+      /"history\[0\]\.trainLoss"/,
+    ],
+    [{ bestValLoss: "low" }, /"bestValLoss" must be a number or null, got "low"/],
+    [{ optimizer: { type: "adam", t: -1, hyper: {} } }, /"optimizer\.t" must be a whole number of at least 0, got -1/],
+    [{ optimizer: { type: "adam", t: 2 } }, /"optimizer\.hyper" must be an object/],
+    [{ step: "3" }, /"step" must be a whole number of at least 0, got "3"/],
+    [{ epoch: 1.5 }, /"epoch" must be a whole number/],
+    [{ stepInEpoch: -2 }, /"stepInEpoch" must be a whole number of at least 0, got -2/],
+    [{ rng: { model: [1, 2], data: [1, 2, 3, 4] } }, /"rng\.model" must be four whole numbers/],
+    [{ rng: "seeded" }, /"rng" must be an object or null/],
+    [{ elapsedSeconds: "long" }, /"elapsedSeconds" must be a number/],
+    [{ status: "done" }, /"status" must be one of running, finished, early-stopped, got "done"/],
+    [{ earlyStopping: { best: "x", bestEpoch: 1, wait: 0 } }, /"earlyStopping\.best" must be a number or null/],
+    [{ partialEpochLoss: { sum: 1, count: -1 } }, /"partialEpochLoss\.count" must be a whole number of at least 0/],
+  ];
+  for (const [patch, re] of cases) {
+    writeFileSync(file, JSON.stringify({ ...m, ...patch }));
+    await assert.rejects(
+      loadCheckpoint(dir),
+      (e: Error) =>
+        e instanceof CharlmError && e.message.startsWith(file) && re.test(e.message) && /damaged/.test(e.message),
+      JSON.stringify(patch),
+    );
+  }
+});
+
 test("checkpoint: truncated or edited weights are refused, naming the file", async () => {
   const { dir } = await saved();
   const file = join(dir, WEIGHTS);

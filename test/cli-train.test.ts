@@ -276,3 +276,26 @@ test("a sampler in a loop against a trainer saving every step: no failure on eit
   assert.deepEqual(failures, []);
   assert.ok(ok >= 5, `only ${ok} samples ran while the trainer was saving`);
 });
+
+test("SIGTERM, as a supervisor sends it, saves a checkpoint like Ctrl-C and exits 143", async () => {
+  const out = join(work, "term");
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "400", "--epochs", "1", "--log-every", "1"];
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--sample-length", "0", "--quiet", "--out", out],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
+  const metrics = () =>
+    existsSync(join(out, "metrics.jsonl")) ? readFileSync(join(out, "metrics.jsonl"), "utf8") : "";
+  for (let i = 0; i < 1000 && metrics().split("\n").length < 4; i++) await sleep(20);
+  child.kill("SIGTERM");
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  assert.equal(code, 143, err);
+  assert.match(err, /terminated: saving a checkpoint/);
+  const m = JSON.parse(readFileSync(join(out, "charlm.json"), "utf8")) as { step: number; status: string };
+  assert.ok(m.step >= 3 && m.step < 400, `saved at step ${m.step}`);
+  assert.equal(m.status, "running");
+  assert.ok(!existsSync(join(out, "charlm.lock")), "the lock is given back");
+});

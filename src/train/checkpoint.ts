@@ -31,6 +31,7 @@ import { buildModel } from "../models/registry.js";
 import { CharlmError } from "../util/errors.js";
 import type { Rng, RngState } from "../util/rng.js";
 import { writeFileAtomic } from "./atomic.js";
+import { checkManifestFields } from "./manifest-fields.js";
 import { lockDir, makeDir, writerActive, type WriterLock } from "./lock.js";
 import { checkPartialConfig, type TrainConfig } from "./config.js";
 import type { EarlyStoppingState } from "./early-stopping.js";
@@ -367,6 +368,7 @@ function checkManifest(text: string, file: string): Manifest {
     if (typeof m[key] !== "object" || m[key] === null)
       throw new CharlmError(`${file}: the "${key}" field is missing; the checkpoint is damaged`);
   }
+  checkManifestFields(m as Record<string, unknown>, file);
   m.model = parseModelConfig(m.model, `${file}: model`);
   if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`) as TrainConfig;
   return m as Manifest;

@@ -203,13 +203,20 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
     `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
   );
 
+  // Ctrl-C (SIGINT) and a supervisor's stop (SIGTERM) both save a checkpoint; a second signal quits at once.
   const abort = new AbortController();
-  const onSigint = (): void => {
-    if (abort.signal.aborted) process.exit(130);
-    process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)\n");
+  let signalled: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (abort.signal.aborted) process.exit(sig === "SIGTERM" ? 143 : 130);
+    signalled = sig;
+    const again = sig === "SIGTERM" ? "send SIGTERM again" : "press Ctrl-C again";
+    process.stderr.write(
+      `\n${sig === "SIGTERM" ? "terminated" : "interrupted"}: saving a checkpoint (${again} to quit at once)\n`,
+    );
     abort.abort();
   };
-  process.on("SIGINT", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     const result = await train({
       config: cfg,
@@ -234,9 +241,11 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
     say(
       `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
     );
-    return result.status === "interrupted" && abort.signal.aborted ? 130 : 0;
+    if (result.status !== "interrupted" || !signalled) return 0;
+    return signalled === "SIGTERM" ? 143 : 130; // 128 + the signal's number, as shells report it
   } finally {
-    process.off("SIGINT", onSigint);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
 
