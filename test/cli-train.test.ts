@@ -225,6 +225,26 @@ for (const [cell, batching] of [
   });
 }
 
+/** `charlm train ARGS --out OUT` in its own process: its stderr so far, its exit code, and a wait for N metrics lines. */
+function spawnTrain(args: string[], out: string) {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--out", out], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const metricsLines = () =>
+    existsSync(join(out, "metrics.jsonl")) ? readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").length : 0;
+  return {
+    child,
+    exited,
+    stderr: () => err,
+    async waitForLines(n: number): Promise<void> {
+      for (let i = 0; i < 1000 && metricsLines() < n; i++) await sleep(20);
+    },
+  };
+}
+
 async function killAndResume(style: string[]): Promise<void> {
   const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", ...style];
   const common = [...args, "--save-every", "3", "--log-every", "1", "--sample-length", "0", "--quiet"];
@@ -232,14 +252,10 @@ async function killAndResume(style: string[]): Promise<void> {
   const whole = join(work, "whole" + label);
   assert.equal((await cli("train", ...common, "--out", whole)).code, 0);
   const killed = join(work, "killed" + label);
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...common, "--out", killed], {
-    stdio: "ignore",
-  });
-  const lines = () =>
-    existsSync(join(killed, "metrics.jsonl")) ? readFileSync(join(killed, "metrics.jsonl"), "utf8") : "";
-  for (let i = 0; i < 600 && lines().split("\n").length < 9; i++) await sleep(20);
-  child.kill("SIGKILL");
-  await new Promise((resolve) => child.once("exit", resolve));
+  const run = spawnTrain(common, killed);
+  await run.waitForLines(9);
+  run.child.kill("SIGKILL");
+  await run.exited;
   const at = JSON.parse(readFileSync(join(killed, "charlm.json"), "utf8")) as { step: number };
   assert.ok(at.step > 0 && at.step < 24, `killed after the checkpoint at step ${at.step}`);
   const r = await cli("train", "--resume", killed, "--quiet");
@@ -254,16 +270,9 @@ async function killAndResume(style: string[]): Promise<void> {
 test("a sampler in a loop against a trainer saving every step: no failure on either side", async () => {
   const out = join(work, "busy");
   const args = [...TINY, "--data", corpus, "--steps-per-epoch", "40", "--epochs", "2", "--save-every", "1"];
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--sample-length", "0", "--quiet", "--out", out],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let trainerErr = "";
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (trainerErr += s));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const trainer = spawnTrain([...args, "--sample-length", "0", "--quiet"], out);
   let running = true;
-  void exited.then(() => (running = false));
+  void trainer.exited.then(() => (running = false));
   while (running && !existsSync(join(out, "charlm.json"))) await sleep(10);
   let ok = 0;
   const failures: string[] = [];
@@ -272,7 +281,7 @@ test("a sampler in a loop against a trainer saving every step: no failure on eit
     if (r.code === 0) ok++;
     else failures.push(r.err);
   }
-  assert.equal(await exited, 0, trainerErr);
+  assert.equal(await trainer.exited, 0, trainer.stderr());
   assert.deepEqual(failures, []);
   assert.ok(ok >= 5, `only ${ok} samples ran while the trainer was saving`);
 });
@@ -280,20 +289,11 @@ test("a sampler in a loop against a trainer saving every step: no failure on eit
 test("SIGTERM, as a supervisor sends it, saves a checkpoint like Ctrl-C and exits 143", async () => {
   const out = join(work, "term");
   const args = [...TINY, "--data", corpus, "--steps-per-epoch", "400", "--epochs", "1", "--log-every", "1"];
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--sample-length", "0", "--quiet", "--out", out],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  let err = "";
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-  const metrics = () =>
-    existsSync(join(out, "metrics.jsonl")) ? readFileSync(join(out, "metrics.jsonl"), "utf8") : "";
-  for (let i = 0; i < 1000 && metrics().split("\n").length < 4; i++) await sleep(20);
-  child.kill("SIGTERM");
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  assert.equal(code, 143, err);
-  assert.match(err, /terminated: saving a checkpoint/);
+  const run = spawnTrain([...args, "--sample-length", "0", "--quiet"], out);
+  await run.waitForLines(4);
+  run.child.kill("SIGTERM");
+  assert.equal(await run.exited, 143, run.stderr());
+  assert.match(run.stderr(), /terminated: saving a checkpoint/);
   const m = JSON.parse(readFileSync(join(out, "charlm.json"), "utf8")) as { step: number; status: string };
   assert.ok(m.step >= 3 && m.step < 400, `saved at step ${m.step}`);
   assert.equal(m.status, "running");
