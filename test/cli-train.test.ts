@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -122,6 +122,31 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
   assert.match(cfg.out, /Total params: 58,305/);
 });
 
+test("in process: --data repeats, and the run reads every file it names", async () => {
+  const second = join(work, "second.txt");
+  writeFileSync(second, "Second file.\n".repeat(40));
+  const r = await cli(
+    "train",
+    "--data",
+    corpus,
+    "--data",
+    second,
+    ...TINY,
+    "--steps-per-epoch",
+    "1",
+    "--epochs",
+    "1",
+    "--sample-length",
+    "0",
+    "--out",
+    join(work, "two"),
+    "--quiet",
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^data: 2 files, /m);
+  assert.match(r.out, /^ {2}data +\[".*verse\.txt",".*second\.txt"\]$/m);
+});
+
 test("in process: --stop-after then --resume finishes the run", async () => {
   const out = join(work, "resume");
   const first = await cli(
@@ -162,6 +187,12 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     0,
   );
   const manifest = readFileSync(join(out, "charlm.json"), "utf8");
+  // A copy whose manifest asks for a model too big to build.
+  const huge = join(work, "huge");
+  cpSync(out, huge, { recursive: true });
+  const m = JSON.parse(manifest) as { model: { units: number } };
+  m.model.units = 100000;
+  writeFileSync(join(huge, "charlm.json"), JSON.stringify(m));
   const empty = mkdtempSync(join(work, "empty-"));
   const otherCorpus = join(work, "other.txt");
   writeFileSync(otherCorpus, VERSE.repeat(20).toUpperCase() + "ÉÈ\n");
@@ -199,6 +230,8 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     [["train", "--data", corpus, "--out", "/dev/null"], 1, /^charlm train: \/dev\/null: not a directory/],
     [["train", "--data", corpus, "--out", "/proc/x"], 1, /^charlm train: \/proc\/x: .*pick a checkpoint directory/],
     [["train", "--data", "/dev/zero", "--out", join(work, "z")], 1, /\/dev\/zero: not a regular file/],
+    [["sample", "--model", huge], 1, /charlm\.json: model config: .* parameters .* is too big to build/],
+    [["summary", "--model", huge], 1, /is too big to build/],
     [["serve", "--model", out, "--timeout", "2200000"], 2, /--timeout must be at most 86400, got 2200000/],
     [["serve", "--model", out, "--cors", "example.org"], 2, /--cors example\.org: not an origin/],
   ];

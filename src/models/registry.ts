@@ -61,7 +61,9 @@ export function estimateParams(cfg: ModelConfig): number {
 /** "123,456,789 parameters (0.49 GB of weights)". */
 export function describeSize(params: number): string {
   const shown = params < 1e15 ? Math.round(params).toLocaleString("en-US") : params.toExponential(1);
-  return `${shown} parameters (${((params * 4) / 1e9).toPrecision(2)} GB of weights)`;
+  const gb = (params * 4) / 1e9;
+  const size = gb < 10 ? gb.toPrecision(2) : gb < 1e15 ? Math.round(gb).toLocaleString("en-US") : gb.toExponential(1);
+  return `${shown} parameters (${size} GB of weights)`;
 }
 
 /** Total number of scalar parameters. */

@@ -463,7 +463,13 @@ async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Voc
       `${path.join(dir, MANIFEST)}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
     );
   }
-  const model = buildModel(manifest.model, null); // zeros: the weights are loaded next
+  let model: LanguageModel;
+  try {
+    model = buildModel(manifest.model, null); // zeros: the weights are loaded next
+  } catch (err) {
+    if (err instanceof CharlmError) throw new CharlmError(`${path.join(dir, MANIFEST)}: ${err.message}`);
+    throw err;
+  }
   const weights = await readCheckpointFile(dir, manifest, WEIGHTS);
   if (!weights) throw new CharlmError(`${path.join(dir, MANIFEST)}: lists no ${WEIGHTS}; the checkpoint is damaged`);
   loadWeightsInto(model, weights, path.join(dir, WEIGHTS));
