@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -187,6 +187,10 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     0,
   );
   const manifest = readFileSync(join(out, "charlm.json"), "utf8");
+  // A directory another live process (this test's parent) has locked.
+  const busy = join(work, "locked");
+  mkdirSync(busy);
+  writeFileSync(join(busy, "charlm.lock"), JSON.stringify({ pid: process.ppid }));
   // A copy whose manifest asks for a model too big to build.
   const huge = join(work, "huge");
   cpSync(out, huge, { recursive: true });
@@ -230,6 +234,11 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     [["train", "--data", corpus, "--out", "/dev/null"], 1, /^charlm train: \/dev\/null: not a directory/],
     [["train", "--data", corpus, "--out", "/proc/x"], 1, /^charlm train: \/proc\/x: .*pick a checkpoint directory/],
     [["train", "--data", "/dev/zero", "--out", join(work, "z")], 1, /\/dev\/zero: not a regular file/],
+    [
+      ["train", "--data", corpus, "--out", busy],
+      3,
+      /locked is being written by another charlm process \(pid \d+\); wait/,
+    ],
     [["sample", "--model", huge], 1, /charlm\.json: model config: .* parameters .* is too big to build/],
     [["summary", "--model", huge], 1, /is too big to build/],
     [["serve", "--model", out, "--timeout", "2200000"], 2, /--timeout must be at most 86400, got 2200000/],

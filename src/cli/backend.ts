@@ -13,8 +13,16 @@ export const backendFlag = {
 
 /** Make the backend named by a --backend value current. */
 export async function selectBackend(name: string): Promise<BackendName> {
-  const resolved: BackendName =
-    name === "auto" ? ((await listBackends()).includes("wasm") ? "wasm" : "js") : (name as BackendName);
+  let resolved = name as BackendName;
+  if (name === "auto") {
+    resolved = (await listBackends()).includes("wasm") ? "wasm" : "js";
+    // Say so: the js kernels are many times slower, and a missing build is usually a skipped `npm run build`.
+    if (resolved === "js") {
+      process.stderr.write(
+        "note: --backend auto: build/kernels.wasm does not load here, so the js kernels run (slower; 'npm run build' makes it)\n",
+      );
+    }
+  }
   await useBackend(resolved);
   return resolved;
 }

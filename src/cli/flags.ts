@@ -151,7 +151,13 @@ export function checkRange(what: string, spec: Pick<FlagSpec, "min" | "max" | "a
 }
 
 /** --help text generated from the schema. */
-export function helpText(command: string, summary: string, schema: Schema, examples: string[] = []): string {
+export function helpText(
+  command: string,
+  summary: string,
+  schema: Schema,
+  examples: string[] = [],
+  positionals = "",
+): string {
   const rows = Object.entries(schema).map(([key, spec]) => {
     const left = `  --${kebab(key)}${spec.type === "bool" ? "" : ` ${spec.arg ?? spec.type.toUpperCase()}`}`;
     const bits = [spec.help + (spec.escapes ? " (\\n, \\t, \\\\ understood)" : "")];
@@ -162,7 +168,8 @@ export function helpText(command: string, summary: string, schema: Schema, examp
     return [left, bits.join(" ")];
   });
   const width = Math.max(...rows.map(([l]) => l.length), 10) + 2;
-  const lines = [`charlm ${command}: ${summary}`, "", "Options:"];
+  const usage = `Usage: charlm ${command}${positionals ? " " + positionals : ""} [options]`;
+  const lines = [`charlm ${command}: ${summary}`, "", usage, "", "Options:"];
   for (const [l, r] of rows) lines.push(l.padEnd(width) + r);
   if (examples.length) lines.push("", "Examples:", ...examples.map((e) => "  " + e));
   return lines.join("\n") + "\n";

@@ -9,7 +9,7 @@
 
 import { promises as fs, rmSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { CharlmError } from "../util/errors.js";
+import { BusyError, CharlmError } from "../util/errors.js";
 
 export const LOCK = "charlm.lock";
 
@@ -42,7 +42,7 @@ export async function lockDir(dir: string): Promise<WriterLock> {
     }
     const holder = (await lockHolder(dir)) ?? (await pause(50).then(() => lockHolder(dir)));
     if (holder !== null && isAlive(holder)) {
-      throw new CharlmError(
+      throw new BusyError(
         `${dir} is being written by another charlm process (pid ${holder}); wait for it to finish or stop it, or pick another --out (if no such run is going, remove ${file})`,
       );
     }

@@ -9,6 +9,7 @@ import { defineCommand } from "../command.js";
 
 export const evalCommand = defineCommand({
   name: "eval",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
     model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },

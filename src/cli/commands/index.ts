@@ -3,6 +3,7 @@
 import type { Command } from "../command.js";
 import type { Schema } from "../flags.js";
 import { evalCommand } from "./eval.js";
+import { lsCommand } from "./ls.js";
 import { sampleCommand } from "./sample.js";
 import { scratchCommand } from "./scratch.js";
 import { serveCommand } from "./serve.js";
@@ -16,4 +17,5 @@ export const commands: Command<Schema>[] = [
   summaryCommand,
   scratchCommand,
   serveCommand,
+  lsCommand,
 ];

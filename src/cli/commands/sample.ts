@@ -8,6 +8,7 @@ import { defineCommand } from "../command.js";
 
 export const sampleCommand = defineCommand({
   name: "sample",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
     model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },

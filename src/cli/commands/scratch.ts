@@ -70,6 +70,7 @@ const TRAIN_ONLY = Object.keys(schema).filter((k) => !SAMPLE_ONLY.includes(k) &&
 
 export const scratchCommand = defineCommand({
   name: "scratch",
+  environment: ["CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "the min-char-rnn vanilla RNN written from scratch: train it, or sample a checkpoint ('scratch sample')",
   schema,
   positionals: "[train|sample]",

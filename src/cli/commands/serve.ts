@@ -1,6 +1,6 @@
 // `charlm serve`: load the checkpoints named on the command line and serve the HTTP API and the page.
 
-import { UsageError } from "../../util/errors.js";
+import { BusyError, UsageError } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
 import { createServer, DEFAULTS } from "../../server/app.js";
 import { loadServedModels } from "../../server/checkpoint-model.js";
@@ -9,6 +9,7 @@ import { defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
   name: "serve",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "serve trained models over HTTP: a JSON API, a streaming API and a web page",
   schema: {
     model: { type: "strings", help: "checkpoint directory to serve, or NAME=DIR; repeat for several", arg: "DIR" },
@@ -63,7 +64,7 @@ export const serveCommand = defineCommand({
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "EADDRINUSE") {
-        throw new UsageError(`port ${flags.port} on ${flags.host} is in use; pick another with --port`);
+        throw new BusyError(`port ${flags.port} on ${flags.host} is in use; pick another with --port`);
       }
       if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") {
         throw new UsageError(`cannot bind --host ${flags.host}: no such local address; use 127.0.0.1 or 0.0.0.0`);

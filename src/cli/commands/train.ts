@@ -71,11 +71,17 @@ const schema = {
   force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
   stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
   quiet: { type: "bool", help: "no progress bar", default: false },
+  json: {
+    type: "bool",
+    help: "end with one JSON line {status, steps, epochs, bestValLoss, checkpoint, ...}",
+    default: false,
+  },
   ...trainConfigSchema(),
 } satisfies Schema;
 
 export const trainCommand = defineCommand({
   name: "train",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "train a character-level model (Tiny Shakespeare or your corpus), with checkpoints",
   schema,
   examples: [
@@ -231,6 +237,8 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
       signal: abort.signal,
       stopAfterSteps: flags.stopAfter,
     });
+    // 128 + the signal's number, as shells report it.
+    const exitCode = result.status !== "interrupted" || !signalled ? 0 : signalled === "SIGTERM" ? 143 : 130;
     const best =
       result.bestValLoss === null
         ? "n/a"
@@ -238,11 +246,17 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
     say(
       `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
     );
+    if (flags.json) {
+      const { status, step, epoch, bestValLoss, elapsedSeconds } = result;
+      say(
+        JSON.stringify({ status, steps: step, epochs: epoch, bestValLoss, seconds: elapsedSeconds, checkpoint: out }),
+      );
+      return exitCode;
+    }
     say(
       `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
     );
-    if (result.status !== "interrupted" || !signalled) return 0;
-    return signalled === "SIGTERM" ? 143 : 130; // 128 + the signal's number, as shells report it
+    return exitCode;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
