@@ -36,8 +36,8 @@ export const serveCommand = defineCommand({
     quiet: { type: "bool", help: "do not log requests", default: false },
   },
   examples: [
-    "charlm serve --model runs/shakespeare-lstm",
-    "charlm serve --model lstm=runs/a --model gru=runs/b --port 3000",
+    "charlm serve --model runs/shakespeare",
+    "charlm serve --model lstm=runs/shakespeare --model gru=runs/gru --port 3000",
   ],
   async run(flags) {
     if (!flags.model?.length) throw new UsageError("serve needs at least one --model DIR (a checkpoint directory)");
