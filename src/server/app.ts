@@ -20,11 +20,11 @@ import { basename, extname, join, normalize, resolve, sep } from "node:path";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import { lossChartSvg } from "../util/chart.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { HttpError, makeErrorHandler } from "./errors.js";
 import { Gate } from "./gate.js";
-import { lossCurveSvg } from "./loss-svg.js";
 import type { GenerateRequest, ServedModel } from "./served-model.js";
 
 export interface ServerOptions {
@@ -388,7 +388,7 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       if (picture) {
         return reply.type(STATIC_TYPES[extname(picture)] ?? "application/octet-stream").send(createReadStream(picture));
       }
-      return reply.type("image/svg+xml").send(lossCurveSvg(m.card.history, `${m.card.name}: loss (nats/char)`));
+      return reply.type("image/svg+xml").send(lossChartSvg(m.card.history, `${m.card.name}: loss (nats/char)`));
     },
   );
 

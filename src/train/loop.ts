@@ -50,7 +50,7 @@ export interface TrainOptions {
   model: LanguageModel;
   vocab: Vocab;
   splits: { train: string; validation: string; name: string };
-  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg/png). */
+  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg). */
   out: string;
   preset?: string | null;
   resume?: ResumeState | null;
@@ -63,7 +63,7 @@ export interface TrainOptions {
   stopAfterSteps?: number;
   /** Abort: the loop saves a checkpoint and returns with status "interrupted". */
   signal?: AbortSignal;
-  /** Draw loss.svg/loss.png after each epoch (default true). */
+  /** Draw loss.svg after each epoch (default true). */
   plot?: boolean;
 }
 
