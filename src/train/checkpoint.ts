@@ -457,21 +457,25 @@ export function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; voc
 
 async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
   const manifest = await readManifest(dir);
-  const vocab = Vocab.fromJSON(manifest.vocab);
+  const file = path.join(dir, MANIFEST);
+  const named = <T>(build: () => T): T => {
+    try {
+      return build();
+    } catch (err) {
+      // The vocabulary and model parsers do not know which file they read; say it.
+      if (err instanceof CharlmError) throw new CharlmError(`${file}: ${err.message}`);
+      throw err;
+    }
+  };
+  const vocab = named(() => Vocab.fromJSON(manifest.vocab));
   if (vocab.size !== manifest.model.vocabSize) {
     throw new CharlmError(
-      `${path.join(dir, MANIFEST)}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
+      `${file}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
     );
   }
-  let model: LanguageModel;
-  try {
-    model = buildModel(manifest.model, null); // zeros: the weights are loaded next
-  } catch (err) {
-    if (err instanceof CharlmError) throw new CharlmError(`${path.join(dir, MANIFEST)}: ${err.message}`);
-    throw err;
-  }
+  const model = named(() => buildModel(manifest.model, null)); // zeros: the weights are loaded next
   const weights = await readCheckpointFile(dir, manifest, WEIGHTS);
-  if (!weights) throw new CharlmError(`${path.join(dir, MANIFEST)}: lists no ${WEIGHTS}; the checkpoint is damaged`);
+  if (!weights) throw new CharlmError(`${file}: lists no ${WEIGHTS}; the checkpoint is damaged`);
   loadWeightsInto(model, weights, path.join(dir, WEIGHTS));
   return { model, vocab, manifest };
 }

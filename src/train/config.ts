@@ -234,7 +234,14 @@ export function checkField(key: string, value: unknown, where: string): void {
               (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string"))
             : typeof value === "string";
   if (!ok) throw new CharlmError(`${where}: "${key}" must be ${want}, got ${JSON.stringify(value)}`);
-  if (typeof value === "number") checkRange(`${where}: "${key}"`, spec, value);
+  if (typeof value === "number") {
+    try {
+      checkRange(`${where}: "${key}"`, spec, value);
+    } catch (err) {
+      // A value in a file is bad input (exit 1), not a bad command line: keep the sentence, not the kind.
+      throw new CharlmError((err as Error).message);
+    }
+  }
   if (spec.choices && !spec.choices.includes(value as string)) {
     throw new CharlmError(`${where}: "${key}" must be one of ${spec.choices.join(", ")}, got ${JSON.stringify(value)}`);
   }

@@ -279,13 +279,13 @@ async function readConfigFile(file: string): Promise<Partial<TrainConfig>> {
   try {
     text = await fs.readFile(file, "utf8");
   } catch {
-    throw new UsageError(`${file}: cannot read the config file; check the path`);
+    throw new CharlmError(`${file}: cannot read the config file; check the path`);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new UsageError(`${file}: not valid JSON; write the config as a JSON object like {"units": 512}`);
+    throw new CharlmError(`${file}: not valid JSON; write the config as a JSON object like {"units": 512}`);
   }
   return checkPartialConfig(raw, file);
 }
