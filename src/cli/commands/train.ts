@@ -93,15 +93,21 @@ export const trainCommand = defineCommand({
   ],
   async run(flags) {
     const held: WriterLock[] = []; // the lock of the run's directory, from before loading until the end
+    const made: string[] = []; // the run's directory, if this run created it
     try {
-      return await runTraining(flags, held);
+      return await runTraining(flags, held, made);
+    } catch (err) {
+      // A run refused before it wrote anything leaves no empty directory behind (rmdir fails on a non-empty one).
+      for (const lock of held) lock.release();
+      for (const dir of made) await fs.rmdir(dir).catch(() => {});
+      throw err;
     } finally {
       for (const lock of held) lock.release();
     }
   },
 });
 
-async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Promise<number> {
+async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made: string[]): Promise<number> {
   const overrides = configFromFlags(flags as unknown as Record<string, unknown> & { _given: Set<string> });
   const file = flags.config ? await readConfigFile(flags.config) : undefined;
   let cfg: TrainConfig;
@@ -147,6 +153,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[]): Pro
     checkTrainableSize(cfg);
     out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
     // The directory is made and locked before the data loads, so a bad --out or a busy run fails at once.
+    if (!(await fs.stat(out).catch(() => null))) made.push(out);
     await makeDir(out);
     held.push(await openForWriting(out));
     const existing = await fs.stat(path.join(out, MANIFEST)).then(
