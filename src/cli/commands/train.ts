@@ -36,6 +36,7 @@ import { CharlmError, UsageError } from "../../util/errors.js";
 import { formatDuration } from "../../util/progress.js";
 import { Rng } from "../../util/rng.js";
 import { defineCommand } from "../command.js";
+import { stopOnSignals } from "../signals.js";
 import { kebab, type Flags, type Schema } from "../flags.js";
 
 /** Fields a resumed run must keep: they define the model, the vocabulary, the batches or the random streams. */
@@ -216,20 +217,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
   );
 
-  // Ctrl-C (SIGINT) and a supervisor's stop (SIGTERM) both save a checkpoint; a second signal quits at once.
-  const abort = new AbortController();
-  let signalled: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (abort.signal.aborted) process.exit(sig === "SIGTERM" ? 143 : 130);
-    signalled = sig;
-    const again = sig === "SIGTERM" ? "send SIGTERM again" : "press Ctrl-C again";
-    process.stderr.write(
-      `\n${sig === "SIGTERM" ? "terminated" : "interrupted"}: saving a checkpoint (${again} to quit at once)\n`,
-    );
-    abort.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const stop = stopOnSignals("saving a checkpoint");
   try {
     const result = await train({
       config: cfg,
@@ -241,11 +229,10 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
       resume,
       log: say,
       quiet: flags.quiet,
-      signal: abort.signal,
+      signal: stop.signal,
       stopAfterSteps: flags.stopAfter,
     });
-    // 128 + the signal's number, as shells report it.
-    const exitCode = result.status !== "interrupted" || !signalled ? 0 : signalled === "SIGTERM" ? 143 : 130;
+    const exitCode = result.status === "interrupted" ? stop.exitCode() : 0;
     const best =
       result.bestValLoss === null
         ? "n/a"
@@ -265,8 +252,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     );
     return exitCode;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    stop.dispose();
   }
 }
 
