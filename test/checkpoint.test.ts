@@ -364,3 +364,19 @@ test("checkpoint: one writer at a time; a lock left by a dead process is taken o
   assert.equal((JSON.parse(readFileSync(join(dir, LOCK), "utf8")) as { pid: number }).pid, process.pid);
   next.release();
 });
+
+test("checkpoint: a damaged file is refused at once, even while this process holds the writer lock", async () => {
+  const { dir } = await saved();
+  const lock = await openForWriting(dir); // as a trainer does before reading the run it resumes
+  try {
+    const file = join(dir, WEIGHTS);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 1] ^= 0x40;
+    writeFileSync(file, bytes);
+    const t0 = performance.now();
+    await assert.rejects(loadCheckpoint(dir), /do not match the SHA-256/);
+    assert.ok(performance.now() - t0 < 1000, "no waiting for a writer that is this process");
+  } finally {
+    lock.release();
+  }
+});

@@ -217,7 +217,9 @@ export async function openForWriting(dir: string): Promise<WriterLock> {
   try {
     await finishInterruptedSave(dir);
     for (const name of await fs.readdir(dir)) {
-      if (TEMP_FILE.test(name)) await fs.rm(path.join(dir, name), { force: true });
+      // Another process's temp file (this one's may be mid-write: the lock is re-entrant within a process).
+      const pid = TEMP_FILE.exec(name)?.[1];
+      if (pid && Number(pid) !== process.pid) await fs.rm(path.join(dir, name), { force: true });
     }
   } catch (err) {
     lock.release();
@@ -227,7 +229,7 @@ export async function openForWriting(dir: string): Promise<WriterLock> {
 }
 
 // The temp files writeFileAtomic makes (".<name>.tmp-<pid>-<n>"): left behind only by a killed write.
-const TEMP_FILE = /^\..+\.tmp-\d+-\d+$/;
+const TEMP_FILE = /^\..+\.tmp-(\d+)-\d+$/;
 
 /**
  * Writer only. Complete a committed save (charlm.json.next present): move each listed ".next" file into place,

@@ -95,10 +95,13 @@ export async function lockHolder(dir: string): Promise<number | null> {
   }
 }
 
-/** Whether a live process holds `dir`'s lock: a writer is at work, so what a reader saw may change under it. */
+/**
+ * Whether another live process holds `dir`'s lock: a writer is at work, so what a reader saw may change under it.
+ * This process holding it (a trainer reading the run it resumes) does not count: it writes nothing while it reads.
+ */
 export async function writerActive(dir: string): Promise<boolean> {
   const pid = await lockHolder(dir);
-  return pid !== null && isAlive(pid);
+  return pid !== null && pid !== process.pid && isAlive(pid);
 }
 
 function isAlive(pid: number): boolean {
