@@ -20,8 +20,8 @@ export const EXIT_CODES: [number, string][] = [
   [1, "bad input or failed work: a missing, unreadable or damaged file, corpus or checkpoint; training diverged"],
   [2, "bad command line: unknown command or flag, a bad value, a stray argument, conflicting flags"],
   [3, "busy: another process holds it (a checkpoint directory being trained, a port in use)"],
-  [130, "interrupted by Ctrl-C (train saves a checkpoint first)"],
-  [143, "stopped by SIGTERM (train saves a checkpoint first)"],
+  [130, "interrupted by Ctrl-C (train and scratch save a checkpoint first)"],
+  [143, "stopped by SIGTERM (train and scratch save a checkpoint first)"],
 ];
 
 function usage(): string {
