@@ -2,7 +2,19 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "build/", "node_modules/", "assembly/", "web/dist/", "runs/", "test-output/", "bench/out/"] },
+  {
+    ignores: [
+      "dist/",
+      "build/",
+      "node_modules/",
+      "assembly/",
+      "web/dist/",
+      "runs/",
+      "test-output/",
+      "bench/out/",
+      ".gpu/",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

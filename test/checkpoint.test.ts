@@ -3,15 +3,18 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, renameSync, copyFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, renameSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Vocab } from "../src/data/vocab.js";
 import { buildModel } from "../src/models/registry.js";
 import {
+  LOCK,
   MANIFEST,
   WEIGHTS,
   loadCheckpoint,
+  openForWriting,
   prettyJson,
   readManifest,
   readSafetensors,
@@ -207,6 +210,40 @@ test("checkpoint: wrong format name, wrong version, damaged JSON are refused", a
   await assert.rejects(readManifest(dir), /"units" is "ten"/);
 });
 
+test("checkpoint: every manifest field of the wrong type or range is refused, naming the field", async () => {
+  const { dir } = await saved();
+  const file = join(dir, MANIFEST);
+  const m = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ history: "x" }, /"history" must be a list of epoch records/],
+    [
+      { history: [{ epoch: 1, step: 2, trainLoss: "a", valLoss: 1, lr: 0.1, seconds: 1 }] },
+      /"history\[0\]\.trainLoss"/,
+    ],
+    [{ bestValLoss: "low" }, /"bestValLoss" must be a number or null, got "low"/],
+    [{ optimizer: { type: "adam", t: -1, hyper: {} } }, /"optimizer\.t" must be a whole number of at least 0, got -1/],
+    [{ optimizer: { type: "adam", t: 2 } }, /"optimizer\.hyper" must be an object/],
+    [{ step: "3" }, /"step" must be a whole number of at least 0, got "3"/],
+    [{ epoch: 1.5 }, /"epoch" must be a whole number/],
+    [{ stepInEpoch: -2 }, /"stepInEpoch" must be a whole number of at least 0, got -2/],
+    [{ rng: { model: [1, 2], data: [1, 2, 3, 4] } }, /"rng\.model" must be four whole numbers/],
+    [{ rng: "seeded" }, /"rng" must be an object or null/],
+    [{ elapsedSeconds: "long" }, /"elapsedSeconds" must be a number/],
+    [{ status: "done" }, /"status" must be one of running, finished, early-stopped, got "done"/],
+    [{ earlyStopping: { best: "x", bestEpoch: 1, wait: 0 } }, /"earlyStopping\.best" must be a number or null/],
+    [{ partialEpochLoss: { sum: 1, count: -1 } }, /"partialEpochLoss\.count" must be a whole number of at least 0/],
+  ];
+  for (const [patch, re] of cases) {
+    writeFileSync(file, JSON.stringify({ ...m, ...patch }));
+    await assert.rejects(
+      loadCheckpoint(dir),
+      (e: Error) =>
+        e instanceof CharlmError && e.message.startsWith(file) && re.test(e.message) && /damaged/.test(e.message),
+      JSON.stringify(patch),
+    );
+  }
+});
+
 test("checkpoint: truncated or edited weights are refused, naming the file", async () => {
   const { dir } = await saved();
   const file = join(dir, WEIGHTS);
@@ -256,10 +293,90 @@ test("checkpoint: an interrupted save leaves a loadable checkpoint (old before t
   await saveCheckpoint(staging, { model, vocab, step: 99 });
   copyFileSync(join(staging, WEIGHTS), join(dir, WEIGHTS + ".next"));
   copyFileSync(join(staging, MANIFEST), join(dir, MANIFEST + ".next"));
+  const files = listing(dir);
   loaded = await loadCheckpoint(dir);
   assert.equal(loaded.manifest.step, 99);
   assert.equal(Array.from(loaded.model.parameters().values())[0].data[0], 0.5);
+  // The reader took the committed save as it stands and changed nothing; the next writer finishes it.
+  assert.deepEqual(listing(dir), files);
+  (await openForWriting(dir)).release();
   assert.ok(!existsSync(join(dir, MANIFEST + ".next")));
+  assert.ok(!existsSync(join(dir, WEIGHTS + ".next")));
+  assert.equal((await loadCheckpoint(dir)).manifest.step, 99);
   renameSync(join(dir, WEIGHTS), join(dir, "moved"));
   await assert.rejects(loadCheckpoint(dir), /model\.safetensors: missing, though charlm\.json lists it/);
+});
+
+/** Every file of a directory with its bytes, to show that a reader changed nothing. */
+function listing(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f)).toString("base64")]));
+}
+
+test("checkpoint: a reader never repairs, renames or deletes, even when charlm.json.next is not a manifest", async () => {
+  const { dir, model } = await saved();
+  writeFileSync(join(dir, MANIFEST + ".next"), "{}\n");
+  writeFileSync(join(dir, WEIGHTS + ".next"), "half a save");
+  const files = listing(dir);
+  const loaded = await loadCheckpoint(dir);
+  assert.equal(loaded.manifest.step, 7);
+  for (const [name, t] of model.parameters()) assert.deepEqual(loaded.model.parameters().get(name)!.data, t.data);
+  await readManifest(dir);
+  assert.deepEqual(listing(dir), files);
+  // The writer does not trust it either: it refuses to act on a foreign file rather than delete the weights.
+  await assert.rejects(openForWriting(dir), /charlm\.json\.next: not a charlm manifest; .*remove it/);
+  assert.deepEqual(listing(dir), files);
+});
+
+test("checkpoint: the next writer removes the temp files and uncommitted .next files of a killed write", async () => {
+  const { dir } = await saved();
+  const files = listing(dir);
+  writeFileSync(join(dir, `.${WEIGHTS}.next.tmp-999999-0`), "killed mid-write");
+  writeFileSync(join(dir, `.${MANIFEST}.next.tmp-999999-3`), "{");
+  writeFileSync(join(dir, WEIGHTS + ".next"), "written, never committed");
+  const lock = await openForWriting(dir);
+  lock.release();
+  assert.deepEqual(listing(dir), files);
+});
+
+test("checkpoint: one writer at a time; a lock left by a dead process is taken over", async () => {
+  const { dir } = await saved();
+  const lock = await openForWriting(dir);
+  // Re-entrant within one process (the train command and the loop both take it) ...
+  (await openForWriting(dir)).release();
+  // ... but another live process holding it is refused, naming it.
+  const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"], { stdio: "ignore" });
+  try {
+    lock.release();
+    assert.ok(!existsSync(join(dir, LOCK)));
+    writeFileSync(join(dir, LOCK), JSON.stringify({ pid: other.pid }));
+    await assert.rejects(
+      openForWriting(dir),
+      (e: Error) =>
+        e instanceof CharlmError &&
+        new RegExp(`is being written by another charlm process \\(pid ${other.pid}\\); wait for it`).test(e.message),
+    );
+  } finally {
+    other.kill();
+    await new Promise((resolve) => other.once("exit", resolve));
+  }
+  // The holder died without releasing it: the next writer takes over.
+  const next = await openForWriting(dir);
+  assert.equal((JSON.parse(readFileSync(join(dir, LOCK), "utf8")) as { pid: number }).pid, process.pid);
+  next.release();
+});
+
+test("checkpoint: a damaged file is refused at once, even while this process holds the writer lock", async () => {
+  const { dir } = await saved();
+  const lock = await openForWriting(dir); // as a trainer does before reading the run it resumes
+  try {
+    const file = join(dir, WEIGHTS);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 1] ^= 0x40;
+    writeFileSync(file, bytes);
+    const t0 = performance.now();
+    await assert.rejects(loadCheckpoint(dir), /do not match the SHA-256/);
+    assert.ok(performance.now() - t0 < 1000, "no waiting for a writer that is this process");
+  } finally {
+    lock.release();
+  }
 });

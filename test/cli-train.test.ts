@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -31,14 +31,7 @@ test("end to end in a real process: train on a corpus file, then sample, eval an
   // Not a terminal: the progress bar becomes plain lines on stderr (no carriage returns).
   assert.match(t.stderr, /epoch 1\/2 .*5\/5 .*char\/s/);
   assert.ok(!t.stderr.includes("\r"));
-  for (const f of [
-    "charlm.json",
-    "model.safetensors",
-    "optimizer.safetensors",
-    "metrics.jsonl",
-    "loss.svg",
-    "loss.png",
-  ]) {
+  for (const f of ["charlm.json", "model.safetensors", "optimizer.safetensors", "metrics.jsonl", "loss.svg"]) {
     assert.ok(existsSync(join(out, f)), f);
   }
   const s = run("sample", "--model", out, "--prime", "First", "--length", "40", "--seed", "3", "--temperature", "0.8");
@@ -63,7 +56,7 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
     "--quiet",
   );
   assert.equal(t.code, 0, t.err);
-  const a = await cli(
+  const twoSamples = [
     "sample",
     "--model",
     out,
@@ -75,24 +68,39 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
     "4",
     "--num-samples",
     "2",
-  );
+  ];
+  const a = await cli(...twoSamples);
   assert.equal(a.code, 0, a.err);
-  assert.match(a.out, /^--- sample 1\/2 \(seed 4\) ---\nAll:/);
-  assert.match(a.out, /--- sample 2\/2 \(seed 5\) ---\nAll:/);
-  const b = await cli(
+  // The headers go to stderr, so stdout holds the generated text alone.
+  assert.match(a.err, /^--- sample 1\/2 \(seed 4\) ---\n--- sample 2\/2 \(seed 5\) ---\n$/);
+  assert.match(a.out, /^All:[^]{30}\n\nAll:[^]{30}\n$/);
+  const b = await cli(...twoSamples);
+  assert.equal(b.out, a.out);
+  // --json: one document with each sample's seed and text, the same text as streamed.
+  const json = await cli(...twoSamples, "--json");
+  assert.equal(json.code, 0, json.err);
+  const doc = JSON.parse(json.out) as { samples: { seed: number; text: string }[] };
+  assert.deepEqual(
+    doc.samples.map((x) => x.seed),
+    [4, 5],
+  );
+  assert.equal(doc.samples.map((x) => x.text + "\n").join("\n"), a.out);
+  // --stop and --prime understand \n, \t and \\ as typed in a shell (the README's --stop "\n").
+  const line = await cli(
     "sample",
     "--model",
     out,
     "--prime",
-    "All:",
+    "All:\\n",
+    "--stop",
+    "\\n",
     "--length",
-    "30",
+    "300",
     "--seed",
-    "4",
-    "--num-samples",
     "2",
   );
-  assert.equal(b.out, a.out);
+  assert.equal(line.code, 0, line.err);
+  assert.match(line.out, /^All:\n[^\n]*\n\n?$/);
   const e = await cli("eval", "--model", out, "--split", "validation");
   assert.equal(e.code, 0, e.err);
   assert.match(e.out, /loss +\d\.\d{4} nats\/char\n +\d\.\d{4} bits\/char\n {2}perplexity +\d+\.\d{3}/);
@@ -105,6 +113,31 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
   // GRU (reset-after, two biases): 3 (E H + H H + 2 H) per layer; embedding 65 x 64; dense 64 x 65 + 65.
   const cfg = await cli("summary", "--cell", "gru", "--units", "64", "--layers", "2");
   assert.match(cfg.out, /Total params: 58,305/);
+});
+
+test("in process: --data repeats, and the run reads every file it names", async () => {
+  const second = join(work, "second.txt");
+  writeFileSync(second, "Second file.\n".repeat(40));
+  const r = await cli(
+    "train",
+    "--data",
+    corpus,
+    "--data",
+    second,
+    ...TINY,
+    "--steps-per-epoch",
+    "1",
+    "--epochs",
+    "1",
+    "--sample-length",
+    "0",
+    "--out",
+    join(work, "two"),
+    "--quiet",
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^data: 2 files, /m);
+  assert.match(r.out, /^ {2}data +\[".*verse\.txt",".*second\.txt"\]$/m);
 });
 
 test("in process: --stop-after then --resume finishes the run", async () => {
@@ -147,6 +180,16 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
     0,
   );
   const manifest = readFileSync(join(out, "charlm.json"), "utf8");
+  // A directory another live process (this test's parent) has locked.
+  const busy = join(work, "locked");
+  mkdirSync(busy);
+  writeFileSync(join(busy, "charlm.lock"), JSON.stringify({ pid: process.ppid }));
+  // A copy whose manifest asks for a model too big to build.
+  const huge = join(work, "huge");
+  cpSync(out, huge, { recursive: true });
+  const m = JSON.parse(manifest) as { model: { units: number } };
+  m.model.units = 100000;
+  writeFileSync(join(huge, "charlm.json"), JSON.stringify(m));
   const empty = mkdtempSync(join(work, "empty-"));
   const otherCorpus = join(work, "other.txt");
   writeFileSync(otherCorpus, VERSE.repeat(20).toUpperCase() + "ÉÈ\n");
@@ -167,8 +210,32 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
       /vocabulary .* differs from the checkpoint's .*resume with the data the run was started on/,
     ],
     [["train", "--config", badConfig, "--out", join(work, "x")], 1, /bad\.json: unknown training config key "unitz"/],
-    [["train", "--preset", "huge", "--out", join(work, "y")], 1, /unknown preset 'huge'/],
+    [["train", "--preset", "huge", "--out", join(work, "y")], 2, /unknown preset 'huge'/],
     [["train", "--lr", "fast"], 2, /--lr must be a number, got 'fast'/],
+    // Stray arguments and repeated flags are refused instead of ignored.
+    [["train", "extra-arg"], 2, /unexpected argument 'extra-arg' for 'charlm train'; flags start with --/],
+    [["train", "-u", "32"], 2, /unknown flag -u for 'charlm train'; flags start with -- /],
+    [["train", "--lr", "1", "--lr", "2"], 2, /--lr given twice \('1' and '2'\); give it once/],
+    [["sample", "--model", out, "--seed", "1", "--seed", "2"], 2, /--seed given twice/],
+    // Models too big for memory: one line before any allocation.
+    [["train", "--data", corpus, "--units", "100000", "--out", join(work, "u")], 2, /--units .*too big.*memory/],
+    [["train", "--data", corpus, "--units", "1e12", "--out", join(work, "u")], 2, /too big/],
+    [["train", "--data", corpus, "--embedding", "1e9", "--out", join(work, "u")], 2, /too big/],
+    // --out and --data that are not a directory or a regular file: checked before any work.
+    [["train", "--data", corpus, "--out", corpus], 1, /verse\.txt: not a directory .*; pick a directory/],
+    [["train", "--data", corpus, "--out", join(corpus, "sub")], 1, /verse\.txt is not a directory/],
+    [["train", "--data", corpus, "--out", "/dev/null"], 1, /^charlm train: \/dev\/null: not a directory/],
+    [["train", "--data", corpus, "--out", "/proc/x"], 1, /^charlm train: \/proc\/x: .*pick a checkpoint directory/],
+    [["train", "--data", "/dev/zero", "--out", join(work, "z")], 1, /\/dev\/zero: not a regular file/],
+    [
+      ["train", "--data", corpus, "--out", busy],
+      3,
+      /locked is being written by another charlm process \(pid \d+\); wait/,
+    ],
+    [["sample", "--model", huge], 1, /charlm\.json: model config: .* parameters .* is too big to build/],
+    [["summary", "--model", huge], 1, /is too big to build/],
+    [["serve", "--model", out, "--timeout", "2200000"], 2, /--timeout must be at most 86400, got 2200000/],
+    [["serve", "--model", out, "--cors", "example.org"], 2, /--cors example\.org: not an origin/],
   ];
   for (const [args, code, re] of cases) {
     const r = await cli(...args);
@@ -180,20 +247,50 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
   assert.equal(readFileSync(join(out, "charlm.json"), "utf8"), manifest);
 });
 
-test("a run killed with SIGKILL resumes from its last checkpoint and ends bit-for-bit like an uninterrupted one", async () => {
-  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", "--dropout", "0.2"];
-  const common = [...args, "--save-every", "3", "--log-every", "1", "--sample-length", "0", "--quiet"];
-  const whole = join(work, "whole");
-  assert.equal((await cli("train", ...common, "--out", whole)).code, 0);
-  const killed = join(work, "killed");
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...common, "--out", killed], {
-    stdio: "ignore",
+for (const [cell, batching] of [
+  ["lstm", "windows"],
+  ["lstm", "stream"],
+  ["gru", "windows"],
+  ["gru", "stream"],
+  ["rnn", "windows"],
+  ["rnn", "stream"],
+]) {
+  test(`a ${cell} run (${batching} batching) killed with SIGKILL resumes and ends bit-for-bit like an uninterrupted one`, async () => {
+    await killAndResume(["--cell", cell, "--batching", batching, "--dropout", batching === "stream" ? "0" : "0.2"]);
   });
-  const lines = () =>
-    existsSync(join(killed, "metrics.jsonl")) ? readFileSync(join(killed, "metrics.jsonl"), "utf8") : "";
-  for (let i = 0; i < 600 && lines().split("\n").length < 9; i++) await sleep(20);
-  child.kill("SIGKILL");
-  await new Promise((resolve) => child.once("exit", resolve));
+}
+
+/** `charlm train ARGS --out OUT` in its own process: its stderr so far, its exit code, and a wait for N metrics lines. */
+function spawnTrain(args: string[], out: string) {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", ...args, "--out", out], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const metricsLines = () =>
+    existsSync(join(out, "metrics.jsonl")) ? readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").length : 0;
+  return {
+    child,
+    exited,
+    stderr: () => err,
+    async waitForLines(n: number): Promise<void> {
+      for (let i = 0; i < 1000 && metricsLines() < n; i++) await sleep(20);
+    },
+  };
+}
+
+async function killAndResume(style: string[]): Promise<void> {
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "12", "--epochs", "2", ...style];
+  const common = [...args, "--save-every", "3", "--log-every", "1", "--sample-length", "0", "--quiet"];
+  const label = style.join("");
+  const whole = join(work, "whole" + label);
+  assert.equal((await cli("train", ...common, "--out", whole)).code, 0);
+  const killed = join(work, "killed" + label);
+  const run = spawnTrain(common, killed);
+  await run.waitForLines(9);
+  run.child.kill("SIGKILL");
+  await run.exited;
   const at = JSON.parse(readFileSync(join(killed, "charlm.json"), "utf8")) as { step: number };
   assert.ok(at.step > 0 && at.step < 24, `killed after the checkpoint at step ${at.step}`);
   const r = await cli("train", "--resume", killed, "--quiet");
@@ -203,4 +300,37 @@ test("a run killed with SIGKILL resumes from its last checkpoint and ends bit-fo
     readFileSync(join(whole, "metrics.jsonl"), "utf8").replace(/"(time|charsPerSec|seconds)":[\d.e+-]+/g, ""),
   );
   assert.deepEqual(readFileSync(join(killed, "model.safetensors")), readFileSync(join(whole, "model.safetensors")));
+}
+
+test("a sampler in a loop against a trainer saving every step: no failure on either side", async () => {
+  const out = join(work, "busy");
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "40", "--epochs", "2", "--save-every", "1"];
+  const trainer = spawnTrain([...args, "--sample-length", "0", "--quiet"], out);
+  let running = true;
+  void trainer.exited.then(() => (running = false));
+  while (running && !existsSync(join(out, "charlm.json"))) await sleep(10);
+  let ok = 0;
+  const failures: string[] = [];
+  while (running) {
+    const r = await cli("sample", "--model", out, "--length", "5", "--seed", "1", "--backend", "js");
+    if (r.code === 0) ok++;
+    else failures.push(r.err);
+  }
+  assert.equal(await trainer.exited, 0, trainer.stderr());
+  assert.deepEqual(failures, []);
+  assert.ok(ok >= 5, `only ${ok} samples ran while the trainer was saving`);
+});
+
+test("SIGTERM, as a supervisor sends it, saves a checkpoint like Ctrl-C and exits 143", async () => {
+  const out = join(work, "term");
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "400", "--epochs", "1", "--log-every", "1"];
+  const run = spawnTrain([...args, "--sample-length", "0", "--quiet"], out);
+  await run.waitForLines(4);
+  run.child.kill("SIGTERM");
+  assert.equal(await run.exited, 143, run.stderr());
+  assert.match(run.stderr(), /terminated: saving a checkpoint/);
+  const m = JSON.parse(readFileSync(join(out, "charlm.json"), "utf8")) as { step: number; status: string };
+  assert.ok(m.step >= 3 && m.step < 400, `saved at step ${m.step}`);
+  assert.equal(m.status, "running");
+  assert.ok(!existsSync(join(out, "charlm.lock")), "the lock is given back");
 });

@@ -81,7 +81,8 @@ before(async () => {
     bestValLoss: 2.85,
     elapsedSeconds: 3,
   });
-  app = createServer([slowed(await fromCheckpoint(dir), 2)], { rng: new Rng(1) });
+  // A second name for the same checkpoint, so the page has a model to switch to.
+  app = createServer([slowed(await fromCheckpoint(dir), 2), await fromCheckpoint(dir, "second")], { rng: new Rng(1) });
   await app.listen({ port: 0, host: "127.0.0.1" });
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   context = await chromium.launchPersistentContext(join(work, "profile"), {
@@ -151,7 +152,7 @@ test("the page loads, shows the model card, and streams generated text", { skip:
   const updates = await page.evaluate(() => (window as unknown as { updates: number[] }).updates);
   const distinct = new Set(updates).size;
   assert.ok(distinct > 20, `text arrived in ${distinct} pieces; expected a stream`);
-  assert.match(await status(), /on the server; length/);
+  assert.match(await status(), /on the server; reason: length$/);
   await page.screenshot({ path: join(OUT, "e2e-server-mode.png"), fullPage: true });
 
   // The same seed through the JSON API gives the same text.
@@ -159,7 +160,7 @@ test("the page loads, shows the model card, and streams generated text", { skip:
     await fetch(`${base}/api/generate`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
+      body: JSON.stringify({ model: "tiny-lstm", prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
     })
   ).json()) as { text: string };
   assert.equal(text, json.text);
@@ -207,7 +208,7 @@ test(
       const res = await fetch(`${base}/api/generate`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
+        body: JSON.stringify({ model: "tiny-lstm", prime: "Speak", length: 300, temperature: 0.8, seed: 7 }),
       });
       return ((await res.json()) as { text: string }).text;
     })();
@@ -221,7 +222,7 @@ test(
         timeout: 20_000,
       },
     );
-    assert.match(await status(), /on this browser; length/);
+    assert.match(await status(), /on this browser; reason: length$/);
     assert.equal(await outputText(), serverText);
     assert.ok(requests.includes("/api/models/tiny-lstm/weights"), "weights were downloaded");
     assert.ok(requests.includes("/kernels.wasm"), "wasm kernels were downloaded");
@@ -237,3 +238,22 @@ test(
     assert.ok(!requests.includes("/api/models/tiny-lstm/weights"), "weights downloaded only once");
   },
 );
+
+test("switching models clears a stale error; a narrow window gets one column", { skip: SKIP }, async () => {
+  await page.check('input[name="mode"][value="server"]');
+  await page.fill("#prime", "Speak, Zoë");
+  await page.click("#generate");
+  await page.waitForFunction(() => document.getElementById("status")!.classList.contains("error"));
+  await page.selectOption("#model", "second");
+  assert.equal(await status(), "");
+  assert.equal(await page.locator("#status").evaluate((el) => el.classList.contains("error")), false);
+  await page.fill("#prime", "Speak");
+  await page.setViewportSize({ width: 400, height: 800 });
+  try {
+    const width = await page.locator("#output").evaluate((el) => el.getBoundingClientRect().width);
+    assert.ok(width > 300, `the output is ${width} px wide in a 400 px window`);
+    await page.screenshot({ path: join(OUT, "e2e-narrow.png"), fullPage: true });
+  } finally {
+    await page.setViewportSize({ width: 1400, height: 900 });
+  }
+});

@@ -428,3 +428,105 @@ test("a client that leaves while queued gives up its place without starting a ge
     await app.close();
   }
 });
+
+test("Fastify's own errors come back as {error, code}; GET on a POST endpoint is 405", async () => {
+  const { app, base } = await serve([new FakeModel("tiny")]);
+  try {
+    const notJson = await fetch(`${base}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{nope",
+    });
+    assert.equal(notJson.status, 400);
+    const body = (await notJson.json()) as { error: string; code: string };
+    assert.deepEqual(Object.keys(body).sort(), ["code", "error"]);
+    assert.equal(body.code, "invalid_request");
+    assert.match(body.error, /^request body is not valid JSON/);
+    const empty = await fetch(`${base}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(empty.status, 400);
+    assert.equal(((await empty.json()) as { code: string }).code, "invalid_request");
+    const badUrl = await fetch(`${base}/api/models/%E0%A4%A`);
+    assert.equal(badUrl.status, 400);
+    assert.equal(((await badUrl.json()) as { code: string }).code, "invalid_request");
+    for (const path of ["/api/generate", "/api/generate/stream"]) {
+      const get = await fetch(`${base}${path}`);
+      assert.equal(get.status, 405, path);
+      assert.equal(get.headers.get("allow"), "POST");
+      assert.deepEqual(await get.json(), {
+        error: `${path} takes POST with a JSON body, not GET`,
+        code: "method_not_allowed",
+      });
+    }
+  } finally {
+    await app.close();
+  }
+});
+
+test("a request body dribbled slowly is cut off by the request time limit", async () => {
+  const { app, base } = await serve([new FakeModel("tiny")], { requestTimeoutMs: 400 });
+  try {
+    const { port } = new URL(base);
+    const t0 = performance.now();
+    const status = await new Promise<number | "closed">((resolve) => {
+      const req = request({
+        host: "127.0.0.1",
+        port,
+        path: "/api/generate",
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": 100 },
+      });
+      req.on("response", (res) => resolve(res.statusCode ?? 0));
+      req.on("error", () => resolve("closed"));
+      req.write("{");
+      const drip = setInterval(() => req.write(" "), 100);
+      req.on("close", () => clearInterval(drip));
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    assert.ok(status === 408 || status === "closed", String(status));
+    assert.ok(seconds < 3, `cut off after ${seconds.toFixed(1)} s`);
+  } finally {
+    await app.close();
+  }
+});
+
+test("the served manifest names the corpus by its base name, not the server's path", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-serve-"));
+  writeFileSync(join(dir, "model.safetensors"), Buffer.from([1, 2, 3, 4]));
+  const manifest = { format: "charlm-checkpoint", train: { data: "/home/someone/corpora/letters.txt", units: 8 } };
+  writeFileSync(join(dir, "charlm.json"), JSON.stringify(manifest));
+  const model = new FakeModel("tiny");
+  model.files = { weights: join(dir, "model.safetensors"), manifest: join(dir, "charlm.json") };
+  const { app, base } = await serve([model]);
+  try {
+    const m = (await (await fetch(`${base}/api/models/tiny/manifest`)).json()) as typeof manifest;
+    assert.deepEqual(m, { ...manifest, train: { data: "letters.txt", units: 8 } });
+  } finally {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("time limits beyond what a timer can hold are refused; --cors ORIGIN answers that origin only", async () => {
+  assert.throws(() => createServer([new FakeModel("tiny")], { timeLimitMs: 2_200_000_000 }), /time limit .* at most/);
+  const plain = await serve([new FakeModel("tiny")]);
+  const open = await serve([new FakeModel("tiny")], { cors: "https://example.org" });
+  try {
+    const res = await fetch(`${plain.base}/api/models`, { headers: { origin: "https://example.org" } });
+    assert.equal(res.headers.get("access-control-allow-origin"), null);
+    const ok = await fetch(`${open.base}/api/models`, { headers: { origin: "https://example.org" } });
+    assert.equal(ok.headers.get("access-control-allow-origin"), "https://example.org");
+    const pre = await fetch(`${open.base}/api/generate`, {
+      method: "OPTIONS",
+      headers: { origin: "https://example.org", "access-control-request-method": "POST" },
+    });
+    assert.equal(pre.status, 204);
+    assert.match(pre.headers.get("access-control-allow-methods") ?? "", /POST/);
+    assert.match(pre.headers.get("access-control-allow-headers") ?? "", /content-type/);
+  } finally {
+    await plain.app.close();
+    await open.app.close();
+  }
+});

@@ -189,7 +189,7 @@ async function generate(): Promise<void> {
     const ended = ctrl.signal.aborted ? "stopped" : reason;
     setStatus(
       `${chars} characters in ${secs.toFixed(2)} s (${(chars / Math.max(secs, 1e-3)).toFixed(0)} chars/s, ` +
-        `first after ${first.toFixed(0)} ms) on ${where === "browser" ? "this browser" : "the server"}; ${ended}`,
+        `first after ${first.toFixed(0)} ms) on ${where === "browser" ? "this browser" : "the server"}; reason: ${ended}`,
     );
   } catch (err) {
     if (ctrl.signal.aborted) setStatus(`stopped after ${chars} characters`);
@@ -231,6 +231,8 @@ async function start(): Promise<void> {
   });
   ui.model.addEventListener("change", () => {
     const m = models.find((x) => x.name === ui.model.value);
+    // An error from the previous model's request says nothing about this one.
+    setStatus("");
     if (m) showCard(m);
   });
   try {

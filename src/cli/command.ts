@@ -7,6 +7,10 @@ export interface Command<S extends Schema = Schema> {
   summary: string;
   schema: S;
   examples?: string[];
+  /** CHARLM_* environment variables the command reads, listed in its --help. */
+  environment?: string[];
+  /** Placeholder for the positional arguments the command takes, e.g. "[DIR]"; none when absent. */
+  positionals?: string;
   /** Returns the process exit code (0 when omitted). */
   run(flags: Flags<S>): Promise<number | void>;
 }

@@ -20,6 +20,8 @@ export interface FlagSpec {
   choices?: readonly string[];
   /** Placeholder in --help, e.g. FILE. */
   arg?: string;
+  /** Strings: turn the escapes \n, \t and \\ into a newline, a tab and a backslash (shells pass them as typed). */
+  escapes?: boolean;
 }
 
 export type Schema = Record<string, FlagSpec>;
@@ -60,6 +62,11 @@ export function parseFlags<S extends Schema>(argv: string[], schema: S, command:
       break;
     }
     if (!arg.startsWith("--")) {
+      if (/^-[A-Za-z]/.test(arg)) {
+        throw new UsageError(
+          `unknown flag ${arg} for 'charlm ${command}'; flags start with -- (run 'charlm ${command} --help' for the list)`,
+        );
+      }
       positionals.push(arg);
       continue;
     }
@@ -82,7 +89,12 @@ export function parseFlags<S extends Schema>(argv: string[], schema: S, command:
       );
     }
     const spec = schema[key];
+    // Only list flags may repeat: a second value would otherwise silently replace the first.
+    const repeated = (v: string): never => {
+      throw new UsageError(`--${name} given twice ('${shownValue(out[key])}' and '${v}'); give it once`);
+    };
     if (spec.type === "bool") {
+      if (given.has(key)) repeated(value ?? String(!negated));
       if (value === undefined) out[key] = !negated;
       else if (value === "true" || value === "false") out[key] = value === "true";
       else throw new UsageError(`--${name} takes true or false, got '${value}'`);
@@ -94,9 +106,10 @@ export function parseFlags<S extends Schema>(argv: string[], schema: S, command:
         throw new UsageError(`--${name} needs a value (${spec.arg ?? spec.type}); ${spec.help}`);
       value = argv[++i];
     }
+    if (given.has(key) && spec.type !== "strings") repeated(value);
     const parsed = parseValue(name, spec, value);
     if (spec.type === "strings") {
-      out[key] = given.has(key) ? [...(out[key] as string[]), value] : [value];
+      out[key] = given.has(key) ? [...(out[key] as string[]), parsed as string] : [parsed as string];
     } else {
       out[key] = parsed;
     }
@@ -106,6 +119,8 @@ export function parseFlags<S extends Schema>(argv: string[], schema: S, command:
   out._given = given;
   return out as Flags<S>;
 }
+
+const shownValue = (v: unknown): string => (Array.isArray(v) ? v.join(",") : String(v));
 
 function parseValue(name: string, spec: FlagSpec, raw: string): unknown {
   if (spec.type === "int" || spec.type === "float") {
@@ -119,7 +134,12 @@ function parseValue(name: string, spec: FlagSpec, raw: string): unknown {
   if (spec.choices && !spec.choices.includes(raw)) {
     throw new UsageError(`--${name} must be one of ${spec.choices.join(", ")}; got '${raw}'`);
   }
-  return raw;
+  return spec.escapes ? unescape(raw) : raw;
+}
+
+/** \n, \t and \\ to a newline, a tab and a backslash; any other backslash stays as typed. */
+export function unescape(text: string): string {
+  return text.replace(/\\([nt\\])/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : "\\"));
 }
 
 /** Range check shared by flags and config files: throws a UsageError naming `what`. */
@@ -131,10 +151,16 @@ export function checkRange(what: string, spec: Pick<FlagSpec, "min" | "max" | "a
 }
 
 /** --help text generated from the schema. */
-export function helpText(command: string, summary: string, schema: Schema, examples: string[] = []): string {
+export function helpText(
+  command: string,
+  summary: string,
+  schema: Schema,
+  examples: string[] = [],
+  positionals = "",
+): string {
   const rows = Object.entries(schema).map(([key, spec]) => {
     const left = `  --${kebab(key)}${spec.type === "bool" ? "" : ` ${spec.arg ?? spec.type.toUpperCase()}`}`;
-    const bits = [spec.help];
+    const bits = [spec.help + (spec.escapes ? " (\\n, \\t, \\\\ understood)" : "")];
     if (spec.choices) bits.push(`(${spec.choices.join("|")})`);
     if (spec.default !== undefined && spec.default !== "" && !(Array.isArray(spec.default) && !spec.default.length)) {
       bits.push(`[default: ${Array.isArray(spec.default) ? spec.default.join(",") : spec.default}]`);
@@ -142,7 +168,8 @@ export function helpText(command: string, summary: string, schema: Schema, examp
     return [left, bits.join(" ")];
   });
   const width = Math.max(...rows.map(([l]) => l.length), 10) + 2;
-  const lines = [`charlm ${command}: ${summary}`, "", "Options:"];
+  const usage = `Usage: charlm ${command}${positionals ? " " + positionals : ""} [options]`;
+  const lines = [`charlm ${command}: ${summary}`, "", usage, "", "Options:"];
   for (const [l, r] of rows) lines.push(l.padEnd(width) + r);
   if (examples.length) lines.push("", "Examples:", ...examples.map((e) => "  " + e));
   return lines.join("\n") + "\n";

@@ -1,26 +1,60 @@
 // charlm's entry point: pick the subcommand, parse its flags, run it, and turn a CharlmError into one line.
 
 import { pathToFileURL } from "node:url";
-import { CharlmError } from "../util/errors.js";
-import { helpText, parseFlags } from "./flags.js";
+import { closeBackends } from "../engine/backends/index.js";
+import { CharlmError, UsageError } from "../util/errors.js";
+import type { Command } from "./command.js";
+import { helpText, parseFlags, type Schema } from "./flags.js";
 import { commands } from "./commands/index.js";
+
+/** Environment variables charlm reads, for --help. */
+export const ENVIRONMENT: Record<string, string> = {
+  CHARLM_THREADS: "worker threads for the wasm kernels (Node only; default 1, bit-identical results)",
+  CHARLM_TINYSHAKESPEARE: "path of a local Tiny Shakespeare input.txt, used instead of the cache or a download",
+  CHARLM_CACHE_DIR: "where downloads are cached (default $XDG_CACHE_HOME/charlm, else ~/.cache/charlm)",
+  CHARLM_WASM_BUILD: "plain or relaxed: force one build of the wasm kernels (default: the fastest that runs)",
+};
+
+/** One exit code per kind of outcome, for --help and the docs. */
+export const EXIT_CODES: [number, string][] = [
+  [0, "success"],
+  [1, "bad input or failed work: a missing, unreadable or damaged file, corpus or checkpoint; training diverged"],
+  [2, "bad command line: unknown command or flag, a bad value, a stray argument, conflicting flags"],
+  [3, "busy: another process holds it (a checkpoint directory being trained, a port in use)"],
+  [130, "interrupted by Ctrl-C (train and scratch save a checkpoint first)"],
+  [143, "stopped by SIGTERM (train and scratch save a checkpoint first)"],
+];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
   return [
     "charlm: character-level language models: train on any corpus, generate text.",
     "",
-    "Usage: charlm <command> [options]    (charlm <command> --help for its options)",
+    "Usage: charlm <command> [options]    (charlm help <command>, or charlm <command> --help, for its options)",
     "",
     "Commands:",
     ...commands.map((c) => "  " + c.name.padEnd(width) + c.summary),
     "",
+    environmentHelp(Object.keys(ENVIRONMENT)),
+    "Exit codes:",
+    ...EXIT_CODES.map(([code, what]) => `  ${String(code).padEnd(5)}${what}`),
+    "",
   ].join("\n");
+}
+
+function environmentHelp(names: string[]): string {
+  const width = Math.max(...names.map((n) => n.length)) + 2;
+  return ["Environment:", ...names.map((n) => `  ${n.padEnd(width)}${ENVIRONMENT[n]}`), ""].join("\n");
+}
+
+function commandHelp(command: Command<Schema>): string {
+  const text = helpText(command.name, command.summary, command.schema, command.examples, command.positionals);
+  return command.environment?.length ? `${text}\n${environmentHelp(command.environment)}` : text;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+  if (name === undefined || name === "--help" || name === "-h" || (name === "help" && !rest.length)) {
     process.stdout.write(usage());
     return name === undefined ? 2 : 0;
   }
@@ -28,17 +62,23 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write("charlm 0.1.0\n");
     return 0;
   }
-  const command = commands.find((c) => c.name === name);
+  const wanted = name === "help" ? rest[0] : name;
+  const command = commands.find((c) => c.name === wanted);
   if (!command) {
-    process.stderr.write(`charlm: unknown command '${name}'; run 'charlm --help' for the list\n`);
+    process.stderr.write(`charlm: unknown command '${wanted}'; run 'charlm --help' for the list\n`);
     return 2;
   }
-  if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(helpText(command.name, command.summary, command.schema, command.examples));
+  if (name === "help" || rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(commandHelp(command));
     return 0;
   }
   try {
     const flags = parseFlags(rest, command.schema, command.name);
+    if (!command.positionals && flags._.length) {
+      throw new UsageError(
+        `unexpected argument '${flags._[0]}' for 'charlm ${command.name}'; flags start with -- (run 'charlm ${command.name} --help')`,
+      );
+    }
     return (await command.run(flags)) ?? 0;
   } catch (err) {
     if (err instanceof CharlmError) {
@@ -50,5 +90,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  process.exitCode = await main(process.argv.slice(2));
+  try {
+    process.exitCode = await main(process.argv.slice(2));
+  } finally {
+    // A GPU device keeps Node running until it is destroyed; the wasm workers are stopped too.
+    await closeBackends();
+  }
 }

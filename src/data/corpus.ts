@@ -55,7 +55,11 @@ async function expand(path: string): Promise<string[]> {
   } catch (err) {
     throw readError(path, err);
   }
-  if (!st.isDirectory()) return [path];
+  if (st.isFile()) return [path];
+  if (!st.isDirectory()) {
+    // A device or pipe (/dev/zero, /dev/stdin) never ends or cannot be read twice; a corpus is a file.
+    throw new CharlmError(`${path}: not a regular file (a device, pipe or socket); give a UTF-8 text file`);
+  }
   const out: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
@@ -67,7 +71,7 @@ async function expand(path: string): Promise<string[]> {
       if (e.name.startsWith(".")) continue;
       const full = join(dir, e.name);
       if (e.isDirectory()) await walk(full);
-      else if (e.name.toLowerCase().endsWith(".txt")) out.push(full);
+      else if ((e.isFile() || e.isSymbolicLink()) && e.name.toLowerCase().endsWith(".txt")) out.push(full);
     }
   };
   await walk(path);

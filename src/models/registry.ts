@@ -18,6 +18,12 @@ import { RnnModel } from "./rnn.js";
  */
 export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel {
   const cfg = parseModelConfig(config);
+  const n = estimateParams(cfg);
+  if (n > MAX_PARAMETERS) {
+    throw new CharlmError(
+      `model config: ${describeSize(n)} is too big to build (charlm holds at most ${describeSize(MAX_PARAMETERS)}); lower the units, embedding or layers`,
+    );
+  }
   switch (cfg.type) {
     case "rnn":
       return new RnnModel(cfg, rng);
@@ -28,6 +34,38 @@ export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel 
   }
 }
 
+/**
+ * The most parameters a model may have: 4 bytes each, so 1 GB of weights. Training holds about four copies
+ * (weights, gradients, two optimizer slots), and the wasm kernels address 4 GiB in all; past this, typed arrays
+ * fail deep inside with a RangeError instead of a sentence.
+ */
+export const MAX_PARAMETERS = 250_000_000;
+
+/**
+ * Parameters a config builds, counted from the config alone (before any allocation), as an upper bound: every
+ * recurrent cell is given two bias vectors per gate (only the GRU has them) and every GPT linear layer a bias.
+ */
+export function estimateParams(cfg: ModelConfig): number {
+  const V = cfg.vocabSize;
+  if (cfg.type === "gpt") {
+    const C = cfg.nEmbd;
+    return V * C + cfg.blockSize * C + cfg.nLayer * (12 * C * C + 13 * C) + 2 * C + C * V + V;
+  }
+  const gates = cfg.cell === "lstm" ? 4 : cfg.cell === "gru" ? 3 : 1;
+  const H = cfg.units;
+  let n = V * cfg.embedding + H * V + V;
+  for (let l = 0; l < cfg.layers; l++) n += gates * ((l === 0 ? cfg.embedding : H) * H + H * H + 2 * H);
+  return n;
+}
+
+/** "123,456,789 parameters (0.49 GB of weights)". */
+export function describeSize(params: number): string {
+  const shown = params < 1e15 ? Math.round(params).toLocaleString("en-US") : params.toExponential(1);
+  const gb = (params * 4) / 1e9;
+  const size = gb < 10 ? gb.toPrecision(2) : gb < 1e15 ? Math.round(gb).toLocaleString("en-US") : gb.toExponential(1);
+  return `${shown} parameters (${size} GB of weights)`;
+}
+
 /** Total number of scalar parameters. */
 export function countParams(model: LanguageModel): number {
   let n = 0;
@@ -35,12 +73,19 @@ export function countParams(model: LanguageModel): number {
   return n;
 }
 
-/**
- * A table like Keras' model.summary(): one row per layer with its output shape (None for the batch and time axes,
- * which any batch fills) and parameter count, then the totals.
- */
-export function summary(model: LanguageModel): string {
-  const rows: [string, string, string][] = [];
+/** One row of summary(): a layer, its output shape (null: the batch and time axes any batch fills), its parameters. */
+export interface SummaryRow {
+  name: string;
+  type: string;
+  outputShape: (number | null)[];
+  params: number;
+}
+
+/** The rows of summary(), for the table and for --json. */
+export function summaryRows(model: LanguageModel): SummaryRow[] {
+  const rows: SummaryRow[] = [];
+  const row = (name: string, type: string, width: number, params: number) =>
+    rows.push({ name, type, outputShape: [null, null, width], params });
   if (model instanceof RnnModel) {
     const c = model.config;
     for (const layer of model.layers()) {
@@ -48,24 +93,39 @@ export function summary(model: LanguageModel): string {
       if (layer instanceof Embedding) width = layer.dim;
       else if (layer instanceof RecurrentLayer) width = layer.units;
       else if (layer instanceof Dense) width = layer.units;
-      rows.push([`${layer.name} (${layer.kind})`, `(None, None, ${width})`, fmt(layer.countParams())]);
-      if (layer instanceof RecurrentLayer && c.dropout > 0) {
-        rows.push([`${layer.name}.dropout (Dropout)`, `(None, None, ${width})`, "0"]);
-      }
+      row(layer.name, layer.kind, width, layer.countParams());
+      if (layer instanceof RecurrentLayer && c.dropout > 0) row(`${layer.name}.dropout`, "Dropout", width, 0);
     }
   } else if (model instanceof GptModel) {
-    for (const r of model.summaryRows())
-      rows.push([`${r.name} (${r.kind})`, `(None, None, ${r.width})`, fmt(r.params)]);
+    for (const r of model.summaryRows()) row(r.name, r.kind, r.width, r.params);
   } else {
-    for (const [name, t] of model.parameters()) rows.push([name, `(${t.shape.join(", ")})`, fmt(t.size)]);
+    for (const [name, t] of model.parameters())
+      rows.push({ name, type: "Tensor", outputShape: t.shape, params: t.size });
   }
+  return rows;
+}
+
+/** The model's name in summaries: "rnn-lstm", "gpt". */
+export function modelTitle(model: LanguageModel): string {
+  return `${String(model.config.type)}${"cell" in model.config ? `-${String(model.config.cell)}` : ""}`;
+}
+
+/**
+ * A table like Keras' model.summary(): one row per layer with its output shape (None for the batch and time axes,
+ * which any batch fills) and parameter count, then the totals.
+ */
+export function summary(model: LanguageModel): string {
+  const rows = summaryRows(model).map((r) => [
+    `${r.name} (${r.type})`,
+    `(${r.outputShape.map((d) => d ?? "None").join(", ")})`,
+    fmt(r.params),
+  ]);
   const total = countParams(model);
   const w = [40, 24, 14];
   const line = (ch: string) => ch.repeat(w[0] + w[1] + w[2]);
   const row = (cells: string[]) => cells.map((s, i) => (i === 2 ? s.padStart(w[i]) : s.padEnd(w[i]))).join("");
-  const title = `Model: "${String(model.config.type)}${"cell" in model.config ? `-${String(model.config.cell)}` : ""}"`;
   return [
-    title,
+    `Model: "${modelTitle(model)}"`,
     line("_"),
     row(["Layer (type)", "Output Shape", "Param #"]),
     line("="),

@@ -14,16 +14,17 @@
 //   GET  /, /style.css, /dist/*, ...      the page from web/; /kernels.wasm from build/
 
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { extname, join, normalize, resolve, sep } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
+import { basename, extname, join, normalize, resolve, sep } from "node:path";
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import { lossChartSvg } from "../util/chart.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { HttpError, makeErrorHandler } from "./errors.js";
 import { Gate } from "./gate.js";
-import { lossCurveSvg } from "./loss-svg.js";
 import type { GenerateRequest, ServedModel } from "./served-model.js";
 
 export interface ServerOptions {
@@ -47,6 +48,10 @@ export interface ServerOptions {
   wasmPath?: string;
   /** Print one line per request to stderr. */
   log?: boolean;
+  /** Most milliseconds a client may take to send a whole request, headers and body (default 10 s). */
+  requestTimeoutMs?: number;
+  /** An origin (e.g. https://example.org) whose pages may call the API from a browser; none when absent. */
+  cors?: string;
 }
 
 export const DEFAULTS = {
@@ -56,7 +61,11 @@ export const DEFAULTS = {
   maxActive: 4,
   maxQueued: 16,
   timeLimitMs: 30_000,
+  requestTimeoutMs: 10_000,
 } as const;
+
+/** The longest delay a Node timer holds; longer ones fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Why a generation ended. */
 export type FinishReason = "length" | "stop" | "time_limit" | "client_closed";
@@ -122,6 +131,13 @@ const STATIC_TYPES: Record<string, string> = {
   ".ico": "image/x-icon",
 };
 
+/** A corpus as the public sees it: the file's base name ("letters.txt"), "tinyshakespeare", or a list of them. */
+function publicCorpusName(data: unknown): unknown {
+  if (Array.isArray(data)) return data.map(publicCorpusName);
+  if (typeof data !== "string") return data;
+  return /^tinyshakespeare(:|$)/i.test(data) ? "tinyshakespeare" : basename(data);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The server
 
@@ -139,7 +155,34 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
     if (o.log) process.stderr.write(`internal error: ${err.stack ?? err.message}\n`);
   };
 
+  for (const [what, ms] of [
+    ["time limit", o.timeLimitMs],
+    ["request time limit", o.requestTimeoutMs],
+  ] as const) {
+    if (!(ms > 0 && ms <= MAX_TIMER_MS)) {
+      throw new CharlmError(`server ${what} of ${ms} ms: must be above 0 and at most ${MAX_TIMER_MS} ms (24.8 days)`);
+    }
+  }
+  const handleError = makeErrorHandler({
+    bodyLimit: o.bodyLimit,
+    allowedFields: (url) => (url.startsWith("/api/generate") ? GENERATE_FIELDS : undefined),
+    onInternal: logInternal,
+  });
+
   const app = Fastify({
+    // Node's own clock on slow clients: the whole request (a body dribbled a byte at a time included) must arrive
+    // within requestTimeoutMs, checked every second (Node's default check is every 30 s).
+    serverFactory: (handler) =>
+      createHttpServer(
+        {
+          requestTimeout: o.requestTimeoutMs,
+          headersTimeout: Math.min(o.requestTimeoutMs, 60_000),
+          connectionsCheckingInterval: Math.min(1000, o.requestTimeoutMs),
+        },
+        handler,
+      ),
+    // Errors Fastify raises before any route runs (a URL that does not decode, say) take the same JSON shape.
+    frameworkErrors: (err, req, reply) => handleError(err, req, reply),
     bodyLimit: o.bodyLimit,
     // Strict validation: no silent removal of unknown fields, no "12" -> 12 coercion.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
@@ -150,13 +193,23 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
 
   // JSON only: without this, Fastify would also parse text/plain bodies into strings.
   app.removeContentTypeParser("text/plain");
-  app.setErrorHandler(
-    makeErrorHandler({
-      bodyLimit: o.bodyLimit,
-      allowedFields: (url) => (url.startsWith("/api/generate") ? GENERATE_FIELDS : undefined),
-      onInternal: logInternal,
-    }),
-  );
+  app.setErrorHandler(handleError);
+  if (o.cors) {
+    const origin = o.cors;
+    // Only the one origin the operator named; other origins get no CORS headers, so browsers keep them out.
+    app.addHook("onRequest", async (req, reply) => {
+      if (req.headers.origin !== origin) return;
+      void reply.header("access-control-allow-origin", origin).header("vary", "origin");
+    });
+    app.options("/api/*", async (_req, reply) =>
+      reply
+        .status(204)
+        .header("access-control-allow-methods", "GET, POST")
+        .header("access-control-allow-headers", "content-type")
+        .header("access-control-max-age", "600")
+        .send(),
+    );
+  }
   app.setNotFoundHandler((req, reply) => {
     void reply
       .status(404)
@@ -303,6 +356,12 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
         `model '${name}' has no files on disk to download; use the server-side mode`,
       );
     const path = m.files[which];
+    if (which === "manifest") {
+      // The corpus path is the server's business: show its base name, as the model cards do.
+      const manifest = JSON.parse(await readFile(path, "utf8")) as { train?: { data?: unknown } };
+      if (manifest.train?.data !== undefined) manifest.train.data = publicCorpusName(manifest.train.data);
+      return reply.type("application/json").header("cache-control", "no-cache").send(manifest);
+    }
     const size = (await stat(path)).size;
     return reply
       .type(which === "weights" ? "application/octet-stream" : "application/json")
@@ -329,11 +388,21 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       if (picture) {
         return reply.type(STATIC_TYPES[extname(picture)] ?? "application/octet-stream").send(createReadStream(picture));
       }
-      return reply.type("image/svg+xml").send(lossCurveSvg(m.card.history, `${m.card.name}: loss (nats/char)`));
+      return reply.type("image/svg+xml").send(lossChartSvg(m.card.history, `${m.card.name}: loss (nats/char)`));
     },
   );
 
   const generateRoute = { schema: { body: generateSchema(o) } };
+  for (const url of ["/api/generate", "/api/generate/stream"]) {
+    app.route({
+      method: ["GET", "HEAD", "PUT", "DELETE", "PATCH"],
+      url,
+      handler: async (req, reply) => {
+        void reply.header("allow", "POST");
+        throw new HttpError(405, "method_not_allowed", `${url} takes POST with a JSON body, not ${req.method}`);
+      },
+    });
+  }
 
   app.post<{ Body: GenerateBody }>("/api/generate", generateRoute, async (request, reply) => {
     const { model, req } = prepare(request.body);

@@ -84,9 +84,22 @@ export function makeErrorHandler(opts: {
         error: "request body must be JSON; send it with content-type: application/json",
         code: "unsupported_media_type",
       };
+    } else if (
+      (err as FastifyError).code === "FST_ERR_CTP_INVALID_JSON_BODY" ||
+      (err as FastifyError).code === "FST_ERR_CTP_EMPTY_JSON_BODY"
+    ) {
+      status = 400;
+      body = {
+        error: `request body is not valid JSON (${err.message}); send a JSON object such as {"prime": "ROMEO:"}`,
+        code: "invalid_request",
+      };
+    } else if ((err as FastifyError).code === "FST_ERR_BAD_URL") {
+      status = 400;
+      body = { error: `the URL ${req.url} does not decode (bad %-escape); fix the URL`, code: "invalid_request" };
     } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
+      // Anything else Fastify refuses is still a bad request: the documented shape, not Fastify's own code.
       status = (err as FastifyError).statusCode!;
-      body = { error: `${err.message}; check the request`, code: (err as FastifyError).code ?? "bad_request" };
+      body = { error: `${err.message}; check the request`, code: "invalid_request" };
     } else {
       opts.onInternal?.(err);
       body = { error: `internal error: ${err.message}`, code: "internal" };

@@ -11,9 +11,14 @@
 // Saving is a small two-phase commit so that a run killed at any moment leaves the previous complete checkpoint or
 // the new one, never a mix: every new file is first written atomically (temp file, fsync, rename) under a ".next"
 // name, then the new manifest as "charlm.json.next" (the commit point), then each ".next" file is renamed over
-// its final name, the manifest last. A reader that finds "charlm.json.next" finishes those renames first; stray
-// ".next" data files without it are the remains of an uncommitted save and are ignored. A file that does not match
-// its manifest entry (size, SHA-256, safetensors structure) is refused.
+// its final name, the manifest last.
+//
+// Only the writer changes the directory. It holds charlm.lock (lock.ts) and, on taking it, finishes a committed
+// save a killed writer left (charlm.json.next present) or drops an uncommitted one (stray ".next" files), and
+// removes the temp files of killed writes. Readers never rename or delete anything: a reader goes by
+// charlm.json.next while it is there (each file under its ".next" name or, once moved, its final one), else by
+// charlm.json. A file that does not match its manifest entry (size, SHA-256, safetensors structure) is refused,
+// unless the directory changed while it was read (a writer at work), in which case the reader reads it again.
 
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
@@ -26,6 +31,8 @@ import { buildModel } from "../models/registry.js";
 import { CharlmError } from "../util/errors.js";
 import type { Rng, RngState } from "../util/rng.js";
 import { writeFileAtomic } from "./atomic.js";
+import { checkManifestFields } from "./manifest-fields.js";
+import { lockDir, makeDir, writerActive, type WriterLock } from "./lock.js";
 import { checkPartialConfig, type TrainConfig } from "./config.js";
 import type { EarlyStoppingState } from "./early-stopping.js";
 import type { Optimizer, OptimizerState } from "./optimizers.js";
@@ -34,6 +41,7 @@ import { loadWeightsInto } from "./weights.js";
 
 export { readSafetensors, writeSafetensors } from "./safetensors-file.js";
 export { loadWeightsInto } from "./weights.js";
+export { LOCK, makeDir, type WriterLock } from "./lock.js";
 
 export const CHECKPOINT_FORMAT = "charlm-checkpoint";
 export const CHECKPOINT_VERSION = 1;
@@ -116,8 +124,16 @@ async function weightsOf(model: LanguageModel): Promise<Map<string, { shape: num
 
 /** Save a checkpoint into `dir` (created if needed). Data files first, the manifest last; each write is atomic. */
 export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<Manifest> {
-  await fs.mkdir(dir, { recursive: true });
-  await finishInterruptedSave(dir);
+  await makeDir(dir);
+  const lock = await openForWriting(dir);
+  try {
+    return await saveLocked(dir, c);
+  } finally {
+    lock.release();
+  }
+}
+
+async function saveLocked(dir: string, c: CheckpointInput): Promise<Manifest> {
   const files: Manifest["files"] = {};
   const put = async (name: string, bytes: Uint8Array): Promise<void> => {
     await writeFileAtomic(path.join(dir, name + NEXT), bytes);
@@ -141,7 +157,8 @@ export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<M
     );
   }
   const carried = c.carriedState ? await stateTensors(c.carriedState) : null;
-  if (carried) await put(STATE, encodeSafetensors(carried));
+  // The keys go in the metadata too: a key whose list is empty (a GRU's `c`) has no tensor to carry its name.
+  if (carried) await put(STATE, encodeSafetensors(carried.tensors, { keys: carried.keys.join(",") }));
 
   const es = c.earlyStopping;
   const manifest: Manifest = {
@@ -193,21 +210,48 @@ export function prettyJson(value: unknown, indent = ""): string {
 }
 
 /**
- * Complete a committed save (charlm.json.next present): move each listed ".next" file into place, remove data
- * files the new manifest does not list, then move the manifest. Without a committed manifest, drop stray ".next" files.
+ * Become the one writer of the existing directory `dir` (see lock.ts), then put it in order: finish or drop a save
+ * that a killed writer left, and remove the temp files of killed atomic writes. Release the lock when done.
+ */
+export async function openForWriting(dir: string): Promise<WriterLock> {
+  const lock = await lockDir(dir);
+  try {
+    await finishInterruptedSave(dir);
+    for (const name of await fs.readdir(dir)) {
+      // Another process's temp file (this one's may be mid-write: the lock is re-entrant within a process).
+      const pid = TEMP_FILE.exec(name)?.[1];
+      if (pid && Number(pid) !== process.pid) await fs.rm(path.join(dir, name), { force: true });
+    }
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  return lock;
+}
+
+// The temp files writeFileAtomic makes (".<name>.tmp-<pid>-<n>"): left behind only by a killed write.
+const TEMP_FILE = /^\..+\.tmp-(\d+)-\d+$/;
+
+/**
+ * Writer only. Complete a committed save (charlm.json.next present): move each listed ".next" file into place,
+ * remove data files the new manifest does not list, then move the manifest. Without a committed manifest, drop
+ * stray ".next" files. A charlm.json.next that is not a manifest is refused rather than acted on.
  */
 async function finishInterruptedSave(dir: string): Promise<void> {
   const nextManifest = path.join(dir, MANIFEST + NEXT);
-  let committed: Partial<Manifest> | null;
-  try {
-    committed = JSON.parse(await fs.readFile(nextManifest, "utf8")) as Partial<Manifest>;
-  } catch {
-    committed = null; // absent: the usual case (it is written atomically, so never half there)
+  let committed: Manifest | null = null;
+  const text = await fs.readFile(nextManifest, "utf8").catch(() => null); // absent: the usual case
+  if (text !== null) {
+    committed = parseManifest(text, nextManifest, "quiet");
+    if (!committed) {
+      throw new CharlmError(
+        `${nextManifest}: not a charlm manifest; charlm did not write it, so move or remove it before training into ${dir}`,
+      );
+    }
   }
-  for (const name of [WEIGHTS, OPTIMIZER, BEST, STATE]) {
+  for (const name of DATA_FILES) {
     const next = path.join(dir, name + NEXT);
-    const listed = committed?.files && name in committed.files;
-    if (committed && listed) {
+    if (committed && name in committed.files) {
       await fs.rename(next, path.join(dir, name)).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== "ENOENT") throw err; // already moved by the interrupted save
       });
@@ -219,28 +263,37 @@ async function finishInterruptedSave(dir: string): Promise<void> {
   if (committed) await fs.rename(nextManifest, path.join(dir, MANIFEST));
 }
 
+const DATA_FILES = [WEIGHTS, OPTIMIZER, BEST, STATE];
+
 function model2list(model: LanguageModel): { name: string; shape: number[] }[] {
   return [...model.parameters()].map(([name, t]) => ({ name, shape: t.shape.slice() }));
 }
 
 // The carried state of stream batching, if it is the usual { h: Tensor[], c: Tensor[] } shape; null otherwise.
-async function stateTensors(state: State): Promise<Map<string, { shape: number[]; data: Float32Array }> | null> {
+async function stateTensors(
+  state: State,
+): Promise<{ keys: string[]; tensors: Map<string, { shape: number[]; data: Float32Array }> } | null> {
   if (typeof state !== "object" || state === null) return null;
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [key, list] of Object.entries(state)) {
     if (!Array.isArray(list) || !list.every((t) => t instanceof Tensor)) return null;
-    for (const [i, t] of (list as Tensor[]).entries()) out.set(`${key}.${i}`, { shape: t.shape, data: await t.read() });
+    for (const [i, t] of (list as Tensor[]).entries()) {
+      tensors.set(`${key}.${i}`, { shape: t.shape, data: await t.read() });
+    }
   }
-  return out;
+  return { keys: Object.keys(state), tensors };
 }
 
-/** Rebuild a carried state saved by stateTensors. */
+/** Rebuild a carried state saved by stateTensors, empty lists included. */
 export function stateFromTensors(file: SafetensorsFile): State {
   const state: Record<string, Tensor[]> = {};
+  for (const key of file.metadata.keys?.split(",") ?? []) if (key) state[key] = [];
   for (const [name, t] of file.tensors) {
     const [key, i] = name.split(".");
     (state[key] ??= [])[Number(i)] = new Tensor(t.data as Float32Array, t.shape);
   }
+  // Files written before the keys were recorded: a recurrent state without `c` is a GRU's or SimpleRNN's.
+  if (!file.metadata.keys && state.h && !state.c) state.c = [];
   return state;
 }
 
@@ -253,10 +306,22 @@ const exists = (p: string): Promise<boolean> =>
     () => false,
   );
 
-/** Read and check `dir`/charlm.json: it must exist, be ours, and be a version this code reads. */
+// Manifests read from charlm.json.next: their files may still sit under their ".next" names.
+const pending = new WeakSet<Manifest>();
+
+/**
+ * Read and check the manifest of `dir`: charlm.json.next while a committed save is not yet moved into place (and it
+ * is a valid manifest), else charlm.json. It must exist, be ours, and be a version this code reads.
+ */
 export async function readManifest(dir: string): Promise<Manifest> {
+  const nextFile = path.join(dir, MANIFEST + NEXT);
+  const nextText = await fs.readFile(nextFile, "utf8").catch(() => null);
+  const next = nextText === null ? null : parseManifest(nextText, nextFile, "quiet");
+  if (next) {
+    pending.add(next);
+    return next;
+  }
   const file = path.join(dir, MANIFEST);
-  if (await exists(path.join(dir, MANIFEST + NEXT))) await finishInterruptedSave(dir);
   let text: string;
   try {
     text = await fs.readFile(file, "utf8");
@@ -269,8 +334,25 @@ export async function readManifest(dir: string): Promise<Manifest> {
           : `${dir}: no such directory; pass the --out directory of a charlm train run`,
       );
     }
+    if (code === "EISDIR") throw new CharlmError(`${file}: is a directory; the checkpoint is damaged`);
     throw err;
   }
+  return parseManifest(text, file, "throw");
+}
+
+/** Parse and check a manifest's text; `quiet` returns null instead of throwing. */
+function parseManifest(text: string, file: string, mode: "throw"): Manifest;
+function parseManifest(text: string, file: string, mode: "quiet"): Manifest | null;
+function parseManifest(text: string, file: string, mode: "throw" | "quiet"): Manifest | null {
+  try {
+    return checkManifest(text, file);
+  } catch (err) {
+    if (mode === "quiet" && err instanceof CharlmError) return null;
+    throw err;
+  }
+}
+
+function checkManifest(text: string, file: string): Manifest {
   let m: Partial<Manifest>;
   try {
     m = JSON.parse(text) as Partial<Manifest>;
@@ -291,6 +373,7 @@ export async function readManifest(dir: string): Promise<Manifest> {
     if (typeof m[key] !== "object" || m[key] === null)
       throw new CharlmError(`${file}: the "${key}" field is missing; the checkpoint is damaged`);
   }
+  checkManifestFields(m as Record<string, unknown>, file);
   m.model = parseModelConfig(m.model, `${file}: model`);
   if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`) as TrainConfig;
   return m as Manifest;
@@ -307,7 +390,13 @@ export async function readCheckpointFile(
   const file = path.join(dir, name);
   let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(file);
+    // A save being moved into place: the file is under its ".next" name until the writer renames it.
+    bytes = pending.has(manifest)
+      ? await fs.readFile(file + NEXT).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === "ENOENT") return fs.readFile(file);
+          throw err;
+        })
+      : await fs.readFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
       throw new CharlmError(
@@ -331,18 +420,67 @@ export async function readCheckpointFile(
   return parsed;
 }
 
+/**
+ * Run a read of `dir` until it sees one consistent checkpoint. A refusal is final unless the manifests changed
+ * while it read or a live writer holds the lock: then a save was under way, and the read starts again (for up to
+ * a few seconds, after which the reader says to retry).
+ */
+export async function readConsistently<R>(dir: string, read: () => Promise<R>): Promise<R> {
+  const deadline = performance.now() + 5000;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+    const before = await manifestStamp(dir);
+    try {
+      return await read();
+    } catch (err) {
+      if (!(err instanceof CharlmError)) throw err;
+      const changed = (await manifestStamp(dir)) !== before || (await writerActive(dir));
+      if (!changed) throw err;
+      if (performance.now() > deadline) {
+        throw new CharlmError(
+          `${dir}: a charlm train is saving into this checkpoint faster than it can be read; retry, or copy it once training stops`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+// Identity of both manifests (inode, size, change time): a rename or a new save changes it.
+async function manifestStamp(dir: string): Promise<string> {
+  const one = (name: string) =>
+    fs.stat(path.join(dir, name)).then(
+      (s) => `${s.ino}:${s.size}:${s.ctimeMs}`,
+      () => "-",
+    );
+  return `${await one(MANIFEST)}|${await one(MANIFEST + NEXT)}`;
+}
+
 /** Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. */
-export async function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+export function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+  return readConsistently(dir, () => loadOnce(dir));
+}
+
+async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
   const manifest = await readManifest(dir);
-  const vocab = Vocab.fromJSON(manifest.vocab);
+  const file = path.join(dir, MANIFEST);
+  const named = <T>(build: () => T): T => {
+    try {
+      return build();
+    } catch (err) {
+      // The vocabulary and model parsers do not know which file they read; say it.
+      if (err instanceof CharlmError) throw new CharlmError(`${file}: ${err.message}`);
+      throw err;
+    }
+  };
+  const vocab = named(() => Vocab.fromJSON(manifest.vocab));
   if (vocab.size !== manifest.model.vocabSize) {
     throw new CharlmError(
-      `${path.join(dir, MANIFEST)}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
+      `${file}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,
     );
   }
-  const model = buildModel(manifest.model, null); // zeros: the weights are loaded next
+  const model = named(() => buildModel(manifest.model, null)); // zeros: the weights are loaded next
   const weights = await readCheckpointFile(dir, manifest, WEIGHTS);
-  if (!weights) throw new CharlmError(`${path.join(dir, MANIFEST)}: lists no ${WEIGHTS}; the checkpoint is damaged`);
+  if (!weights) throw new CharlmError(`${file}: lists no ${WEIGHTS}; the checkpoint is damaged`);
   loadWeightsInto(model, weights, path.join(dir, WEIGHTS));
   return { model, vocab, manifest };
 }

@@ -6,13 +6,15 @@
 import type { FlagSpec, Schema } from "../cli/flags.js";
 import type { ModelConfig } from "../models/config.js";
 import { checkRange } from "../cli/flags.js";
+import { totalmem } from "node:os";
 import { Vocab } from "../data/vocab.js";
+import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 import type { OptimizerName } from "./optimizers.js";
 import type { ScheduleName } from "./schedules.js";
 
 export interface TrainConfig {
-  data: string; // corpus: "tinyshakespeare" (TFDS splits) or a UTF-8 text file (tail held out for validation)
+  data: string | string[]; // corpus: "tinyshakespeare" (TFDS splits), or UTF-8 text files or directories (tail held out)
   validationFraction: number; // custom corpora: fraction of the text held out at the end for validation
   maxVocab: number; // keep the N most frequent symbols, "<unk>" included; the rest map to "<unk>" (0 = keep all)
   minCount: number; // keep only characters seen at least K times in the corpus; the rest map to "<unk>"
@@ -50,7 +52,7 @@ export interface TrainConfig {
   saveEvery: number; // also checkpoint every this many steps (0 = at the end of each epoch only)
   logEvery: number; // write a step line to metrics.jsonl every this many steps
   seed: number; // seeds initialisation, shuffling and dropout: same seed, same run
-  backend: "js" | "wasm" | "webgpu"; // kernel backend
+  backend: "auto" | "js" | "wasm" | "webgpu"; // kernel backend (auto: webgpu on a GPU, else wasm, else js)
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -97,7 +99,11 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
 
 /** Validation rules and --help lines for every field (the help line is the field's comment above). */
 export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
-  data: { type: "string", arg: "FILE", help: "corpus: tinyshakespeare or a UTF-8 text file" },
+  data: {
+    type: "strings",
+    arg: "FILE",
+    help: "corpus: tinyshakespeare, or a UTF-8 text file or directory of .txt files (repeat for several)",
+  },
   validationFraction: { type: "float", min: 0.001, max: 0.5, help: "custom corpus: tail fraction held out" },
   maxVocab: { type: "int", min: 0, arg: "N", help: "keep the N most frequent symbols, <unk> included (0 = all)" },
   minCount: { type: "int", min: 1, arg: "K", help: "keep characters seen at least K times; the rest map to <unk>" },
@@ -135,7 +141,11 @@ export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
   saveEvery: { type: "int", min: 0, help: "also checkpoint every N steps (0 = epoch ends only)" },
   logEvery: { type: "int", min: 1, help: "metrics.jsonl step line every N steps" },
   seed: { type: "int", min: 0, max: 0xffffffff, help: "random seed" },
-  backend: { type: "string", choices: ["js", "wasm", "webgpu"], help: "kernel backend" },
+  backend: {
+    type: "string",
+    choices: ["auto", "js", "wasm", "webgpu"],
+    help: "kernel backend; auto picks webgpu when a GPU is found, else wasm, else js",
+  },
 };
 
 /**
@@ -161,7 +171,7 @@ export const PRESETS: Record<string, Partial<TrainConfig>> = {
     warmup: 100,
     clip: 5,
     patience: 3,
-    backend: "wasm",
+    backend: "auto",
   },
   tutorial: {
     cell: "lstm",
@@ -177,7 +187,7 @@ export const PRESETS: Record<string, Partial<TrainConfig>> = {
     schedule: "constant",
     warmup: 0,
     clip: 0,
-    backend: "wasm",
+    backend: "auto",
   },
   // A GPU (--backend webgpu): two LSTM layers of 512 at batch 256, the largest model the webgpu backend trains fast
   // (on an H200: 361 k chars/s; 2 x 1024 ran at 21 k). On this small corpus a model this size overfits within a few
@@ -235,7 +245,9 @@ export function checkField(key: string, value: unknown, where: string): void {
         ? "a number"
         : spec.type === "bool"
           ? "true or false"
-          : "a string";
+          : spec.type === "strings"
+            ? "a string or a list of strings"
+            : "a string";
   const ok =
     spec.type === "int"
       ? typeof value === "number" && Number.isInteger(value)
@@ -243,9 +255,19 @@ export function checkField(key: string, value: unknown, where: string): void {
         ? typeof value === "number" && Number.isFinite(value)
         : spec.type === "bool"
           ? typeof value === "boolean"
-          : typeof value === "string";
+          : spec.type === "strings"
+            ? typeof value === "string" ||
+              (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string"))
+            : typeof value === "string";
   if (!ok) throw new CharlmError(`${where}: "${key}" must be ${want}, got ${JSON.stringify(value)}`);
-  if (typeof value === "number") checkRange(`${where}: "${key}"`, spec, value);
+  if (typeof value === "number") {
+    try {
+      checkRange(`${where}: "${key}"`, spec, value);
+    } catch (err) {
+      // A value in a file is bad input (exit 1), not a bad command line: keep the sentence, not the kind.
+      throw new CharlmError((err as Error).message);
+    }
+  }
   if (spec.choices && !spec.choices.includes(value as string)) {
     throw new CharlmError(`${where}: "${key}" must be one of ${spec.choices.join(", ")}, got ${JSON.stringify(value)}`);
   }
@@ -267,7 +289,7 @@ export function resolveTrainConfig(
   const name = opts.preset ?? DEFAULT_PRESET;
   const preset = PRESETS[name];
   if (!preset) {
-    throw new CharlmError(`unknown preset '${name}'; the presets are ${Object.keys(PRESETS).join(", ")}`);
+    throw new UsageError(`unknown preset '${name}'; the presets are ${Object.keys(PRESETS).join(", ")}`);
   }
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...preset };
   for (const [layer, where] of [
@@ -295,6 +317,8 @@ export function trainConfigSchema(): Schema {
 export function configFromFlags(flags: Record<string, unknown> & { _given: Set<string> }): Partial<TrainConfig> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(TRAIN_FIELDS)) if (flags._given.has(key)) out[key] = flags[key];
+  // One --data stays a plain string, as in a config file; several are a list.
+  if (Array.isArray(out.data) && out.data.length === 1) out.data = out.data[0];
   return out as Partial<TrainConfig>;
 }
 
@@ -339,6 +363,22 @@ export function buildTrainVocab(cfg: Pick<TrainConfig, "maxVocab" | "minCount" |
  * The model a training config describes, for a vocabulary of V symbols. A gpt's context length (blockSize) is the
  * training sequence length; its width is `embedding` and its depth `layers`.
  */
+/**
+ * Refuse, before any data loads or memory is allocated, a model too big to train here: over the registry's cap, or
+ * needing more than this machine's memory at about 16 bytes per parameter (weights, gradients, two optimizer slots).
+ * The vocabulary is not known yet, so it counts one symbol: the refusal never hits a model that would fit.
+ */
+export function checkTrainableSize(cfg: TrainConfig): void {
+  const n = estimateParams(modelConfigFor(cfg, 1));
+  const need = n * 16;
+  const have = totalmem();
+  if (n <= MAX_PARAMETERS && need <= have) return;
+  const knobs = cfg.type === "gpt" ? ["embedding", "layers"] : ["units", "embedding", "layers"];
+  throw new UsageError(
+    `${knobs.map((k) => `--${k} ${cfg[k as keyof TrainConfig] as number}`).join(" ")}: the model has ${describeSize(n)}, too big to train in this machine's memory (${(have / 1e9).toFixed(1)} GB; training needs about ${(need / 1e9).toPrecision(2)} GB, and charlm builds at most ${MAX_PARAMETERS.toLocaleString("en-US")} parameters); lower them`,
+  );
+}
+
 export function modelConfigFor(cfg: TrainConfig, vocabSize: number): ModelConfig {
   if (cfg.type === "gpt") {
     if (cfg.embedding % cfg.heads !== 0) {

@@ -13,7 +13,6 @@
 //
 // Legend: B batch, T time (sequence length).
 
-import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { StreamBatcher, WindowEpoch, type Batch, type StreamState } from "../data/batching.js";
 import type { Vocab } from "../data/vocab.js";
@@ -24,7 +23,14 @@ import { Progress, formatDuration } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
-import { saveCheckpoint, type EpochRecord, type Manifest, type RunStatus } from "./checkpoint.js";
+import {
+  makeDir,
+  openForWriting,
+  saveCheckpoint,
+  type EpochRecord,
+  type Manifest,
+  type RunStatus,
+} from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
@@ -46,7 +52,7 @@ export interface TrainOptions {
   model: LanguageModel;
   vocab: Vocab;
   splits: { train: string; validation: string; name: string };
-  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg/png). */
+  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg). */
   out: string;
   preset?: string | null;
   resume?: ResumeState | null;
@@ -59,7 +65,7 @@ export interface TrainOptions {
   stopAfterSteps?: number;
   /** Abort: the loop saves a checkpoint and returns with status "interrupted". */
   signal?: AbortSignal;
-  /** Draw loss.svg/loss.png after each epoch (default true). */
+  /** Draw loss.svg after each epoch (default true). */
   plot?: boolean;
 }
 
@@ -80,7 +86,18 @@ export interface TrainResult {
 export const modelRngFor = (seed: number): Rng => new Rng((seed + 1) >>> 0);
 export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
+/** Train `o.model`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  await makeDir(o.out);
+  const lock = await openForWriting(o.out);
+  try {
+    return await trainLocked(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const cfg = o.config;
   const { model, vocab } = o;
   const log = o.log ?? (() => {});
@@ -124,7 +141,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let epochLossSum = 0; // Σ step losses of the current epoch so far (saved, so a resumed epoch has the same mean)
   let epochLossCount = 0;
 
-  await fs.mkdir(o.out, { recursive: true });
   const r = o.resume;
   if (r) {
     const m = r.manifest;

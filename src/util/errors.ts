@@ -2,7 +2,7 @@
 // the CLI prints its message alone (no stack) and exits non-zero. Anything else reaching the top is a bug.
 
 export class CharlmError extends Error {
-  /** Process exit code the CLI uses: 2 for bad usage (flags), 1 for everything else. */
+  /** Process exit code the CLI uses: 2 bad usage (UsageError), 3 busy (BusyError), 1 everything else. */
   readonly exitCode: number;
 
   constructor(message: string, exitCode = 1) {
@@ -17,5 +17,13 @@ export class UsageError extends CharlmError {
   constructor(message: string) {
     super(message, 2);
     this.name = "UsageError";
+  }
+}
+
+/** Another process holds what was asked for: a checkpoint directory being trained, a port in use. */
+export class BusyError extends CharlmError {
+  constructor(message: string) {
+    super(message, 3);
+    this.name = "BusyError";
   }
 }

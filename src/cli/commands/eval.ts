@@ -1,7 +1,7 @@
 // `charlm eval`: the loss of a trained model on a split of its corpus, in nats/char, bits/char and perplexity.
 
 import { loadSplits } from "../../data/corpus.js";
-import { backendFlag, selectBackend } from "../backend.js";
+import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { loadCheckpoint } from "../../train/checkpoint.js";
 import { evaluate } from "../../train/evaluate.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
@@ -9,6 +9,7 @@ import { defineCommand } from "../command.js";
 
 export const evalCommand = defineCommand({
   name: "eval",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
     model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
@@ -23,6 +24,7 @@ export const evalCommand = defineCommand({
     },
     maxChars: { type: "int", help: "evaluate only the first N characters (0 = all)", default: 0, min: 0, arg: "N" },
     backend: backendFlag,
+    threads: threadsFlag,
     json: { type: "bool", help: "print one JSON object instead of text", default: false },
   },
   examples: [
@@ -31,7 +33,7 @@ export const evalCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("eval needs --model DIR, a checkpoint directory written by charlm train");
-    await selectBackend(flags.backend);
+    await selectBackend(flags.backend, flags.threads);
     const { model, vocab, manifest } = await loadCheckpoint(flags.model);
     const data = flags.data ?? manifest.train?.data ?? "tinyshakespeare";
     const splits = await loadSplits(data, { validationFraction: manifest.train?.validationFraction ?? 0.1 });

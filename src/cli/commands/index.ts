@@ -5,6 +5,7 @@ import type { Schema } from "../flags.js";
 import { evalCommand } from "./eval.js";
 import { exportCommand } from "./export.js";
 import { importCommand } from "./import.js";
+import { lsCommand } from "./ls.js";
 import { sampleCommand } from "./sample.js";
 import { scratchCommand } from "./scratch.js";
 import { serveCommand } from "./serve.js";
@@ -20,4 +21,5 @@ export const commands: Command<Schema>[] = [
   serveCommand,
   exportCommand,
   importCommand,
+  lsCommand,
 ];

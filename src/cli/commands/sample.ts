@@ -1,6 +1,6 @@
 // `charlm sample`: load a checkpoint and stream generated text to stdout as it is produced.
 
-import { backendFlag, selectBackend } from "../backend.js";
+import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
 import { loadCheckpoint } from "../../train/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
@@ -8,10 +8,11 @@ import { defineCommand } from "../command.js";
 
 export const sampleCommand = defineCommand({
   name: "sample",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
     model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
-    prime: { type: "string", help: "text to start from (the model reads it first)", default: "" },
+    prime: { type: "string", help: "text to start from (the model reads it first)", default: "", escapes: true },
     length: { type: "int", help: "characters to generate per sample", default: 500, min: 0 },
     temperature: { type: "float", help: "sharpness: below 1 safer, above 1 wilder", default: 1, above: 0 },
     topK: { type: "int", help: "keep only the K most likely characters (0 = all)", default: 0, min: 0, arg: "K" },
@@ -24,9 +25,20 @@ export const sampleCommand = defineCommand({
       arg: "P",
     },
     seed: { type: "int", help: "random seed (sample i uses seed + i); default: random", min: 0, max: 0xffffffff },
-    stop: { type: "strings", help: "stop a sample when this text appears (repeatable)", arg: "TEXT" },
+    stop: {
+      type: "strings",
+      help: "stop a sample when this text appears (repeatable)",
+      arg: "TEXT",
+      escapes: true,
+    },
     numSamples: { type: "int", help: "how many samples", default: 1, min: 1, arg: "N" },
     backend: backendFlag,
+    threads: threadsFlag,
+    json: {
+      type: "bool",
+      help: "print one JSON document {samples: [{seed, text}]} at the end instead",
+      default: false,
+    },
   },
   examples: [
     'charlm sample --model runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8',
@@ -34,7 +46,7 @@ export const sampleCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("sample needs --model DIR, a checkpoint directory written by charlm train");
-    await selectBackend(flags.backend);
+    await selectBackend(flags.backend, flags.threads);
     const { model, vocab } = await loadCheckpoint(flags.model);
     const base = {
       prime: flags.prime,
@@ -49,24 +61,33 @@ export const sampleCommand = defineCommand({
     const abort = new AbortController();
     const onSigint = (): void => abort.abort();
     process.on("SIGINT", onSigint);
+    const samples: { seed: number; text: string }[] = [];
+    // Text goes to stdout as it is made; the headers between samples go to stderr, so stdout is the text alone.
+    const write = (s: string): void => void (flags.json || process.stdout.write(s));
     try {
       for (let i = 0; i < flags.numSamples; i++) {
         const seed = (seed0 + i) >>> 0;
-        if (flags.numSamples > 1)
-          process.stdout.write(`${i ? "\n" : ""}--- sample ${i + 1}/${flags.numSamples} (seed ${seed}) ---\n`);
-        process.stdout.write(flags.prime);
+        if (flags.numSamples > 1 && !flags.json)
+          process.stderr.write(`--- sample ${i + 1}/${flags.numSamples} (seed ${seed}) ---\n`);
+        if (i) write("\n");
+        write(flags.prime);
+        let text = flags.prime;
         let buf = "";
         for await (const ch of generate(model, vocab, { ...base, seed, signal: abort.signal })) {
           buf += ch;
+          text += ch;
           // Flush at line ends and every few characters: streaming without a write call per character.
           if (ch === "\n" || buf.length >= 8) {
-            process.stdout.write(buf);
+            write(buf);
             buf = "";
           }
         }
-        process.stdout.write(buf + "\n");
-        if (abort.signal.aborted) return 130;
+        write(buf + "\n");
+        samples.push({ seed, text });
+        if (abort.signal.aborted) break;
       }
+      if (flags.json) process.stdout.write(JSON.stringify({ samples }) + "\n");
+      if (abort.signal.aborted) return 130;
     } finally {
       process.off("SIGINT", onSigint);
     }

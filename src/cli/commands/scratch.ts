@@ -2,6 +2,7 @@
 // checkpoint it saved. Flags only; the work is in src/scratch/run.ts.
 
 import { defineCommand } from "../command.js";
+import { stopOnSignals } from "../signals.js";
 import { kebab } from "../flags.js";
 import { UsageError } from "../../util/errors.js";
 import { sampleScratch, trainScratch } from "../../scratch/run.js";
@@ -70,8 +71,10 @@ const TRAIN_ONLY = Object.keys(schema).filter((k) => !SAMPLE_ONLY.includes(k) &&
 
 export const scratchCommand = defineCommand({
   name: "scratch",
+  environment: ["CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "the min-char-rnn vanilla RNN written from scratch: train it, or sample a checkpoint ('scratch sample')",
   schema,
+  positionals: "[train|sample]",
   examples: [
     "charlm scratch --text 'hello world' --seq-length 5 --iterations 500 --out runs/hello",
     "charlm scratch --data tinyshakespeare --epochs 5 --out runs/scratch",
@@ -105,13 +108,7 @@ export const scratchCommand = defineCommand({
 
     // Only flags the user typed may override a resumed checkpoint's config.
     const given = (key: string) => f._given.has(key);
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      process.stderr.write("\ncharlm scratch: stopping after this update and saving (Ctrl-C again to quit now)\n");
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
+    const stop = stopOnSignals("stopping after this update and saving");
     try {
       await trainScratch({
         data: f.data,
@@ -132,11 +129,11 @@ export const scratchCommand = defineCommand({
         validationFraction: f.validationFraction,
         split: f.split as "validation" | "test",
         quiet: f.quiet,
-        stopped: () => controller.signal.aborted,
+        stopped: () => stop.signal.aborted,
       });
     } finally {
-      process.off("SIGINT", onSigint);
+      stop.dispose();
     }
-    return 0;
+    return stop.exitCode();
   },
 });

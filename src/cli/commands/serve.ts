@@ -1,14 +1,15 @@
 // `charlm serve`: load the checkpoints named on the command line and serve the HTTP API and the page.
 
-import { UsageError } from "../../util/errors.js";
+import { BusyError, UsageError } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
 import { createServer, DEFAULTS } from "../../server/app.js";
 import { loadServedModels } from "../../server/checkpoint-model.js";
-import { backendFlag, selectBackend } from "../backend.js";
+import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
   name: "serve",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "serve trained models over HTTP: a JSON API, a streaming API and a web page",
   schema: {
     model: { type: "strings", help: "checkpoint directory to serve, or NAME=DIR; repeat for several", arg: "DIR" },
@@ -23,18 +24,30 @@ export const serveCommand = defineCommand({
       help: "seconds one generation request may take, queueing included",
       default: DEFAULTS.timeLimitMs / 1000,
       above: 0,
+      max: 86_400, // a day; a Node timer cannot hold much more than 24 days, and no generation needs one
+    },
+    cors: {
+      type: "string",
+      help: "let pages from this origin (e.g. https://example.org) call the API from a browser",
+      arg: "ORIGIN",
     },
     backend: backendFlag,
+    threads: threadsFlag,
     seed: { type: "int", help: "seed for the seeds of requests that give none (default: the clock)", min: 0 },
     quiet: { type: "bool", help: "do not log requests", default: false },
   },
   examples: [
-    "charlm serve --model runs/shakespeare-lstm",
-    "charlm serve --model lstm=runs/a --model gru=runs/b --port 3000",
+    "charlm serve --model runs/shakespeare",
+    "charlm serve --model lstm=runs/shakespeare --model gru=runs/gru --port 3000",
   ],
   async run(flags) {
     if (!flags.model?.length) throw new UsageError("serve needs at least one --model DIR (a checkpoint directory)");
-    const backend = await selectBackend(flags.backend);
+    if (flags.cors !== undefined && !isOrigin(flags.cors)) {
+      throw new UsageError(
+        `--cors ${flags.cors}: not an origin; give scheme, host and port only, like https://example.org or http://localhost:3000`,
+      );
+    }
+    const backend = await selectBackend(flags.backend, flags.threads);
     const models = await loadServedModels(flags.model);
     const app = createServer(models, {
       maxLength: flags.maxLength,
@@ -44,6 +57,7 @@ export const serveCommand = defineCommand({
       timeLimitMs: flags.timeout * 1000,
       rng: new Rng(flags.seed ?? Date.now() >>> 0),
       log: !flags.quiet,
+      cors: flags.cors,
     });
     let address: string;
     try {
@@ -51,7 +65,7 @@ export const serveCommand = defineCommand({
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "EADDRINUSE") {
-        throw new UsageError(`port ${flags.port} on ${flags.host} is in use; pick another with --port`);
+        throw new BusyError(`port ${flags.port} on ${flags.host} is in use; pick another with --port`);
       }
       if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") {
         throw new UsageError(`cannot bind --host ${flags.host}: no such local address; use 127.0.0.1 or 0.0.0.0`);
@@ -79,3 +93,12 @@ export const serveCommand = defineCommand({
     return 0;
   },
 });
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text;
+  } catch {
+    return false;
+  }
+}

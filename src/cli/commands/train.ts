@@ -5,21 +5,26 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadSplits } from "../../data/corpus.js";
 import { UNK, type Vocab, describe } from "../../data/vocab.js";
-import { loadBackend, setBackend } from "../../engine/backends/index.js";
+import { setBackend, setWasmThreads } from "../../engine/backends/index.js";
+import { chooseBackend, threadsFlag } from "../backend.js";
 import { buildModel, countParams } from "../../models/registry.js";
 import {
   MANIFEST,
+  type WriterLock,
   loadBestWeights,
   loadCarriedState,
   loadCheckpoint,
-  readManifest,
   loadOptimizerState,
+  makeDir,
+  openForWriting,
+  readManifest,
 } from "../../train/checkpoint.js";
 import {
   DEFAULT_TRAIN_CONFIG,
   PRESETS,
   buildTrainVocab,
   checkPartialConfig,
+  checkTrainableSize,
   configFromFlags,
   formatConfig,
   modelConfigFor,
@@ -32,7 +37,8 @@ import { CharlmError, UsageError } from "../../util/errors.js";
 import { formatDuration } from "../../util/progress.js";
 import { Rng } from "../../util/rng.js";
 import { defineCommand } from "../command.js";
-import { kebab, type Schema } from "../flags.js";
+import { stopOnSignals } from "../signals.js";
+import { kebab, type Flags, type Schema } from "../flags.js";
 
 /** Fields a resumed run must keep: they define the model, the vocabulary, the batches or the random streams. */
 const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
@@ -67,11 +73,18 @@ const schema = {
   force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
   stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
   quiet: { type: "bool", help: "no progress bar", default: false },
+  threads: threadsFlag,
+  json: {
+    type: "bool",
+    help: "end with one JSON line {status, steps, epochs, bestValLoss, checkpoint, ...}",
+    default: false,
+  },
   ...trainConfigSchema(),
 } satisfies Schema;
 
 export const trainCommand = defineCommand({
   name: "train",
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "train a character-level model (Tiny Shakespeare or your corpus), with checkpoints",
   schema,
   examples: [
@@ -82,155 +95,178 @@ export const trainCommand = defineCommand({
     "charlm train --resume runs/shakespeare --epochs 20",
   ],
   async run(flags) {
-    const overrides = configFromFlags(flags as unknown as Record<string, unknown> & { _given: Set<string> });
-    const file = flags.config ? await readConfigFile(flags.config) : undefined;
-    let cfg: TrainConfig;
-    let out: string;
-    let resume: ResumeState | null = null;
-    let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
-    const preset = flags._given.has("preset") ? flags.preset : "cpu";
-
-    if (flags.resume) {
-      if (flags.out && path.resolve(flags.out) !== path.resolve(flags.resume)) {
-        throw new UsageError(
-          `--resume continues in its own directory; drop --out ${flags.out} (or copy ${flags.resume} there first)`,
-        );
-      }
-      out = flags.resume;
-      // The manifest first: the run's backend must be current before its tensors are made.
-      const manifest = await readManifest(out);
-      if (!manifest.train)
-        throw new CharlmError(
-          `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
-        );
-      // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
-      const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...manifest.train };
-      const changes = { ...file, ...overrides };
-      for (const key of LOCKED_ON_RESUME) {
-        if (key in changes && changes[key] !== saved[key]) {
-          throw new UsageError(
-            `--${kebab(key)} ${shown(changes[key])} differs from the run's ${shown(saved[key])}; a resumed run keeps its model, vocabulary, batches and seed, so drop the flag or start a new run`,
-          );
-        }
-      }
-      cfg = { ...saved, ...changes };
-      resume = {
-        manifest,
-        optimizer: await loadOptimizerState(out, manifest),
-        bestWeights: await loadBestWeights(out, manifest),
-        carried: null, // tensors: loaded below, on the run's backend
-      };
-    } else {
-      cfg = resolveTrainConfig({ preset, file, overrides });
-      out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
-      const existing = await fs.stat(path.join(out, MANIFEST)).then(
-        () => true,
-        () => false,
-      );
-      if (existing && !flags.force) {
-        throw new UsageError(
-          `${out} already holds a checkpoint; continue it with --resume ${out}, or pick another --out, or add --force to overwrite it`,
-        );
-      }
-    }
-
-    if (cfg.backend === "wasm" && !flags._given.has("backend")) {
-      // The preset asked for wasm, the user did not: fall back to the js kernels if the wasm build is missing.
-      const wasm = await loadBackend("wasm").catch(() => null);
-      if (!wasm) {
-        process.stderr.write("note: build/kernels.wasm is not available, training with the js backend (slower)\n");
-        cfg = { ...cfg, backend: "js" };
-      }
-    }
-    setBackend(await loadBackend(cfg.backend));
-    if (resume) {
-      loaded = await loadCheckpoint(out);
-      resume.carried = await loadCarriedState(out, resume.manifest);
-    }
-    const splits = await loadSplits(cfg.data, {
-      validationFraction: cfg.validationFraction,
-      tinyShakespeare: { quiet: flags.quiet },
-    });
-    let vocab: Vocab;
-    let model;
-    if (loaded) {
-      vocab = loaded.vocab;
-      // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
-      const fresh = buildTrainVocab(cfg, splits.text);
-      const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
-      const same =
-        fresh.unk === vocab.unk && fresh.size === vocab.size && fresh.chars.every((c, i) => c === vocab.chars[i]);
-      if (missing.length || !same) {
-        const extra = missing.length
-          ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
-          : "";
-        throw new CharlmError(
-          `${cfg.data}: its vocabulary (${fresh.size} symbols) differs from the checkpoint's (${vocab.size} symbols)${extra}; resume with the data the run was started on (--data)`,
-        );
-      }
-      model = loaded.model;
-    } else {
-      vocab = buildTrainVocab(cfg, splits.text);
-      model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
-    }
-
-    const say = (line: string): void => void process.stdout.write(line + "\n");
-    const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
-    const pruned = dropped ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})` : "";
-    say(
-      resume
-        ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
-        : `training into ${out}`,
-    );
-    say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
-    say(
-      `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
-    );
-
-    const abort = new AbortController();
-    const onSigint = (): void => {
-      if (abort.signal.aborted) process.exit(130);
-      process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit at once)\n");
-      abort.abort();
-    };
-    process.on("SIGINT", onSigint);
+    const held: WriterLock[] = []; // the lock of the run's directory, from before loading until the end
+    const made: string[] = []; // the run's directory, if this run created it
     try {
-      const result = await train({
-        config: cfg,
-        model,
-        vocab,
-        splits,
-        out,
-        preset: resume ? resume.manifest.preset : preset,
-        resume,
-        log: say,
-        quiet: flags.quiet,
-        signal: abort.signal,
-        stopAfterSteps: flags.stopAfter,
-      });
-      const best =
-        result.bestValLoss === null
-          ? "n/a"
-          : `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`;
-      say(
-        `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
-      );
-      say(
-        `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
-      );
-      return result.status === "interrupted" && abort.signal.aborted ? 130 : 0;
+      return await runTraining(flags, held, made);
+    } catch (err) {
+      // A run refused before it wrote anything leaves no empty directory behind (rmdir fails on a non-empty one).
+      for (const lock of held) lock.release();
+      for (const dir of made) await fs.rmdir(dir).catch(() => {});
+      throw err;
     } finally {
-      process.off("SIGINT", onSigint);
+      for (const lock of held) lock.release();
     }
   },
 });
+
+async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made: string[]): Promise<number> {
+  const overrides = configFromFlags(flags as unknown as Record<string, unknown> & { _given: Set<string> });
+  const file = flags.config ? await readConfigFile(flags.config) : undefined;
+  let cfg: TrainConfig;
+  let out: string;
+  let resume: ResumeState | null = null;
+  let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+
+  const preset = flags._given.has("preset") ? flags.preset : "cpu";
+
+  if (flags.resume) {
+    if (flags.out && path.resolve(flags.out) !== path.resolve(flags.resume)) {
+      throw new UsageError(
+        `--resume continues in its own directory; drop --out ${flags.out} (or copy ${flags.resume} there first)`,
+      );
+    }
+    out = flags.resume;
+    // The manifest first (a clear line if it is not a checkpoint, before the lock creates anything there); the
+    // tensors are loaded once the run's backend is chosen, below.
+    const manifest = await readManifest(out);
+    held.push(await openForWriting(out));
+    if (!manifest.train)
+      throw new CharlmError(
+        `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
+      );
+    // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
+    const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...manifest.train };
+    const changes = { ...file, ...overrides };
+    for (const key of LOCKED_ON_RESUME) {
+      if (key in changes && changes[key] !== saved[key]) {
+        throw new UsageError(
+          `--${kebab(key)} ${shown(changes[key])} differs from the run's ${shown(saved[key])}; a resumed run keeps its model, vocabulary, batches and seed, so drop the flag or start a new run`,
+        );
+      }
+    }
+    cfg = { ...saved, ...changes };
+    resume = {
+      manifest,
+      optimizer: await loadOptimizerState(out, manifest),
+      bestWeights: await loadBestWeights(out, manifest),
+      carried: null, // tensors: loaded with the model, on the run's backend
+    };
+  } else {
+    cfg = resolveTrainConfig({ preset, file, overrides });
+    checkTrainableSize(cfg);
+    out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
+    // The directory is made and locked before the data loads, so a bad --out or a busy run fails at once.
+    if (!(await fs.stat(out).catch(() => null))) made.push(out);
+    await makeDir(out);
+    held.push(await openForWriting(out));
+    const existing = await fs.stat(path.join(out, MANIFEST)).then(
+      () => true,
+      () => false,
+    );
+    if (existing && !flags.force) {
+      throw new UsageError(
+        `${out} already holds a checkpoint; continue it with --resume ${out}, or pick another --out, or add --force to overwrite it`,
+      );
+    }
+  }
+
+  await setWasmThreads(flags.threads ?? null);
+  // A backend the preset asked for (the user did not) falls back to the next one that works here, with one line.
+  const chosen = await chooseBackend(cfg.backend, !flags._given.has("backend"));
+  cfg = { ...cfg, backend: chosen.name };
+  process.stderr.write(`${chosen.line}\n`);
+  setBackend(chosen.backend);
+  if (resume) {
+    loaded = await loadCheckpoint(out);
+    resume.carried = await loadCarriedState(out, resume.manifest);
+  }
+  const splits = await loadSplits(cfg.data, {
+    validationFraction: cfg.validationFraction,
+    tinyShakespeare: { quiet: flags.quiet },
+  });
+  let vocab: Vocab;
+  let model;
+  if (loaded) {
+    vocab = loaded.vocab;
+    // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
+    const fresh = buildTrainVocab(cfg, splits.text);
+    const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
+    const same =
+      fresh.unk === vocab.unk && fresh.size === vocab.size && fresh.chars.every((c, i) => c === vocab.chars[i]);
+    if (missing.length || !same) {
+      const extra = missing.length
+        ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
+        : "";
+      throw new CharlmError(
+        `${cfg.data}: its vocabulary (${fresh.size} symbols) differs from the checkpoint's (${vocab.size} symbols)${extra}; resume with the data the run was started on (--data)`,
+      );
+    }
+    model = loaded.model;
+  } else {
+    vocab = buildTrainVocab(cfg, splits.text);
+    model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+  }
+
+  const say = (line: string): void => void process.stdout.write(line + "\n");
+  const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
+  const pruned = dropped ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})` : "";
+  say(
+    resume
+      ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
+      : `training into ${out}`,
+  );
+  say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
+  say(
+    `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
+  );
+
+  const stop = stopOnSignals("saving a checkpoint");
+  try {
+    const result = await train({
+      config: cfg,
+      model,
+      vocab,
+      splits,
+      out,
+      preset: resume ? resume.manifest.preset : preset,
+      resume,
+      log: say,
+      quiet: flags.quiet,
+      signal: stop.signal,
+      stopAfterSteps: flags.stopAfter,
+    });
+    const exitCode = result.status === "interrupted" ? stop.exitCode() : 0;
+    const best =
+      result.bestValLoss === null
+        ? "n/a"
+        : `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`;
+    say(
+      `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
+    );
+    if (flags.json) {
+      const { status, step, epoch, bestValLoss, elapsedSeconds } = result;
+      say(
+        JSON.stringify({ status, steps: step, epochs: epoch, bestValLoss, seconds: elapsedSeconds, checkpoint: out }),
+      );
+      return exitCode;
+    }
+    say(
+      `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
+    );
+    return exitCode;
+  } finally {
+    stop.dispose();
+  }
+}
 
 /** A config value in a message: strings that are empty or hold spaces quoted (e.g. --extra-chars), the rest as is. */
 function shown(v: unknown): string {
   return typeof v === "string" && (v === "" || /\s/.test(v)) ? JSON.stringify(v) : String(v);
 }
 
-function dataLabel(data: string): string {
+function dataLabel(data: string | string[]): string {
+  if (Array.isArray(data)) return data.length === 1 ? dataLabel(data[0]) : "corpus";
   const base = /^tinyshakespeare/i.test(data) ? "tinyshakespeare" : path.basename(data).replace(/\.[^.]*$/, "");
   return base.replace(/[^A-Za-z0-9_-]+/g, "_") || "corpus";
 }
@@ -240,13 +276,13 @@ async function readConfigFile(file: string): Promise<Partial<TrainConfig>> {
   try {
     text = await fs.readFile(file, "utf8");
   } catch {
-    throw new UsageError(`${file}: cannot read the config file; check the path`);
+    throw new CharlmError(`${file}: cannot read the config file; check the path`);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new UsageError(`${file}: not valid JSON; write the config as a JSON object like {"units": 512}`);
+    throw new CharlmError(`${file}: not valid JSON; write the config as a JSON object like {"units": 512}`);
   }
   return checkPartialConfig(raw, file);
 }

@@ -96,6 +96,26 @@ export async function loadBackend(name: BackendName): Promise<Backend> {
   throw new CharlmError(`backend ${String(name)}: unknown; choose one of js, wasm, webgpu`);
 }
 
+/**
+ * Whether a hardware GPU is here for the webgpu backend, without making a device: its description, or why not
+ * (`--backend auto` asks this first).
+ */
+export async function probeWebgpu(): Promise<{ ok: true; description: string } | { ok: false; reason: string }> {
+  const m = await import("./webgpu/device.js");
+  return m.probeGpu();
+}
+
+/** Release what the loaded backends hold: the GPU device (which keeps Node running) and the wasm worker threads. */
+export async function closeBackends(): Promise<void> {
+  const gpu = webgpuPromise ? await webgpuPromise.catch(() => null) : null;
+  webgpuPromise = null;
+  gpu?.destroy?.();
+  const wasm = wasmPromise ? ((await wasmPromise) as (Backend & { close?(): Promise<void> }) | null) : null;
+  wasmPromise = null;
+  await wasm?.close?.();
+  current = jsBackend;
+}
+
 /** Load the named backend and make it current. */
 export async function useBackend(name: BackendName): Promise<Backend> {
   const b = await loadBackend(name);

@@ -50,6 +50,47 @@ async function gpuEntry(): Promise<GPU> {
   return mod.create(options);
 }
 
+/** Where Linux Vulkan loaders look for drivers' manifests (ICDs). */
+const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
+
+/**
+ * Whether a hardware GPU adapter is here, without making a device (for `--backend auto`): its description, or the
+ * reason why not. A software adapter (SwiftShader, a CPU Vulkan) counts as none: it is correct but far slower than
+ * the wasm kernels. On Linux without any Vulkan driver manifest, Dawn is not even asked (it would print warnings).
+ */
+export async function probeGpu(): Promise<{ ok: true; description: string } | { ok: false; reason: string }> {
+  const isNode = typeof process !== "undefined" && process.versions?.node !== undefined;
+  if (isNode && process.platform === "linux" && !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES) {
+    const fsName = "node:fs";
+    const { readdirSync } = (await import(fsName)) as typeof import("node:fs");
+    const any = ICD_DIRS.some((d) => {
+      try {
+        return readdirSync(d).some((f) => f.endsWith(".json"));
+      } catch {
+        return false;
+      }
+    });
+    if (!any) return { ok: false, reason: "no Vulkan driver is installed" };
+  }
+  let gpu: GPU;
+  try {
+    gpu = await gpuEntry();
+  } catch (e) {
+    return { ok: false, reason: (e as Error).message.replace(/^backend webgpu: /, "") };
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null);
+  if (!adapter) return { ok: false, reason: "no GPU adapter found" };
+  const info = adapter.info;
+  const description = `${info?.vendor ?? "?"} ${info?.architecture ?? "?"}`.trim();
+  if (
+    /swiftshader|llvmpipe|lavapipe/i.test(description) ||
+    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter
+  ) {
+    return { ok: false, reason: `only a software adapter (${description})` };
+  }
+  return { ok: true, description };
+}
+
 /**
  * A device with the limits the kernels need: up to 10 storage buffers per shader stage and the adapter's largest
  * buffers and workgroup memory. Throws a CharlmError naming the cause when there is no adapter.
