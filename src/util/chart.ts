@@ -52,16 +52,17 @@ export function lineChartSvg(series: Series[], o: ChartOptions): string {
   let [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
   if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
   if (y1 === y0) [y0, y1] = [y0 - 0.5, y1 + 0.5];
-  const yTicks = niceTicks(y0, y1);
+  const inner = niceTicks(y0, y1);
   const xTicks = niceTicks(x0, x1).filter((t) => t >= x0 && t <= x1);
-  // The y range grows to the outer ticks so the curve never touches the frame.
-  const step = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
-  y0 = Math.min(y0, Math.floor(y0 / step) * step);
-  y1 = Math.max(y1, Math.ceil(y1 / step) * step);
+  // The y range grows to the next tick on either side, labelled too, so the curve never touches the frame.
+  const step = inner.length > 1 ? inner[1] - inner[0] : 1;
+  y0 = Number((Math.floor(y0 / step) * step).toPrecision(12));
+  y1 = Number((Math.ceil(y1 / step) * step).toPrecision(12));
+  const yTicks = niceTicks(y0, y1, Math.round((y1 - y0) / step));
   const px = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
   const py = (y: number) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
   const f = (v: number) => v.toFixed(1);
-  for (const t of yTicks.filter((v) => v >= y0 && v <= y1)) {
+  for (const t of yTicks) {
     out.push(
       `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${f(py(t))}" y2="${f(py(t))}" stroke="#e4e4e4"/>`,
       `<text x="${PAD.left - 6}" y="${f(py(t) + 4)}" text-anchor="end">${label(t)}</text>`,
