@@ -72,7 +72,8 @@ test("in process: sample streams several seeded samples, eval prints nats, bits 
   const a = await cli(...twoSamples);
   assert.equal(a.code, 0, a.err);
   // The headers go to stderr, so stdout holds the generated text alone.
-  assert.match(a.err, /^--- sample 1\/2 \(seed 4\) ---\n--- sample 2\/2 \(seed 5\) ---\n$/);
+  // the first line names the backend (and why), then the headers between samples
+  assert.match(a.err, /^backend: [^\n]+\n--- sample 1\/2 \(seed 4\) ---\n--- sample 2\/2 \(seed 5\) ---\n$/);
   assert.match(a.out, /^All:[^]{30}\n\nAll:[^]{30}\n$/);
   const b = await cli(...twoSamples);
   assert.equal(b.out, a.out);

@@ -232,6 +232,6 @@ test("config: unknown keys, wrong types, bad choices and ranges are errors namin
   }
   assert.throws(
     () => resolveTrainConfig({ preset: "huge" }),
-    /unknown preset 'huge'; the presets are cpu, tutorial, tiny/,
+    /unknown preset 'huge'; the presets are cpu, tutorial, gpu, tiny/,
   );
 });

@@ -70,11 +70,14 @@ export async function chooseBackend(want: string, fallback: boolean): Promise<Ch
   throw new Error("unreachable: js always loads");
 }
 
-/** Apply --threads, pick the backend for a --backend value, make it current and say which on stderr. */
-export async function selectBackend(name: string, threads?: number): Promise<BackendName> {
+/**
+ * Apply --threads, pick the backend for a --backend value and make it current. Returns its name and the line that
+ * says which and why: commands print it on stderr once their input has passed its checks (so that bad input still
+ * gets exactly one line).
+ */
+export async function selectBackend(name: string, threads?: number): Promise<{ name: BackendName; line: string }> {
   await setWasmThreads(threads ?? null);
   const chosen = await chooseBackend(name, false);
-  process.stderr.write(`${chosen.line}\n`);
   setBackend(chosen.backend);
-  return chosen.name;
+  return { name: chosen.name, line: chosen.line };
 }

@@ -33,7 +33,7 @@ export const evalCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("eval needs --model DIR, a checkpoint directory written by charlm train");
-    await selectBackend(flags.backend, flags.threads);
+    const backend = await selectBackend(flags.backend, flags.threads);
     const { model, vocab, manifest } = await loadCheckpoint(flags.model);
     const data = flags.data ?? manifest.train?.data ?? "tinyshakespeare";
     const splits = await loadSplits(data, { validationFraction: manifest.train?.validationFraction ?? 0.1 });
@@ -45,6 +45,7 @@ export const evalCommand = defineCommand({
     }
     const ids = vocab.encode(text, vocab.unk >= 0 ? "unk" : "error");
     const T = flags.seqLength ?? manifest.train?.seqLength ?? 100;
+    process.stderr.write(`${backend.line}\n`);
     const t0 = performance.now();
     const carry = flags._given.has("carry") ? flags.carry : manifest.train?.batching === "stream";
     const r = await evaluate(model, ids, { B: flags.batchSize, T, carry, maxChars: flags.maxChars });

@@ -9,6 +9,7 @@ import { defineCommand } from "../command.js";
 
 export const exportCommand = defineCommand({
   name: "export",
+  positionals: "DIR",
   summary: "write a checkpoint for PyTorch (state_dict, architecture, tokenizer) or as an ONNX graph",
   schema: {
     to: { type: "string", help: "target format", choices: ["torch", "onnx"], arg: "FORMAT" },

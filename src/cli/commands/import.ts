@@ -7,6 +7,7 @@ import { defineCommand } from "../command.js";
 
 export const importCommand = defineCommand({
   name: "import",
+  positionals: "EXPORT",
   summary: "bring a PyTorch export (charlm export, python/train.py) back as a charlm checkpoint",
   schema: {
     out: { type: "string", help: "checkpoint directory to write", arg: "DIR" },

@@ -46,7 +46,7 @@ export const sampleCommand = defineCommand({
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError("sample needs --model DIR, a checkpoint directory written by charlm train");
-    await selectBackend(flags.backend, flags.threads);
+    const backend = await selectBackend(flags.backend, flags.threads);
     const { model, vocab } = await loadCheckpoint(flags.model);
     const base = {
       prime: flags.prime,
@@ -57,6 +57,7 @@ export const sampleCommand = defineCommand({
       stop: flags.stop,
     };
     checkGenerateOptions(vocab, base);
+    process.stderr.write(`${backend.line}\n`);
     const seed0 = flags.seed ?? freshSeed();
     const abort = new AbortController();
     const onSigint = (): void => abort.abort();

@@ -175,7 +175,6 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
   // A backend the preset asked for (the user did not) falls back to the next one that works here, with one line.
   const chosen = await chooseBackend(cfg.backend, !flags._given.has("backend"));
   cfg = { ...cfg, backend: chosen.name };
-  process.stderr.write(`${chosen.line}\n`);
   setBackend(chosen.backend);
   if (resume) {
     loaded = await loadCheckpoint(out);
@@ -217,6 +216,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
       : `training into ${out}`,
   );
   say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
+  say(chosen.line);
   say(
     `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
   );
