@@ -99,7 +99,9 @@ export class LocalModels {
     onText: (text: string) => void,
     onStatus: (message: string) => void,
   ): Promise<string> {
-    const [backend, loaded] = await Promise.all([this.useBackend(), this.load(s.model)]);
+    // The backend first: a model's tensors live on the backend that was current when it was built.
+    const backend = await this.useBackend();
+    const loaded = await this.load(s.model);
     const unknown = loaded.vocab.unknownChars(s.prime);
     if (unknown.length) {
       throw new Error(

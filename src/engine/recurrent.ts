@@ -88,7 +88,7 @@ export function lstm(
   c0: Tensor | null = null,
 ): LstmResult {
   const { T, B, D, H } = checkRecurrent("lstm", x, wx, wh, 4, [b], [h0, c0]);
-  const be = backendOf("lstm", x, wx, wh, b);
+  const be = backendOf("lstm", x, wx, wh, b, ...[h0, c0].filter((s) => s !== null));
   const G = 4 * H;
   const xw = inputProjection(be, x, wx, b, T * B, D, G); // (T, B, 4H)
   const hs = empty(be, [T, B, H]);
@@ -115,7 +115,7 @@ export interface GruResult {
  */
 export function gru(x: Tensor, wx: Tensor, wh: Tensor, bx: Tensor, bh: Tensor, h0: Tensor | null = null): GruResult {
   const { T, B, D, H } = checkRecurrent("gru", x, wx, wh, 3, [bx, bh], [h0]);
-  const be = backendOf("gru", x, wx, wh, bx, bh);
+  const be = backendOf("gru", x, wx, wh, bx, bh, ...[h0].filter((s) => s !== null));
   const G = 3 * H;
   const xw = inputProjection(be, x, wx, bx, T * B, D, G); // (T, B, 3H)
   const hs = empty(be, [T, B, H]);
@@ -136,7 +136,7 @@ export interface RnnResult {
 /** Simple (Elman) RNN over a whole sequence: h_t = tanh(x_t Wx + b + h_{t-1} Wh). wx (D, H), wh (H, H), b (H). */
 export function rnn(x: Tensor, wx: Tensor, wh: Tensor, b: Tensor, h0: Tensor | null = null): RnnResult {
   const { T, B, D, H } = checkRecurrent("rnn", x, wx, wh, 1, [b], [h0]);
-  const be = backendOf("rnn", x, wx, wh, b);
+  const be = backendOf("rnn", x, wx, wh, b, ...[h0].filter((s) => s !== null));
   const xw = inputProjection(be, x, wx, b, T * B, D, H); // (T, B, H)
   const hs = empty(be, [T, B, H]);
   const h = stateOr(be, h0, B, H);

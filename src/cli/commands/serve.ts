@@ -78,7 +78,7 @@ export const serveCommand = defineCommand({
         `model ${m.card.name}: ${m.card.type}, ${m.card.parameters.toLocaleString("en-US")} parameters${loss}\n`,
       );
     }
-    process.stderr.write(`serving on ${address}, ${backend.line} (Ctrl-C stops)\n`);
+    process.stderr.write(`serving on ${address} (${backend.line}; Ctrl-C stops)\n`);
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off("SIGINT", stop);
