@@ -5,6 +5,7 @@
 // Legend: n elements; V classes per row; C channels per row; N rows (positions); B batch; T time; hd head size.
 // Reductions that feed a single number (the loss, squared norms) accumulate in float64.
 
+import { contiguousStrides } from "../shape.js";
 import type { AdagradStep, AdamStep, BinaryOp, RmspropStep, SgdStep, Strides, UnaryOp } from "../backend.js";
 
 type F = Float32Array;
@@ -76,19 +77,8 @@ export function scale(x: F, y: F, n: number, s: number, accumulate: boolean): vo
   else for (let i = 0; i < n; i++) y[i] = s * x[i];
 }
 
-/** Row-major strides of a contiguous array of this shape. */
-function contiguous(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let k = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    s[d] = k;
-    k *= shape[d];
-  }
-  return s;
-}
-
 function isContiguous(strides: Strides, shape: readonly number[]): boolean {
-  const c = contiguous(shape);
+  const c = contiguousStrides(shape);
   for (let d = 0; d < shape.length; d++) if (shape[d] > 1 && strides[d] !== c[d]) return false;
   return true;
 }
