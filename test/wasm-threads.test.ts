@@ -96,13 +96,14 @@ for (const [cell, H] of [
     const [B, T, V] = [32, 8, 13];
     const run = (threads: number) => {
       const rng = new Rng(3);
-      const model = buildModel(
-        { type: "rnn", cell, vocabSize: V, embedding: 32, units: H, layers: 1, dropout: 0 },
-        rng,
-      );
-      const opt = new Adam(model.parameters());
       const losses: number[] = [];
-      withBackend(threads === 1 ? single : two, () => {
+      // The model is built on the backend under test: tensors stay on the backend they were made on.
+      const model = withBackend(threads === 1 ? single : two, () => {
+        const model = buildModel(
+          { type: "rnn", cell, vocabSize: V, embedding: 32, units: H, layers: 1, dropout: 0 },
+          rng,
+        );
+        const opt = new Adam(model.parameters());
         for (let i = 0; i < 2; i++) {
           const x = Int32Array.from({ length: B * T }, () => rng.int(V));
           const y = Int32Array.from({ length: B * T }, () => rng.int(V));
@@ -112,8 +113,9 @@ for (const [cell, H] of [
           opt.step(0.01);
           losses.push(loss!.item());
         }
+        return model;
       });
-      return { losses, weights: [...model.parameters()].map(([name, t]) => [name, t.data] as const) };
+      return { losses, weights: [...model.parameters()].map(([name, t]) => [name, t.data.slice()] as const) };
     };
     const one = run(1);
     const both = run(2);
