@@ -9,7 +9,7 @@ import { commands } from "./commands/index.js";
 
 /** Environment variables charlm reads, for --help. */
 export const ENVIRONMENT: Record<string, string> = {
-  CHARLM_THREADS: "worker threads for the wasm kernels (Node only; default 1, bit-identical results)",
+  CHARLM_THREADS: "threads of the wasm kernels (Node only; default: the cores up to 16; --threads wins; same bits)",
   CHARLM_TINYSHAKESPEARE: "path of a local Tiny Shakespeare input.txt, used instead of the cache or a download",
   CHARLM_CACHE_DIR: "where downloads are cached (default $XDG_CACHE_HOME/charlm, else ~/.cache/charlm)",
   CHARLM_WASM_BUILD: "plain or relaxed: force one build of the wasm kernels (default: the fastest that runs)",
