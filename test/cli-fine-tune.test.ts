@@ -257,3 +257,36 @@ test("--help states the fine-tuning defaults; a damaged initFrom in a manifest i
   assert.ok(!("initFrom" in m));
   await loadCheckpoint(noUnk);
 });
+
+test("fine-tuning a GPT keeps its context as the sequence length, and refuses a longer one", async () => {
+  const gpt = join(work, "src-gpt");
+  const shape = ["--type", "gpt", "--embedding", "8", "--layers", "1", "--heads", "2", "--seq-length", "12"];
+  const s = await cli(
+    "train",
+    "--data",
+    verse,
+    ...RUN,
+    ...shape,
+    "--max-vocab",
+    "24",
+    "--stop-after",
+    "2",
+    "--out",
+    gpt,
+  );
+  assert.equal(s.code, 0, s.err);
+  const out = join(work, "tuned-gpt");
+  const r = await fineTune(gpt, out);
+  assert.equal(r.code, 0, r.err);
+  const m = manifestOf(out);
+  assert.deepEqual(m.model, manifestOf(gpt).model);
+  assert.deepEqual([m.train?.type, m.train?.seqLength, m.train?.heads], ["gpt", 12, 2]);
+  const shorter = await fineTune(gpt, join(work, "tuned-gpt8"), "--seq-length", "8");
+  assert.equal(shorter.code, 0, shorter.err);
+  const longer = await fineTune(gpt, join(work, "tuned-gpt16"), "--seq-length", "16");
+  assert.equal(longer.code, 2);
+  assert.match(
+    longer.err,
+    /^charlm train: --seq-length 16: the GPT in .*src-gpt has a context of 12 characters; use at most 12\n$/,
+  );
+});
