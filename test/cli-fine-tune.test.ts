@@ -41,7 +41,7 @@ async function trainSource(name: string, ...extra: string[]): Promise<string> {
 const withUnk = await trainSource("src-unk", "--max-vocab", "24");
 const noUnk = await trainSource("src-full");
 
-/** One step of fine-tuning `source` on the letter into `out`, logging that step's loss. */
+/** Fine-tuning `source` on the letter into `out` for one step (unless `extra` says), logging every step's loss. */
 const fineTune = (source: string, out: string, ...extra: string[]) =>
   cli(
     "train",
@@ -50,8 +50,7 @@ const fineTune = (source: string, out: string, ...extra: string[]) =>
     "--data",
     letter,
     ...RUN,
-    "--stop-after",
-    "1",
+    ...(extra.includes("--stop-after") ? [] : ["--stop-after", "1"]),
     "--log-every",
     "1",
     "--out",
@@ -288,5 +287,26 @@ test("fine-tuning a GPT keeps its context as the sequence length, and refuses a 
   assert.match(
     longer.err,
     /^charlm train: --seq-length 16: the GPT in .*src-gpt has a context of 12 characters; use at most 12\n$/,
+  );
+});
+
+test("the source loads onto the run's backend: fine-tuning on wasm from a js-trained source gives js's losses", async () => {
+  const losses = async (backend: string): Promise<number[]> => {
+    const out = join(work, `tuned-${backend}`);
+    const r = await fineTune(withUnk, out, "--backend", backend, "--dropout", "0.1", "--stop-after", "3");
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`^backend: ${backend}\\b`, "m"));
+    const lines = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n");
+    return lines
+      .map((l) => JSON.parse(l) as { type: string; loss: number })
+      .filter((l) => l.type === "step")
+      .map((l) => l.loss);
+  };
+  const js = await losses("js");
+  const wasm = await losses("wasm");
+  assert.equal(js.length, 3);
+  assert.ok(
+    js.every((l, i) => Math.abs(l - wasm[i]) < 1e-4),
+    `${js} vs ${wasm}`,
   );
 });
