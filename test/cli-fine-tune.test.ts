@@ -11,7 +11,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WindowEpoch } from "../src/data/batching.js";
 import { loadSplits } from "../src/data/corpus.js";
+import { parseModelConfig } from "../src/models/config.js";
+import { buildModel } from "../src/models/registry.js";
 import { loadCheckpoint, readManifest, type Manifest } from "../src/train/checkpoint.js";
+import { Rng } from "../src/util/rng.js";
 import { dataRngFor } from "../src/train/loop.js";
 import { cli } from "./helpers/cli.js";
 
@@ -192,7 +195,7 @@ test("fine-tuning refuses, in one line: unknown characters without <unk>, shape 
     [
       ["--data", letter],
       1,
-      /letter\.txt: has \d+ characters the model in .*src-full does not know \('W' \(U\+0057\), .*\) and its vocabulary has no <unk>; fine-tune on text the model knows, or train from scratch without --init-from$/,
+      /letter\.txt: has \d+ characters the model in .*src-full does not know \('W' \(U\+0057\), .*\) and its vocabulary has no <unk>; fine-tune on text the model knows, add --extend-vocab to give them new rows, or train from scratch without --init-from$/,
     ],
     [
       ["--data", verse, "--units", "64"],
@@ -308,5 +311,50 @@ test("the source loads onto the run's backend: fine-tuning on wasm from a js-tra
   assert.ok(
     js.every((l, i) => Math.abs(l - wasm[i]) < 1e-4),
     `${js} vs ${wasm}`,
+  );
+});
+
+test("--extend-vocab: the new characters get new rows, initialised as a new model's; the rest are the source's", async () => {
+  const out = join(work, "extended");
+  // A learning rate so small that the one step leaves every weight where it started (Adam moves each by about lr).
+  const r = await fineTune(noUnk, out, "--extend-vocab", "--lr", "1e-9");
+  assert.equal(r.code, 0, r.err);
+  const src = manifestOf(noUnk);
+  const m = manifestOf(out);
+  const V = src.vocab.chars.length;
+  const newChars = [...new Set(LETTER)].filter((c) => !VERSE.includes(c));
+  assert.match(
+    r.out,
+    new RegExp(`vocabulary ${V + newChars.length} \\(${newChars.length} characters added by --extend-vocab\\)`),
+  );
+  assert.deepEqual(m.vocab.chars.slice(0, V), src.vocab.chars, "the old ids stay");
+  assert.deepEqual(m.vocab.chars.slice(V).sort(), newChars.sort());
+  assert.equal(m.vocab.unk, -1);
+  assert.deepEqual(m.initFrom?.addedChars, m.vocab.chars.slice(V));
+  assert.equal(m.model.vocabSize, V + newChars.length);
+
+  const tuned = (await loadCheckpoint(out)).model.parameters();
+  const source = (await loadCheckpoint(noUnk)).model.parameters();
+  const fresh = buildModel(parseModelConfig(m.model), new Rng(1)).parameters(); // a new run's init, seed 1
+  let grown = 0;
+  for (const [name, t] of tuned) {
+    const from = source.get(name)!;
+    const [got, old, init] = [await t.read(), await from.read(), await fresh.get(name)!.read()];
+    const width = t.shape[t.shape.length - 1];
+    const [oldRows, oldWidth] = from.shape.length === 2 ? from.shape : [1, from.shape[0]];
+    if (old.length !== got.length) grown++;
+    for (let k = 0; k < got.length; k++) {
+      const [i, j] = [Math.floor(k / width), k % width];
+      const want = i < oldRows && j < oldWidth ? old[i * oldWidth + j] : init[k];
+      assert.ok(Math.abs(got[k] - want) < 1e-6, `${name}[${i}, ${j}]: ${got[k]} vs ${want}`);
+    }
+  }
+  assert.equal(grown, 3, "the embedding, the output weights and the output bias grew");
+
+  const alone = await cli("train", "--data", letter, ...RUN, "--extend-vocab", "--out", join(work, "alone"));
+  assert.equal(alone.code, 2);
+  assert.match(
+    alone.err,
+    /--extend-vocab adds characters to the vocabulary of the --init-from model; add --init-from DIR/,
   );
 });

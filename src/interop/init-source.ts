@@ -8,13 +8,14 @@
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import type { Vocab } from "../data/vocab.js";
+import { Vocab } from "../data/vocab.js";
 import type { LanguageModel } from "../models/contract.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import { buildModel } from "../models/registry.js";
 import { MANIFEST, loadCheckpoint, readManifest, type InitFrom } from "../train/checkpoint.js";
 import type { TrainConfig } from "../train/config.js";
 import { CharlmError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
 import { TORCH_MANIFEST, loadTorchExport, readTorchExport } from "./torch-export.js";
 
 export interface InitSource {
@@ -79,4 +80,33 @@ export async function loadInitSource(dir: string, opts: { dropout?: number } = {
     train: manifest.train,
     initFrom: { path: path.resolve(dir), step: manifest.step, format },
   };
+}
+
+/**
+ * `--extend-vocab`: the source's vocabulary with `chars` appended (the old ids stay), and its model with a row of
+ * the embedding and of the output layer for each, initialised as a new model's would be from `seed`. Every other
+ * weight, and the old rows, are the source's. The vocabulary size is one dimension of a few parameters (rnn:
+ * embedding (V, E), dense (H, V) and (V); gpt: wte (V, C), head (C, V)), so each parameter is copied over the
+ * region its old shape covers in the new one.
+ */
+export async function extendVocab(
+  source: InitSource,
+  chars: string[],
+  seed: number,
+): Promise<{ model: LanguageModel; vocab: Vocab }> {
+  const vocab = new Vocab([...source.vocab.chars, ...chars], source.vocab.unk);
+  const config = parseModelConfig(source.model.config);
+  const model = buildModel({ ...config, vocabSize: vocab.size }, new Rng(seed));
+  const old = source.model.parameters();
+  for (const [name, p] of model.parameters()) {
+    const from = old.get(name)!;
+    const [rows, cols] = from.shape.length === 2 ? from.shape : [1, from.shape[0]];
+    const width = p.shape.length === 2 ? p.shape[1] : p.shape[0];
+    const src = await from.read();
+    const dst = await p.read();
+    for (let i = 0; i < rows; i++) dst.set(src.subarray(i * cols, (i + 1) * cols), i * width);
+    p.write(dst);
+    from.dispose();
+  }
+  return { model, vocab };
 }

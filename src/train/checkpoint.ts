@@ -94,6 +94,7 @@ export interface InitFrom {
   path: string; // the source directory, resolved to an absolute path when the run started
   step: number; // the optimizer steps the source had taken
   format: "charlm" | "torch"; // a charlm checkpoint (charlm.json) or a PyTorch export (charlm-torch.json)
+  addedChars?: string[]; // --extend-vocab: the characters appended to the source's vocabulary, with new rows
 }
 
 /** What saveCheckpoint needs; everything past model and vocab is training state and may be left out. */

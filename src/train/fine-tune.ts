@@ -81,16 +81,23 @@ export function fineTuneConfig(opts: {
 }
 
 /**
- * The characters of `text` the source's vocabulary lacks: they map to "<unk>" when the vocabulary has it; without
- * one, the run is refused with a line naming a few of them. `data` names the text, `dir` the source.
+ * The characters of `text` the source's vocabulary lacks: they map to "<unk>" when the vocabulary has it, or get new
+ * rows when `extending` (--extend-vocab); otherwise the run is refused with a line naming a few of them. `data`
+ * names the text, `dir` the source.
  */
-export function checkSourceVocab(vocab: Vocab, text: string, data: string, dir: string): string[] {
+export function checkSourceVocab(
+  vocab: Vocab,
+  text: string,
+  data: string,
+  dir: string,
+  opts: { extending?: boolean } = {},
+): string[] {
   const missing = vocab.unknownChars(text);
-  if (missing.length && vocab.unk < 0) {
+  if (missing.length && vocab.unk < 0 && !opts.extending) {
     const shown =
       missing.slice(0, 5).map(describe).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
     throw new CharlmError(
-      `${data}: has ${missing.length} character${missing.length > 1 ? "s" : ""} the model in ${dir} does not know (${shown}) and its vocabulary has no ${UNK}; fine-tune on text the model knows, or train from scratch without --init-from`,
+      `${data}: has ${missing.length} character${missing.length > 1 ? "s" : ""} the model in ${dir} does not know (${shown}) and its vocabulary has no ${UNK}; fine-tune on text the model knows, add --extend-vocab to give them new rows, or train from scratch without --init-from`,
     );
   }
   return missing;

@@ -87,7 +87,12 @@ export function checkManifestFields(m: Record<string, unknown>, file: string): v
     record({ best: numberOrNull, bestEpoch: epochOrNone, wait: count }, true)(m.earlyStopping, "earlyStopping", fail);
   }
   // Older checkpoints and runs from scratch have no initFrom.
-  if ("initFrom" in m) record({ path: text, step: count, format: initFormat }, true)(m.initFrom, "initFrom", fail);
+  if ("initFrom" in m) {
+    record({ path: text, step: count, format: initFormat }, true)(m.initFrom, "initFrom", fail);
+    const added = (m.initFrom as { addedChars?: unknown } | null)?.addedChars;
+    if (added !== undefined && !(Array.isArray(added) && added.every((c) => typeof c === "string")))
+      fail("initFrom.addedChars", "a list of strings", added);
+  }
   if ("partialEpochLoss" in m) {
     record({ sum: number, count }, true)(m.partialEpochLoss, "partialEpochLoss", fail);
   }

@@ -7,7 +7,7 @@ import { loadSplits } from "../../data/corpus.js";
 import { UNK, type Vocab, describe } from "../../data/vocab.js";
 import { setBackend, setWasmThreads } from "../../engine/backends/index.js";
 import { chooseBackend, threadsFlag } from "../backend.js";
-import { loadInitSource, peekInitSource, type InitSource } from "../../interop/init-source.js";
+import { extendVocab, loadInitSource, peekInitSource, type InitSource } from "../../interop/init-source.js";
 import { buildModel, countParams } from "../../models/registry.js";
 import {
   MANIFEST,
@@ -75,6 +75,11 @@ const schema = {
     help: `fine-tune: start from the weights of the checkpoint or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; unless set, --epochs ${FINE_TUNE_EPOCHS} and --lr ${FINE_TUNE_LR_FACTOR} x the preset's`,
     arg: "DIR",
   },
+  extendVocab: {
+    type: "bool",
+    help: "with --init-from: characters of --data the source lacks get new embedding and output rows (instead of <unk>)",
+    default: false,
+  },
   force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
   stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
   quiet: { type: "bool", help: "no progress bar", default: false },
@@ -127,6 +132,11 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
 
   const preset = flags._given.has("preset") ? flags.preset : "cpu";
 
+  if (flags.extendVocab && !flags.initFrom) {
+    throw new UsageError(
+      `--extend-vocab adds characters to the vocabulary of the --init-from model; add --init-from DIR, or drop it (a new run's vocabulary already holds every character of --data)`,
+    );
+  }
   if (flags.resume && flags.initFrom) {
     throw new UsageError(
       `--init-from starts a new run and --resume continues one; drop --init-from (a resumed run keeps where it started from)`,
@@ -217,11 +227,21 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
   let vocab: Vocab;
   let model;
   let unknown = 0; // characters of the data the vocabulary lacks, mapped to <unk>
+  let added: string[] = []; // --extend-vocab: characters given new rows
   if (source) {
-    // Fine-tuning keeps the source's vocabulary as it is: its size is a dimension of the weights.
-    vocab = source.vocab;
-    unknown = checkSourceVocab(vocab, splits.text, splits.name, flags.initFrom!).length;
-    model = source.model;
+    // Fine-tuning keeps the source's vocabulary as it is (its size is a dimension of the weights), unless
+    // --extend-vocab grows it by the characters the data has and it lacks.
+    const extending = flags.extendVocab;
+    const missing = checkSourceVocab(source.vocab, splits.text, splits.name, flags.initFrom!, { extending });
+    if (extending && missing.length) {
+      ({ model, vocab } = await extendVocab(source, missing, cfg.seed));
+      added = missing;
+      source.initFrom.addedChars = missing;
+    } else {
+      vocab = source.vocab;
+      model = source.model;
+      unknown = missing.length;
+    }
   } else if (loaded && resume?.manifest.initFrom) {
     // A fine-tuned run's vocabulary is its source's, not one built from this data: check only that it covers it.
     vocab = loaded.vocab;
@@ -250,11 +270,13 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
 
   const say = (line: string): void => void process.stdout.write(line + "\n");
   const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
-  const pruned = unknown
-    ? ` (${unknown} character${unknown > 1 ? "s" : ""} the model does not know map${unknown > 1 ? "" : "s"} to ${UNK})`
-    : dropped
-      ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})`
-      : "";
+  const pruned = added.length
+    ? ` (${added.length} character${added.length > 1 ? "s" : ""} added by --extend-vocab)`
+    : unknown
+      ? ` (${unknown} character${unknown > 1 ? "s" : ""} the model does not know map${unknown > 1 ? "" : "s"} to ${UNK})`
+      : dropped
+        ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})`
+        : "";
   say(
     resume
       ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
