@@ -86,6 +86,15 @@ export interface Manifest {
   partialEpochLoss: { sum: number; count: number } | null; // step losses of the incomplete epoch so far
   elapsedSeconds: number;
   status: RunStatus;
+  initFrom?: InitFrom | null; // the model a fine-tuning run started from (absent: trained from scratch)
+}
+
+/** Where a fine-tuning run (`charlm train --init-from DIR`) took its starting weights from. */
+export interface InitFrom {
+  path: string; // the source directory, resolved to an absolute path when the run started
+  step: number; // the optimizer steps the source had taken
+  format: "charlm" | "torch"; // a charlm checkpoint (charlm.json) or a PyTorch export (charlm-torch.json)
+  addedChars?: string[]; // --extend-vocab: the characters appended to the source's vocabulary, with new rows
 }
 
 /** What saveCheckpoint needs; everything past model and vocab is training state and may be left out. */
@@ -109,6 +118,7 @@ export interface CheckpointInput {
   partialEpochLoss?: { sum: number; count: number } | null;
   elapsedSeconds?: number;
   status?: RunStatus;
+  initFrom?: InitFrom | null;
 }
 
 const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -184,6 +194,8 @@ async function saveLocked(dir: string, c: CheckpointInput): Promise<Manifest> {
     partialEpochLoss: c.partialEpochLoss ?? null,
     elapsedSeconds: c.elapsedSeconds ?? 0,
     status: c.status ?? "finished",
+    // Written only for fine-tuned runs, so a run from scratch keeps the manifest it always had.
+    initFrom: c.initFrom ?? undefined,
   };
   await writeFileAtomic(path.join(dir, MANIFEST + NEXT), prettyJson(manifest) + "\n");
   await finishInterruptedSave(dir);

@@ -3,6 +3,7 @@ export * from "./checkpoint.js";
 export * from "./config.js";
 export * from "./early-stopping.js";
 export * from "./evaluate.js";
+export * from "./fine-tune.js";
 export * from "./loop.js";
 export * from "./metrics.js";
 export * from "./optimizers.js";

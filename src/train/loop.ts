@@ -28,6 +28,7 @@ import {
   openForWriting,
   saveCheckpoint,
   type EpochRecord,
+  type InitFrom,
   type Manifest,
   type RunStatus,
 } from "./checkpoint.js";
@@ -56,6 +57,8 @@ export interface TrainOptions {
   out: string;
   preset?: string | null;
   resume?: ResumeState | null;
+  /** A fine-tuning run: the model it started from, recorded in every checkpoint (a resumed run keeps its own). */
+  initFrom?: InitFrom | null;
   /** Human-readable lines (config, epoch summaries, samples); default: none. */
   log?: (line: string) => void;
   /** Progress bar stream; default process.stderr. */
@@ -201,6 +204,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       elapsedSeconds: elapsed(),
       status,
       partialEpochLoss: { sum: epochLossSum, count: epochLossCount },
+      initFrom: o.initFrom ?? r?.manifest.initFrom ?? null,
     });
     lastSavedStep = step;
   };

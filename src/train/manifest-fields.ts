@@ -18,6 +18,10 @@ const rngWords: Check = (v) =>
   Array.isArray(v) && v.length === 4 && v.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
     ? null
     : "four whole numbers from 0 to 4294967295";
+const INIT_FORMATS = ["charlm", "torch"];
+const initFormat: Check = (v) =>
+  INIT_FORMATS.includes(v as string) ? null : `one of ${INIT_FORMATS.map((f) => JSON.stringify(f)).join(", ")}`;
+const text: Check = (v) => (typeof v === "string" && v !== "" ? null : "a non-empty string");
 const STATUSES = ["running", "finished", "early-stopped"];
 
 /** Fields of an object value: checks per key; `nullable` lets the whole value be null. */
@@ -81,6 +85,13 @@ export function checkManifestFields(m: Record<string, unknown>, file: string): v
   if ("rng" in m) record({ model: rngWords, data: rngWords }, true)(m.rng, "rng", fail);
   if ("earlyStopping" in m) {
     record({ best: numberOrNull, bestEpoch: epochOrNone, wait: count }, true)(m.earlyStopping, "earlyStopping", fail);
+  }
+  // Older checkpoints and runs from scratch have no initFrom.
+  if ("initFrom" in m) {
+    record({ path: text, step: count, format: initFormat }, true)(m.initFrom, "initFrom", fail);
+    const added = (m.initFrom as { addedChars?: unknown } | null)?.addedChars;
+    if (added !== undefined && !(Array.isArray(added) && added.every((c) => typeof c === "string")))
+      fail("initFrom.addedChars", "a list of strings", added);
   }
   if ("partialEpochLoss" in m) {
     record({ sum: number, count }, true)(m.partialEpochLoss, "partialEpochLoss", fail);

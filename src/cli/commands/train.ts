@@ -7,6 +7,7 @@ import { loadSplits } from "../../data/corpus.js";
 import { UNK, type Vocab, describe } from "../../data/vocab.js";
 import { setBackend, setWasmThreads } from "../../engine/backends/index.js";
 import { chooseBackend, threadsFlag } from "../backend.js";
+import { extendVocab, loadInitSource, peekInitSource, type InitSource } from "../../interop/init-source.js";
 import { buildModel, countParams } from "../../models/registry.js";
 import {
   MANIFEST,
@@ -32,6 +33,13 @@ import {
   trainConfigSchema,
   type TrainConfig,
 } from "../../train/config.js";
+import {
+  checkSourceVocab,
+  fineTuneConfig,
+  FINE_TUNE_EPOCHS,
+  FINE_TUNE_LR_FACTOR,
+  FIXED_BY_SOURCE,
+} from "../../train/fine-tune.js";
 import { train, type ResumeState } from "../../train/loop.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
 import { formatDuration } from "../../util/progress.js";
@@ -42,12 +50,7 @@ import { kebab, type Flags, type Schema } from "../flags.js";
 
 /** Fields a resumed run must keep: they define the model, the vocabulary, the batches or the random streams. */
 const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
-  "type",
-  "cell",
-  "heads",
-  "embedding",
-  "units",
-  "layers",
+  ...FIXED_BY_SOURCE, // the model's shape and the vocabulary
   "dropout",
   "seqLength",
   "batchSize",
@@ -55,9 +58,6 @@ const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "optimizer",
   "seed",
   "validationFraction",
-  "maxVocab",
-  "minCount",
-  "extraChars",
 ];
 
 const schema = {
@@ -70,6 +70,16 @@ const schema = {
   config: { type: "string", help: "JSON file of config keys, applied after the preset", arg: "FILE" },
   out: { type: "string", help: "checkpoint directory (default runs/<data>-<cell><units>)", arg: "DIR" },
   resume: { type: "string", help: "continue the run saved in DIR (same seed: same losses)", arg: "DIR" },
+  initFrom: {
+    type: "string",
+    help: `fine-tune: start from the weights of the checkpoint or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; unless set, --epochs ${FINE_TUNE_EPOCHS} and --lr ${FINE_TUNE_LR_FACTOR} x the preset's`,
+    arg: "DIR",
+  },
+  extendVocab: {
+    type: "bool",
+    help: "with --init-from: characters of --data the source lacks get new embedding and output rows (instead of <unk>)",
+    default: false,
+  },
   force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
   stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
   quiet: { type: "bool", help: "no progress bar", default: false },
@@ -93,6 +103,7 @@ export const trainCommand = defineCommand({
     "charlm train --data corpus.txt --cell gru --units 512 --layers 2 --dropout 0.2 --epochs 20 --out runs/mine",
     "charlm train --preset tutorial --cell gru --out runs/tutorial",
     "charlm train --resume runs/shakespeare --epochs 20",
+    "charlm train --init-from runs/shakespeare --data my.txt --out runs/mine-tuned",
   ],
   async run(flags) {
     const held: WriterLock[] = []; // the lock of the run's directory, from before loading until the end
@@ -117,9 +128,20 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
   let out: string;
   let resume: ResumeState | null = null;
   let loaded: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+  let source: InitSource | null = null;
 
   const preset = flags._given.has("preset") ? flags.preset : "cpu";
 
+  if (flags.extendVocab && !flags.initFrom) {
+    throw new UsageError(
+      `--extend-vocab adds characters to the vocabulary of the --init-from model; add --init-from DIR, or drop it (a new run's vocabulary already holds every character of --data)`,
+    );
+  }
+  if (flags.resume && flags.initFrom) {
+    throw new UsageError(
+      `--init-from starts a new run and --resume continues one; drop --init-from (a resumed run keeps where it started from)`,
+    );
+  }
   if (flags.resume) {
     if (flags.out && path.resolve(flags.out) !== path.resolve(flags.resume)) {
       throw new UsageError(
@@ -153,9 +175,26 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
       carried: null, // tensors: loaded with the model, on the run's backend
     };
   } else {
-    cfg = resolveTrainConfig({ preset, file, overrides });
+    if (flags.initFrom) {
+      // The source's config first (its tensors load once the backend is chosen, below).
+      const peek = await peekInitSource(flags.initFrom);
+      cfg = fineTuneConfig({
+        preset,
+        file,
+        fileName: flags.config,
+        overrides,
+        source: { dir: flags.initFrom, model: peek.model, train: peek.train },
+      });
+    } else {
+      cfg = resolveTrainConfig({ preset, file, overrides });
+    }
     checkTrainableSize(cfg);
     out = flags.out ?? path.join("runs", `${dataLabel(cfg.data)}-${cfg.cell}${cfg.units}`);
+    if (flags.initFrom && path.resolve(out) === path.resolve(flags.initFrom)) {
+      throw new UsageError(
+        `--out ${out} is the --init-from directory; fine-tuning writes a new run, so pick another --out and the source stays intact`,
+      );
+    }
     // The directory is made and locked before the data loads, so a bad --out or a busy run fails at once.
     if (!(await fs.stat(out).catch(() => null))) made.push(out);
     await makeDir(out);
@@ -180,13 +219,35 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     loaded = await loadCheckpoint(out);
     resume.carried = await loadCarriedState(out, resume.manifest);
   }
+  if (flags.initFrom) source = await loadInitSource(flags.initFrom, { dropout: cfg.dropout });
   const splits = await loadSplits(cfg.data, {
     validationFraction: cfg.validationFraction,
     tinyShakespeare: { quiet: flags.quiet },
   });
   let vocab: Vocab;
   let model;
-  if (loaded) {
+  let unknown = 0; // characters of the data the vocabulary lacks, mapped to <unk>
+  let added: string[] = []; // --extend-vocab: characters given new rows
+  if (source) {
+    // Fine-tuning keeps the source's vocabulary as it is (its size is a dimension of the weights), unless
+    // --extend-vocab grows it by the characters the data has and it lacks.
+    const extending = flags.extendVocab;
+    const missing = checkSourceVocab(source.vocab, splits.text, splits.name, flags.initFrom!, { extending });
+    if (extending && missing.length) {
+      ({ model, vocab } = await extendVocab(source, missing, cfg.seed));
+      added = missing;
+      source.initFrom.addedChars = missing;
+    } else {
+      vocab = source.vocab;
+      model = source.model;
+      unknown = missing.length;
+    }
+  } else if (loaded && resume?.manifest.initFrom) {
+    // A fine-tuned run's vocabulary is its source's, not one built from this data: check only that it covers it.
+    vocab = loaded.vocab;
+    unknown = checkSourceVocab(vocab, splits.text, splits.name, resume.manifest.initFrom.path).length;
+    model = loaded.model;
+  } else if (loaded) {
     vocab = loaded.vocab;
     // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
     const fresh = buildTrainVocab(cfg, splits.text);
@@ -209,11 +270,19 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
 
   const say = (line: string): void => void process.stdout.write(line + "\n");
   const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
-  const pruned = dropped ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})` : "";
+  const pruned = added.length
+    ? ` (${added.length} character${added.length > 1 ? "s" : ""} added by --extend-vocab)`
+    : unknown
+      ? ` (${unknown} character${unknown > 1 ? "s" : ""} the model does not know map${unknown > 1 ? "" : "s"} to ${UNK})`
+      : dropped
+        ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})`
+        : "";
   say(
     resume
       ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
-      : `training into ${out}`,
+      : source
+        ? `fine-tuning ${source.initFrom.path} (${source.initFrom.format === "torch" ? "PyTorch export" : "checkpoint"}, step ${source.initFrom.step}) into ${out}`
+        : `training into ${out}`,
   );
   say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
   say(chosen.line);
@@ -231,6 +300,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
       out,
       preset: resume ? resume.manifest.preset : preset,
       resume,
+      initFrom: source?.initFrom ?? null,
       log: say,
       quiet: flags.quiet,
       signal: stop.signal,

@@ -1,0 +1,104 @@
+// Fine-tuning (`charlm train --init-from DIR`): the training config of a run that starts from a trained model. The
+// source fixes the model (type, cell, sizes) and the vocabulary, since its weights have their shapes; everything
+// about the training itself (optimizer, schedule, epochs, batches, dropout, seed) is the new run's, with defaults
+// suited to a small text on top of a trained model: fewer epochs and a lower learning rate.
+
+import type { Vocab } from "../data/vocab.js";
+import { describe, UNK } from "../data/vocab.js";
+import type { ModelConfig } from "../models/config.js";
+import { kebab } from "../cli/flags.js";
+import { CharlmError, UsageError } from "../util/errors.js";
+import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type TrainConfig } from "./config.js";
+
+/** Fields the source's weights fix: the model's shape and the vocabulary (its size is a weight dimension). */
+export const FIXED_BY_SOURCE = [
+  "type",
+  "cell",
+  "heads",
+  "embedding",
+  "units",
+  "layers",
+  "maxVocab",
+  "minCount",
+  "extraChars",
+] as const satisfies readonly (keyof TrainConfig)[];
+
+/** Epochs of a fine-tuning run unless the user sets --epochs: a small text on a trained model overfits quickly. */
+export const FINE_TUNE_EPOCHS = 3;
+/** The learning rate of a fine-tuning run unless the user sets --lr: this fraction of the preset's. */
+export const FINE_TUNE_LR_FACTOR = 0.1;
+
+/**
+ * The config of a run fine-tuning the model in `source.dir`: default < preset < file < flags as usual, then the
+ * source's model and vocabulary settings, and the fine-tuning defaults for what the user left unset. A shape or
+ * vocabulary setting in the flags or the config file is refused, naming it.
+ */
+export function fineTuneConfig(opts: {
+  preset: string;
+  file?: Partial<TrainConfig>;
+  fileName?: string;
+  overrides: Partial<TrainConfig>;
+  source: { dir: string; model: ModelConfig; train: Partial<TrainConfig> | null };
+}): TrainConfig {
+  const { file = {}, overrides, source } = opts;
+  for (const key of FIXED_BY_SOURCE) {
+    const fix = `fine-tuning keeps the model and vocabulary of ${source.dir} (its weights fix them), so drop it, or train from scratch without --init-from to change it`;
+    if (key in overrides) throw new UsageError(`--${kebab(key)}: ${fix}`);
+    if (key in file) throw new CharlmError(`${opts.fileName ?? "config file"}: "${key}": ${fix}`);
+  }
+  const given = (key: keyof TrainConfig): boolean => key in overrides || key in file;
+  const cfg = resolveTrainConfig({ preset: opts.preset, file, overrides });
+  const m = source.model;
+  // The vocabulary settings only describe how the source built its vocabulary; kept for the record.
+  const vocabSettings = {
+    maxVocab: source.train?.maxVocab ?? DEFAULT_TRAIN_CONFIG.maxVocab,
+    minCount: source.train?.minCount ?? DEFAULT_TRAIN_CONFIG.minCount,
+    extraChars: source.train?.extraChars ?? DEFAULT_TRAIN_CONFIG.extraChars,
+  };
+  if (m.type === "gpt") {
+    // A GPT's learned positions cover blockSize tokens: its context by default, and never more.
+    if (given("seqLength") && cfg.seqLength > m.blockSize) {
+      throw new UsageError(
+        `--seq-length ${cfg.seqLength}: the GPT in ${source.dir} has a context of ${m.blockSize} characters; use at most ${m.blockSize}`,
+      );
+    }
+    Object.assign(cfg, {
+      type: "gpt",
+      embedding: m.nEmbd,
+      layers: m.nLayer,
+      heads: m.nHead,
+      seqLength: given("seqLength") ? cfg.seqLength : m.blockSize,
+    });
+  } else {
+    Object.assign(cfg, { type: "rnn", cell: m.cell, embedding: m.embedding, units: m.units, layers: m.layers });
+  }
+  Object.assign(cfg, vocabSettings);
+  if (!given("dropout")) cfg.dropout = m.dropout;
+  if (!given("epochs")) cfg.epochs = FINE_TUNE_EPOCHS;
+  // cfg.lr is the preset's here, since neither the flags nor the file set it.
+  if (!given("lr")) cfg.lr = cfg.lr * FINE_TUNE_LR_FACTOR;
+  return cfg;
+}
+
+/**
+ * The characters of `text` the source's vocabulary lacks: they map to "<unk>" when the vocabulary has it, or get new
+ * rows when `extending` (--extend-vocab); otherwise the run is refused with a line naming a few of them. `data`
+ * names the text, `dir` the source.
+ */
+export function checkSourceVocab(
+  vocab: Vocab,
+  text: string,
+  data: string,
+  dir: string,
+  opts: { extending?: boolean } = {},
+): string[] {
+  const missing = vocab.unknownChars(text);
+  if (missing.length && vocab.unk < 0 && !opts.extending) {
+    const shown =
+      missing.slice(0, 5).map(describe).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
+    throw new CharlmError(
+      `${data}: has ${missing.length} character${missing.length > 1 ? "s" : ""} the model in ${dir} does not know (${shown}) and its vocabulary has no ${UNK}; fine-tune on text the model knows, add --extend-vocab to give them new rows, or train from scratch without --init-from`,
+    );
+  }
+  return missing;
+}
