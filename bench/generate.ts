@@ -9,6 +9,7 @@
 //   GPT, 4 layers of 128 channels, 4 heads, context 256: 250 characters (within one context window, so both sides
 //     take exactly one key/value-cached step per character; charlm slides the window past it, which costs a full
 //     forward per character and is not what this measures).
+// Both sides generate 300 characters first (warm-up: V8's JIT, PyTorch's allocator), then are timed.
 // PyTorch runs at its default thread count and pinned to one thread; the ratio is charlm / PyTorch (higher is better).
 
 import { spawnSync } from "node:child_process";
@@ -24,6 +25,7 @@ import { Rng } from "../src/util/rng.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PYTHON = "/usr/bin/python3";
+const WARMUP = 300; // characters generated before timing, on both sides
 
 function torchRate(args: string[], env: Record<string, string> = {}): { charsPerSec: number; threads: number } {
   const r = spawnSync(PYTHON, [join(here, "generate_torch.py"), "generate", ...args], {
@@ -44,7 +46,8 @@ async function charlmRate(cfg: ModelConfig, chars: number): Promise<number> {
   const V = cfg.vocabSize;
   const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
   const model = buildModel(cfg, new Rng(0));
-  await generateText(model, vocab, { prime: "", length: 20, temperature: 1, seed: 1 }); // warm-up
+  // Warm-up, as many characters as PyTorch's side takes (generate_torch.py --warmup): both measure steady state.
+  await generateText(model, vocab, { prime: "", length: WARMUP, temperature: 1, seed: 1 });
   const t0 = performance.now();
   const text = await generateText(model, vocab, { prime: "", length: chars, temperature: 1, seed: 1 });
   const sec = (performance.now() - t0) / 1000;
@@ -75,7 +78,7 @@ export async function main(args: string[]): Promise<void> {
   ];
   for (const w of workloads) {
     const ours = await charlmRate(w.cfg, w.chars);
-    const torchArgs = [...w.torch, "--vocab", "65", "--chars", String(w.chars)];
+    const torchArgs = [...w.torch, "--vocab", "65", "--chars", String(w.chars), "--warmup", String(WARMUP)];
     const dflt = torchRate(torchArgs);
     const one = torchRate([...torchArgs, "--threads", "1"], { OPENBLAS_NUM_THREADS: "1" });
     console.log(`\n${w.name}, ${w.chars} characters`);

@@ -100,6 +100,7 @@ def main():
     p.add_argument("--vocab", type=int, default=65)
     p.add_argument("--chars", type=int, default=2000)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=20, help="steps taken before timing")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -113,8 +114,10 @@ def main():
     with torch.inference_mode():
         ids = torch.zeros(1, dtype=torch.long)
         st = m.initial()
-        for _ in range(20):  # warm-up
+        for _ in range(a.warmup):  # warm-up
             logits, st = m.step(ids, st)
+            if a.model == "gpt" and st["pos"] >= m.S:
+                st = m.initial()
         st = m.initial()
         t0 = time.perf_counter()
         for _ in range(a.chars):
