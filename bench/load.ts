@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseFlags } from "../src/cli/flags.js";
 import { Vocab } from "../src/data/vocab.js";
 import { buildModel } from "../src/models/registry.js";
-import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { Rng } from "../src/util/rng.js";
 
 const schema = {

@@ -18,7 +18,7 @@ import { loadBackend, setBackend } from "../src/engine/backends/index.js";
 import { exportCheckpointToOnnx } from "../src/interop/onnx-export.js";
 import type { ModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
-import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { Rng } from "../src/util/rng.js";
 
 const V = 65;

@@ -20,8 +20,8 @@ import {
   readSafetensors,
   saveCheckpoint,
   writeSafetensors,
-} from "../src/train/checkpoint.js";
-import { decodeSafetensors, encodeSafetensors } from "../src/train/safetensors.js";
+} from "../src/checkpoint/checkpoint.js";
+import { decodeSafetensors, encodeSafetensors } from "../src/checkpoint/safetensors.js";
 import { CharlmError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 

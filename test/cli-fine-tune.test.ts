@@ -13,7 +13,7 @@ import { WindowEpoch } from "../src/data/batching.js";
 import { loadSplits } from "../src/data/corpus.js";
 import { parseModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
-import { loadCheckpoint, readManifest, type Manifest } from "../src/train/checkpoint.js";
+import { loadCheckpoint, readManifest, type Manifest } from "../src/checkpoint/checkpoint.js";
 import { Rng } from "../src/util/rng.js";
 import { dataRngFor } from "../src/train/loop.js";
 import { cli } from "./helpers/cli.js";

@@ -15,7 +15,7 @@ import type { FastifyInstance } from "fastify";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { Vocab } from "../src/data/vocab.js";
 import { buildModel } from "../src/models/registry.js";
-import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { createServer } from "../src/server/app.js";
 import { fromCheckpoint } from "../src/server/checkpoint-model.js";
 import type { ServedModel } from "../src/server/served-model.js";

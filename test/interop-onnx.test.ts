@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { RnnState } from "../src/models/rnn.js";
-import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { cli } from "./helpers/cli.js";
 import { MODELS, maxDiff, randomModel, vocab } from "./helpers/interop.js";
 

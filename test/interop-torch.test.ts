@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TORCH_MANIFEST, TORCH_WEIGHTS, loadTorchExport } from "../src/interop/torch-export.js";
 import type { LanguageModel } from "../src/models/contract.js";
-import { MANIFEST, loadCheckpoint, loadOptimizerState, saveCheckpoint } from "../src/train/checkpoint.js";
+import { MANIFEST, loadCheckpoint, loadOptimizerState, saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { createOptimizer, type Optimizer, type OptimizerState, type Param } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
 import { cli } from "./helpers/cli.js";
@@ -107,7 +107,7 @@ test("torch export: the state_dict has PyTorch's names and layouts, and the LSTM
   const model = randomModel(MODELS[0][1], 1);
   await saveCheckpoint(join(root, "ck"), { model, vocab });
   assert.equal((await cli("export", join(root, "ck"), "--to", "torch", join(root, "ex"))).code, 0);
-  const { readSafetensors } = await import("../src/train/checkpoint.js");
+  const { readSafetensors } = await import("../src/checkpoint/checkpoint.js");
   const sd = (await readSafetensors(join(root, "ex", TORCH_WEIGHTS))).tensors;
   assert.deepEqual(
     [...sd.keys()],

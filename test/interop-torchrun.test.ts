@@ -17,7 +17,7 @@ import { Vocab } from "../src/data/vocab.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.js";
+import { loadCheckpoint, saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { DEFAULT_TRAIN_CONFIG } from "../src/train/config.js";
 import { clipGradNorm, createOptimizer, type Param } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { Vocab } from "../src/data/vocab.js";
 import { buildModel, countParams } from "../src/models/registry.js";
 import { generateText } from "../src/sample/generate.js";
-import { saveCheckpoint } from "../src/train/checkpoint.js";
+import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { createServer } from "../src/server/app.js";
 import { fromCheckpoint, loadServedModels } from "../src/server/checkpoint-model.js";
 import { Rng } from "../src/util/rng.js";

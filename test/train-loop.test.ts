@@ -12,7 +12,7 @@ import { softmaxCrossEntropy } from "../src/engine/ops.js";
 import { Tensor } from "../src/engine/tensor.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { loadBestWeights, loadCarriedState, loadCheckpoint, loadOptimizerState } from "../src/train/checkpoint.js";
+import { loadBestWeights, loadCarriedState, loadCheckpoint, loadOptimizerState } from "../src/checkpoint/checkpoint.js";
 import { modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { generateText } from "../src/sample/generate.js";
 import { evaluate } from "../src/train/evaluate.js";

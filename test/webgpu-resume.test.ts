@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { closeBackends, loadBackend } from "../src/engine/backends/index.js";
-import { readSafetensors } from "../src/train/checkpoint.js";
+import { readSafetensors } from "../src/checkpoint/checkpoint.js";
 import { cli } from "./helpers/cli.js";
 
 let skip: string | false = false;

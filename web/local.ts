@@ -11,9 +11,9 @@ import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import { parseModelConfig } from "../src/models/config.js";
 import { generate } from "../src/sample/generate.js";
-import type { Manifest } from "../src/train/checkpoint.js";
-import { loadWeightsInto } from "../src/train/weights.js";
-import { decodeSafetensors } from "../src/train/safetensors.js";
+import type { Manifest } from "../src/checkpoint/checkpoint.js";
+import { loadWeightsInto } from "../src/checkpoint/weights.js";
+import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
 import { Rng } from "../src/util/rng.js";
 
 export interface Settings {

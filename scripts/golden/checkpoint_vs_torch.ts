@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { Vocab } from "../../src/data/vocab.js";
 import { noGrad } from "../../src/engine/index.js";
 import { buildModel } from "../../src/models/registry.js";
-import { loadCheckpoint, saveCheckpoint } from "../../src/train/checkpoint.js";
+import { loadCheckpoint, saveCheckpoint } from "../../src/checkpoint/checkpoint.js";
 import { Rng } from "../../src/util/rng.js";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -12,8 +12,8 @@ import { Vocab } from "../data/vocab.js";
 import type { LanguageModel } from "../models/contract.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import { buildModel } from "../models/registry.js";
-import { MANIFEST, loadCheckpoint, readManifest, type InitFrom } from "../train/checkpoint.js";
-import type { TrainConfig } from "../train/config.js";
+import { MANIFEST, loadCheckpoint, readManifest, type InitFrom } from "../checkpoint/checkpoint.js";
+import { checkPartialConfig, type TrainConfig } from "../train/config.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { TORCH_MANIFEST, loadTorchExport, readTorchExport } from "./torch-export.js";
@@ -53,7 +53,7 @@ export async function peekInitSource(
   const format = await formatOf(dir);
   if (format === "charlm") {
     const m = await readManifest(dir);
-    return { format, model: m.model, train: m.train };
+    return { format, model: m.model, train: m.train ? checkPartialConfig(m.train, `${dir}: train`) : null };
   }
   const { manifest } = await readTorchExport(dir);
   return { format, model: manifest.model, train: manifest.train };

@@ -9,8 +9,8 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { parseModelConfig } from "../models/config.js";
-import { writeFileAtomic } from "../train/atomic.js";
-import { loadCheckpoint, prettyJson } from "../train/checkpoint.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
+import { loadCheckpoint, prettyJson } from "../checkpoint/checkpoint.js";
 import { ONNX_OPSET, onnxModel } from "./onnx.js";
 import { checkTarget } from "./torch-export.js";
 import type { Weights } from "./torch-names.js";

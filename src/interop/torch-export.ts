@@ -23,12 +23,12 @@ import { Vocab, type VocabJSON } from "../data/vocab.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import type { LanguageModel } from "../models/contract.js";
 import { buildModel } from "../models/registry.js";
-import { writeFileAtomic } from "../train/atomic.js";
-import { MANIFEST, loadCheckpoint, loadOptimizerState, prettyJson, saveCheckpoint } from "../train/checkpoint.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
+import { MANIFEST, loadCheckpoint, loadOptimizerState, prettyJson, saveCheckpoint } from "../checkpoint/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
 import { createOptimizer, type OptimizerState, type Param } from "../train/optimizers.js";
-import { decodeSafetensors, encodeSafetensors } from "../train/safetensors.js";
-import { loadWeightsInto } from "../train/weights.js";
+import { decodeSafetensors, encodeSafetensors } from "../checkpoint/safetensors.js";
+import { loadWeightsInto } from "../checkpoint/weights.js";
 import { CharlmError } from "../util/errors.js";
 import { fromTorchStateDict, toTorchStateDict, type Weights } from "./torch-names.js";
 

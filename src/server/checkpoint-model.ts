@@ -6,7 +6,7 @@ import { basename, join, resolve } from "node:path";
 import type { LanguageModel } from "../models/contract.js";
 import { countParams, summary } from "../models/registry.js";
 import { generate } from "../sample/generate.js";
-import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../train/checkpoint.js";
+import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
 import type { Vocab } from "../data/vocab.js";
 import { UsageError } from "../util/errors.js";
 import type { GenerateRequest, ModelCard, ServedModel } from "./served-model.js";

@@ -1,5 +1,5 @@
 // The training library: loop, optimizers, schedules, early stopping, evaluation, checkpoints, metrics, loss curve.
-export * from "./checkpoint.js";
+export * from "../checkpoint/index.js";
 export * from "./config.js";
 export * from "./early-stopping.js";
 export * from "./evaluate.js";
@@ -8,5 +8,4 @@ export * from "./loop.js";
 export * from "./metrics.js";
 export * from "./optimizers.js";
 export * from "./plot.js";
-export * from "./safetensors.js";
 export * from "./schedules.js";

@@ -31,7 +31,7 @@ import {
   type InitFrom,
   type Manifest,
   type RunStatus,
-} from "./checkpoint.js";
+} from "../checkpoint/checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";

@@ -4,7 +4,7 @@
 // log reads as if the run had never stopped.
 
 import { promises as fs } from "node:fs";
-import { writeFileAtomic } from "./atomic.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
 
 export interface StepLine {
   type: "step";

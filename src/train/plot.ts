@@ -3,8 +3,8 @@
 
 import * as path from "node:path";
 import { lossChartSvg } from "../util/chart.js";
-import { writeFileAtomic } from "./atomic.js";
-import type { EpochRecord } from "./checkpoint.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
+import type { EpochRecord } from "../checkpoint/checkpoint.js";
 
 /** Draw the history to `dir`/loss.svg (an atomic write) and return the file's path. */
 export async function writeLossCurve(dir: string, history: EpochRecord[], title = "charlm loss"): Promise<string> {

@@ -2,7 +2,7 @@
 
 import { loadSplits } from "../../data/corpus.js";
 import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
-import { loadCheckpoint } from "../../train/checkpoint.js";
+import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { evaluate } from "../../train/evaluate.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
 import { defineCommand } from "../command.js";

@@ -1,6 +1,6 @@
 // `charlm ls [DIR]`: one line per run under DIR (default runs/): status, epochs, best validation loss, model, data.
 
-import { listRuns } from "../../train/runs.js";
+import { listRuns } from "../../checkpoint/runs.js";
 import { defineCommand } from "../command.js";
 import { UsageError } from "../../util/errors.js";
 

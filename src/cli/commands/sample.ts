@@ -2,7 +2,7 @@
 
 import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
-import { loadCheckpoint } from "../../train/checkpoint.js";
+import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
 import { defineCommand } from "../command.js";
 

@@ -2,7 +2,7 @@
 // the model a training config would build.
 
 import type { LanguageModel } from "../../models/contract.js";
-import { loadCheckpoint, type Manifest } from "../../train/checkpoint.js";
+import { loadCheckpoint, type Manifest } from "../../checkpoint/checkpoint.js";
 import {
   PRESETS,
   resolveTrainConfig,

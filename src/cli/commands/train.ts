@@ -19,7 +19,7 @@ import {
   makeDir,
   openForWriting,
   readManifest,
-} from "../../train/checkpoint.js";
+} from "../../checkpoint/checkpoint.js";
 import {
   DEFAULT_TRAIN_CONFIG,
   PRESETS,
@@ -158,7 +158,10 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
         `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
       );
     // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
-    const saved: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...manifest.train };
+    const saved: TrainConfig = {
+      ...DEFAULT_TRAIN_CONFIG,
+      ...checkPartialConfig(manifest.train, `${path.join(out, MANIFEST)}: train`),
+    };
     const changes = { ...file, ...overrides };
     for (const key of LOCKED_ON_RESUME) {
       if (key in changes && changes[key] !== saved[key]) {

@@ -33,9 +33,9 @@ import type { Rng, RngState } from "../util/rng.js";
 import { writeFileAtomic } from "./atomic.js";
 import { checkManifestFields } from "./manifest-fields.js";
 import { lockDir, makeDir, writerActive, type WriterLock } from "./lock.js";
-import { checkPartialConfig, type TrainConfig } from "./config.js";
-import type { EarlyStoppingState } from "./early-stopping.js";
-import type { Optimizer, OptimizerState } from "./optimizers.js";
+import type { TrainConfig } from "../train/config.js";
+import type { EarlyStoppingState } from "../train/early-stopping.js";
+import type { Optimizer, OptimizerState } from "../train/optimizers.js";
 import { decodeSafetensors, encodeSafetensors, type SafetensorsFile } from "./safetensors.js";
 import { loadWeightsInto } from "./weights.js";
 
@@ -387,7 +387,10 @@ function checkManifest(text: string, file: string): Manifest {
   }
   checkManifestFields(m as Record<string, unknown>, file);
   m.model = parseModelConfig(m.model, `${file}: model`);
-  if (m.train) m.train = checkPartialConfig(m.train, `${file}: train`) as TrainConfig;
+  // The training config is checked key by key where a run resumes or starts from this checkpoint (the training
+  // library's readTrainConfig); readers that only sample need the model and the vocabulary.
+  if (m.train !== undefined && m.train !== null && (typeof m.train !== "object" || Array.isArray(m.train)))
+    throw new CharlmError(`${file}: the "train" field is not an object; the checkpoint is damaged`);
   return m as Manifest;
 }
 
