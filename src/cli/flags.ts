@@ -2,29 +2,9 @@
 // so a flag cannot be documented one way and parsed another. Keys are camelCase; flags are --kebab-case.
 
 import { UsageError } from "../util/errors.js";
+import { checkRange, kebab, type FlagSpec, type Schema } from "../util/schema.js";
 
-export type FlagType = "int" | "float" | "string" | "bool" | "strings";
-
-export interface FlagSpec {
-  type: FlagType;
-  /** One line for --help. */
-  help: string;
-  default?: number | string | boolean | string[];
-  /** Inclusive lower bound for numbers. */
-  min?: number;
-  /** Exclusive lower bound for numbers (e.g. temperature > 0). */
-  above?: number;
-  /** Inclusive upper bound for numbers. */
-  max?: number;
-  /** Allowed values for strings. */
-  choices?: readonly string[];
-  /** Placeholder in --help, e.g. FILE. */
-  arg?: string;
-  /** Strings: turn the escapes \n, \t and \\ into a newline, a tab and a backslash (shells pass them as typed). */
-  escapes?: boolean;
-}
-
-export type Schema = Record<string, FlagSpec>;
+export { checkRange, kebab, type FlagSpec, type FlagType, type Schema } from "../util/schema.js";
 
 type ValueOf<F extends FlagSpec> = F["type"] extends "int" | "float"
   ? number
@@ -38,8 +18,6 @@ type ValueOf<F extends FlagSpec> = F["type"] extends "int" | "float"
 export type Flags<S extends Schema> = {
   [K in keyof S]: S[K] extends { default: unknown } ? ValueOf<S[K]> : ValueOf<S[K]> | undefined;
 } & { _: string[]; _given: Set<string> };
-
-export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
 
 /**
  * Parse argv against a schema. `--name value`, `--name=value`, `--flag`/`--no-flag` for booleans; repeating a
@@ -140,14 +118,6 @@ function parseValue(name: string, spec: FlagSpec, raw: string): unknown {
 /** \n, \t and \\ to a newline, a tab and a backslash; any other backslash stays as typed. */
 export function unescape(text: string): string {
   return text.replace(/\\([nt\\])/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : "\\"));
-}
-
-/** Range check shared by flags and config files: throws a UsageError naming `what`. */
-export function checkRange(what: string, spec: Pick<FlagSpec, "min" | "max" | "above">, x: number): void {
-  if (spec.min !== undefined && x < spec.min) throw new UsageError(`${what} must be at least ${spec.min}, got ${x}`);
-  if (spec.above !== undefined && x <= spec.above)
-    throw new UsageError(`${what} must be above ${spec.above}, got ${x}`);
-  if (spec.max !== undefined && x > spec.max) throw new UsageError(`${what} must be at most ${spec.max}, got ${x}`);
 }
 
 /** --help text generated from the schema. */

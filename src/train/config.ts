@@ -3,150 +3,116 @@
 // and stored in every checkpoint. The same table generates `charlm train --help` and checks values from JSON
 // (unknown keys and wrong types are errors naming the key).
 
-import type { FlagSpec, Schema } from "../cli/flags.js";
 import type { ModelConfig } from "../models/config.js";
-import { checkRange } from "../cli/flags.js";
+import { checkRange, type FlagSpec, type Schema } from "../util/schema.js";
 import { totalmem } from "node:os";
 import { Vocab } from "../data/vocab.js";
 import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
-import type { OptimizerName } from "./optimizers.js";
-import type { ScheduleName } from "./schedules.js";
 
-export interface TrainConfig {
-  data: string | string[]; // corpus: "tinyshakespeare" (TFDS splits), or UTF-8 text files or directories (tail held out)
-  validationFraction: number; // custom corpora: fraction of the text held out at the end for validation
-  maxVocab: number; // keep the N most frequent symbols, "<unk>" included; the rest map to "<unk>" (0 = keep all)
-  minCount: number; // keep only characters seen at least K times in the corpus; the rest map to "<unk>"
-  extraChars: string; // characters always in the vocabulary, even if the corpus lacks them or pruning drops them
-  type: "rnn" | "gpt"; // model family: the Keras-style recurrent stack, or a GPT-style transformer
-  cell: "lstm" | "gru" | "rnn"; // recurrent cell
-  embedding: number; // embedding width E
-  units: number; // units H per recurrent layer
-  layers: number; // stacked recurrent layers
-  heads: number; // gpt: attention heads per block (must divide embedding)
-  dropout: number; // dropout after each recurrent layer (gpt: on embeddings and residual branches) while training
-  seqLength: number; // T: characters per training sequence (backpropagation through time length)
-  batchSize: number; // B: sequences per batch
-  epochs: number; // passes over the training split
-  stepsPerEpoch: number; // cap on batches per epoch (0 = the whole split)
-  batching: "windows" | "stream"; // windows: shuffled independent sequences (Keras); stream: contiguous, state carried
-  optimizer: OptimizerName; // update rule
-  lr: number; // peak learning rate
-  beta1: number; // Adam β1
-  beta2: number; // Adam β2
-  momentum: number; // SGD momentum (0 = plain SGD)
-  weightDecay: number; // L2 penalty added to gradients (0 = none)
-  schedule: ScheduleName; // learning-rate schedule after warm-up
-  warmup: number; // linear warm-up steps
-  decayEvery: number; // step schedule: steps between decays
-  decayRate: number; // step schedule: factor applied at each decay
-  minLrFraction: number; // cosine schedule: final rate as a fraction of lr
-  clip: number; // clip gradients to this global norm (0 = no clipping)
-  patience: number; // early stopping: epochs without improvement before stopping (0 = never stop early)
-  minDelta: number; // early stopping: smallest drop in validation loss that counts as an improvement
-  restoreBest: boolean; // at the end, put back the weights of the best validation epoch
-  evalChars: number; // characters of the validation split used per evaluation (0 = all)
-  sampleEvery: number; // print a sample every this many steps (0 = at the end of each epoch only)
-  sampleLength: number; // characters per printed sample (0 = no samples)
-  saveEvery: number; // also checkpoint every this many steps (0 = at the end of each epoch only)
-  logEvery: number; // write a step line to metrics.jsonl every this many steps
-  seed: number; // seeds initialisation, shuffling and dropout: same seed, same run
-  backend: "auto" | "js" | "wasm" | "webgpu"; // kernel backend (auto: webgpu on a GPU, else wasm, else js)
+// ---------------------------------------------------------------------------------------------------------------
+// The fields: one entry each (kind, default, --help line, range or choices). TrainConfig, DEFAULT_TRAIN_CONFIG,
+// the checks on config files and the flags of `charlm train` are all read from this table, so a new field is one
+// line here.
+
+type Range = Pick<FlagSpec, "min" | "max" | "above" | "arg">;
+interface Field<V extends FlagSpec["default"]> extends FlagSpec {
+  default: V;
 }
+const int = (d: number, help: string, range: Range = {}): Field<number> => ({
+  type: "int",
+  default: d,
+  help,
+  ...range,
+});
+const float = (d: number, help: string, range: Range = {}): Field<number> => ({
+  type: "float",
+  default: d,
+  help,
+  ...range,
+});
+const bool = (d: boolean, help: string): Field<boolean> => ({ type: "bool", default: d, help });
+const text = (d: string, help: string, arg?: string): Field<string> => ({ type: "string", default: d, help, arg });
+const files = (d: string, help: string): Field<string | string[]> => ({
+  type: "strings",
+  default: d,
+  help,
+  arg: "FILE",
+});
+const oneOf = <const C extends readonly string[]>(choices: C, d: C[number], help: string): Field<C[number]> => ({
+  type: "string",
+  choices,
+  default: d,
+  help,
+});
 
-export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
-  data: "tinyshakespeare",
-  validationFraction: 0.1,
-  maxVocab: 0,
-  minCount: 1,
-  extraChars: "",
-  type: "rnn",
-  cell: "lstm",
-  embedding: 64,
-  units: 256,
-  layers: 1,
-  heads: 4,
-  dropout: 0,
-  seqLength: 100,
-  batchSize: 32,
-  epochs: 10,
-  stepsPerEpoch: 0,
-  batching: "windows",
-  optimizer: "adam",
-  lr: 2e-3,
-  beta1: 0.9,
-  beta2: 0.999,
-  momentum: 0.9,
-  weightDecay: 0,
-  schedule: "constant",
-  warmup: 0,
-  decayEvery: 1000,
-  decayRate: 0.5,
-  minLrFraction: 0.1,
-  clip: 5,
-  patience: 0,
-  minDelta: 0,
-  restoreBest: true,
-  evalChars: 0,
-  sampleEvery: 0,
-  sampleLength: 200,
-  saveEvery: 0,
-  logEvery: 10,
-  seed: 1,
-  backend: "js",
-};
+const FIELDS = {
+  // data
+  data: files(
+    "tinyshakespeare",
+    "corpus: tinyshakespeare, or a UTF-8 text file or directory of .txt files (repeat for several)",
+  ),
+  validationFraction: float(0.1, "custom corpus: tail fraction held out", { min: 0.001, max: 0.5 }),
+  maxVocab: int(0, "keep the N most frequent symbols, <unk> included (0 = all)", { min: 0, arg: "N" }),
+  minCount: int(1, "keep characters seen at least K times; the rest map to <unk>", { min: 1, arg: "K" }),
+  extraChars: text("", "characters always in the vocabulary, even if unseen", "STRING"),
+  // model
+  type: oneOf(["rnn", "gpt"], "rnn", "model family: recurrent stack or GPT-style transformer"),
+  cell: oneOf(["lstm", "gru", "rnn"], "lstm", "recurrent cell"),
+  embedding: int(64, "embedding width (gpt: channels of the residual stream)", { min: 1 }),
+  units: int(256, "units per recurrent layer", { min: 1 }),
+  layers: int(1, "stacked recurrent layers (gpt: transformer blocks)", { min: 1, max: 16 }),
+  heads: int(4, "gpt: attention heads per block (must divide --embedding)", { min: 1 }),
+  dropout: float(0, "dropout after each recurrent layer (gpt: embeddings and residual branches)", {
+    min: 0,
+    max: 0.95,
+  }),
+  // batches
+  seqLength: int(100, "characters per training sequence (gpt: the context length)", { min: 1 }),
+  batchSize: int(32, "sequences per batch", { min: 1 }),
+  epochs: int(10, "passes over the training split", { min: 1 }),
+  stepsPerEpoch: int(0, "cap on batches per epoch (0 = whole split)", { min: 0 }),
+  batching: oneOf(["windows", "stream"], "windows", "shuffled windows or contiguous streams (state carried)"),
+  // optimizer and schedule
+  optimizer: oneOf(["adam", "rmsprop", "adagrad", "sgd"], "adam", "update rule"),
+  lr: float(2e-3, "peak learning rate", { above: 0 }),
+  beta1: float(0.9, "Adam beta1", { min: 0, max: 0.9999 }),
+  beta2: float(0.999, "Adam beta2", { min: 0, max: 0.99999 }),
+  momentum: float(0.9, "SGD momentum", { min: 0, max: 0.9999 }),
+  weightDecay: float(0, "L2 penalty added to gradients", { min: 0 }),
+  schedule: oneOf(["constant", "step", "cosine"], "constant", "learning-rate schedule after warm-up"),
+  warmup: int(0, "linear warm-up steps", { min: 0 }),
+  decayEvery: int(1000, "step schedule: steps between decays", { min: 1 }),
+  decayRate: float(0.5, "step schedule: decay factor", { above: 0, max: 1 }),
+  minLrFraction: float(0.1, "cosine schedule: final lr as a fraction of lr", { min: 0, max: 1 }),
+  clip: float(5, "clip gradients to this global norm (0 = off)", { min: 0 }),
+  // early stopping and evaluation
+  patience: int(0, "early stopping patience in epochs (0 = off)", { min: 0 }),
+  minDelta: float(0, "early stopping: smallest improvement that counts", { min: 0 }),
+  restoreBest: bool(true, "end with the best validation epoch's weights"),
+  evalChars: int(0, "validation characters per evaluation (0 = all)", { min: 0 }),
+  // output
+  sampleEvery: int(0, "print a sample every N steps (0 = each epoch end)", { min: 0 }),
+  sampleLength: int(200, "characters per printed sample (0 = none)", { min: 0 }),
+  saveEvery: int(0, "also checkpoint every N steps (0 = epoch ends only)", { min: 0 }),
+  logEvery: int(10, "metrics.jsonl step line every N steps", { min: 1 }),
+  seed: int(1, "random seed: same seed, same run", { min: 0, max: 0xffffffff }),
+  backend: oneOf(
+    ["auto", "js", "wasm", "webgpu"],
+    "auto",
+    "kernel backend; auto picks webgpu when a GPU is found, else wasm, else js",
+  ),
+} satisfies Record<string, FlagSpec>;
 
-/** Validation rules and --help lines for every field (the help line is the field's comment above). */
-export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
-  data: {
-    type: "strings",
-    arg: "FILE",
-    help: "corpus: tinyshakespeare, or a UTF-8 text file or directory of .txt files (repeat for several)",
-  },
-  validationFraction: { type: "float", min: 0.001, max: 0.5, help: "custom corpus: tail fraction held out" },
-  maxVocab: { type: "int", min: 0, arg: "N", help: "keep the N most frequent symbols, <unk> included (0 = all)" },
-  minCount: { type: "int", min: 1, arg: "K", help: "keep characters seen at least K times; the rest map to <unk>" },
-  extraChars: { type: "string", arg: "STRING", help: "characters always in the vocabulary, even if unseen" },
-  type: { type: "string", choices: ["rnn", "gpt"], help: "model family: recurrent stack or GPT-style transformer" },
-  cell: { type: "string", choices: ["lstm", "gru", "rnn"], help: "recurrent cell" },
-  embedding: { type: "int", min: 1, help: "embedding width (gpt: channels of the residual stream)" },
-  units: { type: "int", min: 1, help: "units per recurrent layer" },
-  layers: { type: "int", min: 1, max: 16, help: "stacked recurrent layers (gpt: transformer blocks)" },
-  heads: { type: "int", min: 1, help: "gpt: attention heads per block (must divide --embedding)" },
-  dropout: { type: "float", min: 0, max: 0.95, help: "dropout after each recurrent layer" },
-  seqLength: { type: "int", min: 1, help: "characters per training sequence (gpt: the context length)" },
-  batchSize: { type: "int", min: 1, help: "sequences per batch" },
-  epochs: { type: "int", min: 1, help: "passes over the training split" },
-  stepsPerEpoch: { type: "int", min: 0, help: "cap on batches per epoch (0 = whole split)" },
-  batching: { type: "string", choices: ["windows", "stream"], help: "shuffled windows or contiguous streams" },
-  optimizer: { type: "string", choices: ["adam", "rmsprop", "adagrad", "sgd"], help: "update rule" },
-  lr: { type: "float", above: 0, help: "peak learning rate" },
-  beta1: { type: "float", min: 0, max: 0.9999, help: "Adam beta1" },
-  beta2: { type: "float", min: 0, max: 0.99999, help: "Adam beta2" },
-  momentum: { type: "float", min: 0, max: 0.9999, help: "SGD momentum" },
-  weightDecay: { type: "float", min: 0, help: "L2 penalty added to gradients" },
-  schedule: { type: "string", choices: ["constant", "step", "cosine"], help: "learning-rate schedule" },
-  warmup: { type: "int", min: 0, help: "linear warm-up steps" },
-  decayEvery: { type: "int", min: 1, help: "step schedule: steps between decays" },
-  decayRate: { type: "float", above: 0, max: 1, help: "step schedule: decay factor" },
-  minLrFraction: { type: "float", min: 0, max: 1, help: "cosine schedule: final lr as a fraction of lr" },
-  clip: { type: "float", min: 0, help: "clip gradients to this global norm (0 = off)" },
-  patience: { type: "int", min: 0, help: "early stopping patience in epochs (0 = off)" },
-  minDelta: { type: "float", min: 0, help: "early stopping: smallest improvement that counts" },
-  restoreBest: { type: "bool", help: "end with the best validation epoch's weights" },
-  evalChars: { type: "int", min: 0, help: "validation characters per evaluation (0 = all)" },
-  sampleEvery: { type: "int", min: 0, help: "print a sample every N steps (0 = each epoch end)" },
-  sampleLength: { type: "int", min: 0, help: "characters per printed sample (0 = none)" },
-  saveEvery: { type: "int", min: 0, help: "also checkpoint every N steps (0 = epoch ends only)" },
-  logEvery: { type: "int", min: 1, help: "metrics.jsonl step line every N steps" },
-  seed: { type: "int", min: 0, max: 0xffffffff, help: "random seed" },
-  backend: {
-    type: "string",
-    choices: ["auto", "js", "wasm", "webgpu"],
-    help: "kernel backend; auto picks webgpu when a GPU is found, else wasm, else js",
-  },
-};
+/** The resolved training config: every field of TRAIN_FIELDS, typed by its default. */
+export type TrainConfig = { [K in keyof typeof FIELDS]: (typeof FIELDS)[K]["default"] };
+
+/** Validation rules and --help lines for every field. */
+export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = FIELDS;
+
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = Object.fromEntries(
+  Object.entries(TRAIN_FIELDS).map(([k, f]) => [k, f.default]),
+) as TrainConfig;
 
 /**
  * Presets. `cpu` is the default: meant to be what this 2-core machine trains best in about half an hour. It is

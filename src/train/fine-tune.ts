@@ -6,7 +6,7 @@
 import type { Vocab } from "../data/vocab.js";
 import { describe, UNK } from "../data/vocab.js";
 import type { ModelConfig } from "../models/config.js";
-import { kebab } from "../cli/flags.js";
+import { kebab } from "../util/schema.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 import { DEFAULT_TRAIN_CONFIG, resolveTrainConfig, type TrainConfig } from "./config.js";
 
