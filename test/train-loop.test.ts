@@ -16,7 +16,7 @@ import { loadBestWeights, loadCarriedState, loadCheckpoint, loadOptimizerState }
 import { modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { generateText } from "../src/sample/generate.js";
 import { evaluate } from "../src/train/evaluate.js";
-import { train, type ResumeState, type TrainResult } from "../src/train/loop.js";
+import { trainLoop as train, type ResumeState, type TrainResult } from "../src/train/loop.js";
 import { CharlmError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 

@@ -163,3 +163,76 @@ export class StreamBatcher {
     this.epoch = s.epoch;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// One interface for the training loop
+
+/** How the training loop draws batches, whichever the style; a checkpoint records where it stands. */
+export interface Batcher {
+  readonly batchesPerEpoch: number;
+  /** Continue a run that had completed `epochs` epochs and saved `state` (getState's value, or null). */
+  restore(epochs: number, state: StreamState | null): void;
+  /** Begin an epoch, skipping its first `skip` batches (those a resumed run had already taken). */
+  startEpoch(skip: number): void;
+  /** The next batch; `reset` says the carried hidden state no longer applies (streams starting over). */
+  next(): Batch & { reset: boolean };
+  /** What a checkpoint needs to continue: the streams' position; windows need nothing (the rng replays them). */
+  getState(): StreamState | null;
+}
+
+/**
+ * Windows behind the Batcher interface. Every epoch draws one shuffle from `rng`, which serves nothing else, so a
+ * resumed run gets back to the same order by replaying the shuffles of the epochs before it.
+ */
+class WindowBatcher implements Batcher {
+  private readonly windows: WindowEpoch;
+  private epoch: Generator<Batch> | null = null;
+  readonly batchesPerEpoch: number;
+
+  constructor(ids: Int32Array, B: number, T: number, rng: Rng) {
+    this.windows = new WindowEpoch(ids, B, T, rng);
+    this.batchesPerEpoch = this.windows.batchesPerEpoch;
+  }
+
+  restore(epochs: number): void {
+    for (let e = 0; e < epochs; e++) this.windows.batches().next(); // each epoch shuffles on its first batch
+  }
+
+  startEpoch(skip: number): void {
+    this.epoch = this.windows.batches();
+    for (let k = 0; k < skip; k++) this.epoch.next();
+  }
+
+  next(): Batch & { reset: boolean } {
+    const b = this.epoch?.next();
+    if (!b || b.done) throw new Error("WindowBatcher.next: no batches left in this epoch; call startEpoch first");
+    return { ...b.value, reset: false };
+  }
+
+  getState(): null {
+    return null;
+  }
+}
+
+/** Streams behind the Batcher interface: the position carries over epochs and is saved in the checkpoint. */
+class StreamBatcherAdapter implements Batcher {
+  readonly batchesPerEpoch: number;
+  constructor(private readonly streams: StreamBatcher) {
+    this.batchesPerEpoch = streams.batchesPerEpoch;
+  }
+  restore(_epochs: number, state: StreamState | null): void {
+    if (state) this.streams.setState(state);
+  }
+  startEpoch(): void {}
+  next(): Batch & { reset: boolean } {
+    return this.streams.next();
+  }
+  getState(): StreamState {
+    return this.streams.getState();
+  }
+}
+
+/** The batcher for a training config's `batching`: shuffled windows (drawing from `rng`) or contiguous streams. */
+export function createBatcher(kind: "windows" | "stream", ids: Int32Array, B: number, T: number, rng: Rng): Batcher {
+  return kind === "stream" ? new StreamBatcherAdapter(new StreamBatcher(ids, B, T)) : new WindowBatcher(ids, B, T, rng);
+}

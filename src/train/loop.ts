@@ -1,8 +1,13 @@
-// The training loop: one loop for every model behind the LanguageModel contract.
+// The training loop: one loop for every model behind the LanguageModel contract, read in `runLoop`:
 //
+//   restore (a fresh run, or a checkpoint's counters, optimizer, rngs and batch order)
 //   for each epoch:  for each batch (capped by stepsPerEpoch):
-//       lr = schedule(step); loss = model.forward(x, targets); loss.backward(); clip; optimizer.step(lr)
-//     validation loss -> history, metrics.jsonl, loss curve, early stopping, checkpoint
+//       lr = schedule(step); loss = model.forward(x, targets); loss.backward(); clip; optimizer.step(lr)  -> onStep
+//     end of epoch: validation loss -> history, metrics.jsonl, loss curve, early stopping -> onEpoch,
+//                   checkpoint -> onCheckpoint
+//
+// A callback that returns false (or calls info.stop()) ends the run after the current step, with a checkpoint to
+// resume from when the run has a directory; without one (`out` unset) nothing is written to disk.
 //
 // Determinism: three seeded generators and nothing else. The model's initial weights come from Rng(seed) (the
 // caller builds the model), dropout draws from Rng(seed + 1) ("model" rng) and batch shuffling from Rng(seed + 2)
@@ -14,12 +19,12 @@
 // Legend: B batch, T time (sequence length).
 
 import * as path from "node:path";
-import { StreamBatcher, WindowEpoch, type Batch, type StreamState } from "../data/batching.js";
+import { createBatcher, type Batch, type Batcher, type StreamState } from "../data/batching.js";
 import type { Vocab } from "../data/vocab.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
-import { Progress, formatDuration } from "../util/progress.js";
+import { Progress, formatDuration, type TextStream } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
@@ -48,13 +53,50 @@ export interface ResumeState {
   carried: State | null;
 }
 
-export interface TrainOptions {
+/** What the loop tells `onStep` after each optimizer step (read back from the backend). */
+export interface StepInfo {
+  step: number; // optimizer steps taken in the whole run
+  epoch: number; // the epoch this step belongs to (1-based)
+  loss: number; // training loss of the step, nats per character
+  lr: number;
+  gradNorm: number; // global gradient norm before clipping
+  /** End training cleanly after this step (as returning false does). */
+  stop: () => void;
+}
+
+/** What the loop tells `onEpoch` after each epoch's validation. */
+export interface EpochInfo extends EpochRecord {
+  valBitsPerChar: number;
+  improved: boolean; // the best validation loss so far
+  stop: () => void;
+}
+
+/** What the loop tells `onCheckpoint` after each checkpoint it writes. */
+export interface CheckpointInfo {
+  dir: string;
+  step: number;
+  epoch: number;
+  status: RunStatus;
+  manifest: Manifest;
+  stop: () => void;
+}
+
+/** A callback may return false (or call info.stop()) to end training cleanly. */
+export type TrainCallback<I> = (info: I) => void | boolean | Promise<void | boolean>;
+
+export interface TrainCallbacks {
+  onStep?: TrainCallback<StepInfo>;
+  onEpoch?: TrainCallback<EpochInfo>;
+  onCheckpoint?: TrainCallback<CheckpointInfo>;
+}
+
+export interface LoopOptions extends TrainCallbacks {
   config: TrainConfig;
   model: LanguageModel;
   vocab: Vocab;
   splits: { train: string; validation: string; name: string };
-  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg). */
-  out: string;
+  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg); null or absent: in memory only. */
+  out?: string | null;
   preset?: string | null;
   resume?: ResumeState | null;
   /** A fine-tuning run: the model it started from, recorded in every checkpoint (a resumed run keeps its own). */
@@ -62,7 +104,7 @@ export interface TrainOptions {
   /** Human-readable lines (config, epoch summaries, samples); default: none. */
   log?: (line: string) => void;
   /** Progress bar stream; default process.stderr. */
-  progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
+  progressStream?: TextStream;
   quiet?: boolean;
   /** Stop (after saving a checkpoint) once this many optimizer steps have been taken in total. */
   stopAfterSteps?: number;
@@ -73,6 +115,7 @@ export interface TrainOptions {
 }
 
 export interface TrainResult {
+  /** "interrupted": stopped before the last epoch (a signal, stopAfterSteps or a callback); the run can resume. */
   status: RunStatus | "interrupted";
   step: number;
   epoch: number;
@@ -80,7 +123,7 @@ export interface TrainResult {
   bestValLoss: number | null;
   /** Loss of every step taken in this call, in order. */
   stepLosses: { step: number; loss: number }[];
-  /** Checkpoint manifest last written. */
+  /** Checkpoint manifest last written (null in memory). */
   manifest: Manifest | null;
   elapsedSeconds: number;
 }
@@ -89,320 +132,377 @@ export interface TrainResult {
 export const modelRngFor = (seed: number): Rng => new Rng((seed + 1) >>> 0);
 export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
-/** Train `o.model`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
-export async function train(o: TrainOptions): Promise<TrainResult> {
+/** Train `o.model`; with `o.out`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
+export async function trainLoop(o: LoopOptions): Promise<TrainResult> {
+  if (!o.out) return runLoop(o);
   await makeDir(o.out);
   const lock = await openForWriting(o.out);
   try {
-    return await trainLocked(o);
+    return await runLoop(o);
   } finally {
     lock.release();
   }
 }
 
-async function trainLocked(o: TrainOptions): Promise<TrainResult> {
-  const cfg = o.config;
-  const { model, vocab } = o;
-  const log = o.log ?? (() => {});
-  const B = cfg.batchSize;
-  const T = cfg.seqLength;
-  const params = model.parameters();
-  const metrics = new MetricsLog(path.join(o.out, "metrics.jsonl"));
-  const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
-  const valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
-  if (valIds.length < 2) {
-    throw new CharlmError(
-      `the validation split of ${o.splits.name} is empty; use a longer corpus or a larger --validation-fraction`,
-    );
+/** The whole loop: restore, then epochs of steps, each ending in validation and a checkpoint. */
+async function runLoop(o: LoopOptions): Promise<TrainResult> {
+  const run = new Run(o);
+  await run.restore();
+  while (run.epoch < o.config.epochs) {
+    await run.trainEpoch();
+    if (run.status === "interrupted") break; // stopped mid-epoch: saved where it stood
+    await run.endEpoch();
+    if (run.status !== "running") break;
   }
+  return run.result();
+}
 
-  const optimizer = createOptimizer(cfg.optimizer, params, {
-    beta1: cfg.beta1,
-    beta2: cfg.beta2,
-    momentum: cfg.momentum,
-    weightDecay: cfg.weightDecay,
-  });
-  const modelRng = modelRngFor(cfg.seed);
-  const dataRng = dataRngFor(cfg.seed);
-  const stopper = new EarlyStopping(cfg.patience, cfg.minDelta);
+// ---------------------------------------------------------------------------------------------------------------
+// One run's state and its three phases
 
-  const stream = cfg.batching === "stream";
-  const windows = stream ? null : new WindowEpoch(trainIds, B, T, dataRng);
-  const streams = stream ? new StreamBatcher(trainIds, B, T) : null;
-  const perEpoch = Math.min(
-    (windows ?? streams)!.batchesPerEpoch,
-    cfg.stepsPerEpoch > 0 ? cfg.stepsPerEpoch : Number.POSITIVE_INFINITY,
-  );
-  const schedule = { ...cfg, totalSteps: cfg.epochs * perEpoch };
+type Unread = { step: number; lr: number; loss: Tensor; norm: Tensor };
 
-  let step = 0;
-  let epoch = 0; // completed epochs
-  let stepInEpoch = 0;
-  let history: EpochRecord[] = [];
-  let carried: State | null = null;
-  let elapsedBefore = 0;
-  let epochLossSum = 0; // Σ step losses of the current epoch so far (saved, so a resumed epoch has the same mean)
-  let epochLossCount = 0;
+class Run {
+  readonly cfg: TrainConfig;
+  readonly params: Map<string, Tensor>;
+  readonly optimizer: ReturnType<typeof createOptimizer>;
+  readonly modelRng: Rng;
+  readonly dataRng: Rng;
+  readonly stopper: EarlyStopping;
+  readonly batcher: Batcher;
+  readonly valIds: Int32Array;
+  readonly perEpoch: number;
+  readonly schedule: TrainConfig & { totalSteps: number };
+  readonly metrics: MetricsLog | null;
+  readonly log: (line: string) => void;
 
-  const r = o.resume;
-  if (r) {
-    const m = r.manifest;
-    step = m.step;
-    epoch = m.epoch;
-    stepInEpoch = m.stepInEpoch;
-    history = m.history.slice();
-    elapsedBefore = m.elapsedSeconds;
-    if (r.optimizer) optimizer.setState(r.optimizer);
-    if (m.earlyStopping) {
-      stopper.setState({ ...m.earlyStopping, best: m.earlyStopping.best ?? Infinity }, r.bestWeights);
-    }
-    if (m.rng) modelRng.setState(m.rng.model);
-    if (streams && m.batcher) streams.setState(m.batcher as StreamState);
-    carried = r.carried;
-    epochLossSum = m.partialEpochLoss?.sum ?? 0;
-    epochLossCount = m.partialEpochLoss?.count ?? 0;
-    if (epoch >= cfg.epochs) {
+  step = 0;
+  epoch = 0; // completed epochs
+  stepInEpoch = 0;
+  history: EpochRecord[] = [];
+  carried: State | null = null;
+  elapsedBefore = 0;
+  epochLossSum = 0; // Σ step losses of the current epoch so far (saved, so a resumed epoch has the same mean)
+  epochLossCount = 0;
+  lr = 0;
+  status: RunStatus | "interrupted" = "running";
+  stopAsked = false;
+  lastManifest: Manifest | null = null;
+  lastSavedStep: number | null = null;
+  readonly stepLosses: { step: number; loss: number }[] = [];
+  readonly session0 = performance.now();
+  private readonly unread: Unread[] = []; // steps taken but not yet read back, oldest first
+  private readonly syncReads: boolean;
+  private progress: Progress | null = null; // the current epoch's bar
+  private lastLogged = performance.now();
+  private lastLoggedStep = 0;
+  readonly stop = (): void => void (this.stopAsked = true);
+
+  constructor(readonly o: LoopOptions) {
+    const cfg = (this.cfg = o.config);
+    const { vocab } = o;
+    this.log = o.log ?? (() => {});
+    this.params = o.model.parameters();
+    this.metrics = o.out ? new MetricsLog(path.join(o.out, "metrics.jsonl")) : null;
+    const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
+    this.valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
+    if (this.valIds.length < 2) {
       throw new CharlmError(
-        `${o.out}: this run has already trained ${epoch} epoch(s) of ${cfg.epochs}; raise --epochs to train further`,
+        `the validation split of ${o.splits.name} is empty; use a longer corpus or a larger --validation-fraction`,
       );
     }
-    await metrics.truncateAfter(step);
-  } else {
-    await metrics.reset();
+    this.optimizer = createOptimizer(cfg.optimizer, this.params, {
+      beta1: cfg.beta1,
+      beta2: cfg.beta2,
+      momentum: cfg.momentum,
+      weightDecay: cfg.weightDecay,
+    });
+    this.modelRng = modelRngFor(cfg.seed);
+    this.dataRng = dataRngFor(cfg.seed);
+    this.stopper = new EarlyStopping(cfg.patience, cfg.minDelta);
+    this.batcher = createBatcher(cfg.batching, trainIds, cfg.batchSize, cfg.seqLength, this.dataRng);
+    this.perEpoch = Math.min(
+      this.batcher.batchesPerEpoch,
+      cfg.stepsPerEpoch > 0 ? cfg.stepsPerEpoch : Number.POSITIVE_INFINITY,
+    );
+    this.schedule = { ...cfg, totalSteps: cfg.epochs * this.perEpoch };
+    // A backend whose values JavaScript sees (js, wasm) is read every step; a GPU backend only when logging,
+    // unless onStep wants every loss.
+    this.syncReads = !!o.onStep || [...this.params.values()].every((p) => p.backend.sync);
   }
 
-  const session0 = performance.now();
-  const elapsed = (): number => elapsedBefore + (performance.now() - session0) / 1000;
-  const stepLosses: { step: number; loss: number }[] = [];
-  let lastManifest: Manifest | null = r?.manifest ?? null;
-  let lastSavedStep: number | null = r ? r.manifest.step : null;
-  let lr = learningRate(step, schedule);
+  private get stopping(): boolean {
+    return this.stopAsked || !!this.o.signal?.aborted;
+  }
 
-  const save = async (status: RunStatus): Promise<void> => {
-    await readLosses();
-    for (const [name, p] of params) {
-      const w = await p.read();
-      for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) diverged(`parameter ${name} is not finite`);
+  private elapsed(): number {
+    return this.elapsedBefore + (performance.now() - this.session0) / 1000;
+  }
+
+  /** A fresh run starts a new metrics log; a resumed one takes back its counters, optimizer, rngs and batch order. */
+  async restore(): Promise<void> {
+    const r = this.o.resume;
+    if (!r) {
+      await this.metrics?.reset();
+      this.batcher.restore(0, null);
+      this.lr = learningRate(0, this.schedule);
+      return;
     }
-    lastManifest = await saveCheckpoint(o.out, {
-      model,
-      vocab,
-      optimizer,
-      rng: { model: modelRng, data: dataRng },
-      step,
-      epoch,
-      stepInEpoch,
-      batcher: streams?.getState() ?? null,
-      carriedState: stream ? carried : null,
-      history,
-      bestValLoss: Number.isFinite(stopper.best) ? stopper.best : null,
-      earlyStopping: stopper.getState(),
-      bestWeights: stopper.bestWeights,
-      trainConfig: cfg,
-      preset: o.preset ?? null,
-      dataName: o.splits.name,
-      elapsedSeconds: elapsed(),
-      status,
-      partialEpochLoss: { sum: epochLossSum, count: epochLossCount },
-      initFrom: o.initFrom ?? r?.manifest.initFrom ?? null,
-    });
-    lastSavedStep = step;
-  };
+    const m = r.manifest;
+    this.step = this.lastLoggedStep = m.step;
+    this.epoch = m.epoch;
+    this.stepInEpoch = m.stepInEpoch;
+    this.history = m.history.slice();
+    this.elapsedBefore = m.elapsedSeconds;
+    this.lastManifest = m;
+    this.lastSavedStep = m.step;
+    if (r.optimizer) this.optimizer.setState(r.optimizer);
+    if (m.earlyStopping) {
+      this.stopper.setState({ ...m.earlyStopping, best: m.earlyStopping.best ?? Infinity }, r.bestWeights);
+    }
+    if (m.rng) this.modelRng.setState(m.rng.model);
+    this.carried = r.carried;
+    this.epochLossSum = m.partialEpochLoss?.sum ?? 0;
+    this.epochLossCount = m.partialEpochLoss?.count ?? 0;
+    if (this.epoch >= this.cfg.epochs) {
+      throw new CharlmError(
+        `${this.o.out}: this run has already trained ${this.epoch} epoch(s) of ${this.cfg.epochs}; raise --epochs to train further`,
+      );
+    }
+    await this.metrics?.truncateAfter(this.step);
+    // Replay the batch order of the completed epochs, then of the current one up to where it stopped, and check
+    // that it lands where the checkpoint's data rng says (it serves nothing else).
+    this.batcher.restore(this.epoch, (m.batcher as StreamState | null) ?? null);
+    this.batcher.startEpoch(this.stepInEpoch);
+    if (m.rng && this.dataRng.getState().join() !== m.rng.data.join()) {
+      throw new CharlmError(
+        `${this.o.out}: replaying the batch order did not reach the saved state; the training data or --seed changed since the checkpoint, resume with the same ones`,
+      );
+    }
+    this.lr = learningRate(this.step, this.schedule);
+  }
 
-  const diverged = (what: string, at = step + 1): never => {
-    const kept =
-      lastSavedStep === null
-        ? "no checkpoint had been saved yet"
-        : `the last good checkpoint (step ${lastSavedStep}) in ${o.out} is kept`;
-    throw new CharlmError(
-      `training diverged at step ${at} (epoch ${epoch + 1}): ${what}; the learning rate ${cfg.lr} is probably too high for this model, lower --lr or set --clip; ${kept}`,
+  /** Steps until the epoch's batches run out, or the run is asked to stop (then it saves where it stands). */
+  async trainEpoch(): Promise<void> {
+    const { cfg, perEpoch, batcher } = this;
+    if (this.stepInEpoch === 0) batcher.startEpoch(0); // a resumed epoch was started by restore()
+    const epochStart = performance.now();
+    this.progress = new Progress({
+      total: perEpoch - this.stepInEpoch, // a resumed epoch counts what is left
+      label: `epoch ${this.epoch + 1}/${cfg.epochs}${this.stepInEpoch > 0 ? ` (from batch ${this.stepInEpoch + 1})` : ""}`,
+      unit: "char",
+      unitsPerTick: cfg.batchSize * cfg.seqLength,
+      quiet: this.o.quiet,
+      stream: this.o.progressStream,
+    });
+    this.epochStart = epochStart;
+    while (this.stepInEpoch < perEpoch) {
+      if (this.stopping) return this.interrupt();
+      const batch = batcher.next();
+      if (batch.reset) this.carried = null;
+      await this.trainStep(batch);
+      if (cfg.sampleEvery > 0 && this.step % cfg.sampleEvery === 0) await this.printSample();
+      const stopNow = this.o.stopAfterSteps !== undefined && this.step >= this.o.stopAfterSteps;
+      if (this.stepInEpoch < perEpoch) {
+        if (stopNow) return this.interrupt();
+        if (cfg.saveEvery > 0 && this.step % cfg.saveEvery === 0) await this.save("running");
+      }
+    }
+    await this.readLosses();
+    this.progress.finish();
+  }
+  private epochStart = 0;
+
+  /** One step in one scope: forward, backward, clipping and the update run on the backend, nothing is read back. */
+  private async trainStep(batch: Batch): Promise<void> {
+    const { cfg, params, optimizer, modelRng } = this;
+    const stream = cfg.batching === "stream";
+    this.lr = learningRate(this.step, this.schedule);
+    const lr = this.lr;
+    // The scope frees the step's activations and keeps the loss, the gradient norm and the carried state.
+    const state = this.carried;
+    const out = scope(() => {
+      for (const p of params.values()) p.zeroGrad();
+      const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng: modelRng };
+      const res = this.o.model.forward(batch.inputs, batch.B, batch.T, opts);
+      res.loss!.backward();
+      const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
+      optimizer.step(lr);
+      return { loss: res.loss!, norm, state: stream ? (res.state ?? null) : null };
+    });
+    if (stream) {
+      disposeReplaced(state, out.state);
+      this.carried = out.state;
+    }
+    this.step++;
+    this.stepInEpoch++;
+    this.unread.push({ step: this.step, lr, loss: out.loss, norm: out.norm });
+    if (this.syncReads || this.step % cfg.logEvery === 0) await this.readLosses();
+  }
+
+  /** Stop mid-epoch: a checkpoint of where the run stands, to resume from. */
+  private async interrupt(): Promise<void> {
+    this.progress?.finish();
+    this.status = "interrupted";
+    await this.save("running");
+  }
+
+  /** End of epoch: validate, record, maybe stop early, checkpoint. */
+  async endEpoch(): Promise<void> {
+    const { cfg, stopper, params } = this;
+    const val = await evaluate(this.o.model, this.valIds, {
+      B: cfg.batchSize,
+      T: cfg.seqLength,
+      carry: cfg.batching === "stream",
+      maxChars: cfg.evalChars,
+    });
+    if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
+    const trainLoss = this.epochLossCount ? this.epochLossSum / this.epochLossCount : NaN;
+    this.epoch++;
+    this.stepInEpoch = 0;
+    this.epochLossSum = 0;
+    this.epochLossCount = 0;
+    const { epoch, step, lr } = this;
+    const seconds = (performance.now() - this.epochStart) / 1000;
+    const record = { epoch, step, trainLoss, valLoss: val.nats, lr, seconds };
+    this.history.push(record);
+    await this.metrics?.append({
+      type: "epoch",
+      ...record,
+      valBitsPerChar: val.bits,
+      time: this.elapsed(),
+    });
+    const { improved, stop } = await stopper.update(val.nats, epoch, params);
+    this.log(
+      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${val.nats.toFixed(4)} nats/char ` +
+        `(${val.bits.toFixed(3)} bits/char)${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
     );
-  };
+    if (cfg.sampleEvery === 0) await this.printSample();
+    await this.call(this.o.onEpoch, { ...record, valBitsPerChar: val.bits, improved, stop: this.stop });
+    const done = epoch >= cfg.epochs || stop;
+    if (done) {
+      if (cfg.restoreBest && stopper.bestEpoch !== epoch && stopper.restore(params)) {
+        this.log(
+          `restored the weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`,
+        );
+      }
+      this.status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
+      if (this.status === "early-stopped") {
+        this.log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
+        await this.metrics?.append({ type: "event", step, event: "early-stopped", time: this.elapsed() });
+      }
+    }
+    await this.save(done ? (this.status as RunStatus) : "running");
+    if (this.o.out && this.o.plot !== false) {
+      await writeLossCurve(this.o.out, this.history, `charlm ${this.o.splits.name}`);
+    }
+    const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
+    if (!done && (stopAfter || this.stopping)) this.status = "interrupted";
+  }
 
-  const printSample = async (): Promise<void> => {
-    if (cfg.sampleLength <= 0) return;
-    const text = await generateText(model, vocab, {
-      prime: "",
-      length: cfg.sampleLength,
-      temperature: 0.8,
-      seed: (cfg.seed + step) >>> 0,
-    });
-    log(`--- sample at step ${step} ---\n${text}\n---`);
-  };
-
-  // A resumed run replays the batch shuffles of the completed epochs from the seed (each new epoch generator
-  // reshuffles once, on its first batch); the current epoch's shuffle and skip happen at the top of the loop.
-  if (windows) for (let e = 0; e < epoch; e++) windows.batches().next();
-
-  let status: RunStatus | "interrupted" = "running";
-  let lastLogged = performance.now();
-  let lastLoggedStep = step;
-
-  // Losses and gradient norms of steps taken but not yet read back, oldest first.
-  const syncReads = [...params.values()].every((p) => p.backend.sync);
-  const unread: { step: number; lr: number; loss: Tensor; norm: Tensor }[] = [];
-  let progress: Progress | null = null; // the current epoch's bar
-  const readLosses = async (): Promise<void> => {
-    for (const u of unread.splice(0)) {
+  /** Read back the losses of the steps taken so far; log them, tell onStep, and fail on a non-finite one. */
+  private async readLosses(): Promise<void> {
+    const { cfg } = this;
+    for (const u of this.unread.splice(0)) {
       const loss = await u.loss.value();
       const [gradNorm] = await u.norm.read();
       u.loss.dispose();
       u.norm.dispose();
-      if (!Number.isFinite(loss)) diverged(`the loss became ${loss}`, u.step);
-      if (!Number.isFinite(gradNorm)) diverged(`the gradient norm became ${gradNorm}`, u.step);
-      epochLossSum += loss;
-      epochLossCount++;
-      stepLosses.push({ step: u.step, loss });
-      progress?.tick(1, `loss ${loss.toFixed(3)}  lr ${u.lr.toExponential(1)}`);
+      if (!Number.isFinite(loss)) this.diverged(`the loss became ${loss}`, u.step);
+      if (!Number.isFinite(gradNorm)) this.diverged(`the gradient norm became ${gradNorm}`, u.step);
+      this.epochLossSum += loss;
+      this.epochLossCount++;
+      this.stepLosses.push({ step: u.step, loss });
+      this.progress?.tick(1, `loss ${loss.toFixed(3)}  lr ${u.lr.toExponential(1)}`);
       if (u.step % cfg.logEvery === 0) {
         const now = performance.now();
-        const charsPerSec = ((u.step - lastLoggedStep) * B * T) / Math.max(1e-9, (now - lastLogged) / 1000);
-        lastLogged = now;
-        lastLoggedStep = u.step;
-        await metrics.append({
-          type: "step",
-          step: u.step,
-          epoch: epoch + 1,
-          loss,
-          lr: u.lr,
-          gradNorm,
-          charsPerSec,
-          time: elapsed(),
-        });
+        const chars = (u.step - this.lastLoggedStep) * cfg.batchSize * cfg.seqLength;
+        const charsPerSec = chars / Math.max(1e-9, (now - this.lastLogged) / 1000);
+        this.lastLogged = now;
+        this.lastLoggedStep = u.step;
+        const epoch = this.epoch + 1;
+        const line = { type: "step" as const, step: u.step, epoch, loss, lr: u.lr, gradNorm, charsPerSec };
+        await this.metrics?.append({ ...line, time: this.elapsed() });
       }
-    }
-  };
-  outer: while (epoch < cfg.epochs) {
-    const epochStart = performance.now();
-    const batches = windows ? windows.batches() : null;
-    if (batches && stepInEpoch > 0) {
-      for (let k = 0; k < stepInEpoch; k++) batches.next();
-    }
-    if (r && r.manifest.rng && dataRng.getState().join() !== r.manifest.rng.data.join() && step === r.manifest.step) {
-      throw new CharlmError(
-        `${o.out}: replaying the batch order did not reach the saved state; the training data or --seed changed since the checkpoint, resume with the same ones`,
-      );
-    }
-    progress = new Progress({
-      total: perEpoch - stepInEpoch, // a resumed epoch counts what is left
-      label: `epoch ${epoch + 1}/${cfg.epochs}${stepInEpoch > 0 ? ` (from batch ${stepInEpoch + 1})` : ""}`,
-      unit: "char",
-      unitsPerTick: B * T,
-      quiet: o.quiet,
-      stream: o.progressStream,
-    });
-    while (stepInEpoch < perEpoch) {
-      if (o.signal?.aborted) {
-        progress.finish();
-        status = "interrupted";
-        await save("running");
-        break outer;
-      }
-      let batch: Batch;
-      if (batches) {
-        batch = batches.next().value as Batch;
-      } else {
-        const b = streams!.next();
-        if (b.reset) carried = null;
-        batch = b;
-      }
-      lr = learningRate(step, schedule);
-      // One step in one scope: forward, backward, clipping and the update run on the backend, nothing is read back;
-      // the scope frees the step's activations and keeps the loss, the gradient norm and the carried state.
-      const state = carried;
-      const out = scope(() => {
-        for (const p of params.values()) p.zeroGrad();
-        const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng: modelRng };
-        const res = model.forward(batch.inputs, batch.B, batch.T, opts);
-        res.loss!.backward();
-        const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
-        optimizer.step(lr);
-        return { loss: res.loss!, norm, state: stream ? (res.state ?? null) : null };
+      await this.call(this.o.onStep, {
+        step: u.step,
+        epoch: this.epoch + 1,
+        loss,
+        lr: u.lr,
+        gradNorm,
+        stop: this.stop,
       });
-      if (stream) {
-        disposeReplaced(state, out.state);
-        carried = out.state;
-      }
-      step++;
-      stepInEpoch++;
-      unread.push({ step, lr, loss: out.loss, norm: out.norm });
-      // A backend whose values JavaScript sees (js, wasm) is read every step; a GPU backend only when logging.
-      if (syncReads || step % cfg.logEvery === 0) await readLosses();
-
-      if (cfg.sampleEvery > 0 && step % cfg.sampleEvery === 0) await printSample();
-      const stopNow = o.stopAfterSteps !== undefined && step >= o.stopAfterSteps;
-      if (
-        (cfg.saveEvery > 0 && step % cfg.saveEvery === 0 && stepInEpoch < perEpoch) ||
-        (stopNow && stepInEpoch < perEpoch)
-      ) {
-        await save("running");
-      }
-      if (stopNow && stepInEpoch < perEpoch) {
-        progress.finish();
-        status = "interrupted";
-        break outer;
-      }
-    }
-    await readLosses();
-    progress.finish();
-
-    // End of epoch: validate, record, maybe stop early, checkpoint.
-    const val = await evaluate(model, valIds, { B, T, carry: stream, maxChars: cfg.evalChars });
-    if (!Number.isFinite(val.nats)) diverged(`the validation loss became ${val.nats}`);
-    const trainLoss = epochLossCount ? epochLossSum / epochLossCount : NaN;
-    epoch++;
-    stepInEpoch = 0;
-    epochLossSum = 0;
-    epochLossCount = 0;
-    const seconds = (performance.now() - epochStart) / 1000;
-    history.push({ epoch, step, trainLoss, valLoss: val.nats, lr, seconds });
-    await metrics.append({
-      type: "epoch",
-      step,
-      epoch,
-      trainLoss,
-      valLoss: val.nats,
-      valBitsPerChar: val.bits,
-      lr,
-      seconds,
-      time: elapsed(),
-    });
-    const { improved, stop } = await stopper.update(val.nats, epoch, params);
-    log(
-      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${val.nats.toFixed(4)} nats/char ` +
-        `(${val.bits.toFixed(3)} bits/char)${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
-    );
-    if (cfg.sampleEvery === 0) await printSample();
-    const done = epoch >= cfg.epochs || stop;
-    if (done) {
-      if (cfg.restoreBest && stopper.bestEpoch !== epoch && stopper.restore(params)) {
-        log(`restored the weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`);
-      }
-      status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
-      if (status === "early-stopped") {
-        log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
-        await metrics.append({ type: "event", step, event: "early-stopped", time: elapsed() });
-      }
-    }
-    await save(done ? (status as RunStatus) : "running");
-    if (o.plot !== false) await writeLossCurve(o.out, history, `charlm ${o.splits.name}`);
-    if (done) break;
-    if (o.stopAfterSteps !== undefined && step >= o.stopAfterSteps) {
-      status = "interrupted";
-      break;
     }
   }
 
-  return {
-    status,
-    step,
-    epoch,
-    history,
-    bestValLoss: Number.isFinite(stopper.best) ? stopper.best : null,
-    stepLosses,
-    manifest: lastManifest,
-    elapsedSeconds: elapsed(),
-  };
+  /** Checkpoint into `out` (in memory: only the check that the weights are finite). */
+  private async save(status: RunStatus): Promise<void> {
+    await this.readLosses();
+    for (const [name, p] of this.params) {
+      const w = await p.read();
+      for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) this.diverged(`parameter ${name} is not finite`);
+    }
+    const { o, stopper } = this;
+    if (!o.out) return;
+    this.lastManifest = await saveCheckpoint(o.out, {
+      model: o.model,
+      vocab: o.vocab,
+      optimizer: this.optimizer,
+      rng: { model: this.modelRng, data: this.dataRng },
+      step: this.step,
+      epoch: this.epoch,
+      stepInEpoch: this.stepInEpoch,
+      batcher: this.batcher.getState(),
+      carriedState: this.cfg.batching === "stream" ? this.carried : null,
+      history: this.history,
+      bestValLoss: Number.isFinite(stopper.best) ? stopper.best : null,
+      earlyStopping: stopper.getState(),
+      bestWeights: stopper.bestWeights,
+      trainConfig: this.cfg,
+      preset: o.preset ?? null,
+      dataName: o.splits.name,
+      elapsedSeconds: this.elapsed(),
+      status,
+      partialEpochLoss: { sum: this.epochLossSum, count: this.epochLossCount },
+      initFrom: o.initFrom ?? o.resume?.manifest.initFrom ?? null,
+    });
+    this.lastSavedStep = this.step;
+    const { step, epoch, lastManifest: manifest } = this;
+    await this.call(o.onCheckpoint, { dir: o.out, step, epoch, status, manifest, stop: this.stop });
+  }
+
+  private async call<I>(cb: TrainCallback<I> | undefined, info: I): Promise<void> {
+    if (cb && (await cb(info)) === false) this.stopAsked = true;
+  }
+
+  private diverged(what: string, at = this.step + 1): never {
+    const kept =
+      this.lastSavedStep === null
+        ? "no checkpoint had been saved yet"
+        : `the last good checkpoint (step ${this.lastSavedStep}) in ${this.o.out} is kept`;
+    throw new CharlmError(
+      `training diverged at step ${at} (epoch ${this.epoch + 1}): ${what}; the learning rate ${this.cfg.lr} is probably too high for this model, lower --lr or set --clip; ${kept}`,
+    );
+  }
+
+  private async printSample(): Promise<void> {
+    const { cfg } = this;
+    if (cfg.sampleLength <= 0) return;
+    const text = await generateText(this.o.model, this.o.vocab, {
+      prime: "",
+      length: cfg.sampleLength,
+      temperature: 0.8,
+      seed: (cfg.seed + this.step) >>> 0,
+    });
+    this.log(`--- sample at step ${this.step} ---\n${text}\n---`);
+  }
+
+  result(): TrainResult {
+    const { status, step, epoch, history, stepLosses, stopper } = this;
+    const bestValLoss = Number.isFinite(stopper.best) ? stopper.best : null;
+    const manifest = this.lastManifest;
+    return { status, step, epoch, history, bestValLoss, stepLosses, manifest, elapsedSeconds: this.elapsed() };
+  }
 }
 
 /** Seed-derived RNG states a fresh run starts from (exported for tests). */

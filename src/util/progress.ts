@@ -1,6 +1,13 @@
 // Progress on long work: a redrawn bar with rate and ETA on a terminal, plain lines every few seconds otherwise
 // (so CI logs and `| tee` stay readable).
 
+/** A text sink with an optional terminal flag: process.stderr, or anything with write(). */
+export interface TextStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
 export interface ProgressOptions {
   /** Total units of work (steps, bytes, characters). */
   total: number;
@@ -9,7 +16,7 @@ export interface ProgressOptions {
   /** Unit name for the rate, e.g. "char" gives "char/s". */
   unit?: string;
   /** Where to write; default process.stderr. */
-  stream?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stream?: TextStream;
   /** Seconds between plain lines when the stream is not a terminal. */
   plainInterval?: number;
   /** Rate is measured in these units per tick (e.g. characters per step); default 1. */

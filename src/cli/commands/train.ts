@@ -40,7 +40,7 @@ import {
   FINE_TUNE_LR_FACTOR,
   FIXED_BY_SOURCE,
 } from "../../train/fine-tune.js";
-import { train, type ResumeState } from "../../train/loop.js";
+import { trainLoop, type ResumeState } from "../../train/loop.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
 import { formatDuration } from "../../util/progress.js";
 import { Rng } from "../../util/rng.js";
@@ -295,7 +295,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
 
   const stop = stopOnSignals("saving a checkpoint");
   try {
-    const result = await train({
+    const result = await trainLoop({
       config: cfg,
       model,
       vocab,
