@@ -1,4 +1,11 @@
-// charlm's library entry point: data -> engine -> models -> train -> sample, in the order data flows.
+// charlm's library entry point. First the three calls most programs need (see README "Library"), then the layers
+// beneath them: data -> engine -> models -> train -> sample, in the order data flows.
+export { train, load, TrainedModel } from "./api.js";
+export type { TrainOptions, LoadOptions, InMemoryData } from "./api.js";
+// tune: export { tune } from "./tune/index.js";
+export { CharModel } from "./sample/model.js";
+export type { GenerateRequest } from "./sample/model.js";
+export type { StepInfo, EpochInfo, CheckpointInfo, TrainCallbacks } from "./train/loop.js";
 export { Rng } from "./util/rng.js";
 export type { RngState } from "./util/rng.js";
 export { CharlmError, UsageError } from "./util/errors.js";

@@ -3,18 +3,7 @@
 // round-trip per character. The sampler yields one character at a time; between characters the page gets the
 // main thread back every few milliseconds so the text paints as it appears and Stop stays clickable.
 
-import { Vocab } from "../src/data/vocab.js";
-import { setBackend } from "../src/engine/backends/index.js";
-import { jsBackend } from "../src/engine/backends/js.js";
-import { createWasmBackend } from "../src/engine/backends/wasm.js";
-import type { LanguageModel } from "../src/models/contract.js";
-import { buildModel } from "../src/models/registry.js";
-import { parseModelConfig } from "../src/models/config.js";
-import { generate } from "../src/sample/generate.js";
-import type { Manifest } from "../src/checkpoint/checkpoint.js";
-import { loadWeightsInto } from "../src/checkpoint/weights.js";
-import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
-import { Rng } from "../src/util/rng.js";
+import { load, useKernels, type BrowserModel } from "../src/browser.js";
 
 export interface Settings {
   model: string;
@@ -26,22 +15,7 @@ export interface Settings {
   seed: number | undefined;
 }
 
-interface Loaded {
-  model: LanguageModel;
-  vocab: Vocab;
-  bytes: number;
-}
-
 const api = (name: string, what: string) => `/api/models/${encodeURIComponent(name)}/${what}`;
-
-async function fetchOk(url: string): Promise<Response> {
-  const res = await fetch(url);
-  if (!res.ok) {
-    const body = (await res.json().catch(() => null)) as { error?: string } | null;
-    throw new Error(body?.error ?? `${url}: HTTP ${res.status}`);
-  }
-  return res;
-}
 
 /** A fresh 32-bit seed from the browser's generator (the sampler itself draws only from the seeded Rng). */
 function randomSeed(): number {
@@ -51,40 +25,21 @@ function randomSeed(): number {
 const nextFrame = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 export class LocalModels {
-  private readonly models = new Map<string, Promise<Loaded>>();
-  private backend: Promise<string> | null = null;
+  private readonly models = new Map<string, Promise<BrowserModel>>();
 
   /** Switch the engine to wasm once; fall back to the js kernels if the module is missing or will not start. */
   private useBackend(): Promise<string> {
-    this.backend ??= (async () => {
-      try {
-        const bytes = await (await fetchOk("/kernels.wasm")).arrayBuffer();
-        setBackend(await createWasmBackend(bytes));
-        return "wasm";
-      } catch (err) {
-        console.warn("charlm: wasm kernels unavailable, using the js kernels:", err);
-        setBackend(jsBackend);
-        return "js";
-      }
-    })();
+    const backend = useKernels("/kernels.wasm");
     // Exposed for the end-to-end test and for curious readers of the console.
-    void this.backend.then((name) => ((globalThis as { charlmBackend?: string }).charlmBackend = name));
-    return this.backend;
+    void backend.then((name) => ((globalThis as { charlmBackend?: string }).charlmBackend = name));
+    return backend;
   }
 
   /** The model, downloaded on first use and kept for the rest of the visit. */
-  load(name: string): Promise<Loaded> {
+  load(name: string): Promise<BrowserModel> {
     let p = this.models.get(name);
     if (!p) {
-      p = (async () => {
-        const [manifest, weights] = await Promise.all([
-          fetchOk(api(name, "manifest")).then((r) => r.json() as Promise<Manifest>),
-          fetchOk(api(name, "weights")).then((r) => r.arrayBuffer()),
-        ]);
-        const model = buildModel(parseModelConfig(manifest.model, `${name}: model`), new Rng(0));
-        loadWeightsInto(model, decodeSafetensors(new Uint8Array(weights), `${name}/model.safetensors`), name);
-        return { model, vocab: Vocab.fromJSON(manifest.vocab), bytes: weights.byteLength };
-      })();
+      p = load({ manifest: api(name, "manifest"), weights: api(name, "weights") }, { wasm: "/kernels.wasm" });
       // A failed download is not cached: the next click tries again.
       p.catch(() => this.models.delete(name));
       this.models.set(name, p);
@@ -113,7 +68,7 @@ export class LocalModels {
     let n = 0;
     let out = "";
     let lastYield = performance.now();
-    for await (const ch of generate(loaded.model, loaded.vocab, {
+    for await (const ch of loaded.stream({
       prime: s.prime,
       length: s.length,
       temperature: s.temperature,

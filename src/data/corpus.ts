@@ -42,9 +42,14 @@ export async function loadCorpus(paths: string[], opts: CorpusOptions = {}): Pro
     const what = files.length === 1 ? files[0] : `${files.length} files (${paths.join(", ")})`;
     throw new CharlmError(`${what}: the corpus is empty; give a non-empty UTF-8 text file`);
   }
+  return { ...splitText(text, fraction), files };
+}
+
+/** Hold out the last `fraction` of the characters (code points) of `text` as validation. */
+export function splitText(text: string, fraction: number): { text: string; train: string; validation: string } {
   const n = codePointLength(text);
   const cut = codePointIndex(text, n - Math.ceil(n * fraction));
-  return { text, train: text.slice(0, cut), validation: text.slice(cut), files };
+  return { text, train: text.slice(0, cut), validation: text.slice(cut) };
 }
 
 /** A path -> the text files it names: itself, or the .txt files under a directory, sorted by path. */

@@ -12,8 +12,11 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { CharlmError } from "../util/errors.js";
-import { Progress } from "../util/progress.js";
+import { Progress, type TextStream } from "../util/progress.js";
 import { sha256, writeAtomic } from "./files.js";
+
+/** Environment variables (process.env), typed without Node's types so the published types need none. */
+type Env = Record<string, string | undefined>;
 
 /** A downloadable, checksummed text corpus with predefined splits (character index ranges, end exclusive). */
 export interface DatasetSpec {
@@ -42,11 +45,11 @@ export interface LoadTinyShakespeareOptions {
   /** No progress bar or notes on stderr. */
   quiet?: boolean;
   /** Where to write notes and the progress bar; default process.stderr. */
-  log?: NodeJS.WritableStream;
+  log?: TextStream;
   /** Override the dataset (tests serve a small file from a local HTTP server). */
   spec?: DatasetSpec;
   /** Environment to read CHARLM_TINYSHAKESPEARE / cache variables from (tests); default process.env. */
-  env?: NodeJS.ProcessEnv;
+  env?: Env;
 }
 
 export interface TinyShakespeare {
@@ -59,7 +62,7 @@ export interface TinyShakespeare {
 }
 
 /** The cache directory charlm uses: $CHARLM_CACHE_DIR, else $XDG_CACHE_HOME/charlm, else ~/.cache/charlm. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+export function defaultCacheDir(env: Env = process.env): string {
   if (env.CHARLM_CACHE_DIR) return env.CHARLM_CACHE_DIR;
   return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "charlm");
 }
@@ -147,7 +150,7 @@ function withSplits(bytes: Uint8Array, spec: DatasetSpec, source: string): TinyS
   };
 }
 
-async function download(spec: DatasetSpec, quiet: boolean, log: NodeJS.WritableStream): Promise<Uint8Array> {
+async function download(spec: DatasetSpec, quiet: boolean, log: TextStream): Promise<Uint8Array> {
   let res: Response;
   try {
     res = await fetch(spec.url);

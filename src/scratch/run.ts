@@ -7,7 +7,7 @@ import { loadSplits, type Splits } from "../data/corpus.js";
 import { describe, Vocab } from "../data/vocab.js";
 import { codePointLength } from "../data/utf8.js";
 import { CharlmError, UsageError } from "../util/errors.js";
-import { Progress } from "../util/progress.js";
+import { Progress, type TextStream } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { loadScratchCheckpoint, MANIFEST_FILE, saveScratchCheckpoint, type ScratchManifest } from "./checkpoint.js";
 import { ScratchRNN } from "./rnn.js";
@@ -36,7 +36,7 @@ export interface ScratchTrainOptions {
   /** Where lines go (resolved config, samples, results); default process.stdout. */
   print?: (line: string) => void;
   /** Progress bar stream; default process.stderr. */
-  progressStream?: NodeJS.WritableStream;
+  progressStream?: TextStream;
   /** Checked between updates; true stops training early (the CLI wires Ctrl-C here). */
   stopped?: () => boolean;
 }

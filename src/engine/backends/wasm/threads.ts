@@ -1,9 +1,13 @@
 // How many threads the wasm backend runs on: `{ threads }` if given, else CHARLM_THREADS, else every core up to a
 // cap (Node), or 1 (browsers, and wherever SharedArrayBuffer is missing). The CLI prints the count it gets back.
 
-import { availableParallelism } from "node:os";
 import { CharlmError } from "../../../util/errors.js";
 import { isNode } from "./load.js";
+
+// Node's core count. node:os is imported by a computed name, in Node only, so that bundles for the browser
+// (charlm/browser, the web page) contain no Node built-in.
+const os: { availableParallelism?: () => number } | null = isNode() ? await import(["node", "os"].join(":")) : null;
+const availableParallelism = os?.availableParallelism;
 
 /** The most threads `{ threads }` / CHARLM_THREADS accept. */
 export const MAX_THREADS = 64;
