@@ -8,6 +8,7 @@ import type { ModelConfig } from "../models/config.js";
 import { checkRange } from "../cli/flags.js";
 import { totalmem } from "node:os";
 import { Vocab } from "../data/vocab.js";
+import { INIT_SCHEMES, type InitScheme } from "../nn/init.js";
 import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 import type { OptimizerName } from "./optimizers.js";
@@ -52,6 +53,8 @@ export interface TrainConfig {
   saveEvery: number; // also checkpoint every this many steps (0 = at the end of each epoch only)
   logEvery: number; // write a step line to metrics.jsonl every this many steps
   seed: number; // seeds initialisation, shuffling and dropout: same seed, same run
+  init: InitScheme; // initialisers of a new recurrent model: keras (U(±0.05), Glorot, orthogonal) or torch (PyTorch's)
+  timeLimit: number; // seconds of training in all, resumes included; then evaluate, checkpoint and stop (0 = none)
   backend: "auto" | "js" | "wasm" | "webgpu"; // kernel backend (auto: webgpu on a GPU, else wasm, else js)
 }
 
@@ -94,6 +97,8 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   saveEvery: 0,
   logEvery: 10,
   seed: 1,
+  init: "keras",
+  timeLimit: 0,
   backend: "js",
 };
 
@@ -141,6 +146,17 @@ export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
   saveEvery: { type: "int", min: 0, help: "also checkpoint every N steps (0 = epoch ends only)" },
   logEvery: { type: "int", min: 1, help: "metrics.jsonl step line every N steps" },
   seed: { type: "int", min: 0, max: 0xffffffff, help: "random seed" },
+  init: {
+    type: "string",
+    choices: INIT_SCHEMES,
+    help: "initialisation: keras (embedding U(±0.05), Glorot, orthogonal, forget bias 1) or torch (PyTorch's defaults)",
+  },
+  timeLimit: {
+    type: "float",
+    min: 0,
+    arg: "SECONDS",
+    help: "stop after this much training time in all (resumes included): evaluate, checkpoint, stop (0 = none)",
+  },
   backend: {
     type: "string",
     choices: ["auto", "js", "wasm", "webgpu"],

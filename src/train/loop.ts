@@ -166,6 +166,11 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         `${o.out}: this run has already trained ${epoch} epoch(s) of ${cfg.epochs}; raise --epochs to train further`,
       );
     }
+    if (cfg.timeLimit > 0 && elapsedBefore >= cfg.timeLimit) {
+      throw new CharlmError(
+        `${o.out}: this run has already trained ${elapsedBefore.toFixed(1)} s of its --time-limit ${cfg.timeLimit}; raise --time-limit to train further`,
+      );
+    }
     await metrics.truncateAfter(step);
   } else {
     await metrics.reset();
@@ -342,6 +347,26 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         status = "interrupted";
         break outer;
       }
+      // The time limit ends a run cleanly mid-epoch too: the validation loss where it stopped, then a checkpoint that
+      // a resume with a larger --time-limit continues from (the epoch's remaining batches first).
+      if (cfg.timeLimit > 0 && elapsed() >= cfg.timeLimit && stepInEpoch < perEpoch) {
+        await readLosses();
+        progress.finish();
+        const val = await evaluate(model, valIds, { B, T, carry: stream, maxChars: cfg.evalChars });
+        if (!Number.isFinite(val.nats)) diverged(`the validation loss became ${val.nats}`);
+        await metrics.append({
+          type: "eval",
+          step,
+          epoch: epoch + 1,
+          valLoss: val.nats,
+          valBitsPerChar: val.bits,
+          time: elapsed(),
+        });
+        log(`time limit of ${cfg.timeLimit} s reached at step ${step}: val ${val.nats.toFixed(4)} nats/char`);
+        status = "time-limit";
+        await save("time-limit");
+        break outer;
+      }
     }
     await readLosses();
     progress.finish();
@@ -384,9 +409,14 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         await metrics.append({ type: "event", step, event: "early-stopped", time: elapsed() });
       }
     }
-    await save(done ? (status as RunStatus) : "running");
+    const timeUp = !done && cfg.timeLimit > 0 && elapsed() >= cfg.timeLimit;
+    if (timeUp) {
+      status = "time-limit";
+      log(`time limit of ${cfg.timeLimit} s reached at step ${step}`);
+    }
+    await save(done ? (status as RunStatus) : timeUp ? "time-limit" : "running");
     if (o.plot !== false) await writeLossCurve(o.out, history, `charlm ${o.splits.name}`);
-    if (done) break;
+    if (done || timeUp) break;
     if (o.stopAfterSteps !== undefined && step >= o.stopAfterSteps) {
       status = "interrupted";
       break;

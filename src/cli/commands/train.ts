@@ -58,6 +58,7 @@ const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "optimizer",
   "seed",
   "validationFraction",
+  "init",
 ];
 
 const schema = {
@@ -268,7 +269,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     model = loaded.model;
   } else {
     vocab = buildTrainVocab(cfg, splits.text);
-    model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+    model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed), cfg.init);
   }
 
   const say = (line: string): void => void process.stdout.write(line + "\n");
@@ -325,7 +326,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
       return exitCode;
     }
     say(
-      `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
+      `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : result.status === "time-limit" ? `; train further with: charlm train --resume ${out} --time-limit SECONDS` : ""})`,
     );
     return exitCode;
   } finally {
