@@ -69,6 +69,7 @@ export interface TrialRecord {
   rung: number; // halving: the rung it trains in (or reached); random: 0
   error: string | null;
   outcome: TrialOutcome | null;
+  pid: number | null; // the trainer's process while it runs (a search killed with it running stops it when resumed)
 }
 
 /** What defines a search: a re-run must give the same (or nothing) to continue it. */
@@ -106,6 +107,7 @@ export interface SearchResult {
 
 /** Run (or continue) a search. */
 export async function runSearch(o: TuneOptions): Promise<SearchResult> {
+  if (o.space?.length) defineSearch(o); // a bad space fails before anything is written
   await makeDir(o.out);
   const lock = await lockDir(o.out);
   try {
@@ -269,15 +271,19 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
 
   /** Whether a trial has trained as far as its current budget asks (or can go no further). */
   const reached = (t: TrialRecord, out: TrialOutcome): boolean => {
-    if (out.runStatus === "finished" || out.runStatus === "early-stopped") return true;
     const b = def.budgets?.[t.rung];
-    if (b === undefined) return false;
-    return def.budget === "time" ? out.runStatus === "time-limit" && out.seconds >= b : out.epochs >= b;
+    if (out.runStatus === "early-stopped") return true;
+    if (def.budget === "epochs" && b !== undefined) return out.epochs >= b;
+    if (out.runStatus === "finished") return true;
+    return b !== undefined && out.runStatus === "time-limit" && out.seconds >= b;
   };
+  /** A run that stopped early, or (time budgets) trained all its epochs, can train no further. */
+  const over = (out: TrialOutcome | null): boolean =>
+    out?.runStatus === "early-stopped" || (def.budget === "time" && out?.runStatus === "finished");
 
   const launch = async (t: TrialRecord): Promise<void> => {
     const dir = dirOf(t);
-    await stopOrphan(dir); // a trainer a killed search left running
+    await stopOrphan(dir, t.pid); // a trainer a killed search left running
     const before = await readOutcome(dir);
     if (before.runStatus !== null && reached(t, before)) {
       // It ended while the search was not watching (killed between the trial's end and the state write).
@@ -310,10 +316,11 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
       );
     }
     t.state = "running";
-    await save();
     const what = b === undefined ? "" : ` rung ${t.rung + 1}, budget ${b}${unit}`;
     log(`${stamp()} trial ${t.id} ${resumed ? "resumes" : "starts"}${what}: ${shown(t)}`);
     const run = startTrain(args, path.join(o.out, "trials", `${t.id}.log`));
+    t.pid = run.pid;
+    await save();
     active.set(t.id, { trial: t, run, ended: run.done.then(() => t.id) });
   };
 
@@ -321,6 +328,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
     const { trial: t, run } = active.get(id)!;
     active.delete(id);
     const { code, lastError } = await run.done;
+    t.pid = null;
     const out = await readOutcome(dirOf(t));
     t.outcome = out;
     if (o.signal?.aborted && (code === 130 || code === 143)) {
@@ -344,6 +352,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
       rung: state.rung,
       error: null,
       outcome: null,
+      pid: null,
     };
     state.trials.push(t);
     await save();
@@ -372,9 +381,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
     state.rung++;
     for (const t of keep) {
       t.rung = state.rung;
-      // A run that has finished its epochs or stopped early can train no further: it keeps its result.
-      const over = t.outcome!.runStatus === "finished" || t.outcome!.runStatus === "early-stopped";
-      t.state = over ? "done" : "pending";
+      t.state = over(t.outcome) ? "done" : "pending"; // one that can go no further keeps its result
     }
     log(
       `${stamp()} rung ${state.rung} ended: ${keep.map((t) => t.id).join(", ")} promoted to rung ${state.rung + 1} (budget ${def.budgets![state.rung]}${unit}) of ${members.length}`,

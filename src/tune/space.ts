@@ -79,10 +79,12 @@ export function parseSpaceArg(arg: string): Dimension {
 function parseSpec(key: keyof TrainConfig, spec: FlagSpec, text: string, where: string): Dimension {
   const parts = text.split(":");
   const num = (t: string): number => Number(valueFrom(t, spec, where));
-  if (parts[0] === "log" && parts.length === 3) return range(key, spec, num(parts[1]), num(parts[2]), true, where);
-  if (parts.length === 2 && (spec.type === "int" || spec.type === "float")) {
-    return range(key, spec, num(parts[0]), num(parts[1]), false, where);
+  const isRange = (parts[0] === "log" && parts.length === 3) || parts.length === 2;
+  if (isRange && spec.type !== "int" && spec.type !== "float") {
+    throw new CharlmError(`${where}: ${key} is not a number field; list its values instead (a,b,c)`);
   }
+  if (parts[0] === "log" && parts.length === 3) return range(key, spec, num(parts[1]), num(parts[2]), true, where);
+  if (parts.length === 2) return range(key, spec, num(parts[0]), num(parts[1]), false, where);
   if (parts.length !== 1) {
     throw new CharlmError(`${where}: '${text}' is not a spec; write log:LO:HI, LO:HI or a list a,b,c`);
   }

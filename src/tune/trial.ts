@@ -18,6 +18,7 @@ export function cliCommand(): string[] {
 }
 
 export interface TrialRun {
+  pid: number | null;
   /** Exit code of the child (143 when stopped by SIGTERM: it saved a checkpoint first). */
   done: Promise<{ code: number; lastError: string }>;
   /** Ask the child to save and stop. */
@@ -48,28 +49,32 @@ export function startTrain(args: string[], logFile: string): TrialRun {
       log.end(() => resolve({ code: code ?? (signal === "SIGKILL" ? 137 : 143), lastError }));
     });
   });
-  return { done, stop: () => child.kill("SIGTERM") };
+  return { pid: child.pid ?? null, done, stop: () => child.kill("SIGTERM") };
 }
 
 /**
  * A trainer left running by a search that was killed (SIGKILL leaves its children alive): ask it to save and stop,
- * and wait until its lock is gone, so the search can resume the run itself.
+ * and wait until it has gone, so the search can resume the run itself. It is found by the process id the search
+ * recorded when it started it, and by the run directory's lock (the recorded one may not have taken it yet).
  */
-export async function stopOrphan(dir: string): Promise<void> {
-  const pid = await lockHolder(dir);
-  if (pid === null || pid === process.pid) return;
-  try {
-    process.kill(pid, "SIGTERM");
-  } catch {
-    return; // gone already: its stale lock is taken over by the next writer
-  }
-  for (let i = 0; i < 600; i++) {
-    await new Promise((r) => setTimeout(r, 100));
+export async function stopOrphan(dir: string, recorded: number | null): Promise<void> {
+  const pids = new Set([recorded, await lockHolder(dir)].filter((p): p is number => p !== null && p !== process.pid));
+  const alive = (pid: number): boolean => {
     try {
       process.kill(pid, 0);
+      return true;
     } catch {
-      return;
+      return false;
     }
+  };
+  for (const pid of pids) {
+    if (!alive(pid)) continue;
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      continue;
+    }
+    for (let i = 0; i < 600 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   }
 }
 
