@@ -40,7 +40,7 @@ export function resultRows(state: SearchState): ResultRow[] {
         : t.state === "pending" && !t.outcome?.runStatus
           ? "not started"
           : t.state === "running"
-            ? `stopped (${t.outcome?.runStatus ?? "no checkpoint"})`
+            ? "interrupted"
             : (t.outcome?.runStatus ?? "?"),
     dir: path.join("trials", t.id),
   }));

@@ -93,6 +93,7 @@ export interface SearchState {
   rung: number; // halving: the rung being trained
   elapsedSeconds: number; // wall time of the search's earlier sessions
   timeSeconds: number | null;
+  jobs: number; // trials at once (the last session's, unless a re-run gives another)
   status: "running" | "finished" | "interrupted";
   trials: TrialRecord[];
 }
@@ -214,7 +215,12 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
         );
       }
     }
-    state = { ...saved, status: "running", timeSeconds: o.timeSeconds ?? saved.timeSeconds };
+    state = {
+      ...saved,
+      status: "running",
+      timeSeconds: o.timeSeconds ?? saved.timeSeconds,
+      jobs: o.jobs ?? saved.jobs,
+    };
     const done = state.trials.filter((t) => t.state === "done" || t.state === "failed").length;
     log(`continuing the search in ${o.out}: ${done} of ${state.trials.length} trial(s) ended before`);
   } else {
@@ -232,6 +238,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
       rung: 0,
       elapsedSeconds: 0,
       timeSeconds: o.timeSeconds ?? null,
+      jobs: o.jobs ?? 1,
       status: "running",
       trials: [],
     };
@@ -250,7 +257,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
   const def = state.definition;
   const dims = def.space.map(parseSpaceArg);
   const rng = new Rng(state.rng);
-  const jobs = Math.max(1, o.jobs ?? 1);
+  const jobs = Math.max(1, state.jobs);
   const threads = Math.max(1, Math.floor((o.cores ?? availableParallelism()) / jobs));
   const session0 = performance.now();
   const searchSeconds = (): number => state.elapsedSeconds + (performance.now() - session0) / 1000;
