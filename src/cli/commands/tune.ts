@@ -136,6 +136,12 @@ export const tuneCommand = defineCommand({
         `results: ${["results.md", "results.csv", "results.json", "val-loss.svg"].map((f) => path.join(flags.out, f)).join(", ")}`,
       );
       if (flags.apply) say(`wrote ${flags.apply}: train with it using charlm train --config ${flags.apply}`);
+      if (top?.bestValLoss == null && result.status === "finished") {
+        process.stderr.write(
+          `charlm tune: no trial reached a validation loss; see the trials' logs in ${path.join(flags.out, "trials")}\n`,
+        );
+        return 1;
+      }
       if (result.status === "interrupted") {
         say(`search stopped; continue it with: charlm tune --out ${flags.out}`);
         return stop.exitCode() || 130;
