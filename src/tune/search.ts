@@ -276,13 +276,18 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
 
   const active = new Map<string, { trial: TrialRecord; run: TrialRun; ended: Promise<string> }>();
 
+  /** The training seconds a trial's current budget allows (its time budget, else its config's limit; 0 = none). */
+  const seconds = (t: TrialRecord): number => {
+    const b = def.budgets?.[t.rung];
+    return def.budget === "time" && b !== undefined ? b : def.base.timeLimit;
+  };
   /** Whether a trial has trained as far as its current budget asks (or can go no further). */
   const reached = (t: TrialRecord, out: TrialOutcome): boolean => {
     const b = def.budgets?.[t.rung];
     if (out.runStatus === "early-stopped") return true;
     if (def.budget === "epochs" && b !== undefined) return out.epochs >= b;
     if (out.runStatus === "finished") return true;
-    return b !== undefined && out.runStatus === "time-limit" && out.seconds >= b;
+    return out.runStatus === "time-limit" && seconds(t) > 0 && out.seconds >= seconds(t);
   };
   /** A run that stopped early, or (time budgets) trained all its epochs, can train no further. */
   const over = (out: TrialOutcome | null): boolean =>
@@ -307,8 +312,7 @@ async function searchLocked(o: TuneOptions): Promise<SearchResult> {
       : ["--config", path.join(o.out, "trials", `${t.id}.json`), "--out", dir];
     if (!resumed && def.preset) args.push("--preset", def.preset);
     // The time a trial may train: its budget, and never past the end of the search.
-    let limit = def.budget === "time" && b !== undefined ? b : def.base.timeLimit > 0 ? def.base.timeLimit : Infinity;
-    limit = Math.min(limit, before.seconds + timeLeft());
+    const limit = Math.min(seconds(t) || Infinity, before.seconds + timeLeft());
     if (Number.isFinite(limit)) args.push("--time-limit", String(Number(limit.toFixed(3))));
     if (def.budget === "epochs" && b !== undefined) args.push("--epochs", String(b));
     args.push("--threads", String(threads), "--quiet");
