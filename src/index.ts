@@ -2,7 +2,7 @@
 // beneath them: data -> engine -> models -> train -> sample, in the order data flows.
 export { train, load, TrainedModel } from "./api.js";
 export type { TrainOptions, LoadOptions, InMemoryData } from "./api.js";
-// tune: export { tune } from "./tune/index.js";
+export { tune, type TuneOptions, type TuneResult } from "./tune/index.js";
 export { CharModel } from "./sample/model.js";
 export type { GenerateRequest } from "./sample/model.js";
 export type { StepInfo, EpochInfo, CheckpointInfo, TrainCallbacks } from "./train/loop.js";

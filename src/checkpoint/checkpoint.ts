@@ -61,7 +61,8 @@ export interface EpochRecord {
   seconds: number; // wall time of the epoch
 }
 
-export type RunStatus = "running" | "finished" | "early-stopped";
+// "time-limit": the run reached its timeLimit; raising it and resuming trains further.
+export type RunStatus = "running" | "finished" | "early-stopped" | "time-limit";
 
 export interface Manifest {
   format: typeof CHECKPOINT_FORMAT;

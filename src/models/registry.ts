@@ -3,6 +3,7 @@
 
 import { Dense } from "../nn/dense.js";
 import { Embedding } from "../nn/embedding.js";
+import type { InitScheme } from "../nn/init.js";
 import { RecurrentLayer } from "../nn/recurrent.js";
 import { CharlmError } from "../util/errors.js";
 import type { Rng } from "../util/rng.js";
@@ -14,9 +15,10 @@ import { RnnModel } from "./rnn.js";
 /**
  * Build a freshly initialised model; all draws come from rng, so the same seed gives the same weights. With rng
  * null the parameters are zeros: use that when weights are loaded next (checkpoints) or only the shapes matter
- * (summary), since the orthogonal init of a 1024-unit LSTM costs seconds.
+ * (summary), since the orthogonal init of a 1024-unit LSTM costs seconds. `init` picks the recurrent model's
+ * initialisers, Keras' or PyTorch's (see InitScheme); a GPT has one initialisation for both.
  */
-export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel {
+export function buildModel(config: ModelConfig, rng: Rng | null, init: InitScheme = "keras"): LanguageModel {
   const cfg = parseModelConfig(config);
   const n = estimateParams(cfg);
   if (n > MAX_PARAMETERS) {
@@ -26,7 +28,7 @@ export function buildModel(config: ModelConfig, rng: Rng | null): LanguageModel 
   }
   switch (cfg.type) {
     case "rnn":
-      return new RnnModel(cfg, rng);
+      return new RnnModel(cfg, rng, init);
     case "gpt":
       return new GptModel(cfg, rng);
     default:

@@ -17,6 +17,7 @@ import { Tensor } from "../engine/tensor.js";
 import { Dense } from "../nn/dense.js";
 import { Dropout } from "../nn/dropout.js";
 import { Embedding } from "../nn/embedding.js";
+import type { InitScheme } from "../nn/init.js";
 import type { Layer } from "../nn/layer.js";
 import { recurrentLayer, type RecurrentLayer } from "../nn/recurrent.js";
 import { CharlmError } from "../util/errors.js";
@@ -46,16 +47,19 @@ export class RnnModel implements LanguageModel {
   /** Dropout draws when the caller passes no rng. */
   private readonly ownRng: Rng;
 
-  /** rng null: all parameters zero, for a model whose weights are loaded next (skips the O(H³) init). */
-  constructor(config: RnnModelConfig, rng: Rng | null) {
+  /**
+   * rng null: all parameters zero, for a model whose weights are loaded next (skips the O(H³) init). `init` picks
+   * Keras' or PyTorch's initialisers (see InitScheme in nn/init.ts).
+   */
+  constructor(config: RnnModelConfig, rng: Rng | null, init: InitScheme = "keras") {
     this.config = { ...config };
     const { vocabSize: V, embedding: E, units: H, layers: L, cell } = config;
     // Draw order is part of the determinism contract: embedding, each recurrent layer (wx, wh), dense.
-    this.embedding = new Embedding(V, E, rng, "embedding");
+    this.embedding = new Embedding(V, E, rng, "embedding", init);
     this.recurrent = [];
-    for (let l = 0; l < L; l++) this.recurrent.push(recurrentLayer(cell, l === 0 ? E : H, H, rng, `rnn.${l}`));
+    for (let l = 0; l < L; l++) this.recurrent.push(recurrentLayer(cell, l === 0 ? E : H, H, rng, `rnn.${l}`, init));
     this.dropout = new Dropout(config.dropout, "dropout");
-    this.dense = new Dense(H, V, rng, "dense");
+    this.dense = new Dense(H, V, rng, "dense", init);
     this.ownRng = new Rng(rng ? rng.nextU32() : 0);
   }
 

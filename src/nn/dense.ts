@@ -1,10 +1,11 @@
-// Dense (fully connected): y = x @ W + b on the last axis. Keras defaults: glorot_uniform kernel, zero bias.
+// Dense (fully connected): y = x @ W + b on the last axis. Keras defaults: glorot_uniform kernel, zero bias;
+// PyTorch's nn.Linear: kernel and bias U(±1/√in).
 // The kernel is stored (in, out), as Keras stores it (PyTorch's nn.Linear stores the transpose).
 
 import { add, matmul } from "../engine/ops.js";
 import type { Tensor } from "../engine/tensor.js";
 import type { Rng } from "../util/rng.js";
-import { glorotUniform, zeros } from "./init.js";
+import { glorotUniform, uniform, zeros, type InitScheme } from "./init.js";
 import { Layer } from "./layer.js";
 
 export class Dense extends Layer {
@@ -17,13 +18,15 @@ export class Dense extends Layer {
     readonly units: number,
     rng: Rng | null,
     name = "dense",
+    init: InitScheme = "keras",
   ) {
     super(name);
-    this.weight = this.param("weight", rng ? glorotUniform(inFeatures, units, rng) : zeros(inFeatures * units), [
-      inFeatures,
-      units,
-    ]);
-    this.bias = this.param("bias", zeros(units), [units]);
+    const n = inFeatures * units;
+    const k = 1 / Math.sqrt(inFeatures);
+    const torch = rng && init === "torch";
+    const w = !rng ? zeros(n) : torch ? uniform(n, k, rng) : glorotUniform(inFeatures, units, rng);
+    this.weight = this.param("weight", w, [inFeatures, units]);
+    this.bias = this.param("bias", torch ? uniform(units, k, rng) : zeros(units), [units]);
   }
 
   /** x (..., in) -> (..., out). */

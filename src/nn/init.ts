@@ -1,5 +1,6 @@
 // Weight initialisers, with the Keras names and formulas so a model built here starts where the same Keras model
-// would (in distribution; the draws come from charlm's own seeded Rng).
+// would (in distribution; the draws come from charlm's own seeded Rng). A second scheme, "torch", starts where the
+// same PyTorch modules would with their own defaults (see InitScheme).
 //
 // Shapes are (fanIn, fanOut) for kernels: a Dense kernel is (in, out), an LSTM input kernel (D, 4H), its
 // recurrent kernel (H, 4H). Keras computes fans from the whole kernel, gates included, and so do we.
@@ -8,6 +9,18 @@ import type { MatmulOptions } from "../engine/backend.js";
 import { getBackend } from "../engine/backends/index.js";
 import { jsBackend } from "../engine/backends/js.js";
 import type { Rng } from "../util/rng.js";
+
+/**
+ * How a new model's weights are drawn (the `init` training config field):
+ *   keras: Embedding U(±0.05); Dense and recurrent input kernels glorot_uniform; recurrent kernels orthogonal;
+ *          biases zero, except the LSTM forget gate's 1.
+ *   torch: PyTorch's defaults. nn.Embedding N(0, 1); nn.LSTM/GRU/RNN every weight and bias U(±1/√H); nn.Linear
+ *          weight and bias U(±1/√fan_in). PyTorch's LSTM and RNN have two bias vectors (b_ih, b_hh) where charlm has
+ *          one, so charlm's is their sum (a triangular distribution on ±2/√H), as an imported PyTorch model's is.
+ * The GPT model has one initialisation for both (nanoGPT's N(0, 0.02), residual projections scaled down).
+ */
+export type InitScheme = "keras" | "torch";
+export const INIT_SCHEMES = ["keras", "torch"] as const;
 
 /** zeros: all 0. */
 export function zeros(size: number): Float32Array {
@@ -23,6 +36,21 @@ export function ones(size: number): Float32Array {
 export function uniform(size: number, limit: number, rng: Rng): Float32Array {
   const out = new Float32Array(size);
   for (let i = 0; i < size; i++) out[i] = (2 * rng.random() - 1) * limit;
+  return out;
+}
+
+/** normal: N(0, std²) (PyTorch's nn.Embedding default with std 1). */
+export function normal(size: number, std: number, rng: Rng): Float32Array {
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) out[i] = std * rng.normal();
+  return out;
+}
+
+/** The sum of two U(-limit, limit) vectors: one bias standing for PyTorch's b_ih + b_hh. */
+export function uniformPair(size: number, limit: number, rng: Rng): Float32Array {
+  const out = uniform(size, limit, rng);
+  const second = uniform(size, limit, rng);
+  for (let i = 0; i < size; i++) out[i] += second[i];
   return out;
 }
 

@@ -7,13 +7,21 @@
 //        n = tanh(x Wx_n + bx_n + r*(h Wh_n + bh_n));  h_t = (1-z)*n + z*h_{t-1}
 //   SimpleRNN: h_t = tanh(x Wx + h_{t-1} Wh + b)
 // Keras initialisers: glorot_uniform input kernels, orthogonal recurrent kernels, zero biases, LSTM forget bias 1.
+// PyTorch's (init "torch"): every weight and bias U(±1/√H), the LSTM's and RNN's one bias the sum of two such draws.
 // Constructed with rng null, every parameter starts at zero (weights about to be loaded: no orthogonalisation).
 
 import { gru, lstm, rnn } from "../engine/ops.js";
 import { Tensor } from "../engine/tensor.js";
 import type { Rng } from "../util/rng.js";
-import { glorotUniform, lstmBias, orthogonal, zeros } from "./init.js";
+import { glorotUniform, lstmBias, orthogonal, uniform, uniformPair, zeros, type InitScheme } from "./init.js";
 import { Layer } from "./layer.js";
+
+/** Input kernel (D, G) and recurrent kernel (H, G) of a cell with G = gates x H columns, drawn as `init` says. */
+function kernels(D: number, H: number, G: number, rng: Rng | null, init: InitScheme): [Float32Array, Float32Array] {
+  if (!rng) return [zeros(D * G), zeros(H * G)];
+  if (init === "torch") return [uniform(D * G, 1 / Math.sqrt(H), rng), uniform(H * G, 1 / Math.sqrt(H), rng)];
+  return [glorotUniform(D, G, rng), orthogonal(H, G, rng)];
+}
 
 /** Per-layer recurrent state: h (B, H), and c (B, H) for an LSTM. */
 export interface LayerState {
@@ -58,12 +66,14 @@ export class LSTM extends RecurrentLayer {
   readonly wh: Tensor; // (H, 4H)
   readonly b: Tensor; // (4H)
 
-  constructor(inputDim: number, units: number, rng: Rng | null, name = "lstm") {
+  constructor(inputDim: number, units: number, rng: Rng | null, name = "lstm", init: InitScheme = "keras") {
     super(inputDim, units, name);
     const G = 4 * units;
-    this.wx = this.param("wx", rng ? glorotUniform(inputDim, G, rng) : zeros(inputDim * G), [inputDim, G]);
-    this.wh = this.param("wh", rng ? orthogonal(units, G, rng) : zeros(units * G), [units, G]);
-    this.b = this.param("b", rng ? lstmBias(units) : zeros(G), [G]);
+    const [wx, wh] = kernels(inputDim, units, G, rng, init);
+    this.wx = this.param("wx", wx, [inputDim, G]);
+    this.wh = this.param("wh", wh, [units, G]);
+    const b = !rng ? zeros(G) : init === "torch" ? uniformPair(G, 1 / Math.sqrt(units), rng) : lstmBias(units);
+    this.b = this.param("b", b, [G]);
   }
 
   override initialState(B: number): LayerState {
@@ -88,13 +98,15 @@ export class GRU extends RecurrentLayer {
   readonly bx: Tensor; // (3H) input bias
   readonly bh: Tensor; // (3H) recurrent bias (inside r * (...) for the n gate)
 
-  constructor(inputDim: number, units: number, rng: Rng | null, name = "gru") {
+  constructor(inputDim: number, units: number, rng: Rng | null, name = "gru", init: InitScheme = "keras") {
     super(inputDim, units, name);
     const G = 3 * units;
-    this.wx = this.param("wx", rng ? glorotUniform(inputDim, G, rng) : zeros(inputDim * G), [inputDim, G]);
-    this.wh = this.param("wh", rng ? orthogonal(units, G, rng) : zeros(units * G), [units, G]);
-    this.bx = this.param("bx", zeros(G), [G]);
-    this.bh = this.param("bh", zeros(G), [G]);
+    const [wx, wh] = kernels(inputDim, units, G, rng, init);
+    this.wx = this.param("wx", wx, [inputDim, G]);
+    this.wh = this.param("wh", wh, [units, G]);
+    const torch = rng && init === "torch";
+    this.bx = this.param("bx", torch ? uniform(G, 1 / Math.sqrt(units), rng) : zeros(G), [G]);
+    this.bh = this.param("bh", torch ? uniform(G, 1 / Math.sqrt(units), rng) : zeros(G), [G]);
   }
 
   forward(x: Tensor, state: LayerState): RecurrentOutput {
@@ -113,11 +125,13 @@ export class SimpleRNN extends RecurrentLayer {
   readonly wh: Tensor; // (H, H)
   readonly b: Tensor; // (H)
 
-  constructor(inputDim: number, units: number, rng: Rng | null, name = "simple_rnn") {
+  constructor(inputDim: number, units: number, rng: Rng | null, name = "simple_rnn", init: InitScheme = "keras") {
     super(inputDim, units, name);
-    this.wx = this.param("wx", rng ? glorotUniform(inputDim, units, rng) : zeros(inputDim * units), [inputDim, units]);
-    this.wh = this.param("wh", rng ? orthogonal(units, units, rng) : zeros(units * units), [units, units]);
-    this.b = this.param("b", zeros(units), [units]);
+    const [wx, wh] = kernels(inputDim, units, units, rng, init);
+    this.wx = this.param("wx", wx, [inputDim, units]);
+    this.wh = this.param("wh", wh, [units, units]);
+    const torch = rng && init === "torch";
+    this.b = this.param("b", torch ? uniformPair(units, 1 / Math.sqrt(units), rng) : zeros(units), [units]);
   }
 
   forward(x: Tensor, state: LayerState): RecurrentOutput {
@@ -133,8 +147,9 @@ export function recurrentLayer(
   units: number,
   rng: Rng | null,
   name: string,
+  init: InitScheme = "keras",
 ): RecurrentLayer {
-  if (cell === "lstm") return new LSTM(inputDim, units, rng, name);
-  if (cell === "gru") return new GRU(inputDim, units, rng, name);
-  return new SimpleRNN(inputDim, units, rng, name);
+  if (cell === "lstm") return new LSTM(inputDim, units, rng, name, init);
+  if (cell === "gru") return new GRU(inputDim, units, rng, name, init);
+  return new SimpleRNN(inputDim, units, rng, name, init);
 }

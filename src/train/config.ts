@@ -7,6 +7,7 @@ import type { ModelConfig } from "../models/config.js";
 import { checkRange, type FlagSpec, type Schema } from "../util/schema.js";
 import { totalmem } from "node:os";
 import { Vocab } from "../data/vocab.js";
+import { INIT_SCHEMES } from "../nn/init.js";
 import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 
@@ -97,6 +98,19 @@ const FIELDS = {
   saveEvery: int(0, "also checkpoint every N steps (0 = epoch ends only)", { min: 0 }),
   logEvery: int(10, "metrics.jsonl step line every N steps", { min: 1 }),
   seed: int(1, "random seed: same seed, same run", { min: 0, max: 0xffffffff }),
+  init: oneOf(
+    INIT_SCHEMES,
+    "keras",
+    "initialisation: keras (embedding U(±0.05), Glorot, orthogonal, forget bias 1) or torch (PyTorch's defaults)",
+  ),
+  timeLimit: float(
+    0,
+    "stop after this much training time in all (resumes included): evaluate, checkpoint, stop (0 = none)",
+    {
+      min: 0,
+      arg: "SECONDS",
+    },
+  ),
   backend: oneOf(
     ["auto", "js", "wasm", "webgpu"],
     "auto",

@@ -150,7 +150,7 @@ async function runLoop(o: LoopOptions): Promise<TrainResult> {
   await run.restore();
   while (run.epoch < o.config.epochs) {
     await run.trainEpoch();
-    if (run.status === "interrupted") break; // stopped mid-epoch: saved where it stood
+    if (run.status !== "running") break; // stopped mid-epoch (interrupted, time limit): saved where it stood
     await run.endEpoch();
     if (run.status !== "running") break;
   }
@@ -269,6 +269,11 @@ class Run {
         `${this.o.out}: this run has already trained ${this.epoch} epoch(s) of ${this.cfg.epochs}; raise --epochs to train further`,
       );
     }
+    if (this.cfg.timeLimit > 0 && this.elapsedBefore >= this.cfg.timeLimit) {
+      throw new CharlmError(
+        `${this.o.out}: this run has already trained ${this.elapsedBefore.toFixed(1)} s of its --time-limit ${this.cfg.timeLimit}; raise --time-limit to train further`,
+      );
+    }
     await this.metrics?.truncateAfter(this.step);
     // Replay the batch order of the completed epochs, then of the current one up to where it stopped, and check
     // that it lands where the checkpoint's data rng says (it serves nothing else).
@@ -305,6 +310,7 @@ class Run {
       const stopNow = this.o.stopAfterSteps !== undefined && this.step >= this.o.stopAfterSteps;
       if (this.stepInEpoch < perEpoch) {
         if (stopNow) return this.interrupt();
+        if (this.timeUp()) return this.stopForTime();
         if (cfg.saveEvery > 0 && this.step % cfg.saveEvery === 0) await this.save("running");
       }
     }
@@ -345,6 +351,39 @@ class Run {
     this.progress?.finish();
     this.status = "interrupted";
     await this.save("running");
+  }
+
+  /** Whether the run has used its --time-limit (training time in all, resumes included). */
+  private timeUp(): boolean {
+    return this.cfg.timeLimit > 0 && this.elapsed() >= this.cfg.timeLimit;
+  }
+
+  /**
+   * The time limit ends a run cleanly mid-epoch too: the validation loss where it stopped, then a checkpoint that a
+   * resume with a larger --time-limit continues from (the epoch's remaining batches first).
+   */
+  private async stopForTime(): Promise<void> {
+    const { cfg } = this;
+    await this.readLosses();
+    this.progress?.finish();
+    const val = await evaluate(this.o.model, this.valIds, {
+      B: cfg.batchSize,
+      T: cfg.seqLength,
+      carry: cfg.batching === "stream",
+      maxChars: cfg.evalChars,
+    });
+    if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
+    await this.metrics?.append({
+      type: "eval",
+      step: this.step,
+      epoch: this.epoch + 1,
+      valLoss: val.nats,
+      valBitsPerChar: val.bits,
+      time: this.elapsed(),
+    });
+    this.log(`time limit of ${cfg.timeLimit} s reached at step ${this.step}: val ${val.nats.toFixed(4)} nats/char`);
+    this.status = "time-limit";
+    await this.save("time-limit");
   }
 
   /** End of epoch: validate, record, maybe stop early, checkpoint. */
@@ -392,12 +431,17 @@ class Run {
         await this.metrics?.append({ type: "event", step, event: "early-stopped", time: this.elapsed() });
       }
     }
-    await this.save(done ? (this.status as RunStatus) : "running");
+    const timeUp = !done && this.timeUp();
+    if (timeUp) {
+      this.status = "time-limit";
+      this.log(`time limit of ${cfg.timeLimit} s reached at step ${step}`);
+    }
+    await this.save(done ? (this.status as RunStatus) : timeUp ? "time-limit" : "running");
     if (this.o.out && this.o.plot !== false) {
       await writeLossCurve(this.o.out, this.history, `charlm ${this.o.splits.name}`);
     }
     const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
-    if (!done && (stopAfter || this.stopping)) this.status = "interrupted";
+    if (!done && !timeUp && (stopAfter || this.stopping)) this.status = "interrupted";
   }
 
   /** Read back the losses of the steps taken so far; log them, tell onStep, and fail on a non-finite one. */

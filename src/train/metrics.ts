@@ -29,7 +29,18 @@ export interface EpochLine {
   time: number;
 }
 
-export type MetricsLine = StepLine | EpochLine | { type: "event"; step: number; event: string; time: number };
+/** A validation loss measured mid-epoch: where a run stops at its time limit. */
+export interface EvalLine {
+  type: "eval";
+  step: number;
+  epoch: number; // 1-based epoch the step belongs to
+  valLoss: number;
+  valBitsPerChar: number;
+  time: number;
+}
+
+export type MetricsLine =
+  StepLine | EpochLine | EvalLine | { type: "event"; step: number; event: string; time: number };
 
 export class MetricsLog {
   constructor(readonly file: string) {}

@@ -49,6 +49,7 @@ export const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "optimizer",
   "seed",
   "validationFraction",
+  "init",
 ];
 
 export interface RunRequest {
@@ -294,7 +295,7 @@ async function modelAndVocab(
     model = loaded.model;
   } else {
     vocab = buildTrainVocab(cfg, splits.text);
-    model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+    model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed), cfg.init);
   }
   const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
   const note = added.length

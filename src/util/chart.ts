@@ -82,6 +82,7 @@ export function lineChartSvg(series: Series[], o: ChartOptions): string {
     const d = s.points.map(([x, y], i) => `${i ? "L" : "M"}${f(px(x))},${f(py(y))}`).join(" ");
     out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.5"/>`);
     for (const [x, y] of s.points) out.push(`<circle cx="${f(px(x))}" cy="${f(py(y))}" r="2.5" fill="${s.color}"/>`);
+    if (!s.label) continue; // unlabelled: a line without a legend entry
     out.push(
       `<rect x="${W - PAD.right - 92}" y="${legendY}" width="12" height="3" fill="${s.color}"/>`,
       `<text x="${W - PAD.right - 76}" y="${legendY + 4}">${esc(s.label)}</text>`,

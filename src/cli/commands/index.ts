@@ -11,9 +11,11 @@ import { scratchCommand } from "./scratch.js";
 import { serveCommand } from "./serve.js";
 import { summaryCommand } from "./summary.js";
 import { trainCommand } from "./train.js";
+import { tuneCommand } from "./tune.js";
 
 export const commands: Command<Schema>[] = [
   trainCommand,
+  tuneCommand,
   sampleCommand,
   evalCommand,
   summaryCommand,

@@ -111,7 +111,7 @@ async function runTraining(flags: Flags<typeof schema>): Promise<number> {
       return exitCode;
     }
     say(
-      `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : ""})`,
+      `checkpoint: ${out} (sample with: charlm sample --model ${out}${result.status === "interrupted" ? `; continue with: charlm train --resume ${out}` : result.status === "time-limit" ? `; train further with: charlm train --resume ${out} --time-limit SECONDS` : ""})`,
     );
     return exitCode;
   } finally {
