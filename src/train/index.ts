@@ -9,3 +9,4 @@ export * from "./metrics.js";
 export * from "./optimizers.js";
 export * from "./plot.js";
 export * from "./schedules.js";
+export * from "./store.js";

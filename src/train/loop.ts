@@ -13,7 +13,6 @@
 //
 // Legend: B batch, T time (sequence length).
 
-import * as path from "node:path";
 import { StreamBatcher, WindowEpoch, type Batch, type StreamState } from "../data/batching.js";
 import type { Vocab } from "../data/vocab.js";
 import type { LanguageModel, State } from "../models/contract.js";
@@ -23,22 +22,13 @@ import { Progress, formatDuration } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
-import {
-  makeDir,
-  openForWriting,
-  saveCheckpoint,
-  type EpochRecord,
-  type InitFrom,
-  type Manifest,
-  type RunStatus,
-} from "../checkpoint/checkpoint.js";
+import { type EpochRecord, type InitFrom, type Manifest, type RunStatus } from "../checkpoint/checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
-import { MetricsLog } from "./metrics.js";
 import { clipGradNorm, createOptimizer, type OptimizerState } from "./optimizers.js";
-import { writeLossCurve } from "./plot.js";
 import { learningRate } from "./schedules.js";
+import { directoryStore, type RunStore } from "./store.js";
 
 /** Everything a resumed run needs besides the model (whose weights the caller has already loaded). */
 export interface ResumeState {
@@ -53,8 +43,10 @@ export interface TrainOptions {
   model: LanguageModel;
   vocab: Vocab;
   splits: { train: string; validation: string; name: string };
-  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg). */
+  /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg); names the run in messages. */
   out: string;
+  /** Where checkpoints, metrics and the loss curve go instead of the directory `out` (the web page: memory). */
+  store?: RunStore;
   preset?: string | null;
   resume?: ResumeState | null;
   /** A fine-tuning run: the model it started from, recorded in every checkpoint (a resumed run keeps its own). */
@@ -91,23 +83,22 @@ export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
 /** Train `o.model`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  await makeDir(o.out);
-  const lock = await openForWriting(o.out);
+  const store = o.store ?? directoryStore(o.out);
+  const lock = await store.open();
   try {
-    return await trainLocked(o);
+    return await trainLocked(o, store);
   } finally {
     lock.release();
   }
 }
 
-async function trainLocked(o: TrainOptions): Promise<TrainResult> {
+async function trainLocked(o: TrainOptions, store: RunStore): Promise<TrainResult> {
   const cfg = o.config;
   const { model, vocab } = o;
   const log = o.log ?? (() => {});
   const B = cfg.batchSize;
   const T = cfg.seqLength;
   const params = model.parameters();
-  const metrics = new MetricsLog(path.join(o.out, "metrics.jsonl"));
   const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
   const valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
   if (valIds.length < 2) {
@@ -166,9 +157,9 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         `${o.out}: this run has already trained ${epoch} epoch(s) of ${cfg.epochs}; raise --epochs to train further`,
       );
     }
-    await metrics.truncateAfter(step);
+    await store.truncateMetricsAfter(step);
   } else {
-    await metrics.reset();
+    await store.truncateMetricsAfter(-1);
   }
 
   const session0 = performance.now();
@@ -184,7 +175,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       const w = await p.read();
       for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) diverged(`parameter ${name} is not finite`);
     }
-    lastManifest = await saveCheckpoint(o.out, {
+    lastManifest = await store.save({
       model,
       vocab,
       optimizer,
@@ -259,7 +250,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         const charsPerSec = ((u.step - lastLoggedStep) * B * T) / Math.max(1e-9, (now - lastLogged) / 1000);
         lastLogged = now;
         lastLoggedStep = u.step;
-        await metrics.append({
+        await store.appendMetrics({
           type: "step",
           step: u.step,
           epoch: epoch + 1,
@@ -356,7 +347,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     epochLossCount = 0;
     const seconds = (performance.now() - epochStart) / 1000;
     history.push({ epoch, step, trainLoss, valLoss: val.nats, lr, seconds });
-    await metrics.append({
+    await store.appendMetrics({
       type: "epoch",
       step,
       epoch,
@@ -381,11 +372,11 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
       if (status === "early-stopped") {
         log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
-        await metrics.append({ type: "event", step, event: "early-stopped", time: elapsed() });
+        await store.appendMetrics({ type: "event", step, event: "early-stopped", time: elapsed() });
       }
     }
     await save(done ? (status as RunStatus) : "running");
-    if (o.plot !== false) await writeLossCurve(o.out, history, `charlm ${o.splits.name}`);
+    if (o.plot !== false) await store.plot(history, `charlm ${o.splits.name}`);
     if (done) break;
     if (o.stopAfterSteps !== undefined && step >= o.stopAfterSteps) {
       status = "interrupted";
