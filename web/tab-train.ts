@@ -23,7 +23,7 @@ export interface TabSettings {
   dropout: number;
   seqLength: number; // T
   batchSize: number; // B
-  steps: number; // at most this many optimizer steps
+  steps: number; // optimizer steps (rounded up to whole validation intervals)
   validateEvery: number; // steps between validation losses (an "epoch" of the loop)
   minutes: number; // stop (and keep the checkpoint) after this long, whatever the steps
   lr: number;
@@ -48,6 +48,8 @@ export const TAB_DEFAULTS: TabSettings = {
 
 /** The models the page offers (name -> the settings it changes). */
 export const TAB_MODELS: Record<string, Partial<TabSettings>> = {
+  // First, so a page opened in a hurry (or by the browser test) sees something within seconds, even on SwiftShader.
+  "LSTM 32 (a quick look)": { cell: "lstm", units: 32, embedding: 16, layers: 1, seqLength: 32, batchSize: 16 },
   "LSTM 128": { cell: "lstm", units: 128, layers: 1 },
   "LSTM 256": { cell: "lstm", units: 256, layers: 1, embedding: 64 },
   "GRU 256": { cell: "gru", units: 256, layers: 1, embedding: 64 },
@@ -64,9 +66,18 @@ export interface TabRun {
   result: TrainResult;
 }
 
-/** The training config for settings `s` on `name`: the cpu preset's optimizer and schedule, the page's sizes. */
-export function tabConfig(s: TabSettings, name: string, backend: TrainConfig["backend"]): TrainConfig {
-  const every = Math.max(1, Math.min(s.validateEvery, s.steps));
+/**
+ * The training config for settings `s` on `name`: the cpu preset's optimizer and schedule, the page's sizes. The
+ * loop validates at the end of each epoch, so an epoch is `validateEvery` steps, or the whole text when that is
+ * shorter (`batchesPerEpoch`); the steps are rounded up to whole epochs.
+ */
+export function tabConfig(
+  s: TabSettings,
+  name: string,
+  backend: TrainConfig["backend"],
+  batchesPerEpoch = Infinity,
+): TrainConfig {
+  const every = Math.max(1, Math.min(s.validateEvery, s.steps, batchesPerEpoch));
   return resolveTrainConfig({
     preset: "cpu",
     overrides: {
@@ -118,7 +129,9 @@ export async function trainInTab(
       `the text has ${n} characters; one batch of ${s.batchSize} x ${s.seqLength + 1} needs at least ${Math.ceil(need / (1 - VALIDATION_FRACTION)) + 2}: paste more text, or lower the batch size or sequence length`,
     );
   }
-  const config = tabConfig(s, name, o.backend);
+  // Windows of T + 1 characters, B to a batch (as WindowEpoch cuts them).
+  const batchesPerEpoch = Math.floor(Math.floor(codePointLength(splits.train) / (s.seqLength + 1)) / s.batchSize);
+  const config = tabConfig(s, name, o.backend, batchesPerEpoch);
   const vocab = buildTrainVocab(config, text);
   const model = buildModel(modelConfigFor(config, vocab.size), new Rng(config.seed));
   const store = new MemoryStore(o.onMetrics);

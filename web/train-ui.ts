@@ -44,6 +44,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
   const probe: TrainProbe = { state: "idle", backend: "", losses: [], validation: [], text: "", error: "" };
   (globalThis as { charlmTrain?: TrainProbe }).charlmTrain = probe;
   for (const name of Object.keys(TAB_MODELS)) ui.model.add(new Option(name, name));
+  ui.model.value = "LSTM 128";
   ui.minutes.value = String(TAB_DEFAULTS.minutes);
   ui.steps.value = String(TAB_DEFAULTS.steps);
 
