@@ -9,7 +9,7 @@ import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { dropHash } from "../src/engine/backends/js-ops.js";
 import { createWasmBackend } from "../src/engine/backends/wasm.js";
-import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { gpuForTests } from "./helpers/webgpu.js";
 import { dropout } from "../src/engine/ops.js";
 import { withBackend } from "../src/engine/backends/index.js";
 import { Tensor } from "../src/engine/tensor.js";
@@ -17,15 +17,8 @@ import { Rng } from "../src/util/rng.js";
 
 const wasm1 = await createWasmBackend({ threads: 1 });
 const wasm4 = await createWasmBackend({ threads: 4 });
-let gpu: (Backend & { destroy?(): void }) | null = null;
-let gpuSkip: string | false = false;
-try {
-  gpu = await createWebgpuBackend();
-} catch (e) {
-  gpuSkip = `webgpu not available here: ${(e as Error).message}`;
-}
+const { gpu, skip: gpuSkip } = await gpuForTests();
 after(async () => {
-  gpu?.destroy?.();
   await wasm1.close();
   await wasm4.close();
 });

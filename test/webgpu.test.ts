@@ -5,11 +5,12 @@
 // Skipped, with the reason, when the optional package `webgpu` is missing or finds no adapter (on Linux without a
 // GPU: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json, which .ci/run sets).
 
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import type { WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
 import { getBackend, setBackend } from "../src/engine/index.js";
 import { scope } from "../src/engine/scope.js";
@@ -17,14 +18,7 @@ import type { ModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
 import { Adam } from "../src/train/optimizers.js";
 
-let gpu: WebgpuBackend | null = null;
-let skip: string | false = false;
-try {
-  gpu = await createWebgpuBackend();
-} catch (e) {
-  skip = `webgpu not available here: ${(e as Error).message}`;
-}
-after(() => gpu?.destroy?.());
+const { gpu, skip } = await gpuForTests();
 
 const rng = new Rng(9);
 /** n uniform values in [-s, s). */
