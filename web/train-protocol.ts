@@ -2,7 +2,7 @@
 
 import type { MetricsLine } from "../src/train/metrics.js";
 import type { BackendChoice } from "./backend-choice.js";
-import type { TabSettings } from "./tab-train.js";
+import type { TabSettings } from "./tab-settings.js";
 
 export type ToWorker =
   | {

@@ -5,7 +5,7 @@
 import { lineChartSvg } from "../src/util/chart.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 import type { BackendChoice } from "./backend-choice.js";
-import { TAB_DEFAULTS, TAB_MODELS, type TabSettings } from "./tab-train.js";
+import { TAB_DEFAULTS, TAB_MODELS, type TabSettings } from "./tab-settings.js";
 import type { FromWorker, ToWorker } from "./train-protocol.js";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
