@@ -8,7 +8,7 @@
  * every change of an export's parameters or semantics, and ABI_VERSION in load.ts with it.
  */
 export function abiVersion(): i32 {
-  return 3;
+  return 4;
 }
 
 /** First free byte after the static data; JS places its buffers from here up. */
@@ -71,3 +71,4 @@ export {
 } from "./rows";
 export { attention, attentionBackward, attentionCached } from "./attention";
 export { adam, rmsprop, adagrad, sgd, sumSquares, clipFactor } from "./optim";
+export { dropoutMask } from "./random";

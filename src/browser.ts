@@ -17,13 +17,18 @@ export interface BrowserLoadOptions {
   wasm?: string | URL | false;
   /** Passed to fetch (credentials, headers, signal). */
   fetchInit?: RequestInit;
+  /**
+   * Build the model on the backend the caller has already made current (e.g. webgpu via setBackend) instead of
+   * switching to the kernels from `wasm`; `backend` then names it as given.
+   */
+  keepBackend?: string;
 }
 
 /** Where a checkpoint's two files are: a directory URL (charlm.json and model.safetensors in it), or each one. */
 export type CheckpointSource = string | URL | { manifest: string | URL; weights: string | URL };
 
 /** What load() resolves to: a model that generates, and the kernels it runs on. */
-export type BrowserModel = CharModel & { manifest: Record<string, unknown>; backend: "wasm" | "js"; bytes: number };
+export type BrowserModel = CharModel & { manifest: Record<string, unknown>; backend: string; bytes: number };
 
 let kernels: Promise<"wasm" | "js"> | null = null;
 let kernelsFrom: string | null = null;
@@ -57,7 +62,7 @@ export function useKernels(wasm: string | URL | false | undefined, fetchInit?: R
 
 /** Fetch a checkpoint and rebuild its model for generation. */
 export async function load(source: CheckpointSource, options: BrowserLoadOptions = {}): Promise<BrowserModel> {
-  const backend = await useKernels(options.wasm, options.fetchInit);
+  const backend = options.keepBackend ?? (await useKernels(options.wasm, options.fetchInit));
   const urls =
     typeof source === "object" && !(source instanceof URL)
       ? { manifest: String(source.manifest), weights: String(source.weights) }

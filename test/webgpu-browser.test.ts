@@ -1,20 +1,37 @@
 // The WebGPU backend in a browser: Debian's headless Chromium (WebGPU on SwiftShader, its CPU Vulkan), driven by
 // playwright-core, loads a page from a local server (127.0.0.1 is a secure context, which WebGPU requires) whose
 // script, bundled here with esbuild, takes the device from navigator.gpu, trains a small LSTM model for a few Adam
-// steps on webgpu and on js, and reports both loss sequences and the worst weight difference.
+// steps on webgpu and on js, and reports both loss sequences and the worst weight difference. Then the real page
+// (charlm serve's): "train in this tab" on webgpu in its worker, the loss falls, the model generates (on wasm, as
+// auto does), and the downloaded checkpoint tar is read by `charlm sample`.
 //
 // Needs /usr/bin/chromium; CHARLM_SKIP_BROWSER=1 skips this file, as it does the other browser test.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
-import { nodeBuiltinsStub } from "../web/build.js";
+import { createServer as createCharlmServer } from "../src/server/app.js";
+import { buildWeb, nodeBuiltinsStub } from "../web/build.js";
+import { cli } from "./helpers/cli.js";
 
 const CHROMIUM = process.env.CHARLM_CHROMIUM ?? "/usr/bin/chromium";
+const launch = () =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--enable-unsafe-webgpu",
+      "--enable-features=Vulkan",
+      "--use-vulkan=swiftshader",
+      "--use-webgpu-adapter=swiftshader",
+      "--disable-vulkan-surface",
+    ],
+  });
 const skip =
   process.env.CHARLM_SKIP_BROWSER === "1"
     ? "CHARLM_SKIP_BROWSER=1"
@@ -87,16 +104,7 @@ test("webgpu backend in headless Chromium (navigator.gpu on SwiftShader) trains 
     res.end(script ? js : '<!doctype html><script type="module" src="/app.js"></script>');
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--enable-unsafe-webgpu",
-      "--enable-features=Vulkan",
-      "--use-vulkan=swiftshader",
-      "--use-webgpu-adapter=swiftshader",
-      "--disable-vulkan-surface",
-    ],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
@@ -116,3 +124,93 @@ test("webgpu backend in headless Chromium (navigator.gpu on SwiftShader) trains 
     server.close();
   }
 });
+
+interface TrainProbe {
+  state: string;
+  backend: string;
+  losses: [number, number][];
+  validation: [number, number][];
+  text: string;
+  error: string;
+}
+
+test(
+  "the page trains in the tab on webgpu, generates, and its checkpoint tar loads in charlm sample",
+  { skip },
+  async () => {
+    await buildWeb();
+    const app = createCharlmServer([]);
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const browser = await launch();
+    const work = mkdtempSync(join(tmpdir(), "charlm-tab-"));
+    try {
+      const page = await browser.newPage({ acceptDownloads: true });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
+      await page.selectOption("#train-model", "LSTM 32 (a quick look)");
+      await page.fill("#train-steps", "15");
+      await page.click("#train-start");
+      const probe = () => page.evaluate(() => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain);
+      await page.waitForFunction(
+        () => ["trained", "error"].includes((window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state),
+        undefined,
+        { timeout: 240_000 },
+      );
+      const p = await probe();
+      assert.equal(p.error, "");
+      assert.equal(p.backend, "webgpu", "auto trains on webgpu where the browser has an adapter");
+      assert.match(
+        (await page.locator("#train-status").textContent()) ?? "",
+        /done after 15 steps .* on webgpu \(google swiftshader\)/,
+      );
+      assert.equal(p.losses.length, 3); // a point every 5 steps
+      assert.ok(p.losses[2][1] < p.losses[0][1] - 0.05, `loss ${p.losses.map((l) => l[1].toFixed(3)).join(" ")}`);
+      assert.equal(p.validation.length, 1); // one epoch: 15 batches of this text
+      assert.ok((await page.locator("#train-chart svg path").count()) >= 3, "the loss curve is drawn");
+
+      await page.fill("#train-prime", "the ");
+      await page.click("#train-generate");
+      await page.waitForFunction(
+        () => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state !== "generating",
+        undefined,
+        { timeout: 60_000 },
+      );
+      const g = await probe();
+      assert.equal(g.error, "");
+      assert.equal(g.backend, "wasm", "auto generates on wasm");
+      assert.equal(Array.from(g.text).length, 400);
+
+      mkdirSync("test-output", { recursive: true });
+      await page.setViewportSize({ width: 1400, height: 1100 });
+      await page.locator("#train-panel").screenshot({ path: "test-output/webgpu-train-tab.png" });
+
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
+      assert.equal(download.suggestedFilename(), "charlm-pasted-text.tar");
+      const file = join(work, "run.tar");
+      await download.saveAs(file);
+      const r = await cli(
+        "sample",
+        "--model",
+        file,
+        "--prime",
+        "the ",
+        "--length",
+        "30",
+        "--seed",
+        "1",
+        "--backend",
+        "js",
+      );
+      assert.equal(r.code, 0, r.err);
+      assert.ok(r.out.startsWith("the ") && Array.from(r.out.trimEnd()).length >= 30, r.out);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await app.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+);

@@ -5,11 +5,12 @@
 // Skipped, with the reason, when the optional package `webgpu` is missing or finds no adapter (on Linux without a
 // GPU: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json, which .ci/run sets).
 
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import type { WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
 import { getBackend, setBackend } from "../src/engine/index.js";
 import { scope } from "../src/engine/scope.js";
@@ -17,14 +18,7 @@ import type { ModelConfig } from "../src/models/config.js";
 import { buildModel } from "../src/models/registry.js";
 import { Adam } from "../src/train/optimizers.js";
 
-let gpu: WebgpuBackend | null = null;
-let skip: string | false = false;
-try {
-  gpu = await createWebgpuBackend();
-} catch (e) {
-  skip = `webgpu not available here: ${(e as Error).message}`;
-}
-after(() => gpu?.destroy?.());
+const { gpu, skip } = await gpuForTests();
 
 const rng = new Rng(9);
 /** n uniform values in [-s, s). */
@@ -295,8 +289,8 @@ describe("webgpu backend against js", { skip }, () => {
 });
 
 /**
- * A few Adam training steps of a whole model (dropout included: its masks come from the seeded generator) on one
- * backend: the losses and the final weights.
+ * A few Adam training steps of a whole model (dropout included: its masks are made on the backend from a seed drawn
+ * from the seeded generator) on one backend: the losses and the final weights.
  */
 async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps: number) {
   const prev = getBackend();
@@ -310,6 +304,7 @@ async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps:
     const y = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
     const losses: number[] = [];
     const bytes: number[] = []; // GPU memory held after each step (webgpu only)
+    const uploads: number[] = []; // host-to-GPU writes so far, after each step (webgpu only)
     for (let s = 0; s < steps; s++) {
       const loss = scope(() => {
         for (const p of model.parameters().values()) p.zeroGrad();
@@ -321,10 +316,11 @@ async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps:
       losses.push(await loss.value());
       loss.dispose();
       bytes.push((be as Partial<WebgpuBackend>).bytesAllocated?.() ?? 0);
+      uploads.push((be as Partial<WebgpuBackend>).counts?.().uploads ?? 0);
     }
     const weights = new Map<string, Float32Array>();
     for (const [name, p] of model.parameters()) weights.set(name, await p.read());
-    return { losses, weights, bytes };
+    return { losses, weights, bytes, uploads };
   } finally {
     setBackend(prev);
   }
@@ -341,6 +337,12 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   test("memory is flat after the first training step (storage pooled and reused)", async () => {
     const { bytes } = await train(gpu!, models[0][1], 3, 7, 5);
     assert.deepEqual(bytes.slice(1), new Array(4).fill(bytes[1]), `GPU bytes after each step: ${bytes.join(", ")}`);
+  });
+  test("dropout uploads nothing per step: its masks are made on the GPU", async () => {
+    const perStep = (u: number[]) => u.slice(1).map((v, i) => v - u[i]);
+    const withDropout = perStep((await train(gpu!, models[0][1], 3, 7, 3)).uploads);
+    const without = perStep((await train(gpu!, { ...models[0][1], dropout: 0 }, 3, 7, 3)).uploads);
+    assert.deepEqual(withDropout, without);
   });
   test("deterministic: the same run twice gives the same bits", async () => {
     const a = await train(gpu!, models[3][1], 3, 7, 2);

@@ -1,8 +1,11 @@
 // The page: pick a model, set the sampling controls, watch the text stream in. Two ways to run: on the server
 // (POST /api/generate/stream, read as server-sent events) or in this browser (./local.ts downloads the weights
-// once and runs the engine's WebAssembly kernels here). Bundled by web/build.ts into web/dist/app.js.
+// once and runs the engine here, on the kernels the selector at the top picks). Below, "train in this tab"
+// (./train-ui.ts). Bundled by web/build.ts into web/dist/app.js and web/dist/train-worker.js.
 
+import type { BackendChoice } from "./backend-choice.js";
 import { LocalModels, type Settings } from "./local.js";
+import { startTrainPanel } from "./train-ui.js";
 
 interface CardInfo {
   name: string;
@@ -30,6 +33,7 @@ const ui = {
   topK: $<HTMLInputElement>("top-k"),
   topP: $<HTMLInputElement>("top-p"),
   seed: $<HTMLInputElement>("seed"),
+  backend: $<HTMLSelectElement>("backend"),
   generate: $<HTMLButtonElement>("generate"),
   stop: $<HTMLButtonElement>("stop"),
   copy: $<HTMLButtonElement>("copy"),
@@ -101,6 +105,7 @@ function settings(): Settings {
     topK: Number(ui.topK.value),
     topP: Number(ui.topP.value),
     seed: seed === "" ? undefined : Number(seed),
+    backend: ui.backend.value as BackendChoice,
   };
 }
 
@@ -221,6 +226,7 @@ async function copy(): Promise<void> {
 // Start
 
 async function start(): Promise<void> {
+  startTrainPanel(() => ui.backend.value as BackendChoice);
   for (const el of [ui.length, ui.temperature, ui.topK, ui.topP]) el.addEventListener("input", showValues);
   showValues();
   ui.generate.addEventListener("click", () => void generate());

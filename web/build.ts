@@ -1,5 +1,6 @@
-// Bundles the page (web/app.ts, which pulls in the engine, models and sampler from src/) into web/dist/app.js
-// with esbuild: one ES module, no CDN, works offline. Run: `tsx web/build.ts` (part of `npm run build`).
+// Bundles the page (web/app.ts, which pulls in the engine, models and sampler from src/) into web/dist/app.js,
+// and the worker that trains in the tab (web/train-worker.ts, with the training library) into
+// web/dist/train-worker.js, with esbuild: ES modules, no CDN, works offline. Run: `tsx web/build.ts` (part of `npm run build`).
 //
 // The library code the browser runs is the same as Node's. A few modules import Node built-ins for things the
 // page never calls (reading checkpoints from disk, hashing files, finding build/kernels.wasm on disk); those
@@ -23,7 +24,7 @@ export const nodeBuiltinsStub: Plugin = {
 export async function buildWeb(opts: { outdir?: string; minify?: boolean } = {}): Promise<string> {
   const outdir = opts.outdir ?? join(here, "dist");
   const result = await build({
-    entryPoints: [join(here, "app.ts")],
+    entryPoints: [join(here, "app.ts"), join(here, "train-worker.ts")],
     outdir,
     bundle: true,
     format: "esm",
@@ -35,10 +36,10 @@ export async function buildWeb(opts: { outdir?: string; minify?: boolean } = {})
     plugins: [nodeBuiltinsStub],
     metafile: true,
   });
-  const bytes = Object.entries(result.metafile.outputs)
+  return Object.entries(result.metafile.outputs)
     .filter(([f]) => f.endsWith(".js"))
-    .reduce((n, [, o]) => n + o.bytes, 0);
-  return `web/dist/app.js: ${(bytes / 1024).toFixed(0)} KiB`;
+    .map(([f, o]) => `web/dist/${f.split("/").pop()}: ${(o.bytes / 1024).toFixed(0)} KiB`)
+    .join(", ");
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

@@ -1,9 +1,12 @@
 // The in-browser mode: download a model's manifest and weights once, rebuild it with the same code the server
-// runs (bundled from src/), switch the engine to its WebAssembly kernels, and generate here with no server
-// round-trip per character. The sampler yields one character at a time; between characters the page gets the
-// main thread back every few milliseconds so the text paints as it appears and Stop stays clickable.
+// runs (charlm/browser, bundled from src/), switch the engine to the kernels the page's selector picks (auto: wasm,
+// see ./backend-choice.ts), and generate here with no server round-trip per character. The sampler yields one
+// character at a time; between characters the page gets the main thread back every few milliseconds so the text
+// paints as it appears and Stop stays clickable.
 
-import { load, useKernels, type BrowserModel } from "../src/browser.js";
+import { load, type BrowserModel } from "../src/browser.js";
+import { setBackend } from "../src/engine/backends/index.js";
+import { chooseBackend, type BackendChoice } from "./backend-choice.js";
 
 export interface Settings {
   model: string;
@@ -13,6 +16,7 @@ export interface Settings {
   topK: number;
   topP: number;
   seed: number | undefined;
+  backend: BackendChoice;
 }
 
 const api = (name: string, what: string) => `/api/models/${encodeURIComponent(name)}/${what}`;
@@ -27,22 +31,25 @@ const nextFrame = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 export class LocalModels {
   private readonly models = new Map<string, Promise<BrowserModel>>();
 
-  /** Switch the engine to wasm once; fall back to the js kernels if the module is missing or will not start. */
-  private useBackend(): Promise<string> {
-    const backend = useKernels("/kernels.wasm");
+  /** Switch the engine to the kernels `choice` picks for generation (webgpu, wasm, or js when neither loads). */
+  private async useBackend(choice: BackendChoice): Promise<{ name: string; note: string }> {
+    const chosen = await chooseBackend(choice, "generate");
+    setBackend(chosen.backend);
     // Exposed for the end-to-end test and for curious readers of the console.
-    void backend.then((name) => ((globalThis as { charlmBackend?: string }).charlmBackend = name));
-    return backend;
+    (globalThis as { charlmBackend?: string }).charlmBackend = chosen.name;
+    return chosen;
   }
 
   /** The model, downloaded on first use and kept for the rest of the visit. */
-  load(name: string): Promise<BrowserModel> {
-    let p = this.models.get(name);
+  load(name: string, backend: string): Promise<BrowserModel> {
+    // A model's tensors live on the backend current when it was built: one copy per backend.
+    const key = `${backend}:${name}`;
+    let p = this.models.get(key);
     if (!p) {
-      p = load({ manifest: api(name, "manifest"), weights: api(name, "weights") }, { wasm: "/kernels.wasm" });
+      p = load({ manifest: api(name, "manifest"), weights: api(name, "weights") }, { keepBackend: backend });
       // A failed download is not cached: the next click tries again.
-      p.catch(() => this.models.delete(name));
-      this.models.set(name, p);
+      p.catch(() => this.models.delete(key));
+      this.models.set(key, p);
     }
     return p;
   }
@@ -55,15 +62,15 @@ export class LocalModels {
     onStatus: (message: string) => void,
   ): Promise<string> {
     // The backend first: a model's tensors live on the backend that was current when it was built.
-    const backend = await this.useBackend();
-    const loaded = await this.load(s.model);
+    const backend = await this.useBackend(s.backend);
+    const loaded = await this.load(s.model, backend.name);
     const unknown = loaded.vocab.unknownChars(s.prime);
     if (unknown.length) {
       throw new Error(
         `prime contains characters outside model '${s.model}''s vocabulary: ${unknown.map((c) => JSON.stringify(c)).join(", ")}; remove them`,
       );
     }
-    onStatus(`generating in this browser (${backend} kernels, ${(loaded.bytes / 1e6).toFixed(1)} MB of weights)…`);
+    onStatus(`generating in this browser (${backend.note} kernels, ${(loaded.bytes / 1e6).toFixed(1)} MB of weights)…`);
     const stop: string[] = [];
     let n = 0;
     let out = "";

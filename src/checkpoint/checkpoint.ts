@@ -38,6 +38,7 @@ import type { EarlyStoppingState } from "../train/early-stopping.js";
 import type { Optimizer, OptimizerState } from "../train/optimizers.js";
 import { decodeSafetensors, encodeSafetensors, type SafetensorsFile } from "./safetensors.js";
 import { loadWeightsInto } from "./weights.js";
+import { readTar } from "./tar.js";
 
 export { readSafetensors, writeSafetensors } from "./safetensors-file.js";
 export { loadWeightsInto } from "./weights.js";
@@ -145,10 +146,31 @@ export async function saveCheckpoint(dir: string, c: CheckpointInput): Promise<M
 }
 
 async function saveLocked(dir: string, c: CheckpointInput): Promise<Manifest> {
+  const { manifest, files } = await encodeCheckpoint(c);
+  for (const [name, bytes] of files) await writeFileAtomic(path.join(dir, name + NEXT), bytes);
+  await writeFileAtomic(path.join(dir, MANIFEST + NEXT), prettyJson(manifest) + "\n");
+  await finishInterruptedSave(dir);
+  return manifest;
+}
+
+/** SHA-256 in hex through Web Crypto, which Node and browsers share (the page saves checkpoints too). */
+async function sha256Async(b: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A checkpoint in memory: its manifest and data files (name -> bytes), without touching a disk. saveCheckpoint
+ * writes them into a directory; the web page packs them, with charlm.json, into a tar (tar.ts).
+ */
+export async function encodeCheckpoint(
+  c: CheckpointInput,
+): Promise<{ manifest: Manifest; files: Map<string, Uint8Array> }> {
+  const data = new Map<string, Uint8Array>();
   const files: Manifest["files"] = {};
   const put = async (name: string, bytes: Uint8Array): Promise<void> => {
-    await writeFileAtomic(path.join(dir, name + NEXT), bytes);
-    files[name] = { bytes: bytes.length, sha256: sha256(bytes) };
+    data.set(name, bytes);
+    files[name] = { bytes: bytes.length, sha256: await sha256Async(bytes) };
   };
   const params = model2list(c.model);
   await put(WEIGHTS, encodeSafetensors(await weightsOf(c.model), { format: "charlm", layout: "row-major" }));
@@ -198,9 +220,7 @@ async function saveLocked(dir: string, c: CheckpointInput): Promise<Manifest> {
     // Written only for fine-tuned runs, so a run from scratch keeps the manifest it always had.
     initFrom: c.initFrom ?? undefined,
   };
-  await writeFileAtomic(path.join(dir, MANIFEST + NEXT), prettyJson(manifest) + "\n");
-  await finishInterruptedSave(dir);
-  return manifest;
+  return { manifest, files: data };
 }
 
 const NEXT = ".next";
@@ -421,6 +441,11 @@ export async function readCheckpointFile(
     }
     throw err;
   }
+  return checkFileBytes(file, entry, bytes);
+}
+
+/** One data file's bytes, checked against its manifest entry (size, structure, SHA-256), parsed. */
+function checkFileBytes(file: string, entry: { bytes: number; sha256: string }, bytes: Uint8Array): SafetensorsFile {
   if (bytes.length !== entry.bytes) {
     throw new CharlmError(
       `${file}: ${bytes.length} bytes but the manifest says ${entry.bytes} (truncated or replaced); restore the file or train again`,
@@ -471,14 +496,46 @@ async function manifestStamp(dir: string): Promise<string> {
   return `${await one(MANIFEST)}|${await one(MANIFEST + NEXT)}`;
 }
 
-/** Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. */
-export function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+/**
+ * Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. `dir` is a checkpoint
+ * directory, or a tar of one (the web page's download, tar.ts).
+ */
+export async function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+  const st = await fs.stat(dir).catch(() => null);
+  if (st?.isFile()) return loadCheckpointArchive(dir);
   return readConsistently(dir, () => loadOnce(dir));
+}
+
+/** A checkpoint packed as one tar file (see tar.ts), checked file by file as a directory is. */
+async function loadCheckpointArchive(
+  file: string,
+): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+  const files = readTar(new Uint8Array(await fs.readFile(file)), file);
+  const text = files.get(MANIFEST);
+  if (!text) throw new CharlmError(`${file}: holds no ${MANIFEST}; give a tar of a checkpoint directory`);
+  const manifest = checkManifest(new TextDecoder().decode(text), `${file}:${MANIFEST}`);
+  return modelFrom(manifest, `${file}:${MANIFEST}`, `${file}:${WEIGHTS}`, async (name) => {
+    const entry = manifest.files[name];
+    if (!entry) return null;
+    const bytes = files.get(name);
+    if (!bytes) throw new CharlmError(`${file}: lacks ${name}, though ${MANIFEST} lists it; download it again`);
+    return checkFileBytes(`${file}:${name}`, entry, bytes);
+  });
 }
 
 async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
   const manifest = await readManifest(dir);
-  const file = path.join(dir, MANIFEST);
+  return modelFrom(manifest, path.join(dir, MANIFEST), path.join(dir, WEIGHTS), (name) =>
+    readCheckpointFile(dir, manifest, name),
+  );
+}
+
+async function modelFrom(
+  manifest: Manifest,
+  file: string,
+  weightsFile: string,
+  readFile: (name: string) => Promise<SafetensorsFile | null>,
+): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
   const named = <T>(build: () => T): T => {
     try {
       return build();
@@ -495,9 +552,9 @@ async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Voc
     );
   }
   const model = named(() => buildModel(manifest.model, null)); // zeros: the weights are loaded next
-  const weights = await readCheckpointFile(dir, manifest, WEIGHTS);
+  const weights = await readFile(WEIGHTS);
   if (!weights) throw new CharlmError(`${file}: lists no ${WEIGHTS}; the checkpoint is damaged`);
-  loadWeightsInto(model, weights, path.join(dir, WEIGHTS));
+  loadWeightsInto(model, weights, weightsFile);
   return { model, vocab, manifest };
 }
 

@@ -339,4 +339,12 @@ export interface Backend<S extends Storage = Storage> {
   clipFactor(sq: S, count: number, maxNorm: number, out: S): void;
   /** x[i] *= f[fOff], i < n. */
   scaleBy(x: S, n: number, f: S, fOff: number): void;
+
+  // ---- random numbers made where the values live (nothing uploaded per step)
+  /**
+   * Dropout's mask from a counter-based hash, bit for bit the same on every backend: out[i] = 0 when
+   * dropHash(seed, i) < threshold, else keep, i < n (dropHash in js-ops.ts; threshold = ⌊rate·2³²⌋ as a uint32,
+   * keep = 1/(1 - rate) rounded to f32). The caller draws `seed` from its seeded generator, one per mask.
+   */
+  dropoutMask(out: S, n: number, seed: number, threshold: number, keep: number): void;
 }

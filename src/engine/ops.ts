@@ -356,18 +356,18 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
 
 /**
  * Inverted dropout: in training, zero each entry with probability `rate` and scale survivors by 1/(1 - rate), so
- * evaluation needs no rescaling. Not training (or rate 0): x itself. The mask is drawn on the host from the seeded
- * generator (same seed, same mask on every backend) and multiplied in on the backend.
+ * evaluation needs no rescaling. Not training (or rate 0): x itself. The mask is made on the backend from a
+ * counter-based hash of one seed drawn from the seeded generator (the same mask on every backend, nothing uploaded)
+ * and multiplied in there.
  */
 export function dropout(x: Tensor, rate: number, rng: Rng, training: boolean): Tensor {
   if (!(rate >= 0 && rate < 1)) fail("dropout", `rate ${rate} must be in [0, 1)`);
   if (!training || rate === 0) return x;
-  const keep = 1 / (1 - rate);
-  const m = new Float32Array(x.size);
-  for (let i = 0; i < m.length; i++) m[i] = rng.random() < rate ? 0 : keep;
   const be = x.backend;
   const mask = allocate(be, x.size);
-  be.write(mask, m);
+  // Dropped when the hash's 32 bits fall below rate·2³² (the rate to within 2⁻³²).
+  const threshold = Math.min(0xffffffff, Math.floor(rate * 4294967296));
+  be.dropoutMask(mask, x.size, rng.nextU32(), threshold, Math.fround(1 / (1 - rate)));
   const out = empty(be, x.shape);
   const s = contiguousStrides(x.shape);
   be.binary("mul", x.storage, s, mask, s, out.storage, x.shape);

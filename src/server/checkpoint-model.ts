@@ -70,6 +70,17 @@ export async function fromCheckpoint(dir: string, name?: string): Promise<Served
       `--model ${dir}: '${modelName}' is not a usable model name; give one with --model NAME=DIR (letters, digits, . _ -)`,
     );
   }
+  if (
+    await stat(abs).then(
+      (s) => s.isFile(),
+      () => false,
+    )
+  ) {
+    // The page downloads, and serves, the checkpoint's files one by one: it needs them on disk.
+    throw new UsageError(
+      `--model ${dir}: a file (a checkpoint tar?); serve reads checkpoint directories: unpack it with 'tar xf ${dir}' and pass the directory`,
+    );
+  }
   const loaded = await loadCheckpoint(abs);
   let lossPicture: string | undefined;
   for (const f of LOSS_PICTURES) {

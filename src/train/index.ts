@@ -10,3 +10,4 @@ export * from "./optimizers.js";
 export * from "./plot.js";
 export * from "./schedules.js";
 export * from "./session.js";
+export * from "./store.js";

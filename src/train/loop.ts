@@ -18,7 +18,6 @@
 //
 // Legend: B batch, T time (sequence length).
 
-import * as path from "node:path";
 import { createBatcher, type Batch, type Batcher, type StreamState } from "../data/batching.js";
 import type { Vocab } from "../data/vocab.js";
 import type { LanguageModel, State } from "../models/contract.js";
@@ -28,22 +27,13 @@ import { Progress, formatDuration, type TextStream } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
-import {
-  makeDir,
-  openForWriting,
-  saveCheckpoint,
-  type EpochRecord,
-  type InitFrom,
-  type Manifest,
-  type RunStatus,
-} from "../checkpoint/checkpoint.js";
+import type { EpochRecord, InitFrom, Manifest, RunStatus } from "../checkpoint/checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
-import { MetricsLog } from "./metrics.js";
 import { clipGradNorm, createOptimizer, type OptimizerState } from "./optimizers.js";
-import { writeLossCurve } from "./plot.js";
 import { learningRate } from "./schedules.js";
+import { directoryStore, type RunStore } from "./store.js";
 
 /** Everything a resumed run needs besides the model (whose weights the caller has already loaded). */
 export interface ResumeState {
@@ -97,6 +87,8 @@ export interface LoopOptions extends TrainCallbacks {
   splits: { train: string; validation: string; name: string };
   /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg); null or absent: in memory only. */
   out?: string | null;
+  /** Where checkpoints, metrics and the loss curve go instead of the directory `out` (the web page: memory). */
+  store?: RunStore;
   preset?: string | null;
   resume?: ResumeState | null;
   /** A fine-tuning run: the model it started from, recorded in every checkpoint (a resumed run keeps its own). */
@@ -134,19 +126,19 @@ export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
 /** Train `o.model`; with `o.out`, holding the lock of the checkpoint directory (see lock.ts) for the whole run. */
 export async function trainLoop(o: LoopOptions): Promise<TrainResult> {
-  if (!o.out) return runLoop(o);
-  await makeDir(o.out);
-  const lock = await openForWriting(o.out);
+  const store = o.store ?? (o.out ? directoryStore(o.out) : null);
+  if (!store) return runLoop(o, null);
+  const lock = await store.open();
   try {
-    return await runLoop(o);
+    return await runLoop(o, store);
   } finally {
     lock.release();
   }
 }
 
 /** The whole loop: restore, then epochs of steps, each ending in validation and a checkpoint. */
-async function runLoop(o: LoopOptions): Promise<TrainResult> {
-  const run = new Run(o);
+async function runLoop(o: LoopOptions, store: RunStore | null): Promise<TrainResult> {
+  const run = new Run(o, store);
   await run.restore();
   while (run.epoch < o.config.epochs) {
     await run.trainEpoch();
@@ -173,7 +165,6 @@ class Run {
   readonly valIds: Int32Array;
   readonly perEpoch: number;
   readonly schedule: TrainConfig & { totalSteps: number };
-  readonly metrics: MetricsLog | null;
   readonly log: (line: string) => void;
 
   step = 0;
@@ -198,12 +189,14 @@ class Run {
   private lastLoggedStep = 0;
   readonly stop = (): void => void (this.stopAsked = true);
 
-  constructor(readonly o: LoopOptions) {
+  constructor(
+    readonly o: LoopOptions,
+    readonly store: RunStore | null,
+  ) {
     const cfg = (this.cfg = o.config);
     const { vocab } = o;
     this.log = o.log ?? (() => {});
     this.params = o.model.parameters();
-    this.metrics = o.out ? new MetricsLog(path.join(o.out, "metrics.jsonl")) : null;
     const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
     this.valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
     if (this.valIds.length < 2) {
@@ -243,7 +236,7 @@ class Run {
   async restore(): Promise<void> {
     const r = this.o.resume;
     if (!r) {
-      await this.metrics?.reset();
+      await this.store?.truncateMetricsAfter(-1);
       this.batcher.restore(0, null);
       this.lr = learningRate(0, this.schedule);
       return;
@@ -274,7 +267,7 @@ class Run {
         `${this.o.out}: this run has already trained ${this.elapsedBefore.toFixed(1)} s of its --time-limit ${this.cfg.timeLimit}; raise --time-limit to train further`,
       );
     }
-    await this.metrics?.truncateAfter(this.step);
+    await this.store?.truncateMetricsAfter(this.step);
     // Replay the batch order of the completed epochs, then of the current one up to where it stopped, and check
     // that it lands where the checkpoint's data rng says (it serves nothing else).
     this.batcher.restore(this.epoch, (m.batcher as StreamState | null) ?? null);
@@ -373,7 +366,7 @@ class Run {
       maxChars: cfg.evalChars,
     });
     if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
-    await this.metrics?.append({
+    await this.store?.appendMetrics({
       type: "eval",
       step: this.step,
       epoch: this.epoch + 1,
@@ -405,7 +398,7 @@ class Run {
     const seconds = (performance.now() - this.epochStart) / 1000;
     const record = { epoch, step, trainLoss, valLoss: val.nats, lr, seconds };
     this.history.push(record);
-    await this.metrics?.append({
+    await this.store?.appendMetrics({
       type: "epoch",
       ...record,
       valBitsPerChar: val.bits,
@@ -428,7 +421,7 @@ class Run {
       this.status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
       if (this.status === "early-stopped") {
         this.log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
-        await this.metrics?.append({ type: "event", step, event: "early-stopped", time: this.elapsed() });
+        await this.store?.appendMetrics({ type: "event", step, event: "early-stopped", time: this.elapsed() });
       }
     }
     const timeUp = !done && this.timeUp();
@@ -437,8 +430,8 @@ class Run {
       this.log(`time limit of ${cfg.timeLimit} s reached at step ${step}`);
     }
     await this.save(done ? (this.status as RunStatus) : timeUp ? "time-limit" : "running");
-    if (this.o.out && this.o.plot !== false) {
-      await writeLossCurve(this.o.out, this.history, `charlm ${this.o.splits.name}`);
+    if (this.store && this.o.plot !== false) {
+      await this.store.plot(this.history, `charlm ${this.o.splits.name}`);
     }
     const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
     if (!done && !timeUp && (stopAfter || this.stopping)) this.status = "interrupted";
@@ -466,7 +459,7 @@ class Run {
         this.lastLoggedStep = u.step;
         const epoch = this.epoch + 1;
         const line = { type: "step" as const, step: u.step, epoch, loss, lr: u.lr, gradNorm, charsPerSec };
-        await this.metrics?.append({ ...line, time: this.elapsed() });
+        await this.store?.appendMetrics({ ...line, time: this.elapsed() });
       }
       await this.call(this.o.onStep, {
         step: u.step,
@@ -487,8 +480,8 @@ class Run {
       for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) this.diverged(`parameter ${name} is not finite`);
     }
     const { o, stopper } = this;
-    if (!o.out) return;
-    this.lastManifest = await saveCheckpoint(o.out, {
+    if (!this.store) return;
+    this.lastManifest = await this.store.save({
       model: o.model,
       vocab: o.vocab,
       optimizer: this.optimizer,
@@ -512,7 +505,7 @@ class Run {
     });
     this.lastSavedStep = this.step;
     const { step, epoch, lastManifest: manifest } = this;
-    await this.call(o.onCheckpoint, { dir: o.out, step, epoch, status, manifest, stop: this.stop });
+    await this.call(o.onCheckpoint, { dir: o.out ?? "", step, epoch, status, manifest, stop: this.stop });
   }
 
   private async call<I>(cb: TrainCallback<I> | undefined, info: I): Promise<void> {

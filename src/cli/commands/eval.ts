@@ -12,7 +12,11 @@ export const evalCommand = defineCommand({
   environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
-    model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
+    model: {
+      type: "string",
+      help: "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)",
+      arg: "DIR",
+    },
     split: { type: "string", help: "which split", default: "test", choices: ["test", "validation", "train"] },
     data: { type: "string", help: "corpus (default: the one the model was trained on)", arg: "FILE" },
     seqLength: { type: "int", help: "characters per window (default: the training sequence length)", min: 1 },

@@ -11,7 +11,11 @@ export const sampleCommand = defineCommand({
   environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
-    model: { type: "string", help: "checkpoint directory (the --out of charlm train)", arg: "DIR" },
+    model: {
+      type: "string",
+      help: "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)",
+      arg: "DIR",
+    },
     prime: { type: "string", help: "text to start from (the model reads it first)", default: "", escapes: true },
     length: { type: "int", help: "characters to generate per sample", default: 500, min: 0 },
     temperature: { type: "float", help: "sharpness: below 1 safer, above 1 wilder", default: 1, above: 0 },

@@ -569,3 +569,32 @@ export function scaleBy(x: F, n: number, f: F, fOff: number): void {
   const s = f[fOff];
   for (let i = 0; i < n; i++) x[i] *= s;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Random numbers
+
+/**
+ * 32 well-mixed bits from (seed, i), in uint32 arithmetic only, so the wasm (assembly/random.ts) and WGSL
+ * (webgpu/kernels/elementwise.ts) copies give the same bits: i spread by the golden ratio and the seed added, then
+ * Wellons' lowbias32 finalizer, the seed mixed in again, and the finalizer once more (two rounds: neighbouring i
+ * and neighbouring seeds give unrelated words).
+ */
+export function dropHash(seed: number, i: number): number {
+  let h = (Math.imul(i, 0x9e3779b9) + seed) >>> 0;
+  h = lowbias32(h);
+  h = lowbias32((h ^ seed) >>> 0);
+  return h;
+}
+
+function lowbias32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+export function dropoutMask(out: F, n: number, seed: number, threshold: number, keep: number): void {
+  for (let i = 0; i < n; i++) out[i] = dropHash(seed, i) < threshold ? 0 : keep;
+}

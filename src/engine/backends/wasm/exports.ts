@@ -158,6 +158,7 @@ export interface Kernels {
   unaryBackward(op: number, x: number, y: number, g: number, dx: number, i0: number, i1: number): void;
   scale(x: number, y: number, s: number, acc: number, i0: number, i1: number): void;
   scaleBy(x: number, n: number, fp: number): void;
+  dropoutMask(out: number, n: number, seed: number, threshold: number, keep: number): void;
   binary(
     op: number,
     a: number,

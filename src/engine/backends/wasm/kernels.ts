@@ -893,6 +893,10 @@ export class WasmBackend implements Backend<WasmStorage> {
     this.kernels.clipFactor(sq.ptr, count, maxNorm, out.ptr);
   }
 
+  dropoutMask(out: WasmStorage, n: number, seed: number, threshold: number, keep: number): void {
+    this.kernels.dropoutMask(out.ptr, n, seed, threshold, keep);
+  }
+
   scaleBy(x: WasmStorage, n: number, f: WasmStorage, fOff: number): void {
     this.kernels.scaleBy(x.ptr, n, f.ptr + 4 * fOff);
   }

@@ -110,5 +110,6 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     sumSquares: (x, n, out, off) => E.sumAll(rt, x, n, out, off, true, 1),
     clipFactor: (sq, count, maxNorm, out) => E.clipFactor(rt, sq, count, maxNorm, out),
     scaleBy: (x, n, f, fOff) => E.scaleBy(rt, x, n, f, fOff),
+    dropoutMask: (out, n, seed, threshold, keep) => E.dropoutMask(rt, out, n, seed, threshold, keep),
   };
 }

@@ -405,6 +405,24 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   rt.free(partial);
 }
 
+/** Dropout's mask: the WGSL copy of dropHash in ../../js-ops.ts (u32 arithmetic wraps as Math.imul does). */
+export function dropoutMask(rt: GpuRuntime, out: Buf, n: number, seed: number, threshold: number, keep: number): void {
+  const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+fn lowbias32(v: u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u; x *= 0x7feb352du; x ^= x >> 15u; x *= 0x846ca68bu; x ^= x >> 16u;
+  return x;
+}`;
+  const body = /* wgsl */ `
+  let seed = pu(1u);
+  var h = i * 0x9e3779b9u + seed;
+  h = lowbias32(h);
+  h = lowbias32(h ^ seed);
+  y[i] = select(pf(3u), 0.0, h < pu(2u));`;
+  each(rt, "dropoutMask", decls, body, [], [out], [n, seed >>> 0, threshold >>> 0, fbits(keep)]);
+}
+
 export function clipFactor(rt: GpuRuntime, sq: Buf, count: number, maxNorm: number, out: Buf): void {
   const code = () => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> sq: array<f32>;

@@ -1,0 +1,42 @@
+// Messages between the page (./train-ui.ts) and the training worker (./train-worker.ts).
+
+import type { MetricsLine } from "../src/train/metrics.js";
+import type { BackendChoice } from "./backend-choice.js";
+import type { TabSettings } from "./tab-settings.js";
+
+export type ToWorker =
+  | {
+      type: "train";
+      text: string;
+      name: string; // the corpus, as the checkpoint records it
+      dirName: string; // the directory inside the tar
+      settings: TabSettings;
+      choice: BackendChoice;
+      wasmUrl: string;
+    }
+  | {
+      type: "generate";
+      prime: string;
+      length: number;
+      temperature: number;
+      seed: number;
+      choice: BackendChoice;
+      wasmUrl: string;
+    }
+  | { type: "stop" };
+
+export type FromWorker =
+  | { type: "backend"; purpose: "train" | "generate"; name: string; note: string }
+  | { type: "metrics"; line: MetricsLine }
+  | {
+      type: "trained";
+      status: string;
+      step: number;
+      seconds: number;
+      bestValLoss: number | null;
+      charsPerStep: number;
+      tar: ArrayBuffer;
+    }
+  | { type: "text"; text: string }
+  | { type: "generated"; chars: number; seconds: number }
+  | { type: "error"; message: string };

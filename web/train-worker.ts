@@ -1,0 +1,121 @@
+// The worker that trains in the tab, off the page's thread (bundled by web/build.ts into web/dist/train-worker.js).
+// It holds the run: train on the chosen backend (./tab-train.ts), stop on request, generate from the model, and
+// hand the checkpoint tar to the page. Protocol: ./train-protocol.ts.
+
+import { WEIGHTS } from "../src/checkpoint/checkpoint.js";
+import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
+import { loadWeightsInto } from "../src/checkpoint/weights.js";
+import { setBackend } from "../src/engine/backends/index.js";
+import type { LanguageModel } from "../src/models/contract.js";
+import { buildModel } from "../src/models/registry.js";
+import { generate } from "../src/sample/generate.js";
+import { modelConfigFor } from "../src/train/config.js";
+import { chooseBackend } from "./backend-choice.js";
+import { trainInTab, type TabRun } from "./tab-train.js";
+import type { FromWorker, ToWorker } from "./train-protocol.js";
+
+const post = (m: FromWorker, transfer: Transferable[] = []): void =>
+  (self as unknown as Worker).postMessage(m, transfer);
+
+let run: TabRun | null = null;
+let trainedOn = "";
+let stopTraining: AbortController | null = null;
+let stopGenerating: AbortController | null = null;
+const generators = new Map<string, LanguageModel>(); // backend name -> the trained model on it
+
+async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
+  const chosen = await chooseBackend(m.choice, "train", m.wasmUrl);
+  setBackend(chosen.backend);
+  trainedOn = chosen.name;
+  generators.clear();
+  post({ type: "backend", purpose: "train", name: chosen.name, note: chosen.note });
+  stopTraining = new AbortController();
+  const t0 = performance.now();
+  run = await trainInTab(m.text, m.settings, {
+    name: m.name,
+    backend: chosen.name as "webgpu" | "wasm" | "js",
+    signal: stopTraining.signal,
+    onMetrics: (line) => post({ type: "metrics", line }),
+  });
+  stopTraining = null;
+  const tar = run.store.tar(m.dirName);
+  const r = run.result;
+  post(
+    {
+      type: "trained",
+      status: r.status,
+      step: r.step,
+      seconds: (performance.now() - t0) / 1000,
+      bestValLoss: r.bestValLoss,
+      charsPerStep: run.config.batchSize * run.config.seqLength,
+      tar: tar.buffer as ArrayBuffer,
+    },
+    [tar.buffer as ArrayBuffer],
+  );
+}
+
+/** The trained model on the backend generation runs on: the one it trained on, or a copy from its checkpoint. */
+function modelOn(name: string): LanguageModel {
+  if (!run) throw new Error("train a model first");
+  if (name === trainedOn) return run.model;
+  let m = generators.get(name);
+  if (!m) {
+    m = buildModel(modelConfigFor(run.config, run.vocab.size), null);
+    loadWeightsInto(m, decodeSafetensors(run.store.files.get(WEIGHTS)!, WEIGHTS), WEIGHTS);
+    generators.set(name, m);
+  }
+  return m;
+}
+
+async function onGenerate(m: Extract<ToWorker, { type: "generate" }>): Promise<void> {
+  if (!run) throw new Error("train a model first");
+  const unknown = run.vocab.unknownChars(m.prime);
+  if (unknown.length) {
+    throw new Error(
+      `the priming text has characters the model never saw: ${unknown.map((c) => JSON.stringify(c)).join(", ")}; remove them`,
+    );
+  }
+  const chosen = await chooseBackend(m.choice, "generate", m.wasmUrl);
+  setBackend(chosen.backend);
+  post({ type: "backend", purpose: "generate", name: chosen.name, note: chosen.note });
+  const model = modelOn(chosen.name);
+  stopGenerating = new AbortController();
+  const t0 = performance.now();
+  let chunk = "";
+  let chars = 0;
+  let last = t0;
+  for await (const ch of generate(model, run.vocab, {
+    prime: m.prime,
+    length: m.length,
+    temperature: m.temperature,
+    seed: m.seed,
+    signal: stopGenerating.signal,
+  })) {
+    chunk += ch;
+    chars++;
+    if (performance.now() - last > 30) {
+      post({ type: "text", text: chunk });
+      chunk = "";
+      last = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 0)); // let a Stop message in
+    }
+  }
+  if (chunk) post({ type: "text", text: chunk });
+  post({ type: "generated", chars, seconds: (performance.now() - t0) / 1000 });
+  stopGenerating = null;
+}
+
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  const m = e.data;
+  if (m.type === "stop") {
+    stopTraining?.abort();
+    stopGenerating?.abort();
+    return;
+  }
+  const work = m.type === "train" ? onTrain(m) : onGenerate(m);
+  work.catch((err: unknown) => {
+    stopTraining = null;
+    stopGenerating = null;
+    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
+  });
+};
