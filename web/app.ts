@@ -10,6 +10,7 @@ interface CardInfo {
   architecture: string;
   parameters: number;
   vocabSize: number;
+  tokenizer?: string;
   validationLoss: number | null;
   trainingSeconds: number | null;
   steps: number | null;
@@ -73,7 +74,8 @@ function showCard(m: CardInfo): void {
   $("card-name").textContent = m.name;
   $("card-type").textContent = m.type;
   $("card-params").textContent = m.parameters.toLocaleString("en-US");
-  $("card-vocab").textContent = `${m.vocabSize} symbols`;
+  $("card-vocab").textContent =
+    m.tokenizer && m.tokenizer !== "char" ? `${m.vocabSize} ${m.tokenizer} tokens` : `${m.vocabSize} symbols`;
   $("card-loss").textContent =
     m.validationLoss === null
       ? "not measured"

@@ -1,9 +1,9 @@
 // The in-browser mode: download a model's manifest and weights once, rebuild it with the same code the server
 // runs (bundled from src/), switch the engine to its WebAssembly kernels, and generate here with no server
-// round-trip per character. The sampler yields one character at a time; between characters the page gets the
-// main thread back every few milliseconds so the text paints as it appears and Stop stays clickable.
+// round-trip per token. The sampler yields one token's text at a time (the model's tokenizer, char, word or bpe,
+// decodes it, as on the server); between tokens the page gets the main thread back every few milliseconds so the text paints as it appears and Stop stays clickable.
 
-import { Vocab } from "../src/data/vocab.js";
+import { tokenizerFromJSON, type Tokenizer } from "../src/data/tokenizer.js";
 import { setBackend } from "../src/engine/backends/index.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { createWasmBackend } from "../src/engine/backends/wasm.js";
@@ -28,7 +28,7 @@ export interface Settings {
 
 interface Loaded {
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   bytes: number;
 }
 
@@ -83,7 +83,9 @@ export class LocalModels {
         ]);
         const model = buildModel(parseModelConfig(manifest.model, `${name}: model`), new Rng(0));
         loadWeightsInto(model, decodeSafetensors(new Uint8Array(weights), `${name}/model.safetensors`), name);
-        return { model, vocab: Vocab.fromJSON(manifest.vocab), bytes: weights.byteLength };
+        // A version-1 manifest has a character vocabulary where version 2 has a tokenizer.
+        const vocab = tokenizerFromJSON(manifest.tokenizer ?? manifest.vocab);
+        return { model, vocab, bytes: weights.byteLength };
       })();
       // A failed download is not cached: the next click tries again.
       p.catch(() => this.models.delete(name));
@@ -123,7 +125,7 @@ export class LocalModels {
       stop,
       signal,
     })) {
-      n += Array.from(ch).length;
+      n++;
       out += ch;
       onText(ch);
       if (performance.now() - lastYield > 12) {
@@ -133,6 +135,8 @@ export class LocalModels {
       if (signal.aborted) return "stopped";
     }
     if (signal.aborted) return "stopped";
-    return n >= s.length ? "length" : out.length ? "stop" : "ended";
+    // `stop` is empty here, so a generation that was not stopped ran its length (n counts tokens that gave text; a
+    // byte-level token can give none until its character is whole).
+    return n > 0 || out.length ? "length" : "ended";
   }
 }

@@ -7,7 +7,10 @@ import type { FlagSpec, Schema } from "../cli/flags.js";
 import type { ModelConfig } from "../models/config.js";
 import { checkRange } from "../cli/flags.js";
 import { totalmem } from "node:os";
+import { BpeTokenizer } from "../data/bpe.js";
+import { TOKENIZER_KINDS, type Tokenizer, type TokenizerKind } from "../data/tokenizer.js";
 import { Vocab } from "../data/vocab.js";
+import { DEFAULT_WORD_VOCAB, WordTokenizer } from "../data/word.js";
 import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 import type { OptimizerName } from "./optimizers.js";
@@ -19,6 +22,9 @@ export interface TrainConfig {
   maxVocab: number; // keep the N most frequent symbols, "<unk>" included; the rest map to "<unk>" (0 = keep all)
   minCount: number; // keep only characters seen at least K times in the corpus; the rest map to "<unk>"
   extraChars: string; // characters always in the vocabulary, even if the corpus lacks them or pruning drops them
+  tokenizer: TokenizerKind; // char: one token per character; word: words and punctuation; bpe: byte-level BPE
+  vocabSize: number; // word: vocabulary cap, <unk> included (0 = 10,000); bpe: 256-8192 (0 = 1,024); char: use maxVocab
+  wordLowercase: boolean; // word: fold case before building the vocabulary and encoding
   type: "rnn" | "gpt"; // model family: the Keras-style recurrent stack, or a GPT-style transformer
   cell: "lstm" | "gru" | "rnn"; // recurrent cell
   embedding: number; // embedding width E
@@ -61,6 +67,9 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   maxVocab: 0,
   minCount: 1,
   extraChars: "",
+  tokenizer: "char",
+  vocabSize: 0,
+  wordLowercase: false,
   type: "rnn",
   cell: "lstm",
   embedding: 64,
@@ -108,6 +117,9 @@ export const TRAIN_FIELDS: { [K in keyof TrainConfig]: FlagSpec } = {
   maxVocab: { type: "int", min: 0, arg: "N", help: "keep the N most frequent symbols, <unk> included (0 = all)" },
   minCount: { type: "int", min: 1, arg: "K", help: "keep characters seen at least K times; the rest map to <unk>" },
   extraChars: { type: "string", arg: "STRING", help: "characters always in the vocabulary, even if unseen" },
+  tokenizer: { type: "string", choices: [...TOKENIZER_KINDS], help: "tokens: characters, words, or byte-level BPE" },
+  vocabSize: { type: "int", min: 0, arg: "N", help: "word: cap, <unk> included (0 = 10000); bpe: 256-8192 (0 = 1024)" },
+  wordLowercase: { type: "bool", help: "word tokenizer: fold case" },
   type: { type: "string", choices: ["rnn", "gpt"], help: "model family: recurrent stack or GPT-style transformer" },
   cell: { type: "string", choices: ["lstm", "gru", "rnn"], help: "recurrent cell" },
   embedding: { type: "int", min: 1, help: "embedding width (gpt: channels of the residual stream)" },
@@ -357,6 +369,48 @@ export function buildTrainVocab(cfg: Pick<TrainConfig, "maxVocab" | "minCount" |
     }
   }
   return Vocab.build(text, { maxSize: maxVocab > 0 ? maxVocab : undefined, minCount, extra: extraChars });
+}
+
+/** bpe's vocabulary size when --vocab-size is 0. */
+export const DEFAULT_BPE_VOCAB = 1024;
+
+/**
+ * The tokenizer a training config asks for: the char vocabulary (buildTrainVocab, from the whole corpus, as before),
+ * or, learned from the training split alone, the word vocabulary (the `vocabSize` most frequent tokens) or the BPE
+ * merges. A resumed run builds it again and must get the checkpoint's back.
+ */
+export function buildTrainTokenizer(
+  cfg: Pick<TrainConfig, "maxVocab" | "minCount" | "extraChars" | "tokenizer" | "vocabSize" | "wordLowercase">,
+  splits: { text: string; train: string },
+): Tokenizer {
+  const kind = cfg.tokenizer ?? "char";
+  if (kind !== "char" && (cfg.maxVocab > 0 || cfg.minCount > 1 || cfg.extraChars)) {
+    throw new UsageError(
+      `--max-vocab, --min-count and --extra-chars shape the char tokenizer; with --tokenizer ${kind} use --vocab-size`,
+    );
+  }
+  if (kind !== "word" && cfg.wordLowercase) {
+    throw new UsageError(`--word-lowercase applies to --tokenizer word; drop it or pick the word tokenizer`);
+  }
+  if (kind === "word") {
+    return WordTokenizer.build(splits.train, {
+      maxSize: cfg.vocabSize || DEFAULT_WORD_VOCAB,
+      lowercase: cfg.wordLowercase,
+    });
+  }
+  if (kind === "bpe") {
+    const size = cfg.vocabSize || DEFAULT_BPE_VOCAB;
+    if (size < 256 || size > 8192) {
+      throw new UsageError(`--vocab-size ${size}: a bpe vocabulary holds 256 to 8192 tokens; pick one in that range`);
+    }
+    return BpeTokenizer.train(splits.train, size);
+  }
+  if (cfg.vocabSize > 0) {
+    throw new UsageError(
+      `--vocab-size sets the word and bpe vocabularies; a char vocabulary is capped with --max-vocab ${cfg.vocabSize}`,
+    );
+  }
+  return buildTrainVocab(cfg, splits.text);
 }
 
 /**

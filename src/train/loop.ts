@@ -15,7 +15,7 @@
 
 import * as path from "node:path";
 import { StreamBatcher, WindowEpoch, type Batch, type StreamState } from "../data/batching.js";
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
@@ -51,7 +51,7 @@ export interface ResumeState {
 export interface TrainOptions {
   config: TrainConfig;
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   splits: { train: string; validation: string; name: string };
   /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg). */
   out: string;
@@ -109,7 +109,8 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   const metrics = new MetricsLog(path.join(o.out, "metrics.jsonl"));
   const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
-  const valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
+  const valText = vocab.measure(o.splits.validation); // ids, character spans, "<unk>" charges (evaluate.ts)
+  const valIds = valText.ids;
   if (valIds.length < 2) {
     throw new CharlmError(
       `the validation split of ${o.splits.name} is empty; use a longer corpus or a larger --validation-fraction`,
@@ -347,7 +348,13 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     progress.finish();
 
     // End of epoch: validate, record, maybe stop early, checkpoint.
-    const val = await evaluate(model, valIds, { B, T, carry: stream, maxChars: cfg.evalChars });
+    const val = await evaluate(model, valIds, {
+      B,
+      T,
+      carry: stream,
+      maxChars: cfg.evalChars,
+      text: { ends: valText.ends, extra: valText.extra, unk: vocab.unk },
+    });
     if (!Number.isFinite(val.nats)) diverged(`the validation loss became ${val.nats}`);
     const trainLoss = epochLossCount ? epochLossSum / epochLossCount : NaN;
     epoch++;
@@ -362,15 +369,24 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
       epoch,
       trainLoss,
       valLoss: val.nats,
-      valBitsPerChar: val.bits,
+      valNatsPerChar: val.natsPerChar,
+      valBitsPerChar: val.bitsPerChar,
+      ...(vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
       lr,
       seconds,
       time: elapsed(),
     });
     const { improved, stop } = await stopper.update(val.nats, epoch, params);
+    // A char model's tokens are characters; other tokenizers show the loss per token and per character of the text.
+    const perChar = `${val.natsPerChar.toFixed(4)} nats/char (${val.bitsPerChar.toFixed(3)} bits/char)`;
+    const valLine =
+      vocab.kind === "char"
+        ? perChar
+        : `${val.nats.toFixed(4)} nats/token, ${perChar}` +
+          (vocab.kind === "word" ? `, <unk> ${(100 * val.unknownShare).toFixed(1)}% of tokens` : "");
     log(
-      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${val.nats.toFixed(4)} nats/char ` +
-        `(${val.bits.toFixed(3)} bits/char)${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
+      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${valLine}` +
+        `${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
     );
     if (cfg.sampleEvery === 0) await printSample();
     const done = epoch >= cfg.epochs || stop;

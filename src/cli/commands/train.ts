@@ -4,7 +4,8 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadSplits } from "../../data/corpus.js";
-import { UNK, type Vocab, describe } from "../../data/vocab.js";
+import type { Tokenizer } from "../../data/tokenizer.js";
+import { UNK, describe } from "../../data/vocab.js";
 import { setBackend, setWasmThreads } from "../../engine/backends/index.js";
 import { chooseBackend, threadsFlag } from "../backend.js";
 import { extendVocab, loadInitSource, peekInitSource, type InitSource } from "../../interop/init-source.js";
@@ -23,7 +24,7 @@ import {
 import {
   DEFAULT_TRAIN_CONFIG,
   PRESETS,
-  buildTrainVocab,
+  buildTrainTokenizer,
   checkPartialConfig,
   checkTrainableSize,
   configFromFlags,
@@ -227,7 +228,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     validationFraction: cfg.validationFraction,
     tinyShakespeare: { quiet: flags.quiet },
   });
-  let vocab: Vocab;
+  let vocab: Tokenizer;
   let model;
   let unknown = 0; // characters of the data the vocabulary lacks, mapped to <unk>
   let added: string[] = []; // --extend-vocab: characters given new rows
@@ -235,6 +236,11 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     // Fine-tuning keeps the source's vocabulary as it is (its size is a dimension of the weights), unless
     // --extend-vocab grows it by the characters the data has and it lacks.
     const extending = flags.extendVocab;
+    if (extending && source.vocab.kind !== "char") {
+      throw new UsageError(
+        `--extend-vocab adds characters to a char vocabulary, and ${flags.initFrom} uses the ${source.vocab.kind} tokenizer; drop --extend-vocab (${source.vocab.kind === "bpe" ? "byte-level tokens encode any text" : "unknown words map to <unk>"})`,
+      );
+    }
     const missing = checkSourceVocab(source.vocab, splits.text, splits.name, flags.initFrom!, { extending });
     if (extending && missing.length) {
       ({ model, vocab } = await extendVocab(source, missing, cfg.seed));
@@ -252,11 +258,10 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     model = loaded.model;
   } else if (loaded) {
     vocab = loaded.vocab;
-    // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
-    const fresh = buildTrainVocab(cfg, splits.text);
+    // Rebuilt with the run's own tokenizer settings, the data must give back the very same tokens.
+    const fresh = buildTrainTokenizer(cfg, splits);
     const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
-    const same =
-      fresh.unk === vocab.unk && fresh.size === vocab.size && fresh.chars.every((c, i) => c === vocab.chars[i]);
+    const same = JSON.stringify(fresh.serialize()) === JSON.stringify(vocab.serialize());
     if (missing.length || !same) {
       const extra = missing.length
         ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
@@ -267,12 +272,12 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     }
     model = loaded.model;
   } else {
-    vocab = buildTrainVocab(cfg, splits.text);
+    vocab = buildTrainTokenizer(cfg, splits);
     model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
   }
 
   const say = (line: string): void => void process.stdout.write(line + "\n");
-  const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
+  const dropped = vocab.kind === "char" && vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
   const pruned = added.length
     ? ` (${added.length} character${added.length > 1 ? "s" : ""} added by --extend-vocab)`
     : unknown
@@ -290,7 +295,7 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
   say(`config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`);
   say(chosen.line);
   say(
-    `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
+    `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, ${vocab.kind === "char" ? `vocabulary ${vocab.size}` : `tokenizer ${vocab.describe()}`}${pruned}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
   );
 
   const stop = stopOnSignals("saving a checkpoint");
@@ -313,7 +318,9 @@ async function runTraining(flags: Flags<typeof schema>, held: WriterLock[], made
     const best =
       result.bestValLoss === null
         ? "n/a"
-        : `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`;
+        : vocab.kind === "char"
+          ? `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`
+          : `${result.bestValLoss.toFixed(4)} nats/token (per character: see the epoch lines or charlm eval)`;
     say(
       `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
     );
