@@ -79,7 +79,9 @@ function showCard(m: CardInfo): void {
   $("card-loss").textContent =
     m.validationLoss === null
       ? "not measured"
-      : `${m.validationLoss.toFixed(4)} nats/char (${(m.validationLoss / Math.LN2).toFixed(3)} bits/char)`;
+      : m.tokenizer && m.tokenizer !== "char"
+        ? `${m.validationLoss.toFixed(4)} nats/token`
+        : `${m.validationLoss.toFixed(4)} nats/char (${(m.validationLoss / Math.LN2).toFixed(3)} bits/char)`;
   const training = [m.steps === null ? "" : `${m.steps.toLocaleString("en-US")} steps`];
   if (m.trainingSeconds !== null) training.push(formatSeconds(m.trainingSeconds));
   $("card-training").textContent = training.filter(Boolean).join(", ") || "unknown";

@@ -55,7 +55,7 @@ export const OPTIMIZER = "optimizer.safetensors";
 export const BEST = "best.safetensors";
 export const STATE = "state.safetensors";
 
-/** One line of the per-epoch history. Losses are mean nats per character. */
+/** One line of the per-epoch history. Losses are mean nats per token (per character for a char model). */
 export interface EpochRecord {
   epoch: number; // 1-based
   step: number; // optimizer steps done at the end of the epoch
