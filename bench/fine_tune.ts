@@ -1,17 +1,20 @@
 // Fine-tuning against training from scratch on a new text, for the same steps:
-//   npm run bench -- fine_tune [--source DIR] [--text FILE] [--steps 60] [--warmup 10] [--out bench/out/fine_tune]
+//   npm run bench -- fine_tune [--source DIR | --source-seconds S] [--text FILE] [--steps 60] [--warmup 10]
+//                              [--out bench/out/fine_tune]
 //
-// The source is a Tiny Shakespeare model (default: the char run of `npm run bench -- tokenizers`). The new text is
+// The source is a Tiny Shakespeare model: DIR (default: the char run of `npm run bench -- tokenizers`), or with
+// --source-seconds a small char model (Embedding 32 -> LSTM 128, otherwise the cpu preset) trained here for S
+// seconds of wall time on one thread. The new text is
 // FILE, or else Genesis and Exodus of the King James Bible (about 360 KB) printed by the `bible` program of
 // Debian's bible-kjv package (`apt-get install bible-kjv`), verse numbers and chapter headings dropped. Both runs
-// use the source's model shape and the cpu preset's batches, `--threads 1`, two at a time, `--warmup` steps of
+// use the source's model shape, tokenizer and batches, `--threads 1`, two at a time, `--warmup` steps of
 // warm-up (the preset's 100 would take most of a short budget): fine-tuned with the fine-tuning defaults (a tenth
 // of the preset's learning rate; --extend-vocab for characters the source lacks), fine-tuned at the preset's
 // learning rate, and from scratch at the preset's. Each is evaluated on the text's validation tail (its last 10%)
 // in nats/char, with a sample.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { charlm, evalRun, manifestFacts, option, pool, sampleRun } from "./_charlm.js";
 
@@ -34,7 +37,8 @@ function kjvText(): string {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const source = option(args, "source", "bench/out/tokenizers/char");
+  let source = option(args, "source", "bench/out/tokenizers/char");
+  const sourceSeconds = Number(option(args, "source-seconds", "0"));
   const steps = Number(option(args, "steps", "60"));
   const warmup = option(args, "warmup", "10");
   const out = option(args, "out", "bench/out/fine_tune");
@@ -43,6 +47,18 @@ export async function main(args: string[]): Promise<void> {
   if (!text) {
     text = join(out, "kjv-genesis-exodus.txt");
     if (!existsSync(text)) writeFileSync(text, kjvText());
+  }
+  if (sourceSeconds > 0) {
+    source = join(out, "source");
+    const flags = ["--preset", "cpu", "--embedding", "32", "--units", "128", "--layers", "1", "--threads", "1"];
+    flags.push("--backend", "wasm", "--log-every", "1", "--sample-length", "0", "--quiet", "--force");
+    const r = await charlm(["train", ...flags, "--out", source], sourceSeconds);
+    if (r.code !== 0 && r.code !== 143) throw new Error(`source: charlm train failed: ${r.err}`);
+    const e = await evalRun(source, "validation", ["--threads", "1", "--backend", "wasm"]);
+    const step = manifestFacts(source).step;
+    console.log(
+      `source: Tiny Shakespeare, ${step} steps in ${r.seconds.toFixed(0)} s, val ${e.natsPerChar.toFixed(3)} nats/char`,
+    );
   }
   const src = manifestFacts(source);
   const common = ["--data", text, "--steps-per-epoch", String(steps), "--epochs", "1", "--threads", "1"];
@@ -62,8 +78,8 @@ export async function main(args: string[]): Promise<void> {
   const runs = [
     { name: "fine-tuned", args: ["--init-from", source, ...extend] },
     { name: "fine-tuned at lr 2e-3", args: ["--init-from", source, ...extend, "--lr", "2e-3"] },
-    // The scratch run: the source's model shape (the cpu preset's) and tokenizer settings, fresh weights.
-    { name: "from scratch", args: ["--preset", "cpu", ...tokenizerFlags(source)] },
+    // The scratch run: the source's model shape and tokenizer settings, fresh weights.
+    { name: "from scratch", args: ["--preset", "cpu", ...sourceFlags(source)] },
   ];
   const done = await pool(
     runs.map((run) => async () => {
@@ -88,8 +104,15 @@ export async function main(args: string[]): Promise<void> {
   for (const s of samples) console.log(s);
 }
 
-/** The source's tokenizer flags (kind and size), so the scratch run tokenizes the same way. */
-function tokenizerFlags(dir: string): string[] {
+/** The source's shape, batches and tokenizer as flags, so the scratch run is the same model made afresh. */
+function sourceFlags(dir: string): string[] {
   const f = manifestFacts(dir);
-  return f.kind === "char" ? [] : ["--tokenizer", f.kind, "--vocab-size", String(f.vocabSize)];
+  const train = (JSON.parse(readFileSync(join(dir, "charlm.json"), "utf8")) as { train: Record<string, unknown> })
+    .train;
+  const flags: string[] = [];
+  for (const key of ["type", "cell", "embedding", "units", "layers", "heads", "dropout", "seqLength", "batchSize"]) {
+    if (train[key] !== undefined)
+      flags.push(`--${key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`, String(train[key]));
+  }
+  return f.kind === "char" ? flags : [...flags, "--tokenizer", f.kind, "--vocab-size", String(f.vocabSize)];
 }
