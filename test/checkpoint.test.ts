@@ -165,10 +165,11 @@ test("checkpoint: save then load gives the same model config, vocabulary and bit
   const { dir, model } = await saved();
   const { model: back, vocab: v2, manifest } = await loadCheckpoint(dir);
   assert.equal(manifest.format, "charlm-checkpoint");
-  assert.equal(manifest.version, 1);
+  assert.equal(manifest.version, 2);
+  assert.equal(manifest.tokenizer.kind, "char");
   assert.equal(manifest.step, 7);
   assert.equal(manifest.bestValLoss, 1.25);
-  assert.deepEqual(v2.chars, vocab.chars);
+  assert.deepEqual(v2.serialize(), vocab.serialize());
   assert.deepEqual(manifest.model, config);
   assert.deepEqual(
     manifest.parameters.map((p) => p.name),
@@ -197,10 +198,10 @@ test("checkpoint: wrong format name, wrong version, damaged JSON are refused", a
   const { dir } = await saved();
   const file = join(dir, MANIFEST);
   const m = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  writeFileSync(file, JSON.stringify({ ...m, version: 2 }));
+  writeFileSync(file, JSON.stringify({ ...m, version: 3 }));
   await assert.rejects(
     readManifest(dir),
-    /checkpoint format version 2 is not supported \(this charlm reads version 1\)/,
+    /checkpoint format version 3 is not supported \(this charlm reads versions 1 and 2\)/,
   );
   writeFileSync(file, JSON.stringify({ ...m, format: "keras" }));
   await assert.rejects(readManifest(dir), /format is "keras", expected "charlm-checkpoint"/);
@@ -208,6 +209,23 @@ test("checkpoint: wrong format name, wrong version, damaged JSON are refused", a
   await assert.rejects(readManifest(dir), /not valid JSON/);
   writeFileSync(file, JSON.stringify({ ...m, model: { ...(m.model as object), units: "ten" } }));
   await assert.rejects(readManifest(dir), /"units" is "ten"/);
+});
+
+test("checkpoint: a version-1 manifest (a character vocabulary, no tokenizer) still loads, as a char tokenizer", async () => {
+  const { dir, model } = await saved();
+  const file = join(dir, MANIFEST);
+  const { tokenizer, ...rest } = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown> & {
+    tokenizer: { kind: string; chars: string[]; unk: number };
+  };
+  const v1 = { ...rest, version: 1, vocab: { chars: tokenizer.chars, unk: tokenizer.unk } };
+  writeFileSync(file, JSON.stringify(v1));
+  const back = await loadCheckpoint(dir);
+  assert.equal(back.manifest.version, 1);
+  assert.equal(back.vocab.kind, "char");
+  assert.deepEqual(back.vocab.serialize(), vocab.serialize());
+  for (const [name, p] of model.parameters()) {
+    assert.deepEqual(await back.model.parameters().get(name)!.read(), await p.read(), name);
+  }
 });
 
 test("checkpoint: every manifest field of the wrong type or range is refused, naming the field", async () => {

@@ -32,6 +32,7 @@ const SHAPE = ["--embedding", "8", "--units", "12", "--seq-length", "16", "--bat
 const RUN = ["--preset", "tiny", "--quiet"];
 
 const manifestOf = (dir: string): Manifest => JSON.parse(readFileSync(join(dir, "charlm.json"), "utf8")) as Manifest;
+const charsOf = (m: Manifest): { chars: string[]; unk: number } => m.tokenizer as { chars: string[]; unk: number };
 
 /** A source trained for 20 steps on the verse; `--max-vocab` prunes it, which gives its vocabulary a <unk>. */
 async function trainSource(name: string, ...extra: string[]): Promise<string> {
@@ -100,7 +101,7 @@ test("fine-tuning starts from the source's weights, with a fresh optimizer, its 
   assert.equal(m.optimizer?.t, 1, "a fresh optimizer: one update so far, not the source's 21st");
   assert.equal(src.optimizer?.t, 20);
   assert.deepEqual(m.model, src.model, "the source's model config");
-  assert.deepEqual(m.vocab, src.vocab, "the source's vocabulary, as it is");
+  assert.deepEqual(m.tokenizer, src.tokenizer, "the source's vocabulary, as it is");
   assert.deepEqual(m.initFrom, { path: resolve(withUnk), step: 20, format: "charlm" });
   // The fine-tuning defaults: 3 epochs and a tenth of the tiny preset's learning rate (2e-3).
   assert.equal(m.train?.epochs, 3);
@@ -118,7 +119,7 @@ test("fine-tuning starts from the source's weights, with a fresh optimizer, its 
   const after = await readManifest(out);
   assert.equal(after.step, 3);
   assert.deepEqual(after.initFrom, m.initFrom);
-  assert.deepEqual(after.vocab, src.vocab);
+  assert.deepEqual(after.tokenizer, src.tokenizer);
 });
 
 test("fine-tuning: the first step differs from a run from scratch, and explicit --epochs, --lr and --dropout are kept", async () => {
@@ -181,7 +182,7 @@ test("fine-tuning from a PyTorch export (charlm export --to torch) starts from t
   assert.match(r.out, /^fine-tuning .*src\.torch \(PyTorch export, step 20\) into/m);
   const m = manifestOf(out);
   assert.deepEqual(m.initFrom, { path: resolve(exported), step: 20, format: "torch" });
-  assert.deepEqual(m.vocab, manifestOf(withUnk).vocab);
+  assert.deepEqual(m.tokenizer, manifestOf(withUnk).tokenizer);
   assert.equal(m.optimizer?.t, 1, "the export's Adam state is not carried over");
   const expected = await sourceLossOnFirstBatch(withUnk, letter);
   assert.ok(Math.abs(firstStepLoss(out) - expected) < 1e-5, `${firstStepLoss(out)} vs ${expected}`);
@@ -321,16 +322,16 @@ test("--extend-vocab: the new characters get new rows, initialised as a new mode
   assert.equal(r.code, 0, r.err);
   const src = manifestOf(noUnk);
   const m = manifestOf(out);
-  const V = src.vocab.chars.length;
+  const V = charsOf(src).chars.length;
   const newChars = [...new Set(LETTER)].filter((c) => !VERSE.includes(c));
   assert.match(
     r.out,
     new RegExp(`vocabulary ${V + newChars.length} \\(${newChars.length} characters added by --extend-vocab\\)`),
   );
-  assert.deepEqual(m.vocab.chars.slice(0, V), src.vocab.chars, "the old ids stay");
-  assert.deepEqual(m.vocab.chars.slice(V).sort(), newChars.sort());
-  assert.equal(m.vocab.unk, -1);
-  assert.deepEqual(m.initFrom?.addedChars, m.vocab.chars.slice(V));
+  assert.deepEqual(charsOf(m).chars.slice(0, V), charsOf(src).chars, "the old ids stay");
+  assert.deepEqual(charsOf(m).chars.slice(V).sort(), newChars.sort());
+  assert.equal(charsOf(m).unk, -1);
+  assert.deepEqual(m.initFrom?.addedChars, charsOf(m).chars.slice(V));
   assert.equal(m.model.vocabSize, V + newChars.length);
 
   const tuned = (await loadCheckpoint(out)).model.parameters();

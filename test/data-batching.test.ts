@@ -25,7 +25,10 @@ test("randomWindows: (B, T) windows, targets shifted by one, seeded", () => {
   // A window needs T + 1 characters: exactly enough works, one fewer does not.
   const exact = randomWindows(ids.subarray(0, 11), 2, 10, new Rng(0));
   assert.deepEqual(Array.from(exact.inputs.subarray(0, 10)), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  assert.throws(() => randomWindows(ids.subarray(0, 10), 1, 10, new Rng(0)), /10 characters, fewer than the 11/);
+  assert.throws(
+    () => randomWindows(ids.subarray(0, 10), 1, 10, new Rng(0)),
+    /10 tokens \(characters, for a char model\), fewer than the 11/,
+  );
 });
 
 test("zero or negative sizes are errors", () => {

@@ -13,7 +13,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { BpeTokenizer } from "../src/data/bpe.js";
 import { Vocab } from "../src/data/vocab.js";
+import { WordTokenizer } from "../src/data/word.js";
 import { buildModel } from "../src/models/registry.js";
 import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { createServer } from "../src/server/app.js";
@@ -81,8 +83,23 @@ before(async () => {
     bestValLoss: 2.85,
     elapsedSeconds: 3,
   });
+  // A byte-level BPE model and a word model: the page must decode their tokens as the server does.
+  const others = [];
+  for (const [name, tok] of [
+    ["tiny-bpe", BpeTokenizer.train(TEXT.repeat(5), 280)],
+    ["tiny-word", WordTokenizer.build(TEXT)],
+  ] as const) {
+    const m = buildModel(
+      { type: "rnn", cell: "gru", vocabSize: tok.size, embedding: 8, units: 16, layers: 1, dropout: 0 },
+      new Rng(5),
+    );
+    await saveCheckpoint(join(work, name), { model: m, vocab: tok, step: 1 });
+    others.push(await fromCheckpoint(join(work, name)));
+  }
   // A second name for the same checkpoint, so the page has a model to switch to.
-  app = createServer([slowed(await fromCheckpoint(dir), 2), await fromCheckpoint(dir, "second")], { rng: new Rng(1) });
+  app = createServer([slowed(await fromCheckpoint(dir), 2), await fromCheckpoint(dir, "second"), ...others], {
+    rng: new Rng(1),
+  });
   await app.listen({ port: 0, host: "127.0.0.1" });
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   context = await chromium.launchPersistentContext(join(work, "profile"), {
@@ -238,6 +255,28 @@ test(
     assert.ok(!requests.includes("/api/models/tiny-lstm/weights"), "weights downloaded only once");
   },
 );
+
+test("the in-browser mode decodes word and byte-level BPE models as the server does", { skip: SKIP }, async () => {
+  await page.check('input[name="mode"][value="browser"]');
+  for (const name of ["tiny-bpe", "tiny-word"]) {
+    await page.selectOption("#model", name);
+    await page.fill("#prime", "Speak");
+    await page.locator("#length").fill("80");
+    await page.fill("#seed", "11");
+    const res = await fetch(`${base}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: name, prime: "Speak", length: 80, temperature: 0.8, seed: 11 }),
+    });
+    const serverText = ((await res.json()) as { text: string }).text;
+    await page.click("#generate");
+    await page.waitForFunction(() => /characters in|error/.test(document.getElementById("status")!.textContent ?? ""));
+    assert.match(await status(), /on this browser; reason: length$/, name);
+    assert.equal(await outputText(), serverText, name);
+    assert.ok(serverText.length > 80, `${name}: 80 tokens give more than 80 characters`);
+  }
+  await page.selectOption("#model", "tiny-lstm");
+});
 
 test("switching models clears a stale error; a narrow window gets one column", { skip: SKIP }, async () => {
   await page.check('input[name="mode"][value="server"]');

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadSplits } from "../src/data/corpus.js";
 import { Vocab } from "../src/data/vocab.js";
+import type { Tokenizer } from "../src/data/tokenizer.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
@@ -53,7 +54,7 @@ const lines = (out: string): Line[] =>
     .map((l) => JSON.parse(l) as Line);
 
 /** charlm's loss over non-overlapping windows of T of the first `chars` + 1 validation characters (as train.py). */
-function valLoss(model: LanguageModel, vocab: Vocab, validation: string, chars: number, T: number): number {
+function valLoss(model: LanguageModel, vocab: Tokenizer, validation: string, chars: number, T: number): number {
   const ids = vocab.encode([...validation].slice(0, chars + 1).join(""), "unk");
   const n = Math.floor((ids.length - 1) / T);
   const x = ids.slice(0, n * T);

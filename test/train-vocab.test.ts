@@ -27,8 +27,10 @@ const QUICK = [
 ];
 
 function savedVocab(dir: string): { chars: string[]; unk: number } {
-  return (JSON.parse(readFileSync(join(dir, "charlm.json"), "utf8")) as { vocab: { chars: string[]; unk: number } })
-    .vocab;
+  const { chars, unk } = (
+    JSON.parse(readFileSync(join(dir, "charlm.json"), "utf8")) as { tokenizer: { chars: string[]; unk: number } }
+  ).tokenizer;
+  return { chars, unk };
 }
 
 test("--max-vocab 20 keeps the 19 most frequent characters and <unk>; eval and sample work, a pruned prime is refused", async () => {

@@ -66,7 +66,10 @@ test("the page's training makes a checkpoint tar that charlm sample reads", asyn
     assert.equal(d.out, r.out);
     const served = await cli("serve", "--model", file, "--port", "0");
     assert.equal(served.code, 2, served.err);
-    assert.match(served.err, /a file \(a checkpoint tar\?\); serve reads checkpoint directories: unpack it with 'tar xf /);
+    assert.match(
+      served.err,
+      /a file \(a checkpoint tar\?\); serve reads checkpoint directories: unpack it with 'tar xf /,
+    );
     writeFileSync(join(dir, "fox.txt"), TEXT);
     const e = await cli(
       "eval",

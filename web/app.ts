@@ -13,6 +13,7 @@ interface CardInfo {
   architecture: string;
   parameters: number;
   vocabSize: number;
+  tokenizer?: string;
   validationLoss: number | null;
   trainingSeconds: number | null;
   steps: number | null;
@@ -77,11 +78,14 @@ function showCard(m: CardInfo): void {
   $("card-name").textContent = m.name;
   $("card-type").textContent = m.type;
   $("card-params").textContent = m.parameters.toLocaleString("en-US");
-  $("card-vocab").textContent = `${m.vocabSize} symbols`;
+  $("card-vocab").textContent =
+    m.tokenizer && m.tokenizer !== "char" ? `${m.vocabSize} ${m.tokenizer} tokens` : `${m.vocabSize} symbols`;
   $("card-loss").textContent =
     m.validationLoss === null
       ? "not measured"
-      : `${m.validationLoss.toFixed(4)} nats/char (${(m.validationLoss / Math.LN2).toFixed(3)} bits/char)`;
+      : m.tokenizer && m.tokenizer !== "char"
+        ? `${m.validationLoss.toFixed(4)} nats/token`
+        : `${m.validationLoss.toFixed(4)} nats/char (${(m.validationLoss / Math.LN2).toFixed(3)} bits/char)`;
   const training = [m.steps === null ? "" : `${m.steps.toLocaleString("en-US")} steps`];
   if (m.trainingSeconds !== null) training.push(formatSeconds(m.trainingSeconds));
   $("card-training").textContent = training.filter(Boolean).join(", ") || "unknown";

@@ -1,8 +1,8 @@
 // The in-browser mode: download a model's manifest and weights once, rebuild it with the same code the server
 // runs (charlm/browser, bundled from src/), switch the engine to the kernels the page's selector picks (auto: wasm,
-// see ./backend-choice.ts), and generate here with no server round-trip per character. The sampler yields one
-// character at a time; between characters the page gets the main thread back every few milliseconds so the text
-// paints as it appears and Stop stays clickable.
+// see ./backend-choice.ts), and generate here with no server round-trip per token. The sampler yields one
+// token's text at a time (the model's tokenizer, char, word or bpe, decodes it, as on the server); between tokens
+// the page gets the main thread back every few milliseconds so the text paints as it appears and Stop stays clickable.
 
 import { load, type BrowserModel } from "../src/browser.js";
 import { setBackend } from "../src/engine/backends/index.js";
@@ -85,7 +85,7 @@ export class LocalModels {
       stop,
       signal,
     })) {
-      n += Array.from(ch).length;
+      n++;
       out += ch;
       onText(ch);
       if (performance.now() - lastYield > 12) {
@@ -95,6 +95,8 @@ export class LocalModels {
       if (signal.aborted) return "stopped";
     }
     if (signal.aborted) return "stopped";
-    return n >= s.length ? "length" : out.length ? "stop" : "ended";
+    // `stop` is empty here, so a generation that was not stopped ran its length (n counts tokens that gave text; a
+    // byte-level token can give none until its character is whole).
+    return n > 0 || out.length ? "length" : "ended";
   }
 }

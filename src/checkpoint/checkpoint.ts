@@ -1,6 +1,6 @@
 // Checkpoints: a directory that describes itself.
 //
-//   charlm.json            the manifest: format "charlm-checkpoint", version 1, model config, vocabulary, training
+//   charlm.json            the manifest: format "charlm-checkpoint", version 2, model config, tokenizer, training
 //                          config, optimizer scalars, RNG states, step/epoch/batcher position, history, best
 //                          validation loss, elapsed time, and the size and SHA-256 of every file below
 //   model.safetensors      the weights: one F32 tensor per named parameter (names and shapes as model.parameters())
@@ -23,7 +23,8 @@
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { Vocab, type VocabJSON } from "../data/vocab.js";
+import { tokenizerFromJSON, type Tokenizer, type TokenizerJSON } from "../data/tokenizer.js";
+import type { VocabJSON } from "../data/vocab.js";
 import { Tensor } from "../engine/tensor.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import type { LanguageModel, State } from "../models/contract.js";
@@ -45,14 +46,17 @@ export { loadWeightsInto } from "./weights.js";
 export { LOCK, makeDir, type WriterLock } from "./lock.js";
 
 export const CHECKPOINT_FORMAT = "charlm-checkpoint";
-export const CHECKPOINT_VERSION = 1;
+// Version 2 stores a tokenizer (kind and state) where version 1 stored a character vocabulary {chars, unk}; version
+// 1 manifests still load, as char tokenizers.
+export const CHECKPOINT_VERSION = 2;
+export const READABLE_VERSIONS = [1, 2];
 export const MANIFEST = "charlm.json";
 export const WEIGHTS = "model.safetensors";
 export const OPTIMIZER = "optimizer.safetensors";
 export const BEST = "best.safetensors";
 export const STATE = "state.safetensors";
 
-/** One line of the per-epoch history. Losses are mean nats per character. */
+/** One line of the per-epoch history. Losses are mean nats per token (per character for a char model). */
 export interface EpochRecord {
   epoch: number; // 1-based
   step: number; // optimizer steps done at the end of the epoch
@@ -67,10 +71,11 @@ export type RunStatus = "running" | "finished" | "early-stopped" | "time-limit";
 
 export interface Manifest {
   format: typeof CHECKPOINT_FORMAT;
-  version: typeof CHECKPOINT_VERSION;
+  version: number; // CHECKPOINT_VERSION when written; 1 for older checkpoints
   savedAt: string; // ISO time
   model: ModelConfig;
-  vocab: VocabJSON;
+  tokenizer: TokenizerJSON; // filled from `vocab` when a version-1 manifest is read
+  vocab?: VocabJSON; // version 1 only: the character vocabulary
   train: TrainConfig | null; // resolved training config (null for a model saved outside `charlm train`)
   preset: string | null;
   dataName: string | null; // "tinyshakespeare" or the corpus file name
@@ -102,7 +107,7 @@ export interface InitFrom {
 /** What saveCheckpoint needs; everything past model and vocab is training state and may be left out. */
 export interface CheckpointInput {
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   optimizer?: Optimizer | null;
   rng?: { model: Rng; data: Rng } | null;
   step?: number;
@@ -199,7 +204,7 @@ export async function encodeCheckpoint(
     version: CHECKPOINT_VERSION,
     savedAt: new Date().toISOString(),
     model: c.model.config as unknown as ModelConfig,
-    vocab: c.vocab.toJSON(),
+    tokenizer: c.vocab.serialize(),
     train: c.trainConfig ?? null,
     preset: c.preset ?? null,
     dataName: c.dataName ?? null,
@@ -397,12 +402,13 @@ function checkManifest(text: string, file: string): Manifest {
       `${file}: format is ${JSON.stringify(m?.format)}, expected "${CHECKPOINT_FORMAT}"; this is not a charlm checkpoint`,
     );
   }
-  if (m.version !== CHECKPOINT_VERSION) {
+  if (!READABLE_VERSIONS.includes(m.version as number)) {
     throw new CharlmError(
-      `${file}: checkpoint format version ${JSON.stringify(m.version)} is not supported (this charlm reads version ${CHECKPOINT_VERSION}); use the charlm release that wrote it or train again`,
+      `${file}: checkpoint format version ${JSON.stringify(m.version)} is not supported (this charlm reads versions ${READABLE_VERSIONS.join(" and ")}); use the charlm release that wrote it or train again`,
     );
   }
-  for (const key of ["model", "vocab", "parameters", "files"] as const) {
+  if (m.version === 1 && typeof m.vocab === "object" && m.vocab !== null) m.tokenizer = { kind: "char", ...m.vocab };
+  for (const key of ["model", "tokenizer", "parameters", "files"] as const) {
     if (typeof m[key] !== "object" || m[key] === null)
       throw new CharlmError(`${file}: the "${key}" field is missing; the checkpoint is damaged`);
   }
@@ -500,7 +506,9 @@ async function manifestStamp(dir: string): Promise<string> {
  * Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. `dir` is a checkpoint
  * directory, or a tar of one (the web page's download, tar.ts).
  */
-export async function loadCheckpoint(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+export async function loadCheckpoint(
+  dir: string,
+): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
   const st = await fs.stat(dir).catch(() => null);
   if (st?.isFile()) return loadCheckpointArchive(dir);
   return readConsistently(dir, () => loadOnce(dir));
@@ -509,7 +517,7 @@ export async function loadCheckpoint(dir: string): Promise<{ model: LanguageMode
 /** A checkpoint packed as one tar file (see tar.ts), checked file by file as a directory is. */
 async function loadCheckpointArchive(
   file: string,
-): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
   const files = readTar(new Uint8Array(await fs.readFile(file)), file);
   const text = files.get(MANIFEST);
   if (!text) throw new CharlmError(`${file}: holds no ${MANIFEST}; give a tar of a checkpoint directory`);
@@ -523,7 +531,7 @@ async function loadCheckpointArchive(
   });
 }
 
-async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
   const manifest = await readManifest(dir);
   return modelFrom(manifest, path.join(dir, MANIFEST), path.join(dir, WEIGHTS), (name) =>
     readCheckpointFile(dir, manifest, name),
@@ -535,7 +543,7 @@ async function modelFrom(
   file: string,
   weightsFile: string,
   readFile: (name: string) => Promise<SafetensorsFile | null>,
-): Promise<{ model: LanguageModel; vocab: Vocab; manifest: Manifest }> {
+): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
   const named = <T>(build: () => T): T => {
     try {
       return build();
@@ -545,7 +553,7 @@ async function modelFrom(
       throw err;
     }
   };
-  const vocab = named(() => Vocab.fromJSON(manifest.vocab));
+  const vocab = named(() => tokenizerFromJSON(manifest.tokenizer));
   if (vocab.size !== manifest.model.vocabSize) {
     throw new CharlmError(
       `${file}: the vocabulary has ${vocab.size} symbols but the model expects ${manifest.model.vocabSize}; the checkpoint is damaged`,

@@ -1,7 +1,7 @@
 // A checkpoint's model from bytes already in memory (a manifest's JSON and model.safetensors), for readers without
 // a file system: the browser entry point and the web page. No Node built-ins here or below.
 
-import { Vocab } from "../data/vocab.js";
+import { tokenizerFromJSON, type Tokenizer } from "../data/tokenizer.js";
 import { parseModelConfig } from "../models/config.js";
 import type { LanguageModel } from "../models/contract.js";
 import { buildModel } from "../models/registry.js";
@@ -11,14 +11,15 @@ import { loadWeightsInto } from "./weights.js";
 
 /** Rebuild the model a manifest describes and load `weights` (model.safetensors) into it; `where` names the source. */
 export function modelFromBytes(
-  manifest: { model?: unknown; vocab?: unknown },
+  manifest: { model?: unknown; tokenizer?: unknown; vocab?: unknown },
   weights: Uint8Array,
   where: string,
-): { model: LanguageModel; vocab: Vocab } {
+): { model: LanguageModel; vocab: Tokenizer } {
   const config = parseModelConfig(manifest.model, `${where}: model`);
-  let vocab: Vocab;
+  let vocab: Tokenizer;
   try {
-    vocab = Vocab.fromJSON(manifest.vocab);
+    // Version 2 has a tokenizer; version 1 a character vocabulary.
+    vocab = tokenizerFromJSON(manifest.tokenizer ?? manifest.vocab);
   } catch (err) {
     throw new CharlmError(`${where}: ${(err as Error).message}`);
   }

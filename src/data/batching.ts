@@ -1,10 +1,10 @@
-// Batches of (input, target) id sequences, target = input shifted by one character. Two styles, both seeded:
+// Batches of (input, target) token id sequences, target = input shifted by one token. Two styles, both seeded:
 //   - random windows / WindowEpoch: independent fixed-length sequences (the Keras tutorial's recipe); the model
 //     starts every sequence from a zero state.
 //   - StreamBatcher: B contiguous streams through the text, each batch continuing where the last one stopped, so
 //     the hidden state can be carried between batches (truncated backpropagation through time).
 //
-// Legend: B batch (sequences per batch), T time (characters per sequence). Batches are batch-major:
+// Legend: B batch (sequences per batch), T time (tokens per sequence). Batches are batch-major:
 // element (b, t) is at b*T + t.
 
 import { CharlmError } from "../util/errors.js";
@@ -12,7 +12,7 @@ import type { Rng } from "../util/rng.js";
 
 export interface Batch {
   inputs: Int32Array; // (B, T)
-  targets: Int32Array; // (B, T), targets[b, t] = the character after inputs[b, t]
+  targets: Int32Array; // (B, T), targets[b, t] = the token after inputs[b, t]
   B: number;
   T: number;
 }
@@ -26,7 +26,7 @@ function checkSizes(B: number, T: number): void {
 
 function tooShort(n: number, need: number, what: string): CharlmError {
   return new CharlmError(
-    `the corpus has ${n} characters, fewer than the ${need} needed for ${what}; use a shorter sequence length, a smaller batch or a longer corpus`,
+    `the corpus has ${n} tokens (characters, for a char model), fewer than the ${need} needed for ${what}; use a shorter sequence length, a smaller batch or a longer corpus`,
   );
 }
 

@@ -4,6 +4,7 @@
 // that must be representable even if the training text lacks them. Saved with every model as JSON.
 
 import { CharlmError } from "../util/errors.js";
+import type { EncodedText, StreamDecoder, Tokenizer, TokenizerJSON } from "./tokenizer.js";
 
 export const UNK = "<unk>";
 
@@ -26,7 +27,9 @@ export interface VocabBuildOptions {
 /** What `encode` does with a character that is not in the vocabulary. */
 export type OnUnknown = "error" | "unk" | "skip";
 
-export class Vocab {
+/** The char tokenizer: one token per code point. */
+export class Vocab implements Tokenizer {
+  readonly kind = "char" as const;
   readonly chars: string[];
   readonly unk: number;
   // Code point -> id. A dense table covers the Basic Multilingual Plane (fast path for encoding a whole corpus);
@@ -150,12 +153,40 @@ export class Vocab {
     return s;
   }
 
+  decoder(): StreamDecoder {
+    return { push: (id) => this.decode([id]), flush: () => "" };
+  }
+
+  /** One character per token; "<unk>" stands for one character and is charged nothing extra. */
+  measure(text: string): EncodedText {
+    const ids = this.encode(text, this.unk >= 0 ? "unk" : "error");
+    const ends = new Float64Array(ids.length);
+    let unknown = 0;
+    for (let i = 0; i < ids.length; i++) {
+      ends[i] = i + 1;
+      if (ids[i] === this.unk) unknown++;
+    }
+    return { ids, ends, extra: null, unknown };
+  }
+
+  startIds(): number[] {
+    return [this.has("\n") ? this.id(10) : 0];
+  }
+
+  serialize(): TokenizerJSON {
+    return { kind: "char", ...this.toJSON() };
+  }
+
+  describe(): string {
+    return `char, ${this.size} symbols`;
+  }
+
   toJSON(): VocabJSON {
     return { chars: this.chars.slice(), unk: this.unk };
   }
 
   static fromJSON(j: unknown): Vocab {
-    const o = j as Partial<VocabJSON> | null;
+    const o = j as (Partial<VocabJSON> & { kind?: string }) | null;
     if (!o || !Array.isArray(o.chars) || !o.chars.every((c) => typeof c === "string") || o.chars.length === 0) {
       throw new CharlmError(`vocabulary is damaged: expected {"chars": [one string per symbol], "unk": index}`);
     }

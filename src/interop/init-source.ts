@@ -8,6 +8,7 @@
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { Vocab } from "../data/vocab.js";
 import type { LanguageModel } from "../models/contract.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
@@ -20,7 +21,7 @@ import { TORCH_MANIFEST, loadTorchExport, readTorchExport } from "./torch-export
 
 export interface InitSource {
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer; // the source's tokenizer, kept as it is: its size is a dimension of the weights
   train: Partial<TrainConfig> | null; // the training config the source came from, when it recorded one
   initFrom: InitFrom;
 }
@@ -94,6 +95,11 @@ export async function extendVocab(
   chars: string[],
   seed: number,
 ): Promise<{ model: LanguageModel; vocab: Vocab }> {
+  if (!(source.vocab instanceof Vocab)) {
+    throw new CharlmError(
+      `--extend-vocab adds characters to a char vocabulary, and ${source.initFrom.path} uses the ${source.vocab.kind} tokenizer; drop --extend-vocab (its ${source.vocab.kind === "bpe" ? "byte-level tokens encode any text" : "unknown words map to <unk>"})`,
+    );
+  }
   const vocab = new Vocab([...source.vocab.chars, ...chars], source.vocab.unk);
   const config = parseModelConfig(source.model.config);
   const model = buildModel({ ...config, vocabSize: vocab.size }, new Rng(seed));

@@ -6,6 +6,7 @@
 //
 // Both are written atomically, the JSON last.
 
+import { Vocab } from "../data/vocab.js";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { parseModelConfig } from "../models/config.js";
@@ -57,7 +58,8 @@ export async function exportCheckpointToOnnx(
     savedAt: new Date().toISOString(),
     opset: ONNX_OPSET,
     model: config,
-    vocab: vocab.toJSON(),
+    // A char model's vocabulary as before; a word or bpe model's tokenizer state, as its checkpoint stores it.
+    ...(vocab instanceof Vocab ? { vocab: vocab.toJSON() } : { tokenizer: vocab.serialize() }),
     step: manifest.step,
     io,
   };

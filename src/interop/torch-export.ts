@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { Vocab, type VocabJSON } from "../data/vocab.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import type { LanguageModel } from "../models/contract.js";
@@ -85,12 +86,13 @@ export async function writeTorchExport(
   out: string,
   c: {
     model: LanguageModel;
-    vocab: Vocab;
+    vocab: Tokenizer;
     train?: Partial<TrainConfig> | null;
     step?: number;
     optimizer?: OptimizerState | null;
   },
 ): Promise<TorchExportManifest> {
+  const vocab = charVocabOf(c.vocab, "a PyTorch export");
   const config = parseModelConfig(c.model.config);
   const weights = weightsOf(c.model);
   const files: TorchExportManifest["files"] = {};
@@ -123,7 +125,7 @@ export async function writeTorchExport(
     writer: "charlm export",
     model: config,
     torch: { module: config.type === "rnn" ? "CharRNN" : "GPT", dtype: "float32" },
-    vocab: c.vocab.toJSON(),
+    vocab: vocab.toJSON(),
     train: c.train ?? null,
     step: c.step ?? 0,
     optimizer,
@@ -131,6 +133,14 @@ export async function writeTorchExport(
   };
   await writeFileAtomic(path.join(out, TORCH_MANIFEST), prettyJson(manifest) + "\n");
   return manifest;
+}
+
+/** The char vocabulary of a model, or a line saying that `what` (the PyTorch side) reads characters only. */
+export function charVocabOf(t: Tokenizer, what: string): Vocab {
+  if (t instanceof Vocab) return t;
+  throw new CharlmError(
+    `${what} carries a character vocabulary, and this model uses the ${t.kind} tokenizer; export a char model, or use this one with charlm sample or charlm serve`,
+  );
 }
 
 /**
@@ -162,6 +172,7 @@ export async function exportCheckpointToTorch(
   opts: { force?: boolean } = {},
 ): Promise<TorchExportManifest> {
   const { model, vocab, manifest } = await loadCheckpoint(dir);
+  charVocabOf(vocab, `${dir}: a PyTorch export`);
   await checkTarget(out, opts.force ?? false, "export");
   const optimizer = await loadOptimizerState(dir, manifest);
   return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });

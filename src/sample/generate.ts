@@ -1,7 +1,9 @@
-// Generation: feed a priming text, then draw one character at a time from the model's next-character
-// distribution, shaped by temperature, top-k and top-p (nucleus) filtering, with a seeded Rng so the same seed
-// gives the same text. Recurrent models advance with `step` (one step per character); a model without `step` is
-// rerun over a sliding window of recent context.
+// Generation: feed a priming text, then draw one token at a time (a character for a char model) from the model's
+// next-token distribution, shaped by temperature, top-k and top-p (nucleus) filtering, with a seeded Rng so the same seed
+// gives the same text. Recurrent models advance with `step` (one step per token); a model without `step` is
+// rerun over a sliding window of recent context. The tokenizer turns the prime into ids and the sampled ids back
+// into text, streaming (a byte-level token may end inside a character: it is held back until the character is
+// whole); stop strings are matched on that text.
 //
 //   p_i ∝ exp(z_i / temperature)                   (temperature < 1 sharpens, > 1 flattens)
 //   top-k: keep the k largest p_i                  (0 = off)
@@ -9,7 +11,7 @@
 //
 // Legend: V vocabulary size.
 
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { describe } from "../data/vocab.js";
 import { noGrad } from "../engine/autograd.js";
 import { slice } from "../engine/ops.js";
@@ -21,18 +23,18 @@ import { Rng } from "../util/rng.js";
 
 export interface GenerateOptions {
   prime: string; // text the model reads before generating ("" = start from a newline, or the first symbol)
-  length: number; // characters to generate (not counting the prime)
+  length: number; // tokens to generate, not counting the prime (characters for a char model)
   temperature?: number; // > 0, default 1
   topK?: number; // keep the k most likely characters (0 or undefined = all)
   topP?: number; // nucleus: keep the most likely characters up to this total probability, in (0, 1]; default 1
   seed?: number; // same seed, same text; default: a fresh random seed
   stop?: string[]; // end as soon as one of these appears in the generated text (it is not emitted)
   signal?: AbortSignal; // stop early when aborted
-  maxContext?: number; // models without step(): characters of context rerun per character (default: the model's blockSize, else 256)
+  maxContext?: number; // models without step(): tokens of context rerun per token (default: the model's blockSize, else 256)
 }
 
 /** Check options the way every caller (CLI, server, library) needs; throws a one-line CharlmError. */
-export function checkGenerateOptions(vocab: Vocab, opts: GenerateOptions): void {
+export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): void {
   const { temperature = 1, topK = 0, topP = 1, length } = opts;
   if (!Number.isFinite(temperature) || temperature <= 0) {
     throw new CharlmError(
@@ -105,12 +107,12 @@ export function freshSeed(): number {
  * string (not yielded) or when `opts.signal` aborts. Characters that might begin a stop string are held back until
  * it is clear they do not, so the stop string itself never appears in the output.
  */
-export async function* generate(model: LanguageModel, vocab: Vocab, opts: GenerateOptions): AsyncGenerator<string> {
+export async function* generate(model: LanguageModel, vocab: Tokenizer, opts: GenerateOptions): AsyncGenerator<string> {
   checkGenerateOptions(vocab, opts);
   const rng = new Rng(opts.seed ?? freshSeed());
-  const { next, close } = nextLogits(model, vocab, opts);
+  const { next, close, prime } = nextLogits(model, vocab, opts);
   try {
-    yield* sampleLoop(next, vocab, opts, rng);
+    yield* sampleLoop(next, vocab, prime, opts, rng);
   } finally {
     close();
   }
@@ -118,7 +120,8 @@ export async function* generate(model: LanguageModel, vocab: Vocab, opts: Genera
 
 async function* sampleLoop(
   next: (id: number | null) => Promise<ArrayLike<number>>,
-  vocab: Vocab,
+  vocab: Tokenizer,
+  prime: number[],
   opts: GenerateOptions,
   rng: Rng,
 ): AsyncGenerator<string> {
@@ -126,13 +129,23 @@ async function* sampleLoop(
   const weights = new Float64Array(vocab.size);
   const maxStop = Math.max(0, ...stop.map((s) => s.length));
   let pending = ""; // generated but not yet yielded (could be the start of a stop string)
+  // The decoder reads the prime first (its text is not yielded) so that spacing and partial characters continue it.
+  const decoder = vocab.decoder();
+  for (const id of prime) decoder.push(id);
+  // The word tokenizer restores spacing itself: after a prime that ends in a space, its first space is one too many.
+  let trimSpace = vocab.kind === "word" && /\s$/u.test(opts.prime);
   let logits = await next(null);
   let lastYield = performance.now();
   for (let i = 0; i < opts.length; i++) {
     if (signal?.aborted) return;
     samplingWeights(logits, temperature, topK, topP, weights);
     const id = rng.categorical(weights);
-    pending += vocab.chars[id];
+    let piece = decoder.push(id);
+    if (trimSpace && piece) {
+      piece = piece.replace(/^ /, "");
+      trimSpace = false;
+    }
+    pending += piece;
     if (maxStop > 0) {
       const hit = firstStop(pending, stop);
       if (hit >= 0) {
@@ -144,7 +157,7 @@ async function* sampleLoop(
       pending = pending.slice(pending.length - hold);
       if (ready) yield* ready;
     } else {
-      yield pending;
+      if (pending) yield pending;
       pending = "";
     }
     if (i + 1 < opts.length) logits = await next(id);
@@ -155,6 +168,9 @@ async function* sampleLoop(
       lastYield = performance.now();
     }
   }
+  pending += decoder.flush();
+  const hit = maxStop > 0 ? firstStop(pending, stop) : -1;
+  if (hit >= 0) pending = pending.slice(0, hit);
   if (pending) yield* pending;
 }
 
@@ -189,13 +205,13 @@ function heldSuffix(text: string, stop: string[]): number {
  */
 function nextLogits(
   model: LanguageModel,
-  vocab: Vocab,
+  vocab: Tokenizer,
   opts: GenerateOptions,
-): { next: (id: number | null) => Promise<ArrayLike<number>>; close: () => void } {
-  let prime = Array.from(vocab.encode(opts.prime));
+): { next: (id: number | null) => Promise<ArrayLike<number>>; close: () => void; prime: number[] } {
+  let prime = Array.from(vocab.encode(opts.prime, "unk"));
   if (prime.length === 0) {
     // Nothing to condition on: start as if after a line break, the most neutral place in most texts.
-    prime = [vocab.has("\n") ? vocab.encode("\n")[0] : 0];
+    prime = vocab.startIds();
   }
   const V = vocab.size;
   if (model.step && model.initialState) {
@@ -219,6 +235,7 @@ function nextLogits(
         logits?.dispose();
         disposeReplaced(state, null);
       },
+      prime,
     };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
@@ -238,11 +255,12 @@ function nextLogits(
       return values.subarray(0, V);
     },
     close: () => {},
+    prime,
   };
 }
 
 /** Collect a whole generation into a string (convenience for callers that do not stream). */
-export async function generateText(model: LanguageModel, vocab: Vocab, opts: GenerateOptions): Promise<string> {
+export async function generateText(model: LanguageModel, vocab: Tokenizer, opts: GenerateOptions): Promise<string> {
   let s = "";
   for await (const ch of generate(model, vocab, opts)) s += ch;
   return s;

@@ -1,7 +1,7 @@
 // A trained model with its vocabulary, ready to generate: what the library's load() and train() hand back, in
 // Node and in the browser alike (no Node built-ins here).
 
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import type { LanguageModel } from "../models/contract.js";
 import { generate, generateText, type GenerateOptions } from "./generate.js";
 
@@ -18,7 +18,7 @@ export interface GenerateRequest extends Partial<GenerateOptions> {
 export class CharModel {
   constructor(
     readonly model: LanguageModel,
-    readonly vocab: Vocab,
+    readonly vocab: Tokenizer,
   ) {}
 
   /** Generate text after `prime` (which is not included). */

@@ -388,7 +388,14 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       if (picture) {
         return reply.type(STATIC_TYPES[extname(picture)] ?? "application/octet-stream").send(createReadStream(picture));
       }
-      return reply.type("image/svg+xml").send(lossChartSvg(m.card.history, `${m.card.name}: loss (nats/char)`));
+      return reply
+        .type("image/svg+xml")
+        .send(
+          lossChartSvg(
+            m.card.history,
+            `${m.card.name}: loss (nats/${m.card.tokenizer && m.card.tokenizer !== "char" ? "token" : "char"})`,
+          ),
+        );
     },
   );
 

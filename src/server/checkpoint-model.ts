@@ -7,7 +7,7 @@ import type { LanguageModel } from "../models/contract.js";
 import { countParams, summary } from "../models/registry.js";
 import { generate } from "../sample/generate.js";
 import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { UsageError } from "../util/errors.js";
 import type { GenerateRequest, ModelCard, ServedModel } from "./served-model.js";
 
@@ -17,7 +17,7 @@ const LOSS_PICTURES = ["loss.svg", "loss.png", "loss-curve.svg", "loss-curve.png
 const NAME = /^[A-Za-z0-9._-]{1,100}$/;
 
 /** The card shown by /api/models and the page, from a loaded checkpoint. */
-export function cardOf(name: string, model: LanguageModel, vocab: Vocab, manifest: Manifest): ModelCard {
+export function cardOf(name: string, model: LanguageModel, vocab: Tokenizer, manifest: Manifest): ModelCard {
   const cfg = manifest.model as unknown as Record<string, unknown>;
   const history = manifest.history ?? [];
   const lastVal = history.length ? history[history.length - 1].valLoss : null;
@@ -28,6 +28,7 @@ export function cardOf(name: string, model: LanguageModel, vocab: Vocab, manifes
     architecture: summary(model),
     parameters: countParams(model),
     vocabSize: vocab.size,
+    tokenizer: vocab.kind,
     validationLoss,
     trainingSeconds: manifest.elapsedSeconds > 0 ? manifest.elapsedSeconds : null,
     steps: manifest.step ?? null,
@@ -39,7 +40,7 @@ export function cardOf(name: string, model: LanguageModel, vocab: Vocab, manifes
 /** Serve a loaded model under `name`. */
 export function servedModel(
   name: string,
-  loaded: { model: LanguageModel; vocab: Vocab; manifest: Manifest },
+  loaded: { model: LanguageModel; vocab: Tokenizer; manifest: Manifest },
   files?: ServedModel["files"],
 ): ServedModel {
   const { model, vocab, manifest } = loaded;

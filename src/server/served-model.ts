@@ -18,7 +18,9 @@ export interface ModelCard {
   architecture: string;
   parameters: number;
   vocabSize: number;
-  /** Best validation loss in nats per character, or null when the checkpoint has none. */
+  /** Tokenizer kind (char, word, bpe); absent means char. */
+  tokenizer?: string;
+  /** Best validation loss in nats per token (per character for a char model), or null when the checkpoint has none. */
   validationLoss: number | null;
   /** Wall-clock seconds spent training, or null when unknown. */
   trainingSeconds: number | null;
@@ -45,8 +47,8 @@ export interface ServedModel {
   /** Distinct characters of `text` that the model's vocabulary cannot encode, in order of first appearance. */
   unknownChars(text: string): string[];
   /**
-   * Generated characters, one per item (the prime is not repeated). Ends after `length` characters, at a stop
-   * string, or when `signal` aborts.
+   * Generated text, a token's text per item (a character for a char model; the prime is not repeated). Ends after
+   * `length` tokens, at a stop string, or when `signal` aborts.
    */
   generate(req: GenerateRequest, signal: AbortSignal): AsyncIterable<string>;
   /** Files for the in-browser mode and the card; absent for models that live only in memory. */

@@ -6,8 +6,11 @@
 import type { ModelConfig } from "../models/config.js";
 import { checkRange, type FlagSpec, type Schema } from "../util/schema.js";
 import { totalmem } from "node:os";
+import { BpeTokenizer } from "../data/bpe.js";
+import { TOKENIZER_KINDS, type Tokenizer } from "../data/tokenizer.js";
 import { Vocab } from "../data/vocab.js";
 import { INIT_SCHEMES } from "../nn/init.js";
+import { DEFAULT_WORD_VOCAB, WordTokenizer } from "../data/word.js";
 import { describeSize, estimateParams, MAX_PARAMETERS } from "../models/registry.js";
 import { CharlmError, UsageError } from "../util/errors.js";
 
@@ -57,6 +60,9 @@ const FIELDS = {
   maxVocab: int(0, "keep the N most frequent symbols, <unk> included (0 = all)", { min: 0, arg: "N" }),
   minCount: int(1, "keep characters seen at least K times; the rest map to <unk>", { min: 1, arg: "K" }),
   extraChars: text("", "characters always in the vocabulary, even if unseen", "STRING"),
+  tokenizer: oneOf(TOKENIZER_KINDS, "char", "tokens: characters, words, or byte-level BPE"),
+  vocabSize: int(0, "word: cap, <unk> included (0 = 10000); bpe: 256-8192 (0 = 1024)", { min: 0, arg: "N" }),
+  wordLowercase: bool(false, "word tokenizer: fold case"),
   // model
   type: oneOf(["rnn", "gpt"], "rnn", "model family: recurrent stack or GPT-style transformer"),
   cell: oneOf(["lstm", "gru", "rnn"], "lstm", "recurrent cell"),
@@ -91,7 +97,7 @@ const FIELDS = {
   patience: int(0, "early stopping patience in epochs (0 = off)", { min: 0 }),
   minDelta: float(0, "early stopping: smallest improvement that counts", { min: 0 }),
   restoreBest: bool(true, "end with the best validation epoch's weights"),
-  evalChars: int(0, "validation characters per evaluation (0 = all)", { min: 0 }),
+  evalChars: int(0, "validation tokens per evaluation (characters, for a char model; 0 = all)", { min: 0 }),
   // output
   sampleEvery: int(0, "print a sample every N steps (0 = each epoch end)", { min: 0 }),
   sampleLength: int(200, "characters per printed sample (0 = none)", { min: 0 }),
@@ -337,6 +343,48 @@ export function buildTrainVocab(cfg: Pick<TrainConfig, "maxVocab" | "minCount" |
     }
   }
   return Vocab.build(text, { maxSize: maxVocab > 0 ? maxVocab : undefined, minCount, extra: extraChars });
+}
+
+/** bpe's vocabulary size when --vocab-size is 0. */
+export const DEFAULT_BPE_VOCAB = 1024;
+
+/**
+ * The tokenizer a training config asks for: the char vocabulary (buildTrainVocab, from the whole corpus, as before),
+ * or, learned from the training split alone, the word vocabulary (the `vocabSize` most frequent tokens) or the BPE
+ * merges. A resumed run builds it again and must get the checkpoint's back.
+ */
+export function buildTrainTokenizer(
+  cfg: Pick<TrainConfig, "maxVocab" | "minCount" | "extraChars" | "tokenizer" | "vocabSize" | "wordLowercase">,
+  splits: { text: string; train: string },
+): Tokenizer {
+  const kind = cfg.tokenizer ?? "char";
+  if (kind !== "char" && (cfg.maxVocab > 0 || cfg.minCount > 1 || cfg.extraChars)) {
+    throw new UsageError(
+      `--max-vocab, --min-count and --extra-chars shape the char tokenizer; with --tokenizer ${kind} use --vocab-size`,
+    );
+  }
+  if (kind !== "word" && cfg.wordLowercase) {
+    throw new UsageError(`--word-lowercase applies to --tokenizer word; drop it or pick the word tokenizer`);
+  }
+  if (kind === "word") {
+    return WordTokenizer.build(splits.train, {
+      maxSize: cfg.vocabSize || DEFAULT_WORD_VOCAB,
+      lowercase: cfg.wordLowercase,
+    });
+  }
+  if (kind === "bpe") {
+    const size = cfg.vocabSize || DEFAULT_BPE_VOCAB;
+    if (size < 256 || size > 8192) {
+      throw new UsageError(`--vocab-size ${size}: a bpe vocabulary holds 256 to 8192 tokens; pick one in that range`);
+    }
+    return BpeTokenizer.train(splits.train, size);
+  }
+  if (cfg.vocabSize > 0) {
+    throw new UsageError(
+      `--vocab-size sets the word and bpe vocabularies; a char vocabulary is capped with --max-vocab ${cfg.vocabSize}`,
+    );
+  }
+  return buildTrainVocab(cfg, splits.text);
 }
 
 /**

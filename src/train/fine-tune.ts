@@ -3,7 +3,7 @@
 // about the training itself (optimizer, schedule, epochs, batches, dropout, seed) is the new run's, with defaults
 // suited to a small text on top of a trained model: fewer epochs and a lower learning rate.
 
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { describe, UNK } from "../data/vocab.js";
 import type { ModelConfig } from "../models/config.js";
 import { kebab } from "../util/schema.js";
@@ -21,6 +21,9 @@ export const FIXED_BY_SOURCE = [
   "maxVocab",
   "minCount",
   "extraChars",
+  "tokenizer",
+  "vocabSize",
+  "wordLowercase",
 ] as const satisfies readonly (keyof TrainConfig)[];
 
 /** Epochs of a fine-tuning run unless the user sets --epochs: a small text on a trained model overfits quickly. */
@@ -54,6 +57,9 @@ export function fineTuneConfig(opts: {
     maxVocab: source.train?.maxVocab ?? DEFAULT_TRAIN_CONFIG.maxVocab,
     minCount: source.train?.minCount ?? DEFAULT_TRAIN_CONFIG.minCount,
     extraChars: source.train?.extraChars ?? DEFAULT_TRAIN_CONFIG.extraChars,
+    tokenizer: source.train?.tokenizer ?? DEFAULT_TRAIN_CONFIG.tokenizer,
+    vocabSize: source.train?.vocabSize ?? DEFAULT_TRAIN_CONFIG.vocabSize,
+    wordLowercase: source.train?.wordLowercase ?? DEFAULT_TRAIN_CONFIG.wordLowercase,
   };
   if (m.type === "gpt") {
     // A GPT's learned positions cover blockSize tokens: its context by default, and never more.
@@ -86,7 +92,7 @@ export function fineTuneConfig(opts: {
  * names the text, `dir` the source.
  */
 export function checkSourceVocab(
-  vocab: Vocab,
+  vocab: Tokenizer,
   text: string,
   data: string,
   dir: string,

@@ -19,7 +19,7 @@
 // Legend: B batch, T time (sequence length).
 
 import { createBatcher, type Batch, type Batcher, type StreamState } from "../data/batching.js";
-import type { Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
@@ -83,7 +83,7 @@ export interface TrainCallbacks {
 export interface LoopOptions extends TrainCallbacks {
   config: TrainConfig;
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   splits: { train: string; validation: string; name: string };
   /** Checkpoint directory (model.safetensors, charlm.json, metrics.jsonl, loss.svg); null or absent: in memory only. */
   out?: string | null;
@@ -163,6 +163,7 @@ class Run {
   readonly stopper: EarlyStopping;
   readonly batcher: Batcher;
   readonly valIds: Int32Array;
+  readonly valText: ReturnType<Tokenizer["measure"]>;
   readonly perEpoch: number;
   readonly schedule: TrainConfig & { totalSteps: number };
   readonly log: (line: string) => void;
@@ -198,7 +199,8 @@ class Run {
     this.log = o.log ?? (() => {});
     this.params = o.model.parameters();
     const trainIds = vocab.encode(o.splits.train, vocab.unk >= 0 ? "unk" : "error");
-    this.valIds = vocab.encode(o.splits.validation, vocab.unk >= 0 ? "unk" : "error");
+    this.valText = vocab.measure(o.splits.validation); // ids, character spans, "<unk>" charges (evaluate.ts)
+    this.valIds = this.valText.ids;
     if (this.valIds.length < 2) {
       throw new CharlmError(
         `the validation split of ${o.splits.name} is empty; use a longer corpus or a larger --validation-fraction`,
@@ -346,6 +348,29 @@ class Run {
     await this.save("running");
   }
 
+  /** The validation loss per token, and per character of the text (see evaluate.ts). */
+  private async validate(): Promise<Awaited<ReturnType<typeof evaluate>>> {
+    const { cfg, valText, o } = this;
+    const val = await evaluate(o.model, this.valIds, {
+      B: cfg.batchSize,
+      T: cfg.seqLength,
+      carry: cfg.batching === "stream",
+      maxChars: cfg.evalChars,
+      text: { ends: valText.ends, extra: valText.extra, unk: o.vocab.unk },
+    });
+    if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
+    return val;
+  }
+
+  /** A char model's tokens are characters; other tokenizers show the loss per token and per character of the text. */
+  private valLine(val: Awaited<ReturnType<typeof evaluate>>): string {
+    const kind = this.o.vocab.kind;
+    const perChar = `${val.natsPerChar.toFixed(4)} nats/char (${val.bitsPerChar.toFixed(3)} bits/char)`;
+    if (kind === "char") return perChar;
+    const unk = kind === "word" ? `, <unk> ${(100 * val.unknownShare).toFixed(1)}% of tokens` : "";
+    return `${val.nats.toFixed(4)} nats/token, ${perChar}${unk}`;
+  }
+
   /** Whether the run has used its --time-limit (training time in all, resumes included). */
   private timeUp(): boolean {
     return this.cfg.timeLimit > 0 && this.elapsed() >= this.cfg.timeLimit;
@@ -359,22 +384,18 @@ class Run {
     const { cfg } = this;
     await this.readLosses();
     this.progress?.finish();
-    const val = await evaluate(this.o.model, this.valIds, {
-      B: cfg.batchSize,
-      T: cfg.seqLength,
-      carry: cfg.batching === "stream",
-      maxChars: cfg.evalChars,
-    });
-    if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
+    const val = await this.validate();
     await this.store?.appendMetrics({
       type: "eval",
       step: this.step,
       epoch: this.epoch + 1,
       valLoss: val.nats,
-      valBitsPerChar: val.bits,
+      valNatsPerChar: val.natsPerChar,
+      valBitsPerChar: val.bitsPerChar,
+      ...(this.o.vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
       time: this.elapsed(),
     });
-    this.log(`time limit of ${cfg.timeLimit} s reached at step ${this.step}: val ${val.nats.toFixed(4)} nats/char`);
+    this.log(`time limit of ${cfg.timeLimit} s reached at step ${this.step}: val ${this.valLine(val)}`);
     this.status = "time-limit";
     await this.save("time-limit");
   }
@@ -382,13 +403,7 @@ class Run {
   /** End of epoch: validate, record, maybe stop early, checkpoint. */
   async endEpoch(): Promise<void> {
     const { cfg, stopper, params } = this;
-    const val = await evaluate(this.o.model, this.valIds, {
-      B: cfg.batchSize,
-      T: cfg.seqLength,
-      carry: cfg.batching === "stream",
-      maxChars: cfg.evalChars,
-    });
-    if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
+    const val = await this.validate();
     const trainLoss = this.epochLossCount ? this.epochLossSum / this.epochLossCount : NaN;
     this.epoch++;
     this.stepInEpoch = 0;
@@ -401,16 +416,18 @@ class Run {
     await this.store?.appendMetrics({
       type: "epoch",
       ...record,
-      valBitsPerChar: val.bits,
+      valNatsPerChar: val.natsPerChar,
+      valBitsPerChar: val.bitsPerChar,
+      ...(this.o.vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
       time: this.elapsed(),
     });
     const { improved, stop } = await stopper.update(val.nats, epoch, params);
     this.log(
-      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${val.nats.toFixed(4)} nats/char ` +
-        `(${val.bits.toFixed(3)} bits/char)${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
+      `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${this.valLine(val)}` +
+        `${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
     );
     if (cfg.sampleEvery === 0) await this.printSample();
-    await this.call(this.o.onEpoch, { ...record, valBitsPerChar: val.bits, improved, stop: this.stop });
+    await this.call(this.o.onEpoch, { ...record, valBitsPerChar: val.bitsPerChar, improved, stop: this.stop });
     const done = epoch >= cfg.epochs || stop;
     if (done) {
       if (cfg.restoreBest && stopper.bestEpoch !== epoch && stopper.restore(params)) {

@@ -10,7 +10,7 @@ export interface StepLine {
   type: "step";
   step: number; // optimizer steps done (1-based: the step just taken)
   epoch: number; // 1-based epoch the step belongs to
-  loss: number; // nats/char of this batch
+  loss: number; // nats/token of this batch (nats/char for a char model)
   lr: number;
   gradNorm: number; // global gradient norm before clipping
   charsPerSec: number;
@@ -21,9 +21,11 @@ export interface EpochLine {
   type: "epoch";
   step: number;
   epoch: number;
-  trainLoss: number; // mean nats/char over the epoch's batches
-  valLoss: number; // nats/char on the validation split
-  valBitsPerChar: number;
+  trainLoss: number; // mean nats/token over the epoch's batches
+  valLoss: number; // nats/token on the validation split
+  valNatsPerChar: number; // per character of the validation text ("<unk>" charges included; evaluate.ts)
+  valBitsPerChar: number; // valNatsPerChar / ln 2
+  valUnknownShare?: number; // word tokenizer: fraction of the validation tokens that are "<unk>"
   lr: number;
   seconds: number; // wall time of the epoch
   time: number;
@@ -34,8 +36,10 @@ export interface EvalLine {
   type: "eval";
   step: number;
   epoch: number; // 1-based epoch the step belongs to
-  valLoss: number;
+  valLoss: number; // nats/token
+  valNatsPerChar: number;
   valBitsPerChar: number;
+  valUnknownShare?: number;
   time: number;
 }
 

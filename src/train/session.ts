@@ -5,7 +5,8 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadSplits, type Splits } from "../data/corpus.js";
-import { UNK, describe, type Vocab } from "../data/vocab.js";
+import type { Tokenizer } from "../data/tokenizer.js";
+import { UNK, describe } from "../data/vocab.js";
 import { chooseBackend } from "../engine/backends/choose.js";
 import { setBackend, setWasmThreads } from "../engine/backends/index.js";
 import { extendVocab, loadInitSource, peekInitSource, type InitSource } from "../interop/init-source.js";
@@ -28,7 +29,7 @@ import { Rng } from "../util/rng.js";
 import { kebab } from "../util/schema.js";
 import {
   DEFAULT_TRAIN_CONFIG,
-  buildTrainVocab,
+  buildTrainTokenizer,
   checkPartialConfig,
   checkTrainableSize,
   formatConfig,
@@ -80,7 +81,7 @@ export interface PreparedRun {
   config: TrainConfig;
   out: string | null;
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   splits: Splits;
   preset: string | null;
   resume: ResumeState | null;
@@ -210,7 +211,7 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
         : `training into ${out ?? "memory"}`,
     `config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`,
     chosen.line,
-    `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, vocabulary ${vocab.size}${note}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
+    `data: ${splits.name}, ${splits.train.length.toLocaleString("en-US")} train / ${splits.validation.length.toLocaleString("en-US")} validation characters, ${vocab.kind === "char" ? `vocabulary ${vocab.size}` : `tokenizer ${vocab.describe()}`}${note}; model: ${countParams(model).toLocaleString("en-US")} parameters`,
   ];
   return {
     config: cfg,
@@ -252,9 +253,9 @@ async function modelAndVocab(
     resume: ResumeState | null;
     req: RunRequest;
   },
-): Promise<{ model: LanguageModel; vocab: Vocab; note: string }> {
+): Promise<{ model: LanguageModel; vocab: Tokenizer; note: string }> {
   const { source, loaded, resume, req } = from;
-  let vocab: Vocab;
+  let vocab: Tokenizer;
   let model: LanguageModel;
   let unknown = 0; // characters of the data the vocabulary lacks, mapped to <unk>
   let added: string[] = []; // --extend-vocab: characters given new rows
@@ -262,6 +263,11 @@ async function modelAndVocab(
     // Fine-tuning keeps the source's vocabulary as it is (its size is a dimension of the weights), unless
     // --extend-vocab grows it by the characters the data has and it lacks.
     const extending = !!req.extendVocab;
+    if (extending && source.vocab.kind !== "char") {
+      throw new UsageError(
+        `--extend-vocab adds characters to a char vocabulary, and ${req.initFrom} uses the ${source.vocab.kind} tokenizer; drop --extend-vocab (${source.vocab.kind === "bpe" ? "byte-level tokens encode any text" : "unknown words map to <unk>"})`,
+      );
+    }
     const missing = checkSourceVocab(source.vocab, splits.text, splits.name, req.initFrom!, { extending });
     if (extending && missing.length) {
       ({ model, vocab } = await extendVocab(source, missing, cfg.seed));
@@ -279,11 +285,10 @@ async function modelAndVocab(
     model = loaded.model;
   } else if (loaded) {
     vocab = loaded.vocab;
-    // Rebuilt with the run's own maxVocab/minCount/extraChars, the data must give back the very same symbols.
-    const fresh = buildTrainVocab(cfg, splits.text);
+    // Rebuilt with the run's own tokenizer settings, the data must give back the very same tokens.
+    const fresh = buildTrainTokenizer(cfg, splits);
     const missing = vocab.unk >= 0 ? [] : vocab.unknownChars(splits.text);
-    const same =
-      fresh.unk === vocab.unk && fresh.size === vocab.size && fresh.chars.every((c, i) => c === vocab.chars[i]);
+    const same = JSON.stringify(fresh.serialize()) === JSON.stringify(vocab.serialize());
     if (missing.length || !same) {
       const extra = missing.length
         ? `; the data has characters the model does not know: ${missing.slice(0, 5).map(describe).join(", ")}`
@@ -294,10 +299,10 @@ async function modelAndVocab(
     }
     model = loaded.model;
   } else {
-    vocab = buildTrainVocab(cfg, splits.text);
+    vocab = buildTrainTokenizer(cfg, splits);
     model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed), cfg.init);
   }
-  const dropped = vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
+  const dropped = vocab.kind === "char" && vocab.unk >= 0 ? vocab.unknownChars(splits.text).length : 0;
   const note = added.length
     ? ` (${added.length} character${added.length > 1 ? "s" : ""} added by --extend-vocab)`
     : unknown

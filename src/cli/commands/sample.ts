@@ -17,7 +17,7 @@ export const sampleCommand = defineCommand({
       arg: "DIR",
     },
     prime: { type: "string", help: "text to start from (the model reads it first)", default: "", escapes: true },
-    length: { type: "int", help: "characters to generate per sample", default: 500, min: 0 },
+    length: { type: "int", help: "tokens to generate per sample (characters for a char model)", default: 500, min: 0 },
     temperature: { type: "float", help: "sharpness: below 1 safer, above 1 wilder", default: 1, above: 0 },
     topK: { type: "int", help: "keep only the K most likely characters (0 = all)", default: 0, min: 0, arg: "K" },
     topP: {
@@ -82,7 +82,7 @@ export const sampleCommand = defineCommand({
           buf += ch;
           text += ch;
           // Flush at line ends and every few characters: streaming without a write call per character.
-          if (ch === "\n" || buf.length >= 8) {
+          if (ch.endsWith("\n") || buf.length >= 8) {
             write(buf);
             buf = "";
           }

@@ -56,7 +56,7 @@ export const summaryCommand = defineCommand({
       process.stdout.write(summary(model) + "\n");
       if (manifest && manifest.bestValLoss !== null) {
         process.stdout.write(
-          `Best validation loss: ${manifest.bestValLoss.toFixed(4)} nats/char after ${manifest.step} steps\n`,
+          `Best validation loss: ${manifest.bestValLoss.toFixed(4)} nats/${manifest.tokenizer.kind === "char" ? "char" : "token"} after ${manifest.step} steps\n`,
         );
       }
     };

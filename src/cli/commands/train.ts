@@ -99,7 +99,9 @@ async function runTraining(flags: Flags<typeof schema>): Promise<number> {
     const best =
       result.bestValLoss === null
         ? "n/a"
-        : `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`;
+        : run.vocab.kind === "char"
+          ? `${result.bestValLoss.toFixed(4)} nats/char (${(result.bestValLoss / Math.LN2).toFixed(3)} bits/char)`
+          : `${result.bestValLoss.toFixed(4)} nats/token (per character: see the epoch lines or charlm eval)`;
     say(
       `${result.status}: ${result.step} steps, ${result.epoch} epoch(s), best validation loss ${best}, ${formatDuration(result.elapsedSeconds)} in all`,
     );
