@@ -284,3 +284,28 @@ test("the same loop trains a GPT-style model: loss falls, resume is bit-for-bit,
   const text = await generateText(loaded, vocab, { prime: "First", length: 40, seed: 2 });
   assert.equal(text.length, 40);
 });
+
+test("an abort from a timer stops the run within a step, even when no metrics line is written", async () => {
+  // A signal handler (Ctrl-C, SIGTERM) is a macrotask like this timer: the loop must yield to the event loop between
+  // steps, not only when it writes metrics.jsonl (here never: logEvery is larger than the run).
+  const cfg = config({ epochs: 1, stepsPerEpoch: 100000, logEvery: 1000000, dropout: 0 });
+  const ac = new AbortController();
+  let stepsWhenAborted = -1;
+  let steps = 0;
+  setTimeout(() => {
+    stepsWhenAborted = steps;
+    ac.abort();
+  }, 200);
+  const r = await train({
+    config: cfg,
+    model: model(cfg),
+    vocab,
+    splits: { ...splits, train: TEXT.repeat(40) },
+    signal: ac.signal,
+    onStep: () => void steps++,
+    ...quiet,
+  });
+  assert.equal(r.status, "interrupted");
+  assert.ok(stepsWhenAborted >= 0, "the timer never fired during the run");
+  assert.ok(r.step <= stepsWhenAborted + 1, `stopped at step ${r.step}, aborted after ${stepsWhenAborted}`);
+});

@@ -136,6 +136,15 @@ export async function trainLoop(o: LoopOptions): Promise<TrainResult> {
   }
 }
 
+/**
+ * On the js and wasm backends a step awaits only settled promises, so without a macrotask break a signal handler
+ * (Ctrl-C, SIGTERM: save and stop) or an abort would wait for the next metrics write. In Node, setImmediate costs
+ * microseconds a step; elsewhere (the page's worker) the run store yields instead (store.ts).
+ */
+const setImmediateOrNull = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate ?? null;
+const yieldToEvents = (): Promise<void> | void =>
+  setImmediateOrNull ? new Promise<void>((resolve) => void setImmediateOrNull(resolve)) : undefined;
+
 /** The whole loop: restore, then epochs of steps, each ending in validation and a checkpoint. */
 async function runLoop(o: LoopOptions, store: RunStore | null): Promise<TrainResult> {
   const run = new Run(o, store);
@@ -301,6 +310,7 @@ class Run {
       const batch = batcher.next();
       if (batch.reset) this.carried = null;
       await this.trainStep(batch);
+      await yieldToEvents();
       if (cfg.sampleEvery > 0 && this.step % cfg.sampleEvery === 0) await this.printSample();
       const stopNow = this.o.stopAfterSteps !== undefined && this.step >= this.o.stopAfterSteps;
       if (this.stepInEpoch < perEpoch) {

@@ -39,7 +39,13 @@ export function startTrain(args: string[], logFile: string): TrialRun {
       .toString("utf8")
       .split("\n")
       .filter((l) => l.trim());
-    if (lines.length) lastError = lines[lines.length - 1];
+    // The CLI's own one-line error, else a crash's first "...Error: ..." line (a stack's last line says only the
+    // Node version), else the last line written.
+    for (const l of lines) {
+      if (/^charlm /.test(l)) lastError = l;
+      else if (!/^charlm /.test(lastError) && !/Error\b/.test(lastError) && /Error\b/.test(l)) lastError = l;
+    }
+    if (lines.length && !/^charlm |Error\b/.test(lastError)) lastError = lines[lines.length - 1];
   });
   const done = new Promise<{ code: number; lastError: string }>((resolve) => {
     child.on("error", (err) => {
