@@ -106,7 +106,7 @@ const FIELDS = {
   seed: int(1, "random seed: same seed, same run", { min: 0, max: 0xffffffff }),
   init: oneOf(
     INIT_SCHEMES,
-    "keras",
+    "torch",
     "initialisation: keras (embedding U(±0.05), Glorot, orthogonal, forget bias 1) or torch (PyTorch's defaults)",
   ),
   timeLimit: float(

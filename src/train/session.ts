@@ -232,7 +232,9 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
 /** A resumed run's config: the saved one with the changes it allows; a change to a locked field is refused. */
 export function resumedConfig(saved: unknown, changes: Partial<TrainConfig>, where: string): TrainConfig {
   // A checkpoint written before a field existed ran with that field's default (e.g. the full vocabulary).
-  const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...checkPartialConfig(saved, `${where}: train`) };
+  // The exception: `init`, whose default became torch; every checkpoint written before the field existed was built
+  // with the Keras initialisers.
+  const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, init: "keras", ...checkPartialConfig(saved, `${where}: train`) };
   for (const key of LOCKED_ON_RESUME) {
     if (key in changes && changes[key] !== base[key]) {
       throw new UsageError(
