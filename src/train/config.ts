@@ -135,28 +135,30 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = Object.fromEntries(
 ) as TrainConfig;
 
 /**
- * Presets. `cpu` is the default: meant to be what this 2-core machine trains best in about half an hour. It is
- * provisional: 2 x LSTM 256 was picked from the throughput measured while the engine was still being written
- * (wasm kernels, a busy machine); re-tune it when the engine's speed settles. `tutorial` is the
+ * Presets. `cpu` is the default: what this 2-core machine trains best in about half an hour (one LSTM 512, picked by
+ * a tuning search and measured: README "Results"). `tutorial` is the
  * TensorFlow text-generation tutorial's recipe (embedding 256, one recurrent layer of 1024, sequences of 100,
  * batches of 64, Adam); the tutorial itself uses a GRU, so `--preset tutorial --cell gru` is the exact recipe.
  * `tiny` trains in seconds, for smoke tests.
  */
 export const PRESETS: Record<string, Partial<TrainConfig>> = {
   cpu: {
+    // From `charlm tune` (successive halving over units, lr, dropout, init and batch size: docs/tuning.md), sized to
+    // 30 minutes on this 2-core machine at ~8,500 characters/s (314 steps of 3,200 characters per epoch).
     embedding: 64,
-    units: 256,
-    layers: 2,
-    dropout: 0.1,
+    units: 512,
+    layers: 1,
+    dropout: 0.2,
     seqLength: 100,
     batchSize: 32,
-    epochs: 8, // 310 steps of 3,200 characters each: 30.5 min measured (val 1.542); batch 64 x 10 epochs gave 1.537 in 37
+    epochs: 14,
     optimizer: "adam",
-    lr: 2e-3,
+    lr: 4e-3,
     schedule: "cosine",
-    warmup: 100,
+    warmup: 0,
     clip: 5,
     patience: 3,
+    init: "torch",
     backend: "auto",
   },
   tutorial: {
