@@ -178,14 +178,7 @@ test("the page fine-tunes a served model: its shape and tokenizer, initFrom reco
       "sample",
       "--model",
       file,
-      "--prime",
-      "the ",
-      "--length",
-      "20",
-      "--seed",
-      "1",
-      "--backend",
-      "js",
+      ...["--prime", "the ", "--length", "20", "--seed", "1", "--backend", "js"],
     );
     assert.equal(r.code, 0, r.err);
     assert.ok(r.out.startsWith("the "), r.out);

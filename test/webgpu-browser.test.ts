@@ -294,14 +294,7 @@ test(
         "sample",
         "--model",
         file,
-        "--prime",
-        "the ",
-        "--length",
-        "20",
-        "--seed",
-        "1",
-        "--backend",
-        "js",
+        ...["--prime", "the ", "--length", "20", "--seed", "1", "--backend", "js"],
       );
       assert.equal(r.code, 0, r.err);
       assert.deepEqual(errors, []);
