@@ -1,6 +1,8 @@
 // "Train in this tab" without a browser: the page's training module (web/tab-train.ts, the training library
 // writing into memory) trains a tiny model on pasted text, and the checkpoint tar it offers for download is read by
 // `charlm sample --model FILE.tar` and by `tar`. The tar writer and reader round-trip and refuse damaged files.
+// Fine-tuning a served model from its manifest and weights bytes (as the page fetches them) keeps its shape and
+// tokenizer, records initFrom, and starts lower on the new text than a new model does.
 // test/webgpu-browser.test.ts drives the same mode in headless Chromium.
 
 import { test } from "node:test";
@@ -9,9 +11,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { train } from "../src/api.js";
+import { encodeCheckpoint, MANIFEST, WEIGHTS } from "../src/checkpoint/checkpoint.js";
 import { readTar, writeTar } from "../src/checkpoint/tar.js";
+import { FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR } from "../src/train/fine-tune.js";
 import { CharlmError } from "../src/util/errors.js";
-import { TAB_DEFAULTS, trainInTab } from "../web/tab-train.js";
+import { TAB_DEFAULTS, trainInTab, type TabRun, type TabSource } from "../web/tab-train.js";
 import { cli } from "./helpers/cli.js";
 
 const TEXT = "the quick brown fox jumps over the lazy dog. ".repeat(150);
@@ -95,4 +100,118 @@ test("text too short for one batch is refused with the sizes and the fix", async
     trainInTab("abc", TAB_DEFAULTS, { backend: "js" }),
     /the text has 3 characters; one batch of 32 x 65 needs at least \d+: paste more text/,
   );
+});
+
+// ---- fine-tuning a served model
+
+const SMALL = { ...TAB_DEFAULTS, units: 24, embedding: 8, seqLength: 16, batchSize: 8, validateEvery: 20, lr: 2e-2 };
+// The same words as TEXT in another order: what a model of TEXT knows helps here from the first step.
+const NEW_TEXT = "over the lazy dog jumps the quick brown fox. ".repeat(60);
+const json = (bytes: Uint8Array | undefined): Record<string, unknown> =>
+  JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+
+/** A tab run as the server would serve it: charlm.json and model.safetensors, as the page fetches them. */
+const served = (run: TabRun, name: string): TabSource => ({
+  name,
+  manifest: json(run.store.files.get(MANIFEST)),
+  weights: run.store.files.get(WEIGHTS)!,
+});
+
+/** A model trained by the library in memory (any tokenizer), as the server would serve it. */
+async function libraryModel(name: string, options: Parameters<typeof train>[0]): Promise<TabSource> {
+  const t = await train({
+    text: TEXT,
+    units: 16,
+    embedding: 8,
+    layers: 1,
+    seqLength: 16,
+    batchSize: 8,
+    epochs: 1,
+    stepsPerEpoch: 10,
+    sampleLength: 0,
+    backend: "js",
+    ...options,
+  });
+  const { manifest, files } = await encodeCheckpoint({
+    model: t.model,
+    vocab: t.vocab,
+    trainConfig: t.config,
+    step: t.result.step,
+  });
+  return {
+    name,
+    manifest: JSON.parse(JSON.stringify(manifest)) as Record<string, unknown>,
+    weights: files.get(WEIGHTS)!,
+  };
+}
+
+test("the page fine-tunes a served model: its shape and tokenizer, initFrom recorded, lower loss than a new model", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-tabft-"));
+  try {
+    const source = await trainInTab(TEXT, { ...SMALL, steps: 120 }, { backend: "js", name: "fox.txt" });
+    const from = served(source, "fox");
+    // 2,430 training characters: 142 windows of 17, 17 batches of 8 a pass. The 1000 steps asked for are capped at
+    // FINE_TUNE_EPOCHS passes.
+    const tuned = await trainInTab(NEW_TEXT, { ...SMALL, steps: 1000 }, { backend: "js", name: "dog.txt", from });
+    const fresh = await trainInTab(NEW_TEXT, { ...SMALL, steps: FINE_TUNE_EPOCHS * 17 }, { backend: "js" });
+    assert.equal(tuned.result.status, "finished");
+    assert.equal(tuned.result.step, FINE_TUNE_EPOCHS * 17);
+    assert.equal(tuned.config.lr, SMALL.lr * FINE_TUNE_LR_FACTOR);
+    assert.deepEqual(tuned.unknown, []);
+
+    const m = json(tuned.store.files.get(MANIFEST));
+    assert.deepEqual(m.initFrom, { path: "server:fox", step: 120, format: "charlm" });
+    assert.deepEqual(m.model, from.manifest.model);
+    assert.deepEqual(m.tokenizer, from.manifest.tokenizer);
+    assert.equal((m.train as { lr: number }).lr, tuned.config.lr);
+
+    // The first validation (after one pass) and the best: the fine-tuned model is ahead of a new one throughout.
+    const [t0, f0] = [tuned.result.history[0].valLoss, fresh.result.history[0].valLoss];
+    assert.equal(tuned.result.history[0].step, fresh.result.history[0].step);
+    assert.ok(t0 < f0 - 0.3, `validation after ${tuned.result.history[0].step} steps: fine-tuned ${t0}, new ${f0}`);
+    assert.ok(tuned.result.bestValLoss! < fresh.result.bestValLoss!);
+
+    // The downloaded tar is an ordinary checkpoint to the CLI.
+    const file = join(dir, "dog.tar");
+    writeFileSync(file, tuned.store.tar("charlm-dog"));
+    const r = await cli(
+      "sample",
+      "--model",
+      file,
+      ...["--prime", "the ", "--length", "20", "--seed", "1", "--backend", "js"],
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.out.startsWith("the "), r.out);
+
+    // A character the source's vocabulary lacks, and no <unk> to read it as: one line naming it and the way out.
+    await assert.rejects(
+      trainInTab(NEW_TEXT.replace(/o/g, "Z"), { ...SMALL, steps: 5 }, { backend: "js", from }),
+      (e: Error) =>
+        e instanceof CharlmError &&
+        /^pasted text: has 1 character the model in server:fox does not know \('Z' \(U\+005A\)\) and its vocabulary has no <unk>; remove them, start from a new model, or give them new rows with charlm train --init-from \(its checkpoint\) --extend-vocab$/.test(
+          e.message,
+        ),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("fine-tuning in the tab reads what the source lacks as <unk>, for a char vocabulary with it and for words", async () => {
+  // A char vocabulary of 12 symbols, <unk> one of them: most letters are <unk> already, and so is the new "Z".
+  const chars = await libraryModel("chars", { maxVocab: 12 });
+  const c = await trainInTab(NEW_TEXT + "ZZZ", { ...SMALL, steps: 10 }, { backend: "js", from: chars });
+  assert.equal(c.result.status, "finished");
+  assert.ok(c.unknown.includes("Z"), c.unknown.join(""));
+  assert.deepEqual(json(c.store.files.get(MANIFEST)).tokenizer, chars.manifest.tokenizer);
+
+  // A word tokenizer: the steps are counted in words, the new word "cat" is <unk>, and the tokenizer stays.
+  const words = await libraryModel("words", { tokenizer: "word" });
+  const w = await trainInTab(NEW_TEXT.replace(/dog/g, "cat"), { ...SMALL, steps: 10 }, { backend: "js", from: words });
+  assert.equal(w.result.status, "finished");
+  assert.equal(w.vocab.kind, "word");
+  const m = json(w.store.files.get(MANIFEST));
+  assert.deepEqual(m.tokenizer, words.manifest.tokenizer);
+  assert.equal((m.initFrom as { path: string }).path, "server:words");
+  assert.ok(w.result.history.every((h) => Number.isFinite(h.valLoss)));
 });

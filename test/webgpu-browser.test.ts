@@ -3,20 +3,26 @@
 // script, bundled here with esbuild, takes the device from navigator.gpu, trains a small LSTM model for a few Adam
 // steps on webgpu and on js, and reports both loss sequences and the worst weight difference. Then the real page
 // (charlm serve's): "train in this tab" on webgpu in its worker, the loss falls, the model generates (on wasm, as
-// auto does), and the downloaded checkpoint tar is read by `charlm sample`.
+// auto does), and the downloaded checkpoint tar is read by `charlm sample`. And fine-tuning in the tab: a served
+// model picked under "Start from", a text with a character it lacks refused in one line, then a few steps on webgpu
+// and a tar whose manifest records initFrom.
 //
 // Needs /usr/bin/chromium; CHARLM_SKIP_BROWSER=1 skips this file, as it does the other browser test.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
+import { MANIFEST } from "../src/checkpoint/checkpoint.js";
+import { readTar } from "../src/checkpoint/tar.js";
 import { createServer as createCharlmServer } from "../src/server/app.js";
+import { loadServedModels } from "../src/server/checkpoint-model.js";
+import { TAB_DEFAULTS, trainInTab } from "../web/tab-train.js";
 import { buildWeb, nodeBuiltinsStub } from "../web/build.js";
 import { cli } from "./helpers/cli.js";
 
@@ -132,6 +138,7 @@ interface TrainProbe {
   validation: [number, number][];
   text: string;
   error: string;
+  from: string;
 }
 
 test(
@@ -206,6 +213,90 @@ test(
       );
       assert.equal(r.code, 0, r.err);
       assert.ok(r.out.startsWith("the ") && Array.from(r.out.trimEnd()).length >= 30, r.out);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await app.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  "the page fine-tunes a served model in the tab on webgpu; the tar records where it started",
+  { skip },
+  async () => {
+    const FOX = "the quick brown fox jumps over the lazy dog. ";
+    const work = mkdtempSync(join(tmpdir(), "charlm-tabft-"));
+    // The served model: a small LSTM trained on FOX by the tab's own module, unpacked into a checkpoint directory.
+    const source = await trainInTab(
+      FOX.repeat(150),
+      { ...TAB_DEFAULTS, units: 24, embedding: 8, seqLength: 16, batchSize: 8, steps: 40, validateEvery: 20, lr: 2e-2 },
+      { backend: "js", name: "fox.txt" },
+    );
+    mkdirSync(join(work, "fox"));
+    for (const [name, bytes] of source.store.files) writeFileSync(join(work, "fox", name), bytes);
+    await buildWeb();
+    const app = createCharlmServer(await loadServedModels([`fox=${join(work, "fox")}`]));
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage({ acceptDownloads: true });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
+      await page.waitForSelector("body[data-ready=true]");
+      await page.selectOption("#train-from", "fox");
+      assert.ok(await page.locator("#train-model").isDisabled(), "the source fixes the model's size");
+      const probe = () => page.evaluate(() => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain);
+      const settled = () =>
+        page.waitForFunction(
+          () => ["trained", "error"].includes((window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state),
+          undefined,
+          { timeout: 240_000 },
+        );
+
+      // "Z" is not in the source's vocabulary, which has no <unk>.
+      await page.fill("#train-text", FOX.replace("z", "Z").repeat(200));
+      await page.click("#train-start");
+      await settled();
+      assert.match(
+        (await probe()).error,
+        /has 1 character the model in server:fox does not know \('Z' .*--extend-vocab$/,
+      );
+      assert.match((await page.locator("#train-status").textContent()) ?? "", /does not know/);
+
+      // 8,100 training characters: 3 batches of 32 x 65 a pass, validated after each; 6 steps.
+      await page.fill("#train-text", "over the lazy dog jumps the quick brown fox. ".repeat(200));
+      await page.fill("#train-steps", "6");
+      await page.click("#train-start");
+      await settled();
+      const p = await probe();
+      assert.equal(p.error, "");
+      assert.equal(p.from, "fox");
+      assert.equal(p.backend, "webgpu");
+      assert.match(
+        (await page.locator("#train-status").textContent()) ?? "",
+        /^fine-tuned fox: done after 6 steps .* on webgpu \(google swiftshader\)/,
+      );
+      assert.equal(p.validation.length, 2);
+
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
+      const file = join(work, "tuned.tar");
+      await download.saveAs(file);
+      const files = readTar(readFileSync(file), file);
+      const manifest = JSON.parse(new TextDecoder().decode(files.get(MANIFEST))) as Record<string, unknown>;
+      const sourceManifest = JSON.parse(new TextDecoder().decode(source.store.files.get(MANIFEST))) as typeof manifest;
+      assert.deepEqual(manifest.initFrom, { path: "server:fox", step: 40, format: "charlm" });
+      assert.deepEqual(manifest.model, sourceManifest.model);
+      assert.deepEqual(manifest.tokenizer, sourceManifest.tokenizer);
+      const r = await cli(
+        "sample",
+        "--model",
+        file,
+        ...["--prime", "the ", "--length", "20", "--seed", "1", "--backend", "js"],
+      );
+      assert.equal(r.code, 0, r.err);
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -1,7 +1,8 @@
 // The page: pick a model, set the sampling controls, watch the text stream in. Two ways to run: on the server
 // (POST /api/generate/stream, read as server-sent events) or in this browser (./local.ts downloads the weights
 // once and runs the engine here, on the kernels the selector at the top picks). Below, "train in this tab"
-// (./train-ui.ts). Bundled by web/build.ts into web/dist/app.js and web/dist/train-worker.js.
+// (./train-ui.ts), which can also start from one of these models. Bundled by web/build.ts into web/dist/app.js
+// and web/dist/train-worker.js.
 
 import type { BackendChoice } from "./backend-choice.js";
 import { LocalModels, type Settings } from "./local.js";
@@ -230,7 +231,7 @@ async function copy(): Promise<void> {
 // Start
 
 async function start(): Promise<void> {
-  startTrainPanel(() => ui.backend.value as BackendChoice);
+  const trainPanel = startTrainPanel(() => ui.backend.value as BackendChoice);
   for (const el of [ui.length, ui.temperature, ui.topK, ui.topP]) el.addEventListener("input", showValues);
   showValues();
   ui.generate.addEventListener("click", () => void generate());
@@ -251,6 +252,7 @@ async function start(): Promise<void> {
     models = list.models;
     ui.length.max = String(list.limits.maxLength);
     for (const m of models) ui.model.add(new Option(`${m.name} (${m.type})`, m.name));
+    trainPanel.offer(models);
     if (models.length) showCard(models[0]);
     else setStatus("the server has no models", true);
     const health = (await (await fetch("/healthz")).json()) as { status: string };

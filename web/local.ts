@@ -19,7 +19,8 @@ export interface Settings {
   backend: BackendChoice;
 }
 
-const api = (name: string, what: string) => `/api/models/${encodeURIComponent(name)}/${what}`;
+/** A served model's file on the server (what: manifest, weights). */
+export const api = (name: string, what: string) => `/api/models/${encodeURIComponent(name)}/${what}`;
 
 /** A fresh 32-bit seed from the browser's generator (the sampler itself draws only from the seeded Rng). */
 function randomSeed(): number {

@@ -3,13 +3,27 @@
 // out as one tar file that `charlm sample --model run.tar` reads. Runs in a worker (./train-worker.ts) and, for the
 // tests, in Node; it touches no DOM and calls no Node built-in.
 //
+// It starts from a new model, or fine-tunes one of the server's models (`charlm train --init-from` on the page): the
+// source's manifest and weights as fetched, rebuilt by src/checkpoint/from-bytes.ts, its shape and tokenizer kept
+// and its config resolved by src/train/fine-tune.ts, with a fresh optimizer; the checkpoint records initFrom.
+//
 // Legend: B batch, T sequence length.
 
+import type { InitFrom } from "../src/checkpoint/checkpoint.js";
+import { modelFromBytes } from "../src/checkpoint/from-bytes.js";
+import type { Tokenizer } from "../src/data/tokenizer.js";
 import { codePointIndex, codePointLength } from "../src/data/utf8.js";
-import type { Vocab } from "../src/data/vocab.js";
+import { parseModelConfig, type ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { buildTrainVocab, modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
+import {
+  buildTrainVocab,
+  checkPartialConfig,
+  modelConfigFor,
+  resolveTrainConfig,
+  type TrainConfig,
+} from "../src/train/config.js";
+import { checkSourceVocab, FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR, fineTuneConfig } from "../src/train/fine-tune.js";
 import { trainLoop, type TrainResult } from "../src/train/loop.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 import { MemoryStore } from "../src/train/store.js";
@@ -23,58 +37,98 @@ export const VALIDATION_FRACTION = 0.1;
 export interface TabRun {
   config: TrainConfig;
   model: LanguageModel;
-  vocab: Vocab;
+  vocab: Tokenizer;
   store: MemoryStore;
   result: TrainResult;
+  /** Fine-tuning: the characters of the text the source's vocabulary lacks, read as "<unk>". */
+  unknown: string[];
 }
+
+/** A served model to fine-tune: its name on the server, and its charlm.json and model.safetensors as fetched. */
+export interface TabSource {
+  name: string;
+  manifest: Record<string, unknown>;
+  weights: Uint8Array;
+}
+
+/** A fetched source, read: what fineTuneConfig needs, and the model and tokenizer to train on. */
+export interface ReadSource {
+  dir: string; // `server:NAME`, as the checkpoint's initFrom records it
+  model: ModelConfig;
+  train: Partial<TrainConfig> | null;
+  weights: { model: LanguageModel; vocab: Tokenizer };
+  initFrom: InitFrom;
+}
+
+/** Rebuild the source on the current backend (call after the run's backend is chosen). */
+function readSource(from: TabSource): ReadSource {
+  const dir = `server:${from.name}`;
+  const m = from.manifest;
+  const weights = modelFromBytes(m, from.weights, dir);
+  return {
+    dir,
+    model: parseModelConfig(weights.model.config, `${dir}: model`),
+    train: m.train ? checkPartialConfig(m.train, `${dir}: train`) : null,
+    weights,
+    initFrom: { path: dir, step: typeof m.step === "number" ? m.step : 0, format: "charlm" },
+  };
+}
+
+/** T: the page's, or a GPT source's context when that is shorter (its learned positions end there). */
+const tabSeqLength = (s: TabSettings, model?: ModelConfig): number =>
+  model?.type === "gpt" ? Math.min(s.seqLength, model.blockSize) : s.seqLength;
 
 /**
  * The training config for settings `s` on `name`: the cpu preset's optimizer and schedule, the page's sizes. The
  * loop validates at the end of each epoch, so an epoch is `validateEvery` steps, or the whole text when that is
  * shorter (`batchesPerEpoch`); the steps are rounded up to whole epochs.
+ *
+ * Fine-tuning `source`: its model and tokenizer (fineTuneConfig), and the fine-tuning defaults in the page's terms:
+ * at most FINE_TUNE_EPOCHS passes over the text (the steps cap it further), and the page's learning rate times
+ * FINE_TUNE_LR_FACTOR. A GPT's sequence is at most its context.
  */
 export function tabConfig(
   s: TabSettings,
   name: string,
   backend: TrainConfig["backend"],
   batchesPerEpoch = Infinity,
+  source?: Pick<ReadSource, "dir" | "model" | "train">,
 ): TrainConfig {
-  const every = Math.max(1, Math.min(s.validateEvery, s.steps, batchesPerEpoch));
-  return resolveTrainConfig({
-    preset: "cpu",
-    overrides: {
-      data: name,
-      validationFraction: VALIDATION_FRACTION,
-      cell: s.cell,
-      embedding: s.embedding,
-      units: s.units,
-      layers: s.layers,
-      dropout: s.dropout,
-      seqLength: s.seqLength,
-      batchSize: s.batchSize,
-      epochs: Math.ceil(s.steps / every),
-      stepsPerEpoch: every,
-      lr: s.lr,
-      warmup: Math.min(100, Math.floor(s.steps / 10)),
-      patience: 0,
-      evalChars: 20_000,
-      sampleLength: 0,
-      logEvery: 5,
-      seed: s.seed,
-      backend,
-    },
-  });
+  const steps = source ? Math.max(1, Math.min(s.steps, FINE_TUNE_EPOCHS * batchesPerEpoch)) : s.steps;
+  const every = Math.max(1, Math.min(s.validateEvery, steps, batchesPerEpoch));
+  const run: Partial<TrainConfig> = {
+    data: name,
+    validationFraction: VALIDATION_FRACTION,
+    seqLength: tabSeqLength(s, source?.model),
+    batchSize: s.batchSize,
+    epochs: Math.ceil(steps / every),
+    stepsPerEpoch: every,
+    warmup: Math.min(100, Math.floor(steps / 10)),
+    patience: 0,
+    evalChars: 20_000,
+    sampleLength: 0,
+    logEvery: 5,
+    seed: s.seed,
+    backend,
+  };
+  if (source) {
+    return { ...fineTuneConfig({ preset: "cpu", overrides: run, source }), lr: s.lr * FINE_TUNE_LR_FACTOR };
+  }
+  const { cell, embedding, units, layers, dropout, lr } = s;
+  return resolveTrainConfig({ preset: "cpu", overrides: { ...run, cell, embedding, units, layers, dropout, lr } });
 }
 
 /**
  * Train on `text` (its last tenth held out for validation) with the current backend; `name` names the corpus in
- * the checkpoint. Stops at `s.steps`, after `s.minutes`, or when `signal` aborts, saving the checkpoint each time.
+ * the checkpoint, `from` the served model to fine-tune (default: a new model). Stops at `s.steps`, after
+ * `s.minutes`, or when `signal` aborts, saving the checkpoint each time.
  */
 export async function trainInTab(
   text: string,
   s: TabSettings,
   o: {
     name?: string;
+    from?: TabSource;
     backend: TrainConfig["backend"];
     signal?: AbortSignal;
     onMetrics?: (line: MetricsLine) => void;
@@ -85,17 +139,22 @@ export async function trainInTab(
   const n = codePointLength(text);
   const cut = codePointIndex(text, n - Math.ceil(n * VALIDATION_FRACTION));
   const splits = { train: text.slice(0, cut), validation: text.slice(cut), name };
-  const need = s.batchSize * (s.seqLength + 1);
-  if (codePointLength(splits.train) < need || codePointLength(splits.validation) < 2) {
-    throw new Error(
-      `the text has ${n} characters; one batch of ${s.batchSize} x ${s.seqLength + 1} needs at least ${Math.ceil(need / (1 - VALIDATION_FRACTION)) + 2}: paste more text, or lower the batch size or sequence length`,
-    );
+  const source = o.from ? readSource(o.from) : null;
+  let checked: { unknown: string[]; tokens: number };
+  try {
+    checked = checkText(text, splits, s, source);
+  } catch (err) {
+    // The source's tensors live on the backend (wasm, webgpu memory is not garbage-collected).
+    for (const p of source?.weights.model.parameters().values() ?? []) p.dispose();
+    throw err;
   }
-  // Windows of T + 1 characters, B to a batch (as WindowEpoch cuts them).
-  const batchesPerEpoch = Math.floor(Math.floor(codePointLength(splits.train) / (s.seqLength + 1)) / s.batchSize);
-  const config = tabConfig(s, name, o.backend, batchesPerEpoch);
-  const vocab = buildTrainVocab(config, text);
-  const model = buildModel(modelConfigFor(config, vocab.size), new Rng(config.seed));
+  const { unknown, tokens } = checked;
+  const T = tabSeqLength(s, source?.model);
+  // Windows of T + 1 tokens, B to a batch (as WindowEpoch cuts them).
+  const batchesPerEpoch = Math.floor(Math.floor(tokens / (T + 1)) / s.batchSize);
+  const config = tabConfig(s, name, o.backend, batchesPerEpoch, source ?? undefined);
+  const vocab = source ? source.weights.vocab : buildTrainVocab(config, text);
+  const model = source ? source.weights.model : buildModel(modelConfigFor(config, vocab.size), new Rng(config.seed));
   const store = new MemoryStore(o.onMetrics);
   // The time limit aborts like the Stop button: the loop saves a checkpoint and returns.
   const ctrl = new AbortController();
@@ -111,14 +170,47 @@ export async function trainInTab(
       splits,
       out: "this tab",
       store,
+      initFrom: source?.initFrom ?? null,
       signal: ctrl.signal,
       log: o.log,
       quiet: true,
       progressStream: { write: () => true, isTTY: false } as unknown as NodeJS.WritableStream,
     });
-    return { config, model, vocab, store, result };
+    return { config, model, vocab, store, result, unknown };
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener("abort", forward);
   }
+}
+
+/**
+ * What the text holds for the run: the characters a fine-tuning source lacks (read as "<unk>" where its tokenizer
+ * has one; a char vocabulary without one refuses them), and the training split's length in the run's tokens
+ * (characters for a new model; the source's words or BPE pieces otherwise), checked against one batch.
+ */
+function checkText(
+  text: string,
+  splits: { train: string; validation: string; name: string },
+  s: TabSettings,
+  source: ReadSource | null,
+): { unknown: string[]; tokens: number } {
+  const unknown = source
+    ? checkSourceVocab(source.weights.vocab, text, splits.name, source.dir, {
+        fix: "remove them, start from a new model, or give them new rows with charlm train --init-from (its checkpoint) --extend-vocab",
+      })
+    : [];
+  const tokenizer = source?.weights.vocab;
+  const tokens = tokenizer
+    ? tokenizer.encode(splits.train, tokenizer.unk >= 0 ? "unk" : "error").length
+    : codePointLength(splits.train);
+  const T = tabSeqLength(s, source?.model);
+  const need = s.batchSize * (T + 1);
+  if (tokens < need || codePointLength(splits.validation) < 2) {
+    throw new Error(
+      tokenizer && tokenizer.kind !== "char"
+        ? `the text has ${tokens} ${tokenizer.kind} tokens to train on (after the tenth held out); one batch of ${s.batchSize} x ${T + 1} needs at least ${need}: paste more text`
+        : `the text has ${codePointLength(text)} characters; one batch of ${s.batchSize} x ${T + 1} needs at least ${Math.ceil(need / (1 - VALIDATION_FRACTION)) + 2}: paste more text, or lower the batch size or sequence length`,
+    );
+  }
+  return { unknown, tokens };
 }

@@ -10,6 +10,7 @@ export type ToWorker =
       text: string;
       name: string; // the corpus, as the checkpoint records it
       dirName: string; // the directory inside the tar
+      from?: string; // a served model to fine-tune (its name in /api/models); absent: a new model
       settings: TabSettings;
       choice: BackendChoice;
       wasmUrl: string;
@@ -35,6 +36,8 @@ export type FromWorker =
       seconds: number;
       bestValLoss: number | null;
       charsPerStep: number;
+      unknown: number; // fine-tuning: characters of the text the source lacks, read as "<unk>"
+      tokenizer: string; // char, word or bpe: what the losses and speeds are per
       tar: ArrayBuffer;
     }
   | { type: "text"; text: string }

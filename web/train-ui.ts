@@ -1,6 +1,7 @@
-// The page's "train in this tab" panel: text in (drop, file picker or paste), a model and a time budget, then a
-// worker (./train-worker.ts) trains with the training library while this thread draws the loss curve from the
-// run's metrics lines. Afterwards: generate from the model, and download the checkpoint as a tar.
+// The page's "train in this tab" panel: text in (drop, file picker or paste), where to start (a new model of a chosen
+// size, or one of the server's models to fine-tune) and a time budget, then a worker (./train-worker.ts) trains with
+// the training library while this thread draws the loss curve from the run's metrics lines. Afterwards: generate
+// from the model, and download the checkpoint as a tar.
 
 import { lineChartSvg } from "../src/util/chart.js";
 import type { MetricsLine } from "../src/train/metrics.js";
@@ -22,13 +23,27 @@ interface TrainProbe {
   validation: [number, number][];
   text: string;
   error: string;
+  from: string; // the served model being fine-tuned, or "" for a new model
 }
 
-export function startTrainPanel(backendChoice: () => BackendChoice): void {
+/** What the panel needs of a served model to offer it as a starting point. */
+export interface ServedModelInfo {
+  name: string;
+  type: string;
+  inBrowser: boolean;
+}
+
+export interface TrainPanel {
+  /** Offer the server's models (those the browser can download) under "Start from". */
+  offer(models: ServedModelInfo[]): void;
+}
+
+export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel {
   const ui = {
     text: $<HTMLTextAreaElement>("train-text"),
     file: $<HTMLInputElement>("train-file"),
     size: $("train-size"),
+    from: $<HTMLSelectElement>("train-from"),
     model: $<HTMLSelectElement>("train-model"),
     minutes: $<HTMLInputElement>("train-minutes"),
     steps: $<HTMLInputElement>("train-steps"),
@@ -41,12 +56,16 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
     generate: $<HTMLButtonElement>("train-generate"),
     output: $("train-output"),
   };
-  const probe: TrainProbe = { state: "idle", backend: "", losses: [], validation: [], text: "", error: "" };
+  const probe: TrainProbe = { state: "idle", backend: "", losses: [], validation: [], text: "", error: "", from: "" };
   (globalThis as { charlmTrain?: TrainProbe }).charlmTrain = probe;
   for (const name of Object.keys(TAB_MODELS)) ui.model.add(new Option(name, name));
   ui.model.value = "LSTM 128";
   ui.minutes.value = String(TAB_DEFAULTS.minutes);
   ui.steps.value = String(TAB_DEFAULTS.steps);
+  // A served model fixes the shape: the size picker is for new models only.
+  ui.from.addEventListener("change", () => {
+    ui.model.disabled = ui.from.value !== "";
+  });
 
   let worker: Worker | null = null;
   let fileName = "pasted text";
@@ -119,9 +138,12 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
       ui.download.removeAttribute("aria-disabled");
       const cps = (m.step * m.charsPerStep) / Math.max(m.seconds, 1e-3);
       const best = m.bestValLoss === null ? "no validation yet" : `best validation ${m.bestValLoss.toFixed(3)}`;
+      const unk = m.unknown ? `; ${m.unknown} characters ${probe.from} lacks read as <unk>` : "";
+      const per = m.tokenizer === "char" ? "char" : "token";
       status(
-        `${m.status === "interrupted" ? "stopped" : "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +
-          `(${Math.round(cps).toLocaleString("en-US")} chars/s on ${trainNote}); ${best} nats/char`,
+        `${probe.from ? `fine-tuned ${probe.from}: ` : ""}` +
+          `${m.status === "interrupted" ? "stopped" : "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +
+          `(${Math.round(cps).toLocaleString("en-US")} ${per}s/s on ${trainNote}); ${best} nats/${per}${unk}`,
       );
       setState("trained");
     } else if (m.type === "text") {
@@ -155,15 +177,18 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
   ui.start.addEventListener("click", () => {
     const text = ui.text.value;
     if (!text) return status("paste or drop a text first", true);
+    const from = ui.from.value;
     const settings: TabSettings = {
       ...TAB_DEFAULTS,
-      ...TAB_MODELS[ui.model.value],
+      // Fine-tuning keeps the source's shape; the page's sequence and batch (TAB_DEFAULTS) apply.
+      ...(from ? {} : TAB_MODELS[ui.model.value]),
       minutes: Number(ui.minutes.value) || TAB_DEFAULTS.minutes,
       steps: Math.max(1, Math.floor(Number(ui.steps.value) || TAB_DEFAULTS.steps)),
     };
     probe.losses = [];
     probe.validation = [];
     probe.error = "";
+    probe.from = from;
     trainNote = "";
     draw();
     setState("training");
@@ -173,6 +198,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
       text,
       name: fileName,
       dirName: `charlm-${slug(fileName)}`,
+      ...(from ? { from } : {}),
       settings,
       choice: backendChoice(),
       wasmUrl: "/kernels.wasm",
@@ -195,6 +221,13 @@ export function startTrainPanel(backendChoice: () => BackendChoice): void {
   });
   showSize();
   draw();
+  return {
+    offer(models) {
+      for (const m of models) {
+        if (m.inBrowser) ui.from.add(new Option(`fine-tune ${m.name} (${m.type})`, m.name));
+      }
+    },
+  };
 }
 
 const slug = (name: string): string =>

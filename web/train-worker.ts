@@ -1,17 +1,20 @@
 // The worker that trains in the tab, off the page's thread (bundled by web/build.ts into web/dist/train-worker.js).
-// It holds the run: train on the chosen backend (./tab-train.ts), stop on request, generate from the model, and
-// hand the checkpoint tar to the page. Protocol: ./train-protocol.ts.
+// It holds the run: fetch the served model to fine-tune if one was picked, train on the chosen backend
+// (./tab-train.ts), stop on request, generate from the model, and hand the checkpoint tar to the page.
+// Protocol: ./train-protocol.ts.
 
 import { WEIGHTS } from "../src/checkpoint/checkpoint.js";
 import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
 import { loadWeightsInto } from "../src/checkpoint/weights.js";
+import { fetchOk } from "../src/browser.js";
 import { setBackend } from "../src/engine/backends/index.js";
+import { parseModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import { generate } from "../src/sample/generate.js";
-import { modelConfigFor } from "../src/train/config.js";
 import { chooseBackend } from "./backend-choice.js";
-import { trainInTab, type TabRun } from "./tab-train.js";
+import { api } from "./local.js";
+import { trainInTab, type TabRun, type TabSource } from "./tab-train.js";
 import type { FromWorker, ToWorker } from "./train-protocol.js";
 
 const post = (m: FromWorker, transfer: Transferable[] = []): void =>
@@ -23,7 +26,17 @@ let stopTraining: AbortController | null = null;
 let stopGenerating: AbortController | null = null;
 const generators = new Map<string, LanguageModel>(); // backend name -> the trained model on it
 
+/** A served model's charlm.json and model.safetensors, as the page's in-browser mode fetches them. */
+async function fetchSource(name: string): Promise<TabSource> {
+  const [manifest, weights] = await Promise.all([
+    fetchOk(api(name, "manifest")).then((r) => r.json() as Promise<Record<string, unknown>>),
+    fetchOk(api(name, "weights")).then((r) => r.arrayBuffer()),
+  ]);
+  return { name, manifest, weights: new Uint8Array(weights) };
+}
+
 async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
+  const from = m.from ? await fetchSource(m.from) : undefined;
   const chosen = await chooseBackend(m.choice, "train", m.wasmUrl);
   setBackend(chosen.backend);
   trainedOn = chosen.name;
@@ -33,6 +46,7 @@ async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
   const t0 = performance.now();
   run = await trainInTab(m.text, m.settings, {
     name: m.name,
+    from,
     backend: chosen.name as "webgpu" | "wasm" | "js",
     signal: stopTraining.signal,
     onMetrics: (line) => post({ type: "metrics", line }),
@@ -48,6 +62,8 @@ async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
       seconds: (performance.now() - t0) / 1000,
       bestValLoss: r.bestValLoss,
       charsPerStep: run.config.batchSize * run.config.seqLength,
+      unknown: run.unknown.length,
+      tokenizer: run.vocab.kind,
       tar: tar.buffer as ArrayBuffer,
     },
     [tar.buffer as ArrayBuffer],
@@ -60,7 +76,7 @@ function modelOn(name: string): LanguageModel {
   if (name === trainedOn) return run.model;
   let m = generators.get(name);
   if (!m) {
-    m = buildModel(modelConfigFor(run.config, run.vocab.size), null);
+    m = buildModel(parseModelConfig(run.model.config), null); // a fine-tuned model's shape is its source's
     loadWeightsInto(m, decodeSafetensors(run.store.files.get(WEIGHTS)!, WEIGHTS), WEIGHTS);
     generators.set(name, m);
   }

@@ -89,21 +89,21 @@ export function fineTuneConfig(opts: {
 /**
  * The characters of `text` the source's vocabulary lacks: they map to "<unk>" when the vocabulary has it, or get new
  * rows when `extending` (--extend-vocab); otherwise the run is refused with a line naming a few of them. `data`
- * names the text, `dir` the source.
+ * names the text, `dir` the source; `fix` replaces the line's advice where the CLI's flags are not at hand (the page).
  */
 export function checkSourceVocab(
   vocab: Tokenizer,
   text: string,
   data: string,
   dir: string,
-  opts: { extending?: boolean } = {},
+  opts: { extending?: boolean; fix?: string } = {},
 ): string[] {
   const missing = vocab.unknownChars(text);
   if (missing.length && vocab.unk < 0 && !opts.extending) {
     const shown =
       missing.slice(0, 5).map(describe).join(", ") + (missing.length > 5 ? `, and ${missing.length - 5} more` : "");
     throw new CharlmError(
-      `${data}: has ${missing.length} character${missing.length > 1 ? "s" : ""} the model in ${dir} does not know (${shown}) and its vocabulary has no ${UNK}; fine-tune on text the model knows, add --extend-vocab to give them new rows, or train from scratch without --init-from`,
+      `${data}: has ${missing.length} character${missing.length > 1 ? "s" : ""} the model in ${dir} does not know (${shown}) and its vocabulary has no ${UNK}; ${opts.fix ?? "fine-tune on text the model knows, add --extend-vocab to give them new rows, or train from scratch without --init-from"}`,
     );
   }
   return missing;
