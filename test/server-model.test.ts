@@ -9,11 +9,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Vocab } from "../src/data/vocab.js";
+import { WordTokenizer } from "../src/data/word.js";
 import { buildModel, countParams } from "../src/models/registry.js";
 import { generateText } from "../src/sample/generate.js";
 import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
 import { createServer } from "../src/server/app.js";
-import { fromCheckpoint, loadServedModels } from "../src/server/checkpoint-model.js";
+import { fromCheckpoint, loadServedModels, servedModel } from "../src/server/checkpoint-model.js";
 import { Rng } from "../src/util/rng.js";
 import type { FastifyInstance } from "fastify";
 
@@ -148,5 +149,44 @@ test("charlm serve starts, answers, and stops on SIGTERM", async () => {
     assert.equal(await exited, 0);
   } finally {
     if (child.exitCode === null) child.kill("SIGKILL");
+  }
+});
+
+test("a word model's stop string reads as reason stop, though its tokens are several characters each", async () => {
+  // `length` counts tokens and `chars` characters: 3 word tokens are more than 3 characters, so only the sampler can
+  // say whether a stop string ended the text.
+  const words = WordTokenizer.build(TEXT.repeat(3));
+  const wordModel = buildModel(
+    { type: "rnn", cell: "lstm", vocabSize: words.size, embedding: 8, units: 16, layers: 1, dropout: 0 },
+    new Rng(3),
+  );
+  const { manifest } = await import("../src/checkpoint/checkpoint.js").then(async (c) => {
+    const d = join(mkdtempSync(join(tmpdir(), "charlm-serve-word-")), "w");
+    await c.saveCheckpoint(d, { model: wordModel, vocab: words });
+    return c.loadCheckpoint(d);
+  });
+  const wordApp = createServer([servedModel("w", { model: wordModel, vocab: words, manifest })], { rng: new Rng(5) });
+  try {
+    const gen = async (body: object) => {
+      const res = await wordApp.inject({ method: "POST", url: "/api/generate", payload: { prime: "All:", ...body } });
+      assert.equal(res.statusCode, 200, res.body);
+      return res.json() as { text: string; reason: string; chars: number };
+    };
+    const free = await gen({ length: 40, seed: 1 });
+    assert.equal(free.reason, "length");
+    assert.ok(free.chars > 40, `${free.chars} characters from 40 word tokens`);
+    // A stop string whose first appearance lies past the first 40 characters: counting characters against the 40
+    // tokens would call that "length".
+    const text = free.text;
+    let stop = "";
+    for (let k = 41; k + 6 <= text.length && !stop; k++) {
+      if (text.indexOf(text.slice(k, k + 6)) === k) stop = text.slice(k, k + 6);
+    }
+    assert.ok(stop, text);
+    const stopped = await gen({ length: 40, seed: 1, stop: [stop] });
+    assert.equal(stopped.reason, "stop", JSON.stringify(stopped));
+    assert.ok(stopped.chars >= 40, JSON.stringify(stopped));
+  } finally {
+    await wordApp.close();
   }
 });

@@ -51,7 +51,7 @@ class FakeModel implements ServedModel {
 
   failWith: Error | null = null;
 
-  async *generate(req: GenerateRequest, signal: AbortSignal): AsyncGenerator<string> {
+  async *generate(req: GenerateRequest, signal: AbortSignal, onStop?: () => void): AsyncGenerator<string> {
     this.started++;
     if (this.failWith) throw this.failWith;
     const rng = new Rng(req.seed);
@@ -61,7 +61,7 @@ class FakeModel implements ServedModel {
         const ch = "abc "[rng.int(4)];
         this.produced++;
         // Like the real sampler, the stop string itself is not emitted (single-character stops suffice here).
-        if (req.stop.includes(ch)) return;
+        if (req.stop.includes(ch)) return onStop?.();
         yield ch;
       }
     } finally {

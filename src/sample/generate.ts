@@ -30,6 +30,7 @@ export interface GenerateOptions {
   seed?: number; // same seed, same text; default: a fresh random seed
   stop?: string[]; // end as soon as one of these appears in the generated text (it is not emitted)
   signal?: AbortSignal; // stop early when aborted
+  onStop?: () => void; // called when a stop string ends the text (not when the length runs out or on abort)
   maxContext?: number; // models without step(): tokens of context rerun per token (default: the model's blockSize, else 256)
 }
 
@@ -149,6 +150,7 @@ async function* sampleLoop(
     if (maxStop > 0) {
       const hit = firstStop(pending, stop);
       if (hit >= 0) {
+        opts.onStop?.();
         if (hit > 0) yield* pending.slice(0, hit);
         return;
       }
@@ -170,7 +172,10 @@ async function* sampleLoop(
   }
   pending += decoder.flush();
   const hit = maxStop > 0 ? firstStop(pending, stop) : -1;
-  if (hit >= 0) pending = pending.slice(0, hit);
+  if (hit >= 0) {
+    opts.onStop?.();
+    pending = pending.slice(0, hit);
+  }
   if (pending) yield* pending;
 }
 

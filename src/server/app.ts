@@ -293,8 +293,10 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
     const { closed, timeout, signal, release } = slot;
     const t0 = performance.now();
     let chars = 0;
+    let stopped = false; // a stop string ended the text (a word or bpe token is several characters, so counting
+    // characters against the token length cannot tell)
     try {
-      for await (const piece of model.generate(req, signal)) {
+      for await (const piece of model.generate(req, signal, () => void (stopped = true))) {
         if (signal.aborted) break;
         chars += Array.from(piece).length;
         await emit(piece);
@@ -311,9 +313,9 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       ? "client_closed"
       : timeout.aborted
         ? "time_limit"
-        : chars >= req.length
-          ? "length"
-          : "stop";
+        : stopped
+          ? "stop"
+          : "length";
     return { reason, chars, seconds: Math.round(performance.now() - t0) / 1000 };
   };
 

@@ -48,7 +48,7 @@ export function servedModel(
     card: cardOf(name, model, vocab, manifest),
     files,
     unknownChars: (text) => vocab.unknownChars(text),
-    generate: (req: GenerateRequest, signal: AbortSignal) =>
+    generate: (req: GenerateRequest, signal: AbortSignal, onStop?: () => void) =>
       generate(model, vocab, {
         prime: req.prime,
         length: req.length,
@@ -58,6 +58,7 @@ export function servedModel(
         seed: req.seed,
         stop: req.stop,
         signal,
+        onStop,
       }),
   };
 }

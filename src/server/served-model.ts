@@ -48,9 +48,9 @@ export interface ServedModel {
   unknownChars(text: string): string[];
   /**
    * Generated text, a token's text per item (a character for a char model; the prime is not repeated). Ends after
-   * `length` tokens, at a stop string, or when `signal` aborts.
+   * `length` tokens, at a stop string (then `onStop` is called first), or when `signal` aborts.
    */
-  generate(req: GenerateRequest, signal: AbortSignal): AsyncIterable<string>;
+  generate(req: GenerateRequest, signal: AbortSignal, onStop?: () => void): AsyncIterable<string>;
   /** Files for the in-browser mode and the card; absent for models that live only in memory. */
   readonly files?: {
     weights: string; // model.safetensors
