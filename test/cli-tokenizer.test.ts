@@ -101,3 +101,12 @@ test("--vocab-size out of range or on a char model, and a PyTorch export of a bp
   assert.notEqual(ex.code, 0);
   assert.match(ex.err, /carries a character vocabulary, and this model uses the bpe tokenizer/);
 });
+
+test("a bpe run that learns fewer tokens than --vocab-size asked says so", async () => {
+  const out = join(work, "bpe-short");
+  const r = await cli("train", "--data", verse, ...SMALL, ...QUICK, "--out", out, "--tokenizer", "bpe");
+  assert.equal(r.code, 0, r.err);
+  const size = manifestOf(out).model.vocabSize;
+  assert.ok(size < 1024, `${size} tokens`);
+  assert.match(r.out, new RegExp(`\\(${size} of the 1024 tokens asked: no pair repeats in the text\\)`));
+});

@@ -30,6 +30,7 @@ import { kebab } from "../util/schema.js";
 import {
   DEFAULT_TRAIN_CONFIG,
   buildTrainTokenizer,
+  DEFAULT_BPE_VOCAB,
   checkPartialConfig,
   checkTrainableSize,
   formatConfig,
@@ -312,7 +313,10 @@ async function modelAndVocab(
       : dropped
         ? ` (${dropped} pruned character${dropped > 1 ? "s map" : " maps"} to ${UNK})`
         : "";
-  return { model, vocab, note };
+  // BPE stops merging once no pair of tokens repeats: a small text can give fewer tokens than --vocab-size asked for.
+  const asked = vocab.kind === "bpe" && !loaded && !source ? cfg.vocabSize || DEFAULT_BPE_VOCAB : 0;
+  const short = asked > vocab.size ? ` (${vocab.size} of the ${asked} tokens asked: no pair repeats in the text)` : "";
+  return { model, vocab, note: note + short };
 }
 
 const shownData = (data: string | string[]): string => (Array.isArray(data) ? data.join(",") : data);
