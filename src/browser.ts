@@ -3,6 +3,7 @@
 // bundles this file for the browser and fails on any.
 
 import { modelFromBytes } from "./checkpoint/from-bytes.js";
+import type { Backend } from "./engine/backend.js";
 import { setBackend } from "./engine/backends/index.js";
 import { jsBackend } from "./engine/backends/js.js";
 import { createWasmBackend } from "./engine/backends/wasm.js";
@@ -32,6 +33,18 @@ export type BrowserModel = CharModel & { manifest: Record<string, unknown>; back
 
 let kernels: Promise<"wasm" | "js"> | null = null;
 let kernelsFrom: string | null = null;
+const wasmFrom = new Map<string, Promise<Backend>>();
+
+/** The wasm kernels fetched from `url`, started once per URL (a failed fetch or start is tried again next time). */
+export function wasmKernels(url: string, fetchInit?: RequestInit): Promise<Backend> {
+  let p = wasmFrom.get(url);
+  if (!p) {
+    p = fetchOk(url, fetchInit).then(async (res) => createWasmBackend(await res.arrayBuffer()));
+    p.catch(() => wasmFrom.delete(url));
+    wasmFrom.set(url, p);
+  }
+  return p;
+}
 
 /**
  * Make the engine run on the wasm kernels from `wasm` (once per URL), falling back to the js kernels when the
@@ -48,8 +61,7 @@ export function useKernels(wasm: string | URL | false | undefined, fetchInit?: R
       return "js";
     }
     try {
-      const bytes = await (await fetchOk(url, fetchInit)).arrayBuffer();
-      setBackend(await createWasmBackend(bytes));
+      setBackend(await wasmKernels(url, fetchInit));
       return "wasm";
     } catch (err) {
       console.warn("charlm: wasm kernels unavailable, using the js kernels:", err);

@@ -7,7 +7,7 @@
 
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { createWasmBackend } from "../src/engine/backends/wasm.js";
+import { wasmKernels } from "../src/browser.js";
 
 export type BackendChoice = "auto" | "webgpu" | "wasm";
 export type Purpose = "train" | "generate";
@@ -21,23 +21,12 @@ export interface Chosen {
 }
 
 let gpu: Promise<Backend & { device: string }> | null = null;
-let wasm: Promise<Backend> | null = null;
 
 /** One WebGPU device per page or worker, made on first use; a failure (no navigator.gpu, no adapter) is retried. */
 function loadGpu(): Promise<Backend & { device: string }> {
   gpu ??= import("../src/engine/backends/webgpu/index.js").then((m) => m.createWebgpuBackend());
   gpu.catch(() => (gpu = null));
   return gpu;
-}
-
-function loadWasm(wasmUrl: string): Promise<Backend> {
-  wasm ??= (async () => {
-    const res = await fetch(wasmUrl);
-    if (!res.ok) throw new Error(`${wasmUrl}: HTTP ${res.status}`);
-    return createWasmBackend(await res.arrayBuffer());
-  })();
-  wasm.catch(() => (wasm = null));
-  return wasm;
 }
 
 const reason = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split("\n")[0];
@@ -60,7 +49,7 @@ export async function chooseBackend(
     why = " (auto generates on wasm, faster than a GPU at batch 1)";
   }
   try {
-    return { backend: await loadWasm(wasmUrl), name: "wasm", note: `wasm${why}` };
+    return { backend: await wasmKernels(wasmUrl), name: "wasm", note: `wasm${why}` };
   } catch (e) {
     return { backend: jsBackend, name: "js", note: `js (the wasm kernels did not load: ${reason(e)})${why}` };
   }
