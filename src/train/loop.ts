@@ -372,6 +372,15 @@ class Run {
     return val;
   }
 
+  /** metrics.jsonl's figures per character of the text (and the word tokenizer's <unk> share) beside valLoss. */
+  private perChar(val: Awaited<ReturnType<typeof evaluate>>) {
+    return {
+      valNatsPerChar: val.natsPerChar,
+      valBitsPerChar: val.bitsPerChar,
+      ...(this.o.vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
+    };
+  }
+
   /** A char model's tokens are characters; other tokenizers show the loss per token and per character of the text. */
   private valLine(val: Awaited<ReturnType<typeof evaluate>>): string {
     const kind = this.o.vocab.kind;
@@ -400,9 +409,7 @@ class Run {
       step: this.step,
       epoch: this.epoch + 1,
       valLoss: val.nats,
-      valNatsPerChar: val.natsPerChar,
-      valBitsPerChar: val.bitsPerChar,
-      ...(this.o.vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
+      ...this.perChar(val),
       time: this.elapsed(),
     });
     this.log(`time limit of ${cfg.timeLimit} s reached at step ${this.step}: val ${this.valLine(val)}`);
@@ -426,9 +433,7 @@ class Run {
     await this.store?.appendMetrics({
       type: "epoch",
       ...record,
-      valNatsPerChar: val.natsPerChar,
-      valBitsPerChar: val.bitsPerChar,
-      ...(this.o.vocab.kind === "word" ? { valUnknownShare: val.unknownShare } : {}),
+      ...this.perChar(val),
       time: this.elapsed(),
     });
     const { improved, stop } = await stopper.update(val.nats, epoch, params);
