@@ -17,7 +17,7 @@
 // CUDA it says so and runs on the CPU.
 
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -180,20 +180,38 @@ async function main(): Promise<void> {
   if (typeof py === "string") console.log(`PyTorch: not found (${py}); its side is skipped\n`);
   else console.log(`PyTorch ${py.version} (${py.python}) on ${py.cuda ? "CUDA" : "the CPU (no CUDA here)"}\n`);
 
-  const rows: string[] = [];
+  // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
+  // a dispatch per step (the default), and one dispatch per layer for the whole sequence with 1, 2, 4 or 8 batch
+  // rows per workgroup thread. --json FILE writes every figure, so that a script can pick the fastest.
+  const layouts = [
+    { name: "step", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
+    ...(tiny ? ["2"] : ["1", "2", "4", "8"]).map((rows) => ({
+      name: `sequence, ${rows} row${rows === "1" ? "" : "s"}`,
+      env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: rows },
+    })),
+  ];
+  const results: Record<string, unknown>[] = [];
   for (const w of workloads) {
     for (const B of batches) {
-      const [ours, loss] = await trainRate(w, B, STEPS);
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
       const theirs = typeof t === "string" ? null : t;
-      rows.push(
-        `${w.name} ${w.desc.padEnd(42)} B=${String(B).padEnd(4)} charlm ${k(ours)} chars/s (loss ${loss.toFixed(3)})` +
-          `  PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : t}`,
+      console.log(
+        `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      console.log(rows[rows.length - 1]);
-      console.log(`   ${lastProfile}`);
+      for (const l of layouts) {
+        Object.assign(process.env, l.env);
+        const [ours, loss] = await trainRate(w, B, STEPS);
+        delete process.env.CHARLM_WEBGPU_RECURRENT;
+        delete process.env.CHARLM_WEBGPU_ROWS;
+        const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
+        console.log(`   charlm ${l.name.padEnd(18)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
+        console.log(`      ${lastProfile}`);
+        results.push({ workload: w.name, B, layout: l.env, charsPerSec: ours, torch: theirs?.charsPerSec ?? null });
+      }
     }
   }
+  const json = process.argv.indexOf("--json");
+  if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
   for (const w of workloads) {
     const r = await generateRate(w, GEN_CHARS);
     console.log(`generation, batch 1, ${w.name} (${w.desc}): ${r.toFixed(0)} chars/s (${GEN_CHARS} characters)`);

@@ -26,12 +26,21 @@ export CHARLM_WASM_DIR=$PWD/.gpu/app CHARLM_TINYSHAKESPEARE=$PWD/bench/out/gpu/t
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") 2>&1 | tee "$out/gpu.txt"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$out/gpu.txt"
 if [ "${TINY:-0}" = 1 ]; then
-  timeout 300 node .gpu/app/gpu.mjs --tiny 2>&1 | tee "$out/gpu-bench.txt"
+  timeout 300 node .gpu/app/gpu.mjs --tiny --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
   timeout 120 node .gpu/app/_threads_main.mjs --threads 1,2 --steps 1 --only 1 2>&1 | tee "$out/threads.txt"
   timeout 60 node .gpu/app/gpu_quality.mjs --seconds 1 --backend wasm 2>&1 | head -3 | tee "$out/quality.txt"
   exit 0
 fi
-timeout "${T_BENCH:-170}" node .gpu/app/gpu.mjs 2>&1 | tee "$out/gpu-bench.txt"
+timeout "${T_BENCH:-200}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
+# The quality run uses the recurrent time-loop encoding that trained W2 at batch 256 (the gpu preset's shape) fastest.
+if [ -f "$out/gpu-bench.json" ]; then
+  eval "$(node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results
+      .filter((x) => x.workload === "W2" && x.B === 256).sort((a, b) => b.charsPerSec - a.charsPerSec)[0];
+    if (r) for (const [k, v] of Object.entries(r.layout)) console.log(`export ${k}=${v}`);
+  ' "$out/gpu-bench.json" 2>/dev/null || true)"
+  echo "quality run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-step} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" | tee -a "$out/gpu.txt"
+fi
 timeout "${T_THREADS:-130}" node .gpu/app/_threads_main.mjs --threads 1,2,4,8,16 --torch 2>&1 | tee "$out/threads.txt"
 timeout "${T_QUALITY:-170}" node .gpu/app/gpu_quality.mjs --seconds "${QUALITY_SECONDS:-130}" 2>&1 | tee "$out/quality.txt"
 STEPS=${TORCH_STEPS:-300} timeout "${T_TORCH:-90}" bash bench/gpu_torch_continue.sh 2>&1 | tee "$out/torch-continue.txt"

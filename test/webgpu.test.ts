@@ -185,16 +185,30 @@ describe("webgpu backend against js", { skip }, () => {
     );
   });
 
-  // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups; each
-  // test runs with 1, 2 and 4 batch rows per thread (CHARLM_WEBGPU_ROWS, else picked from the sizes).
-  const [T, B, H] = [4, 9, 70];
+  // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups. Each
+  // test runs both time-loop layouts (CHARLM_WEBGPU_RECURRENT: a dispatch per step, or one for the whole sequence)
+  // with 1, 2 and 4 batch rows per thread, and 8 for the sequence (CHARLM_WEBGPU_ROWS). The sequence layout walks
+  // the units in blocks of 256: H = 300 takes two, the second partial.
+  let [T, B, H] = [4, 9, 70];
   const rowVariants = (name: string, fn: () => Promise<void>) =>
     test(name, async () => {
-      for (const rows of ["1", "2", "4"]) {
-        process.env.CHARLM_WEBGPU_ROWS = rows;
+      const variants = [
+        ...["1", "2", "4"].map((rows) => ({ layout: "step", rows, T: 4, B: 9, H: 70 })),
+        ...["1", "2", "4", "8"].map((rows) => ({ layout: "sequence", rows, T: 4, B: 9, H: 70 })),
+        { layout: "sequence", rows: "2", T: 3, B: 3, H: 300 },
+      ];
+      for (const v of variants) {
+        process.env.CHARLM_WEBGPU_RECURRENT = v.layout;
+        process.env.CHARLM_WEBGPU_ROWS = v.rows;
+        [T, B, H] = [v.T, v.B, v.H];
         try {
           await fn();
+        } catch (e) {
+          throw new Error(`${v.layout} layout, ${v.rows} rows, T ${T} B ${B} H ${H}: ${(e as Error).message}`, {
+            cause: e,
+          });
         } finally {
+          delete process.env.CHARLM_WEBGPU_RECURRENT;
           delete process.env.CHARLM_WEBGPU_ROWS;
         }
       }
@@ -350,10 +364,15 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     assert.deepEqual(b.losses, a.losses);
     for (const [k, w] of a.weights) assert.deepEqual(b.weights.get(k), w, k);
   });
-  for (const [name, cfg] of models) {
+  const cases: [string, ModelConfig, string][] = [
+    ...models.map(([name, cfg]): [string, ModelConfig, string] => [name, cfg, "step"]),
+    ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], "sequence"],
+  ];
+  for (const [name, cfg, layout] of cases) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-      const got = await train(gpu!, cfg, 3, 7, 3);
+      process.env.CHARLM_WEBGPU_RECURRENT = layout;
+      const got = await train(gpu!, cfg, 3, 7, 3).finally(() => delete process.env.CHARLM_WEBGPU_RECURRENT);
       got.losses.forEach((l, i) =>
         assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
       );

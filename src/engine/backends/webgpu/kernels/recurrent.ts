@@ -2,13 +2,17 @@
 //
 // Legend: T time steps, B batch, H hidden units, G gate width (4H LSTM, 3H GRU, H RNN); sequences time-major.
 //
-// One dispatch per time step, each fusing the step's recurrent product with the gate math: a thread owns one
-// (b, j) hidden unit and accumulates its gates' dot products (h_{t-1}[b, :] · Wh[:, gate j]) while the
-// workgroup shares the (4 batch rows x 64) slice of h_{t-1} it walks through workgroup memory; then it applies the
-// nonlinearities and writes h_t, c_t and the gates. The backward step likewise fuses dh_t = dhs_t + da_{t+1} · Whᵀ
-// with the gate derivatives (reading a transposed copy of Wh made once per call, so that neighbouring threads read
-// neighbouring weights). The weight gradient is then one large product over all steps,
-// dWh += [h0; h_0..h_{T-2}]ᵀ (H, T·B) · da (T·B, G), instead of T small ones, and dh0 one more product.
+// Each time step fuses the step's recurrent product with the gate math: a thread owns one (b, j) hidden unit and
+// accumulates its gates' dot products (h_{t-1}[b, :] · Wh[:, gate j]) while the workgroup shares the slice of h_{t-1}
+// it walks through workgroup memory; then it applies the nonlinearities and writes h_t, c_t and the gates. The
+// backward step likewise fuses dh_t = dhs_t + da_{t+1} · Whᵀ with the gate derivatives (reading a transposed copy of
+// Wh made once per call, so that neighbouring threads read neighbouring weights). The weight gradient is then one
+// large product over all steps, dWh += [h0; h_0..h_{T-2}]ᵀ (H, T·B) · da (T·B, G), instead of T small ones, and dh0
+// one more product.
+//
+// The time loop is encoded in one of two layouts (see Layout): a dispatch per step, whose workgroups split the units
+// and batch rows of that step; or one dispatch for the whole sequence, whose workgroups each own a few batch rows
+// and walk every step themselves (no launch per step, but each workgroup reads all of Wh at every step).
 //
 // Formulas and gate orders are those of ../../backend.ts.
 
@@ -25,7 +29,7 @@ import { reduceTo, swapAxes } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 
 interface StepKernel {
-  /** Bindings and helpers; must define fn src(b, k) -> f32, the row vector the step multiplies. */
+  /** Bindings and helpers; must define fn src(t, b, k) -> f32, the row vector step t multiplies. */
   decls: string;
   /** Number of dot products per thread (gates sharing the row vector). */
   accs: number;
@@ -36,13 +40,25 @@ interface StepKernel {
 }
 
 /**
- * A fused step kernel; params t, T, B, H, K (the product's length; 0 skips it). A workgroup is 64 units j by
- * 4·R batch rows; each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows.
- * The k loop is unrolled by 4; a kernel with one product (the backward steps, K = G) keeps 4 partial sums so that
- * its multiply-adds do not wait on each other. Rows and partials are unrolled at code generation (constant
- * indices keep the accumulators in registers). The tile is zero past K and so are the weights read there.
+ * How a kernel lays its threads out. "step": one dispatch per time step (params t, T, B, H, K; K = 0 skips the
+ * product); a workgroup is 64 units j by 4·R batch rows and each thread owns R rows (b = b0 + lid.y + 4r), so that
+ * every weight it loads serves R rows. "sequence": one dispatch for the whole sequence (params -, T, B, H, K, skip
+ * the product at the last step, backward); a workgroup owns R batch rows and every unit of them (j = jb + lid.x in
+ * blocks of 256) and walks the time steps itself, with a storage barrier between steps: batch rows never meet, so no
+ * workgroup waits on another, and launch latency is paid once per layer instead of once per step.
  */
-function stepCode(k: StepKernel, R: number): string {
+type Layout = "step" | "sequence";
+
+/**
+ * A fused kernel for one product + gate math. The k loop is unrolled by 4; a kernel with one product (the backward
+ * steps, K = G) keeps 4 partial sums so that its multiply-adds do not wait on each other. Rows and partials are
+ * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
+ * are the weights read there.
+ */
+function kernelCode(k: StepKernel, R: number, layout: Layout): string {
+  const seq = layout === "sequence";
+  const W = seq ? 256 : 64; // tile width in k
+  const rowOf = (r: number | string) => (seq ? `${r}` : `lid.y + 4u * ${r}`);
   const P = k.accs === 1 ? 4 : 1; // partial sums per product
   const at = (p: number, r: number, a: number) => (p * R + r) * k.accs + a;
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -53,7 +69,7 @@ function stepCode(k: StepKernel, R: number): string {
     .map((u) => {
       const loads = range(k.accs).map((a) => `let w${a} = weight${a}(k0 + kk + ${u}u, j);`);
       const fmas = range(R).flatMap((r) => {
-        const hv = `tile[(lid.y + ${4 * r}u) * 64u + kk + ${u}u]`;
+        const hv = `tile[(${rowOf(`${r}u`)}) * ${W}u + kk + ${u}u]`;
         return range(k.accs).map((a) => {
           const i = at(u % P, r, a);
           return `acc[${i}] = fma(${hv}, w${a}, acc[${i}]);`;
@@ -79,7 +95,7 @@ function stepCode(k: StepKernel, R: number): string {
     .map((r) => {
       const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${at(0, r, Number(a))}]`);
       return `{
-    let b = b0 + lid.y + ${4 * r}u;
+    let b = b0 + ${rowOf(`${r}u`)};
     if (b < B) {
       let bj = b * H + j;
       let ho = t * B * H + bj;
@@ -88,79 +104,131 @@ function stepCode(k: StepKernel, R: number): string {
   }`;
     })
     .join("\n  ");
-  return /* wgsl */ `
-${k.decls}
-${weightFns}
-var<workgroup> tile: array<f32, ${256 * R}>; // [4R batch rows][64 k]
-@compute @workgroup_size(64, 4)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
-  let j = wid.x * 64u + lid.x;
-  let b0 = wid.y * ${4 * R}u;
-  var acc: array<f32, ${k.accs * R * P}>;
-  for (var k0 = 0u; k0 < KD; k0 += 64u) {
+  // The product of the R rows' vectors with the weights of unit j, then the gate math: the body of one step.
+  const stepBody = /* wgsl */ `
+  var acc = array<f32, ${k.accs * R * P}>();
+  for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
     for (var r = 0u; r < ${R}u; r++) {
-      let row = lid.y + 4u * r;
+      let row = ${rowOf("r")};
       var sv = 0.0;
-      if (b0 + row < B && k0 + lid.x < KD) { sv = src(b0 + row, k0 + lid.x); }
-      tile[row * 64u + lid.x] = sv;
+      if (b0 + row < B && k0 + lid.x < KD) { sv = src(t, b0 + row, k0 + lid.x); }
+      tile[row * ${W}u + lid.x] = sv;
     }
     workgroupBarrier();
     if (j < H) {
-      for (var kk = 0u; kk < 64u; kk += 4u) {
+      for (var kk = 0u; kk < ${W}u; kk += 4u) {
         ${body}
       }
     }
     workgroupBarrier();
   }
-  if (j >= H) { return; }
+  if (j < H) {
   ${combine}
   ${epilogues}
+  }`;
+  const head = /* wgsl */ `
+${k.decls}
+${weightFns}
+var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} k]`;
+  if (!seq) {
+    return /* wgsl */ `${head}
+@compute @workgroup_size(64, 4)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
+  let j = wid.x * 64u + lid.x;
+  let b0 = wid.y * ${4 * R}u;
+  ${stepBody}
+}`;
+  }
+  return /* wgsl */ `${head}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let T = pu(1u); let B = pu(2u); let H = pu(3u);
+  let b0 = wid.x * ${R}u;
+  for (var s = 0u; s < T; s++) {
+    var t = s;
+    if (pu(6u) == 1u) { t = T - 1u - s; }
+    var KD = pu(4u);
+    if (pu(5u) == 1u && t == T - 1u) { KD = 0u; }
+    for (var jb = 0u; jb < H; jb += 256u) {
+      let j = jb + lid.x;
+      ${stepBody}
+    }
+    // this step's writes (h_t, or da_t) are the next step's row vectors, read by other threads of the workgroup
+    storageBarrier();
+  }
 }`;
 }
 
 /**
- * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups to spread over the GPU's cores.
- * CHARLM_WEBGPU_ROWS=1|2|4 forces it (tests cover every variant on small shapes; tuning on a new GPU).
+ * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups to spread over the GPU's cores ("step"),
+ * or >= 32 workgroups ("sequence": each walks the whole sequence and reads all of Wh at every step, so more rows per
+ * workgroup share those reads). CHARLM_WEBGPU_ROWS=1|2|4 forces it, or 8 for the sequence layout (tests cover every
+ * variant on small shapes; bench/gpu.ts measures them).
  */
-function rowsPerThread(B: number, H: number): number {
-  const forced = typeof process !== "undefined" ? Number(process.env?.CHARLM_WEBGPU_ROWS) : NaN;
-  if (forced === 1 || forced === 2 || forced === 4) return forced;
+function rowsPerThread(B: number, H: number, layout: Layout): number {
+  const forced = Number(env("CHARLM_WEBGPU_ROWS"));
+  if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
   let R = 4;
-  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
+  if (layout === "sequence") while (R > 1 && Math.ceil(B / R) < 32) R /= 2;
+  else while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
   return R;
 }
 
-function step(
+function env(name: string): string | undefined {
+  return typeof process !== "undefined" ? process.env?.[name] : undefined;
+}
+
+/**
+ * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence (see Layout), "step" unless set. A sequence of
+ * one step is always a step. Which is faster depends on the GPU and the sizes; bench/gpu.ts measures both.
+ */
+export function recurrentLayout(T: number): Layout {
+  const v = env("CHARLM_WEBGPU_RECURRENT");
+  return v === "sequence" && T > 1 ? "sequence" : "step";
+}
+
+/**
+ * The time loop of one recurrent kernel: T dispatches of the step layout, or one of the sequence layout. `K` is the
+ * product's length; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
+ */
+function timeLoop(
   rt: GpuRuntime,
   key: string,
   k: StepKernel,
   reads: Buf[],
   writes: Buf[],
-  t: number,
-  T: number,
-  B: number,
-  H: number,
-  K: number,
-  R: number,
+  dims: { T: number; B: number; H: number; K: number; backward: boolean },
 ): void {
+  const { T, B, H, K, backward } = dims;
+  const layout = recurrentLayout(T);
+  const R = rowsPerThread(B, H, layout);
+  if (layout === "sequence") {
+    const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
+    rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
+    return;
+  }
   const groups = [Math.ceil(H / 64), Math.ceil(B / (4 * R))];
-  rt.run(`${key}.R${R}`, () => stepCode(k, R), reads, writes, [t, T, B, H, K], groups);
+  for (let s = 0; s < T; s++) {
+    const t = backward ? T - 1 - s : s;
+    const KD = backward && t === T - 1 ? 0 : K;
+    rt.run(`${key}.R${R}`, () => kernelCode(k, R, layout), reads, writes, [t, T, B, H, KD], groups);
+  }
 }
 
 /** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
 const PREV_H = /* wgsl */ `
-fn src(b: u32, k: u32) -> f32 {
+fn src(t: u32, b: u32, k: u32) -> f32 {
   let H = pu(3u);
-  if (pu(0u) == 0u) { return h0[b * H + k]; }
-  return hs[(pu(0u) - 1u) * pu(2u) * H + b * H + k];
+  if (t == 0u) { return h0[b * H + k]; }
+  return hs[(t - 1u) * pu(2u) * H + b * H + k];
 }`;
 
 /** The step's row vector in backward: the pre-activation gradient of step t+1 in `name`, rows of G. */
 const NEXT_DA = (name: string, G: string) => /* wgsl */ `
-fn src(b: u32, k: u32) -> f32 {
+fn src(t: u32, b: u32, k: u32) -> f32 {
   let G = ${G};
-  return ${name}[(pu(0u) + 1u) * pu(2u) * G + b * G + k];
+  return ${name}[(t + 1u) * pu(2u) * G + b * G + k];
 }`;
 
 /** [h0; hs[0 .. T-2]] (T·B, H): the h_{t-1} of every step, for the weight gradient product. */
@@ -243,25 +311,25 @@ ${NEXT_DA("dxw", "4u * pu(3u)")}`,
 
 export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
-  for (let t = 0; t < T; t++) {
-    step(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], t, T, B, H, H, R);
-  }
+  timeLoop(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], {
+    T,
+    B,
+    H,
+    K: H,
+    backward: false,
+  });
 }
 
 export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
   const G = 4 * H;
   // dh0 carries dhT into the last step; dc0 carries dc from step to step and ends as dc0.
   start(rt, a.dhT, a.dh0, B * H);
   start(rt, a.dcT, a.dc0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
-  for (let t = T - 1; t >= 0; t--) {
-    const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
-    step(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], t, T, B, H, t === T - 1 ? 0 : G, R);
-  }
+  const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
+  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, K: G, backward: true });
   rt.free(whT);
   // dh0 = da_0 · Whᵀ
   matmul(rt, a.dxw, a.wh, a.dh0, B, G, H, { transB: true });
@@ -330,25 +398,25 @@ ${NEXT_DA("dah", "3u * pu(3u)")}`,
 
 export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
-  for (let t = 0; t < T; t++) {
-    step(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], t, T, B, H, H, R);
-  }
+  timeLoop(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], {
+    T,
+    B,
+    H,
+    K: H,
+    backward: false,
+  });
 }
 
 export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
   const G = 3 * H;
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
   const hp = previousStates(rt, a.h0, a.hs, T, B, H);
   const dah = rt.scratch(T * B * G); // (T, B, 3H)
-  for (let t = T - 1; t >= 0; t--) {
-    const reads = [a.gates, a.hn, hp, a.dhs, whT];
-    step(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], t, T, B, H, t === T - 1 ? 0 : G, R);
-  }
+  const reads = [a.gates, a.hn, hp, a.dhs, whT];
+  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, K: G, backward: true });
   rt.free(whT);
   // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
   matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
@@ -391,19 +459,15 @@ ${NEXT_DA("dxw", "pu(3u)")}`,
 
 export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
-  for (let t = 0; t < T; t++) step(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], t, T, B, H, H, R);
+  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, K: H, backward: false });
 }
 
 export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  const R = rowsPerThread(B, H);
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, H);
-  for (let t = T - 1; t >= 0; t--) {
-    step(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], t, T, B, H, t === T - 1 ? 0 : H, R);
-  }
+  timeLoop(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], { T, B, H, K: H, backward: true });
   rt.free(whT);
   matmul(rt, a.dxw, a.wh, a.dh0, B, H, H, { transB: true });
   if (a.dwh) {
