@@ -1,7 +1,8 @@
 // GPU bench: charlm on the webgpu backend against PyTorch CUDA on the same GPU, in one run that prints everything.
 //
 //   W1 = Embedding 64 -> LSTM 256 -> Dense 65, W2 = Embedding 64 -> 2 x LSTM 512 -> Dense 65; sequence 100, Adam,
-//   batch 64 and 256: training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
+//   batch 64 and 256 (and W3, a 6 x 384 GPT with block 256, at batch 64: the transformer's speed, for the quality
+//   route): training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
 //   steps, the loss read once at the end (the GPU runs ahead of JavaScript in between, as in a training run that
 //   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step) and, for scale,
 //   charlm's wasm backend on the CPU's cores for W1 at batch 64.
@@ -26,9 +27,9 @@ import type { Tensor } from "../src/engine/index.js";
 import { getBackend, useBackend } from "../src/engine/index.js";
 import type { Backend } from "../src/engine/backend.js";
 import { scope } from "../src/engine/scope.js";
-import type { RnnModelConfig } from "../src/models/config.js";
+import type { ModelConfig } from "../src/models/config.js";
+import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import type { RnnModel } from "../src/models/rnn.js";
 import { generateText } from "../src/sample/generate.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
@@ -38,26 +39,47 @@ const tiny = process.env.CHARLM_GPU_BENCH === "tiny" || process.argv.includes("-
 
 const V = 65;
 // Tiny: shapes SwiftShader runs in seconds; the same code path.
-const T = tiny ? 8 : 100;
 const WARMUP = tiny ? 1 : 3;
 const STEPS = tiny ? 2 : 30;
 const GEN_CHARS = tiny ? 5 : 300;
-const workloads = [
-  { name: "W1", E: 64, H: tiny ? 16 : 256, L: 1 },
-  { name: "W2", E: 64, H: tiny ? 24 : 512, L: 2 },
-].map((w) => ({ ...w, desc: `Embedding ${w.E} -> ${w.L > 1 ? `${w.L} x ` : ""}LSTM ${w.H} -> Dense ${V}` }));
-const batches = tiny ? [4, 8] : [64, 256];
-
-function config(w: (typeof workloads)[number]): RnnModelConfig {
-  return { type: "rnn", cell: "lstm", vocabSize: V, embedding: w.E, units: w.H, layers: w.L, dropout: 0 };
+interface Workload {
+  name: string;
+  desc: string;
+  model: ModelConfig;
+  T: number; // sequence length (the block, for GPT)
+  batches: number[];
+  steps: number; // timed steps
+  heads?: number;
 }
+const lstm = (name: string, H: number, L: number): Workload => ({
+  name,
+  desc: `Embedding 64 -> ${L > 1 ? `${L} x ` : ""}LSTM ${H} -> Dense ${V}`,
+  model: { type: "rnn", cell: "lstm", vocabSize: V, embedding: 64, units: H, layers: L, dropout: 0 },
+  T: tiny ? 8 : 100,
+  batches: tiny ? [4, 8] : [64, 256],
+  steps: STEPS,
+});
+// W3, for the quality route through a transformer: nanoGPT's Shakespeare model's shape (6 layers, 6 heads, 384 wide,
+// block 256), at one batch size and fewer steps (each is ~1 TFLOP).
+const gpt = (C: number, L: number, nH: number, block: number): Workload => ({
+  name: "W3",
+  desc: `GPT ${L} layers x ${C}, ${nH} heads, block ${block}`,
+  model: { type: "gpt", vocabSize: V, blockSize: block, nLayer: L, nHead: nH, nEmbd: C, dropout: 0, bias: true },
+  T: block,
+  batches: tiny ? [2] : [64],
+  steps: tiny ? 2 : 10,
+  heads: nH,
+});
+const workloads: Workload[] = tiny
+  ? [lstm("W1", 16, 1), lstm("W2", 24, 2), gpt(16, 1, 2, 16)]
+  : [lstm("W1", 256, 1), lstm("W2", 512, 2), gpt(384, 6, 6, 256)];
 
 function randomIds(n: number, rng: Rng): Int32Array {
   return Int32Array.from({ length: n }, () => rng.int(V));
 }
 
 /** One full training step in one scope; returns the loss tensor (kept, unread). */
-function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: number): Tensor {
+function trainStep(model: LanguageModel, opt: Adam, x: Int32Array, y: Int32Array, B: number, T: number): Tensor {
   return scope(() => {
     for (const p of model.parameters().values()) p.zeroGrad();
     const { loss } = model.forward(x, B, T, { targets: y, training: true });
@@ -79,17 +101,18 @@ function perStep(a: Readonly<Record<string, number>>, b: Readonly<Record<string,
 let lastProfile = "";
 
 /** Training characters/s: warm-up steps, then timed steps, the loss read once after the last. */
-async function trainRate(w: (typeof workloads)[number], B: number, steps: number): Promise<[number, number]> {
+async function trainRate(w: Workload, B: number, steps: number): Promise<[number, number]> {
   const be = getBackend() as Counted;
   const rng = new Rng(0);
-  const model = buildModel(config(w), rng) as RnnModel;
+  const T = w.T;
+  const model = buildModel(w.model, rng);
   const opt = new Adam(model.parameters());
   const x = randomIds(B * T, rng);
   const y = randomIds(B * T, rng);
   let last: Tensor | null = null;
   const run = (n: number) => {
     for (let s = 0; s < n; s++) {
-      const loss = trainStep(model, opt, x, y, B);
+      const loss = trainStep(model, opt, x, y, B, T);
       last?.dispose();
       last = loss;
     }
@@ -111,14 +134,14 @@ async function trainRate(w: (typeof workloads)[number], B: number, steps: number
   return [(B * T * steps) / sec, loss];
 }
 
-function dispose(model: RnnModel, opt?: Adam): void {
+function dispose(model: LanguageModel, opt?: Adam): void {
   for (const p of model.parameters().values()) p.dispose();
   (opt as { dispose?: () => void } | undefined)?.dispose?.();
 }
 
-async function generateRate(w: (typeof workloads)[number], chars: number): Promise<number> {
+async function generateRate(w: Workload, chars: number): Promise<number> {
   const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
-  const model = buildModel(config(w), new Rng(0)) as RnnModel;
+  const model = buildModel(w.model, new Rng(0));
   await generateText(model, vocab, { prime: "", length: 3, temperature: 1, seed: 1 }); // warm-up: pipelines
   const t0 = performance.now();
   const text = await generateText(model, vocab, { prime: "", length: chars, temperature: 1, seed: 1 });
@@ -149,12 +172,16 @@ function findTorch(): { python: string; cuda: boolean; version: string } | strin
   return tried.join("; ");
 }
 
-function torch(python: string, w: (typeof workloads)[number], B: number, device: string): TorchResult | string {
+function torch(python: string, w: Workload, B: number, device: string): TorchResult | string {
   const script = [join(here, "train_torch.py"), "bench/train_torch.py"].find((p) => existsSync(p));
   if (!script) return "bench/train_torch.py not found (copy it next to the bundle: cp bench/train_torch.py .gpu/app/)";
-  const args = [script, "throughput", "--device", device, "--embedding", `${w.E}`, "--units", `${w.H}`];
-  args.push("--layers", `${w.L}`, "--vocab", `${V}`, "--batch", `${B}`, "--seq", `${T}`);
-  args.push("--steps", `${STEPS}`, "--warmup", `${WARMUP}`);
+  const m = w.model;
+  const shape =
+    m.type === "gpt"
+      ? ["--cell", "gpt", "--units", `${m.nEmbd}`, "--layers", `${m.nLayer}`, "--heads", `${m.nHead}`]
+      : ["--cell", m.cell, "--embedding", `${m.embedding}`, "--units", `${m.units}`, "--layers", `${m.layers}`];
+  const args = [script, "throughput", "--device", device, ...shape, "--vocab", `${V}`];
+  args.push("--batch", `${B}`, "--seq", `${w.T}`, "--steps", `${w.steps}`, "--warmup", `${WARMUP}`);
   const r = spawnSync(python, args, { encoding: "utf8" });
   if (r.status !== 0)
     return `failed (exit ${r.status}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
@@ -174,7 +201,11 @@ async function main(): Promise<void> {
     console.log("the adapter is SwiftShader (a CPU Vulkan), not a GPU: stopping; use --tiny to check the plumbing");
     process.exit(1);
   }
-  console.log(`sequence ${T}, Adam, float32; ${WARMUP} warm-up steps, ${STEPS} timed steps, loss read at the end\n`);
+  const T = workloads[0].T;
+  console.log(
+    `sequence ${T} (GPT: its block), Adam, float32; ${WARMUP} warm-up steps, ${STEPS} timed steps (GPT: ` +
+      `${workloads[2].steps}), loss read at the end\n`,
+  );
   const py = findTorch();
   const device = typeof py !== "string" && py.cuda ? "cuda" : "cpu";
   if (typeof py === "string") console.log(`PyTorch: not found (${py}); its side is skipped\n`);
@@ -182,7 +213,7 @@ async function main(): Promise<void> {
 
   // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
   // a dispatch per step (the default), and one dispatch per layer for the whole sequence with 1, 2, 4 or 8 batch
-  // rows per workgroup thread. --json FILE writes every figure, so that a script can pick the fastest.
+  // rows per workgroup thread. --json FILE keeps every figure, so that a script can pick the fastest.
   const layouts = [
     { name: "step", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
     ...(tiny ? ["2"] : ["1", "2", "4", "8"]).map((rows) => ({
@@ -191,28 +222,29 @@ async function main(): Promise<void> {
     })),
   ];
   const results: Record<string, unknown>[] = [];
+  const json = process.argv.indexOf("--json");
   for (const w of workloads) {
-    for (const B of batches) {
+    for (const B of w.batches) {
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
       const theirs = typeof t === "string" ? null : t;
       console.log(
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      for (const l of layouts) {
+      for (const l of w.model.type === "gpt" ? [{ name: "", env: {} }] : layouts) {
         Object.assign(process.env, l.env);
-        const [ours, loss] = await trainRate(w, B, STEPS);
+        const [ours, loss] = await trainRate(w, B, w.steps);
         delete process.env.CHARLM_WEBGPU_RECURRENT;
         delete process.env.CHARLM_WEBGPU_ROWS;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(18)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);
         results.push({ workload: w.name, B, layout: l.env, charsPerSec: ours, torch: theirs?.charsPerSec ?? null });
+        // written after every figure, so that a run cut short by its time box keeps what it measured
+        if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
       }
     }
   }
-  const json = process.argv.indexOf("--json");
-  if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
-  for (const w of workloads) {
+  for (const w of workloads.filter((w) => w.model.type === "rnn")) {
     const r = await generateRate(w, GEN_CHARS);
     console.log(`generation, batch 1, ${w.name} (${w.desc}): ${r.toFixed(0)} chars/s (${GEN_CHARS} characters)`);
   }
@@ -223,8 +255,8 @@ async function main(): Promise<void> {
   if (!process.env.CHARLM_WASM_DIR && existsSync(join(here, "kernels.wasm"))) process.env.CHARLM_WASM_DIR = here;
   try {
     const wasm = (await useBackend("wasm")) as Backend & { threads?: number };
-    const [rate] = await trainRate(workloads[0], batches[0], tiny ? 1 : 3);
-    console.log(`\nwasm, ${wasm.threads ?? 1} CPU threads, W1 B=${batches[0]}: ${k(rate)} chars/s`);
+    const [rate] = await trainRate(workloads[0], workloads[0].batches[0], tiny ? 1 : 3);
+    console.log(`\nwasm, ${wasm.threads ?? 1} CPU threads, W1 B=${workloads[0].batches[0]}: ${k(rate)} chars/s`);
     (wasm as { close?: () => void }).close?.();
   } catch (e) {
     console.log(`\nwasm: skipped (${(e as Error).message.split("\n")[0]})`);

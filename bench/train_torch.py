@@ -4,7 +4,7 @@
 Modes (bench/train.ts runs this as a child process and reads the last line of stdout, one JSON object):
 
   throughput  --embedding E --units H --layers L --vocab V --batch B --seq T --steps N --warmup W [--threads N]
-              [--device cpu|cuda]
+              [--device cpu|cuda] [--cell lstm|gru|rnn|gpt --heads NH]
               random tokens; times N full training steps (forward, loss, backward, Adam) after W warm-up steps.
               On CUDA: float32 with TF32 off (as charlm computes), the loss read once at the end (as bench/gpu.ts
               reads charlm's), the clock stopped after torch.cuda.synchronize().
@@ -54,6 +54,55 @@ class CharModel(torch.nn.Module):
         return self.dense(hs)
 
 
+def causal_attention(q, k, v):  # (B, nH, T, hd)
+    """PyTorch's fused attention where it has one (2.0 on), else written out (Debian's 1.13)."""
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    if sdpa is not None:
+        return sdpa(q, k, v, is_causal=True)
+    t = q.shape[2]
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
+
+
+class GptBlock(torch.nn.Module):
+    def __init__(self, c, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = torch.nn.LayerNorm(c)
+        self.qkv = torch.nn.Linear(c, 3 * c)
+        self.proj = torch.nn.Linear(c, c)
+        self.ln2 = torch.nn.LayerNorm(c)
+        self.fc = torch.nn.Linear(c, 4 * c)
+        self.fc_proj = torch.nn.Linear(4 * c, c)
+
+    def forward(self, x):  # (B, T, C)
+        b, t, c = x.shape
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(self.ln1(x)).split(c, 2))
+        y = causal_attention(q, k, v)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.fc_proj(torch.nn.functional.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GptModel(torch.nn.Module):
+    """charlm's GPT (src/models/gpt.ts): pre-LayerNorm blocks, learned positions, GELU (tanh), no head bias."""
+
+    def __init__(self, vocab, block, c, heads, layers):
+        super().__init__()
+        self.tok_emb = torch.nn.Embedding(vocab, c)
+        self.pos_emb = torch.nn.Embedding(block, c)
+        self.blocks = torch.nn.ModuleList(GptBlock(c, heads) for _ in range(layers))
+        self.ln_f = torch.nn.LayerNorm(c)
+        self.lm_head = torch.nn.Linear(c, vocab, bias=False)
+
+    def forward(self, tokens_tb):  # (T, B) -> logits (T, B, V), as CharModel
+        idx = tokens_tb.T
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.lm_head(self.ln_f(x)).transpose(0, 1)
+
+
 def load_charlm_weights(model, cell, layers, weights_file, entries):
     raw = np.fromfile(weights_file, dtype="<f4")
     w = {}
@@ -97,7 +146,10 @@ def throughput(a):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    model = CharModel(a.cell, a.vocab, a.embedding, a.units, a.layers).to(a.device)
+    if a.cell == "gpt":
+        model = GptModel(a.vocab, a.seq, a.units, a.heads, a.layers).to(a.device)
+    else:
+        model = CharModel(a.cell, a.vocab, a.embedding, a.units, a.layers).to(a.device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, a.vocab, (a.seq, a.batch), generator=g).to(a.device)
@@ -161,7 +213,8 @@ def compare(a):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["throughput", "compare"])
-    p.add_argument("--cell", default="lstm")
+    p.add_argument("--cell", default="lstm", help="lstm, gru, rnn, or gpt (--units is then the width, --seq the block)")
+    p.add_argument("--heads", type=int, default=6, help="attention heads (gpt)")
     p.add_argument("--embedding", type=int, default=64)
     p.add_argument("--units", type=int, default=256)
     p.add_argument("--layers", type=int, default=1)
