@@ -180,17 +180,26 @@ function env(name: string): string | undefined {
 }
 
 /**
- * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence (see Layout), "step" unless set. A sequence of
- * one step is always a step. Which is faster depends on the GPU and the sizes; bench/gpu.ts measures both.
+ * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence forces a layout (see Layout); unset or "auto",
+ * the sequence layout when Wh (H x G floats) is at most 1 MiB, the step layout above that. A sequence of one step is
+ * always a step.
+ *
+ * Why the 1 MiB: a sequence-layout workgroup streams all of Wh from the GPU's cache at every step, so its step costs
+ * about |Wh| / (one core's cache bandwidth, ~100 bytes a cycle): ~6 us at 1 MiB (LSTM 256), ~20 us at 4 MiB (LSTM
+ * 512), ~90 us at 16 MiB (LSTM 1024). A step-layout dispatch spreads the product over the whole GPU but measured
+ * 26 us of launch latency for a small product on an H200, and ~60 us per dispatch averaged over a W1 training step.
+ * These are estimates: bench/gpu.ts measures both layouts, and the rule is to be set from its figures.
  */
-export function recurrentLayout(T: number): Layout {
+export function recurrentLayout(T: number, H: number, G: number): Layout {
   const v = env("CHARLM_WEBGPU_RECURRENT");
-  return v === "sequence" && T > 1 ? "sequence" : "step";
+  if (T <= 1) return "step";
+  if (v === "step" || v === "sequence") return v;
+  return H * G * 4 <= 2 ** 20 ? "sequence" : "step";
 }
 
 /**
  * The time loop of one recurrent kernel: T dispatches of the step layout, or one of the sequence layout. `K` is the
- * product's length; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
+ * product's length, `G` the width of Wh; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
  */
 function timeLoop(
   rt: GpuRuntime,
@@ -198,10 +207,10 @@ function timeLoop(
   k: StepKernel,
   reads: Buf[],
   writes: Buf[],
-  dims: { T: number; B: number; H: number; K: number; backward: boolean },
+  dims: { T: number; B: number; H: number; G: number; K: number; backward: boolean },
 ): void {
-  const { T, B, H, K, backward } = dims;
-  const layout = recurrentLayout(T);
+  const { T, B, H, G, K, backward } = dims;
+  const layout = recurrentLayout(T, H, G);
   const R = rowsPerThread(B, H, layout);
   if (layout === "sequence") {
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
@@ -315,6 +324,7 @@ export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): voi
     T,
     B,
     H,
+    G: 4 * H,
     K: H,
     backward: false,
   });
@@ -329,7 +339,7 @@ export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): v
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
   const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
-  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, K: G, backward: true });
+  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, G, K: G, backward: true });
   rt.free(whT);
   // dh0 = da_0 · Whᵀ
   matmul(rt, a.dxw, a.wh, a.dh0, B, G, H, { transB: true });
@@ -402,6 +412,7 @@ export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void 
     T,
     B,
     H,
+    G: 3 * H,
     K: H,
     backward: false,
   });
@@ -416,7 +427,7 @@ export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): voi
   const hp = previousStates(rt, a.h0, a.hs, T, B, H);
   const dah = rt.scratch(T * B * G); // (T, B, 3H)
   const reads = [a.gates, a.hn, hp, a.dhs, whT];
-  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, K: G, backward: true });
+  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, G, K: G, backward: true });
   rt.free(whT);
   // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
   matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
@@ -459,7 +470,7 @@ ${NEXT_DA("dxw", "pu(3u)")}`,
 
 export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, K: H, backward: false });
+  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, G: H, K: H, backward: false });
 }
 
 export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
@@ -467,7 +478,14 @@ export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): voi
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, H);
-  timeLoop(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], { T, B, H, K: H, backward: true });
+  timeLoop(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], {
+    T,
+    B,
+    H,
+    G: H,
+    K: H,
+    backward: true,
+  });
   rt.free(whT);
   matmul(rt, a.dxw, a.wh, a.dh0, B, H, H, { transB: true });
   if (a.dwh) {
