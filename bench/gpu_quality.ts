@@ -2,6 +2,7 @@
 // --seconds of training (default 300) on the chosen backend, and the test loss of those best weights.
 //
 //   node --import tsx bench/gpu_quality.ts [--seconds S] [--backend webgpu|wasm|js] [--eval-every STEPS]
+//     [--preset NAME] [--set KEY=VALUE,...]     (another preset, or config fields over it: --set dropout=0.4)
 //   (bundled for the GPU machine: bash ../shared/gpu/pack.sh bench/gpu_quality.ts; see bench/gpu.ts)
 //
 // The recipe is the preset's (src/train/config.ts, PRESETS.gpu): model, batch, sequence, Adam, warm-up, clipping,
@@ -15,7 +16,7 @@ import { WindowEpoch } from "../src/data/batching.js";
 import { useBackend, type BackendName } from "../src/engine/index.js";
 import { scope } from "../src/engine/scope.js";
 import { buildModel, countParams } from "../src/models/registry.js";
-import { buildTrainVocab, modelConfigFor, resolveTrainConfig } from "../src/train/config.js";
+import { buildTrainVocab, modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { evaluate } from "../src/train/evaluate.js";
 import { clipGradNorm, createOptimizer } from "../src/train/optimizers.js";
 import { learningRate } from "../src/train/schedules.js";
@@ -26,9 +27,21 @@ function option(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+/** --set dropout=0.4,units=1024: config fields over the preset's (checked like flags); numbers and booleans parsed. */
+function settings(spec: string | undefined): Partial<TrainConfig> {
+  const out: Record<string, unknown> = {};
+  for (const item of spec ? spec.split(",") : []) {
+    const [k, v] = item.split("=");
+    if (v === undefined) throw new Error(`--set: '${item}' is not KEY=VALUE (e.g. --set dropout=0.4,units=1024)`);
+    out[k] = v === "true" ? true : v === "false" ? false : v !== "" && Number.isFinite(Number(v)) ? Number(v) : v;
+  }
+  return out as Partial<TrainConfig>;
+}
+
 async function main(): Promise<void> {
   const seconds = Number(option("--seconds") ?? 300);
-  const cfg = resolveTrainConfig({ preset: "gpu" });
+  const preset = option("--preset") ?? "gpu";
+  const cfg = resolveTrainConfig({ preset, overrides: settings(option("--set")) });
   const backend = (option("--backend") ?? cfg.backend) as BackendName;
   const evalEvery = Number(option("--eval-every") ?? cfg.stepsPerEpoch);
   const be = await useBackend(backend);
@@ -42,9 +55,14 @@ async function main(): Promise<void> {
   const dataRng = new Rng(cfg.seed + 1);
   const modelRng = new Rng(cfg.seed + 2);
   const windows = new WindowEpoch(trainIds, B, T, dataRng);
+  const shape =
+    cfg.type === "gpt"
+      ? `GPT ${cfg.layers} x ${cfg.embedding}, ${cfg.heads} heads`
+      : `${cfg.layers} x ${cfg.cell.toUpperCase()} ${cfg.units}`;
   console.log(
-    `gpu preset on ${be.name}: ${countParams(model).toLocaleString("en-US")} parameters, ` +
-      `${cfg.layers} x ${cfg.cell.toUpperCase()} ${cfg.units}, dropout ${cfg.dropout}, batch ${B} x ${T}, budget ${seconds} s`,
+    `${preset} preset${option("--set") ? ` with ${option("--set")}` : ""} on ${be.name}: ` +
+      `${countParams(model).toLocaleString("en-US")} parameters, ${shape}, dropout ${cfg.dropout}, ` +
+      `batch ${B} x ${T}, lr ${cfg.lr}, budget ${seconds} s`,
   );
 
   let totalSteps = 1e9; // until the speed is known
