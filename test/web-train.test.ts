@@ -213,6 +213,11 @@ test("fine-tuning in the tab reads what the source lacks as <unk>, for a char vo
   assert.deepEqual(m.tokenizer, words.manifest.tokenizer);
   assert.equal((m.initFrom as { path: string }).path, "server:words");
   assert.ok(w.result.history.every((h) => Number.isFinite(h.valLoss)));
+  // The tar's loss curve says what its losses are per: tokens for words, characters for a char model.
+  const curve = (run: TabRun): string => new TextDecoder().decode(run.store.files.get("loss.svg"));
+  assert.match(curve(w), /loss \(nats\/token\)/);
+  assert.doesNotMatch(curve(w), /nats\/char/);
+  assert.match(curve(c), /loss \(nats\/char\)/);
 });
 
 test("serve, export and train --init-from read the tab's tar as they read a directory; a damaged one is refused", async () => {

@@ -397,14 +397,7 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
         const type = STATIC_TYPES[extname(typeof picture === "string" ? picture : picture.name)];
         return sendFile(reply.type(type ?? "application/octet-stream"), picture);
       }
-      return reply
-        .type("image/svg+xml")
-        .send(
-          lossChartSvg(
-            m.card.history,
-            `${m.card.name}: loss (nats/${m.card.tokenizer && m.card.tokenizer !== "char" ? "token" : "char"})`,
-          ),
-        );
+      return reply.type("image/svg+xml").send(lossChartSvg(m.card.history, m.card.name, m.card.tokenizer));
     },
   );
 
