@@ -19,11 +19,22 @@ test("the loss chart: one line and one point per epoch for each split; NaN and m
       { step: 930, valLoss: 1.6 },
     ],
     "run <a> & b",
+    "char",
   );
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^]*<\/svg>$/);
   assert.equal((svg.match(/stroke-width="1.5"/g) ?? []).length, 2);
   assert.equal((svg.match(/<circle /g) ?? []).length, 1 + 3);
-  assert.match(svg, />run &lt;a> &amp; b</);
+  assert.match(svg, />run &lt;a> &amp; b: loss \(nats\/char\)</);
   assert.match(svg, />step</);
+  assert.match(svg, />loss \(nats\/char\)</);
   assert.match(lineChartSvg([], { title: "t", xLabel: "x", yLabel: "y" }), />no data yet</);
+});
+
+test("a word or bpe model's loss chart says nats/token, what its losses are per", () => {
+  for (const kind of ["word", "bpe"]) {
+    const svg = lossChartSvg([{ step: 10, trainLoss: 5.2, valLoss: 5.4 }], "words", kind);
+    assert.match(svg, />words: loss \(nats\/token\)</);
+    assert.match(svg, />loss \(nats\/token\)</);
+    assert.doesNotMatch(svg, /nats\/char/);
+  }
 });

@@ -59,9 +59,9 @@ async function resumeFrom(dir: string, cfg: TrainConfig, extra: Partial<TrainCon
   const loaded = await loadCheckpoint(dir);
   const resume: ResumeState = {
     manifest: loaded.manifest,
-    optimizer: await loadOptimizerState(dir, loaded.manifest),
-    bestWeights: await loadBestWeights(dir, loaded.manifest),
-    carried: await loadCarriedState(dir, loaded.manifest),
+    optimizer: await loadOptimizerState(loaded.files),
+    bestWeights: await loadBestWeights(loaded.files),
+    carried: await loadCarriedState(loaded.files),
   };
   return train({
     config: { ...cfg, ...extra },
@@ -138,7 +138,7 @@ test("resuming with data whose batches differ is refused", async () => {
   const loaded = await loadCheckpoint(dir);
   const resume: ResumeState = {
     manifest: loaded.manifest,
-    optimizer: await loadOptimizerState(dir, loaded.manifest),
+    optimizer: await loadOptimizerState(loaded.files),
     bestWeights: null,
     carried: null,
   };

@@ -59,8 +59,8 @@ test("a run stops at its time limit with a validation loss and a checkpoint; a l
     assert.equal(loaded.manifest.status, "time-limit");
     const resume = {
       manifest: loaded.manifest,
-      optimizer: await loadOptimizerState(out, loaded.manifest),
-      bestWeights: await loadBestWeights(out, loaded.manifest),
+      optimizer: await loadOptimizerState(loaded.files),
+      bestWeights: await loadBestWeights(loaded.files),
       carried: null,
     };
     return train({

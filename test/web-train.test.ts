@@ -1,6 +1,7 @@
 // "Train in this tab" without a browser: the page's training module (web/tab-train.ts, the training library
 // writing into memory) trains a tiny model on pasted text, and the checkpoint tar it offers for download is read by
-// `charlm sample --model FILE.tar` and by `tar`. The tar writer and reader round-trip and refuse damaged files.
+// `charlm sample --model FILE.tar` and by `tar`, served by `charlm serve` (in-process, port 0), exported and
+// fine-tuned from; a damaged one is refused. The tar writer and reader round-trip and refuse damaged files.
 // Fine-tuning a served model from its manifest and weights bytes (as the page fetches them) keeps its shape and
 // tokenizer, records initFrom, and starts lower on the new text than a new model does.
 // test/webgpu-browser.test.ts drives the same mode in headless Chromium.
@@ -8,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { train } from "../src/api.js";
@@ -17,6 +18,10 @@ import { readTar, writeTar } from "../src/checkpoint/tar.js";
 import { FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR } from "../src/train/fine-tune.js";
 import { CharlmError } from "../src/util/errors.js";
 import { TAB_DEFAULTS, trainInTab, type TabRun, type TabSource } from "../web/tab-train.js";
+import { createServer } from "../src/server/app.js";
+import { loadServedModels } from "../src/server/checkpoint-model.js";
+import { Rng } from "../src/util/rng.js";
+import type { FastifyInstance } from "fastify";
 import { cli } from "./helpers/cli.js";
 
 const TEXT = "the quick brown fox jumps over the lazy dog. ".repeat(150);
@@ -69,12 +74,6 @@ test("the page's training makes a checkpoint tar that charlm sample reads", asyn
     execFileSync("tar", ["xf", file, "-C", dir]);
     const d = await sample(join(dir, "charlm-fox"));
     assert.equal(d.out, r.out);
-    const served = await cli("serve", "--model", file, "--port", "0");
-    assert.equal(served.code, 2, served.err);
-    assert.match(
-      served.err,
-      /a file \(a checkpoint tar\?\); serve reads checkpoint directories: unpack it with 'tar xf /,
-    );
     writeFileSync(join(dir, "fox.txt"), TEXT);
     const e = await cli(
       "eval",
@@ -214,4 +213,100 @@ test("fine-tuning in the tab reads what the source lacks as <unk>, for a char vo
   assert.deepEqual(m.tokenizer, words.manifest.tokenizer);
   assert.equal((m.initFrom as { path: string }).path, "server:words");
   assert.ok(w.result.history.every((h) => Number.isFinite(h.valLoss)));
+  // The tar's loss curve says what its losses are per: tokens for words, characters for a char model.
+  const curve = (run: TabRun): string => new TextDecoder().decode(run.store.files.get("loss.svg"));
+  assert.match(curve(w), /loss \(nats\/token\)/);
+  assert.doesNotMatch(curve(w), /nats\/char/);
+  assert.match(curve(c), /loss \(nats\/char\)/);
+});
+
+test("serve, export and train --init-from read the tab's tar as they read a directory; a damaged one is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-tabtar-"));
+  let app: FastifyInstance | undefined;
+  try {
+    const run = await trainInTab(TEXT, { ...SMALL, steps: 20 }, { backend: "js", name: "fox.txt" });
+    const file = join(dir, "charlm-fox.tar");
+    writeFileSync(file, run.store.tar("charlm-fox"));
+    const sampled = await cli(
+      ...["sample", "--model", file, "--prime", "the ", "--length", "40", "--seed", "3", "--backend", "js"],
+    );
+    assert.equal(sampled.code, 0, sampled.err);
+
+    // Served in-process as `charlm serve --model FILE.tar` serves it: listed under the name less ".tar", the same
+    // text as `charlm sample` for the seed, and the files the page downloads (to sample or fine-tune) from the tar.
+    app = createServer(await loadServedModels([file]), { rng: new Rng(1) });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const { models } = (await (await fetch(`${base}/api/models`)).json()) as { models: Record<string, unknown>[] };
+    assert.deepEqual(
+      models.map((m) => [m.name, m.steps, m.inBrowser]),
+      [["charlm-fox", 20, true]],
+    );
+    const res = await fetch(`${base}/api/generate`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prime: "the ", length: 40, seed: 3 }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal("the " + ((await res.json()) as { text: string }).text + "\n", sampled.out);
+    const weights = new Uint8Array(await (await fetch(`${base}/api/models/charlm-fox/weights`)).arrayBuffer());
+    assert.deepEqual(weights, run.store.files.get(WEIGHTS));
+    const manifest = (await (await fetch(`${base}/api/models/charlm-fox/manifest`)).json()) as Record<string, unknown>;
+    assert.deepEqual(manifest.model, json(run.store.files.get(MANIFEST)).model);
+    // The page fine-tunes it from those two downloads, as from a directory's.
+    const tab = await trainInTab(
+      NEW_TEXT,
+      { ...SMALL, steps: 5 },
+      { backend: "js", from: { name: "charlm-fox", manifest, weights } },
+    );
+    assert.equal(tab.result.step, 5);
+    assert.deepEqual(json(tab.store.files.get(MANIFEST)).initFrom, {
+      path: "server:charlm-fox",
+      step: 20,
+      format: "charlm",
+    });
+    const svg = await fetch(`${base}/api/models/charlm-fox/loss.svg`);
+    assert.equal(svg.headers.get("content-type"), "image/svg+xml");
+    assert.equal(await svg.text(), new TextDecoder().decode(run.store.files.get("loss.svg")));
+
+    // export (with Adam's state, read from the tar too) and fine-tuning start from it as from a directory.
+    const torch = await cli("export", file, "--to", "torch", join(dir, "torch"));
+    assert.equal(torch.code, 0, torch.err);
+    assert.match(torch.out, /optimizer\.safetensors \(Adam at step 20\)/);
+    const onnx = await cli("export", file, "--to", "onnx", join(dir, "onnx"));
+    assert.equal(onnx.code, 0, onnx.err);
+    writeFileSync(join(dir, "dog.txt"), NEW_TEXT);
+    const tuned = await cli(
+      "train",
+      ...["--init-from", file, "--data", join(dir, "dog.txt"), "--epochs", "1", "--backend", "js"],
+      ...["--seq-length", "16", "--batch-size", "8", "--quiet", "--out", join(dir, "tuned")],
+    );
+    assert.equal(tuned.code, 0, tuned.err);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, "tuned", MANIFEST), "utf8")).initFrom, {
+      path: file,
+      step: 20,
+      format: "charlm",
+    });
+
+    // One byte of the weights changed: every reader refuses it in the same one line, naming the file in the tar.
+    const files = readTar(readFileSync(file), file);
+    files.get(WEIGHTS)![files.get(WEIGHTS)!.length - 1] ^= 1; // a bit of the last weight
+    const bad = join(dir, "bad.tar");
+    writeFileSync(bad, writeTar("charlm-fox", files));
+    const refusal =
+      /^charlm \w+: \S*bad\.tar:model\.safetensors: contents do not match the SHA-256 in charlm\.json \(edited or corrupted\); restore the file or train again$/m;
+    for (const args of [
+      ["sample", "--model", bad, "--backend", "js"],
+      ["serve", "--model", bad, "--port", "0"],
+      ["export", bad, "--to", "torch", join(dir, "bad-torch")],
+      ["train", "--init-from", bad, "--data", join(dir, "dog.txt"), "--backend", "js", "--out", join(dir, "bad-run")],
+    ]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 1, `${args[0]}: ${r.err}`);
+      assert.match(r.err, refusal);
+    }
+  } finally {
+    await app?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

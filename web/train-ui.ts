@@ -3,7 +3,7 @@
 // the training library while this thread draws the loss curve from the run's metrics lines. Afterwards: generate
 // from the model, and download the checkpoint as a tar.
 
-import { lineChartSvg } from "../src/util/chart.js";
+import { lineChartSvg, lossUnit } from "../src/util/chart.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 import type { BackendChoice } from "./backend-choice.js";
 import { TAB_DEFAULTS, TAB_MODELS, type TabSettings } from "./tab-settings.js";
@@ -31,6 +31,7 @@ export interface ServedModelInfo {
   name: string;
   type: string;
   inBrowser: boolean;
+  tokenizer?: string; // char (when absent), word or bpe: fine-tuning keeps it, and the losses are per its tokens
 }
 
 export interface TrainPanel {
@@ -71,6 +72,9 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
   let fileName = "pasted text";
   let trainNote = "";
   let genNote = "";
+  // What the plotted losses are per: characters for a new model (char), tokens for a word or bpe model fine-tuned.
+  let unit: "char" | "token" = "char";
+  const tokenizers = new Map<string, string | undefined>(); // served model -> its tokenizer kind
 
   const status = (text: string, error = false): void => {
     ui.status.textContent = text;
@@ -85,7 +89,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
         { label: "train", color: "#4878d0", points: probe.losses },
         { label: "validation", color: "#ee854a", points: probe.validation },
       ],
-      { title: `loss (nats/char), ${trainNote || "…"}`, xLabel: "step", yLabel: "loss", width: 480, height: 260 },
+      { title: `loss (nats/${unit}), ${trainNote || "…"}`, xLabel: "step", yLabel: "loss", width: 480, height: 260 },
     );
   };
   const setState = (s: TrainProbe["state"]): void => {
@@ -139,11 +143,12 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       const cps = (m.step * m.charsPerStep) / Math.max(m.seconds, 1e-3);
       const best = m.bestValLoss === null ? "no validation yet" : `best validation ${m.bestValLoss.toFixed(3)}`;
       const unk = m.unknown ? `; ${m.unknown} characters ${probe.from} lacks read as <unk>` : "";
-      const per = m.tokenizer === "char" ? "char" : "token";
+      unit = lossUnit(m.tokenizer);
+      draw();
       status(
         `${probe.from ? `fine-tuned ${probe.from}: ` : ""}` +
           `${m.status === "interrupted" ? "stopped" : "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +
-          `(${Math.round(cps).toLocaleString("en-US")} ${per}s/s on ${trainNote}); ${best} nats/${per}${unk}`,
+          `(${Math.round(cps).toLocaleString("en-US")} ${unit}s/s on ${trainNote}); ${best} nats/${unit}${unk}`,
       );
       setState("trained");
     } else if (m.type === "text") {
@@ -190,6 +195,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
     probe.error = "";
     probe.from = from;
     trainNote = "";
+    unit = lossUnit(from ? tokenizers.get(from) : "char");
     draw();
     setState("training");
     status("starting…");
@@ -224,7 +230,9 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
   return {
     offer(models) {
       for (const m of models) {
-        if (m.inBrowser) ui.from.add(new Option(`fine-tune ${m.name} (${m.type})`, m.name));
+        if (!m.inBrowser) continue;
+        ui.from.add(new Option(`fine-tune ${m.name} (${m.type})`, m.name));
+        tokenizers.set(m.name, m.tokenizer);
       }
     },
   };

@@ -503,47 +503,82 @@ async function manifestStamp(dir: string): Promise<string> {
 }
 
 /**
- * Load a checkpoint for sampling or evaluation: the model (with its weights) and vocabulary. `dir` is a checkpoint
- * directory, or a tar of one (the web page's download, tar.ts).
+ * A checkpoint opened for reading: its manifest, and its data files read on demand, each checked against the
+ * manifest. It comes from a checkpoint directory or from a tar of one (the web page's download, tar.ts), which is
+ * then held whole in memory.
  */
-export async function loadCheckpoint(
-  dir: string,
-): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
-  const st = await fs.stat(dir).catch(() => null);
-  if (st?.isFile()) return loadCheckpointArchive(dir);
-  return readConsistently(dir, () => loadOnce(dir));
+export interface CheckpointFiles {
+  manifest: Manifest;
+  /** Where a file of the checkpoint is, for messages: DIR/NAME, or FILE.tar:NAME. */
+  where(name: string): string;
+  /** A data file the manifest lists, checked (size, structure, SHA-256); null when it lists none by that name. */
+  read(name: string): Promise<SafetensorsFile | null>;
+  /** A tar's files as stored (name -> bytes), for whoever hands them on (the server); null for a directory. */
+  archive: ReadonlyMap<string, Uint8Array> | null;
+}
+
+/** The files of the checkpoint directory `dir`, whose manifest has been read (readManifest). */
+export function directoryFiles(dir: string, manifest: Manifest): CheckpointFiles {
+  return {
+    manifest,
+    where: (name) => path.join(dir, name),
+    read: (name) => readCheckpointFile(dir, manifest, name),
+    archive: null,
+  };
 }
 
 /** A checkpoint packed as one tar file (see tar.ts), checked file by file as a directory is. */
-async function loadCheckpointArchive(
-  file: string,
-): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
+async function archiveFiles(file: string): Promise<CheckpointFiles> {
   const files = readTar(new Uint8Array(await fs.readFile(file)), file);
   const text = files.get(MANIFEST);
   if (!text) throw new CharlmError(`${file}: holds no ${MANIFEST}; give a tar of a checkpoint directory`);
   const manifest = checkManifest(new TextDecoder().decode(text), `${file}:${MANIFEST}`);
-  return modelFrom(manifest, `${file}:${MANIFEST}`, `${file}:${WEIGHTS}`, async (name) => {
-    const entry = manifest.files[name];
-    if (!entry) return null;
-    const bytes = files.get(name);
-    if (!bytes) throw new CharlmError(`${file}: lacks ${name}, though ${MANIFEST} lists it; download it again`);
-    return checkFileBytes(`${file}:${name}`, entry, bytes);
-  });
+  return {
+    manifest,
+    where: (name) => `${file}:${name}`,
+    read: async (name) => {
+      const entry = manifest.files[name];
+      if (!entry) return null;
+      const bytes = files.get(name);
+      if (!bytes) throw new CharlmError(`${file}: lacks ${name}, though ${MANIFEST} lists it; download it again`);
+      return checkFileBytes(`${file}:${name}`, entry, bytes);
+    },
+    archive: files,
+  };
 }
 
-async function loadOnce(dir: string): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
-  const manifest = await readManifest(dir);
-  return modelFrom(manifest, path.join(dir, MANIFEST), path.join(dir, WEIGHTS), (name) =>
-    readCheckpointFile(dir, manifest, name),
+// A file (not a directory) where a checkpoint is expected: a tar of one.
+const isArchive = (p: string): Promise<boolean> =>
+  fs.stat(p).then(
+    (s) => s.isFile(),
+    () => false,
   );
+
+/**
+ * The one way a trained model is found by its path: `p` is a checkpoint directory, or a tar of one. Every command
+ * that takes a trained model (sample, eval, summary, serve, export, train --init-from) and the library's load()
+ * come through here or loadCheckpoint, so each reads both, with the same checks and messages.
+ */
+export async function openCheckpoint(p: string): Promise<CheckpointFiles> {
+  return (await isArchive(p)) ? archiveFiles(p) : directoryFiles(p, await readManifest(p));
+}
+
+/**
+ * Load a checkpoint for sampling or evaluation: the model (with its weights), the vocabulary, the manifest, and
+ * the files for reading more (optimizer state). `p` is a checkpoint directory or a tar of one (openCheckpoint).
+ */
+export async function loadCheckpoint(
+  p: string,
+): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest; files: CheckpointFiles }> {
+  if (await isArchive(p)) return modelFrom(await archiveFiles(p));
+  return readConsistently(p, async () => modelFrom(directoryFiles(p, await readManifest(p))));
 }
 
 async function modelFrom(
-  manifest: Manifest,
-  file: string,
-  weightsFile: string,
-  readFile: (name: string) => Promise<SafetensorsFile | null>,
-): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest }> {
+  files: CheckpointFiles,
+): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest; files: CheckpointFiles }> {
+  const { manifest } = files;
+  const file = files.where(MANIFEST);
   const named = <T>(build: () => T): T => {
     try {
       return build();
@@ -560,34 +595,33 @@ async function modelFrom(
     );
   }
   const model = named(() => buildModel(manifest.model, null)); // zeros: the weights are loaded next
-  const weights = await readFile(WEIGHTS);
+  const weights = await files.read(WEIGHTS);
   if (!weights) throw new CharlmError(`${file}: lists no ${WEIGHTS}; the checkpoint is damaged`);
-  loadWeightsInto(model, weights, weightsFile);
-  return { model, vocab, manifest };
+  loadWeightsInto(model, weights, files.where(WEIGHTS));
+  return { model, vocab, manifest, files };
 }
 
-/** The optimizer state stored next to a manifest (slots from optimizer.safetensors), or null if none was saved. */
-export async function loadOptimizerState(dir: string, manifest: Manifest): Promise<OptimizerState | null> {
+/** The optimizer state stored in a checkpoint (slots from optimizer.safetensors), or null if none was saved. */
+export async function loadOptimizerState(files: CheckpointFiles): Promise<OptimizerState | null> {
+  const { manifest } = files;
   if (!manifest.optimizer) return null;
-  const file = await readCheckpointFile(dir, manifest, OPTIMIZER);
+  const file = await files.read(OPTIMIZER);
   if (!file)
-    throw new CharlmError(
-      `${path.join(dir, MANIFEST)}: optimizer state without ${OPTIMIZER}; the checkpoint is damaged`,
-    );
+    throw new CharlmError(`${files.where(MANIFEST)}: optimizer state without ${OPTIMIZER}; the checkpoint is damaged`);
   const slots = new Map<string, Float32Array>();
   for (const [k, t] of file.tensors) slots.set(k, t.data as Float32Array);
   return { ...manifest.optimizer, slots };
 }
 
-/** The best-epoch weights stored next to a manifest, or null. */
-export async function loadBestWeights(dir: string, manifest: Manifest): Promise<Map<string, Float32Array> | null> {
-  const file = await readCheckpointFile(dir, manifest, BEST);
+/** The best-epoch weights stored in a checkpoint, or null. */
+export async function loadBestWeights(files: CheckpointFiles): Promise<Map<string, Float32Array> | null> {
+  const file = await files.read(BEST);
   if (!file) return null;
   return new Map([...file.tensors].map(([k, t]) => [k, t.data as Float32Array]));
 }
 
-/** The carried stream state stored next to a manifest, or null. */
-export async function loadCarriedState(dir: string, manifest: Manifest): Promise<State | null> {
-  const file = await readCheckpointFile(dir, manifest, STATE);
+/** The carried stream state stored in a checkpoint, or null. */
+export async function loadCarriedState(files: CheckpointFiles): Promise<State | null> {
+  const file = await files.read(STATE);
   return file ? stateFromTensors(file) : null;
 }

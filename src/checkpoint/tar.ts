@@ -1,6 +1,7 @@
 // A checkpoint as one file: an uncompressed POSIX tar (ustar) of the checkpoint directory, which the web page
-// downloads and `charlm sample/eval/serve --model run.tar` read as they read the directory. `tar xf run.tar` gives
-// the directory back. The writer and reader are small and use no Node built-ins, so the page bundles them.
+// downloads and every command that takes a model (openCheckpoint in checkpoint.ts) reads as it reads the directory.
+// `tar xf run.tar` gives the directory back. The writer and reader are small and use no Node built-ins, so the page
+// bundles them.
 //
 // Layout: per file a 512-byte header (name, mode, size in octal, checksum, "ustar" magic) then its bytes padded to
 // 512; two zero blocks end the archive. Only regular files in one directory are written or accepted.

@@ -15,6 +15,10 @@ export interface Command<S extends Schema = Schema> {
   run(flags: Flags<S>): Promise<number | void>;
 }
 
+/** What `--model` (and export's first argument) accepts: a trained model, as openCheckpoint (src/checkpoint) reads it. */
+export const CHECKPOINT_HELP =
+  "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)";
+
 /** Helper that keeps the schema's literal type for `run`'s flags. */
 export function defineCommand<S extends Schema>(c: Command<S>): Command<S> {
   return c;

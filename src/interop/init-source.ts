@@ -1,8 +1,8 @@
-// The starting point of a fine-tuning run (`charlm train --init-from DIR`): a charlm checkpoint (charlm.json) or a
-// PyTorch export (charlm-torch.json, written by `charlm export --to torch` or python/train.py), read as a charlm
-// model with its vocabulary. Only the weights are taken: the new run starts its optimizer, schedule and step count
-// afresh, so the source's optimizer state is left unread. It lives beside the PyTorch reader, not in src/train,
-// because it reads both formats and the export reader already builds on the checkpoint code.
+// The starting point of a fine-tuning run (`charlm train --init-from DIR`): a charlm checkpoint (charlm.json, or a
+// tar of one) or a PyTorch export (charlm-torch.json, written by `charlm export --to torch` or python/train.py), read
+// as a charlm model with its vocabulary. Only the weights are taken: the new run starts its optimizer, schedule and
+// step count afresh, so the source's optimizer state is left unread. It lives beside the PyTorch reader, not in
+// src/train, because it reads both formats and the export reader already builds on the checkpoint code.
 //
 // The tensors are made on the backend current when this is called: call it after the run's backend is chosen.
 
@@ -13,7 +13,7 @@ import { Vocab } from "../data/vocab.js";
 import type { LanguageModel } from "../models/contract.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import { buildModel } from "../models/registry.js";
-import { MANIFEST, loadCheckpoint, readManifest, type InitFrom } from "../checkpoint/checkpoint.js";
+import { MANIFEST, loadCheckpoint, openCheckpoint, type InitFrom } from "../checkpoint/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -34,6 +34,8 @@ const exists = (p: string): Promise<boolean> =>
 
 /** Which of the two formats `dir` holds; a line naming what to pass when it is neither. */
 async function formatOf(dir: string): Promise<InitFrom["format"]> {
+  // A file: a tar of a checkpoint (the web page's download), which openCheckpoint reads or refuses in one line.
+  if ((await fs.stat(dir).catch(() => null))?.isFile()) return "charlm";
   // charlm.json.next: a checkpoint caught mid-save still reads (readManifest goes by it).
   if ((await exists(path.join(dir, MANIFEST))) || (await exists(path.join(dir, MANIFEST + ".next")))) return "charlm";
   if (await exists(path.join(dir, TORCH_MANIFEST))) return "torch";
@@ -53,7 +55,7 @@ export async function peekInitSource(
 ): Promise<{ format: InitFrom["format"]; model: ModelConfig; train: Partial<TrainConfig> | null }> {
   const format = await formatOf(dir);
   if (format === "charlm") {
-    const m = await readManifest(dir);
+    const m = (await openCheckpoint(dir)).manifest;
     return { format, model: m.model, train: m.train ? checkPartialConfig(m.train, `${dir}: train`) : null };
   }
   const { manifest } = await readTorchExport(dir);

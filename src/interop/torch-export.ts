@@ -171,10 +171,10 @@ export async function exportCheckpointToTorch(
   out: string,
   opts: { force?: boolean } = {},
 ): Promise<TorchExportManifest> {
-  const { model, vocab, manifest } = await loadCheckpoint(dir);
+  const { model, vocab, manifest, files } = await loadCheckpoint(dir);
   charVocabOf(vocab, `${dir}: a PyTorch export`);
   await checkTarget(out, opts.force ?? false, "export");
-  const optimizer = await loadOptimizerState(dir, manifest);
+  const optimizer = await loadOptimizerState(files);
   return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });
 }
 

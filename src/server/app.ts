@@ -25,7 +25,7 @@ import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { HttpError, makeErrorHandler } from "./errors.js";
 import { Gate } from "./gate.js";
-import type { GenerateRequest, ServedModel } from "./served-model.js";
+import type { GenerateRequest, ServedFile, ServedModel } from "./served-model.js";
 
 export interface ServerOptions {
   /** Most characters one request may generate. */
@@ -136,6 +136,16 @@ function publicCorpusName(data: unknown): unknown {
   if (Array.isArray(data)) return data.map(publicCorpusName);
   if (typeof data !== "string") return data;
   return /^tinyshakespeare(:|$)/i.test(data) ? "tinyshakespeare" : basename(data);
+}
+
+/** Send a model's file with its length: streamed from disk, or the bytes a model from a tar holds. */
+async function sendFile(reply: FastifyReply, file: ServedFile): Promise<FastifyReply> {
+  if (typeof file !== "string") {
+    return reply
+      .header("content-length", file.bytes.length)
+      .send(Buffer.from(file.bytes.buffer, file.bytes.byteOffset, file.bytes.length));
+  }
+  return reply.header("content-length", (await stat(file)).size).send(createReadStream(file));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -357,19 +367,15 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
         "no_files",
         `model '${name}' has no files on disk to download; use the server-side mode`,
       );
-    const path = m.files[which];
+    const file = m.files[which];
     if (which === "manifest") {
       // The corpus path is the server's business: show its base name, as the model cards do.
-      const manifest = JSON.parse(await readFile(path, "utf8")) as { train?: { data?: unknown } };
+      const text = typeof file === "string" ? await readFile(file, "utf8") : new TextDecoder().decode(file.bytes);
+      const manifest = JSON.parse(text) as { train?: { data?: unknown } };
       if (manifest.train?.data !== undefined) manifest.train.data = publicCorpusName(manifest.train.data);
       return reply.type("application/json").header("cache-control", "no-cache").send(manifest);
     }
-    const size = (await stat(path)).size;
-    return reply
-      .type(which === "weights" ? "application/octet-stream" : "application/json")
-      .header("content-length", size)
-      .header("cache-control", "no-cache")
-      .send(createReadStream(path));
+    return sendFile(reply.type("application/octet-stream").header("cache-control", "no-cache"), file);
   };
   app.get<{ Params: { name: string } }>(
     "/api/models/:name/weights",
@@ -388,16 +394,10 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       const m = lookup(req.params.name);
       const picture = m.files?.lossPicture;
       if (picture) {
-        return reply.type(STATIC_TYPES[extname(picture)] ?? "application/octet-stream").send(createReadStream(picture));
+        const type = STATIC_TYPES[extname(typeof picture === "string" ? picture : picture.name)];
+        return sendFile(reply.type(type ?? "application/octet-stream"), picture);
       }
-      return reply
-        .type("image/svg+xml")
-        .send(
-          lossChartSvg(
-            m.card.history,
-            `${m.card.name}: loss (nats/${m.card.tokenizer && m.card.tokenizer !== "char" ? "token" : "char"})`,
-          ),
-        );
+      return reply.type("image/svg+xml").send(lossChartSvg(m.card.history, m.card.name, m.card.tokenizer));
     },
   );
 

@@ -1,5 +1,6 @@
-// Adapts a trained checkpoint directory to what the server serves: the card from its manifest, the vocabulary
-// check, generation through the one sampler (src/sample/generate.ts), and the files the in-browser mode downloads.
+// Adapts a trained checkpoint (a directory or a tar of one) to what the server serves: the card from its manifest,
+// the vocabulary check, generation through the one sampler (src/sample/generate.ts), and the files the in-browser
+// mode downloads.
 
 import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
@@ -9,7 +10,7 @@ import { generate } from "../sample/generate.js";
 import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
 import type { Tokenizer } from "../data/tokenizer.js";
 import { UsageError } from "../util/errors.js";
-import type { GenerateRequest, ModelCard, ServedModel } from "./served-model.js";
+import type { GenerateRequest, ModelCard, ServedFile, ServedModel } from "./served-model.js";
 
 /** Loss-curve pictures a training run may leave next to its checkpoint; the first one found is served. */
 const LOSS_PICTURES = ["loss.svg", "loss.png", "loss-curve.svg", "loss-curve.png"];
@@ -63,40 +64,43 @@ export function servedModel(
   };
 }
 
-/** Load one checkpoint directory; `name` defaults to the directory's base name. */
+/**
+ * Load one checkpoint: a directory, or a tar of one (the web page's download), whose files the server then hands
+ * on from memory. `name` defaults to the base name (less ".tar").
+ */
 export async function fromCheckpoint(dir: string, name?: string): Promise<ServedModel> {
   const abs = resolve(dir);
-  const modelName = name ?? basename(abs).replace(/[^A-Za-z0-9._-]/g, "-");
+  const modelName =
+    name ??
+    basename(abs)
+      .replace(/\.tar$/i, "")
+      .replace(/[^A-Za-z0-9._-]/g, "-");
   if (!NAME.test(modelName)) {
     throw new UsageError(
       `--model ${dir}: '${modelName}' is not a usable model name; give one with --model NAME=DIR (letters, digits, . _ -)`,
     );
   }
-  if (
-    await stat(abs).then(
+  const loaded = await loadCheckpoint(abs);
+  const { archive } = loaded.files;
+  const isFile = (p: string): Promise<boolean> =>
+    stat(p).then(
       (s) => s.isFile(),
       () => false,
-    )
-  ) {
-    // The page downloads, and serves, the checkpoint's files one by one: it needs them on disk.
-    throw new UsageError(
-      `--model ${dir}: a file (a checkpoint tar?); serve reads checkpoint directories: unpack it with 'tar xf ${dir}' and pass the directory`,
     );
-  }
-  const loaded = await loadCheckpoint(abs);
-  let lossPicture: string | undefined;
-  for (const f of LOSS_PICTURES) {
-    if (
-      await stat(join(abs, f)).then(
-        (s) => s.isFile(),
-        () => false,
-      )
-    ) {
-      lossPicture = join(abs, f);
-      break;
-    }
-  }
-  return servedModel(modelName, loaded, { weights: join(abs, WEIGHTS), manifest: join(abs, MANIFEST), lossPicture });
+  const fileOf = async (f: string): Promise<ServedFile | undefined> => {
+    if (archive) return archive.has(f) ? { name: f, bytes: archive.get(f)! } : undefined;
+    return (await isFile(join(abs, f))) ? join(abs, f) : undefined;
+  };
+  let lossPicture: ServedFile | undefined;
+  for (const f of LOSS_PICTURES) if ((lossPicture = await fileOf(f))) break;
+  // A directory's manifest and weights are read when asked (loadCheckpoint has checked them); a tar's are in hand.
+  const [weights, manifest] = archive
+    ? [
+        { name: WEIGHTS, bytes: archive.get(WEIGHTS)! },
+        { name: MANIFEST, bytes: archive.get(MANIFEST)! },
+      ]
+    : [join(abs, WEIGHTS), join(abs, MANIFEST)];
+  return servedModel(modelName, loaded, { weights, manifest, lossPicture });
 }
 
 /** Load every `--model` argument (DIR or NAME=DIR); names must be distinct. */

@@ -53,8 +53,11 @@ export interface ServedModel {
   generate(req: GenerateRequest, signal: AbortSignal, onStop?: () => void): AsyncIterable<string>;
   /** Files for the in-browser mode and the card; absent for models that live only in memory. */
   readonly files?: {
-    weights: string; // model.safetensors
-    manifest: string; // charlm.json
-    lossPicture?: string; // a loss-curve image written at training time, if any
+    weights: ServedFile; // model.safetensors
+    manifest: ServedFile; // charlm.json
+    lossPicture?: ServedFile; // a loss-curve image written at training time, if any
   };
 }
+
+/** A file to send: a path on disk (read when asked), or its name and bytes held in memory (a model from a tar). */
+export type ServedFile = string | { name: string; bytes: Uint8Array };

@@ -463,7 +463,7 @@ class Run {
     }
     await this.save(done ? (this.status as RunStatus) : timeUp ? "time-limit" : "running");
     if (this.store && this.o.plot !== false) {
-      await this.store.plot(this.history, `charlm ${this.o.splits.name}`);
+      await this.store.plot(this.history, `charlm ${this.o.splits.name}`, this.o.vocab.kind);
     }
     const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
     if (!done && !timeUp && (stopAfter || this.stopping)) this.status = "interrupted";

@@ -6,9 +6,14 @@ import { lossChartSvg } from "../util/chart.js";
 import { writeFileAtomic } from "../checkpoint/atomic.js";
 import type { EpochRecord } from "../checkpoint/checkpoint.js";
 
-/** Draw the history to `dir`/loss.svg (an atomic write) and return the file's path. */
-export async function writeLossCurve(dir: string, history: EpochRecord[], title = "charlm loss"): Promise<string> {
+/** Draw the history to `dir`/loss.svg (an atomic write) and return the file's path; see lossChartSvg. */
+export async function writeLossCurve(
+  dir: string,
+  history: EpochRecord[],
+  name: string,
+  tokenizer: string,
+): Promise<string> {
   const file = path.join(dir, "loss.svg");
-  await writeFileAtomic(file, lossChartSvg(history, `${title}: loss (nats/char)`) + "\n");
+  await writeFileAtomic(file, lossChartSvg(history, name, tokenizer) + "\n");
   return file;
 }

@@ -14,6 +14,7 @@ import type { LanguageModel } from "../models/contract.js";
 import { buildModel, countParams } from "../models/registry.js";
 import {
   MANIFEST,
+  directoryFiles,
   loadBestWeights,
   loadCarriedState,
   loadCheckpoint,
@@ -145,8 +146,8 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
     cfg = resumedConfig(manifest.train, { ...file, ...overrides }, path.join(out, MANIFEST));
     resume = {
       manifest,
-      optimizer: await loadOptimizerState(out, manifest),
-      bestWeights: await loadBestWeights(out, manifest),
+      optimizer: await loadOptimizerState(directoryFiles(out, manifest)),
+      bestWeights: await loadBestWeights(directoryFiles(out, manifest)),
       carried: null, // tensors: loaded with the model, on the run's backend
     };
   } else {
@@ -194,7 +195,7 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
   cfg = { ...cfg, backend: chosen.name };
   setBackend(chosen.backend);
   const loaded = resume && out ? await loadCheckpoint(out) : null;
-  if (resume && out) resume.carried = await loadCarriedState(out, resume.manifest);
+  if (resume && out) resume.carried = await loadCarriedState(directoryFiles(out, resume.manifest));
   const source = req.initFrom ? await loadInitSource(req.initFrom, { dropout: cfg.dropout }) : null;
   const splits =
     req.splits ??

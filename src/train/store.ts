@@ -27,7 +27,8 @@ export interface RunStore {
   appendMetrics(line: MetricsLine): Promise<void>;
   /** Drop metrics lines after `step` (a resumed run) or all of them (a fresh run: step -1). */
   truncateMetricsAfter(step: number): Promise<void>;
-  plot(history: EpochRecord[], title: string): Promise<void>;
+  /** Draw the loss curve (loss.svg) titled `name`, per character or per token as the `tokenizer` kind says. */
+  plot(history: EpochRecord[], name: string, tokenizer: string): Promise<void>;
 }
 
 /** The checkpoint directory `charlm train --out DIR` writes (see checkpoint.ts). */
@@ -41,8 +42,8 @@ export function directoryStore(dir: string): RunStore {
     save: (c) => saveCheckpoint(dir, c),
     appendMetrics: (line) => metrics.append(line),
     truncateMetricsAfter: (step) => (step < 0 ? metrics.reset() : metrics.truncateAfter(step)),
-    async plot(history, title) {
-      await writeLossCurve(dir, history, title);
+    async plot(history, name, tokenizer) {
+      await writeLossCurve(dir, history, name, tokenizer);
     },
   };
 }
@@ -85,8 +86,8 @@ export class MemoryStore implements RunStore {
     return Promise.resolve();
   }
 
-  plot(history: EpochRecord[], title: string): Promise<void> {
-    this.files.set("loss.svg", new TextEncoder().encode(lossChartSvg(history, `${title}: loss (nats/char)`) + "\n"));
+  plot(history: EpochRecord[], name: string, tokenizer: string): Promise<void> {
+    this.files.set("loss.svg", new TextEncoder().encode(lossChartSvg(history, name, tokenizer) + "\n"));
     return Promise.resolve();
   }
 

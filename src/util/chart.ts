@@ -93,18 +93,31 @@ export function lineChartSvg(series: Series[], o: ChartOptions): string {
   return out.join("\n");
 }
 
-/** The loss curves of a run: training and validation loss (nats/char) against optimizer steps. */
+/**
+ * What a model's losses are per, by its tokenizer kind: a char model's tokens are characters; a word or bpe model's
+ * training and validation losses are per token (its per-character figures are reported beside them, not plotted).
+ */
+export function lossUnit(tokenizer: string | undefined): "char" | "token" {
+  return tokenizer === undefined || tokenizer === "char" ? "char" : "token";
+}
+
+/**
+ * The loss curves of a run: training and validation loss against optimizer steps, in nats per character or per
+ * token as `tokenizer` (a kind: char, word, bpe) says, titled "NAME: loss (nats/UNIT)".
+ */
 export function lossChartSvg(
   history: { step: number; trainLoss?: number | null; valLoss?: number | null }[],
-  title: string,
+  name: string,
+  tokenizer: string | undefined,
 ): string {
   const points = (key: "trainLoss" | "valLoss") =>
     history.flatMap((h) => (typeof h[key] === "number" ? [[h.step, h[key]] as [number, number]] : []));
+  const unit = `nats/${lossUnit(tokenizer)}`;
   return lineChartSvg(
     [
       { label: "train", color: "#4878d0", points: points("trainLoss") },
       { label: "validation", color: "#ee854a", points: points("valLoss") },
     ],
-    { title, xLabel: "step", yLabel: "loss (nats/char)" },
+    { title: `${name}: loss (${unit})`, xLabel: "step", yLabel: `loss (${unit})` },
   );
 }

@@ -7,18 +7,14 @@ import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { evaluate } from "../../train/evaluate.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
-import { defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const evalCommand = defineCommand({
   name: "eval",
   environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
-    model: {
-      type: "string",
-      help: "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)",
-      arg: "DIR",
-    },
+    model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },
     split: { type: "string", help: "which split", default: "test", choices: ["test", "validation", "train"] },
     data: { type: "string", help: "corpus (default: the one the model was trained on)", arg: "FILE" },
     seqLength: { type: "int", help: "tokens per window (default: the training sequence length)", min: 1 },
@@ -38,7 +34,7 @@ export const evalCommand = defineCommand({
     "charlm eval --model runs/mine --split validation --carry",
   ],
   async run(flags) {
-    if (!flags.model) throw new UsageError("eval needs --model DIR, a checkpoint directory written by charlm train");
+    if (!flags.model) throw new UsageError(`eval needs --model DIR, a ${CHECKPOINT_HELP}`);
     const backend = await selectBackend(flags.backend, flags.threads);
     const { model, vocab, manifest } = await loadCheckpoint(flags.model);
     const data = flags.data ?? manifest.train?.data ?? "tinyshakespeare";

@@ -1,11 +1,11 @@
-// `charlm export DIR --to torch OUT`: a checkpoint as a PyTorch state_dict plus a JSON of architecture and
-// tokenizer (src/interop/torch-export.ts), for the Python reference trainer in python/. `--to onnx`: an ONNX graph
-// for onnxruntime (src/interop/onnx-export.ts).
+// `charlm export DIR --to torch OUT`: a checkpoint (a directory or a tar of one) as a PyTorch state_dict plus a JSON
+// of architecture and tokenizer (src/interop/torch-export.ts), for the Python reference trainer in python/.
+// `--to onnx`: an ONNX graph for onnxruntime (src/interop/onnx-export.ts).
 
 import { exportCheckpointToOnnx } from "../../interop/onnx-export.js";
 import { exportCheckpointToTorch } from "../../interop/torch-export.js";
 import { UsageError } from "../../util/errors.js";
-import { defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const exportCommand = defineCommand({
   name: "export",
@@ -24,7 +24,9 @@ export const exportCommand = defineCommand({
   async run(flags) {
     const [dir, out, ...rest] = flags._;
     if (!dir || !out || rest.length) {
-      throw new UsageError("export takes two directories: charlm export CHECKPOINT_DIR --to torch|onnx OUT_DIR");
+      throw new UsageError(
+        `export takes a checkpoint and an output directory: charlm export DIR --to torch|onnx OUT_DIR, where DIR is a ${CHECKPOINT_HELP}`,
+      );
     }
     if (!flags.to) throw new UsageError("export needs --to torch or --to onnx (the format to write)");
     if (flags.to === "onnx") {

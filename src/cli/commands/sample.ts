@@ -4,18 +4,14 @@ import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
 import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
-import { defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const sampleCommand = defineCommand({
   name: "sample",
   environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
-    model: {
-      type: "string",
-      help: "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)",
-      arg: "DIR",
-    },
+    model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },
     prime: { type: "string", help: "text to start from (the model reads it first)", default: "", escapes: true },
     length: { type: "int", help: "tokens to generate per sample (characters for a char model)", default: 500, min: 0 },
     temperature: { type: "float", help: "sharpness: below 1 safer, above 1 wilder", default: 1, above: 0 },
@@ -49,7 +45,7 @@ export const sampleCommand = defineCommand({
     'charlm sample --model runs/shakespeare --top-p 0.9 --seed 7 --num-samples 3 --stop "\\n\\n"',
   ],
   async run(flags) {
-    if (!flags.model) throw new UsageError("sample needs --model DIR, a checkpoint directory written by charlm train");
+    if (!flags.model) throw new UsageError(`sample needs --model DIR, a ${CHECKPOINT_HELP}`);
     const backend = await selectBackend(flags.backend, flags.threads);
     const { model, vocab } = await loadCheckpoint(flags.model);
     const base = {

@@ -1,18 +1,23 @@
-// `charlm serve`: load the checkpoints named on the command line and serve the HTTP API and the page.
+// `charlm serve`: load the checkpoints (directories or tars of them) named on the command line and serve the HTTP
+// API and the page.
 
 import { BusyError, UsageError } from "../../util/errors.js";
 import { Rng } from "../../util/rng.js";
 import { createServer, DEFAULTS } from "../../server/app.js";
 import { loadServedModels } from "../../server/checkpoint-model.js";
 import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
-import { defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
   name: "serve",
   environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
   summary: "serve trained models over HTTP: a JSON API, a streaming API and a web page",
   schema: {
-    model: { type: "strings", help: "checkpoint directory to serve, or NAME=DIR; repeat for several", arg: "DIR" },
+    model: {
+      type: "strings",
+      help: `model to serve: a ${CHECKPOINT_HELP}; NAME=DIR names it; repeat for several`,
+      arg: "DIR",
+    },
     port: { type: "int", help: "TCP port (0 picks a free one)", default: 8080, min: 0, max: 65535 },
     host: { type: "string", help: "address to bind; 0.0.0.0 exposes the server to the network", default: "127.0.0.1" },
     maxLength: { type: "int", help: "most characters one request may generate", default: DEFAULTS.maxLength, min: 1 },
@@ -41,7 +46,7 @@ export const serveCommand = defineCommand({
     "charlm serve --model lstm=runs/shakespeare --model gru=runs/gru --port 3000",
   ],
   async run(flags) {
-    if (!flags.model?.length) throw new UsageError("serve needs at least one --model DIR (a checkpoint directory)");
+    if (!flags.model?.length) throw new UsageError(`serve needs at least one --model DIR, a ${CHECKPOINT_HELP}`);
     if (flags.cors !== undefined && !isOrigin(flags.cors)) {
       throw new UsageError(
         `--cors ${flags.cors}: not an origin; give scheme, host and port only, like https://example.org or http://localhost:3000`,

@@ -12,7 +12,7 @@ import {
   modelConfigFor,
 } from "../../train/config.js";
 import { buildModel, countParams, modelTitle, summary, summaryRows } from "../../models/registry.js";
-import { defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 import type { Schema } from "../flags.js";
 
 const modelFields = ["type", "cell", "embedding", "units", "layers", "heads", "dropout", "seqLength"] as const;
@@ -21,7 +21,7 @@ export const summaryCommand = defineCommand({
   name: "summary",
   summary: "print a model's layers, output shapes and parameter counts",
   schema: {
-    model: { type: "string", help: "checkpoint directory; or describe a model with the flags below", arg: "DIR" },
+    model: { type: "string", help: `${CHECKPOINT_HELP}; or describe a model with the flags below`, arg: "DIR" },
     preset: {
       type: "string",
       help: `training preset: ${Object.keys(PRESETS).join(", ")}`,

@@ -32,7 +32,7 @@ const schema = {
   resume: { type: "string", help: "continue the run saved in DIR (same seed: same losses)", arg: "DIR" },
   initFrom: {
     type: "string",
-    help: `fine-tune: start from the weights of the checkpoint or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; unless set, --epochs ${FINE_TUNE_EPOCHS} and --lr ${FINE_TUNE_LR_FACTOR} x the preset's`,
+    help: `fine-tune: start from the weights of the checkpoint (a directory or a .tar of one) or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; unless set, --epochs ${FINE_TUNE_EPOCHS} and --lr ${FINE_TUNE_LR_FACTOR} x the preset's`,
     arg: "DIR",
   },
   extendVocab: {
