@@ -220,6 +220,35 @@ test("fine-tuning in the tab reads what the source lacks as <unk>, for a char vo
   assert.match(curve(c), /loss \(nats\/char\)/);
 });
 
+test("fine-tuning in the tab keeps a bpe tokenizer and a GPT's shape, and the tar samples", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-tabft2-"));
+  try {
+    const sources = [
+      await libraryModel("bpe", { tokenizer: "bpe", vocabSize: 300 }),
+      await libraryModel("gpt", { type: "gpt", layers: 1, heads: 2, embedding: 16, seqLength: 16 }),
+    ];
+    for (const from of sources) {
+      const run = await trainInTab(NEW_TEXT, { ...SMALL, steps: 8 }, { backend: "js", from });
+      assert.equal(run.result.status, "finished", from.name);
+      const m = json(run.store.files.get(MANIFEST));
+      assert.deepEqual(m.model, from.manifest.model, from.name);
+      assert.deepEqual(m.tokenizer, from.manifest.tokenizer, from.name);
+      assert.equal((m.initFrom as { path: string }).path, `server:${from.name}`);
+      assert.ok(
+        run.result.history.every((h) => Number.isFinite(h.valLoss)),
+        from.name,
+      );
+      const file = join(dir, `${from.name}.tar`);
+      writeFileSync(file, run.store.tar(`charlm-${from.name}`));
+      const r = await cli("sample", "--model", file, "--prime", "the ", "--length", "12", "--seed", "2");
+      assert.equal(r.code, 0, `${from.name}: ${r.err}`);
+      assert.ok(r.out.startsWith("the "), `${from.name}: ${r.out}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("serve, export and train --init-from read the tab's tar as they read a directory; a damaged one is refused", async () => {
   const dir = mkdtempSync(join(tmpdir(), "charlm-tabtar-"));
   let app: FastifyInstance | undefined;
