@@ -181,20 +181,22 @@ function env(name: string): string | undefined {
 
 /**
  * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence forces a layout (see Layout); unset or "auto",
- * the sequence layout when Wh (H x G floats) is at most 1 MiB, the step layout above that. A sequence of one step is
- * always a step.
+ * the sequence layout when Wh (H x G floats) is at most 4 MiB (LSTM 512), the step layout above that. A sequence of
+ * one step is always a step.
  *
- * Why the 1 MiB: a sequence-layout workgroup streams all of Wh from the GPU's cache at every step, so its step costs
- * about |Wh| / (one core's cache bandwidth, ~100 bytes a cycle): ~6 us at 1 MiB (LSTM 256), ~20 us at 4 MiB (LSTM
- * 512), ~90 us at 16 MiB (LSTM 1024). A step-layout dispatch spreads the product over the whole GPU but measured
- * 26 us of launch latency for a small product on an H200, and ~60 us per dispatch averaged over a W1 training step.
- * These are estimates: bench/gpu.ts measures both layouts, and the rule is to be set from its figures.
+ * Why 4 MiB, estimated for an H100/H200 (132 cores, ~5.5 TB/s from the L2 cache, ~100 bytes a cycle into one core):
+ * a sequence-layout step streams all of Wh from the cache into every workgroup, so it takes about the larger of
+ * |Wh| · workgroups / 5.5 TB/s, |Wh| / (one core's share) and the rows' arithmetic on one core. LSTM 512 at batch
+ * 256, 64 workgroups of 4 rows: ~45 us a step; at batch 64, 32 workgroups of 2 rows: ~25 us. LSTM 1024 (16 MiB): ~100
+ * us. A step-layout dispatch spreads the product over the whole GPU but measured 26 us of launch latency for a small
+ * product, and ~60 us (W1) to ~100 us (W2) per dispatch averaged over a training step. These are estimates, not
+ * measurements: bench/gpu.ts times both layouts, and the rule is to be set from its figures.
  */
 export function recurrentLayout(T: number, H: number, G: number): Layout {
   const v = env("CHARLM_WEBGPU_RECURRENT");
   if (T <= 1) return "step";
   if (v === "step" || v === "sequence") return v;
-  return H * G * 4 <= 2 ** 20 ? "sequence" : "step";
+  return H * G * 4 <= 4 * 2 ** 20 ? "sequence" : "step";
 }
 
 /**
