@@ -236,6 +236,7 @@ async function profileSteps(be: Profiled, w: (typeof workloads)[number], B: numb
   console.log(
     `  GPU: kernels ${ms(gpu.gpuNs).toFixed(2)} ms + copies and clears ${ms(gpu.copyGapNs).toFixed(2)} ms + between ` +
       `passes ${ms(gpu.passGapNs).toFixed(2)} ms = ${ms(busy).toFixed(2)} ms` +
+      `${gpu.overlapNs ? ` (passes began ${ms(gpu.overlapNs).toFixed(2)} ms before the previous ended: not counted)` : ""}` +
       `${gpu.badTimestamps ? ` (${gpu.badTimestamps} dispatches with unusable timestamps left out)` : ""}; ` +
       `timed with a pass per dispatch, whose steps took ${(gpu.wallMs / n).toFixed(2)} ms wall`,
   );

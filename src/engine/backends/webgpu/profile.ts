@@ -4,7 +4,10 @@
 // nothing more than test that there is none.
 //
 // GPU time. While profiling with timestamps, every dispatch gets a compute pass of its own whose beginning and end
-// write a timestamp (the `timestamp-query` feature), so a kernel's time is end - beginning of its pass. A query
+// write a timestamp (the `timestamp-query` feature), so a kernel's time is end - beginning of its pass, except
+// that Dawn on Vulkan writes the beginning at the top of the pipe: before the previous pass's work has finished
+// where nothing orders them, so a pass's time is taken from the later of its beginning and the previous pass's end
+// (the time the GPU spent on it alone; the sum of kernels and gaps is then the GPU's busy span). A query
 // set holds at most 4096 queries (2048 dispatches): one chunk (query set, resolve buffer, read-back buffer) serves
 // the dispatches of one command buffer, is resolved into its read-back buffer just before the buffer is finished,
 // and read asynchronously after the submit; a full chunk makes the runtime submit early. Copies and clears are
@@ -23,7 +26,10 @@ export interface KernelProfile {
   key: string;
   /** Dispatches encoded. */
   count: number;
-  /** GPU nanoseconds, summed over its dispatches (0 without timestamps). */
+  /**
+   * GPU nanoseconds summed over its dispatches (0 without timestamps), each from the later of its pass's beginning
+   * and the previous pass's end to its pass's end.
+   */
   gpuNs: number;
   /** Host milliseconds inside GpuRuntime.run for this key (parameters, bind group, encoding). */
   hostMs: number;
@@ -42,6 +48,8 @@ export interface GpuProfile {
   copyGapNs: number;
   /** GPU nanoseconds between passes with nothing between them (pass changes and barriers). */
   passGapNs: number;
+  /** GPU nanoseconds by which passes began before the previous one ended (left out of the later one's time). */
+  overlapNs: number;
   /** Dispatches whose timestamps came back unusable (zero, end before beginning, longer than the whole profile). */
   badTimestamps: number;
   /** Host milliseconds inside the runtime: run, copyBuffer, clear, upload, submit. */
@@ -83,7 +91,15 @@ export class Profiler {
   private copiedSincePass = false;
   private depth = 0;
   /** The sums of GpuProfile (see there). */
-  private readonly sum = { gpuNs: 0, copyGapNs: 0, passGapNs: 0, badTimestamps: 0, hostMs: 0, submitMs: 0 };
+  private readonly sum = {
+    gpuNs: 0,
+    copyGapNs: 0,
+    passGapNs: 0,
+    overlapNs: 0,
+    badTimestamps: 0,
+    hostMs: 0,
+    submitMs: 0,
+  };
   private readonly t0 = performance.now();
 
   constructor(
@@ -175,15 +191,17 @@ export class Profiler {
           prevEnd = -1;
           continue;
         }
-        this.kernel(c.keys[i]).gpuNs += end - begin;
-        this.sum.gpuNs += end - begin;
-        // Passes may overlap where no barrier separates them: a negative gap is no time between them.
-        if (prevEnd >= 0 && begin - prevEnd <= most) {
-          const gap = Math.max(0, begin - prevEnd);
-          if (c.afterCopy[i]) this.sum.copyGapNs += gap;
-          else this.sum.passGapNs += gap;
+        let from = begin;
+        if (prevEnd >= 0 && Math.abs(begin - prevEnd) <= most) {
+          if (begin < prevEnd) {
+            from = Math.min(prevEnd, end);
+            this.sum.overlapNs += from - begin;
+          } else if (c.afterCopy[i]) this.sum.copyGapNs += begin - prevEnd;
+          else this.sum.passGapNs += begin - prevEnd;
         }
-        prevEnd = end;
+        this.kernel(c.keys[i]).gpuNs += end - from;
+        this.sum.gpuNs += end - from;
+        prevEnd = Math.max(prevEnd, end);
       }
       c.readBack.unmap();
       c.keys = [];
