@@ -49,7 +49,9 @@ const T = tiny ? 8 : 100;
 const WARMUP = tiny ? 1 : 3;
 const STEPS = tiny ? 2 : 30;
 const GEN_CHARS = tiny ? 5 : 300;
-const PROFILE_STEPS = tiny ? 2 : 5;
+// --profile: more warm-up than the throughput runs, so that JavaScript's optimizing compiler is done with the step
+const PROFILE_WARMUP = tiny ? 1 : 10;
+const PROFILE_STEPS = tiny ? 2 : 10;
 const workloads = [
   { name: "W1", E: 64, H: tiny ? 16 : 256, L: 1 },
   { name: "W2", E: 64, H: tiny ? 24 : 512, L: 2 },
@@ -192,7 +194,7 @@ async function profileSteps(be: Profiled, w: (typeof workloads)[number], B: numb
   const opt = new Adam(model.parameters());
   const x = randomIds(B * T, rng);
   const y = randomIds(B * T, rng);
-  let last = steps(model, opt, x, y, B, WARMUP, null);
+  let last = steps(model, opt, x, y, B, PROFILE_WARMUP, null);
   await last.value();
   // 1. Unprofiled: the wall time, and the host's part of it (the steps' JavaScript, before waiting for the loss)
   let t0 = performance.now();
@@ -216,7 +218,7 @@ async function profileSteps(be: Profiled, w: (typeof workloads)[number], B: numb
   dispose(model, opt);
 
   const ms = (ns: number) => ns / 1e6 / n;
-  console.log(`${w.name} ${w.desc}, B=${B}: per step, ${n} steps after ${WARMUP} warm-up`);
+  console.log(`${w.name} ${w.desc}, B=${B}: per step, ${n} steps after ${PROFILE_WARMUP} warm-up`);
   console.log(
     `  wall ${wallMs.toFixed(2)} ms = the steps' JavaScript ${jsMs.toFixed(2)} ms + ${(wallMs - jsMs).toFixed(2)} ms ` +
       `waiting for the GPU at the loss read`,
