@@ -13,6 +13,11 @@
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
+// --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
+// profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
+// and the part of it inside the runtime's encoding), the GPU's (kernels from timestamps, one pass per dispatch),
+// and the kernels that take the GPU's time. No PyTorch, generation or wasm parts.
+//
 // The PyTorch side is bench/train_torch.py --device cuda (float32, TF32 off), found next to this file (the bundle's
 // .gpu/app/) or in bench/; run by the first of $CHARLM_PYTHON, python3, /usr/bin/python3 that imports torch. Without
 // CUDA it says so and runs on the CPU.
@@ -26,6 +31,7 @@ import { Vocab } from "../src/data/vocab.js";
 import type { Tensor } from "../src/engine/index.js";
 import { getBackend, useBackend } from "../src/engine/index.js";
 import type { Backend } from "../src/engine/backend.js";
+import type { KernelProfile, WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { scope } from "../src/engine/scope.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
@@ -36,12 +42,16 @@ import { Rng } from "../src/util/rng.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const tiny = process.env.CHARLM_GPU_BENCH === "tiny" || process.argv.includes("--tiny");
+const profile = process.argv.includes("--profile");
 
 const V = 65;
 // Tiny: shapes SwiftShader runs in seconds; the same code path.
 const WARMUP = tiny ? 1 : 3;
 const STEPS = tiny ? 2 : 30;
 const GEN_CHARS = tiny ? 5 : 300;
+// --profile: more warm-up than the throughput runs, so that JavaScript's optimizing compiler is done with the step
+const PROFILE_WARMUP = tiny ? 1 : 10;
+const PROFILE_STEPS = tiny ? 2 : 10;
 interface Workload {
   name: string;
   desc: string;
@@ -189,6 +199,136 @@ function torch(python: string, w: Workload, B: number, device: string): TorchRes
   return JSON.parse(lines[lines.length - 1]) as TorchResult;
 }
 
+// ---- --profile
+
+/** Steps as trainRate runs them, the last loss kept; returns the loss tensor of the last step. */
+function steps(
+  model: LanguageModel,
+  opt: Adam,
+  x: Int32Array,
+  y: Int32Array,
+  [B, T]: [number, number],
+  n: number,
+  last: Tensor | null,
+) {
+  for (let s = 0; s < n; s++) {
+    const loss = trainStep(model, opt, x, y, B, T);
+    last?.dispose();
+    last = loss;
+  }
+  return last!;
+}
+
+type Profiled = Backend & Pick<WebgpuBackend, "startProfile" | "stopProfile">;
+
+/** Where the time of a training step goes, for one workload and batch: printed, see the file's header. */
+async function profileSteps(be: Profiled, w: Workload, B: number, layout: string): Promise<void> {
+  const n = PROFILE_STEPS;
+  const T = w.T;
+  const rng = new Rng(0);
+  const model = buildModel(w.model, rng);
+  const opt = new Adam(model.parameters());
+  const x = randomIds(B * T, rng);
+  const y = randomIds(B * T, rng);
+  let last = steps(model, opt, x, y, [B, T], PROFILE_WARMUP, null);
+  await last.value();
+  // 1. Unprofiled: the wall time, and the host's part of it (the steps' JavaScript, before waiting for the loss)
+  let t0 = performance.now();
+  last = steps(model, opt, x, y, [B, T], n, last);
+  const jsMs = (performance.now() - t0) / n;
+  await last.value();
+  const wallMs = (performance.now() - t0) / n;
+  // 2. Host times inside the runtime (encoding), with the ordinary single pass
+  be.startProfile({ timestamps: false });
+  t0 = performance.now();
+  last = steps(model, opt, x, y, [B, T], n, last);
+  const jsProfiledMs = (performance.now() - t0) / n;
+  await last.value();
+  const host = await be.stopProfile();
+  // 3. GPU times per kernel (a pass per dispatch), keyed by kernel and workgroup grid
+  be.startProfile({ grid: true });
+  last = steps(model, opt, x, y, [B, T], n, last);
+  await last.value();
+  const gpu = await be.stopProfile();
+  last.dispose();
+  dispose(model, opt);
+
+  const ms = (ns: number) => ns / 1e6 / n;
+  console.log(`${w.name} ${w.desc}, B=${B}, ${layout} layout: per step, ${n} steps after ${PROFILE_WARMUP} warm-up`);
+  console.log(
+    `  wall ${wallMs.toFixed(2)} ms = the steps' JavaScript ${jsMs.toFixed(2)} ms + ${(wallMs - jsMs).toFixed(2)} ms ` +
+      `waiting for the GPU at the loss read`,
+  );
+  console.log(
+    `  host, timed inside the runtime (steps' JavaScript ${jsProfiledMs.toFixed(2)} ms then): encoding ` +
+      `${(host.hostMs / n).toFixed(2)} ms, of which submits ${(host.submitMs / n).toFixed(2)} ms (the loss read's ` +
+      `included); ${host.counts.dispatches / n} dispatches, ${host.counts.copies / n} copies, ` +
+      `${host.counts.clears / n} clears, ${host.counts.uploads / n} uploads, ${(host.counts.submits / n).toFixed(1)} submits`,
+  );
+  if (!gpu.timestamps) {
+    console.log(`  GPU: not timed; ${gpu.why}`);
+    kernelTable(host.kernels, n, false, false);
+    return;
+  }
+  const busy = gpu.gpuNs + gpu.copyGapNs + gpu.passGapNs;
+  console.log(
+    `  GPU: kernels ${ms(gpu.gpuNs).toFixed(2)} ms + copies and clears ${ms(gpu.copyGapNs).toFixed(2)} ms + between ` +
+      `passes ${ms(gpu.passGapNs).toFixed(2)} ms = ${ms(busy).toFixed(2)} ms` +
+      `${gpu.overlapNs ? ` (passes began ${ms(gpu.overlapNs).toFixed(2)} ms before the previous ended: not counted)` : ""}` +
+      `${gpu.badTimestamps ? ` (${gpu.badTimestamps} dispatches with unusable timestamps left out)` : ""}; ` +
+      `timed with a pass per dispatch, whose steps took ${(gpu.wallMs / n).toFixed(2)} ms wall`,
+  );
+  const bound = jsMs >= ms(busy) ? "host-bound" : "GPU-bound";
+  console.log(`  => ${bound}: host JavaScript ${jsMs.toFixed(2)} ms vs GPU ${ms(busy).toFixed(2)} ms per step`);
+  // By kernel key (the grid keys summed), then the costliest shapes
+  const byKey = new Map<string, KernelProfile>();
+  for (const k of gpu.kernels) {
+    const key = k.key.slice(0, k.key.lastIndexOf(" "));
+    const e = byKey.get(key) ?? { key, count: 0, gpuNs: 0, hostMs: 0 };
+    e.count += k.count;
+    e.gpuNs += k.gpuNs;
+    byKey.set(key, e);
+  }
+  for (const k of host.kernels) if (byKey.has(k.key)) byKey.get(k.key)!.hostMs = k.hostMs;
+  kernelTable(
+    [...byKey.values()].sort((a, b) => b.gpuNs - a.gpuNs),
+    n,
+    true,
+  );
+  console.log("  costliest kernel x workgroup grid:");
+  kernelTable(gpu.kernels.slice(0, 8), n, true, false);
+}
+
+/**
+ * The kernels' table, per step: count, then GPU us (total, per dispatch, share of the kernels' GPU time) when
+ * `timed`, else host us inside the runtime (total, share); and host us per dispatch (encoding) if `hostColumn`.
+ */
+function kernelTable(kernels: KernelProfile[], n: number, timed: boolean, hostColumn = true): void {
+  const us = (k: KernelProfile) => (timed ? k.gpuNs / 1e3 : k.hostMs * 1e3);
+  const total = kernels.reduce((a, k) => a + us(k), 0);
+  const top = kernels.slice(0, 15);
+  const what = timed ? "GPU" : "host";
+  const head = `count/step  ${what} us/step  us/dispatch  share${hostColumn ? "  host us/dispatch" : ""}`;
+  console.log(`    ${"kernel".padEnd(34)} ${head}`);
+  const row = (k: KernelProfile) => {
+    const cols = [
+      (k.count / n).toFixed(1).padStart(10),
+      (us(k) / n).toFixed(0).padStart(what.length + 8),
+      (us(k) / k.count).toFixed(1).padStart(11),
+      `${((100 * us(k)) / (total || 1)).toFixed(1).padStart(4)}%`,
+    ];
+    if (hostColumn) cols.push(((k.hostMs * 1e3) / k.count).toFixed(1).padStart(16));
+    console.log(`    ${k.key.padEnd(34)} ${cols.join("  ")}`);
+  };
+  top.forEach(row);
+  if (kernels.length > top.length) {
+    const rest = kernels.slice(top.length);
+    const sum = (f: (k: KernelProfile) => number) => rest.reduce((a, k) => a + f(k), 0);
+    const others = { count: sum((k) => k.count), gpuNs: sum((k) => k.gpuNs), hostMs: sum((k) => k.hostMs) };
+    row({ key: `(${rest.length} more)`, ...others });
+  }
+}
+
 const k = (x: number) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : `${(x / 1e3).toFixed(1)} k`).padStart(9);
 
 async function main(): Promise<void> {
@@ -202,6 +342,23 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const T = workloads[0].T;
+  if (profile) {
+    console.log(
+      `sequence ${T}, Adam, float32; where a training step's time goes (--profile), in both recurrent layouts\n`,
+    );
+    for (const w of workloads.filter((w) => w.model.type === "rnn")) {
+      for (const B of w.batches) {
+        for (const layout of ["step", "sequence"]) {
+          process.env.CHARLM_WEBGPU_RECURRENT = layout;
+          await profileSteps(gpu as Profiled, w, B, layout);
+          delete process.env.CHARLM_WEBGPU_RECURRENT;
+        }
+      }
+    }
+    gpu.destroy?.();
+    console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+    return;
+  }
   console.log(
     `sequence ${T} (GPT: its block), Adam, float32; ${WARMUP} warm-up steps, ${STEPS} timed steps (GPT: ` +
       `${workloads[2].steps}), loss read at the end\n`,

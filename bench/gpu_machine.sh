@@ -7,8 +7,10 @@
 #   mkdir -p bench/out/gpu && cp "$CHARLM_TINYSHAKESPEARE" bench/out/gpu/   (and an export for the torch part, see
 #   bench/gpu_torch_continue.sh)
 # then run there, with .gpu and bench/out/gpu carried:
-#   PART=bench bash bench/gpu_machine.sh     (~5 min) throughput against PyTorch CUDA in both recurrent layouts, the
-#                                            GPT workload, generation, wasm on the CPU, the per-kernel profile
+#   PART=bench bash bench/gpu_machine.sh     (~6 min) the profile of a training step (bench/gpu.ts --profile: host
+#                                            vs GPU time, GPU time per kernel; PROFILE_ONLY=1 stops after it), then
+#                                            throughput against PyTorch CUDA in both recurrent layouts, the GPT
+#                                            workload, generation, wasm on the CPU
 #   PART=quality bash bench/gpu_machine.sh   (~6 min) the gpu preset's best validation loss in QUALITY_SECONDS
 #                                            (300), in the layout the bench found fastest for its shape (read from
 #                                            bench/out/gpu-last.json, which the bench part leaves on the machine);
@@ -34,12 +36,16 @@ export CHARLM_WASM_DIR=$PWD/.gpu/app CHARLM_TINYSHAKESPEARE=$PWD/bench/out/gpu/t
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") 2>&1 | tee "$out/gpu.txt"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$out/gpu.txt"
 if [ "${TINY:-0}" = 1 ]; then
+  timeout 120 node .gpu/app/gpu.mjs --tiny --profile 2>&1 | tee "$out/profile.txt"
+  [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
   timeout 300 node .gpu/app/gpu.mjs --tiny --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
   timeout 120 node .gpu/app/_threads_main.mjs --threads 1,2 --steps 1 --only 1 2>&1 | tee "$out/threads.txt"
   timeout 60 node .gpu/app/gpu_quality.mjs --seconds 1 --backend wasm 2>&1 | head -3 | tee "$out/quality.txt"
   exit 0
 fi
 if [ "${PART:-bench}" = bench ]; then
+  timeout "${T_PROFILE:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt"
+  [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
   timeout "${T_BENCH:-300}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
   cp "$out/gpu-bench.json" bench/out/gpu-last.json 2>/dev/null || true
 fi

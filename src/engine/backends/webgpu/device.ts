@@ -47,7 +47,20 @@ async function gpuEntry(): Promise<GPU> {
   // CHARLM_DAWN_OPTIONS: Dawn's own options, space-separated (e.g. "backend=null" to time the host side alone,
   // "backend=vulkan", "adapter=NAME"; the webgpu package's README lists them)
   const options = process.env.CHARLM_DAWN_OPTIONS?.split(" ").filter(Boolean) ?? [];
-  return mod.create(options);
+  return mod.create(withToggleOff(options, "timestamp_quantization"));
+}
+
+/**
+ * Dawn's options with one more toggle disabled. `timestamp_quantization`, on by default, rounds timestamps down to
+ * multiples of 65,536 ns (seen on SwiftShader: eight empty passes in a row all read the same time), a browser's
+ * guard against timing attacks that would blur the profiler's ~10-100 us kernel times (profile.ts) to nothing;
+ * timestamps are read nowhere else.
+ */
+function withToggleOff(options: string[], toggle: string): string[] {
+  const key = "disable-dawn-features=";
+  const i = options.findIndex((o) => o.startsWith(key));
+  if (i < 0) return [...options, key + toggle];
+  return options.map((o, j) => (j === i ? `${o},${toggle}` : o));
 }
 
 /** Where Linux Vulkan loaders look for drivers' manifests (ICDs). */
@@ -93,7 +106,7 @@ export async function probeGpu(): Promise<{ ok: true; description: string } | { 
 
 /**
  * A device with the limits the kernels need: up to 10 storage buffers per shader stage and the adapter's largest
- * buffers and workgroup memory. Throws a CharlmError naming the cause when there is no adapter.
+ * buffers and workgroup memory, and `timestamp-query` where the adapter has it (for the profiler). Throws a CharlmError naming the cause when there is no adapter.
  */
 export async function requestGpuDevice(): Promise<GpuDevice> {
   const gpu = await gpuEntry();
@@ -105,7 +118,11 @@ export async function requestGpuDevice(): Promise<GpuDevice> {
     );
   }
   const l = adapter.limits;
+  // Timestamps cost nothing until a pass asks for them (only the profiler does, profile.ts). Dawn's null backend
+  // (CHARLM_DAWN_OPTIONS="backend=null") offers them but runs nothing: its timestamps are whatever memory held.
+  const timestamps = adapter.features.has("timestamp-query") && adapter.info?.device !== "null-backend";
   const device = await adapter.requestDevice({
+    requiredFeatures: timestamps ? ["timestamp-query"] : [],
     requiredLimits: {
       maxStorageBuffersPerShaderStage: Math.min(10, l.maxStorageBuffersPerShaderStage),
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,

@@ -10,6 +10,7 @@
 import type { Backend } from "../../backend.js";
 import { CharlmError } from "../../../util/errors.js";
 import { requestGpuDevice } from "./device.js";
+import type { GpuProfile, ProfileOptions } from "./profile.js";
 import { GpuRuntime, GpuStorage } from "./runtime.js";
 import * as A from "./kernels/attention.js";
 import * as E from "./kernels/elementwise.js";
@@ -18,6 +19,7 @@ import * as R from "./kernels/recurrent.js";
 import * as W from "./kernels/rows.js";
 
 export { GpuStorage } from "./runtime.js";
+export type { GpuProfile, KernelProfile, ProfileOptions } from "./profile.js";
 
 export interface WebgpuBackend extends Backend<GpuStorage> {
   /** The adapter, e.g. "nvidia hopper" or "google swiftshader". */
@@ -26,6 +28,10 @@ export interface WebgpuBackend extends Backend<GpuStorage> {
   bytesAllocated(): number;
   /** Commands encoded since the backend was made: dispatches, copies, clears, submits, uploads. */
   counts(): Readonly<Record<string, number>>;
+  /** Time what is encoded from now on: GPU time per kernel (timestamp-query) and host time (profile.ts). */
+  startProfile(options?: ProfileOptions): void;
+  /** Wait for the GPU and return the profile since startProfile. */
+  stopProfile(): Promise<GpuProfile>;
 }
 
 export async function createWebgpuBackend(): Promise<WebgpuBackend> {
@@ -37,6 +43,8 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     device: description,
     bytesAllocated: () => rt.bytesAllocated,
     counts: () => ({ ...rt.counts }),
+    startProfile: (options) => rt.startProfile(options),
+    stopProfile: () => rt.stopProfile(),
 
     alloc: (n) => rt.alloc(n),
     free: (s) => rt.free(s),

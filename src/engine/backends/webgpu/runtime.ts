@@ -11,9 +11,13 @@
 //
 // Parameters. Each dispatch gets a 256-byte slot (64 u32 values) of one uniform ring buffer, bound at the slot's
 // offset; WGSL reads them with pu(i) (u32) and pf(i) (f32 bits), see PRELUDE.
+//
+// Profiling (startProfile .. stopProfile, profile.ts): GPU time per kernel from timestamps, one pass per dispatch,
+// and host time inside the entry points below. Off, each entry point tests one field and does nothing more.
 
 import { CharlmError } from "../../../util/errors.js";
 import type { Storage } from "../../backend.js";
+import { type GpuProfile, type ProfileOptions, Profiler } from "./profile.js";
 
 /** n float32 values in a GPUBuffer owned by the backend (the buffer may be larger: pool size classes). */
 export class GpuStorage implements Storage {
@@ -94,6 +98,8 @@ export class GpuRuntime {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
+  private profiler: Profiler | null = null;
+  private profileFrom = { ...this.counts };
 
   constructor(
     readonly device: GPUDevice,
@@ -158,6 +164,8 @@ export class GpuRuntime {
 
   /** A buffer holding `data`, usable by commands encoded in the current batch (released to its pool at submit). */
   upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
+    const p = this.profiler;
+    const t0 = p ? p.enter() : 0;
     const bytes = sizeClass(Math.max(4, data.byteLength));
     const b =
       this.uploadPool.get(bytes)?.pop() ??
@@ -168,6 +176,7 @@ export class GpuRuntime {
     if (data.byteLength > 0) this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
     this.uploadsInFlight.push(b);
     this.counts.uploads++;
+    if (p) p.leave(t0);
     return b;
   }
 
@@ -183,14 +192,26 @@ export class GpuRuntime {
 
   copyBuffer(src: GPUBuffer, srcByte: number, dst: GPUBuffer, dstByte: number, bytes: number): void {
     if (bytes === 0) return;
+    const p = this.profiler;
+    const t0 = p ? p.enter() : 0;
     this.counts.copies++;
     this.encode().copyBufferToBuffer(src, srcByte, dst, dstByte, bytes);
+    if (p) {
+      p.copied();
+      p.leave(t0);
+    }
   }
 
   clear(dst: GPUBuffer, byte: number, bytes: number): void {
     if (bytes === 0) return;
+    const p = this.profiler;
+    const t0 = p ? p.enter() : 0;
     this.counts.clears++;
     this.encode().clearBuffer(dst, byte, bytes);
+    if (p) {
+      p.copied();
+      p.leave(t0);
+    }
   }
 
   /**
@@ -274,7 +295,9 @@ export class GpuRuntime {
     groups: readonly number[],
   ): void {
     if (groups.some((g) => g === 0)) return;
-    if (this.slots === RING_SLOTS) this.submit();
+    const p = this.profiler;
+    const t0 = p ? p.enter() : 0;
+    if (this.slots === RING_SLOTS || p?.full()) this.submit();
     const pipeline = this.pipeline(key, code, reads.length, writes.length);
     const wbufs = writes.map(raw);
     const snapshots: GpuStorage[] = [];
@@ -290,25 +313,38 @@ export class GpuRuntime {
     this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
     this.ringHost.set(params, slot * SLOT_U32);
     const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
-    if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
+    if (p?.timestamps) {
+      // A pass of its own, timed at its beginning and end (profile.ts)
+      const timestampWrites = p.timestampWrites(p.keyOf(key, groups));
+      this.pass = this.encode().beginComputePass({ timestampWrites });
+    } else if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup, [slot * SLOT_BYTES]);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     this.counts.dispatches++;
     for (const s of snapshots) this.free(s);
+    if (p) {
+      if (!p.timestamps) p.counted(p.keyOf(key, groups));
+      p.leave(t0, p.keyOf(key, groups));
+    }
     if (++this.dispatches >= MAX_DISPATCHES) this.submit();
   }
 
   /** Send everything encoded so far to the GPU. */
   submit(): void {
+    const p = this.profiler;
+    const t0 = p ? p.enter() : 0;
+    const ts = p ? performance.now() : 0;
     if (this.pass) {
       this.pass.end();
       this.pass = null;
     }
     if (this.slots > 0) this.device.queue.writeBuffer(this.ring, 0, this.ringHost.buffer, 0, this.slots * SLOT_BYTES);
     if (this.encoder) {
+      const timed = p ? p.beforeFinish(this.encoder) : null;
       this.device.queue.submit([this.encoder.finish()]);
       this.counts.submits++;
+      if (p) p.afterSubmit(timed);
     }
     this.encoder = null;
     this.slots = 0;
@@ -319,6 +355,10 @@ export class GpuRuntime {
       else this.uploadPool.set(b.size, [b]);
     }
     this.uploadsInFlight = [];
+    if (p) {
+      p.submitted(ts);
+      p.leave(t0);
+    }
     this.checkError();
   }
 
@@ -347,6 +387,40 @@ export class GpuRuntime {
     else this.stagingPool.set(size, [staging]);
     this.checkError();
     return out;
+  }
+
+  // ---- profiling
+
+  /**
+   * Start measuring where time goes (profile.ts): what is encoded from now on is timed, on the GPU per kernel key
+   * when the device has `timestamp-query` and `timestamps` is not false, and on the host inside the runtime.
+   * Submits what was encoded before, so that it is not counted.
+   */
+  startProfile(options: ProfileOptions = {}): void {
+    if (this.profiler) throw new CharlmError("backend webgpu: a profile is already running; call stopProfile first");
+    this.submit();
+    this.profiler = new Profiler(this.device, options);
+    this.profileFrom = { ...this.counts };
+  }
+
+  /** Wait for the GPU, then the profile since startProfile; profiling stops. */
+  async stopProfile(): Promise<GpuProfile> {
+    const p = this.profiler;
+    if (!p) throw new CharlmError("backend webgpu: no profile is running; call startProfile first");
+    try {
+      await this.flush();
+    } finally {
+      this.profiler = null; // a device error ends the profile too
+    }
+    const c = this.counts;
+    const f = this.profileFrom;
+    return p.result({
+      dispatches: c.dispatches - f.dispatches,
+      copies: c.copies - f.copies,
+      clears: c.clears - f.clears,
+      submits: c.submits - f.submits,
+      uploads: c.uploads - f.uploads,
+    });
   }
 
   destroy(): void {
