@@ -296,3 +296,35 @@ test("switching models clears a stale error; a narrow window gets one column", {
     await page.setViewportSize({ width: 1400, height: 900 });
   }
 });
+
+test(
+  "Stop ends training in the tab within moments, and what it learned so far can be downloaded",
+  { skip: SKIP },
+  async () => {
+    await page.selectOption("#backend", "wasm");
+    await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
+    await page.selectOption("#train-model", "LSTM 32 (a quick look)");
+    await page.fill("#train-steps", "100000");
+    await page.click("#train-start");
+    const train = () =>
+      page.evaluate(() => (window as unknown as { charlmTrain: { state: string; losses: unknown[] } }).charlmTrain);
+    await page.waitForFunction(
+      () => (window as unknown as { charlmTrain: { losses: unknown[] } }).charlmTrain.losses.length >= 2,
+    );
+    const clicked = performance.now();
+    await page.click("#train-stop");
+    await page.waitForFunction(
+      () => (window as unknown as { charlmTrain: { state: string } }).charlmTrain.state !== "training",
+      undefined,
+      { timeout: 20_000 },
+    );
+    const waited = performance.now() - clicked;
+    assert.equal((await train()).state, "trained");
+    const status = (await page.locator("#train-status").textContent()) ?? "";
+    const m = /stopped after (\d+) steps/.exec(status);
+    assert.ok(m && Number(m[1]) < 100000, status);
+    assert.ok(waited < 10_000, `Stop took ${waited.toFixed(0)} ms`);
+    assert.equal(await page.locator("#train-download").isVisible(), true);
+    await page.selectOption("#backend", "auto");
+  },
+);

@@ -25,6 +25,7 @@ import { generateText } from "../sample/generate.js";
 import { CharlmError } from "../util/errors.js";
 import { Progress, formatDuration, type TextStream } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
+import { yieldToEvents } from "../util/yield.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
 import type { EpochRecord, InitFrom, Manifest, RunStatus } from "../checkpoint/checkpoint.js";
@@ -135,15 +136,6 @@ export async function trainLoop(o: LoopOptions): Promise<TrainResult> {
     lock.release();
   }
 }
-
-/**
- * On the js and wasm backends a step awaits only settled promises, so without a macrotask break a signal handler
- * (Ctrl-C, SIGTERM: save and stop) or an abort would wait for the next metrics write. In Node, setImmediate costs
- * microseconds a step; elsewhere (the page's worker) the run store yields instead (store.ts).
- */
-const setImmediateOrNull = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate ?? null;
-const yieldToEvents = (): Promise<void> | void =>
-  setImmediateOrNull ? new Promise<void>((resolve) => void setImmediateOrNull(resolve)) : undefined;
 
 /** The whole loop: restore, then epochs of steps, each ending in validation and a checkpoint. */
 async function runLoop(o: LoopOptions, store: RunStore | null): Promise<TrainResult> {
@@ -310,6 +302,8 @@ class Run {
       const batch = batcher.next();
       if (batch.reset) this.carried = null;
       await this.trainStep(batch);
+      // On js and wasm a step awaits only settled promises: without this break a signal handler (Ctrl-C, SIGTERM: save
+      // and stop), an abort or the page's Stop message would wait for the next checkpoint.
       await yieldToEvents();
       if (cfg.sampleEvery > 0 && this.step % cfg.sampleEvery === 0) await this.printSample();
       const stopNow = this.o.stopAfterSteps !== undefined && this.step >= this.o.stopAfterSteps;
