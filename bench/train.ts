@@ -2,7 +2,7 @@
 //
 //   npm run bench -- train [--steps N] [--only 1|2]
 //     Throughput: Embedding 64 -> LSTM 256 -> Dense 65 and Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64,
-//     sequence 100, Adam; characters/s (B*T per full training step: forward, loss, backward, update), PyTorch at
+//     sequence 100, and a GPT (4 layers x 128, block 128, batch 32; --only 3), Adam; characters/s (B*T per full training step: forward, loss, backward, update), PyTorch at
 //     its default threads and with both pinned to one thread, and the charlm/PyTorch ratio. charlm runs on the
 //     wasm backend when its build exists (else js), single-threaded unless CHARLM_THREADS says otherwise (wasm only,
 //     docs/wasm.md), so it is measured once per workload and compared with both PyTorch settings.
@@ -24,7 +24,8 @@ import { fileURLToPath } from "node:url";
 import { TINY_SHAKESPEARE, loadTinyShakespeare } from "../src/data/tinyshakespeare.js";
 import { getBackend, listBackends, noGrad, useBackend } from "../src/engine/index.js";
 import { scope } from "../src/engine/scope.js";
-import type { RnnModelConfig } from "../src/models/config.js";
+import type { ModelConfig, RnnModelConfig } from "../src/models/config.js";
+import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import type { RnnModel } from "../src/models/rnn.js";
 import { Adam } from "../src/train/optimizers.js";
@@ -76,7 +77,7 @@ function randomIds(n: number, V: number, rng: Rng): Int32Array {
 }
 
 /** One full training step in one scope (its storage freed after); returns the loss. */
-function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: number, T: number, lr: number) {
+function trainStep(model: LanguageModel, opt: Adam, x: Int32Array, y: Int32Array, B: number, T: number, lr: number) {
   const loss = scope(() => {
     for (const p of model.parameters().values()) p.zeroGrad();
     const { loss } = model.forward(x, B, T, { targets: y, training: true });
@@ -94,37 +95,36 @@ function trainStep(model: RnnModel, opt: Adam, x: Int32Array, y: Int32Array, B: 
 async function throughput(args: string[]): Promise<void> {
   const backend = await pickBackend();
   const V = 65;
-  const B = 64;
-  const T = 100;
+  const lstm = (name: string, H: number, L: number, steps: number) => ({
+    name,
+    B: 64,
+    T: 100,
+    steps,
+    model: { type: "rnn", cell: "lstm", vocabSize: V, embedding: 64, units: H, layers: L, dropout: 0 } as ModelConfig,
+    torch: ["--embedding", "64", "--units", `${H}`, "--layers", `${L}`],
+  });
+  const steps = flag(args, "--steps", 3);
   const workloads = [
-    { name: "Embedding 64 -> LSTM 256 -> Dense 65", E: 64, H: 256, L: 1, steps: flag(args, "--steps", 3) },
+    lstm("Embedding 64 -> LSTM 256 -> Dense 65, batch 64, sequence 100", 256, 1, steps),
+    lstm("Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64, sequence 100", 512, 2, Math.max(1, steps - 1)),
     {
-      name: "Embedding 64 -> 2 x LSTM 512 -> Dense 65",
-      E: 64,
-      H: 512,
-      L: 2,
-      steps: Math.max(1, flag(args, "--steps", 3) - 1),
-    },
+      name: "GPT 4 layers x 128 channels, 4 heads, block 128, batch 32",
+      B: 32,
+      T: 128,
+      steps,
+      model: { type: "gpt", vocabSize: V, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true },
+      torch: ["--cell", "gpt", "--units", "128", "--layers", "4", "--heads", "4"],
+    } as const,
   ];
   const only = flag(args, "--only", 0);
   const threads = (getBackend() as { threads?: number }).threads ?? 1;
-  console.log(
-    `charlm backend: ${backend} (${threads === 1 ? "single-threaded" : `${threads} threads`}); batch ${B}, sequence ${T}, Adam`,
-  );
+  console.log(`charlm backend: ${backend} (${threads === 1 ? "single-threaded" : `${threads} threads`}); Adam`);
   for (const [i, w] of workloads.entries()) {
     if (only && only !== i + 1) continue;
+    const { B, T } = w;
     console.log(`\n${w.name}`);
     const rng = new Rng(0);
-    const cfg: RnnModelConfig = {
-      type: "rnn",
-      cell: "lstm",
-      vocabSize: V,
-      embedding: w.E,
-      units: w.H,
-      layers: w.L,
-      dropout: 0,
-    };
-    const model = buildModel(cfg, rng) as RnnModel;
+    const model = buildModel(w.model, rng);
     const opt = new Adam(model.parameters());
     const x = randomIds(B * T, V, rng);
     const y = randomIds(B * T, V, rng);
@@ -135,8 +135,8 @@ async function throughput(args: string[]): Promise<void> {
     const charlm = (B * T * w.steps) / sec;
     console.log(`  charlm (${backend}):            ${fmt(charlm)} chars/s  (${w.steps} steps, ${sec.toFixed(1)} s)`);
 
-    const torchArgs = ["throughput", "--embedding", `${w.E}`, "--units", `${w.H}`, "--layers", `${w.L}`];
-    torchArgs.push("--vocab", `${V}`, "--batch", `${B}`, "--seq", `${T}`, "--steps", `${w.steps + 2}`, "--warmup", "1");
+    const torchArgs = ["throughput", ...w.torch, "--vocab", `${V}`, "--batch", `${B}`, "--seq", `${T}`];
+    torchArgs.push("--steps", `${w.steps + 2}`, "--warmup", "1");
     const dflt = runTorch(torchArgs);
     const one = runTorch([...torchArgs, "--threads", "1"], { OPENBLAS_NUM_THREADS: "1" });
     if (i === 0 || only) console.log(`  PyTorch ${dflt.torch}, BLAS: ${dflt.blas.join(", ") || "(none found)"}`);
