@@ -5,7 +5,7 @@
 //   route): training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
 //   steps, the loss read once at the end (the GPU runs ahead of JavaScript in between, as in a training run that
 //   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step) and, for scale,
-//   charlm's wasm backend on the CPU's cores for W1 at batch 64.
+//   charlm's wasm backend on the CPU's cores for W1 and W2 at both batch sizes.
 //
 // On the GPU machine (no Node there; ../shared/gpu/README.md), from the project root, after npm ci here:
 //   bash bench/gpu-pack.sh        (../shared/gpu/pack.sh, plus train_torch.py, the wasm builds and worker)
@@ -407,13 +407,24 @@ async function main(): Promise<void> {
   }
   gpu.destroy?.();
 
-  // wasm on the CPU's cores (its default thread count), W1 at the first batch size. A bundle finds the builds
-  // through CHARLM_WASM_DIR, set here to the bundle's folder when they were copied there.
+  // wasm on the CPU's cores (its default thread count), the recurrent workloads at every batch size, against the
+  // fastest webgpu layout of each: the "x wasm" the GPU buys. A bundle finds the builds through CHARLM_WASM_DIR, set
+  // here to the bundle's folder when they were copied there.
   if (!process.env.CHARLM_WASM_DIR && existsSync(join(here, "kernels.wasm"))) process.env.CHARLM_WASM_DIR = here;
   try {
     const wasm = (await useBackend("wasm")) as Backend & { threads?: number };
-    const [rate] = await trainRate(workloads[0], workloads[0].batches[0], tiny ? 1 : 3);
-    console.log(`\nwasm, ${wasm.threads ?? 1} CPU threads, W1 B=${workloads[0].batches[0]}: ${k(rate)} chars/s`);
+    console.log(`\nwasm on the CPU, ${wasm.threads ?? 1} threads:`);
+    for (const w of workloads.filter((w) => w.model.type === "rnn")) {
+      for (const B of w.batches) {
+        const [rate] = await trainRate(w, B, tiny ? 1 : 2);
+        const gpuBest = Math.max(
+          ...results.filter((r) => r.workload === w.name && r.B === B).map((r) => r.charsPerSec as number),
+        );
+        console.log(
+          `   ${w.name} B=${String(B).padEnd(4)} ${k(rate)} chars/s; webgpu's best is ${(gpuBest / rate).toFixed(1)}x`,
+        );
+      }
+    }
     (wasm as { close?: () => void }).close?.();
   } catch (e) {
     console.log(`\nwasm: skipped (${(e as Error).message.split("\n")[0]})`);
