@@ -30,7 +30,14 @@ test("help: 'charlm help CMD' is 'charlm CMD --help'; unknown commands are refus
 
 test("--help lists the CHARLM_* environment variables and the exit codes", async () => {
   const top = await cli("--help");
-  for (const v of ["CHARLM_THREADS", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR", "CHARLM_WASM_BUILD"]) {
+  const vars = [
+    "CHARLM_THREADS",
+    "CHARLM_TINYSHAKESPEARE",
+    "CHARLM_CACHE_DIR",
+    "CHARLM_WASM_BUILD",
+    "CHARLM_WEBGPU_RECURRENT",
+  ];
+  for (const v of vars) {
     assert.match(top.out, new RegExp(`^  ${v} `, "m"), v);
   }
   assert.match(top.out, /^Exit codes:\n {2}0 +success\n {2}1 +/m);

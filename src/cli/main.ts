@@ -13,6 +13,10 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_TINYSHAKESPEARE: "path of a local Tiny Shakespeare input.txt, used instead of the cache or a download",
   CHARLM_CACHE_DIR: "where downloads are cached (default $XDG_CACHE_HOME/charlm, else ~/.cache/charlm)",
   CHARLM_WASM_BUILD: "plain or relaxed: force one build of the wasm kernels (default: the fastest that runs)",
+  CHARLM_WEBGPU_RECURRENT:
+    "step or sequence: webgpu runs a recurrent time loop as a dispatch per step or one per sequence (default: by size)",
+  CHARLM_WEBGPU_ROWS: "1, 2, 4 (or 8 for sequence): batch rows per webgpu thread in the recurrent kernels (tuning)",
+  CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 
 /** One exit code per kind of outcome, for --help and the docs. */

@@ -11,7 +11,13 @@ import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const evalCommand = defineCommand({
   name: "eval",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
+  environment: [
+    "CHARLM_THREADS",
+    "CHARLM_WASM_BUILD",
+    "CHARLM_WEBGPU_RECURRENT",
+    "CHARLM_TINYSHAKESPEARE",
+    "CHARLM_CACHE_DIR",
+  ],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
     model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },

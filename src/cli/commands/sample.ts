@@ -8,7 +8,7 @@ import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const sampleCommand = defineCommand({
   name: "sample",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_WEBGPU_RECURRENT"],
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
     model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },

@@ -10,7 +10,7 @@ import { CHECKPOINT_HELP, defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
   name: "serve",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD"],
+  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_WEBGPU_RECURRENT"],
   summary: "serve trained models over HTTP: a JSON API, a streaming API and a web page",
   schema: {
     model: {

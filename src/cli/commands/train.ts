@@ -54,7 +54,13 @@ const schema = {
 
 export const trainCommand = defineCommand({
   name: "train",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
+  environment: [
+    "CHARLM_THREADS",
+    "CHARLM_WASM_BUILD",
+    "CHARLM_WEBGPU_RECURRENT",
+    "CHARLM_TINYSHAKESPEARE",
+    "CHARLM_CACHE_DIR",
+  ],
   summary: "train a character-level model (Tiny Shakespeare or your corpus), with checkpoints",
   schema,
   examples: [
