@@ -16,6 +16,10 @@ export interface Command<S extends Schema = Schema> {
 }
 
 /** What `--model` (and export's first argument) accepts: a trained model, as openCheckpoint (src/checkpoint) reads it. */
+/** Environment variables of the commands that run the kernels, and of those that read Tiny Shakespeare. */
+export const KERNEL_ENV = ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_WEBGPU_RECURRENT"];
+export const DATA_ENV = ["CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"];
+
 export const CHECKPOINT_HELP =
   "checkpoint directory (the --out of charlm train), or a .tar of one (the web page's download)";
 

@@ -7,17 +7,11 @@ import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { evaluate } from "../../train/evaluate.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
-import { CHECKPOINT_HELP, defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, DATA_ENV, KERNEL_ENV, defineCommand } from "../command.js";
 
 export const evalCommand = defineCommand({
   name: "eval",
-  environment: [
-    "CHARLM_THREADS",
-    "CHARLM_WASM_BUILD",
-    "CHARLM_WEBGPU_RECURRENT",
-    "CHARLM_TINYSHAKESPEARE",
-    "CHARLM_CACHE_DIR",
-  ],
+  environment: [...KERNEL_ENV, ...DATA_ENV],
   summary: "measure a trained model's loss on the test, validation or train split",
   schema: {
     model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },

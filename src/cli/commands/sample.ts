@@ -4,11 +4,11 @@ import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
 import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
 import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
-import { CHECKPOINT_HELP, defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, KERNEL_ENV, defineCommand } from "../command.js";
 
 export const sampleCommand = defineCommand({
   name: "sample",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_WEBGPU_RECURRENT"],
+  environment: KERNEL_ENV,
   summary: "generate text from a trained model, streamed as it is produced",
   schema: {
     model: { type: "string", help: CHECKPOINT_HELP, arg: "DIR" },

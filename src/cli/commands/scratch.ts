@@ -1,7 +1,7 @@
 // `charlm scratch [train]` trains the from-scratch vanilla RNN (src/scratch); `charlm scratch sample` samples a
 // checkpoint it saved. Flags only; the work is in src/scratch/run.ts.
 
-import { defineCommand } from "../command.js";
+import { DATA_ENV, defineCommand } from "../command.js";
 import { stopOnSignals } from "../signals.js";
 import { kebab } from "../flags.js";
 import { UsageError } from "../../util/errors.js";
@@ -71,7 +71,7 @@ const TRAIN_ONLY = Object.keys(schema).filter((k) => !SAMPLE_ONLY.includes(k) &&
 
 export const scratchCommand = defineCommand({
   name: "scratch",
-  environment: ["CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
+  environment: DATA_ENV,
   summary: "the min-char-rnn vanilla RNN written from scratch: train it, or sample a checkpoint ('scratch sample')",
   schema,
   positionals: "[train|sample]",

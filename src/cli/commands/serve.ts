@@ -6,11 +6,11 @@ import { Rng } from "../../util/rng.js";
 import { createServer, DEFAULTS } from "../../server/app.js";
 import { loadServedModels } from "../../server/checkpoint-model.js";
 import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
-import { CHECKPOINT_HELP, defineCommand } from "../command.js";
+import { CHECKPOINT_HELP, KERNEL_ENV, defineCommand } from "../command.js";
 
 export const serveCommand = defineCommand({
   name: "serve",
-  environment: ["CHARLM_THREADS", "CHARLM_WASM_BUILD", "CHARLM_WEBGPU_RECURRENT"],
+  environment: KERNEL_ENV,
   summary: "serve trained models over HTTP: a JSON API, a streaming API and a web page",
   schema: {
     model: {

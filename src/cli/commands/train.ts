@@ -16,7 +16,7 @@ import { trainLoop } from "../../train/loop.js";
 import { prepareRun } from "../../train/session.js";
 import { CharlmError } from "../../util/errors.js";
 import { formatDuration } from "../../util/progress.js";
-import { defineCommand } from "../command.js";
+import { DATA_ENV, KERNEL_ENV, defineCommand } from "../command.js";
 import { stopOnSignals } from "../signals.js";
 import type { Flags, Schema } from "../flags.js";
 
@@ -54,13 +54,7 @@ const schema = {
 
 export const trainCommand = defineCommand({
   name: "train",
-  environment: [
-    "CHARLM_THREADS",
-    "CHARLM_WASM_BUILD",
-    "CHARLM_WEBGPU_RECURRENT",
-    "CHARLM_TINYSHAKESPEARE",
-    "CHARLM_CACHE_DIR",
-  ],
+  environment: [...KERNEL_ENV, ...DATA_ENV],
   summary: "train a character-level model (Tiny Shakespeare or your corpus), with checkpoints",
   schema,
   examples: [

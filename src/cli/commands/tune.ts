@@ -7,7 +7,7 @@ import { PRESETS, configFromFlags, trainConfigSchema } from "../../train/config.
 import { parseSpaceJson, type Dimension } from "../../tune/space.js";
 import { formatTable, tune } from "../../tune/index.js";
 import { CharlmError, UsageError } from "../../util/errors.js";
-import { defineCommand } from "../command.js";
+import { DATA_ENV, defineCommand } from "../command.js";
 import type { Schema } from "../flags.js";
 import { stopOnSignals } from "../signals.js";
 
@@ -87,7 +87,7 @@ const schema = {
 
 export const tuneCommand = defineCommand({
   name: "tune",
-  environment: ["CHARLM_THREADS", "CHARLM_TINYSHAKESPEARE", "CHARLM_CACHE_DIR"],
+  environment: ["CHARLM_THREADS", ...DATA_ENV],
   summary: "search training settings: random search or successive halving over trials run as normal runs",
   schema,
   examples: [
