@@ -141,31 +141,53 @@ interface TrainProbe {
   from: string;
 }
 
+/** The page from a charlm server of `models`, in headless Chromium on SwiftShader, with the tab's training probe. */
+async function openPage(models: Parameters<typeof createCharlmServer>[0]) {
+  await buildWeb();
+  const app = createCharlmServer(models);
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const browser = await launch();
+  const close = async () => {
+    await browser.close();
+    await app.close();
+  };
+  const page = await browser.newPage({ acceptDownloads: true });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  try {
+    await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
+    await page.waitForSelector("body[data-ready=true]");
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return {
+    page,
+    errors,
+    probe: () => page.evaluate(() => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain),
+    /** Waits until the tab's work (training or generating) has ended, well or with an error. */
+    until: (states: string[]) =>
+      page.waitForFunction(
+        (s) => s.includes((window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state),
+        states,
+        { timeout: 240_000 },
+      ),
+    close,
+  };
+}
+
 test(
   "the page trains in the tab on webgpu, generates, and its checkpoint tar loads in charlm sample",
   { skip },
   async () => {
-    await buildWeb();
-    const app = createCharlmServer([]);
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    const browser = await launch();
+    const { page, errors, probe, until, close } = await openPage([]);
     const work = mkdtempSync(join(tmpdir(), "charlm-tab-"));
     try {
-      const page = await browser.newPage({ acceptDownloads: true });
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
-      await page.waitForSelector("body[data-ready=true]");
       await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
       await page.selectOption("#train-model", "LSTM 32 (a quick look)");
       await page.fill("#train-steps", "15");
       await page.click("#train-start");
-      const probe = () => page.evaluate(() => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain);
-      await page.waitForFunction(
-        () => ["trained", "error"].includes((window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state),
-        undefined,
-        { timeout: 240_000 },
-      );
+      await until(["trained", "error"]);
       const p = await probe();
       assert.equal(p.error, "");
       assert.equal(p.backend, "webgpu", "auto trains on webgpu where the browser has an adapter");
@@ -180,11 +202,7 @@ test(
 
       await page.fill("#train-prime", "the ");
       await page.click("#train-generate");
-      await page.waitForFunction(
-        () => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state !== "generating",
-        undefined,
-        { timeout: 60_000 },
-      );
+      await until(["trained", "error"]);
       const g = await probe();
       assert.equal(g.error, "");
       assert.equal(g.backend, "wasm", "auto generates on wasm");
@@ -215,8 +233,7 @@ test(
       assert.ok(r.out.startsWith("the ") && Array.from(r.out.trimEnd()).length >= 30, r.out);
       assert.deepEqual(errors, []);
     } finally {
-      await browser.close();
-      await app.close();
+      await close();
       rmSync(work, { recursive: true, force: true });
     }
   },
@@ -236,25 +253,11 @@ test(
     );
     mkdirSync(join(work, "fox"));
     for (const [name, bytes] of source.store.files) writeFileSync(join(work, "fox", name), bytes);
-    await buildWeb();
-    const app = createCharlmServer(await loadServedModels([`fox=${join(work, "fox")}`]));
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    const browser = await launch();
+    const { page, errors, probe, until, close } = await openPage(await loadServedModels([`fox=${join(work, "fox")}`]));
     try {
-      const page = await browser.newPage({ acceptDownloads: true });
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
-      await page.waitForSelector("body[data-ready=true]");
       await page.selectOption("#train-from", "fox");
       assert.ok(await page.locator("#train-model").isDisabled(), "the source fixes the model's size");
-      const probe = () => page.evaluate(() => (window as unknown as { charlmTrain: TrainProbe }).charlmTrain);
-      const settled = () =>
-        page.waitForFunction(
-          () => ["trained", "error"].includes((window as unknown as { charlmTrain: TrainProbe }).charlmTrain.state),
-          undefined,
-          { timeout: 240_000 },
-        );
+      const settled = () => until(["trained", "error"]);
 
       // "Z" is not in the source's vocabulary, which has no <unk>.
       await page.fill("#train-text", FOX.replace("z", "Z").repeat(200));
@@ -299,8 +302,7 @@ test(
       assert.equal(r.code, 0, r.err);
       assert.deepEqual(errors, []);
     } finally {
-      await browser.close();
-      await app.close();
+      await close();
       rmSync(work, { recursive: true, force: true });
     }
   },
