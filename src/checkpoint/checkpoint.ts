@@ -547,8 +547,8 @@ async function archiveFiles(file: string): Promise<CheckpointFiles> {
   };
 }
 
-// A file (not a directory) where a checkpoint is expected: a tar of one.
-const isArchive = (p: string): Promise<boolean> =>
+/** Whether `p` is a regular file (false when it is a directory or missing). */
+export const isFile = (p: string): Promise<boolean> =>
   fs.stat(p).then(
     (s) => s.isFile(),
     () => false,
@@ -560,7 +560,8 @@ const isArchive = (p: string): Promise<boolean> =>
  * come through here or loadCheckpoint, so each reads both, with the same checks and messages.
  */
 export async function openCheckpoint(p: string): Promise<CheckpointFiles> {
-  return (await isArchive(p)) ? archiveFiles(p) : directoryFiles(p, await readManifest(p));
+  // A file where a checkpoint is expected is a tar of one.
+  return (await isFile(p)) ? archiveFiles(p) : directoryFiles(p, await readManifest(p));
 }
 
 /**
@@ -570,7 +571,7 @@ export async function openCheckpoint(p: string): Promise<CheckpointFiles> {
 export async function loadCheckpoint(
   p: string,
 ): Promise<{ model: LanguageModel; vocab: Tokenizer; manifest: Manifest; files: CheckpointFiles }> {
-  if (await isArchive(p)) return modelFrom(await archiveFiles(p));
+  if (await isFile(p)) return modelFrom(await archiveFiles(p));
   return readConsistently(p, async () => modelFrom(directoryFiles(p, await readManifest(p))));
 }
 

@@ -4,7 +4,7 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { CharlmError } from "../util/errors.js";
-import { readManifest, MANIFEST, type Manifest } from "./checkpoint.js";
+import { isFile, readManifest, MANIFEST, type Manifest } from "./checkpoint.js";
 import { writerActive } from "./lock.js";
 
 export interface RunInfo {
@@ -40,11 +40,7 @@ export async function listRuns(dir: string): Promise<RunInfo[]> {
   return out;
 }
 
-const isRun = (d: string): Promise<boolean> =>
-  fs.stat(path.join(d, MANIFEST)).then(
-    (s) => s.isFile(),
-    () => false,
-  );
+const isRun = (d: string): Promise<boolean> => isFile(path.join(d, MANIFEST));
 
 async function describeRun(dir: string, name: string): Promise<RunInfo> {
   const base = { name, dir, epoch: 0, epochs: null, step: 0, bestValLoss: null, model: "?", data: null, savedAt: null };

@@ -13,7 +13,7 @@ import { Vocab } from "../data/vocab.js";
 import type { LanguageModel } from "../models/contract.js";
 import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import { buildModel } from "../models/registry.js";
-import { MANIFEST, loadCheckpoint, openCheckpoint, type InitFrom } from "../checkpoint/checkpoint.js";
+import { MANIFEST, isFile, loadCheckpoint, openCheckpoint, type InitFrom } from "../checkpoint/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -35,7 +35,7 @@ const exists = (p: string): Promise<boolean> =>
 /** Which of the two formats `dir` holds; a line naming what to pass when it is neither. */
 async function formatOf(dir: string): Promise<InitFrom["format"]> {
   // A file: a tar of a checkpoint (the web page's download), which openCheckpoint reads or refuses in one line.
-  if ((await fs.stat(dir).catch(() => null))?.isFile()) return "charlm";
+  if (await isFile(dir)) return "charlm";
   // charlm.json.next: a checkpoint caught mid-save still reads (readManifest goes by it).
   if ((await exists(path.join(dir, MANIFEST))) || (await exists(path.join(dir, MANIFEST + ".next")))) return "charlm";
   if (await exists(path.join(dir, TORCH_MANIFEST))) return "torch";

@@ -2,12 +2,11 @@
 // the vocabulary check, generation through the one sampler (src/sample/generate.ts), and the files the in-browser
 // mode downloads.
 
-import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { LanguageModel } from "../models/contract.js";
 import { countParams, summary } from "../models/registry.js";
 import { generate } from "../sample/generate.js";
-import { loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
+import { isFile, loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
 import type { Tokenizer } from "../data/tokenizer.js";
 import { UsageError } from "../util/errors.js";
 import type { GenerateRequest, ModelCard, ServedFile, ServedModel } from "./served-model.js";
@@ -82,11 +81,6 @@ export async function fromCheckpoint(dir: string, name?: string): Promise<Served
   }
   const loaded = await loadCheckpoint(abs);
   const { archive } = loaded.files;
-  const isFile = (p: string): Promise<boolean> =>
-    stat(p).then(
-      (s) => s.isFile(),
-      () => false,
-    );
   const fileOf = async (f: string): Promise<ServedFile | undefined> => {
     if (archive) return archive.has(f) ? { name: f, bytes: archive.get(f)! } : undefined;
     return (await isFile(join(abs, f))) ? join(abs, f) : undefined;

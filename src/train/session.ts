@@ -144,10 +144,11 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
         `${path.join(out, MANIFEST)}: holds no training config, so it cannot be resumed; start a new run`,
       );
     cfg = resumedConfig(manifest.train, { ...file, ...overrides }, path.join(out, MANIFEST));
+    const files = directoryFiles(out, manifest);
     resume = {
       manifest,
-      optimizer: await loadOptimizerState(directoryFiles(out, manifest)),
-      bestWeights: await loadBestWeights(directoryFiles(out, manifest)),
+      optimizer: await loadOptimizerState(files),
+      bestWeights: await loadBestWeights(files),
       carried: null, // tensors: loaded with the model, on the run's backend
     };
   } else {
@@ -195,7 +196,7 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
   cfg = { ...cfg, backend: chosen.name };
   setBackend(chosen.backend);
   const loaded = resume && out ? await loadCheckpoint(out) : null;
-  if (resume && out) resume.carried = await loadCarriedState(directoryFiles(out, resume.manifest));
+  if (resume && loaded) resume.carried = await loadCarriedState(loaded.files);
   const source = req.initFrom ? await loadInitSource(req.initFrom, { dropout: cfg.dropout }) : null;
   const splits =
     req.splits ??

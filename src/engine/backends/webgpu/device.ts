@@ -106,7 +106,8 @@ export async function probeGpu(): Promise<{ ok: true; description: string } | { 
 
 /**
  * A device with the limits the kernels need: up to 10 storage buffers per shader stage and the adapter's largest
- * buffers and workgroup memory, and `timestamp-query` where the adapter has it (for the profiler). Throws a CharlmError naming the cause when there is no adapter.
+ * buffers and workgroup memory, and `timestamp-query` where the adapter has it (for the profiler). Throws a
+ * CharlmError naming the cause when there is no adapter.
  */
 export async function requestGpuDevice(): Promise<GpuDevice> {
   const gpu = await gpuEntry();

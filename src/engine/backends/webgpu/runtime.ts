@@ -313,9 +313,10 @@ export class GpuRuntime {
     this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
     this.ringHost.set(params, slot * SLOT_U32);
     const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
+    const pk = p ? p.keyOf(key, groups) : "";
     if (p?.timestamps) {
       // A pass of its own, timed at its beginning and end (profile.ts)
-      const timestampWrites = p.timestampWrites(p.keyOf(key, groups));
+      const timestampWrites = p.timestampWrites(pk);
       this.pass = this.encode().beginComputePass({ timestampWrites });
     } else if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
     this.pass.setPipeline(pipeline);
@@ -324,8 +325,8 @@ export class GpuRuntime {
     this.counts.dispatches++;
     for (const s of snapshots) this.free(s);
     if (p) {
-      if (!p.timestamps) p.counted(p.keyOf(key, groups));
-      p.leave(t0, p.keyOf(key, groups));
+      if (!p.timestamps) p.counted(pk);
+      p.leave(t0, pk);
     }
     if (++this.dispatches >= MAX_DISPATCHES) this.submit();
   }
