@@ -13,6 +13,11 @@
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
+// Each recurrent workload runs in the step layout with its dot products in 1, 2, 4 and 8 slices
+// (CHARLM_WEBGPU_SPLIT) and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an
+// H200); --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then generation
+// and wasm).
+//
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
 // and the part of it inside the runtime's encoding), the GPU's (kernels from timestamps, one pass per dispatch),
@@ -369,18 +374,23 @@ async function main(): Promise<void> {
   else console.log(`PyTorch ${py.version} (${py.python}) on ${py.cuda ? "CUDA" : "the CPU (no CUDA here)"}\n`);
 
   // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
-  // a dispatch per step (the default), and one dispatch per layer for the whole sequence with 1, 2, 4 or 8 batch
-  // rows per workgroup thread. --json FILE keeps every figure, so that a script can pick the fastest.
+  // a dispatch per step, its dot products cut into 1 to 8 slices, and one dispatch per layer for the whole sequence
+  // with 1 batch row per workgroup thread. --json FILE keeps every figure, so that a script can pick the fastest.
   const layouts = [
-    { name: "step", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
-    ...(tiny ? ["2"] : ["1", "2", "4", "8"]).map((rows) => ({
+    ...(tiny ? ["1", "4"] : ["1", "2", "4", "8"]).map((split) => ({
+      name: `step, ${split} slice${split === "1" ? "" : "s"}`,
+      env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLIT: split },
+    })),
+    ...["1"].map((rows) => ({
       name: `sequence, ${rows} row${rows === "1" ? "" : "s"}`,
       env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: rows },
     })),
   ];
   const results: Record<string, unknown>[] = [];
   const json = process.argv.indexOf("--json");
-  for (const w of workloads) {
+  const onlyAt = process.argv.indexOf("--only"); // --only W1,W2: those workloads' throughput alone
+  const only = onlyAt > 0 ? process.argv[onlyAt + 1].split(",") : null;
+  for (const w of workloads.filter((w) => !only || only.includes(w.name))) {
     for (const B of w.batches) {
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
       const theirs = typeof t === "string" ? null : t;
@@ -392,6 +402,7 @@ async function main(): Promise<void> {
         const [ours, loss] = await trainRate(w, B, w.steps);
         delete process.env.CHARLM_WEBGPU_RECURRENT;
         delete process.env.CHARLM_WEBGPU_ROWS;
+        delete process.env.CHARLM_WEBGPU_SPLIT;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(18)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

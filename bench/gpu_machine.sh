@@ -12,9 +12,12 @@
 #                                            throughput against PyTorch CUDA in both recurrent layouts, the GPT
 #                                            workload, generation, wasm on the CPU
 #   PART=quality bash bench/gpu_machine.sh   (~6 min) the gpu preset's best validation loss in QUALITY_SECONDS
-#                                            (300), in the layout the bench found fastest for its shape (read from
+#                                            (300), in the layout the bench found fastest for W2 at batch 64 (read from
 #                                            bench/out/gpu-last.json, which the bench part leaves on the machine);
 #                                            QUALITY_SET="dropout=0.4,..." changes the recipe (bench/gpu_quality.ts)
+#   PART=all ... (at most ALL_SECONDS, 590)  the bench (T_BENCH), then the quality run, then a second one with
+#                                            QUALITY_SET2 if set, then the profile, in the time left: one command,
+#                                            one machine start, when the budget is 15 minutes
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes.
 set -u
@@ -43,26 +46,54 @@ if [ "${TINY:-0}" = 1 ]; then
   timeout 60 node .gpu/app/gpu_quality.mjs --seconds 1 --backend wasm 2>&1 | head -3 | tee "$out/quality.txt"
   exit 0
 fi
-if [ "${PART:-bench}" = bench ]; then
-  timeout "${T_PROFILE:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt"
-  [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
-  timeout "${T_BENCH:-300}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
+profile() {
+  timeout "${1:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt"
+}
+bench() {
+  # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts, e.g. --only W1,W2
+  timeout "${T_BENCH:-300}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
   cp "$out/gpu-bench.json" bench/out/gpu-last.json 2>/dev/null || true
-fi
-if [ "${PART:-bench}" = quality ]; then
-  # The layout that trained W2 at batch 256 (the gpu preset's shape) fastest in the bench part, if it ran here.
-  if [ -f bench/out/gpu-last.json ] && [ -z "${CHARLM_WEBGPU_RECURRENT:-}" ]; then
+}
+quality() { # [output name] [seconds] [config fields]
+  # The layout that trained W2 at batch 64 (nearest the gpu preset's 32) fastest in the bench part, if it ran here.
+  if [ -f bench/out/gpu-last.json ] && [ -z "${CHARLM_WEBGPU_RECURRENT:-}" ] && [ -z "${QUALITY_AUTO:-}" ]; then
     eval "$(node -e '
       const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results
-        .filter((x) => x.workload === "W2" && x.B === 256).sort((a, b) => b.charsPerSec - a.charsPerSec)[0];
+        .filter((x) => x.workload === "W2" && x.B === 64).sort((a, b) => b.charsPerSec - a.charsPerSec)[0];
       if (r) for (const [k, v] of Object.entries(r.layout)) console.log(`export ${k}=${v}`);
     ' bench/out/gpu-last.json 2>/dev/null || true)"
   fi
-  echo "quality run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" | tee -a "$out/gpu.txt"
-  set -- --seconds "${QUALITY_SECONDS:-300}"
-  [ -n "${QUALITY_SET:-}" ] && set -- "$@" --set "$QUALITY_SET"
-  timeout "${T_QUALITY:-420}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee "$out/quality.txt"
-fi
+  # nothing measured (the bench failed before W2): the step layout unsliced, as measured in an earlier run
+  if [ -z "${CHARLM_WEBGPU_RECURRENT:-}" ] && [ -z "${QUALITY_AUTO:-}" ]; then
+    export CHARLM_WEBGPU_RECURRENT=step CHARLM_WEBGPU_SPLIT=1
+  fi
+  local name=${1:-quality} seconds=${2:-${QUALITY_SECONDS:-300}} fields=${3:-${QUALITY_SET:-}}
+  echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto} CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto}" | tee -a "$out/gpu.txt"
+  set -- --seconds "$seconds"
+  [ -n "$fields" ] && set -- "$@" --set "$fields"
+  timeout "${T_QUALITY:-$((seconds + 60))}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee "$out/$name.txt"
+}
+case "${PART:-bench}" in
+  bench)
+    profile "${T_PROFILE:-120}"
+    [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
+    bench
+    ;;
+  quality) quality ;;
+  # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in
+  # whatever time is left (it explains the bench's figures; the figures come first).
+  # QUALITY_SET2 adds a second quality run (quality2.txt) in the time left before the profile.
+  all)
+    bench
+    quality
+    left=$((${ALL_SECONDS:-590} - SECONDS - 30))
+    if [ -n "${QUALITY_SET2:-}" ] && [ "$left" -gt 60 ]; then
+      T_QUALITY=$((left + 25)) quality quality2 $((left < 300 ? left : 300)) "$QUALITY_SET2"
+    fi
+    left=$((${ALL_SECONDS:-590} - SECONDS))
+    [ "$left" -gt 20 ] && profile "$left"
+    ;;
+esac
 if [ "${THREADS:-0}" = 1 ]; then
   timeout "${T_THREADS:-130}" node .gpu/app/_threads_main.mjs --threads 1,2,4,8,16 --torch 2>&1 | tee "$out/threads.txt"
 fi

@@ -6,8 +6,8 @@
 //   (bundled for the GPU machine: bash ../shared/gpu/pack.sh bench/gpu_quality.ts; see bench/gpu.ts)
 //
 // The recipe is the preset's (src/train/config.ts, PRESETS.gpu): model, batch, sequence, Adam, warm-up, clipping,
-// dropout. The cosine schedule is stretched over the steps the budget allows, estimated from the speed of the
-// first 30 steps. Every --eval-every steps (default: the preset's stepsPerEpoch) the whole validation split is
+// dropout, early-stopping patience. The cosine schedule runs over the preset's epochs x stepsPerEpoch, or over the
+// steps the budget allows where that is fewer (the speed measured from step 10 to 40). Every --eval-every steps (default: an epoch, as charlm train counts it) the whole validation split is
 // evaluated; the best weights are kept on the host and put back for the test loss. Times count training and
 // evaluation, not start-up.
 
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const preset = option("--preset") ?? "gpu";
   const cfg = resolveTrainConfig({ preset, overrides: settings(option("--set")) });
   const backend = (option("--backend") ?? cfg.backend) as BackendName;
-  const evalEvery = Number(option("--eval-every") ?? cfg.stepsPerEpoch);
+
   const be = await useBackend(backend);
   const ts = await loadTinyShakespeare({ quiet: true });
   const vocab = buildTrainVocab(cfg, ts.train);
@@ -55,6 +55,9 @@ async function main(): Promise<void> {
   const dataRng = new Rng(cfg.seed + 1);
   const modelRng = new Rng(cfg.seed + 2);
   const windows = new WindowEpoch(trainIds, B, T, dataRng);
+  // an epoch: the preset's stepsPerEpoch, or (0) a whole pass over the training split, as in charlm train
+  const perEpoch = cfg.stepsPerEpoch > 0 ? cfg.stepsPerEpoch : windows.batchesPerEpoch;
+  const evalEvery = Number(option("--eval-every") ?? perEpoch);
   const shape =
     cfg.type === "gpt"
       ? `GPT ${cfg.layers} x ${cfg.embedding}, ${cfg.heads} heads`
@@ -67,6 +70,8 @@ async function main(): Promise<void> {
 
   let totalSteps = 1e9; // until the speed is known
   let step = 0;
+  let t10 = 0;
+  let sinceBest = 0; // evaluations without a new best, for the preset's early-stopping patience
   let best = { val: Infinity, step: 0, time: 0, weights: null as Map<string, Float32Array> | null };
   const t0 = performance.now();
   const elapsed = (): number => (performance.now() - t0) / 1000;
@@ -90,13 +95,22 @@ async function main(): Promise<void> {
         return res.loss!;
       });
       step++;
-      if (step === 30) {
+      // The speed from steps 10 to 40, after the kernels' first compilations: the cosine is stretched over what the
+      // budget allows, but never past the preset's own epochs x stepsPerEpoch (a fast GPU would otherwise keep the
+      // learning rate high for dozens of passes over this small corpus and only overfit).
+      if (step === 10 || step === 40) {
         const v = await loss.value(); // waits for the queue: the time is the real speed
-        const rate = step / elapsed();
-        totalSteps = Math.floor(rate * seconds * 0.93); // evaluations take the rest
-        console.log(
-          `  ${rate.toFixed(1)} steps/s (${((rate * B * T) / 1000).toFixed(0)} k chars/s), loss ${v.toFixed(3)}; cosine over ${totalSteps} steps`,
-        );
+        if (step === 10) t10 = elapsed();
+        else {
+          const rate = 30 / (elapsed() - t10);
+          const byBudget = Math.floor(step + rate * (seconds - elapsed()) * 0.93); // evaluations take the rest
+          totalSteps = Math.min(byBudget, cfg.epochs * perEpoch);
+          console.log(
+            `  ${rate.toFixed(1)} steps/s (${((rate * B * T) / 1000).toFixed(0)} k chars/s), loss ${v.toFixed(3)}; ` +
+              `cosine over ${totalSteps} steps (${byBudget} fit the budget, the preset's schedule is ` +
+              `${cfg.epochs * perEpoch})`,
+          );
+        }
       }
       loss.dispose();
       if (step >= totalSteps || elapsed() > seconds) break outer;
@@ -111,6 +125,11 @@ async function main(): Promise<void> {
     console.log(
       `  step ${step}  ${elapsed().toFixed(0)} s  validation ${val.nats.toFixed(4)}${improved ? "  *best*" : ""}`,
     );
+    sinceBest = improved ? 0 : sinceBest + 1;
+    if (cfg.patience > 0 && sinceBest >= cfg.patience) {
+      console.log(`  early stop: no better validation in ${cfg.patience} evaluations`);
+      break;
+    }
   }
   const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
   if (val.nats < best.val) {

@@ -4,11 +4,6 @@
 import { CharlmError } from "../../../util/errors.js";
 import { isNode } from "./load.js";
 
-// Node's core count. node:os is imported by a computed name, in Node only, so that bundles for the browser
-// (charlm/browser, the web page) contain no Node built-in.
-const os: { availableParallelism?: () => number } | null = isNode() ? await import(["node", "os"].join(":")) : null;
-const availableParallelism = os?.availableParallelism;
-
 /** The most threads `{ threads }` / CHARLM_THREADS accept. */
 export const MAX_THREADS = 64;
 
@@ -30,8 +25,12 @@ export function checkThreads(n: number, what: string): number {
 
 /** Threads when nothing says otherwise: the cores Node reports, up to DEFAULT_THREADS_CAP; 1 outside Node. */
 export function defaultThreads(): number {
-  if (!isNode() || typeof SharedArrayBuffer === "undefined" || typeof availableParallelism !== "function") return 1;
-  return Math.max(1, Math.min(availableParallelism(), DEFAULT_THREADS_CAP));
+  // process.getBuiltinModule (Node >= 20.16) first: a bundler may run this before the import above has settled
+  // (esbuild did, in bench/gpu-pack.sh's bundles, which then ran wasm on one thread).
+  const get = isNode() ? (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule : undefined;
+  const cores = (get?.("node:os") as NodeOs | undefined)?.availableParallelism ?? availableParallelism;
+  if (!isNode() || typeof SharedArrayBuffer === "undefined" || typeof cores !== "function") return 1;
+  return Math.max(1, Math.min(cores(), DEFAULT_THREADS_CAP));
 }
 
 /** CHARLM_THREADS as a thread count, or the default when it is unset; a malformed value is an error naming it. */
@@ -40,3 +39,10 @@ export function threadsFromEnv(): number {
   if (v === undefined || v.trim() === "") return defaultThreads();
   return checkThreads(Number(v), `CHARLM_THREADS=${v}`);
 }
+
+// Node's core count, for Node before process.getBuiltinModule. node:os is imported by a computed name, in Node only,
+// so that bundles for the browser (charlm/browser, the web page) contain no Node built-in. Last in the module: a
+// bundle that does not wait for this module's top-level await still has every constant above.
+type NodeOs = { availableParallelism?: () => number };
+const os: NodeOs | null = isNode() ? await import(["node", "os"].join(":")) : null;
+const availableParallelism = os?.availableParallelism;

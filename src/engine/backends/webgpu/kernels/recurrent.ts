@@ -55,9 +55,10 @@ type Layout = "step" | "sequence";
  * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
  * are the weights read there.
  */
-function kernelCode(k: StepKernel, R: number, layout: Layout): string {
+function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1): string {
   const seq = layout === "sequence";
   const W = seq ? 256 : 64; // tile width in k
+  const X = 64 / S; // units per workgroup ("step"; S slices of the product's length share the other threads)
   const rowOf = (r: number | string) => (seq ? `${r}` : `lid.y + 4u * ${r}`);
   const P = k.accs === 1 ? 4 : 1; // partial sums per product
   const at = (p: number, r: number, a: number) => (p * R + r) * k.accs + a;
@@ -104,38 +105,73 @@ function kernelCode(k: StepKernel, R: number, layout: Layout): string {
   }`;
     })
     .join("\n  ");
-  // The product of the R rows' vectors with the weights of unit j, then the gate math: the body of one step.
-  const stepBody = /* wgsl */ `
-  var acc = array<f32, ${k.accs * R * P}>();
-  for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
-    for (var r = 0u; r < ${R}u; r++) {
+  // The product of the R rows' vectors with the weights of unit j, then the gate math: the body of one step. With S
+  // slices (step layout), the threads of slice z = lid.z take k0 + [z, z + 1) · W/S of each tile; slices 1 .. S-1
+  // then hand their partial sums to slice 0 through workgroup memory, in a fixed order (same bits run to run), and
+  // slice 0 applies the gate math.
+  const accN = k.accs * R * P;
+  const loadTile = seq
+    ? `for (var r = 0u; r < ${R}u; r++) {
       let row = ${rowOf("r")};
       var sv = 0.0;
       if (b0 + row < B && k0 + lid.x < KD) { sv = src(t, b0 + row, k0 + lid.x); }
       tile[row * ${W}u + lid.x] = sv;
-    }
-    workgroupBarrier();
-    if (j < H) {
-      for (var kk = 0u; kk < ${W}u; kk += 4u) {
-        ${body}
+    }`
+    : `let col = lid.z * ${X}u + lid.x;
+    for (var r = 0u; r < ${R}u; r++) {
+      let row = ${rowOf("r")};
+      var sv = 0.0;
+      if (b0 + row < B && k0 + col < KD) { sv = src(t, b0 + row, k0 + col); }
+      tile[row * ${W}u + col] = sv;
+    }`;
+  const kRange =
+    S === 1
+      ? `var kk = 0u; kk < ${W}u; kk += 4u`
+      : `var kk = lid.z * ${W / S}u; kk < (lid.z + 1u) * ${W / S}u; kk += 4u`;
+  const reduce =
+    S === 1
+      ? ""
+      : `
+  let slot = (lid.y * ${X}u + lid.x) * ${accN}u;
+  for (var z = 1u; z < ${S}u; z++) {
+    if (lid.z == z) {
+      for (var i = 0u; i < ${accN}u; i++) {
+        if (z == 1u) { part[slot + i] = acc[i]; } else { part[slot + i] += acc[i]; }
       }
     }
     workgroupBarrier();
   }
-  if (j < H) {
+  if (lid.z == 0u) {
+    for (var i = 0u; i < ${accN}u; i++) { acc[i] += part[slot + i]; }
+  }`;
+  const stepBody = /* wgsl */ `
+  var acc = array<f32, ${accN}>();
+  for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
+    ${loadTile}
+    workgroupBarrier();
+    if (j < H) {
+      for (${kRange}) {
+        ${body}
+      }
+    }
+    workgroupBarrier();
+  }${reduce}
+  if (j < H${S === 1 ? "" : " && lid.z == 0u"}) {
   ${combine}
   ${epilogues}
   }`;
   const head = /* wgsl */ `
 ${k.decls}
 ${weightFns}
-var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} k]`;
+var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} k]${
+    S > 1 ? `\nvar<workgroup> part: array<f32, ${4 * X * accN}>; // [threads of one slice][partial sums]` : ""
+  }`;
   if (!seq) {
     return /* wgsl */ `${head}
-@compute @workgroup_size(64, 4)
+@compute @workgroup_size(${X}, 4, ${S})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
-  let j = wid.x * 64u + lid.x;
+  let j = wid.x * ${X}u + lid.x;
   let b0 = wid.y * ${4 * R}u;
   ${stepBody}
 }`;
@@ -169,10 +205,27 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 function rowsPerThread(B: number, H: number, layout: Layout): number {
   const forced = Number(env("CHARLM_WEBGPU_ROWS"));
   if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
+  if (layout === "sequence") return 1; // the fastest of 1, 2, 4 and 8 for LSTM 256 and 512 at batch 64 and 256 (H200)
   let R = 4;
-  if (layout === "sequence") while (R > 1 && Math.ceil(B / R) < 32) R /= 2;
-  else while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
+  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
   return R;
+}
+
+/**
+ * Slices of the product's length per step-layout workgroup (1, 2, 4 or 8): each slice's threads sum a part of every
+ * dot product and the workgroup adds the parts, so that a step of a small batch still fills the GPU with threads
+ * (the step's product is B x H outputs, too few to hide memory latency with one thread each). The most slices that
+ * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows, at most 2^18. Fitted to an H200
+ * (bench/gpu.ts, docs/webgpu.md): it picks the fastest of 1, 2, 4 and 8 slices for LSTM 256 at batch 64 (8) and 256
+ * (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast). CHARLM_WEBGPU_SPLIT
+ * forces it.
+ */
+function slicesPerStep(B: number, H: number, R: number): number {
+  const forced = Number(env("CHARLM_WEBGPU_SPLIT"));
+  if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
+  let S = 8;
+  while (S > 1 && Math.ceil(H / (64 / S)) * Math.ceil(B / (4 * R)) * R > 1024) S /= 2;
+  return S;
 }
 
 function env(name: string): string | undefined {
@@ -181,27 +234,22 @@ function env(name: string): string | undefined {
 
 /**
  * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence forces a layout (see Layout); unset or "auto",
- * the sequence layout when Wh (H x G floats) is at most 4 MiB (LSTM 512), the step layout above that. A sequence of
- * one step is always a step.
- *
- * Why 4 MiB, estimated for an H100/H200 (132 cores, ~5.5 TB/s from the L2 cache, ~100 bytes a cycle into one core):
- * a sequence-layout step streams all of Wh from the cache into every workgroup, so it takes about the larger of
- * |Wh| · workgroups / 5.5 TB/s, |Wh| / (one core's share) and the rows' arithmetic on one core. LSTM 512 at batch
- * 256, 64 workgroups of 4 rows: ~45 us a step; at batch 64, 32 workgroups of 2 rows: ~25 us. LSTM 1024 (16 MiB): ~100
- * us. A step-layout dispatch spreads the product over the whole GPU but measured 26 us of launch latency for a small
- * product, and ~60 us (W1) to ~100 us (W2) per dispatch averaged over a training step. These are estimates, not
- * measurements: bench/gpu.ts times both layouts, and the rule is to be set from its figures.
+ * the step layout. On an H200 the step layout with sliced products trained LSTM 256 1.2x (batch 256) to 2.1x (batch
+ * 64) as fast as the sequence layout, and 2 x LSTM 512 1.7x to 2.9x (docs/webgpu.md): a sequence-layout workgroup
+ * walks every step on one core and reads all of Wh at each, while a step's dispatch spreads its product over the
+ * whole GPU, and its launch (~5 us of host encoding per dispatch there) is not what bounds it. The sequence layout
+ * stays for GPUs where launches cost more (untested: a browser's integrated GPU, say). A sequence of one step is
+ * always a step.
  */
-export function recurrentLayout(T: number, H: number, G: number): Layout {
+export function recurrentLayout(T: number): Layout {
   const v = env("CHARLM_WEBGPU_RECURRENT");
   if (T <= 1) return "step";
-  if (v === "step" || v === "sequence") return v;
-  return H * G * 4 <= 4 * 2 ** 20 ? "sequence" : "step";
+  return v === "sequence" ? "sequence" : "step";
 }
 
 /**
  * The time loop of one recurrent kernel: T dispatches of the step layout, or one of the sequence layout. `K` is the
- * product's length, `G` the width of Wh; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
+ * product's length; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
  */
 function timeLoop(
   rt: GpuRuntime,
@@ -209,21 +257,23 @@ function timeLoop(
   k: StepKernel,
   reads: Buf[],
   writes: Buf[],
-  dims: { T: number; B: number; H: number; G: number; K: number; backward: boolean },
+  dims: { T: number; B: number; H: number; K: number; backward: boolean },
 ): void {
-  const { T, B, H, G, K, backward } = dims;
-  const layout = recurrentLayout(T, H, G);
+  const { T, B, H, K, backward } = dims;
+  const layout = recurrentLayout(T);
   const R = rowsPerThread(B, H, layout);
   if (layout === "sequence") {
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const groups = [Math.ceil(H / 64), Math.ceil(B / (4 * R))];
+  const S = slicesPerStep(B, H, R);
+  const groups = [Math.ceil(H / (64 / S)), Math.ceil(B / (4 * R))];
+  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}`;
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    rt.run(`${key}.R${R}`, () => kernelCode(k, R, layout), reads, writes, [t, T, B, H, KD], groups);
+    rt.run(name, () => kernelCode(k, R, layout, S), reads, writes, [t, T, B, H, KD], groups);
   }
 }
 
@@ -326,7 +376,6 @@ export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): voi
     T,
     B,
     H,
-    G: 4 * H,
     K: H,
     backward: false,
   });
@@ -341,7 +390,7 @@ export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): v
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
   const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
-  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, G, K: G, backward: true });
+  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, K: G, backward: true });
   rt.free(whT);
   // dh0 = da_0 · Whᵀ
   matmul(rt, a.dxw, a.wh, a.dh0, B, G, H, { transB: true });
@@ -414,7 +463,6 @@ export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void 
     T,
     B,
     H,
-    G: 3 * H,
     K: H,
     backward: false,
   });
@@ -429,7 +477,7 @@ export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): voi
   const hp = previousStates(rt, a.h0, a.hs, T, B, H);
   const dah = rt.scratch(T * B * G); // (T, B, 3H)
   const reads = [a.gates, a.hn, hp, a.dhs, whT];
-  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, G, K: G, backward: true });
+  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, K: G, backward: true });
   rt.free(whT);
   // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
   matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
@@ -472,7 +520,7 @@ ${NEXT_DA("dxw", "pu(3u)")}`,
 
 export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, G: H, K: H, backward: false });
+  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, K: H, backward: false });
 }
 
 export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
@@ -484,7 +532,6 @@ export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): voi
     T,
     B,
     H,
-    G: H,
     K: H,
     backward: true,
   });
