@@ -14,7 +14,8 @@
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
 // Each recurrent workload runs in the step layout with its dot products in 1, 2, 4 and 8 slices
-// (CHARLM_WEBGPU_SPLIT) and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an
+// (CHARLM_WEBGPU_SPLIT), with 2 and 4 units per thread in the backward steps (CHARLM_WEBGPU_UNITS, slices by the
+// default rule), and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an
 // H200); --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then generation
 // and wasm).
 //
@@ -374,12 +375,17 @@ async function main(): Promise<void> {
   else console.log(`PyTorch ${py.version} (${py.python}) on ${py.cuda ? "CUDA" : "the CPU (no CUDA here)"}\n`);
 
   // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
-  // a dispatch per step, its dot products cut into 1 to 8 slices, and one dispatch per layer for the whole sequence
+  // a dispatch per step, its dot products cut into 1 to 8 slices or its backward steps with 2 or 4 units per
+  // thread, and one dispatch per layer for the whole sequence
   // with 1 batch row per workgroup thread. --json FILE keeps every figure, so that a script can pick the fastest.
   const layouts = [
     ...(tiny ? ["1", "4"] : ["1", "2", "4", "8"]).map((split) => ({
       name: `step, ${split} slice${split === "1" ? "" : "s"}`,
       env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLIT: split },
+    })),
+    ...(tiny ? ["4"] : ["2", "4"]).map((units) => ({
+      name: `step, ${units} units`,
+      env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_UNITS: units },
     })),
     ...["1"].map((rows) => ({
       name: `sequence, ${rows} row${rows === "1" ? "" : "s"}`,
@@ -403,6 +409,7 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_RECURRENT;
         delete process.env.CHARLM_WEBGPU_ROWS;
         delete process.env.CHARLM_WEBGPU_SPLIT;
+        delete process.env.CHARLM_WEBGPU_UNITS;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(18)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

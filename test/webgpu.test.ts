@@ -188,30 +188,43 @@ describe("webgpu backend against js", { skip }, () => {
   // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups. Each
   // test runs both time-loop layouts (CHARLM_WEBGPU_RECURRENT: a dispatch per step, or one for the whole sequence)
   // with 1, 2 and 4 batch rows per thread, and 8 for the sequence (CHARLM_WEBGPU_ROWS); the step layout also with its
-  // dot products cut into 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; H = 70 then spans 3 to 9 workgroups). The sequence
+  // dot products cut into 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; H = 70 then spans 3 to 9 workgroups), and with 2 or
+  // 4 units per thread in the kernels with one product per unit (CHARLM_WEBGPU_UNITS; units past H). The sequence
   // layout walks the units in blocks of 256: H = 300 takes two, the second partial.
   let [T, B, H] = [4, 9, 70];
   const rowVariants = (name: string, fn: () => Promise<void>) =>
     test(name, async () => {
       const variants = [
-        ...["1", "2", "4"].map((rows) => ({ layout: "step", rows, split: "1", T: 4, B: 9, H: 70 })),
+        ...["1", "2", "4"].map((rows) => ({ layout: "step", rows, split: "1", units: "1", T: 4, B: 9, H: 70 })),
         ...[
-          ["1", "8"],
-          ["2", "2"],
-          ["4", "4"],
-        ].map(([rows, split]) => ({ layout: "step", rows, split, T: 4, B: 9, H: 70 })),
-        ...["1", "2", "4", "8"].map((rows) => ({ layout: "sequence", rows, split: "1", T: 4, B: 9, H: 70 })),
-        { layout: "sequence", rows: "2", split: "1", T: 3, B: 3, H: 300 },
+          ["1", "8", "1"],
+          ["2", "2", "1"],
+          ["4", "4", "1"],
+          ["4", "1", "4"],
+          ["2", "2", "4"],
+          ["1", "8", "2"],
+        ].map(([rows, split, units]) => ({ layout: "step", rows, split, units, T: 4, B: 9, H: 70 })),
+        ...["1", "2", "4", "8"].map((rows) => ({
+          layout: "sequence",
+          rows,
+          split: "1",
+          units: "1",
+          T: 4,
+          B: 9,
+          H: 70,
+        })),
+        { layout: "sequence", rows: "2", split: "1", units: "1", T: 3, B: 3, H: 300 },
       ];
       for (const v of variants) {
         process.env.CHARLM_WEBGPU_RECURRENT = v.layout;
         process.env.CHARLM_WEBGPU_ROWS = v.rows;
         process.env.CHARLM_WEBGPU_SPLIT = v.split;
+        process.env.CHARLM_WEBGPU_UNITS = v.units;
         [T, B, H] = [v.T, v.B, v.H];
         try {
           await fn();
         } catch (e) {
-          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${(e as Error).message}`, {
             cause: e,
           });
@@ -219,6 +232,7 @@ describe("webgpu backend against js", { skip }, () => {
           delete process.env.CHARLM_WEBGPU_RECURRENT;
           delete process.env.CHARLM_WEBGPU_ROWS;
           delete process.env.CHARLM_WEBGPU_SPLIT;
+          delete process.env.CHARLM_WEBGPU_UNITS;
         }
       }
     });

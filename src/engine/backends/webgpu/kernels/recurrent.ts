@@ -55,26 +55,32 @@ type Layout = "step" | "sequence";
  * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
  * are the weights read there.
  */
-function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1): string {
+function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1): string {
   const seq = layout === "sequence";
   const W = seq ? 256 : 64; // tile width in k
-  const X = 64 / S; // units per workgroup ("step"; S slices of the product's length share the other threads)
+  const X = 64 / S; // threads along the units ("step"; S slices of the product's length share the other threads)
   const rowOf = (r: number | string) => (seq ? `${r}` : `lid.y + 4u * ${r}`);
-  const P = k.accs === 1 ? 4 : 1; // partial sums per product
-  const at = (p: number, r: number, a: number) => (p * R + r) * k.accs + a;
+  const A = k.accs * U; // dot products per thread and row: accs for each of U units j0, j0 + X, ...
+  const P = A === 1 ? 4 : 1; // partial sums per product
+  const at = (p: number, r: number, a: number) => (p * R + r) * A + a;
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const guard = U > 1 ? " || j >= pu(3u)" : ""; // a thread's later units can lie past H
   const weightFns = range(k.accs)
-    .map((a) => `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)) { return 0.0; } return ${k.w(a)}; }`)
+    .map((a) => `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)${guard}) { return 0.0; } return ${k.w(a)}; }`)
     .join("\n");
   const body = range(4)
     .map((u) => {
-      const loads = range(k.accs).map((a) => `let w${a} = weight${a}(k0 + kk + ${u}u, j);`);
+      const loads = range(U).flatMap((v) =>
+        range(k.accs).map((a) => `let w${a}_${v} = weight${a}(k0 + kk + ${u}u, j0 + ${v * X}u);`),
+      );
       const fmas = range(R).flatMap((r) => {
         const hv = `tile[(${rowOf(`${r}u`)}) * ${W}u + kk + ${u}u]`;
-        return range(k.accs).map((a) => {
-          const i = at(u % P, r, a);
-          return `acc[${i}] = fma(${hv}, w${a}, acc[${i}]);`;
-        });
+        return range(U).flatMap((v) =>
+          range(k.accs).map((a) => {
+            const i = at(u % P, r, v * k.accs + a);
+            return `acc[${i}] = fma(${hv}, w${a}_${v}, acc[${i}]);`;
+          }),
+        );
       });
       return `{ ${loads.join(" ")}\n          ${fmas.join("\n          ")} }`;
     })
@@ -84,7 +90,7 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1): string {
       ? ""
       : range(R)
           .flatMap((r) =>
-            range(k.accs).map(
+            range(A).map(
               (a) =>
                 `acc[${at(0, r, a)}] += ${range(P - 1)
                   .map((p) => `acc[${at(p + 1, r, a)}]`)
@@ -93,23 +99,26 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1): string {
           )
           .join(" ");
   const epilogues = range(R)
-    .map((r) => {
-      const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${at(0, r, Number(a))}]`);
-      return `{
+    .flatMap((r) =>
+      range(U).map((v) => {
+        const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${at(0, r, v * k.accs + Number(a))}]`);
+        return `{
+    let j = j0 + ${v * X}u;
     let b = b0 + ${rowOf(`${r}u`)};
-    if (b < B) {
+    if (b < B && j < H) {
       let bj = b * H + j;
       let ho = t * B * H + bj;
       ${e}
     }
   }`;
-    })
+      }),
+    )
     .join("\n  ");
   // The product of the R rows' vectors with the weights of unit j, then the gate math: the body of one step. With S
   // slices (step layout), the threads of slice z = lid.z take k0 + [z, z + 1) · W/S of each tile; slices 1 .. S-1
   // then hand their partial sums to slice 0 through workgroup memory, in a fixed order (same bits run to run), and
   // slice 0 applies the gate math.
-  const accN = k.accs * R * P;
+  const accN = A * R * P;
   const loadTile = seq
     ? `for (var r = 0u; r < ${R}u; r++) {
       let row = ${rowOf("r")};
@@ -149,14 +158,14 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1): string {
   for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
     ${loadTile}
     workgroupBarrier();
-    if (j < H) {
+    if (j0 < H) {
       for (${kRange}) {
         ${body}
       }
     }
     workgroupBarrier();
   }${reduce}
-  if (j < H${S === 1 ? "" : " && lid.z == 0u"}) {
+  if (j0 < H${S === 1 ? "" : " && lid.z == 0u"}) {
   ${combine}
   ${epilogues}
   }`;
@@ -171,7 +180,7 @@ var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} 
 @compute @workgroup_size(${X}, 4, ${S})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
-  let j = wid.x * ${X}u + lid.x;
+  let j0 = wid.x * ${X * U}u + lid.x;
   let b0 = wid.y * ${4 * R}u;
   ${stepBody}
 }`;
@@ -187,7 +196,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var KD = pu(4u);
     if (pu(5u) == 1u && t == T - 1u) { KD = 0u; }
     for (var jb = 0u; jb < H; jb += 256u) {
-      let j = jb + lid.x;
+      let j0 = jb + lid.x;
       ${stepBody}
     }
     // this step's writes (h_t, or da_t) are the next step's row vectors, read by other threads of the workgroup
@@ -215,17 +224,29 @@ function rowsPerThread(B: number, H: number, layout: Layout): number {
  * Slices of the product's length per step-layout workgroup (1, 2, 4 or 8): each slice's threads sum a part of every
  * dot product and the workgroup adds the parts, so that a step of a small batch still fills the GPU with threads
  * (the step's product is B x H outputs, too few to hide memory latency with one thread each). The most slices that
- * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows, at most 2^18. Fitted to an H200
+ * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows x U units, at most 2^18. Fitted to an H200
  * (bench/gpu.ts, docs/webgpu.md): it picks the fastest of 1, 2, 4 and 8 slices for LSTM 256 at batch 64 (8) and 256
  * (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast). CHARLM_WEBGPU_SPLIT
  * forces it.
  */
-function slicesPerStep(B: number, H: number, R: number): number {
+function slicesPerStep(B: number, H: number, R: number, U: number): number {
   const forced = Number(env("CHARLM_WEBGPU_SPLIT"));
   if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
   let S = 8;
-  while (S > 1 && Math.ceil(H / (64 / S)) * Math.ceil(B / (4 * R)) * R > 1024) S /= 2;
+  while (S > 1 && Math.ceil(H / ((64 / S) * U)) * Math.ceil(B / (4 * R)) * R * U > 1024) S /= 2;
   return S;
+}
+
+/**
+ * Hidden units per thread in a step-layout kernel with one dot product per unit (the backward steps, whose product
+ * runs over K = G, and the RNN's forward): 1 by default; CHARLM_WEBGPU_UNITS=2|4 gives each thread 2 or 4 units
+ * (j0, j0 + 64/S, ...), so that each value of the row vector it reads from workgroup memory serves 2 or 4
+ * multiply-adds, as the four gates of an LSTM's forward step share theirs. Not yet timed on a GPU (bench/gpu.ts
+ * times it); the kernels with several products per unit keep 1.
+ */
+function unitsPerThread(k: StepKernel): number {
+  const forced = Number(env("CHARLM_WEBGPU_UNITS"));
+  return k.accs === 1 && (forced === 2 || forced === 4) ? forced : 1;
 }
 
 function env(name: string): string | undefined {
@@ -267,13 +288,14 @@ function timeLoop(
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const S = slicesPerStep(B, H, R);
-  const groups = [Math.ceil(H / (64 / S)), Math.ceil(B / (4 * R))];
-  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}`;
+  const U = unitsPerThread(k);
+  const S = slicesPerStep(B, H, R, U);
+  const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
+  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}`;
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    rt.run(name, () => kernelCode(k, R, layout, S), reads, writes, [t, T, B, H, KD], groups);
+    rt.run(name, () => kernelCode(k, R, layout, S, U), reads, writes, [t, T, B, H, KD], groups);
   }
 }
 
