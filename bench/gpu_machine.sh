@@ -15,9 +15,10 @@
 #                                            (300), in the layout the bench found fastest for W2 at batch 64 (read from
 #                                            bench/out/gpu-last.json, which the bench part leaves on the machine);
 #                                            QUALITY_SET="dropout=0.4,..." changes the recipe (bench/gpu_quality.ts)
-#   PART=all ... (at most ALL_SECONDS, 590)  the bench (T_BENCH), then the quality run, then a second one with
-#                                            QUALITY_SET2 if set, then the profile, in the time left: one command,
-#                                            one machine start, when the budget is 15 minutes
+#   PART=all ... (at most ALL_SECONDS, 590)  the bench (T_BENCH), then the quality run, then one per recipe in
+#                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
+#                                            left: one command, one machine start, when the budget is 15 minutes
+# QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes.
 set -u
@@ -63,15 +64,12 @@ quality() { # [output name] [seconds] [config fields]
       if (r) for (const [k, v] of Object.entries(r.layout)) console.log(`export ${k}=${v}`);
     ' bench/out/gpu-last.json 2>/dev/null || true)"
   fi
-  # nothing measured (the bench failed before W2): the step layout unsliced, as measured in an earlier run
-  if [ -z "${CHARLM_WEBGPU_RECURRENT:-}" ] && [ -z "${QUALITY_AUTO:-}" ]; then
-    export CHARLM_WEBGPU_RECURRENT=step CHARLM_WEBGPU_SPLIT=1
-  fi
   local name=${1:-quality} seconds=${2:-${QUALITY_SECONDS:-300}} fields=${3:-${QUALITY_SET:-}}
-  echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto} CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto}" | tee -a "$out/gpu.txt"
+  echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" \
+    "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
-  timeout "${T_QUALITY:-$((seconds + 60))}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee "$out/$name.txt"
+  timeout "${T_QUALITY:-$((seconds + 60))}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee -a "$out/$name.txt"
 }
 case "${PART:-bench}" in
   bench)
@@ -82,14 +80,18 @@ case "${PART:-bench}" in
   quality) quality ;;
   # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in
   # whatever time is left (it explains the bench's figures; the figures come first).
-  # QUALITY_SET2 adds a second quality run (quality2.txt) in the time left before the profile.
+  # QUALITY_SWEEP="dropout=0.35;lr=3e-3,dropout=0.3": more quality runs, one per set of config fields, each with
+  # QUALITY_SECONDS or the time left (the gpu preset takes about a minute on an H200), into quality-sweep.txt.
   all)
     bench
     quality
-    left=$((${ALL_SECONDS:-590} - SECONDS - 30))
-    if [ -n "${QUALITY_SET2:-}" ] && [ "$left" -gt 60 ]; then
-      T_QUALITY=$((left + 25)) quality quality2 $((left < 300 ? left : 300)) "$QUALITY_SET2"
-    fi
+    IFS=';' read -r -a sweep <<<"${QUALITY_SWEEP:-}"
+    for fields in "${sweep[@]}"; do
+      left=$((${ALL_SECONDS:-590} - SECONDS - 30))
+      [ "$left" -gt 60 ] || break
+      seconds=${QUALITY_SECONDS:-300}
+      T_QUALITY=$((left + 25)) quality quality-sweep $((left < seconds ? left : seconds)) "$fields"
+    done
     left=$((${ALL_SECONDS:-590} - SECONDS))
     [ "$left" -gt 20 ] && profile "$left"
     ;;
