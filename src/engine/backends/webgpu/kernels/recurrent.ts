@@ -10,9 +10,10 @@
 // large product over all steps, dWh += [h0; h_0..h_{T-2}]ᵀ (H, T·B) · da (T·B, G), instead of T small ones, and dh0
 // one more product.
 //
-// The time loop is encoded in one of two layouts (see Layout): a dispatch per step, whose workgroups split the units
-// and batch rows of that step; or one dispatch for the whole sequence, whose workgroups each own a few batch rows
-// and walk every step themselves (no launch per step, but each workgroup reads all of Wh at every step).
+// The time loop is encoded in one of two layouts (see Layout): a dispatch per step (the default), whose workgroups
+// split the units, the batch rows and the dot products' length of that step; or one dispatch for the whole sequence,
+// whose workgroups each own a few batch rows and walk every step themselves (no launch per step, but each workgroup
+// reads all of Wh at every step).
 //
 // Formulas and gate orders are those of ../../backend.ts.
 
@@ -41,11 +42,13 @@ interface StepKernel {
 
 /**
  * How a kernel lays its threads out. "step": one dispatch per time step (params t, T, B, H, K; K = 0 skips the
- * product); a workgroup is 64 units j by 4·R batch rows and each thread owns R rows (b = b0 + lid.y + 4r), so that
- * every weight it loads serves R rows. "sequence": one dispatch for the whole sequence (params -, T, B, H, K, skip
- * the product at the last step, backward); a workgroup owns R batch rows and every unit of them (j = jb + lid.x in
- * blocks of 256) and walks the time steps itself, with a storage barrier between steps: batch rows never meet, so no
- * workgroup waits on another, and launch latency is paid once per layer instead of once per step.
+ * product); a workgroup is 64/S threads along the units by 4 along the batch rows by S slices of the product's length
+ * (S = 1, 2, 4, 8); each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows, and U
+ * units (j0, j0 + 64/S, ...), whose weights share each row value it reads. "sequence": one dispatch for the whole
+ * sequence (params -, T, B, H, K, skip the product at the last step, backward); a workgroup owns R batch rows and
+ * every unit of them (j0 = jb + lid.x in blocks of 256) and walks the time steps itself, with a storage barrier
+ * between steps: batch rows never meet, so no workgroup waits on another, and launch latency is paid once per layer
+ * instead of once per step.
  */
 type Layout = "step" | "sequence";
 
@@ -224,10 +227,10 @@ function rowsPerThread(B: number, H: number, layout: Layout): number {
  * Slices of the product's length per step-layout workgroup (1, 2, 4 or 8): each slice's threads sum a part of every
  * dot product and the workgroup adds the parts, so that a step of a small batch still fills the GPU with threads
  * (the step's product is B x H outputs, too few to hide memory latency with one thread each). The most slices that
- * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows x U units, at most 2^18. Fitted to an H200
- * (bench/gpu.ts, docs/webgpu.md): it picks the fastest of 1, 2, 4 and 8 slices for LSTM 256 at batch 64 (8) and 256
- * (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast). CHARLM_WEBGPU_SPLIT
- * forces it.
+ * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows x U units, at most 2^18. Fitted to
+ * an H200 (bench/gpu.ts, docs/webgpu.md): it picks the fastest of 1, 2, 4 and 8 slices for LSTM 256 at batch 64 (8)
+ * and 256 (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast).
+ * CHARLM_WEBGPU_SPLIT forces it.
  */
 function slicesPerStep(B: number, H: number, R: number, U: number): number {
   const forced = Number(env("CHARLM_WEBGPU_SPLIT"));
