@@ -6,10 +6,10 @@
 //   (bundled for the GPU machine: bash ../shared/gpu/pack.sh bench/gpu_quality.ts; see bench/gpu.ts)
 //
 // The recipe is the preset's (src/train/config.ts, PRESETS.gpu): model, batch, sequence, Adam, warm-up, clipping,
-// dropout, early-stopping patience. The cosine schedule runs over the preset's epochs x stepsPerEpoch, or over the
-// steps the budget allows where that is fewer (the speed measured from step 10 to 40). Every --eval-every steps (default: an epoch, as charlm train counts it) the whole validation split is
-// evaluated; the best weights are kept on the host and put back for the test loss. Times count training and
-// evaluation, not start-up.
+// dropout, early-stopping patience. The cosine schedule runs over the preset's epochs (of stepsPerEpoch, or a whole
+// pass), or over the steps the budget allows where that is fewer (the speed measured from step 10 to 40). Every
+// --eval-every steps (default: an epoch) the whole validation split is evaluated; the best weights are kept on the
+// host and put back for the test loss. Times count training and evaluation, not start-up.
 
 import { loadTinyShakespeare } from "../src/data/tinyshakespeare.js";
 import { WindowEpoch } from "../src/data/batching.js";
@@ -43,7 +43,6 @@ async function main(): Promise<void> {
   const preset = option("--preset") ?? "gpu";
   const cfg = resolveTrainConfig({ preset, overrides: settings(option("--set")) });
   const backend = (option("--backend") ?? cfg.backend) as BackendName;
-
   const be = await useBackend(backend);
   const ts = await loadTinyShakespeare({ quiet: true });
   const vocab = buildTrainVocab(cfg, ts.train);

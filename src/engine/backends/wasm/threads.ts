@@ -25,8 +25,8 @@ export function checkThreads(n: number, what: string): number {
 
 /** Threads when nothing says otherwise: the cores Node reports, up to DEFAULT_THREADS_CAP; 1 outside Node. */
 export function defaultThreads(): number {
-  // process.getBuiltinModule (Node >= 20.16) first: a bundler may run this before the import above has settled
-  // (esbuild did, in bench/gpu-pack.sh's bundles, which then ran wasm on one thread).
+  // process.getBuiltinModule (Node >= 20.16) first: a bundle may run this before this module's import of node:os
+  // (below) has settled (esbuild's did, in bench/gpu-pack.sh's bundles, which then ran wasm on one thread).
   const get = isNode() ? (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule : undefined;
   const cores = (get?.("node:os") as NodeOs | undefined)?.availableParallelism ?? availableParallelism;
   if (!isNode() || typeof SharedArrayBuffer === "undefined" || typeof cores !== "function") return 1;
