@@ -177,3 +177,32 @@ test("useBackend('wasm') honours CHARLM_THREADS, and idle workers do not keep th
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /threads 2 c 600 600/);
 });
+
+test("a one-file bundle of the engine (as bench/gpu-pack.sh makes) gets the default thread count", async () => {
+  // esbuild runs a dynamically imported module's top-level await without waiting for it when a re-exporting module
+  // sits between: the thread default must not depend on that await having settled.
+  const { build } = await import("esbuild");
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const result = await build({
+    stdin: {
+      contents: [
+        'const m = await import("./src/engine/backends/wasm.ts");',
+        "console.log(JSON.stringify({ threads: m.threadsFromEnv(), max: m.MAX_THREADS }));",
+      ].join("\n"),
+      resolveDir: root,
+      loader: "ts",
+    },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    write: false,
+    logLevel: "silent",
+  });
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", result.outputFiles[0].text], {
+    env: { ...process.env, CHARLM_THREADS: undefined, NODE_TEST_CONTEXT: undefined },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { threads: defaultThreads(), max: 64 });
+});
