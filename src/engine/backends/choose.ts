@@ -1,6 +1,6 @@
 // Picking a kernel backend and saying which: `auto` is webgpu when a hardware GPU adapter is found, else wasm when
 // build/kernels.wasm loads, else js. A backend named by the user is that backend or a clear error; one named by a
-// preset falls back to the next that works. The CLI (--backend) and the library's train() both choose here.
+// preset falls back to the next that works (webgpu: on a hardware adapter, as for auto). The CLI (--backend) and the library's train() both choose here.
 
 import type { Backend } from "../backend.js";
 import { loadBackend, probeWebgpu, type BackendName } from "./index.js";
@@ -32,7 +32,9 @@ export async function chooseBackend(want: string, fallback: boolean): Promise<Ch
   const skipped: string[] = [];
   for (const name of order) {
     const last = name === order[order.length - 1];
-    if (name === "webgpu" && want === "auto") {
+    // auto and a preset (the gpu preset) take webgpu only on a hardware adapter: a software Vulkan (SwiftShader,
+    // llvmpipe) trains far slower than wasm on the same CPU. Only a user's --backend webgpu runs on one.
+    if (name === "webgpu" && (want === "auto" || fallback)) {
       const probe = await probeWebgpu().catch((e: Error) => ({ ok: false as const, reason: e.message }));
       if (!probe.ok) {
         skipped.push(`webgpu: ${probe.reason}`);
