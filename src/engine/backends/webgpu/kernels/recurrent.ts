@@ -209,15 +209,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 /**
- * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups to spread over the GPU's cores ("step"),
- * or >= 32 workgroups ("sequence": each walks the whole sequence and reads all of Wh at every step, so more rows per
- * workgroup share those reads). CHARLM_WEBGPU_ROWS=1|2|4 forces it, or 8 for the sequence layout (tests cover every
- * variant on small shapes; bench/gpu.ts measures them).
+ * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups of 64 units to spread over the GPU's
+ * cores ("step"), or 1 ("sequence": the fastest of 1, 2, 4 and 8 on an H200). CHARLM_WEBGPU_ROWS=1|2|4 forces it,
+ * or 8 for the sequence layout (tests cover every variant on small shapes; bench/gpu.ts measures them).
  */
 function rowsPerThread(B: number, H: number, layout: Layout): number {
   const forced = Number(env("CHARLM_WEBGPU_ROWS"));
   if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
-  if (layout === "sequence") return 1; // the fastest of 1, 2, 4 and 8 for LSTM 256 and 512 at batch 64 and 256 (H200)
+  if (layout === "sequence") return 1;
   let R = 4;
   while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
   return R;
