@@ -14,10 +14,10 @@
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
 // Each recurrent workload runs in the step layout with its dot products in 1, 2, 4 and 8 slices
-// (CHARLM_WEBGPU_SPLIT), with 2 and 4 units per thread in the backward steps (CHARLM_WEBGPU_UNITS, slices by the
-// default rule), and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an
-// H200); --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then generation
-// and wasm).
+// (CHARLM_WEBGPU_SPLIT), with 2 units per thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default
+// rule) and with 4 in 2, 4 and 8 slices, and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4
+// and 8 on an H200); --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then
+// generation and wasm).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -376,16 +376,28 @@ async function main(): Promise<void> {
 
   // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
   // a dispatch per step, its dot products cut into 1 to 8 slices or its backward steps with 2 or 4 units per
-  // thread, and one dispatch per layer for the whole sequence
-  // with 1 batch row per workgroup thread. --json FILE keeps every figure, so that a script can pick the fastest.
+  // thread, and one dispatch per layer for the whole sequence with 1 batch row per workgroup thread. --json FILE
+  // keeps every figure, so that a script can pick the fastest.
   const layouts = [
     ...(tiny ? ["1", "4"] : ["1", "2", "4", "8"]).map((split) => ({
       name: `step, ${split} slice${split === "1" ? "" : "s"}`,
       env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLIT: split },
     })),
-    ...(tiny ? ["4"] : ["2", "4"]).map((units) => ({
-      name: `step, ${units} units`,
-      env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_UNITS: units },
+    ...(tiny
+      ? [["4", "2"]]
+      : [
+          ["2", ""],
+          ["4", "2"],
+          ["4", "4"],
+          ["4", "8"],
+        ]
+    ).map(([units, split]) => ({
+      name: `step, ${units} units${split ? `, ${split} slices` : ""}`,
+      env: {
+        CHARLM_WEBGPU_RECURRENT: "step",
+        CHARLM_WEBGPU_UNITS: units,
+        ...(split ? { CHARLM_WEBGPU_SPLIT: split } : {}),
+      },
     })),
     ...["1"].map((rows) => ({
       name: `sequence, ${rows} row${rows === "1" ? "" : "s"}`,
