@@ -423,7 +423,7 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_SPLIT;
         delete process.env.CHARLM_WEBGPU_UNITS;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
-        console.log(`   charlm ${l.name.padEnd(18)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
+        console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);
         results.push({ workload: w.name, B, layout: l.env, charsPerSec: ours, torch: theirs?.charsPerSec ?? null });
         // written after every figure, so that a run cut short by its time box keeps what it measured
