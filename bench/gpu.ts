@@ -13,11 +13,11 @@
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
-// Each recurrent workload runs in the step layout with its dot products in 1, 2, 4 and 8 slices
-// (CHARLM_WEBGPU_SPLIT), with 2 units per thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default
-// rule) and with 4 in 2, 4 and 8 slices, and in the sequence layout with 1 row per thread (the fastest of 1, 2, 4
-// and 8 on an H200); --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then
-// generation and wasm).
+// Each recurrent workload runs in the step layout: its dot products in 1, 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT;
+// rows per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 units per
+// thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 2, 4 and 8 slices; and
+// in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an H200). --json FILE keeps every
+// figure; --only W1,W2 measures those workloads' training alone (then generation and wasm).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -382,6 +382,12 @@ async function main(): Promise<void> {
     ...(tiny ? ["1", "4"] : ["1", "2", "4", "8"]).map((split) => ({
       name: `step, ${split} slice${split === "1" ? "" : "s"}`,
       env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLIT: split },
+    })),
+    // 4 rows per thread with slices: fewer row groups stream Wh from the cache at every step (the rows rule was set
+    // before slices, to keep enough workgroups)
+    ...(tiny ? [] : ["4", "8"]).map((split) => ({
+      name: `step, 4 rows, ${split} slices`,
+      env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_ROWS: "4", CHARLM_WEBGPU_SPLIT: split },
     })),
     ...(tiny
       ? [["4", "2"]]
