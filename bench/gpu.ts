@@ -17,7 +17,8 @@
 // rows per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 units per
 // thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 2, 4 and 8 slices; and
 // in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an H200). --json FILE keeps every
-// figure; --only W1,W2 measures those workloads' training alone (then generation and wasm).
+// figure; --only W1,W2 measures those workloads' training alone (then generation and wasm). W3 runs its attention
+// both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -410,6 +411,11 @@ async function main(): Promise<void> {
       env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: rows },
     })),
   ];
+  // W3 with its attention as a thread per row or value (the default) and as batched matrix products
+  const attentionRoutes = [
+    { name: "attention rows", env: {} },
+    { name: "attention products", env: { CHARLM_WEBGPU_ATTENTION: "matmul" } },
+  ];
   const results: Record<string, unknown>[] = [];
   const json = process.argv.indexOf("--json");
   const onlyAt = process.argv.indexOf("--only"); // --only W1,W2: those workloads' throughput alone
@@ -421,13 +427,14 @@ async function main(): Promise<void> {
       console.log(
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      for (const l of w.model.type === "gpt" ? [{ name: "", env: {} }] : layouts) {
+      for (const l of w.model.type === "gpt" ? attentionRoutes : layouts) {
         Object.assign(process.env, l.env);
         const [ours, loss] = await trainRate(w, B, w.steps);
         delete process.env.CHARLM_WEBGPU_RECURRENT;
         delete process.env.CHARLM_WEBGPU_ROWS;
         delete process.env.CHARLM_WEBGPU_SPLIT;
         delete process.env.CHARLM_WEBGPU_UNITS;
+        delete process.env.CHARLM_WEBGPU_ATTENTION;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

@@ -167,8 +167,23 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ g: rand(72), dx: rand(72) }, (b, s) => b.causalMaskBackward(s.g, s.dx, 2, 6));
   });
 
-  test("attention forward, backward, cached", async () => {
-    const [B, T, C, nH] = [2, 5, 12, 3];
+  // Both attention routes (CHARLM_WEBGPU_ATTENTION: a thread per row or value, or batched matrix products); T = 70
+  // spans two of the products' 64-wide tiles.
+  for (const [route, [B, T, C, nH]] of [
+    ["rows", [2, 5, 12, 3]],
+    ["matmul", [2, 5, 12, 3]],
+    ["matmul", [1, 70, 8, 2]],
+  ] as const) {
+    test(`attention forward, backward, cached (${route}, T ${T})`, async () => {
+      process.env.CHARLM_WEBGPU_ATTENTION = route;
+      try {
+        await attentionOps(B, T, C, nH);
+      } finally {
+        delete process.env.CHARLM_WEBGPU_ATTENTION;
+      }
+    });
+  }
+  async function attentionOps(B: number, T: number, C: number, nH: number): Promise<void> {
     const n = B * T * C;
     const att = new Float32Array(B * nH * T * T);
     const [q, k, v] = [rand(n), rand(n), rand(n)];
@@ -183,7 +198,7 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ qkv: rand(B * 2 * 3 * C), kc: rand(B * N * C), vc: rand(B * N * C), o: rand(B * 2 * C) }, (b, s) =>
       b.attentionCached(s.qkv, s.kc, s.vc, s.o, B, 2, C, nH, N, 4),
     );
-  });
+  }
 
   // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups. Each
   // test runs both time-loop layouts (CHARLM_WEBGPU_RECURRENT: a dispatch per step, or one for the whole sequence)
@@ -387,15 +402,18 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     assert.deepEqual(b.losses, a.losses);
     for (const [k, w] of a.weights) assert.deepEqual(b.weights.get(k), w, k);
   });
-  const cases: [string, ModelConfig, string][] = [
-    ...models.map(([name, cfg]): [string, ModelConfig, string] => [name, cfg, "step"]),
-    ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], "sequence"],
+  const cases: [string, ModelConfig, Record<string, string>][] = [
+    ...models.map(([name, cfg]): [string, ModelConfig, Record<string, string>] => [name, cfg, {}]),
+    ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], { CHARLM_WEBGPU_RECURRENT: "sequence" }],
+    ["GPT (attention as matrix products)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "matmul" }],
   ];
-  for (const [name, cfg, layout] of cases) {
+  for (const [name, cfg, env] of cases) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-      process.env.CHARLM_WEBGPU_RECURRENT = layout;
-      const got = await train(gpu!, cfg, 3, 7, 3).finally(() => delete process.env.CHARLM_WEBGPU_RECURRENT);
+      Object.assign(process.env, env);
+      const got = await train(gpu!, cfg, 3, 7, 3).finally(() => {
+        for (const k of Object.keys(env)) delete process.env[k];
+      });
       got.losses.forEach((l, i) =>
         assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
       );

@@ -17,6 +17,7 @@ export const ENVIRONMENT: Record<string, string> = {
     "step or sequence: webgpu runs a recurrent time loop as a dispatch per step or one per sequence (default: by size)",
   CHARLM_WEBGPU_ROWS: "1, 2, 4 (or 8 for sequence): batch rows per webgpu thread in the recurrent kernels (tuning)",
   CHARLM_WEBGPU_SPLIT: "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels (tuning)",
+  CHARLM_WEBGPU_ATTENTION: "rows or matmul: webgpu's attention as a thread per row, or as batched matrix products",
   CHARLM_WEBGPU_UNITS: "1, 2 or 4: hidden units per thread in webgpu's backward recurrent steps (tuning; default 1)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };

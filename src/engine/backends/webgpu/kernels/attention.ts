@@ -3,11 +3,33 @@
 // Legend: B batch, T positions, C channels, nH heads of hd = C / nH, N cache length. q, k, v, out are (B, T, C)
 // with head h in columns h·hd .. (h+1)·hd; att is (B, nH, T, T).
 //
-// Rows of scores are short (T up to a few hundred) and models small, so a thread per score row (softmax) or per
-// output value (the weighted sums) keeps each sum in the js loop's order, with no atomics.
+// Two routes, both without atomics. "rows" (the default): a thread per score row (softmax) or per output value (the
+// weighted sums), each sum in the js loop's order. "matmul" (CHARLM_WEBGPU_ATTENTION=matmul; not yet timed on a GPU):
+// the heads copied out to (B, nH, T, hd), the scores, the weighted sums and every backward product as batched tiled
+// matrix products (./matmul.ts, sums in k order), full T x T rows with the causal mask applied by the softmax kernel
+// (entries above the diagonal are exact zeros, so the products add nothing for them).
 
-import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
-import { each } from "./elementwise.js";
+import { type Buf, type GpuRuntime, type GpuStorage, envSetting, fbits } from "../runtime.js";
+import { each, swapAxes } from "./elementwise.js";
+import { matmul } from "./matmul.js";
+
+const viaMatmul = (): boolean => envSetting("CHARLM_WEBGPU_ATTENTION") === "matmul";
+
+/** (B, T, C) as (B, nH, T, hd), into a scratch the caller frees. */
+function heads(rt: GpuRuntime, x: Buf, B: number, T: number, C: number, nHead: number): GpuStorage {
+  const y = rt.scratch(B * T * C);
+  swapAxes(rt, x, [B, T, nHead, C / nHead], 1, 2, y, false);
+  return y;
+}
+
+/** (B, nH, T, hd) back to (B, T, C), written or added. */
+function unheads(rt: GpuRuntime, x: Buf, y: Buf, B: number, T: number, C: number, nHead: number, add: boolean): void {
+  swapAxes(rt, x, [B, nHead, T, C / nHead], 1, 2, y, add);
+}
+
+function free(rt: GpuRuntime, ...bufs: GpuStorage[]): void {
+  for (const b of bufs) rt.free(b);
+}
 
 /** params: n, T, C, nH, hd, sc = 1/√hd (f32) */
 function headParams(n: number, T: number, C: number, nHead: number): number[] {
@@ -30,6 +52,33 @@ export function attention(
   C: number,
   nHead: number,
 ): void {
+  if (viaMatmul()) {
+    const [qh, kh, vh, oh] = [
+      heads(rt, q, B, T, C, nHead),
+      heads(rt, k, B, T, C, nHead),
+      heads(rt, v, B, T, C, nHead),
+    ].concat([rt.scratch(B * T * C)]);
+    const hd = C / nHead;
+    const batch = B * nHead;
+    matmul(rt, qh, kh, att, T, hd, T, { transB: true, batch }); // raw scores q_i · k_j, every (i, j)
+    // scale, causal mask and softmax in place: one thread per (b, h, i) row
+    const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read_write> att: array<f32>;`;
+    const body = /* wgsl */ `${HEAD_LETS}
+  let qi = i % T;
+  let ao = i * T;
+  var m = negInf();
+  for (var j = 0u; j <= qi; j++) { let s = att[ao + j] * sc; att[ao + j] = s; m = max(m, s); }
+  var z = 0.0;
+  for (var j = 0u; j <= qi; j++) { let e = exp(att[ao + j] - m); att[ao + j] = e; z += e; }
+  for (var j = 0u; j <= qi; j++) { att[ao + j] = att[ao + j] / z; }
+  for (var j = qi + 1u; j < T; j++) { att[ao + j] = 0.0; }`;
+    each(rt, "attention.softmax", decls, body, [], [att], headParams(batch * T, T, C, nHead));
+    matmul(rt, att, vh, oh, T, T, hd, { batch }); // Σ_j p_ij v_j
+    unheads(rt, oh, out, B, T, C, nHead, false);
+    free(rt, qh, kh, vh, oh);
+    return;
+  }
   // scores and softmax: one thread per (b, h, i) row of att
   const rowDecls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -82,6 +131,10 @@ export function attentionBackward(
   C: number,
   nHead: number,
 ): void {
+  if (viaMatmul()) {
+    attentionBackwardMatmul(rt, q, k, v, att, g, dq, dk, dv, B, T, C, nHead);
+    return;
+  }
   const n = B * T * C;
   if (dv) {
     // dv_j += Σ_{i >= j} p_ij g_i
@@ -144,6 +197,62 @@ export function attentionBackward(
     each(rt, "attentionBackward.dk", decls("q", "dk"), body, [ds, q], [dk], headParams(n, T, C, nHead));
   }
   rt.free(ds);
+}
+
+function attentionBackwardMatmul(
+  rt: GpuRuntime,
+  q: Buf,
+  k: Buf,
+  v: Buf,
+  att: Buf,
+  g: Buf,
+  dq: Buf | null,
+  dk: Buf | null,
+  dv: Buf | null,
+  B: number,
+  T: number,
+  C: number,
+  nHead: number,
+): void {
+  const hd = C / nHead;
+  const batch = B * nHead;
+  const gh = heads(rt, g, B, T, C, nHead);
+  const part = rt.scratch(B * T * C); // one head-major gradient at a time
+  if (dv) {
+    matmul(rt, att, gh, part, T, T, hd, { transA: true, batch }); // dv_j = Σ_i p_ij g_i
+    unheads(rt, part, dv, B, T, C, nHead, true);
+  }
+  if (dq || dk) {
+    const vh = heads(rt, v, B, T, C, nHead);
+    const ds = rt.scratch(batch * T * T);
+    matmul(rt, gh, vh, ds, T, hd, T, { transB: true, batch }); // dp_ij = g_i · v_j
+    // ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik) / √hd below the diagonal, 0 above: one thread per (b, h, i) row
+    const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> att: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ds: array<f32>;`;
+    const body = /* wgsl */ `${HEAD_LETS}
+  let qi = i % T;
+  let ao = i * T;
+  var dot = 0.0;
+  for (var j = 0u; j <= qi; j++) { dot += att[ao + j] * ds[ao + j]; }
+  for (var j = 0u; j <= qi; j++) { ds[ao + j] = att[ao + j] * (ds[ao + j] - dot) * sc; }
+  for (var j = qi + 1u; j < T; j++) { ds[ao + j] = 0.0; }`;
+    each(rt, "attentionBackward.dsRows", decls, body, [att], [ds], headParams(batch * T, T, C, nHead));
+    if (dq) {
+      const kh = heads(rt, k, B, T, C, nHead);
+      matmul(rt, ds, kh, part, T, T, hd, { batch }); // dq_i = Σ_j ds_ij k_j
+      unheads(rt, part, dq, B, T, C, nHead, true);
+      free(rt, kh);
+    }
+    if (dk) {
+      const qh = heads(rt, q, B, T, C, nHead);
+      matmul(rt, ds, qh, part, T, T, hd, { transA: true, batch }); // dk_j = Σ_i ds_ij q_i
+      unheads(rt, part, dk, B, T, C, nHead, true);
+      free(rt, qh);
+    }
+    free(rt, vh, ds);
+  }
+  free(rt, gh, part);
 }
 
 export function attentionCached(

@@ -25,7 +25,7 @@ import type {
   RnnBackwardArgs,
   RnnForwardArgs,
 } from "../../../backend.js";
-import type { Buf, GpuRuntime, GpuStorage } from "../runtime.js";
+import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { reduceTo, swapAxes } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 
@@ -249,10 +249,6 @@ function slicesPerStep(B: number, H: number, R: number, U: number): number {
 function unitsPerThread(k: StepKernel): number {
   const forced = Number(env("CHARLM_WEBGPU_UNITS"));
   return k.accs === 1 && (forced === 2 || forced === 4) ? forced : 1;
-}
-
-function env(name: string): string | undefined {
-  return typeof process !== "undefined" ? process.env?.[name] : undefined;
 }
 
 /**
