@@ -116,7 +116,7 @@ export function attention(
   each(rt, "attention.out", outDecls, outBody, [att, v], [out], headParams(B * T * C, T, C, nHead));
 }
 
-export function attentionBackward(
+type BackwardArgs = [
   rt: GpuRuntime,
   q: Buf,
   k: Buf,
@@ -130,11 +130,15 @@ export function attentionBackward(
   T: number,
   C: number,
   nHead: number,
-): void {
-  if (viaMatmul()) {
-    attentionBackwardMatmul(rt, q, k, v, att, g, dq, dk, dv, B, T, C, nHead);
-    return;
-  }
+];
+
+/** dq, dk, dv += the gradients through attention (each may be null: not wanted). */
+export function attentionBackward(...a: BackwardArgs): void {
+  if (viaMatmul()) attentionBackwardMatmul(...a);
+  else attentionBackwardRows(...a);
+}
+
+function attentionBackwardRows(...[rt, q, k, v, att, g, dq, dk, dv, B, T, C, nHead]: BackwardArgs): void {
   const n = B * T * C;
   if (dv) {
     // dv_j += Σ_{i >= j} p_ij g_i
@@ -199,21 +203,7 @@ export function attentionBackward(
   rt.free(ds);
 }
 
-function attentionBackwardMatmul(
-  rt: GpuRuntime,
-  q: Buf,
-  k: Buf,
-  v: Buf,
-  att: Buf,
-  g: Buf,
-  dq: Buf | null,
-  dk: Buf | null,
-  dv: Buf | null,
-  B: number,
-  T: number,
-  C: number,
-  nHead: number,
-): void {
+function attentionBackwardMatmul(...[rt, q, k, v, att, g, dq, dk, dv, B, T, C, nHead]: BackwardArgs): void {
   const hd = C / nHead;
   const batch = B * nHead;
   const gh = heads(rt, g, B, T, C, nHead);
