@@ -406,10 +406,7 @@ async function main(): Promise<void> {
         ...(split ? { CHARLM_WEBGPU_SPLIT: split } : {}),
       },
     })),
-    ...["1"].map((rows) => ({
-      name: `sequence, ${rows} row${rows === "1" ? "" : "s"}`,
-      env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: rows },
-    })),
+    { name: "sequence, 1 row", env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: "1" } },
   ];
   // W3 with its attention as a thread per row or value (the default) and as batched matrix products
   const attentionRoutes = [
