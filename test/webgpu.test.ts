@@ -175,12 +175,7 @@ describe("webgpu backend against js", { skip }, () => {
     ["matmul", [1, 70, 8, 2]],
   ] as const) {
     test(`attention forward, backward, cached (${route}, T ${T})`, async () => {
-      process.env.CHARLM_WEBGPU_ATTENTION = route;
-      try {
-        await attentionOps(B, T, C, nH);
-      } finally {
-        delete process.env.CHARLM_WEBGPU_ATTENTION;
-      }
+      await withEnv({ CHARLM_WEBGPU_ATTENTION: route }, () => attentionOps(B, T, C, nH));
     });
   }
   async function attentionOps(B: number, T: number, C: number, nH: number): Promise<void> {
@@ -231,24 +226,17 @@ describe("webgpu backend against js", { skip }, () => {
         { layout: "sequence", rows: "2", split: "1", units: "1", T: 3, B: 3, H: 300 },
       ];
       for (const v of variants) {
-        process.env.CHARLM_WEBGPU_RECURRENT = v.layout;
-        process.env.CHARLM_WEBGPU_ROWS = v.rows;
-        process.env.CHARLM_WEBGPU_SPLIT = v.split;
-        process.env.CHARLM_WEBGPU_UNITS = v.units;
+        const env = {
+          CHARLM_WEBGPU_RECURRENT: v.layout,
+          CHARLM_WEBGPU_ROWS: v.rows,
+          CHARLM_WEBGPU_SPLIT: v.split,
+          CHARLM_WEBGPU_UNITS: v.units,
+        };
         [T, B, H] = [v.T, v.B, v.H];
-        try {
-          await fn();
-        } catch (e) {
+        await withEnv(env, fn).catch((e: Error) => {
           const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units, T ${T} B ${B} H ${H}`;
-          throw new Error(`${what}: ${(e as Error).message}`, {
-            cause: e,
-          });
-        } finally {
-          delete process.env.CHARLM_WEBGPU_RECURRENT;
-          delete process.env.CHARLM_WEBGPU_ROWS;
-          delete process.env.CHARLM_WEBGPU_SPLIT;
-          delete process.env.CHARLM_WEBGPU_UNITS;
-        }
+          throw new Error(`${what}: ${e.message}`, { cause: e });
+        });
       }
     });
   rowVariants("LSTM forward and backward", async () => {
@@ -410,10 +398,7 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   for (const [name, cfg, env] of cases) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-      Object.assign(process.env, env);
-      const got = await train(gpu!, cfg, 3, 7, 3).finally(() => {
-        for (const k of Object.keys(env)) delete process.env[k];
-      });
+      const got = await withEnv(env, () => train(gpu!, cfg, 3, 7, 3));
       got.losses.forEach((l, i) =>
         assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
       );
@@ -426,6 +411,16 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     });
   }
 });
+
+/** fn with the kernel switches in `env` set, unset again afterwards. */
+async function withEnv<R>(env: Record<string, string>, fn: () => Promise<R>): Promise<R> {
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+  }
+}
 
 function pick<S, K extends string>(s: Record<string, S>, keys: Record<K, unknown>): Record<K, S> {
   return Object.fromEntries(Object.keys(keys).map((k) => [k, s[k]])) as Record<K, S>;

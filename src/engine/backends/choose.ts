@@ -1,6 +1,7 @@
 // Picking a kernel backend and saying which: `auto` is webgpu when a hardware GPU adapter is found, else wasm when
 // build/kernels.wasm loads, else js. A backend named by the user is that backend or a clear error; one named by a
-// preset falls back to the next that works (webgpu: on a hardware adapter, as for auto). The CLI (--backend) and the library's train() both choose here.
+// preset falls back to the next that works (webgpu: on a hardware adapter, as for auto). The CLI (--backend) and
+// the library's train() both choose here.
 
 import type { Backend } from "../backend.js";
 import { loadBackend, probeWebgpu, type BackendName } from "./index.js";

@@ -56,12 +56,12 @@ fn negInf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
 
 const f32u32 = new Float32Array(1);
 const u32f32 = new Uint32Array(f32u32.buffer);
-/** The bit pattern of x as float32, to pass a float parameter (read back with pf). */
 /** An environment variable in Node (kernel tuning switches); undefined in browsers. */
 export function envSetting(name: string): string | undefined {
   return typeof process !== "undefined" ? process.env?.[name] : undefined;
 }
 
+/** The bit pattern of x as float32, to pass a float parameter (read back with pf). */
 export function fbits(x: number): number {
   f32u32[0] = x;
   return u32f32[0];

@@ -53,11 +53,7 @@ export function attention(
   nHead: number,
 ): void {
   if (viaMatmul()) {
-    const [qh, kh, vh, oh] = [
-      heads(rt, q, B, T, C, nHead),
-      heads(rt, k, B, T, C, nHead),
-      heads(rt, v, B, T, C, nHead),
-    ].concat([rt.scratch(B * T * C)]);
+    const [qh, kh, vh] = [q, k, v].map((x) => heads(rt, x, B, T, C, nHead));
     const hd = C / nHead;
     const batch = B * nHead;
     matmul(rt, qh, kh, att, T, hd, T, { transB: true, batch }); // raw scores q_i · k_j, every (i, j)
@@ -74,9 +70,9 @@ export function attention(
   for (var j = 0u; j <= qi; j++) { att[ao + j] = att[ao + j] / z; }
   for (var j = qi + 1u; j < T; j++) { att[ao + j] = 0.0; }`;
     each(rt, "attention.softmax", decls, body, [], [att], headParams(batch * T, T, C, nHead));
-    matmul(rt, att, vh, oh, T, T, hd, { batch }); // Σ_j p_ij v_j
-    unheads(rt, oh, out, B, T, C, nHead, false);
-    free(rt, qh, kh, vh, oh);
+    matmul(rt, att, vh, qh, T, T, hd, { batch }); // Σ_j p_ij v_j, into qh (read only by the scores, encoded before)
+    unheads(rt, qh, out, B, T, C, nHead, false);
+    free(rt, qh, kh, vh);
     return;
   }
   // scores and softmax: one thread per (b, h, i) row of att
