@@ -14,7 +14,8 @@
 #   PART=quality bash bench/gpu_machine.sh   (~6 min) the gpu preset's best validation loss in QUALITY_SECONDS
 #                                            (300), in the layout the bench found fastest for W2 at batch 64 (read from
 #                                            bench/out/gpu-last.json, which the bench part leaves on the machine);
-#                                            QUALITY_SET="dropout=0.4,..." changes the recipe (bench/gpu_quality.ts)
+#                                            QUALITY_SET="dropout=0.4,..." changes the recipe (bench/gpu_quality.ts);
+#                                            QUALITY_AVERAGES="0.995,0.998" also judges weight averages of each run
 #   PART=all ... (at most ALL_SECONDS, 590)  the bench (T_BENCH), then the quality run, then one per recipe in
 #                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
 #                                            left: one command, one machine start, when the budget is 15 minutes
@@ -69,6 +70,7 @@ quality() { # [output name] [seconds] [config fields]
     "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
+  [ -n "${QUALITY_AVERAGES:-}" ] && set -- "$@" --averages "$QUALITY_AVERAGES"
   timeout "${T_QUALITY:-$((seconds + 60))}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee -a "$out/$name.txt"
 }
 case "${PART:-bench}" in

@@ -3,6 +3,8 @@
 //
 //   node --import tsx bench/gpu_quality.ts [--seconds S] [--backend webgpu|wasm|js] [--eval-every STEPS]
 //     [--preset NAME] [--set KEY=VALUE,...]     (another preset, or config fields over it: --set dropout=0.4)
+//     [--averages 0.995,0.998]  (also evaluate weight averages of these decays beside the preset's own weights)
+//   A recipe with `ema` (--set ema=0.998) is judged by its weight average, as charlm train judges it.
 //   (bundled for the GPU machine: bash ../shared/gpu/pack.sh bench/gpu_quality.ts; see bench/gpu.ts)
 //
 // The recipe is the preset's (src/train/config.ts, PRESETS.gpu): model, batch, sequence, Adam, warm-up, clipping,
@@ -18,6 +20,8 @@ import { scope } from "../src/engine/scope.js";
 import { buildModel, countParams } from "../src/models/registry.js";
 import { buildTrainVocab, modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { evaluate } from "../src/train/evaluate.js";
+import { WeightAverage } from "../src/train/average.js";
+import { dataRngFor, modelRngFor } from "../src/train/loop.js";
 import { clipGradNorm, createOptimizer } from "../src/train/optimizers.js";
 import { learningRate } from "../src/train/schedules.js";
 import { Rng } from "../src/util/rng.js";
@@ -47,12 +51,18 @@ async function main(): Promise<void> {
   const ts = await loadTinyShakespeare({ quiet: true });
   const vocab = buildTrainVocab(cfg, ts.train);
   const [trainIds, valIds, testIds] = [ts.train, ts.validation, ts.test].map((t) => vocab.encode(t));
-  const model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed));
+  // the model, optimizer and random streams as charlm train makes them (loop.ts)
+  const model = buildModel(modelConfigFor(cfg, vocab.size), new Rng(cfg.seed), cfg.init);
   const params = model.parameters();
-  const opt = createOptimizer(cfg.optimizer, params, { beta1: cfg.beta1, beta2: cfg.beta2 });
+  const opt = createOptimizer(cfg.optimizer, params, {
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    momentum: cfg.momentum,
+    weightDecay: cfg.weightDecay,
+  });
   const [B, T] = [cfg.batchSize, cfg.seqLength];
-  const dataRng = new Rng(cfg.seed + 1);
-  const modelRng = new Rng(cfg.seed + 2);
+  const dataRng = dataRngFor(cfg.seed);
+  const modelRng = modelRngFor(cfg.seed);
   const windows = new WindowEpoch(trainIds, B, T, dataRng);
   // an epoch: the preset's stepsPerEpoch, or (0) a whole pass over the training split, as in charlm train
   const perEpoch = cfg.stepsPerEpoch > 0 ? cfg.stepsPerEpoch : windows.batchesPerEpoch;
@@ -67,13 +77,44 @@ async function main(): Promise<void> {
       `batch ${B} x ${T}, lr ${cfg.lr}, budget ${seconds} s`,
   );
 
+  // The recipe's weights (its average with `ema`), and a weight average for each --averages decay
+  // (src/train/average.ts), each with its best validation loss; early stopping waits on the best of them.
+  const decays = (option("--averages") ?? "").split(",").filter(Boolean).map(Number);
+  if (cfg.ema > 0) decays.unshift(cfg.ema);
+  type Best = { val: number; step: number; time: number; weights: Map<string, Float32Array> | null };
+  const variants = [...(cfg.ema > 0 ? [] : [null]), ...decays].map((d) => ({
+    name: d === null ? "weights" : `average ${d}`,
+    avg: d === null ? null : new WeightAverage(params, d),
+    best: { val: Infinity, step: 0, time: 0, weights: null } as Best,
+  }));
   let totalSteps = 1e9; // until the speed is known
   let step = 0;
   let t10 = 0;
   let sinceBest = 0; // evaluations without a new best, for the preset's early-stopping patience
-  let best = { val: Infinity, step: 0, time: 0, weights: null as Map<string, Float32Array> | null };
   const t0 = performance.now();
   const elapsed = (): number => (performance.now() - t0) / 1000;
+  /** Evaluate every variant; true if any reached its best. */
+  const evaluateAll = async (): Promise<boolean> => {
+    let anyBest = false;
+    const parts: string[] = [];
+    for (const v of variants) {
+      const run = async () => {
+        const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
+        if (val.nats < v.best.val) {
+          const weights = new Map<string, Float32Array>();
+          for (const [k, p] of params) weights.set(k, await p.read());
+          v.best = { val: val.nats, step, time: elapsed(), weights };
+          return `${val.nats.toFixed(4)}*`;
+        }
+        return val.nats.toFixed(4);
+      };
+      const shown = v.avg ? await v.avg.with(run) : await run();
+      if (shown.endsWith("*")) anyBest = true;
+      parts.push(variants.length > 1 ? `${v.name} ${shown}` : shown);
+    }
+    console.log(`  step ${step}  ${elapsed().toFixed(0)} s  validation ${parts.join(", ")}`);
+    return anyBest;
+  };
   let batches = windows.batches();
   outer: for (;;) {
     for (let k = 0; k < evalEvery; k++) {
@@ -93,6 +134,7 @@ async function main(): Promise<void> {
         opt.step(lr);
         return res.loss!;
       });
+      for (const v of variants) v.avg?.update();
       step++;
       // The speed from steps 10 to 40, after the kernels' first compilations: the cosine is stretched over what the
       // budget allows, but never past the preset's own epochs x stepsPerEpoch (a fast GPU would otherwise keep the
@@ -114,34 +156,23 @@ async function main(): Promise<void> {
       loss.dispose();
       if (step >= totalSteps || elapsed() > seconds) break outer;
     }
-    const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
-    const improved = val.nats < best.val;
-    if (improved) {
-      const weights = new Map<string, Float32Array>();
-      for (const [k, p] of params) weights.set(k, await p.read());
-      best = { val: val.nats, step, time: elapsed(), weights };
-    }
-    console.log(
-      `  step ${step}  ${elapsed().toFixed(0)} s  validation ${val.nats.toFixed(4)}${improved ? "  *best*" : ""}`,
-    );
-    sinceBest = improved ? 0 : sinceBest + 1;
+    sinceBest = (await evaluateAll()) ? 0 : sinceBest + 1;
     if (cfg.patience > 0 && sinceBest >= cfg.patience) {
       console.log(`  early stop: no better validation in ${cfg.patience} evaluations`);
       break;
     }
   }
-  const val = await evaluate(model, valIds, { B, T, maxChars: 0 });
-  if (val.nats < best.val) {
-    const weights = new Map<string, Float32Array>();
-    for (const [k, p] of params) weights.set(k, await p.read());
-    best = { val: val.nats, step, time: elapsed(), weights };
+  await evaluateAll();
+  const trained = elapsed();
+  for (const v of variants) {
+    for (const [k, p] of params) p.write(v.best.weights!.get(k)!);
+    const test = await evaluate(model, testIds, { B, T, maxChars: 0 });
+    console.log(
+      `${variants.length > 1 ? `${v.name}: ` : ""}best validation ${v.best.val.toFixed(4)} nats/char at step ` +
+        `${v.best.step} (${v.best.time.toFixed(0)} s of ${trained.toFixed(0)} s); ` +
+        `test ${test.nats.toFixed(4)} nats/char (${test.bits.toFixed(3)} bits/char)`,
+    );
   }
-  for (const [k, p] of params) p.write(best.weights!.get(k)!);
-  const test = await evaluate(model, testIds, { B, T, maxChars: 0 });
-  console.log(
-    `best validation ${best.val.toFixed(4)} nats/char at step ${best.step} (${best.time.toFixed(0)} s of ${elapsed().toFixed(0)} s); ` +
-      `test ${test.nats.toFixed(4)} nats/char (${test.bits.toFixed(3)} bits/char)`,
-  );
 }
 
 await main();

@@ -250,6 +250,8 @@ test("checkpoint: every manifest field of the wrong type or range is refused, na
     [{ status: "done" }, /"status" must be one of running, finished, early-stopped, time-limit, got "done"/],
     [{ earlyStopping: { best: "x", bestEpoch: 1, wait: 0 } }, /"earlyStopping\.best" must be a number or null/],
     [{ partialEpochLoss: { sum: 1, count: -1 } }, /"partialEpochLoss\.count" must be a whole number of at least 0/],
+    [{ average: { decay: 1.5, t: 3 } }, /"average\.decay" must be a number between 0 and 1, got 1\.5/],
+    [{ average: { decay: 0.99, t: "3" } }, /"average\.t" must be a whole number of at least 0/],
   ];
   for (const [patch, re] of cases) {
     writeFileSync(file, JSON.stringify({ ...m, ...patch }));

@@ -12,7 +12,13 @@ import { softmaxCrossEntropy } from "../src/engine/ops.js";
 import { Tensor } from "../src/engine/tensor.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { loadBestWeights, loadCarriedState, loadCheckpoint, loadOptimizerState } from "../src/checkpoint/checkpoint.js";
+import {
+  loadBestWeights,
+  loadCarriedState,
+  loadCheckpoint,
+  loadOptimizerState,
+  loadTrainingWeights,
+} from "../src/checkpoint/checkpoint.js";
 import { modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { generateText } from "../src/sample/generate.js";
 import { evaluate } from "../src/train/evaluate.js";
@@ -62,6 +68,7 @@ async function resumeFrom(dir: string, cfg: TrainConfig, extra: Partial<TrainCon
     optimizer: await loadOptimizerState(loaded.files),
     bestWeights: await loadBestWeights(loaded.files),
     carried: await loadCarriedState(loaded.files),
+    trainingWeights: await loadTrainingWeights(loaded.files),
   };
   return train({
     config: { ...cfg, ...extra },
@@ -88,6 +95,9 @@ for (const [label, over, stopAt] of [
   ["GRU, streams with carried state", { cell: "gru", batching: "stream", dropout: 0 }, 9],
   ["SimpleRNN, windows with dropout", { cell: "rnn", batching: "windows" }, 7],
   ["SimpleRNN, streams with carried state", { cell: "rnn", batching: "stream", dropout: 0 }, 9],
+  // The average and the training weights both come back (the checkpoint's model is the average).
+  ["weight average (--ema), stopped mid-epoch", { ema: 0.9 }, 8],
+  ["weight average (--ema), stopped at an epoch boundary", { ema: 0.95, schedule: "cosine" }, 12],
 ] as const) {
   test(`resume is bit-for-bit: ${label}`, async () => {
     const cfg = config(over as Partial<TrainConfig>);

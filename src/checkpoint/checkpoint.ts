@@ -7,6 +7,8 @@
 //   optimizer.safetensors  the optimizer's per-parameter buffers, "<slot>.<parameter>" (Adam: m.*, v.*), for --resume
 //   best.safetensors       the weights of the best validation epoch so far (early stopping restores them)
 //   state.safetensors      the carried recurrent state of stream batching, "h.<layer>" and "c.<layer>", if any
+//   training.safetensors   a run that averages its weights (--ema), while it can still resume: the weights the
+//                          optimizer is stepping (model.safetensors then holds their average, the model to use)
 //
 // Saving is a small two-phase commit so that a run killed at any moment leaves the previous complete checkpoint or
 // the new one, never a mix: every new file is first written atomically (temp file, fsync, rename) under a ".next"
@@ -55,6 +57,7 @@ export const WEIGHTS = "model.safetensors";
 export const OPTIMIZER = "optimizer.safetensors";
 export const BEST = "best.safetensors";
 export const STATE = "state.safetensors";
+export const TRAINING = "training.safetensors";
 
 /** One line of the per-epoch history. Losses are mean nats per token (per character for a char model). */
 export interface EpochRecord {
@@ -94,6 +97,8 @@ export interface Manifest {
   elapsedSeconds: number;
   status: RunStatus;
   initFrom?: InitFrom | null; // the model a fine-tuning run started from (absent: trained from scratch)
+  /** A run that averages its weights (--ema): the decay and the updates folded in; absent when it does not. */
+  average?: { decay: number; t: number } | null;
 }
 
 /** Where a fine-tuning run (`charlm train --init-from DIR`) took its starting weights from. */
@@ -126,6 +131,10 @@ export interface CheckpointInput {
   elapsedSeconds?: number;
   status?: RunStatus;
   initFrom?: InitFrom | null;
+  /** A run that averages its weights: the decay and updates (the model's weights are then the average). */
+  average?: { decay: number; t: number } | null;
+  /** ...and the weights the optimizer steps, while the run can resume (training.safetensors). */
+  trainingWeights?: Map<string, Float32Array> | null;
 }
 
 const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -185,15 +194,11 @@ export async function encodeCheckpoint(
       OPTIMIZER,
       encodeSafetensors(new Map([...opt.slots].map(([k, v]) => [k, { shape: [v.length], data: v }]))),
     );
-  if (c.bestWeights) {
-    const shapes = new Map(params.map((p) => [p.name, p.shape]));
-    await put(
-      BEST,
-      encodeSafetensors(
-        new Map([...c.bestWeights].map(([k, v]) => [k, { shape: shapes.get(k) ?? [v.length], data: v }])),
-      ),
-    );
-  }
+  const shapes = new Map(params.map((p) => [p.name, p.shape]));
+  const named = (w: Map<string, Float32Array>) =>
+    encodeSafetensors(new Map([...w].map(([k, v]) => [k, { shape: shapes.get(k) ?? [v.length], data: v }])));
+  if (c.bestWeights) await put(BEST, named(c.bestWeights));
+  if (c.trainingWeights) await put(TRAINING, named(c.trainingWeights));
   const carried = c.carriedState ? await stateTensors(c.carriedState) : null;
   // The keys go in the metadata too: a key whose list is empty (a GRU's `c`) has no tensor to carry its name.
   if (carried) await put(STATE, encodeSafetensors(carried.tensors, { keys: carried.keys.join(",") }));
@@ -224,6 +229,8 @@ export async function encodeCheckpoint(
     status: c.status ?? "finished",
     // Written only for fine-tuned runs, so a run from scratch keeps the manifest it always had.
     initFrom: c.initFrom ?? undefined,
+    // Likewise written only by a run that averages its weights.
+    average: c.average ?? undefined,
   };
   return { manifest, files: data };
 }
@@ -301,7 +308,7 @@ async function finishInterruptedSave(dir: string): Promise<void> {
   if (committed) await fs.rename(nextManifest, path.join(dir, MANIFEST));
 }
 
-const DATA_FILES = [WEIGHTS, OPTIMIZER, BEST, STATE];
+const DATA_FILES = [WEIGHTS, OPTIMIZER, BEST, STATE, TRAINING];
 
 function model2list(model: LanguageModel): { name: string; shape: number[] }[] {
   return [...model.parameters()].map(([name, t]) => ({ name, shape: t.shape.slice() }));
@@ -618,6 +625,21 @@ export async function loadOptimizerState(files: CheckpointFiles): Promise<Optimi
 export async function loadBestWeights(files: CheckpointFiles): Promise<Map<string, Float32Array> | null> {
   const file = await files.read(BEST);
   if (!file) return null;
+  return new Map([...file.tensors].map(([k, t]) => [k, t.data as Float32Array]));
+}
+
+/** The weights the optimizer steps, stored by a resumable run that averages its weights (--ema), or null. */
+export async function loadTrainingWeights(files: CheckpointFiles): Promise<Map<string, Float32Array> | null> {
+  const file = await files.read(TRAINING);
+  if (!file) {
+    const { manifest } = files;
+    if (manifest.average && (manifest.status === "running" || manifest.status === "time-limit")) {
+      throw new CharlmError(
+        `${files.where(MANIFEST)}: a resumable run that averages its weights, without ${TRAINING}; the checkpoint is damaged`,
+      );
+    }
+    return null;
+  }
   return new Map([...file.tensors].map(([k, t]) => [k, t.data as Float32Array]));
 }
 

@@ -86,6 +86,11 @@ export function checkManifestFields(m: Record<string, unknown>, file: string): v
   if ("earlyStopping" in m) {
     record({ best: numberOrNull, bestEpoch: epochOrNone, wait: count }, true)(m.earlyStopping, "earlyStopping", fail);
   }
+  // Runs without --ema (and older checkpoints) have no average.
+  if ("average" in m) {
+    const decay: Check = (v) => (typeof v === "number" && v > 0 && v < 1 ? null : "a number between 0 and 1");
+    record({ decay, t: count }, true)(m.average, "average", fail);
+  }
   // Older checkpoints and runs from scratch have no initFrom.
   if ("initFrom" in m) {
     record({ path: text, step: count, format: initFormat }, true)(m.initFrom, "initFrom", fail);

@@ -93,6 +93,11 @@ const FIELDS = {
   decayRate: float(0.5, "step schedule: decay factor", { above: 0, max: 1 }),
   minLrFraction: float(0.1, "cosine schedule: final lr as a fraction of lr", { min: 0, max: 1 }),
   clip: float(5, "clip gradients to this global norm (0 = off)", { min: 0 }),
+  ema: float(
+    0,
+    "average the weights (a moving average of this decay, e.g. 0.998): validation, early stopping and the saved model use the average (0 = off)",
+    { min: 0, max: 0.99999 },
+  ),
   // early stopping and evaluation
   patience: int(0, "early stopping patience in epochs (0 = off)", { min: 0 }),
   minDelta: float(0, "early stopping: smallest improvement that counts", { min: 0 }),

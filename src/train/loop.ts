@@ -16,6 +16,11 @@
 // skips the batches already done, so it continues with exactly the batches, dropout masks and learning rates the
 // uninterrupted run would have had.
 //
+// Weight averaging (--ema, average.ts): after each step the weights are folded into a moving average, and the
+// average is what validation, early stopping (its best weights), samples and the checkpoint's model.safetensors
+// see; the weights the optimizer steps go beside it (training.safetensors) for resuming, and a run that ends keeps
+// the best average (or the last one without --restore-best).
+//
 // Legend: B batch, T time (sequence length).
 
 import { createBatcher, type Batch, type Batcher, type StreamState } from "../data/batching.js";
@@ -30,6 +35,7 @@ import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
 import type { EpochRecord, InitFrom, Manifest, RunStatus } from "../checkpoint/checkpoint.js";
 import type { TrainConfig } from "./config.js";
+import { WeightAverage } from "./average.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
 import { clipGradNorm, createOptimizer, type OptimizerState } from "./optimizers.js";
@@ -42,6 +48,8 @@ export interface ResumeState {
   optimizer: OptimizerState | null;
   bestWeights: Map<string, Float32Array> | null;
   carried: State | null;
+  /** --ema: the weights the optimizer was stepping (the model's loaded weights are their average); null otherwise. */
+  trainingWeights?: Map<string, Float32Array> | null;
 }
 
 /** What the loop tells `onStep` after each optimizer step (read back from the backend). */
@@ -141,11 +149,17 @@ export async function trainLoop(o: LoopOptions): Promise<TrainResult> {
 async function runLoop(o: LoopOptions, store: RunStore | null): Promise<TrainResult> {
   const run = new Run(o, store);
   await run.restore();
-  while (run.epoch < o.config.epochs) {
-    await run.trainEpoch();
-    if (run.status !== "running") break; // stopped mid-epoch (interrupted, time limit): saved where it stood
-    await run.endEpoch();
-    if (run.status !== "running") break;
+  try {
+    while (run.epoch < o.config.epochs) {
+      await run.trainEpoch();
+      if (run.status !== "running") break; // stopped mid-epoch (interrupted, time limit): saved where it stood
+      await run.endEpoch();
+      if (run.status !== "running") break;
+    }
+    // A run that averages its weights hands back the average, whatever stopped it (the checkpoint holds it too).
+    if (!run.final) run.average?.commit();
+  } finally {
+    run.average?.dispose();
   }
   return run.result();
 }
@@ -162,6 +176,7 @@ class Run {
   readonly modelRng: Rng;
   readonly dataRng: Rng;
   readonly stopper: EarlyStopping;
+  readonly average: WeightAverage | null;
   readonly batcher: Batcher;
   readonly valIds: Int32Array;
   readonly valText: ReturnType<Tokenizer["measure"]>;
@@ -179,6 +194,8 @@ class Run {
   epochLossCount = 0;
   lr = 0;
   status: RunStatus | "interrupted" = "running";
+  /** The run has ended and the parameters hold the weights it ends with (the best, or the average). */
+  final = false;
   stopAsked = false;
   lastManifest: Manifest | null = null;
   lastSavedStep: number | null = null;
@@ -216,6 +233,7 @@ class Run {
     this.modelRng = modelRngFor(cfg.seed);
     this.dataRng = dataRngFor(cfg.seed);
     this.stopper = new EarlyStopping(cfg.patience, cfg.minDelta);
+    this.average = cfg.ema > 0 ? new WeightAverage(this.params, cfg.ema) : null;
     this.batcher = createBatcher(cfg.batching, trainIds, cfg.batchSize, cfg.seqLength, this.dataRng);
     this.perEpoch = Math.min(
       this.batcher.batchesPerEpoch,
@@ -229,6 +247,11 @@ class Run {
 
   private get stopping(): boolean {
     return this.stopAsked || !!this.o.signal?.aborted;
+  }
+
+  /** Run `fn` on the weights the run is judged by: the average with --ema, else the training weights. */
+  private judged<R>(fn: () => Promise<R>): Promise<R> {
+    return this.average ? this.average.with(fn) : fn();
   }
 
   private elapsed(): number {
@@ -253,6 +276,24 @@ class Run {
     this.lastManifest = m;
     this.lastSavedStep = m.step;
     if (r.optimizer) this.optimizer.setState(r.optimizer);
+    if (this.average) {
+      // The loaded model holds the average; the weights the optimizer was stepping come back from beside it (a run
+      // that had ended has none: it continues from its final weights, and the average from them).
+      const average = new Map<string, Float32Array>();
+      for (const [k, p] of this.params) average.set(k, await p.read());
+      this.average.setState({ decay: this.cfg.ema, t: m.average?.t ?? 0, weights: average });
+      if (r.trainingWeights) {
+        for (const [k, p] of this.params) {
+          const w = r.trainingWeights.get(k);
+          if (!w || w.length !== p.size) {
+            throw new CharlmError(
+              `${this.o.out}: its training weights do not match the model (${k}); the checkpoint is damaged, start a new run`,
+            );
+          }
+          p.write(w);
+        }
+      }
+    }
     if (m.earlyStopping) {
       this.stopper.setState({ ...m.earlyStopping, best: m.earlyStopping.best ?? Infinity }, r.bestWeights);
     }
@@ -333,6 +374,7 @@ class Run {
       res.loss!.backward();
       const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
       optimizer.step(lr);
+      this.average?.update();
       return { loss: res.loss!, norm, state: stream ? (res.state ?? null) : null };
     });
     if (stream) {
@@ -355,13 +397,15 @@ class Run {
   /** The validation loss per token, and per character of the text (see evaluate.ts). */
   private async validate(): Promise<Awaited<ReturnType<typeof evaluate>>> {
     const { cfg, valText, o } = this;
-    const val = await evaluate(o.model, this.valIds, {
-      B: cfg.batchSize,
-      T: cfg.seqLength,
-      carry: cfg.batching === "stream",
-      maxChars: cfg.evalChars,
-      text: { ends: valText.ends, extra: valText.extra, unk: o.vocab.unk },
-    });
+    const val = await this.judged(() =>
+      evaluate(o.model, this.valIds, {
+        B: cfg.batchSize,
+        T: cfg.seqLength,
+        carry: cfg.batching === "stream",
+        maxChars: cfg.evalChars,
+        text: { ends: valText.ends, extra: valText.extra, unk: o.vocab.unk },
+      }),
+    );
     if (!Number.isFinite(val.nats)) this.diverged(`the validation loss became ${val.nats}`);
     return val;
   }
@@ -430,7 +474,7 @@ class Run {
       ...this.perChar(val),
       time: this.elapsed(),
     });
-    const { improved, stop } = await stopper.update(val.nats, epoch, params);
+    const { improved, stop } = await this.judged(() => stopper.update(val.nats, epoch, params));
     this.log(
       `epoch ${epoch}/${cfg.epochs}  step ${step}  train ${trainLoss.toFixed(4)}  val ${this.valLine(val)}` +
         `${improved ? "  *best*" : ""}  ${formatDuration(seconds)}`,
@@ -439,11 +483,16 @@ class Run {
     await this.call(this.o.onEpoch, { ...record, valBitsPerChar: val.bitsPerChar, improved, stop: this.stop });
     const done = epoch >= cfg.epochs || stop;
     if (done) {
-      if (cfg.restoreBest && stopper.bestEpoch !== epoch && stopper.restore(params)) {
-        this.log(
-          `restored the weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`,
-        );
-      }
+      // With --ema the parameters hold the training weights, and the best weights are of the average.
+      const restore = cfg.restoreBest && (this.average !== null || stopper.bestEpoch !== epoch);
+      if (restore && stopper.restore(params)) {
+        if (stopper.bestEpoch !== epoch) {
+          this.log(
+            `restored the ${this.average ? "averaged " : ""}weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`,
+          );
+        }
+      } else this.average?.commit();
+      this.final = true;
       this.status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
       if (this.status === "early-stopped") {
         this.log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
@@ -498,37 +547,48 @@ class Run {
     }
   }
 
-  /** Checkpoint into `out` (in memory: only the check that the weights are finite). */
+  /**
+   * Checkpoint into `out` (in memory: only the check that the weights are finite). With --ema the model's weights
+   * are the average, and until the run has ended the training weights go beside it.
+   */
   private async save(status: RunStatus): Promise<void> {
     await this.readLosses();
+    const training = new Map<string, Float32Array>();
     for (const [name, p] of this.params) {
       const w = await p.read();
       for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) this.diverged(`parameter ${name} is not finite`);
+      training.set(name, w);
     }
-    const { o, stopper } = this;
+    const { o, stopper, average } = this;
     if (!this.store) return;
-    this.lastManifest = await this.store.save({
-      model: o.model,
-      vocab: o.vocab,
-      optimizer: this.optimizer,
-      rng: { model: this.modelRng, data: this.dataRng },
-      step: this.step,
-      epoch: this.epoch,
-      stepInEpoch: this.stepInEpoch,
-      batcher: this.batcher.getState(),
-      carriedState: this.cfg.batching === "stream" ? this.carried : null,
-      history: this.history,
-      bestValLoss: Number.isFinite(stopper.best) ? stopper.best : null,
-      earlyStopping: stopper.getState(),
-      bestWeights: stopper.bestWeights,
-      trainConfig: this.cfg,
-      preset: o.preset ?? null,
-      dataName: o.splits.name,
-      elapsedSeconds: this.elapsed(),
-      status,
-      partialEpochLoss: { sum: this.epochLossSum, count: this.epochLossCount },
-      initFrom: o.initFrom ?? o.resume?.manifest.initFrom ?? null,
-    });
+    const store = this.store;
+    const averaged = average !== null && !this.final;
+    const write = () =>
+      store.save({
+        model: o.model,
+        vocab: o.vocab,
+        optimizer: this.optimizer,
+        rng: { model: this.modelRng, data: this.dataRng },
+        step: this.step,
+        epoch: this.epoch,
+        stepInEpoch: this.stepInEpoch,
+        batcher: this.batcher.getState(),
+        carriedState: this.cfg.batching === "stream" ? this.carried : null,
+        history: this.history,
+        bestValLoss: Number.isFinite(stopper.best) ? stopper.best : null,
+        earlyStopping: stopper.getState(),
+        bestWeights: stopper.bestWeights,
+        trainConfig: this.cfg,
+        preset: o.preset ?? null,
+        dataName: o.splits.name,
+        elapsedSeconds: this.elapsed(),
+        status,
+        partialEpochLoss: { sum: this.epochLossSum, count: this.epochLossCount },
+        initFrom: o.initFrom ?? o.resume?.manifest.initFrom ?? null,
+        average: average ? { decay: average.decay, t: average.t } : null,
+        trainingWeights: averaged ? training : null,
+      });
+    this.lastManifest = averaged ? await average.with(write) : await write();
     this.lastSavedStep = this.step;
     const { step, epoch, lastManifest: manifest } = this;
     await this.call(o.onCheckpoint, { dir: o.out ?? "", step, epoch, status, manifest, stop: this.stop });
@@ -551,12 +611,14 @@ class Run {
   private async printSample(): Promise<void> {
     const { cfg } = this;
     if (cfg.sampleLength <= 0) return;
-    const text = await generateText(this.o.model, this.o.vocab, {
-      prime: "",
-      length: cfg.sampleLength,
-      temperature: 0.8,
-      seed: (cfg.seed + this.step) >>> 0,
-    });
+    const text = await this.judged(() =>
+      generateText(this.o.model, this.o.vocab, {
+        prime: "",
+        length: cfg.sampleLength,
+        temperature: 0.8,
+        seed: (cfg.seed + this.step) >>> 0,
+      }),
+    );
     this.log(`--- sample at step ${this.step} ---\n${text}\n---`);
   }
 

@@ -19,6 +19,7 @@ import {
   loadCarriedState,
   loadCheckpoint,
   loadOptimizerState,
+  loadTrainingWeights,
   makeDir,
   openForWriting,
   readManifest,
@@ -53,6 +54,7 @@ export const LOCKED_ON_RESUME: (keyof TrainConfig)[] = [
   "seed",
   "validationFraction",
   "init",
+  "ema",
 ];
 
 export interface RunRequest {
@@ -150,6 +152,7 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
       optimizer: await loadOptimizerState(files),
       bestWeights: await loadBestWeights(files),
       carried: null, // tensors: loaded with the model, on the run's backend
+      trainingWeights: await loadTrainingWeights(files),
     };
   } else {
     if (req.initFrom) {
