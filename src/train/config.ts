@@ -149,9 +149,9 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = Object.fromEntries(
 export const PRESETS: Record<string, Partial<TrainConfig>> = {
   cpu: {
     // From `charlm tune` (successive halving over units, lr, dropout, init and batch size: docs/tuning.md), sized to
-    // 30 minutes on this 2-core machine at ~8,500 characters/s (314 steps of 3,200 characters per epoch). Judged by a
-    // moving average of its weights (ema 0.995, docs/tuning.md "Weight averaging"): 1.3970 on validation after 7
-    // epochs, where the weights themselves reach 1.4119 after 9.
+    // 30 minutes on this 2-core machine at ~8,500 characters/s (310 steps of 3,200 characters per epoch). Judged by a
+    // moving average of its weights (ema 0.995, docs/tuning.md "Weight averaging"): 1.3990 on validation after 7
+    // epochs (README "Results"; 1.3970 in a run that judged both, where the weights themselves reached 1.4119).
     embedding: 64,
     units: 512,
     layers: 1,
