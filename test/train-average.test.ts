@@ -19,6 +19,7 @@ import { evaluate } from "../src/train/evaluate.js";
 import { trainLoop } from "../src/train/loop.js";
 import { resumedConfig } from "../src/train/session.js";
 import { Rng } from "../src/util/rng.js";
+import { tinyLoopConfig } from "./helpers/loop.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 
 const { gpu, skip } = await gpuForTests();
@@ -97,7 +98,7 @@ test("with() restores the training weights when its function throws; a bad decay
   );
   assert.deepEqual(Array.from(await p.read()), [4, 5, 6]);
   for (const d of [0, 1, 1.5, -0.1, NaN]) assert.throws(() => new WeightAverage(params, d), /decay .* between 0 and 1/);
-  assert.throws(() => avg.setState({ decay: 0.9, t: 3, weights: new Map([["w", new Float32Array(2)]]) }), /w/);
+  assert.throws(() => avg.setState({ t: 3, weights: new Map([["w", new Float32Array(2)]]) }), /w/);
   avg.commit(); // t = 2: d = min(0.9, 3/12) = 0.25
   close(await p.read(), [0.25 * 1 + 0.75 * 4, 0.25 * 2 + 0.75 * 5, 0.25 * 3 + 0.75 * 6], 1e-6, "committed");
 });
@@ -126,21 +127,7 @@ const splits = { train: TEXT.slice(0, 2200), validation: TEXT.slice(2200), name:
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-ema-"));
 
 function config(over: Partial<TrainConfig> = {}): TrainConfig {
-  return resolveTrainConfig({
-    preset: "tiny",
-    overrides: {
-      embedding: 8,
-      units: 12,
-      seqLength: 16,
-      batchSize: 4,
-      epochs: 2,
-      stepsPerEpoch: 6,
-      sampleLength: 0,
-      logEvery: 1,
-      dropout: 0.1,
-      ...over,
-    },
-  });
+  return tinyLoopConfig({ epochs: 2, dropout: 0.1, ...over });
 }
 const model = (cfg: TrainConfig): LanguageModel =>
   buildModel(

@@ -19,12 +19,13 @@ import {
   loadOptimizerState,
   loadTrainingWeights,
 } from "../src/checkpoint/checkpoint.js";
-import { modelConfigFor, resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
+import { modelConfigFor, type TrainConfig } from "../src/train/config.js";
 import { generateText } from "../src/sample/generate.js";
 import { evaluate } from "../src/train/evaluate.js";
 import { trainLoop as train, type ResumeState, type TrainResult } from "../src/train/loop.js";
 import { CharlmError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
+import { tinyLoopConfig } from "./helpers/loop.js";
 
 const VERSE =
   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
@@ -36,22 +37,7 @@ const splits = { train: TEXT.slice(0, 1800), validation: TEXT.slice(1800), name:
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-loop-"));
 
 function config(over: Partial<TrainConfig> = {}): TrainConfig {
-  return resolveTrainConfig({
-    preset: "tiny",
-    overrides: {
-      embedding: 8,
-      units: 12,
-      seqLength: 16,
-      batchSize: 4,
-      epochs: 3,
-      stepsPerEpoch: 6,
-      evalChars: 0,
-      sampleLength: 0,
-      logEvery: 1,
-      dropout: 0.2,
-      ...over,
-    },
-  });
+  return tinyLoopConfig(over);
 }
 
 function model(cfg: TrainConfig): LanguageModel {

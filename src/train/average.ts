@@ -7,15 +7,15 @@
 // Evaluation, early stopping, sampling and the checkpoint's model then use the average, which on a small corpus
 // sits lower on the validation loss than the noisy last step of a high learning rate. One kernel pair per
 // parameter and step, nothing read back: two buffers per parameter take turns as the old and new average (a kernel's
-// output never aliases its input on a GPU backend).
+// output never aliases its input on a GPU backend); while the average is swapped in, the spare one keeps the
+// training weights.
 
 import type { Backend, Storage } from "../engine/backend.js";
 import { CharlmError } from "../util/errors.js";
 import type { Param } from "./optimizers.js";
 
-/** What a checkpoint stores: the updates counted so far and the average of each parameter. */
+/** A saved average: the updates counted so far and the average of each parameter. */
 export interface AverageState {
-  decay: number;
   t: number;
   weights: Map<string, Float32Array>;
 }
@@ -24,14 +24,14 @@ interface Slot {
   be: Backend;
   p: Param;
   avg: Storage; // the current average
-  spare: Storage; // the next one is written here, then the two swap
+  spare: Storage; // the next one is written here, then the two swap; the training weights while swapped in
 }
 
 export class WeightAverage {
   /** Updates taken so far. */
   t = 0;
   private readonly slots = new Map<string, Slot>();
-  private swapped: Map<string, Storage> | null = null; // the training weights while the average is swapped in
+  private swapped = false; // the average is in the parameters, the training weights in the spare buffers
 
   constructor(
     private readonly params: Map<string, Param>,
@@ -82,22 +82,16 @@ export class WeightAverage {
   }
 
   private swapIn(): void {
-    this.swapped = new Map();
-    for (const [name, s] of this.slots) {
-      const keep = s.be.alloc(s.p.size);
-      s.be.copy(s.p.storage, 0, keep, 0, s.p.size);
+    for (const s of this.slots.values()) {
+      s.be.copy(s.p.storage, 0, s.spare, 0, s.p.size);
       s.be.copy(s.avg, 0, s.p.storage, 0, s.p.size);
-      this.swapped.set(name, keep);
     }
+    this.swapped = true;
   }
 
   private swapOut(): void {
-    for (const [name, s] of this.slots) {
-      const keep = this.swapped!.get(name)!;
-      s.be.copy(keep, 0, s.p.storage, 0, s.p.size);
-      s.be.free(keep);
-    }
-    this.swapped = null;
+    for (const s of this.slots.values()) s.be.copy(s.spare, 0, s.p.storage, 0, s.p.size);
+    this.swapped = false;
   }
 
   /** The averages, read back (the training weights themselves before the first update). */
@@ -111,10 +105,6 @@ export class WeightAverage {
   commit(): void {
     if (this.t === 0) return;
     for (const s of this.slots.values()) s.be.copy(s.avg, 0, s.p.storage, 0, s.p.size);
-  }
-
-  async getState(): Promise<AverageState> {
-    return { decay: this.decay, t: this.t, weights: await this.read() };
   }
 
   /** Restore a saved state; every parameter's average must be there with its size. */

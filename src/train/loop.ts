@@ -281,7 +281,7 @@ class Run {
       // that had ended has none: it continues from its final weights, and the average from them).
       const average = new Map<string, Float32Array>();
       for (const [k, p] of this.params) average.set(k, await p.read());
-      this.average.setState({ decay: this.cfg.ema, t: m.average?.t ?? 0, weights: average });
+      this.average.setState({ t: m.average?.t ?? 0, weights: average });
       if (r.trainingWeights) {
         for (const [k, p] of this.params) {
           const w = r.trainingWeights.get(k);
