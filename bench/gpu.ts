@@ -4,7 +4,8 @@
 //   batch 64 and 256 (and W3, a 6 x 384 GPT with block 256, at batch 64: the transformer's speed, for the quality
 //   route): training characters/s (B·T per full step: forward, loss, backward, update) after warm-up
 //   steps, the loss read once at the end (the GPU runs ahead of JavaScript in between, as in a training run that
-//   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step) and, for scale,
+//   logs now and then). Then generation at batch 1 (charlm's sampler, one character per step; tokens drawn on the
+//   GPU in bursts, the default, and reading the logits back after each, as before) and, for scale,
 //   charlm's wasm backend on the CPU's cores for W1 and W2 at both batch sizes.
 //
 // On the GPU machine (no Node there; ../shared/gpu/README.md), from the project root, after npm ci here:
@@ -55,7 +56,7 @@ const V = 65;
 // Tiny: shapes SwiftShader runs in seconds; the same code path.
 const WARMUP = tiny ? 1 : 3;
 const STEPS = tiny ? 2 : 30;
-const GEN_CHARS = tiny ? 5 : 300;
+const GEN_CHARS = tiny ? 5 : 1000;
 // --profile: more warm-up than the throughput runs, so that JavaScript's optimizing compiler is done with the step
 const PROFILE_WARMUP = tiny ? 1 : 10;
 const PROFILE_STEPS = tiny ? 2 : 10;
@@ -156,12 +157,14 @@ function dispose(model: LanguageModel, opt?: Adam): void {
   (opt as { dispose?: () => void } | undefined)?.dispose?.();
 }
 
-async function generateRate(w: Workload, chars: number): Promise<number> {
+/** onDevice: tokens drawn on the GPU in bursts (the default there), or false: the logits read back for each. */
+async function generateRate(w: Workload, chars: number, onDevice: boolean): Promise<number> {
   const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
   const model = buildModel(w.model, new Rng(0));
-  await generateText(model, vocab, { prime: "", length: 3, temperature: 1, seed: 1 }); // warm-up: pipelines
+  const opts = { prime: "", temperature: 1, seed: 1, onDevice };
+  await generateText(model, vocab, { ...opts, length: Math.min(chars, 120) }); // warm-up: pipelines, burst sizes
   const t0 = performance.now();
-  const text = await generateText(model, vocab, { prime: "", length: chars, temperature: 1, seed: 1 });
+  const text = await generateText(model, vocab, { ...opts, length: chars });
   const sec = (performance.now() - t0) / 1000;
   dispose(model);
   if (text.length !== chars) throw new Error(`generated ${text.length} characters, expected ${chars}`);
@@ -442,8 +445,12 @@ async function main(): Promise<void> {
     }
   }
   for (const w of workloads.filter((w) => w.model.type === "rnn")) {
-    const r = await generateRate(w, GEN_CHARS);
-    console.log(`generation, batch 1, ${w.name} (${w.desc}): ${r.toFixed(0)} chars/s (${GEN_CHARS} characters)`);
+    const r = await generateRate(w, GEN_CHARS, true);
+    const back = await generateRate(w, GEN_CHARS, false);
+    console.log(
+      `generation, batch 1, ${w.name} (${w.desc}): ${r.toFixed(0)} chars/s drawn on the GPU, ` +
+        `${back.toFixed(0)} reading the logits back for each (${GEN_CHARS} characters)`,
+    );
   }
   gpu.destroy?.();
 

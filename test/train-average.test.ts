@@ -16,6 +16,7 @@ import { buildModel } from "../src/models/registry.js";
 import { WeightAverage } from "../src/train/average.js";
 import { resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
 import { evaluate } from "../src/train/evaluate.js";
+import { exportCheckpointToTorch, loadTorchExport } from "../src/interop/torch-export.js";
 import { trainLoop } from "../src/train/loop.js";
 import { resumedConfig } from "../src/train/session.js";
 import { Rng } from "../src/util/rng.js";
@@ -179,6 +180,13 @@ test("--ema: validation and the checkpoint's model use the average; the training
   // The model handed back holds the average too.
   assert.deepEqual(await weightsOf(m), await weightsOf(saved.model));
 
+  // A PyTorch export continues the run: it takes the weights Adam steps (with their moments), not the average.
+  const exported = join(tmp(), "torch");
+  assert.equal((await exportCheckpointToTorch(dir, exported)).training, true);
+  const back = await loadTorchExport(exported);
+  (await weightsOf(back.model)).forEach((w, k) => assert.deepEqual(w, perStep[8][k]));
+  assert.equal(back.optimizer?.t, 9);
+
   // Epoch 1's validation loss is the average's after step 6, not the training weights'.
   const at6 = model(config());
   const want6 = expected(perStep.slice(0, 6), decay);
@@ -201,6 +209,10 @@ test("--ema: a run that ends keeps the best average and no training weights", as
   assert.deepEqual(await weightsOf(saved.model), await weightsOf(m));
   const ev = await evaluate(saved.model, vocab.encode(splits.validation), { B: 4, T: 16 });
   assert.equal(ev.nats, r.bestValLoss);
+  // its PyTorch export is that average
+  const exported = join(tmp(), "torch");
+  assert.equal((await exportCheckpointToTorch(dir, exported)).training, false);
+  assert.deepEqual(await weightsOf((await loadTorchExport(exported)).model), await weightsOf(m));
 });
 
 test("--ema: its range, and a resumed run keeps it", () => {

@@ -46,6 +46,13 @@ export interface MatmulOptions {
   offsetC?: number;
 }
 
+/** How the sampler shapes the next-token distribution (see ../engine/sampling.ts). */
+export interface Sampling {
+  temperature: number; // > 0
+  topK: number; // keep the k most likely (0 = all)
+  topP: number; // keep the most likely up to this total probability, in (0, 1]; 1 = all
+}
+
 /** Elementwise functions with a gradient rule. */
 export type UnaryOp = "sigmoid" | "tanh" | "exp" | "log" | "relu" | "gelu";
 
@@ -238,6 +245,19 @@ export interface Backend<S extends Storage = Storage> {
   embedding(w: S, ids: Int32Array, out: S, D: number): void;
   /** dw[ids[n]] += g[n] (repeated ids accumulate). */
   embeddingBackward(g: S, ids: Int32Array, dw: S, D: number): void;
+  /**
+   * out[n] = w[ids[idsOff + n]] for n < count, the ids held on the backend as float values (written by sampleRows):
+   * generation feeds a sampled token back without reading it. No gradient.
+   */
+  embeddingFrom(w: S, ids: S, idsOff: number, out: S, count: number, D: number): void;
+
+  // ---- sampling
+  /**
+   * One token per row of logits (rows, V): ids[idsOff + r] = the index drawn, as a float, from the weights of
+   * ../engine/sampling.ts (temperature, top-k, top-p) with the uniform draw u[uOff + r] (drawIndex's rule). f32
+   * arithmetic on a GPU: a draw within rounding of a boundary between two tokens may fall the other way.
+   */
+  sampleRows(logits: S, u: S, uOff: number, ids: S, idsOff: number, rows: number, V: number, how: Sampling): void;
 
   // ---- layout
   /**

@@ -5,7 +5,7 @@
 // Legend: B batch, T time, D input features, H hidden units, V vocabulary, C channels, N rows, M/K/N matmul sizes.
 // Recurrent sequences are time-major: (T, B, ·).
 
-import type { BinaryOp, UnaryOp } from "./backend.js";
+import type { BinaryOp, Sampling, UnaryOp } from "./backend.js";
 import { needsGrad, record } from "./node.js";
 import { allocate } from "./scope.js";
 import {
@@ -211,6 +211,51 @@ export function embedding(weight: Tensor, ids: Int32Array, shape: number[] = [id
   weight.backend.embedding(weight.storage, ids, out.storage, D);
   record("embedding", [weight], [out], { ids: ids.slice(), D });
   return out;
+}
+
+/**
+ * Rows of weight (V, D) gathered at the ids held in `ids` (float values, on the weight's backend) from position `at`:
+ * the result has shape (...shape, D). Generation feeds sampleTokens' output back through it without reading the ids.
+ * No gradient: run it under noGrad.
+ */
+export function embeddingFrom(weight: Tensor, ids: Tensor, at: number, shape: number[]): Tensor {
+  const be = backendOf("embeddingFrom", weight, ids);
+  if (weight.ndim !== 2) fail("embeddingFrom", `weight must be (V, D), got ${fmtShape(weight.shape)}`);
+  const n = shapeSize(shape);
+  if (!(Number.isInteger(at) && at >= 0 && at + n <= ids.size)) {
+    fail("embeddingFrom", `${n} ids from position ${at} do not fit in ${ids.size}`);
+  }
+  if (needsGrad([weight])) fail("embeddingFrom", "has no gradient; run it under noGrad");
+  const out = empty(be, [...shape, weight.shape[1]]);
+  be.embeddingFrom(weight.storage, ids.storage, at, out.storage, n, weight.shape[1]);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sampling
+
+/**
+ * One token per row of logits (rows, V), drawn on their backend (../engine/sampling.ts's weights) with the uniform
+ * draws u[uAt + r], written as float values to ids[at + r]. Nothing is read back: embeddingFrom takes them from there.
+ */
+export function sampleTokens(logits: Tensor, u: Tensor, uAt: number, ids: Tensor, at: number, how: Sampling): void {
+  const be = backendOf("sampleTokens", logits, u, ids);
+  if (logits.ndim !== 2) fail("sampleTokens", `logits must be (rows, V), got ${fmtShape(logits.shape)}`);
+  const [rows, V] = logits.shape;
+  if (!(Number.isInteger(uAt) && uAt >= 0 && uAt + rows <= u.size)) {
+    fail("sampleTokens", `${rows} uniform draws from position ${uAt} do not fit in ${u.size}`);
+  }
+  if (!(Number.isInteger(at) && at >= 0 && at + rows <= ids.size)) {
+    fail("sampleTokens", `${rows} ids from position ${at} do not fit in ${ids.size}`);
+  }
+  const { temperature, topK, topP } = how;
+  if (!(temperature > 0) || !(topP > 0 && topP <= 1) || !(Number.isInteger(topK) && topK >= 0)) {
+    fail(
+      "sampleTokens",
+      `temperature ${temperature} must be > 0, topP ${topP} in (0, 1], topK ${topK} a whole number >= 0`,
+    );
+  }
+  be.sampleRows(logits.storage, u.storage, uAt, ids.storage, at, rows, V, how);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,14 @@ import { parseModelConfig, type ModelConfig } from "../models/config.js";
 import type { LanguageModel } from "../models/contract.js";
 import { buildModel } from "../models/registry.js";
 import { writeFileAtomic } from "../checkpoint/atomic.js";
-import { MANIFEST, loadCheckpoint, loadOptimizerState, prettyJson, saveCheckpoint } from "../checkpoint/checkpoint.js";
+import {
+  MANIFEST,
+  loadCheckpoint,
+  loadOptimizerState,
+  loadTrainingWeights,
+  prettyJson,
+  saveCheckpoint,
+} from "../checkpoint/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
 import { createOptimizer, type OptimizerState, type Param } from "../train/optimizers.js";
 import { decodeSafetensors, encodeSafetensors } from "../checkpoint/safetensors.js";
@@ -165,17 +172,33 @@ export async function checkTarget(
   }
 }
 
-/** `charlm export DIR --to torch OUT`: the checkpoint in `dir` as a PyTorch export in `out`. */
+/**
+ * `charlm export DIR --to torch OUT`: the checkpoint in `dir` as a PyTorch export in `out`. A run that averages its
+ * weights (--ema) and can still resume keeps the weights its optimizer steps beside the average: those go out, with
+ * the Adam moments that belong to them, so that PyTorch continues the run exactly (`training` is then true). A
+ * finished run has only its average, which goes out as its model.
+ */
 export async function exportCheckpointToTorch(
   dir: string,
   out: string,
   opts: { force?: boolean } = {},
-): Promise<TorchExportManifest> {
+): Promise<TorchExportManifest & { training: boolean }> {
   const { model, vocab, manifest, files } = await loadCheckpoint(dir);
   charVocabOf(vocab, `${dir}: a PyTorch export`);
   await checkTarget(out, opts.force ?? false, "export");
   const optimizer = await loadOptimizerState(files);
-  return writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });
+  const training = await loadTrainingWeights(files);
+  if (training) {
+    for (const [k, p] of model.parameters()) {
+      const w = training.get(k);
+      if (!w || w.length !== p.size) {
+        throw new CharlmError(`${dir}: its training weights do not match the model (${k}); the checkpoint is damaged`);
+      }
+      p.write(w);
+    }
+  }
+  const m = await writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });
+  return { ...m, training: training !== null };
 }
 
 /** Read and check `dir`/charlm-torch.json, model.safetensors and optimizer.safetensors (Adam's moments, or null). */

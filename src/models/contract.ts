@@ -33,4 +33,9 @@ export interface LanguageModel {
    * backend (read them with `await logits.read()`); run it in a `scope` and dispose the state it replaces.
    */
   step?(tokens: Int32Array, state: State): { logits: Tensor; state: State };
+  /**
+   * step() with the B tokens already on the model's backend, as float values ids[at .. at + B) (what sampleTokens
+   * writes): a GPU generates without reading each token back. Optional; the sampler falls back to step().
+   */
+  stepFrom?(ids: Tensor, at: number, B: number, state: State): { logits: Tensor; state: State };
 }

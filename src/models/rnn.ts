@@ -12,7 +12,7 @@
 // Legend: B batch, T time, V vocabulary, E embedding width, H units, L layers.
 
 import { noGrad } from "../engine/autograd.js";
-import { reshape, softmaxCrossEntropy, transpose } from "../engine/ops.js";
+import { embeddingFrom, reshape, softmaxCrossEntropy, transpose } from "../engine/ops.js";
 import { Tensor } from "../engine/tensor.js";
 import { Dense } from "../nn/dense.js";
 import { Dropout } from "../nn/dropout.js";
@@ -107,18 +107,7 @@ export class RnnModel implements LanguageModel {
         idsTB[t * B + b] = id;
       }
     }
-    let x = this.embedding.forward(idsTB, [T, B]); // (T, B, E)
-
-    const next: RnnState = { h: [], c: [] };
-    this.recurrent.forEach((layer, l) => {
-      const out = layer.forward(x, { h: state.h[l], c: state.c[l] });
-      x = this.dropout.forward(out.hs, rng, training); // (T, B, H)
-      // The carried state leaves the graph: truncated BPTT stops at the batch boundary.
-      next.h.push(out.state.h.detach());
-      if (out.state.c) next.c.push(out.state.c.detach());
-    });
-
-    const logits = transpose(this.dense.forward(x), 0, 1); // (T, B, V) -> (B, T, V)
+    const { logits, state: next } = this.fromEmbedded(this.embedding.forward(idsTB, [T, B]), state, training, rng);
     const result: ForwardResult = { logits, state: next };
     if (opts.targets) {
       if (opts.targets.length !== B * T) {
@@ -136,6 +125,36 @@ export class RnnModel implements LanguageModel {
       const { logits, state: next } = this.forward(tokens, B, 1, { state });
       return { logits: reshape(logits, [B, this.config.vocabSize]), state: next as RnnState };
     });
+  }
+
+  /** step() with the B tokens read on the backend from ids[at .. at + B) (sampleTokens' output). */
+  stepFrom(ids: Tensor, at: number, B: number, state: State): { logits: Tensor; state: RnnState } {
+    const s = this.checkState(state, B);
+    return noGrad(() => {
+      const x = embeddingFrom(this.embedding.weight, ids, at, [1, B]); // (1, B, E)
+      const { logits, state: next } = this.fromEmbedded(x, s, false, this.ownRng);
+      return { logits: reshape(logits, [B, this.config.vocabSize]), state: next };
+    });
+  }
+
+  /** The stack above the embedding: (T, B, E) -> logits (B, T, V) and the state after the last step. */
+  private fromEmbedded(
+    embedded: Tensor,
+    state: RnnState,
+    training: boolean,
+    rng: Rng,
+  ): { logits: Tensor; state: RnnState } {
+    let x = embedded;
+    const next: RnnState = { h: [], c: [] };
+    this.recurrent.forEach((layer, l) => {
+      const out = layer.forward(x, { h: state.h[l], c: state.c[l] });
+      x = this.dropout.forward(out.hs, rng, training); // (T, B, H)
+      // The carried state leaves the graph: truncated BPTT stops at the batch boundary.
+      next.h.push(out.state.h.detach());
+      if (out.state.c) next.c.push(out.state.c.detach());
+    });
+
+    return { logits: transpose(this.dense.forward(x), 0, 1), state: next }; // (T, B, V) -> (B, T, V)
   }
 
   private checkState(state: State, B: number): RnnState {

@@ -1,25 +1,26 @@
 // Generation: feed a priming text, then draw one token at a time (a character for a char model) from the model's
-// next-token distribution, shaped by temperature, top-k and top-p (nucleus) filtering, with a seeded Rng so the same seed
-// gives the same text. Recurrent models advance with `step` (one step per token); a model without `step` is
-// rerun over a sliding window of recent context. The tokenizer turns the prime into ids and the sampled ids back
-// into text, streaming (a byte-level token may end inside a character: it is held back until the character is
-// whole); stop strings are matched on that text.
-//
-//   p_i ∝ exp(z_i / temperature)                   (temperature < 1 sharpens, > 1 flattens)
-//   top-k: keep the k largest p_i                  (0 = off)
-//   top-p: keep the smallest set of largest p_i whose total reaches p   (1 = off)
+// next-token distribution, shaped by temperature, top-k and top-p (nucleus) filtering (../engine/sampling.ts), with
+// a seeded Rng so the same seed gives the same text. Recurrent models advance with `step` (one step per token); a
+// model without `step` is rerun over a sliding window of recent context. On a GPU backend a recurrent model draws
+// its tokens on the device, a burst at a time, so that only the ids come back (GenerateOptions.onDevice). The
+// tokenizer turns the prime into ids and the sampled ids back into text, streaming (a byte-level token may end
+// inside a character: it is held back until the character is whole); stop strings are matched on that text.
 //
 // Legend: V vocabulary size.
 
 import type { Tokenizer } from "../data/tokenizer.js";
 import { describe } from "../data/vocab.js";
 import { noGrad } from "../engine/autograd.js";
-import { slice } from "../engine/ops.js";
+import { getBackend } from "../engine/backends/index.js";
+import { sampleTokens, slice } from "../engine/ops.js";
+import { samplingWeights } from "../engine/sampling.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
-import type { Tensor } from "../engine/tensor.js";
+import { Tensor } from "../engine/tensor.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
+
+export { samplingWeights } from "../engine/sampling.js";
 
 export interface GenerateOptions {
   prime: string; // text the model reads before generating ("" = start from a newline, or the first symbol)
@@ -32,7 +33,18 @@ export interface GenerateOptions {
   signal?: AbortSignal; // stop early when aborted
   onStop?: () => void; // called when a stop string ends the text (not when the length runs out or on abort)
   maxContext?: number; // models without step(): tokens of context rerun per token (default: the model's blockSize, else 256)
+  // Draw the tokens on the model's backend, in bursts, reading back only the ids (recurrent models, vocabularies up
+  // to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
+  // logits back after every token would cost a round trip each; off on js and wasm, where the host draws directly.
+  onDevice?: boolean;
 }
+
+/** Largest vocabulary sampled on the device (its top-k/top-p ranking is quadratic in V); larger ones draw on the host. */
+export const DEVICE_SAMPLING_MAX_V = 4096;
+
+// Tokens per burst on the device: small at first so that the first characters stream at once, then larger.
+const FIRST_BURST = 8;
+const MAX_BURST = 64;
 
 /** Check options the way every caller (CLI, server, library) needs; throws a one-line CharlmError. */
 export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): void {
@@ -59,45 +71,6 @@ export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): v
   }
 }
 
-/**
- * Turn logits into sampling weights in place (unnormalised probabilities; filtered entries set to 0).
- * Exported for tests and for callers that sample batches themselves.
- */
-export function samplingWeights(
-  logits: ArrayLike<number>,
-  temperature: number,
-  topK: number,
-  topP: number,
-  out = new Float64Array(logits.length),
-): Float64Array {
-  const V = logits.length;
-  let max = -Infinity;
-  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
-  let total = 0;
-  for (let i = 0; i < V; i++) {
-    out[i] = Math.exp((logits[i] - max) / temperature);
-    total += out[i];
-  }
-  if ((topK > 0 && topK < V) || topP < 1) {
-    // Rank once, largest first; ties broken by index so the result does not depend on the sort's stability.
-    const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => out[b] - out[a] || a - b);
-    let keep = topK > 0 ? Math.min(topK, V) : V;
-    if (topP < 1) {
-      // The nucleus is measured on the whole (temperature-scaled) distribution; with top-k too, the smaller set wins.
-      let kept = 0;
-      let mass = 0;
-      for (let rank = 0; rank < keep; rank++) {
-        mass += out[order[rank]];
-        kept++;
-        if (mass >= topP * total) break;
-      }
-      keep = kept;
-    }
-    for (let rank = keep; rank < V; rank++) out[order[rank]] = 0;
-  }
-  return out;
-}
-
 /** A random 32-bit seed from the platform's cryptographic generator (used when no seed is given). */
 export function freshSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
@@ -111,23 +84,21 @@ export function freshSeed(): number {
 export async function* generate(model: LanguageModel, vocab: Tokenizer, opts: GenerateOptions): AsyncGenerator<string> {
   checkGenerateOptions(vocab, opts);
   const rng = new Rng(opts.seed ?? freshSeed());
-  const { next, close, prime } = nextLogits(model, vocab, opts);
+  const { draw, close, prime } = tokenSource(model, vocab, opts, rng);
   try {
-    yield* sampleLoop(next, vocab, prime, opts, rng);
+    yield* sampleLoop(draw, vocab, prime, opts);
   } finally {
     close();
   }
 }
 
 async function* sampleLoop(
-  next: (id: number | null) => Promise<ArrayLike<number>>,
+  draw: () => Promise<number>,
   vocab: Tokenizer,
   prime: number[],
   opts: GenerateOptions,
-  rng: Rng,
 ): AsyncGenerator<string> {
-  const { temperature = 1, topK = 0, topP = 1, stop = [], signal } = opts;
-  const weights = new Float64Array(vocab.size);
+  const { stop = [], signal } = opts;
   const maxStop = Math.max(0, ...stop.map((s) => s.length));
   let pending = ""; // generated but not yet yielded (could be the start of a stop string)
   // The decoder reads the prime first (its text is not yielded) so that spacing and partial characters continue it.
@@ -135,12 +106,10 @@ async function* sampleLoop(
   for (const id of prime) decoder.push(id);
   // The word tokenizer restores spacing itself: after a prime that ends in a space, its first space is one too many.
   let trimSpace = vocab.kind === "word" && /\s$/u.test(opts.prime);
-  let logits = await next(null);
   let lastYield = performance.now();
   for (let i = 0; i < opts.length; i++) {
     if (signal?.aborted) return;
-    samplingWeights(logits, temperature, topK, topP, weights);
-    const id = rng.categorical(weights);
+    const id = await draw();
     let piece = decoder.push(id);
     if (trimSpace && piece) {
       piece = piece.replace(/^ /, "");
@@ -162,7 +131,6 @@ async function* sampleLoop(
       if (pending) yield pending;
       pending = "";
     }
-    if (i + 1 < opts.length) logits = await next(id);
     // Let timers and sockets run (an abort from a client hanging up, a redraw) during long generations: give the
     // event loop a turn whenever ~15 ms have passed since the last one.
     if (i % 16 === 15 && performance.now() - lastYield > 15) {
@@ -204,64 +172,106 @@ function heldSuffix(text: string, stop: string[]): number {
 }
 
 /**
- * The next-character logits after feeding the prime, then after each sampled id: a closure over the model's
- * recurrent state (or the context window for models without step()). Each step runs in a scope; the logits are read
- * back (asynchronously, so a GPU backend works the same way) and the step's storage is freed. `close` frees the state.
+ * The sampled ids, one per call of `draw`, after feeding the prime; `close` frees what the model holds. Three ways:
+ *
+ * - a recurrent model (step) on the host: after each token, one step; its logits are read back (asynchronously, so
+ *   any backend works) and the token drawn from them with one uniform draw of rng;
+ * - the same model on the device (stepFrom, see GenerateOptions.onDevice): a burst of n tokens is encoded at once,
+ *   each drawn on the backend from the last logits with the next of n uniform draws of rng (the same draws, in the
+ *   same order, as on the host) and fed to the next step there; only the n ids are read back;
+ * - a model without step(): its forward pass rerun over a sliding window of context for each token.
  */
-function nextLogits(
+function tokenSource(
   model: LanguageModel,
   vocab: Tokenizer,
   opts: GenerateOptions,
-): { next: (id: number | null) => Promise<ArrayLike<number>>; close: () => void; prime: number[] } {
+  rng: Rng,
+): { draw: () => Promise<number>; close: () => void; prime: number[] } {
   let prime = Array.from(vocab.encode(opts.prime, "unk"));
   if (prime.length === 0) {
     // Nothing to condition on: start as if after a line break, the most neutral place in most texts.
     prime = vocab.startIds();
   }
   const V = vocab.size;
+  const { temperature = 1, topK = 0, topP = 1 } = opts;
+  const weights = new Float64Array(V);
+  const fromLogits = (logits: ArrayLike<number>): number =>
+    rng.categorical(samplingWeights(logits, temperature, topK, topP, weights));
+
   if (model.step && model.initialState) {
     const step = model.step.bind(model);
     let state: State = model.initialState(1);
     let logits: Tensor | null = null;
-    const advance = (id: number): void => {
-      const out = scope(() => step(Int32Array.of(id), state));
+    const took = (out: { logits: Tensor; state: State }): void => {
       disposeReplaced(state, out.state);
       logits?.dispose();
       state = out.state;
       logits = out.logits;
     };
-    for (const id of prime) advance(id);
-    return {
-      next: (id) => {
-        if (id !== null) advance(id);
-        return logits!.read();
-      },
-      close: () => {
-        logits?.dispose();
-        disposeReplaced(state, null);
-      },
-      prime,
+    for (const id of prime) took(scope(() => step(Int32Array.of(id), state)));
+    const close = (): void => {
+      logits?.dispose();
+      disposeReplaced(state, null);
     };
+    // The backend the model runs on: its logits' (generation continues after awaits, outside any withBackend).
+    const be = (logits as Tensor | null)?.backend ?? getBackend();
+    const onDevice = (opts.onDevice ?? !be.sync) && model.stepFrom !== undefined && V <= DEVICE_SAMPLING_MAX_V;
+    if (!onDevice) {
+      let last: number | null = null;
+      const draw = async (): Promise<number> => {
+        if (last !== null) took(scope(() => step(Int32Array.of(last!), state)));
+        last = fromLogits(await logits!.read());
+        return last;
+      };
+      return { draw, close, prime };
+    }
+    const stepFrom = model.stepFrom!.bind(model);
+    const sampling = { temperature, topK, topP };
+    const queue: number[] = [];
+    let drawn = 0;
+    let burst = FIRST_BURST;
+    const draw = async (): Promise<number> => {
+      if (queue.length === 0) {
+        const n = Math.max(1, Math.min(burst, opts.length - drawn));
+        burst = Math.min(2 * burst, MAX_BURST);
+        const u = new Float32Array(n);
+        for (let k = 0; k < n; k++) u[k] = rng.random();
+        const draws = new Tensor(u, [n], false, be);
+        const ids = new Tensor(new Float32Array(n), [n], false, be);
+        try {
+          for (let k = 0; k < n; k++) {
+            sampleTokens(logits!, draws, k, ids, k, sampling);
+            took(scope(() => stepFrom(ids, k, 1, state)));
+          }
+          for (const id of await ids.read()) queue.push(id);
+        } finally {
+          draws.dispose();
+          ids.dispose();
+        }
+      }
+      drawn++;
+      return queue.shift()!;
+    };
+    return { draw, close, prime };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
   const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   const maxContext = opts.maxContext ?? (typeof blockSize === "number" ? blockSize : 256);
   const context = prime.slice(-maxContext);
-  return {
-    next: async (id) => {
-      if (id !== null) {
-        context.push(id);
-        if (context.length > maxContext) context.shift();
-      }
-      const T = context.length;
-      const last = scope(() => noGrad(() => slice(model.forward(Int32Array.from(context), 1, T).logits, 1, T - 1, T))); // (1, 1, V) at the last position
-      const values = await last.read();
-      last.dispose();
-      return values.subarray(0, V);
-    },
-    close: () => {},
-    prime,
+  let last: number | null = null;
+  const draw = async (): Promise<number> => {
+    if (last !== null) {
+      context.push(last);
+      if (context.length > maxContext) context.shift();
+    }
+    const T = context.length;
+    const out = scope(() => noGrad(() => slice(model.forward(Int32Array.from(context), 1, T).logits, 1, T - 1, T))); // (1, 1, V) at the last position
+    const values = await out.read();
+    out.dispose();
+    last = fromLogits(values.subarray(0, V));
+    return last;
   };
+  return { draw, close: () => {}, prime };
 }
 
 /** Collect a whole generation into a string (convenience for callers that do not stream). */

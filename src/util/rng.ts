@@ -56,18 +56,9 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
   }
 
-  /** Index drawn from unnormalised non-negative weights p[0..n). */
+  /** Index drawn from unnormalised non-negative weights p[0..n) (one uniform draw; see drawIndex). */
   categorical(p: ArrayLike<number>, n = p.length): number {
-    let total = 0;
-    for (let i = 0; i < n; i++) total += p[i];
-    let r = this.random() * total;
-    for (let i = 0; i < n; i++) {
-      r -= p[i];
-      if (r < 0) return i;
-    }
-    // Rounding can leave r a hair above zero: return the last index with non-zero weight.
-    for (let i = n - 1; i >= 0; i--) if (p[i] > 0) return i;
-    return n - 1;
+    return drawIndex(p, this.random(), n);
   }
 
   /** In-place Fisher-Yates shuffle. */
@@ -94,4 +85,21 @@ export class Rng {
 
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/**
+ * The categorical draw for a given uniform u in [0, 1): the first index where the running sum of p passes u times
+ * their total. Rng.categorical draws u itself; the samplers on a backend (sampleRows) take u from a buffer.
+ */
+export function drawIndex(p: ArrayLike<number>, u: number, n = p.length): number {
+  let total = 0;
+  for (let i = 0; i < n; i++) total += p[i];
+  let r = u * total;
+  for (let i = 0; i < n; i++) {
+    r -= p[i];
+    if (r < 0) return i;
+  }
+  // Rounding can leave r a hair above zero: return the last index with non-zero weight.
+  for (let i = n - 1; i >= 0; i--) if (p[i] > 0) return i;
+  return n - 1;
 }

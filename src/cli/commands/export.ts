@@ -38,7 +38,7 @@ export const exportCommand = defineCommand({
     }
     const m = await exportCheckpointToTorch(dir, out, { force: flags.force });
     process.stdout.write(
-      `exported ${dir} (${m.model.type === "rnn" ? m.model.cell : "gpt"}, step ${m.step}, vocabulary ${m.vocab.chars.length}) to ${out}: model.safetensors (PyTorch names)${m.optimizer ? `, optimizer.safetensors (Adam at step ${m.optimizer.step})` : ""} and charlm-torch.json\n`,
+      `exported ${dir} (${m.model.type === "rnn" ? m.model.cell : "gpt"}, step ${m.step}, vocabulary ${m.vocab.chars.length}) to ${out}: model.safetensors (PyTorch names${m.training ? "; the weights Adam steps, not their average, so that training continues exactly" : ""})${m.optimizer ? `, optimizer.safetensors (Adam at step ${m.optimizer.step})` : ""} and charlm-torch.json\n`,
     );
   },
 });

@@ -5,8 +5,10 @@
 // Legend: n elements; V classes per row; C channels per row; N rows (positions); B batch; T time; hd head size.
 // Reductions that feed a single number (the loss, squared norms) accumulate in float64.
 
+import { drawIndex } from "../../util/rng.js";
+import { samplingWeights } from "../sampling.js";
 import { contiguousStrides } from "../shape.js";
-import type { AdagradStep, AdamStep, BinaryOp, RmspropStep, SgdStep, Strides, UnaryOp } from "../backend.js";
+import type { AdagradStep, AdamStep, BinaryOp, RmspropStep, Sampling, SgdStep, Strides, UnaryOp } from "../backend.js";
 
 type F = Float32Array;
 
@@ -280,6 +282,33 @@ export function embeddingBackward(g: F, ids: Int32Array, dw: F, D: number): void
     const w0 = ids[n] * D;
     const g0 = n * D;
     for (let d = 0; d < D; d++) dw[w0 + d] += g[g0 + d];
+  }
+}
+
+export function embeddingFrom(w: F, ids: F, idsOff: number, out: F, count: number, D: number): void {
+  for (let n = 0; n < count; n++) {
+    const id = ids[idsOff + n];
+    out.set(w.subarray(id * D, (id + 1) * D), n * D);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sampling
+
+export function sampleRows(
+  logits: F,
+  u: F,
+  uOff: number,
+  ids: F,
+  idsOff: number,
+  rows: number,
+  V: number,
+  how: Sampling,
+): void {
+  const weights = new Float64Array(V);
+  for (let r = 0; r < rows; r++) {
+    samplingWeights(logits.subarray(r * V, (r + 1) * V), how.temperature, how.topK, how.topP, weights);
+    ids[idsOff + r] = drawIndex(weights, u[uOff + r]);
   }
 }
 

@@ -30,11 +30,13 @@ import type {
   RmspropStep,
   RnnBackwardArgs,
   RnnForwardArgs,
+  Sampling,
   SgdStep,
   Strides,
   UnaryOp,
 } from "../../backend.js";
 import { CharlmError } from "../../../util/errors.js";
+import * as J from "../js-ops.js";
 import type { Kernels } from "./exports.js";
 import type { WasmBuild } from "./load.js";
 import { Heap, type WasmStorage } from "./memory.js";
@@ -505,6 +507,25 @@ export class WasmBackend implements Backend<WasmStorage> {
     const ip = this.heap.putInts(ids);
     this.kernels.embeddingBackward(g.ptr, ip, dw.ptr, ids.length, D);
     this.heap.freeBytes(ip, ids.length);
+  }
+
+  // Generation's device-side token path: one row or a few per call, so the reference loops on the heap's views.
+  embeddingFrom(w: WasmStorage, ids: WasmStorage, idsOff: number, out: WasmStorage, count: number, D: number): void {
+    checkLength("embeddingFrom out", out, count * D);
+    J.embeddingFrom(this.view(w), this.view(ids), idsOff, this.view(out), count, D);
+  }
+
+  sampleRows(
+    logits: WasmStorage,
+    u: WasmStorage,
+    uOff: number,
+    ids: WasmStorage,
+    idsOff: number,
+    rows: number,
+    V: number,
+    how: Sampling,
+  ): void {
+    J.sampleRows(this.view(logits), this.view(u), uOff, this.view(ids), idsOff, rows, V, how);
   }
 
   // ---- layout

@@ -88,6 +88,8 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
 
     embedding: (w, ids, out, D) => W.embedding(rt, w, ids, out, D, w.length / D),
     embeddingBackward: (g, ids, dw, D) => W.embeddingBackward(rt, g, ids, dw, D, dw.length / D),
+    embeddingFrom: (w, ids, io, out, n, D) => W.embeddingFrom(rt, w, ids, io, out, n, D, w.length / D),
+    sampleRows: (x, u, uo, ids, io, rows, V, how) => W.sampleRows(rt, x, u, uo, ids, io, rows, V, how),
 
     copyBlocks: (src, so, ss, dst, d0, ds, block, count, acc) =>
       E.copyBlocks(rt, src, so, ss, dst, d0, ds, block, count, acc),

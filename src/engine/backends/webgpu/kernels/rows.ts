@@ -5,6 +5,7 @@
 // Legend: N rows (positions), V classes, C channels, D embedding width, U distinct ids in a batch.
 
 import { CharlmError } from "../../../../util/errors.js";
+import type { Sampling } from "../../../backend.js";
 import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
 import { binary, each, reduceTo, sumAll } from "./elementwise.js";
 
@@ -224,4 +225,132 @@ export function embeddingBackward(rt: GpuRuntime, g: Buf, ids: Int32Array, dw: B
   for (var q = csr[U + u]; q < csr[U + u + 1u]; q++) { acc += g[csr[2u * U + 1u + q] * D + j]; }
   dw[k] = acc;`;
   each(rt, "embeddingBackward", decls, body, [g, rt.upload(csr)], [dw], [U * D, D, U]);
+}
+
+/** out[n] = w[ids[idsOff + n]], the ids on the GPU as float values (sampleRows's output). */
+export function embeddingFrom(
+  rt: GpuRuntime,
+  w: Buf,
+  ids: Buf,
+  idsOff: number,
+  out: Buf,
+  count: number,
+  D: number,
+  V: number,
+): void {
+  const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;`;
+  // A sampled id is always in range; the clamp keeps a stray value inside the table all the same.
+  const body = "let D = pu(1u); let id = min(u32(ids[pu(2u) + i / D]), pu(3u) - 1u); y[i] = w[id * D + i % D];";
+  each(rt, "embeddingFrom", decls, body, [w, ids], [out], [count * D, D, idsOff, V]);
+}
+
+/**
+ * One token per row of logits (rows, V), drawn as ../../../sampling.ts and drawIndex (util/rng.ts) do, in f32: one
+ * workgroup per row. Its threads share the elementwise work (the maximum, the weights, each weight's rank when top-k
+ * or top-p filters); the sums that decide the token run in one thread in index (or rank) order, as the host's do.
+ * The weights and the ranked order live in scratch storage, so V has no workgroup-memory limit.
+ */
+export function sampleRows(
+  rt: GpuRuntime,
+  logits: Buf,
+  u: Buf,
+  uOff: number,
+  ids: Buf,
+  idsOff: number,
+  rows: number,
+  V: number,
+  how: Sampling,
+): void {
+  const { temperature, topK, topP } = how;
+  const filter = (topK > 0 && topK < V) || topP < 1;
+  const w = rt.scratch(rows * V);
+  const order = filter ? rt.scratch(rows * V) : null;
+  // params: V, temperature, topK (0 = V), topP, uOff, idsOff
+  const code = () => /* wgsl */ `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ids: array<f32>;
+@group(0) @binding(4) var<storage, read_write> w: array<f32>;
+${filter ? "@group(0) @binding(5) var<storage, read_write> order: array<u32>;" : ""}
+var<workgroup> part: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let V = pu(0u); let t = lid.x; let o = wid.x * V;
+  var m = x[o];
+  for (var j = t; j < V; j += 256u) { m = max(m, x[o + j]); }
+  part[t] = m;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (t < s) { part[t] = max(part[t], part[t + s]); }
+    workgroupBarrier();
+  }
+  m = part[0];
+  for (var j = t; j < V; j += 256u) { w[o + j] = exp((x[o + j] - m) / pf(1u)); }
+  storageBarrier();
+  ${
+    filter
+      ? /* wgsl */ `
+  // rank: how many weights come before j, largest first, ties by index; order[rank] = j
+  for (var j = t; j < V; j += 256u) {
+    let wj = w[o + j];
+    var rank = 0u;
+    for (var k = 0u; k < V; k++) {
+      let wk = w[o + k];
+      rank += select(0u, 1u, wk > wj || (wk == wj && k < j));
+    }
+    order[o + rank] = j;
+  }
+  storageBarrier();`
+      : ""
+  }
+  if (t != 0u) { return; }
+  var total = 0.0;
+  for (var j = 0u; j < V; j++) { total += w[o + j]; }
+  ${
+    filter
+      ? /* wgsl */ `
+  var keep = V;
+  if (pu(2u) > 0u) { keep = min(pu(2u), V); }
+  if (pf(3u) < 1.0) {
+    var mass = 0.0;
+    var kept = 0u;
+    for (var q = 0u; q < keep; q++) {
+      mass += w[o + order[o + q]];
+      kept++;
+      if (mass >= pf(3u) * total) { break; }
+    }
+    keep = kept;
+  }
+  for (var q = keep; q < V; q++) { w[o + order[o + q]] = 0.0; }
+  total = 0.0;
+  for (var j = 0u; j < V; j++) { total += w[o + j]; }`
+      : ""
+  }
+  var r = u[pu(4u) + wid.x] * total;
+  var pick = V;
+  for (var j = 0u; j < V; j++) {
+    r -= w[o + j];
+    if (r < 0.0) { pick = j; break; }
+  }
+  if (pick == V) {
+    // rounding left r a hair above zero: the last index with a non-zero weight
+    pick = V - 1u;
+    for (var j = V; j > 0u; j--) { if (w[o + j - 1u] > 0.0) { pick = j - 1u; break; } }
+  }
+  ids[pu(5u) + wid.x] = f32(pick);
+}`;
+  const writes = order ? [ids, w, order] : [ids, w];
+  rt.run(
+    `sampleRows.${filter}`,
+    code,
+    [logits, u],
+    writes,
+    [V, fbits(temperature), topK, fbits(topP), uOff, idsOff],
+    [rows],
+  );
+  rt.free(w);
+  if (order) rt.free(order);
 }

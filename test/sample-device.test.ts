@@ -1,0 +1,211 @@
+// Generation drawing its tokens on the backend (GenerateOptions.onDevice): sampleTokens and embeddingFrom, and the
+// texts they give. On js and wasm the kernels are the host sampler's own code, so the text must be the host's to the
+// character; on webgpu (SwiftShader here) the draw runs in f32 in a WGSL kernel and is compared with js's, draw by
+// draw, on logits with ties and with every filter; then whole generations on the GPU against js on the host.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Vocab } from "../src/data/vocab.js";
+import type { Backend, Storage } from "../src/engine/backend.js";
+import { useBackend, withBackend } from "../src/engine/backends/index.js";
+import { jsBackend } from "../src/engine/backends/js.js";
+import { embeddingFrom, sampleTokens } from "../src/engine/ops.js";
+import { samplingWeights } from "../src/engine/sampling.js";
+import { Tensor } from "../src/engine/tensor.js";
+import type { ModelConfig } from "../src/models/config.js";
+import type { LanguageModel } from "../src/models/contract.js";
+import { buildModel } from "../src/models/registry.js";
+import { generateText, type GenerateOptions } from "../src/sample/generate.js";
+import { drawIndex, Rng } from "../src/util/rng.js";
+import { gpuForTests } from "./helpers/webgpu.js";
+
+const { gpu, skip } = await gpuForTests();
+
+const vocab = new Vocab("abcdefghijklmnopqrstuvwxyz .,\n".split(""));
+const lstm: ModelConfig = {
+  type: "rnn",
+  cell: "lstm",
+  vocabSize: vocab.size,
+  embedding: 8,
+  units: 16,
+  layers: 2,
+  dropout: 0,
+};
+const gru: ModelConfig = {
+  type: "rnn",
+  cell: "gru",
+  vocabSize: vocab.size,
+  embedding: 6,
+  units: 12,
+  layers: 1,
+  dropout: 0,
+};
+
+// Temperatures, filters and a stop string: every path of the sampler.
+const OPTIONS: Partial<GenerateOptions>[] = [
+  {},
+  { temperature: 0.5 },
+  { topK: 4 },
+  { topP: 0.7, temperature: 1.4 },
+  { topK: 6, topP: 0.9 },
+  { stop: ["e "] },
+];
+
+/** A model whose logits are far from uniform (an untrained one's barely move with temperature): larger weights. */
+function model(cfg: ModelConfig, seed = 3): LanguageModel {
+  const m = buildModel(cfg, new Rng(seed));
+  for (const t of m.parameters().values()) {
+    const v = t.backend.sync ? t.backend.view(t.storage) : null;
+    if (v) for (let i = 0; i < v.length; i++) v[i] *= 6;
+  }
+  return m;
+}
+
+const text = (m: LanguageModel, o: Partial<GenerateOptions>, onDevice?: boolean, length = 200) =>
+  generateText(m, vocab, { prime: "the ", length, seed: 5, ...o, ...(onDevice === undefined ? {} : { onDevice }) });
+
+for (const name of ["js", "wasm"] as const) {
+  test(`${name}: tokens drawn on the backend give the host sampler's text, character for character`, async () => {
+    await useBackend(name);
+    for (const cfg of [lstm, gru]) {
+      const m = model(cfg);
+      for (const o of OPTIONS) {
+        const host = await text(m, o, false);
+        const device = await text(m, o, true);
+        assert.equal(device, host, `${cfg.type} ${JSON.stringify(o)}`);
+        assert.equal(host.length, o.stop ? host.length : 200);
+      }
+    }
+    // the options matter (so the equality above is not of texts that ignore them)
+    const m = model(lstm);
+    const texts = new Set(await Promise.all(OPTIONS.slice(0, 5).map((o) => text(m, o, true))));
+    assert.equal(texts.size, 5);
+    await useBackend("js");
+  });
+}
+
+test("sampleTokens draws each row with its own uniform draw, at the offsets given", async () => {
+  await useBackend("js");
+  const rng = new Rng(4);
+  const rows = 3;
+  const V = 7;
+  const logits = Tensor.fromArray(
+    Array.from({ length: rows * V }, () => rng.normal() * 2),
+    [rows, V],
+  );
+  const u = Tensor.fromArray([0.9, 0.1, 0.5, 0.3, 0.99], [5]);
+  const ids = Tensor.full([6], -1);
+  sampleTokens(logits, u, 2, ids, 1, { temperature: 0.8, topK: 0, topP: 1 });
+  const z = logits.toArray();
+  const want = [0, 1, 2].map((r) =>
+    drawIndex(samplingWeights(z.slice(r * V, (r + 1) * V), 0.8, 0, 1), [0.5, 0.3, 0.99][r]),
+  );
+  assert.deepEqual(Array.from(ids.toArray()), [-1, ...want, -1, -1]);
+  assert.throws(
+    () => sampleTokens(logits, u, 3, ids, 0, { temperature: 1, topK: 0, topP: 1 }),
+    /3 uniform draws from position 3 do not fit in 5/,
+  );
+  assert.throws(
+    () => sampleTokens(logits, u, 0, ids, 4, { temperature: 1, topK: 0, topP: 1 }),
+    /3 ids from position 4 do not fit in 6/,
+  );
+  assert.throws(
+    () => sampleTokens(logits, u, 0, ids, 0, { temperature: 0, topK: 0, topP: 1 }),
+    /temperature 0 must be > 0/,
+  );
+  const w = Tensor.fromArray([1, 2, 3, 4, 5, 6], [3, 2], true);
+  assert.throws(() => embeddingFrom(w, Tensor.fromArray([2, 0], [2]), 0, [2]), /embeddingFrom: has no gradient/);
+});
+
+/** A backend's storages of these host arrays. */
+function put<S extends Storage>(be: Backend<S>, xs: Float32Array[]): S[] {
+  return xs.map((x) => {
+    const s = be.alloc(x.length);
+    be.write(s, x);
+    return s;
+  });
+}
+
+describe("webgpu: drawing on the GPU", { skip }, () => {
+  test("sampleRows draws the token js draws, for every filter, with ties, and odd vocabularies", async () => {
+    const g = gpu!;
+    const rng = new Rng(8);
+    let draws = 0;
+    let differ = 0;
+    for (const V of [5, 70, 300]) {
+      for (const tied of [false, true]) {
+        const rows = 40;
+        // tied: logits on a coarse grid, so many weights are equal and the ranking's tie-break decides top-k/top-p
+        const logits = Float32Array.from({ length: rows * V }, () =>
+          tied ? Math.round(rng.normal() * 2) / 2 : rng.normal() * 3,
+        );
+        const u = Float32Array.from({ length: rows + 2 }, () => rng.random());
+        for (const [temperature, topK, topP] of [
+          [1, 0, 1],
+          [0.6, 0, 1],
+          [1.3, 3, 1],
+          [1, 0, 0.8],
+          [0.9, 10, 0.5],
+          [1, V, 1],
+        ]) {
+          const want = new Float32Array(rows + 1).fill(-1);
+          jsBackend.sampleRows(logits, u, 2, want, 1, rows, V, { temperature, topK, topP });
+          const [gl, gu, gi] = put(g, [logits, u, new Float32Array(rows + 1).fill(-1)]);
+          g.sampleRows(gl, gu, 2, gi, 1, rows, V, { temperature, topK, topP });
+          const got = await g.read(gi);
+          assert.equal(got[0], -1, "the kernel wrote before its offset");
+          for (let r = 1; r <= rows; r++) {
+            assert.ok(Number.isInteger(got[r]) && got[r] >= 0 && got[r] < V, `row ${r}: ${got[r]}`);
+            draws++;
+            if (got[r] !== want[r]) differ++;
+          }
+          for (const s of [gl, gu, gi]) g.free(s);
+        }
+      }
+    }
+    // f32 on the GPU, f64 on the host: a draw within rounding of a boundary may differ (about one in a million)
+    assert.ok(differ <= 1, `${differ} of ${draws} draws differ from js`);
+    console.log(`# sampleRows: ${differ} of ${draws} GPU draws differ from js`);
+  });
+
+  test("embeddingFrom gathers the rows of the ids held on the GPU", async () => {
+    const g = gpu!;
+    const rng = new Rng(2);
+    const V = 13;
+    const D = 7;
+    const w = Float32Array.from({ length: V * D }, () => rng.normal());
+    const ids = Float32Array.of(4, 12, 0, 7, 7, 3);
+    const want = new Float32Array(4 * D);
+    jsBackend.embeddingFrom(w, ids, 1, want, 4, D);
+    assert.deepEqual(Array.from(want.subarray(0, D)), Array.from(w.subarray(12 * D, 13 * D)));
+    const [gw, gid, go] = put(g, [w, ids, new Float32Array(4 * D)]);
+    g.embeddingFrom(gw, gid, 1, go, 4, D);
+    assert.deepEqual(await g.read(go), want);
+    for (const s of [gw, gid, go]) g.free(s);
+  });
+
+  test("generation on the GPU (tokens drawn there, in bursts) gives js's text", async () => {
+    await useBackend("js");
+    // SwiftShader runs ~10 characters a second: short texts; the LSTM under every option, the GRU under two
+    for (const [cfg, options] of [
+      [lstm, OPTIONS],
+      [gru, OPTIONS.slice(2, 4)],
+    ] as const) {
+      const cpu = model(cfg);
+      const onGpu = withBackend(gpu!, () => buildModel(cfg, null));
+      for (const [k, t] of onGpu.parameters()) {
+        t.backend.write(t.storage, Float32Array.from(cpu.parameters().get(k)!.toArray()));
+      }
+      for (const o of options) {
+        const want = await text(cpu, o, false, 40);
+        assert.equal(
+          await withBackend(gpu!, () => text(onGpu, o, undefined, 40)),
+          want,
+          `${cfg.type} ${JSON.stringify(o)}`,
+        );
+      }
+      // and the GPU reading the logits back after every token, as before
+      assert.equal(await withBackend(gpu!, () => text(onGpu, {}, false, 40)), await text(cpu, {}, false, 40));
+    }
+  });
+});
