@@ -207,6 +207,20 @@ test(
       assert.equal(g.error, "");
       assert.equal(g.backend, "wasm", "auto generates on wasm");
       assert.equal(Array.from(g.text).length, 400);
+      // the kernels selector's webgpu generates on the GPU (its characters drawn there, a burst per read-back)
+      await page.selectOption("#backend", "webgpu");
+      await page.click("#train-generate");
+      await until(["trained", "error"]);
+      const onGpu = await probe();
+      assert.equal(onGpu.error, "");
+      assert.equal(onGpu.backend, "webgpu");
+      assert.equal(Array.from(onGpu.text).length, 400);
+      const known = new Set("the quick brown fox jumps over the lazy dog. ");
+      assert.ok(
+        Array.from(onGpu.text).every((c) => known.has(c)),
+        onGpu.text.slice(0, 60),
+      );
+      await page.selectOption("#backend", "auto");
 
       mkdirSync("test-output", { recursive: true });
       await page.setViewportSize({ width: 1400, height: 1100 });

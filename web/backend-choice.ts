@@ -1,9 +1,10 @@
 // Which kernels the page runs on, for training in the tab and for generating in the browser. The page offers
 // auto / webgpu / wasm. Auto trains on webgpu when the browser has an adapter (wasm otherwise) and generates on
-// wasm: generation at batch 1 is one small step per character whose result must come back before the next one,
-// and a GPU's read-back latency bounds it (measured on an H200 through Dawn: 3,118 characters/s for an LSTM 256,
-// against about 7,500 on wasm with 2 CPU cores; docs/webgpu.md). Training steps are large and never wait for the
-// GPU, which is where it pays.
+// wasm: generation at batch 1 is one small step per character, and reading each character's logits back bounded it
+// on a GPU (measured on an H200 through Dawn: 3,118 characters/s for an LSTM 256, against about 7,500 on wasm with
+// 2 CPU cores; docs/webgpu.md). The GPU now draws the characters itself, up to 64 per read-back, which lifts that
+// bound; until a GPU session has timed it, auto stays on wasm for generation and webgpu generates when picked.
+// Training steps are large and never wait for the GPU, which is where it pays.
 
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
