@@ -17,7 +17,8 @@
 // Each recurrent workload runs in the step layout: its dot products in 1, 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT;
 // rows per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 units per
 // thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 2, 4 and 8 slices; and
-// in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an H200). --json FILE keeps every
+// in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an H200); then every rule at its
+// default, and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). --json FILE keeps every
 // figure; --only W1,W2 measures those workloads' training alone (then generation and wasm). W3 runs its attention
 // both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
 //
@@ -410,6 +411,10 @@ async function main(): Promise<void> {
       },
     })),
     { name: "sequence, 1 row", env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: "1" } },
+    // every rule at its default, and the same with stop 5's split-K rule (weight gradients split to 128 workgroups,
+    // not 512; src/engine/backends/webgpu/kernels/matmul.ts)
+    { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
+    { name: "defaults, split-K 128", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLITK: "128" } },
   ];
   // W3 with its attention as a thread per row or value (the default) and as batched matrix products
   const attentionRoutes = [
@@ -435,6 +440,7 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_SPLIT;
         delete process.env.CHARLM_WEBGPU_UNITS;
         delete process.env.CHARLM_WEBGPU_ATTENTION;
+        delete process.env.CHARLM_WEBGPU_SPLITK;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);
@@ -468,7 +474,8 @@ async function main(): Promise<void> {
           ...results.filter((r) => r.workload === w.name && r.B === B).map((r) => r.charsPerSec as number),
         );
         console.log(
-          `   ${w.name} B=${String(B).padEnd(4)} ${k(rate)} chars/s; webgpu's best is ${(gpuBest / rate).toFixed(1)}x`,
+          `   ${w.name} B=${String(B).padEnd(4)} ${k(rate)} chars/s; ` +
+            (gpuBest > 0 ? `webgpu's best is ${(gpuBest / rate).toFixed(1)}x` : "webgpu not timed here (--only)"),
         );
       }
     }

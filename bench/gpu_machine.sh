@@ -67,7 +67,8 @@ quality() { # [output name] [seconds] [config fields]
   fi
   local name=${1:-quality} seconds=${2:-${QUALITY_SECONDS:-300}} fields=${3:-${QUALITY_SET:-}}
   echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" \
-    "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" | tee -a "$out/gpu.txt"
+    "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" \
+    "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
   [ -n "${QUALITY_AVERAGES:-}" ] && set -- "$@" --averages "$QUALITY_AVERAGES"

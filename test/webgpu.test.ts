@@ -95,6 +95,17 @@ describe("webgpu backend against js", { skip }, () => {
         b.matmul(s.a, s.b, s.c, m, k, n, { transA: true, accumulate, offsetC: 3 }),
       );
     }
+    // a weight gradient's shape (6 output tiles, K = 2,048): unsplit, split in 2 (for 12 workgroups) and by the
+    // default rule (in 8: capped by K / 256)
+    for (const target of ["1", "12", ""]) {
+      await withEnv({ CHARLM_WEBGPU_SPLITK: target }, () =>
+        same(
+          { a: rand(2048 * 70), b: rand(2048 * 130), c: rand(70 * 130) },
+          (b, s) => b.matmul(s.a, s.b, s.c, 70, 2048, 130, { transA: true, accumulate: true }),
+          1e-4, // sums of 2,048 terms of either sign, in another order than js's
+        ),
+      );
+    }
     await same({ a: rand(3 + 2 * 5 * 7), b: rand(1 + 2 * 7 * 4), c: rand(2 + 2 * 5 * 4) }, (b, s) =>
       b.matmul(s.a, s.b, s.c, 5, 7, 4, { batch: 2, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }),
     );

@@ -7,7 +7,7 @@
 // with few output tiles and a long K are split along K (see matmul below).
 
 import type { MatmulOptions } from "../../../backend.js";
-import type { Buf, GpuRuntime } from "../runtime.js";
+import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
 import { each } from "./elementwise.js";
 
 const TILE = 64;
@@ -85,8 +85,18 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }`;
 }
 
-/** Workgroups below which a long product is split along K (the GPU has ~100+ cores to fill). */
-const FEW_TILES = 128;
+/**
+ * The workgroups a product with few output tiles and a long K is split along K to reach. The stop-5 profile on an
+ * H200 (bench/results/h200-stop5/run2-profile.txt) timed this kernel at ~10.5 TFLOP/s on 128 workgroups (LSTM 256's
+ * weight gradients at batch 256, then split in 2 and 8), ~19.5 on 256 (LSTM 512's, unsplit) and 33.5 on 12,800 (a
+ * forward projection): at ~128 workgroups most of the GPU's 132 cores hold one workgroup each, too few threads to
+ * hide memory latency. 512 (a few per core) is the default since stop 7, not yet timed on a GPU; before, 128.
+ * CHARLM_WEBGPU_SPLITK=N sets it (1: never split).
+ */
+function splitTarget(): number {
+  const forced = Number(env("CHARLM_WEBGPU_SPLITK"));
+  return Number.isInteger(forced) && forced >= 1 ? forced : 512;
+}
 
 export function matmul(
   rt: GpuRuntime,
@@ -107,8 +117,8 @@ export function matmul(
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
   // k each. Split K instead into S parts summed into a scratch (S, M, N), then add the parts in order (deterministic).
-  const S =
-    batch === 1 && tiles < FEW_TILES && K >= 1024 ? Math.min(Math.ceil(FEW_TILES / tiles), Math.floor(K / 256)) : 1;
+  const target = splitTarget();
+  const S = batch === 1 && tiles < target && K >= 1024 ? Math.min(Math.ceil(target / tiles), Math.floor(K / 256)) : 1;
   if (S > 1) {
     const KS = Math.ceil(K / S / 16) * 16;
     const parts = Math.ceil(K / KS);
