@@ -141,6 +141,8 @@ describe("webgpu backend against js", { skip }, () => {
     // long enough to be summed in chunks: a bias gradient over 2000 rows, and one over two axes
     await same({ g: rand(2000 * 3), d: rand(3) }, (b, s) => b.reduceTo(s.g, [2000, 3], s.d, [0, 1], 0.5));
     await same({ g: rand(40 * 3 * 50), d: rand(3) }, (b, s) => b.reduceTo(s.g, [40, 3, 50], s.d, [0, 1, 0], 1));
+    // one reduced axis, not the leading one (stride 1), with a chunk that is not a multiple of 4 rows
+    await same({ g: rand(3 * 2001), d: rand(3) }, (b, s) => b.reduceTo(s.g, [3, 2001], s.d, [1, 0], 2));
   });
 
   test("softmax, crossEntropy, layerNorm and their backwards", async () => {
@@ -165,6 +167,9 @@ describe("webgpu backend against js", { skip }, () => {
     const t = ids(N, V);
     await same({ w: rand(V * D), o: rand(N * D) }, (b, s) => b.embedding(s.w, t, s.o, D));
     await same({ g: rand(N * D), dw: rand(V * D) }, (b, s) => b.embeddingBackward(s.g, t, s.dw, D));
+    // ~60 positions per id (read eight at a time, then the rest): added in js's order, so the same bits
+    const many = ids(301, 5);
+    await same({ g: rand(301 * D), dw: rand(5 * D) }, (b, s) => b.embeddingBackward(s.g, many, s.dw, D), 0);
   });
 
   test("layout: copyBlocks, reduceAxis, broadcastAxis, swapAxes, causal mask", async () => {

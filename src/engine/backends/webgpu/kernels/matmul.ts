@@ -116,7 +116,8 @@ export function matmul(
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
-  // k each. Split K instead into S parts summed into a scratch (S, M, N), then add the parts in order (deterministic).
+  // k each. Split K instead into S parts summed into a scratch (S, M, N), then add the parts in order (deterministic;
+  // four parts loaded at a time, so that the adding threads do not wait on one load after another).
   const target = splitTarget();
   const S = batch === 1 && tiles < target && K >= 1024 ? Math.min(Math.ceil(target / tiles), Math.floor(K / 256)) : 1;
   if (S > 1) {
@@ -136,7 +137,13 @@ export function matmul(
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;`;
     const body = /* wgsl */ `
   var s = 0.0;
-  for (var q = 0u; q < pu(1u); q++) { s += p[q * pu(0u) + i]; }
+  var q = 0u;
+  let n = pu(0u);
+  for (; q + 4u <= pu(1u); q += 4u) {
+    let v0 = p[q * n + i]; let v1 = p[(q + 1u) * n + i]; let v2 = p[(q + 2u) * n + i]; let v3 = p[(q + 3u) * n + i];
+    s += v0; s += v1; s += v2; s += v3;
+  }
+  for (; q < pu(1u); q++) { s += p[q * n + i]; }
   let at = pu(2u) + i;
   ${o?.accumulate ? "c[at] = c[at] + s;" : "c[at] = s;"}`;
     each(rt, `matmul.parts.${o?.accumulate ?? false}`, decls, body, [partial], [c], [M * N, parts, o?.offsetC ?? 0]);
