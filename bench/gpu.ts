@@ -14,13 +14,14 @@
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
-// Each recurrent workload runs in the step layout: its dot products in 1, 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT;
-// rows per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 units per
-// thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 2, 4 and 8 slices; and
-// in the sequence layout with 1 row per thread (the fastest of 1, 2, 4 and 8 on an H200); then every rule at its
-// default, and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). --json FILE keeps every
-// figure; --only W1,W2 measures those workloads' training alone (then generation and wasm). W3 runs its attention
-// both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
+// Each recurrent workload runs in the step layout: its dot products in 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; rows
+// per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 and 4 units per
+// thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 8 slices, wide tiles
+// (CHARLM_WEBGPU_WIDE) alone and with 4 units; then every rule at its default, and so again with stop 5's split-K
+// rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the slowest at stop 5, are left out (--tiny
+// keeps them, to check their plumbing). --json FILE keeps every figure; --only W1,W2 measures those workloads'
+// training alone (then generation and wasm). W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: rows, or
+// matmul).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -265,7 +266,7 @@ async function profileSteps(be: Profiled, w: Workload, B: number, layout: string
   dispose(model, opt);
 
   const ms = (ns: number) => ns / 1e6 / n;
-  console.log(`${w.name} ${w.desc}, B=${B}, ${layout} layout: per step, ${n} steps after ${PROFILE_WARMUP} warm-up`);
+  console.log(`${w.name} ${w.desc}, B=${B}, ${layout}: per step, ${n} steps after ${PROFILE_WARMUP} warm-up`);
   console.log(
     `  wall ${wallMs.toFixed(2)} ms = the steps' JavaScript ${jsMs.toFixed(2)} ms + ${(wallMs - jsMs).toFixed(2)} ms ` +
       `waiting for the GPU at the loss read`,
@@ -355,14 +356,23 @@ async function main(): Promise<void> {
   const T = workloads[0].T;
   if (profile) {
     console.log(
-      `sequence ${T}, Adam, float32; where a training step's time goes (--profile), in both recurrent layouts\n`,
+      `sequence ${T}, Adam, float32; where a training step's time goes (--profile), with the default kernels and ` +
+        `with wide tiles\n`,
     );
+    // (--tiny: the sequence layout too, to check its plumbing; it was the slowest everywhere on an H200)
+    const variants: [string, Record<string, string>][] = [
+      ["step layout", { CHARLM_WEBGPU_RECURRENT: "step" }],
+      ["step layout, wide tiles", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_WIDE: "1" }],
+      ...(tiny
+        ? [["sequence layout", { CHARLM_WEBGPU_RECURRENT: "sequence" }] as [string, Record<string, string>]]
+        : []),
+    ];
     for (const w of workloads.filter((w) => w.model.type === "rnn")) {
       for (const B of w.batches) {
-        for (const layout of ["step", "sequence"]) {
-          process.env.CHARLM_WEBGPU_RECURRENT = layout;
-          await profileSteps(gpu as Profiled, w, B, layout);
-          delete process.env.CHARLM_WEBGPU_RECURRENT;
+        for (const [name, env] of variants) {
+          Object.assign(process.env, env);
+          await profileSteps(gpu as Profiled, w, B, name);
+          for (const k of Object.keys(env)) delete process.env[k];
         }
       }
     }
@@ -380,11 +390,13 @@ async function main(): Promise<void> {
   else console.log(`PyTorch ${py.version} (${py.python}) on ${py.cuda ? "CUDA" : "the CPU (no CUDA here)"}\n`);
 
   // Each workload in both encodings of the recurrent time loop (src/engine/backends/webgpu/kernels/recurrent.ts):
-  // a dispatch per step, its dot products cut into 1 to 8 slices or its backward steps with 2 or 4 units per
-  // thread, and one dispatch per layer for the whole sequence with 1 batch row per workgroup thread. --json FILE
-  // keeps every figure, so that a script can pick the fastest.
+  // a dispatch per step, its dot products cut into 2 to 8 slices, 4 rows per thread, its backward steps with 2 or 4
+  // units per thread, wide tiles; every rule at its default, and so with stop 5's split-K rule. Left out as the
+  // slowest everywhere at stop 5 on an H200: 1 slice, and the sequence layout (1.2x-2.9x slower than the default;
+  // CHARLM_WEBGPU_RECURRENT=sequence still runs it). --json FILE keeps every figure, so that a script can pick the
+  // fastest.
   const layouts = [
-    ...(tiny ? ["1", "4"] : ["1", "2", "4", "8"]).map((split) => ({
+    ...(tiny ? ["1", "4"] : ["2", "4", "8"]).map((split) => ({
       name: `step, ${split} slice${split === "1" ? "" : "s"}`,
       env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLIT: split },
     })),
@@ -398,8 +410,7 @@ async function main(): Promise<void> {
       ? [["4", "2"]]
       : [
           ["2", ""],
-          ["4", "2"],
-          ["4", "4"],
+          ["4", ""],
           ["4", "8"],
         ]
     ).map(([units, split]) => ({
@@ -410,7 +421,15 @@ async function main(): Promise<void> {
         ...(split ? { CHARLM_WEBGPU_SPLIT: split } : {}),
       },
     })),
-    { name: "sequence, 1 row", env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: "1" } },
+    // wide tiles (up to 64 k per slice between barriers; CHARLM_WEBGPU_WIDE), slices by the default rule
+    { name: "step, wide tiles", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_WIDE: "1" } },
+    {
+      name: "step, 4 units, wide tiles",
+      env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_UNITS: "4", CHARLM_WEBGPU_WIDE: "1" },
+    },
+    ...(tiny
+      ? [{ name: "sequence, 1 row", env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: "1" } }]
+      : []),
     // every rule at its default, and the same with stop 5's split-K rule (weight gradients split to 128 workgroups,
     // not 512; src/engine/backends/webgpu/kernels/matmul.ts)
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
@@ -441,6 +460,7 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_UNITS;
         delete process.env.CHARLM_WEBGPU_ATTENTION;
         delete process.env.CHARLM_WEBGPU_SPLITK;
+        delete process.env.CHARLM_WEBGPU_WIDE;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

@@ -9,7 +9,7 @@
 # then run there, with .gpu and bench/out/gpu carried:
 #   PART=bench bash bench/gpu_machine.sh     (~6 min) the profile of a training step (bench/gpu.ts --profile: host
 #                                            vs GPU time, GPU time per kernel; PROFILE_ONLY=1 stops after it), then
-#                                            throughput against PyTorch CUDA in both recurrent layouts, the GPT
+#                                            throughput against PyTorch CUDA in every kernel variant, the GPT
 #                                            workload, generation, wasm on the CPU
 #   PART=quality bash bench/gpu_machine.sh   (~6 min) the gpu preset's best validation loss in QUALITY_SECONDS
 #                                            (300), in the layout the bench found fastest for W2 at batch 64 (read from
@@ -68,7 +68,7 @@ quality() { # [output name] [seconds] [config fields]
   local name=${1:-quality} seconds=${2:-${QUALITY_SECONDS:-300}} fields=${3:-${QUALITY_SET:-}}
   echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" \
     "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" \
-    "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto}" | tee -a "$out/gpu.txt"
+    "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto} CHARLM_WEBGPU_WIDE=${CHARLM_WEBGPU_WIDE:-0}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
   [ -n "${QUALITY_AVERAGES:-}" ] && set -- "$@" --averages "$QUALITY_AVERAGES"

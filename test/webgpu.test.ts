@@ -215,7 +215,8 @@ describe("webgpu backend against js", { skip }, () => {
   // test runs both time-loop layouts (CHARLM_WEBGPU_RECURRENT: a dispatch per step, or one for the whole sequence)
   // with 1, 2 and 4 batch rows per thread, and 8 for the sequence (CHARLM_WEBGPU_ROWS); the step layout also with its
   // dot products cut into 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; H = 70 then spans 3 to 9 workgroups), and with 2 or
-  // 4 units per thread in the kernels with one product per unit (CHARLM_WEBGPU_UNITS; units past H). The sequence
+  // 4 units per thread in the kernels with one product per unit (CHARLM_WEBGPU_UNITS; units past H), and with wide
+  // tiles (CHARLM_WEBGPU_WIDE). The sequence
   // layout walks the units in blocks of 256: H = 300 takes two, the second partial.
   let [T, B, H] = [4, 9, 70];
   const rowVariants = (name: string, fn: () => Promise<void>) =>
@@ -230,6 +231,14 @@ describe("webgpu backend against js", { skip }, () => {
           ["2", "2", "4"],
           ["1", "8", "2"],
         ].map(([rows, split, units]) => ({ layout: "step", rows, split, units, T: 4, B: 9, H: 70 })),
+        // wide tiles, 128 to 512 wide (one or two tiles of these K), and 128 wide over K = 300 and 1,200 (3 and 10 tiles)
+        ...[
+          ["1", "8", "1"],
+          ["2", "4", "1"],
+          ["4", "8", "1"],
+          ["1", "2", "4"],
+        ].map(([rows, split, units]) => ({ layout: "step", rows, split, units, wide: "1", T: 4, B: 9, H: 70 })),
+        { layout: "step", rows: "1", split: "2", units: "1", wide: "1", T: 3, B: 3, H: 300 },
         ...["1", "2", "4", "8"].map((rows) => ({
           layout: "sequence",
           rows,
@@ -247,10 +256,11 @@ describe("webgpu backend against js", { skip }, () => {
           CHARLM_WEBGPU_ROWS: v.rows,
           CHARLM_WEBGPU_SPLIT: v.split,
           CHARLM_WEBGPU_UNITS: v.units,
+          CHARLM_WEBGPU_WIDE: (v as { wide?: string }).wide ?? "",
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units${"wide" in v ? ", wide tiles" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
