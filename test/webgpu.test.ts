@@ -143,6 +143,8 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ g: rand(40 * 3 * 50), d: rand(3) }, (b, s) => b.reduceTo(s.g, [40, 3, 50], s.d, [0, 1, 0], 1));
     // one reduced axis, not the leading one (stride 1), with a chunk that is not a multiple of 4 rows
     await same({ g: rand(3 * 2001), d: rand(3) }, (b, s) => b.reduceTo(s.g, [3, 2001], s.d, [1, 0], 2));
+    // 6 chunks: their sum reads four, then the other two
+    await same({ g: rand(1300 * 2), d: rand(2) }, (b, s) => b.reduceTo(s.g, [1300, 2], s.d, [0, 1], 1));
   });
 
   test("softmax, crossEntropy, layerNorm and their backwards", async () => {

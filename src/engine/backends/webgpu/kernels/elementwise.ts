@@ -227,7 +227,13 @@ export function reduceTo(
   );
   const total = /* wgsl */ `${locate}
   var acc = 0.0;
-  for (var k = 0u; k < pu(47u); k++) { acc += g[k * pu(45u) + e]; }
+  let n = pu(45u);
+  var k = 0u;
+  for (; k + 4u <= pu(47u); k += 4u) {
+    let v0 = g[k * n + e]; let v1 = g[(k + 1u) * n + e]; let v2 = g[(k + 2u) * n + e]; let v3 = g[(k + 3u) * n + e];
+    acc += v0; acc += v1; acc += v2; acc += v3;
+  }
+  for (; k < pu(47u); k++) { acc += g[k * n + e]; }
   dst[db] = dst[db] + pf(4u) * acc;`;
   each(rt, "reduceTo.total", decls("dst"), total, [part], [dst], [nKept, ...params.slice(1)]);
   rt.free(part);
