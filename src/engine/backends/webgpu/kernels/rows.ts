@@ -281,7 +281,7 @@ export function sampleRows(
   const filter = (topK > 0 && topK < V) || topP < 1;
   const w = rt.scratch(rows * V);
   const order = filter ? rt.scratch(rows * V) : null;
-  // params: V, temperature, topK (0 = V), topP, uOff, idsOff
+  // params: V, temperature, topK (0 = V), topP, uOff, idsOff, the first row
   const code = () => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -291,7 +291,7 @@ ${filter ? "@group(0) @binding(5) var<storage, read_write> order: array<u32>;" :
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let V = pu(0u); let t = lid.x; let o = wid.x * V;
+  let V = pu(0u); let t = lid.x; let row = pu(6u) + wid.x; let o = row * V;
   var m = x[o];
   for (var j = t; j < V; j += 256u) { m = max(m, x[o + j]); }
   part[t] = m;
@@ -342,7 +342,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   for (var j = 0u; j < V; j++) { total += w[o + j]; }`
       : ""
   }
-  var r = u[pu(4u) + wid.x] * total;
+  var r = u[pu(4u) + row] * total;
   var pick = V;
   for (var j = 0u; j < V; j++) {
     r -= w[o + j];
@@ -353,17 +353,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     pick = V - 1u;
     for (var j = V; j > 0u; j--) { if (w[o + j - 1u] > 0.0) { pick = j - 1u; break; } }
   }
-  ids[pu(5u) + wid.x] = f32(pick);
+  ids[pu(5u) + row] = f32(pick);
 }`;
   const writes = order ? [ids, w, order] : [ids, w];
-  rt.run(
-    `sampleRows.${filter}`,
-    code,
-    [logits, u],
-    writes,
-    [V, fbits(temperature), topK, fbits(topP), uOff, idsOff],
-    [rows],
-  );
+  // one workgroup per row, at most 65,535 in a dispatch: more rows take several (params[6]: the first row)
+  for (let r0 = 0; r0 < rows; r0 += 65535) {
+    const params = [V, fbits(temperature), topK, fbits(topP), uOff, idsOff, r0];
+    rt.run(`sampleRows.${filter}`, code, [logits, u], writes, params, [Math.min(65535, rows - r0)]);
+  }
   rt.free(w);
   if (order) rt.free(order);
 }
