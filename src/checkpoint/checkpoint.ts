@@ -643,6 +643,27 @@ export async function loadTrainingWeights(files: CheckpointFiles): Promise<Map<s
   return new Map([...file.tensors].map(([k, t]) => [k, t.data as Float32Array]));
 }
 
+/**
+ * Put training weights (from loadTrainingWeights) into the model's parameters; one missing or of the wrong size means
+ * a damaged checkpoint: `fix` ends the message (what to do instead).
+ */
+export function writeTrainingWeights(
+  params: Iterable<[string, Tensor]>,
+  weights: Map<string, Float32Array>,
+  where: string,
+  fix: string,
+): void {
+  for (const [k, p] of params) {
+    const w = weights.get(k);
+    if (!w || w.length !== p.size) {
+      throw new CharlmError(
+        `${where}: its training weights do not match the model (${k}); the checkpoint is damaged, ${fix}`,
+      );
+    }
+    p.write(w);
+  }
+}
+
 /** The carried stream state stored in a checkpoint, or null. */
 export async function loadCarriedState(files: CheckpointFiles): Promise<State | null> {
   const file = await files.read(STATE);

@@ -31,6 +31,7 @@ import {
   loadOptimizerState,
   loadTrainingWeights,
   prettyJson,
+  writeTrainingWeights,
   saveCheckpoint,
 } from "../checkpoint/checkpoint.js";
 import { checkPartialConfig, type TrainConfig } from "../train/config.js";
@@ -188,15 +189,7 @@ export async function exportCheckpointToTorch(
   await checkTarget(out, opts.force ?? false, "export");
   const optimizer = await loadOptimizerState(files);
   const training = await loadTrainingWeights(files);
-  if (training) {
-    for (const [k, p] of model.parameters()) {
-      const w = training.get(k);
-      if (!w || w.length !== p.size) {
-        throw new CharlmError(`${dir}: its training weights do not match the model (${k}); the checkpoint is damaged`);
-      }
-      p.write(w);
-    }
-  }
+  if (training) writeTrainingWeights(model.parameters(), training, dir, "export another checkpoint");
   const m = await writeTorchExport(out, { model, vocab, train: manifest.train, step: manifest.step, optimizer });
   return { ...m, training: training !== null };
 }

@@ -33,7 +33,13 @@ import { Rng, type RngState } from "../util/rng.js";
 import { yieldToEvents } from "../util/yield.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import type { Tensor } from "../engine/tensor.js";
-import type { EpochRecord, InitFrom, Manifest, RunStatus } from "../checkpoint/checkpoint.js";
+import {
+  writeTrainingWeights,
+  type EpochRecord,
+  type InitFrom,
+  type Manifest,
+  type RunStatus,
+} from "../checkpoint/checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { WeightAverage } from "./average.js";
 import { EarlyStopping } from "./early-stopping.js";
@@ -282,17 +288,7 @@ class Run {
       const average = new Map<string, Float32Array>();
       for (const [k, p] of this.params) average.set(k, await p.read());
       this.average.setState({ t: m.average?.t ?? 0, weights: average });
-      if (r.trainingWeights) {
-        for (const [k, p] of this.params) {
-          const w = r.trainingWeights.get(k);
-          if (!w || w.length !== p.size) {
-            throw new CharlmError(
-              `${this.o.out}: its training weights do not match the model (${k}); the checkpoint is damaged, start a new run`,
-            );
-          }
-          p.write(w);
-        }
-      }
+      if (r.trainingWeights) writeTrainingWeights(this.params, r.trainingWeights, `${this.o.out}`, "start a new run");
     }
     if (m.earlyStopping) {
       this.stopper.setState({ ...m.earlyStopping, best: m.earlyStopping.best ?? Infinity }, r.bestWeights);

@@ -31,6 +31,20 @@ export function each(
   rt.run(key, () => eachCode(decls, body), reads, writes, params, gridFor(params[0]));
 }
 
+/**
+ * WGSL: `acc += value(q)` for q from the var `q` up to `end`, `lanes` values loaded before they are added (in q's
+ * order, so the same sum as one at a time): a thread that loads one value after another waits on memory for each.
+ * `value` gets q as a parenthesised expression.
+ */
+export function addInOrder(acc: string, q: string, end: string, value: (q: string) => string, lanes = 4): string {
+  const ls = Array.from({ length: lanes }, (_, e) => e);
+  return /* wgsl */ `for (; ${q} + ${lanes}u <= ${end}; ${q} += ${lanes}u) {
+    ${ls.map((e) => `let v${e} = ${value(e === 0 ? `(${q})` : `(${q} + ${e}u)`)};`).join(" ")}
+    ${ls.map((e) => `${acc} += v${e};`).join(" ")}
+  }
+  for (; ${q} < ${end}; ${q}++) { ${acc} += ${value(`(${q})`)}; }`;
+}
+
 const RW1 = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;`;
@@ -201,19 +215,14 @@ export function reduceTo(
     return;
   }
   // One reduced axis (a bias's gradient over rows): the rows of a chunk are g[gb + q·stride], loaded four at a time
-  // and added in order (the same sums as the general loop, bit for bit). A loop with one load at a time and the index arithmetic of several axes left
-  // each thread waiting on memory: the stop-5 profile on an H200 read LSTM 256's (25,600 x 1,024) gradient at 0.69
-  // TB/s, as latency allows with one load in flight per warp.
+  // and added in order (the same sums as the general loop, bit for bit). A loop with one load at a time and the
+  // index arithmetic of several axes left each thread waiting on memory: the stop-5 profile on an H200 read LSTM
+  // 256's (25,600 x 1,024) gradient at 0.69 TB/s, as latency allows with one load in flight per warp.
   const rows = /* wgsl */ `
   let q1 = min((c + 1u) * pu(46u), pu(1u)); let st = pu(37u);
   var acc = 0.0;
   var q = c * pu(46u);
-  for (; q + 4u <= q1; q += 4u) {
-    let o = gb + q * st;
-    let v0 = g[o]; let v1 = g[o + st]; let v2 = g[o + 2u * st]; let v3 = g[o + 3u * st];
-    acc += v0; acc += v1; acc += v2; acc += v3;
-  }
-  for (; q < q1; q++) { acc += g[gb + q * st]; }`;
+  ${addInOrder("acc", "q", "q1", (q) => `g[gb + ${q} * st]`)}`;
   const part = rt.scratch(nKept * chunks); // (chunks, nKept)
   const oneAxis = red.length === 1;
   each(
@@ -229,11 +238,7 @@ export function reduceTo(
   var acc = 0.0;
   let n = pu(45u);
   var k = 0u;
-  for (; k + 4u <= pu(47u); k += 4u) {
-    let v0 = g[k * n + e]; let v1 = g[(k + 1u) * n + e]; let v2 = g[(k + 2u) * n + e]; let v3 = g[(k + 3u) * n + e];
-    acc += v0; acc += v1; acc += v2; acc += v3;
-  }
-  for (; k < pu(47u); k++) { acc += g[k * n + e]; }
+  ${addInOrder("acc", "k", "pu(47u)", (k) => `g[${k} * n + e]`)}
   dst[db] = dst[db] + pf(4u) * acc;`;
   each(rt, "reduceTo.total", decls("dst"), total, [part], [dst], [nKept, ...params.slice(1)]);
   rt.free(part);

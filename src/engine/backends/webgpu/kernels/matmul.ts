@@ -8,7 +8,7 @@
 
 import type { MatmulOptions } from "../../../backend.js";
 import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
-import { each } from "./elementwise.js";
+import { addInOrder, each } from "./elementwise.js";
 
 const TILE = 64;
 
@@ -139,11 +139,7 @@ export function matmul(
   var s = 0.0;
   var q = 0u;
   let n = pu(0u);
-  for (; q + 4u <= pu(1u); q += 4u) {
-    let v0 = p[q * n + i]; let v1 = p[(q + 1u) * n + i]; let v2 = p[(q + 2u) * n + i]; let v3 = p[(q + 3u) * n + i];
-    s += v0; s += v1; s += v2; s += v3;
-  }
-  for (; q < pu(1u); q++) { s += p[q * n + i]; }
+  ${addInOrder("s", "q", "pu(1u)", (q) => `p[${q} * n + i]`)}
   let at = pu(2u) + i;
   ${o?.accumulate ? "c[at] = c[at] + s;" : "c[at] = s;"}`;
     each(rt, `matmul.parts.${o?.accumulate ?? false}`, decls, body, [partial], [c], [M * N, parts, o?.offsetC ?? 0]);

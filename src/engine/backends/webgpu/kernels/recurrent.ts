@@ -58,9 +58,9 @@ type Layout = "step" | "sequence";
  * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
  * are the weights read there.
  */
-function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, W0 = 0): string {
+function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, stepWidth = 64): string {
   const seq = layout === "sequence";
-  const W = seq ? 256 : W0 || 64; // tile width in k
+  const W = seq ? 256 : stepWidth; // tile width in k (the step layout's: tileWidth)
   const X = 64 / S; // threads along the units ("step"; S slices of the product's length share the other threads)
   const rowOf = (r: number | string) => (seq ? `${r}` : `lid.y + 4u * ${r}`);
   const A = k.accs * U; // dot products per thread and row: accs for each of U units j0, j0 + X, ...
@@ -211,15 +211,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 /**
- * The width in k of the tile of row vectors a workgroup shares: 256 ("sequence"); 64 ("step"), of which each of the
- * S slices walks 64/S between two barriers. Wide tiles (CHARLM_WEBGPU_WIDE=1, "step" only) are 64·f wide, f the
- * largest power of two up to S whose tile (4R rows) fits 8 KiB of workgroup memory and that K fills past its half:
- * each slice then walks up to 64 k
- * between barriers, and a step of K = 2,048 (an LSTM 512's backward) takes 4 tiles instead of 32, so 8 barriers
- * instead of 64 and more loads in flight between them. Not yet timed on a GPU (bench/gpu.ts times it).
+ * The width in k of the step layout's tile of row vectors (the sequence layout's is 256): 64, of which each of the
+ * S slices walks 64/S between two barriers. Wide tiles (CHARLM_WEBGPU_WIDE=1) are 64·f wide, f the largest power of
+ * two up to S whose tile (4R rows) fits 8 KiB of workgroup memory and that K fills past its half: each slice then
+ * walks up to 64 k between barriers, and a step of K = 2,048 (an LSTM 512's backward) takes 4 tiles instead of 32,
+ * so 8 barriers instead of 64 and more loads in flight between them. Not yet timed on a GPU (bench/gpu.ts times it).
  */
-function tileWidth(layout: Layout, R: number, S: number, wide: boolean, K = Infinity): number {
-  if (layout === "sequence") return 256;
+function tileWidth(R: number, S: number, wide: boolean, K: number): number {
   let f = wide ? S : 1;
   // within 8 KiB, and no wider than K needs (a tile past K is zeros that every slice still walks)
   while (f > 1 && (4 * R * 64 * f > 2048 || 64 * (f / 2) >= K)) f /= 2;
@@ -311,7 +309,7 @@ function timeLoop(
   }
   const U = unitsPerThread(k);
   const S = slicesPerStep(B, H, R, U);
-  const W = tileWidth(layout, R, S, wideTiles(), K);
+  const W = tileWidth(R, S, wideTiles(), K);
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
   const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}`;
   for (let s = 0; s < T; s++) {

@@ -7,7 +7,7 @@
 import { CharlmError } from "../../../../util/errors.js";
 import type { Sampling } from "../../../backend.js";
 import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
-import { binary, each, reduceTo, sumAll } from "./elementwise.js";
+import { addInOrder, binary, each, reduceTo, sumAll } from "./elementwise.js";
 
 export function softmax(rt: GpuRuntime, x: Buf, y: Buf, rows: number, V: number): void {
   const decls = /* wgsl */ `
@@ -218,7 +218,6 @@ export function embeddingBackward(rt: GpuRuntime, g: Buf, ids: Int32Array, dw: B
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> csr: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;`;
-  const eight = [0, 1, 2, 3, 4, 5, 6, 7];
   // Eight positions' rows are loaded before they are added (in order): a thread per (id, column) is few threads
   // (LSTM 256 at batch 256: 4,160 for 25,600 positions), and one load in flight each left them waiting on memory
   // (212 us on an H200 at stop 5).
@@ -230,12 +229,7 @@ export function embeddingBackward(rt: GpuRuntime, g: Buf, ids: Int32Array, dw: B
   var acc = dw[k];
   var q = csr[U + u];
   let q1 = csr[U + u + 1u];
-  for (; q + 8u <= q1; q += 8u) {
-    let p = P + q;
-    ${eight.map((e) => `let v${e} = g[csr[p + ${e}u] * D + j];`).join(" ")}
-    ${eight.map((e) => `acc += v${e};`).join(" ")}
-  }
-  for (; q < q1; q++) { acc += g[csr[P + q] * D + j]; }
+  ${addInOrder("acc", "q", "q1", (q) => `g[csr[P + ${q}] * D + j]`, 8)}
   dw[k] = acc;`;
   each(rt, "embeddingBackward", decls, body, [g, rt.upload(csr)], [dw], [U * D, D, U]);
 }
