@@ -14,7 +14,7 @@ root=$(git rev-parse --show-toplevel)
 cd "$root"
 # pack.sh adds .gpu/ to the git directory's info/exclude, which a linked worktree's git directory lacks
 mkdir -p "$(git rev-parse --git-dir)/info"
-bash ../shared/gpu/pack.sh bench/gpu.ts bench/_threads_main.ts bench/gpu_quality.ts
+bash ../shared/gpu/pack.sh bench/gpu.ts bench/gpu_kernels.ts bench/_threads_main.ts bench/gpu_quality.ts
 ls build/kernels.wasm >/dev/null 2>&1 || { echo "gpu-pack.sh: build/kernels.wasm missing; run npm run build:wasm" >&2; exit 1; }
 cp bench/train_torch.py build/*.wasm .gpu/app/
 echo '{"type":"module"}' >.gpu/app/package.json

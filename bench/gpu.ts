@@ -17,11 +17,12 @@
 // Each recurrent workload runs in the step layout: its dot products in 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; rows
 // per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 and 4 units per
 // thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 8 slices, wide tiles
-// (CHARLM_WEBGPU_WIDE) alone and with 4 units; then every rule at its default, and so again with stop 5's split-K
-// rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the slowest at stop 5, are left out (--tiny
-// keeps them, to check their plumbing). --json FILE keeps every figure; --only W1,W2 measures those workloads'
-// training alone (then generation and wasm). W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: rows, or
-// matmul).
+// (CHARLM_WEBGPU_WIDE) alone and with 4 units, prefetching (CHARLM_WEBGPU_PREFETCH); then every rule at its
+// default, and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the
+// slowest at stop 5, are left out (--tiny keeps them, to check their plumbing). With CHARLM_WEBGPU_KERNELS set (the
+// fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
+// --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then generation and wasm).
+// W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -354,15 +355,21 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const T = workloads[0].T;
+  // CHARLM_WEBGPU_KERNELS (bench/gpu_kernels.ts --table): the fastest step settings per kernel and shape on this GPU,
+  // run as a variant of its own ("tuned") against the defaults, not under every variant
+  const kernelTable = process.env.CHARLM_WEBGPU_KERNELS;
+  delete process.env.CHARLM_WEBGPU_KERNELS;
   if (profile) {
     console.log(
       `sequence ${T}, Adam, float32; where a training step's time goes (--profile), with the default kernels and ` +
-        `with wide tiles\n`,
+        `${kernelTable ? "the tuned ones (CHARLM_WEBGPU_KERNELS)" : "with wide tiles"}\n`,
     );
     // (--tiny: the sequence layout too, to check its plumbing; it was the slowest everywhere on an H200)
     const variants: [string, Record<string, string>][] = [
       ["step layout", { CHARLM_WEBGPU_RECURRENT: "step" }],
-      ["step layout, wide tiles", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_WIDE: "1" }],
+      kernelTable
+        ? ["step layout, tuned", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable }]
+        : ["step layout, wide tiles", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_WIDE: "1" }],
       ...(tiny
         ? [["sequence layout", { CHARLM_WEBGPU_RECURRENT: "sequence" }] as [string, Record<string, string>]]
         : []),
@@ -430,11 +437,21 @@ async function main(): Promise<void> {
     ...(tiny
       ? [{ name: "sequence, 1 row", env: { CHARLM_WEBGPU_RECURRENT: "sequence", CHARLM_WEBGPU_ROWS: "1" } }]
       : []),
+    // the next tile loaded while the current one is multiplied (CHARLM_WEBGPU_PREFETCH), slices by the default rule
+    { name: "step, prefetch", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_PREFETCH: "1" } },
     // every rule at its default, and the same with stop 5's split-K rule (weight gradients split to 128 workgroups,
     // not 512; src/engine/backends/webgpu/kernels/matmul.ts)
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
     { name: "defaults, split-K 128", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLITK: "128" } },
   ];
+  // With CHARLM_WEBGPU_KERNELS (the fastest step settings per kernel and shape, from bench/gpu_kernels.ts --table):
+  // the defaults against those settings, which that sweep already chose among all the combinations above.
+  const variants = kernelTable
+    ? [
+        { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
+        { name: "tuned", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable } },
+      ]
+    : layouts;
   // W3 with its attention as a thread per row or value (the default) and as batched matrix products
   const attentionRoutes = [
     { name: "attention rows", env: {} },
@@ -451,7 +468,7 @@ async function main(): Promise<void> {
       console.log(
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      for (const l of w.model.type === "gpt" ? attentionRoutes : layouts) {
+      for (const l of w.model.type === "gpt" ? attentionRoutes : variants) {
         Object.assign(process.env, l.env);
         const [ours, loss] = await trainRate(w, B, w.steps);
         delete process.env.CHARLM_WEBGPU_RECURRENT;
@@ -461,6 +478,8 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_ATTENTION;
         delete process.env.CHARLM_WEBGPU_SPLITK;
         delete process.env.CHARLM_WEBGPU_WIDE;
+        delete process.env.CHARLM_WEBGPU_PREFETCH;
+        delete process.env.CHARLM_WEBGPU_KERNELS;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

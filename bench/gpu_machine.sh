@@ -11,12 +11,17 @@
 #                                            vs GPU time, GPU time per kernel; PROFILE_ONLY=1 stops after it), then
 #                                            throughput against PyTorch CUDA in every kernel variant, the GPT
 #                                            workload, generation, wasm on the CPU
+#   PART=kernels bash bench/gpu_machine.sh   (~1.5 min) the recurrent step kernels alone in every combination of
+#                                            their settings, and the weight gradients' split-K targets
+#                                            (bench/gpu_kernels.ts); the fastest settings per shape go to
+#                                            $OUT/kernels.json, which the bench's "tuned" variant and the quality
+#                                            runs then use (CHARLM_WEBGPU_KERNELS)
 #   PART=quality bash bench/gpu_machine.sh   (~6 min) the gpu preset's best validation loss in QUALITY_SECONDS
 #                                            (300), in the layout the bench found fastest for W2 at batch 64 (read from
 #                                            bench/out/gpu-last.json, which the bench part leaves on the machine);
 #                                            QUALITY_SET="dropout=0.4,..." changes the recipe (bench/gpu_quality.ts);
 #                                            QUALITY_AVERAGES="0.995,0.998" also judges weight averages of each run
-#   PART=all ... (at most ALL_SECONDS, 590)  the bench (T_BENCH), then the quality run, then one per recipe in
+#   PART=all ... (at most ALL_SECONDS, 590)  the kernels (T_KERNELS), the bench (T_BENCH), then the quality run, then one per recipe in
 #                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
 #                                            left: one command, one machine start, when the budget is 15 minutes
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
@@ -41,7 +46,9 @@ export CHARLM_WASM_DIR=$PWD/.gpu/app CHARLM_TINYSHAKESPEARE=$PWD/bench/out/gpu/t
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") 2>&1 | tee "$out/gpu.txt"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$out/gpu.txt"
 if [ "${TINY:-0}" = 1 ]; then
-  timeout 120 node .gpu/app/gpu.mjs --tiny --profile 2>&1 | tee "$out/profile.txt"
+  timeout 300 node .gpu/app/gpu_kernels.mjs --tiny --table "$out/kernels.json" --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
+  # the profile with the table it wrote (the tuned variant), the bench with its fixed list of variants
+  CHARLM_WEBGPU_KERNELS=$(cat "$out/kernels.json") timeout 120 node .gpu/app/gpu.mjs --tiny --profile 2>&1 | tee "$out/profile.txt"
   [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
   timeout 300 node .gpu/app/gpu.mjs --tiny --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
   timeout 120 node .gpu/app/_threads_main.mjs --threads 1,2 --steps 1 --only 1 2>&1 | tee "$out/threads.txt"
@@ -49,11 +56,25 @@ if [ "${TINY:-0}" = 1 ]; then
   exit 0
 fi
 profile() {
-  timeout "${1:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt"
+  (tuned && timeout "${1:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt")
+}
+kernels() {
+  timeout "${T_KERNELS:-150}" node .gpu/app/gpu_kernels.mjs --table "$out/kernels.json" --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
+  cp "$out/kernels.json" bench/out/gpu-kernels.json 2>/dev/null || true
+}
+# The table kernels() wrote (in this command, or in an earlier one on the same machine: bench/out stays), for the
+# bench's and the profile's "tuned" variant and, where that trained W2 fastest, the quality runs; an explicit
+# CHARLM_WEBGPU_KERNELS wins.
+tuned() {
+  if [ -z "${CHARLM_WEBGPU_KERNELS:-}" ] && [ -s bench/out/gpu-kernels.json ]; then
+    CHARLM_WEBGPU_KERNELS=$(cat bench/out/gpu-kernels.json)
+    export CHARLM_WEBGPU_KERNELS
+  fi
+  return 0
 }
 bench() {
   # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts, e.g. --only W1,W2
-  timeout "${T_BENCH:-300}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
+  (tuned && timeout "${T_BENCH:-300}" node .gpu/app/gpu.mjs --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt")
   cp "$out/gpu-bench.json" bench/out/gpu-last.json 2>/dev/null || true
 }
 quality() { # [output name] [seconds] [config fields]
@@ -62,19 +83,21 @@ quality() { # [output name] [seconds] [config fields]
     eval "$(node -e '
       const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results
         .filter((x) => x.workload === "W2" && x.B === 64).sort((a, b) => b.charsPerSec - a.charsPerSec)[0];
-      if (r) for (const [k, v] of Object.entries(r.layout)) console.log(`export ${k}=${v}`);
+      if (r) for (const [k, v] of Object.entries(r.layout)) console.log(`export ${k}='\''${v}'\''`);
     ' bench/out/gpu-last.json 2>/dev/null || true)"
   fi
   local name=${1:-quality} seconds=${2:-${QUALITY_SECONDS:-300}} fields=${3:-${QUALITY_SET:-}}
   echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" \
     "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" \
-    "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto} CHARLM_WEBGPU_WIDE=${CHARLM_WEBGPU_WIDE:-0}" | tee -a "$out/gpu.txt"
+    "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto} CHARLM_WEBGPU_WIDE=${CHARLM_WEBGPU_WIDE:-0}" \
+    "CHARLM_WEBGPU_PREFETCH=${CHARLM_WEBGPU_PREFETCH:-0} CHARLM_WEBGPU_KERNELS=${CHARLM_WEBGPU_KERNELS:+the table}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
   [ -n "${QUALITY_AVERAGES:-}" ] && set -- "$@" --averages "$QUALITY_AVERAGES"
   timeout "${T_QUALITY:-$((seconds + 60))}" node .gpu/app/gpu_quality.mjs "$@" 2>&1 | tee -a "$out/$name.txt"
 }
 case "${PART:-bench}" in
+  kernels) kernels ;;
   bench)
     profile "${T_PROFILE:-120}"
     [ "${PROFILE_ONLY:-0}" = 1 ] && exit 0
@@ -86,6 +109,7 @@ case "${PART:-bench}" in
   # QUALITY_SWEEP="dropout=0.35;lr=3e-3,dropout=0.3": more quality runs, one per set of config fields, each with
   # QUALITY_SECONDS or the time left (the gpu preset takes about a minute on an H200), into quality-sweep.txt.
   all)
+    kernels
     bench
     quality
     IFS=';' read -r -a sweep <<<"${QUALITY_SWEEP:-}"

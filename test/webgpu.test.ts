@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import type { WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { lstmStepSettings } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
 import { getBackend, setBackend } from "../src/engine/index.js";
@@ -27,6 +28,14 @@ function rand(n: number, s = 1): Float32Array {
   for (let i = 0; i < n; i++) x[i] = (2 * rng.random() - 1) * s;
   return x;
 }
+
+// The fastest settings per step kernel and shape, as bench/gpu_kernels.ts --table writes them (here for the 2 x LSTM
+// of 10 units at batch 3 above, and a shape no test runs)
+const TABLE = JSON.stringify({
+  "lstmForward H10 B3": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmBackward H10 B3": { rows: 1, slices: 8, units: 4, wide: false, prefetch: true },
+  "lstmBackward H512 B64": { rows: 4, slices: 2, units: 2, wide: true, prefetch: false },
+});
 
 type Bufs = Record<string, Float32Array>;
 type Run = <S extends Storage>(b: Backend<S>, s: Record<string, S>) => void;
@@ -241,6 +250,26 @@ describe("webgpu backend against js", { skip }, () => {
           ["1", "2", "4"],
         ].map(([rows, split, units]) => ({ layout: "step", rows, split, units, wide: "1", T: 4, B: 9, H: 70 })),
         { layout: "step", rows: "1", split: "2", units: "1", wide: "1", T: 3, B: 3, H: 300 },
+        // prefetching the next tile, with its weights a tile ahead where they fit 32 registers (8 slices, also with
+        // 4 units; the RNN's wide 128-k tiles; the backward steps over K = 1,200) or not (the rest)
+        ...[
+          ["1", "8", "1", ""],
+          ["4", "2", "4", ""],
+          ["1", "8", "4", ""],
+          ["1", "8", "1", "1"],
+          ["2", "4", "2", "1"],
+        ].map(([rows, split, units, wide]) => ({
+          layout: "step",
+          rows,
+          split,
+          units,
+          wide,
+          prefetch: "1",
+          T: 4,
+          B: 9,
+          H: 70,
+        })),
+        { layout: "step", rows: "1", split: "2", units: "1", prefetch: "1", T: 3, B: 3, H: 300 },
         ...["1", "2", "4", "8"].map((rows) => ({
           layout: "sequence",
           rows,
@@ -259,10 +288,11 @@ describe("webgpu backend against js", { skip }, () => {
           CHARLM_WEBGPU_SPLIT: v.split,
           CHARLM_WEBGPU_UNITS: v.units,
           CHARLM_WEBGPU_WIDE: (v as { wide?: string }).wide ?? "",
+          CHARLM_WEBGPU_PREFETCH: (v as { prefetch?: string }).prefetch ?? "",
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units${"wide" in v ? ", wide tiles" : ""}, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units${"wide" in v && v.wide ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
@@ -313,6 +343,27 @@ describe("webgpu backend against js", { skip }, () => {
       dh0: rand(B * H),
     };
     await same(io, (b, s) => b.gruBackward({ T, B, H, ...s } as never));
+  });
+
+  test("a CHARLM_WEBGPU_KERNELS table picks the step kernels of the shapes it names", async () => {
+    [T, B, H] = [3, 3, 10];
+    const G = 4 * H;
+    const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
+    const out = { hs: rand(T * B * H), cs: rand(T * B * H), gates: rand(T * B * G) };
+    const io = { dhs: rand(T * B * H), dxw: rand(T * B * G), dh0: rand(B * H), dc0: rand(B * H) };
+    const keys = async (fn: () => Promise<void>) => {
+      gpu!.startProfile({ timestamps: false });
+      await fn();
+      return (await gpu!.stopProfile()).kernels.map((k) => k.key).filter((k) => k.startsWith("lstm"));
+    };
+    const run = () =>
+      same({ ...f, ...out, ...io }, (b, s) => {
+        b.lstmForward({ T, B, H, ...pick(s, f), ...pick(s, out) });
+        b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never);
+      });
+    assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8", "lstmForward.R1.S8"]);
+    const tuned = await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, () => keys(run));
+    assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P"]);
   });
 
   rowVariants("RNN forward and backward", async () => {
@@ -422,6 +473,11 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     ...models.map(([name, cfg]): [string, ModelConfig, Record<string, string>] => [name, cfg, {}]),
     ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], { CHARLM_WEBGPU_RECURRENT: "sequence" }],
     ["GPT (attention as matrix products)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "matmul" }],
+    [
+      "2 x LSTM (step settings from a CHARLM_WEBGPU_KERNELS table: prefetching)",
+      models[0][1],
+      { CHARLM_WEBGPU_KERNELS: TABLE },
+    ],
   ];
   for (const [name, cfg, env] of cases) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
@@ -438,6 +494,31 @@ describe("webgpu backend: whole models against js", { skip }, () => {
       }
     });
   }
+});
+
+test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; single settings win; a bad one is refused", async () => {
+  const rules = [lstmStepSettings(false, 3, 10), lstmStepSettings(true, 3, 10), lstmStepSettings(true, 64, 512)];
+  assert.deepEqual(rules[1], { R: 1, S: 8, U: 1, W: 64, P: false }); // the rules' choice for the LSTM 10 above
+  await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, async () => {
+    assert.deepEqual(lstmStepSettings(false, 3, 10), { R: 2, S: 4, U: 1, W: 64, P: true }); // wide: no wider than K
+    assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 8, U: 4, W: 64, P: true });
+    assert.deepEqual(lstmStepSettings(true, 64, 512), { R: 4, S: 2, U: 2, W: 128, P: false });
+    assert.deepEqual(lstmStepSettings(false, 64, 512), lstmStepSettings(false, 64, 512)); // not in the table: rules
+    assert.deepEqual(lstmStepSettings(true, 4, 10), rules[1]);
+    await withEnv({ CHARLM_WEBGPU_SPLIT: "2", CHARLM_WEBGPU_PREFETCH: "0" }, async () =>
+      assert.deepEqual(lstmStepSettings(true, 64, 512), { R: 4, S: 2, U: 2, W: 128, P: false }),
+    );
+    await withEnv({ CHARLM_WEBGPU_SPLIT: "8", CHARLM_WEBGPU_PREFETCH: "1" }, async () =>
+      assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 8, U: 4, W: 64, P: true }),
+    );
+    await withEnv({ CHARLM_WEBGPU_SPLIT: "2", CHARLM_WEBGPU_PREFETCH: "0" }, async () =>
+      assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 2, U: 4, W: 64, P: false }),
+    );
+  });
+  for (const bad of ["{not json", "[1, 2]", "7"])
+    await withEnv({ CHARLM_WEBGPU_KERNELS: bad }, async () =>
+      assert.throws(() => lstmStepSettings(true, 3, 10), /^CharlmError: CHARLM_WEBGPU_KERNELS is not a JSON object/),
+    );
 });
 
 /** fn with the kernel switches in `env` set, unset again afterwards. */

@@ -19,6 +19,11 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WEBGPU_SPLIT: "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels (tuning)",
   CHARLM_WEBGPU_ATTENTION: "rows or matmul: webgpu's attention as a thread per row, or as batched matrix products",
   CHARLM_WEBGPU_UNITS: "1, 2 or 4: hidden units per thread in webgpu's backward recurrent steps (tuning; default 1)",
+  CHARLM_WEBGPU_WIDE: "1: wide tiles in webgpu's step-layout recurrent kernels (tuning; default off)",
+  CHARLM_WEBGPU_PREFETCH: "1: webgpu's step-layout recurrent kernels load the next tile ahead (tuning; default off)",
+  CHARLM_WEBGPU_KERNELS:
+    "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
+  CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 512)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 

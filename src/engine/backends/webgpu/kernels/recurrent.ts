@@ -25,6 +25,7 @@ import type {
   RnnBackwardArgs,
   RnnForwardArgs,
 } from "../../../backend.js";
+import { CharlmError } from "../../../../util/errors.js";
 import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { reduceTo, swapAxes } from "./elementwise.js";
 import { matmul } from "./matmul.js";
@@ -58,7 +59,7 @@ type Layout = "step" | "sequence";
  * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
  * are the weights read there.
  */
-function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, stepWidth = 64): string {
+function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, stepWidth = 64, prefetch = false): string {
   const seq = layout === "sequence";
   const W = seq ? 256 : stepWidth; // tile width in k (the step layout's: tileWidth)
   const X = 64 / S; // threads along the units ("step"; S slices of the product's length share the other threads)
@@ -68,26 +69,39 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   const at = (p: number, r: number, a: number) => (p * R + r) * A + a;
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const guard = U > 1 ? " || j >= pu(3u)" : ""; // a thread's later units can lie past H
+  // The prefetching step reads its weights without a branch (SwiftShader's compiler stalled on 32 guarded loads a
+  // tile ahead), the index only kept inside the array: a k past K reads some weight that the tile's zero there
+  // multiplies (fma(0, w, acc) = acc), and a unit past H is computed but never written.
+  const branchFree = (a: number) => {
+    const [, name, index] = /^(\w+)\[(.*)\]$/.exec(k.w(a))!;
+    return `return ${name}[min(${index}, arrayLength(&${name}) - 1u)];`;
+  };
   const weightFns = range(k.accs)
-    .map((a) => `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)${guard}) { return 0.0; } return ${k.w(a)}; }`)
+    .map((a) =>
+      prefetch && !seq
+        ? `fn weight${a}(k: u32, j: u32) -> f32 { ${branchFree(a)} }`
+        : `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)${guard}) { return 0.0; } return ${k.w(a)}; }`,
+    )
     .join("\n");
-  const body = range(4)
-    .map((u) => {
-      const loads = range(U).flatMap((v) =>
-        range(k.accs).map((a) => `let w${a}_${v} = weight${a}(k0 + kk + ${u}u, j0 + ${v * X}u);`),
-      );
-      const fmas = range(R).flatMap((r) => {
-        const hv = `tile[(${rowOf(`${r}u`)}) * ${W}u + kk + ${u}u]`;
-        return range(U).flatMap((v) =>
-          range(k.accs).map((a) => {
-            const i = at(u % P, r, v * k.accs + a);
-            return `acc[${i}] = fma(${hv}, w${a}_${v}, acc[${i}]);`;
-          }),
-        );
-      });
-      return `{ ${loads.join(" ")}\n          ${fmas.join("\n          ")} }`;
-    })
-    .join("\n        ");
+  // Four values of k (kk + 0 .. 3) for every row, unit and product: the weights from `weightAt` (a load, or a
+  // register the prefetching kernel filled before the tile's barrier), the row values from the tile.
+  const fourK = (kk: string, weightAt: (a: number, v: number, u: number) => string) =>
+    range(4)
+      .map((u) => {
+        const loads = range(U).flatMap((v) => range(k.accs).map((a) => `let w${a}_${v} = ${weightAt(a, v, u)};`));
+        const fmas = range(R).flatMap((r) => {
+          const hv = `tile[(${rowOf(`${r}u`)}) * ${W}u + ${kk} + ${u}u]`;
+          return range(U).flatMap((v) =>
+            range(k.accs).map((a) => {
+              const i = at(u % P, r, v * k.accs + a);
+              return `acc[${i}] = fma(${hv}, w${a}_${v}, acc[${i}]);`;
+            }),
+          );
+        });
+        return `{ ${loads.join(" ")}\n          ${fmas.join("\n          ")} }`;
+      })
+      .join("\n        ");
+  const body = fourK("kk", (a, v, u) => `weight${a}(k0 + kk + ${u}u, j0 + ${v * X}u)`);
   const combine =
     P === 1
       ? ""
@@ -158,7 +172,16 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   if (lid.z == 0u) {
     for (var i = 0u; i < ${accN}u; i++) { acc[i] += part[slot + i]; }
   }`;
-  const stepBody = /* wgsl */ `
+  // After the k loop: the slices' parts added, then the gate math of slice 0
+  const finish = /* wgsl */ `${reduce}
+  if (j0 < H${S === 1 ? "" : " && lid.z == 0u"}) {
+  ${combine}
+  ${epilogues}
+  }`;
+  const stepBody =
+    prefetch && !seq
+      ? prefetchBody()
+      : /* wgsl */ `
   var acc = array<f32, ${accN}>();
   for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
     ${loadTile}
@@ -169,13 +192,88 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
       }
     }
     workgroupBarrier();
-  }${reduce}
-  if (j0 < H${S === 1 ? "" : " && lid.z == 0u"}) {
-  ${combine}
-  ${epilogues}
-  }`;
+  }${finish}`;
+  // The prefetching step (CHARLM_WEBGPU_PREFETCH=1): a thread loads its share of the next tile of row values into
+  // registers before it multiplies the current one, so that those loads are in flight during the products instead
+  // of between two barriers; where the slice's weights for a tile fit 32 registers, it loads them likewise, a tile
+  // ahead (the k loop then unrolled at code generation, so that they stay registers). Same products, same order.
+  function prefetchBody(): string {
+    const per = W / 64; // values of one row a thread loads per tile
+    const NV = R * per;
+    const span = W / S; // values of k one slice walks per tile
+    const NW = span * A;
+    const weightsAhead = NW <= 32;
+    const wIdx = (i: number, u: number, v: number, a: number) => ((i * 4 + u) * U + v) * k.accs + a;
+    const fillTile = (k1: string) =>
+      range(R)
+        .flatMap((r) =>
+          range(per).map(
+            (c) => `nv[${r * per + c}] = tileValue(t, b0 + ${rowOf(`${r}u`)}, ${k1} + col + ${64 * c}u, B, KD);`,
+          ),
+        )
+        .join(" ");
+    const storeTile = range(R)
+      .flatMap((r) =>
+        range(per).map((c) => `tile[(${rowOf(`${r}u`)}) * ${W}u + col + ${64 * c}u] = nv[${r * per + c}];`),
+      )
+      .join(" ");
+    const fillWeights = (k1: string) =>
+      range(span / 4)
+        .flatMap((i) =>
+          range(4).flatMap((u) =>
+            range(U).flatMap((v) =>
+              range(k.accs).map(
+                (a) => `wn[${wIdx(i, u, v, a)}] = weight${a}(${k1} + kb + ${4 * i + u}u, j0 + ${v * X}u);`,
+              ),
+            ),
+          ),
+        )
+        .join(" ");
+    const products = weightsAhead
+      ? range(span / 4)
+          .map((i) => fourK(`kb + ${4 * i}u`, (a, v, u) => `wc${wIdx(i, u, v, a)}`))
+          .join("\n        ")
+      : `for (${kRange}) {
+        ${body}
+      }`;
+    return /* wgsl */ `
+  var acc = array<f32, ${accN}>();
+  let col = lid.z * ${X}u + lid.x;
+  let kb = lid.z * ${span}u;
+  var nv = array<f32, ${NV}>(); // this thread's share of the next tile
+  ${fillTile("0u")}${
+    weightsAhead
+      ? `
+  var wn = array<f32, ${NW}>(); // its weights for the next tile
+  if (j0 < H) { ${fillWeights("0u")} }`
+      : ""
+  }
+  for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
+    ${storeTile}${
+      weightsAhead
+        ? `\n    ${range(NW)
+            .map((i) => `let wc${i} = wn[${i}];`)
+            .join(" ")}`
+        : ""
+    }
+    workgroupBarrier();
+    let k1 = k0 + ${W}u;
+    if (k1 < KD) {
+      ${fillTile("k1")}${weightsAhead ? `\n      if (j0 < H) { ${fillWeights("k1")} }` : ""}
+    }
+    if (j0 < H) {
+      ${products}
+    }
+    workgroupBarrier();
+  }${finish}`;
+  }
   const head = /* wgsl */ `
-${k.decls}
+${k.decls}${
+    prefetch && !seq
+      ? `
+fn tileValue(t: u32, b: u32, k: u32, B: u32, KD: u32) -> f32 { if (b < B && k < KD) { return src(t, b, k); } return 0.0; }`
+      : ""
+  }
 ${weightFns}
 var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} k]${
     S > 1 ? `\nvar<workgroup> part: array<f32, ${4 * X * accN}>; // [threads of one slice][partial sums]` : ""
@@ -224,9 +322,57 @@ function tileWidth(R: number, S: number, wide: boolean, K: number): number {
   return 64 * f;
 }
 
+/** One step-layout kernel's settings, as CHARLM_WEBGPU_KERNELS gives them per kernel and shape. */
+export interface StepSettings {
+  rows: 1 | 2 | 4;
+  slices: 1 | 2 | 4 | 8;
+  units: 1 | 2 | 4;
+  wide: boolean;
+  prefetch: boolean;
+}
+
+let tuned: { text: string; table: Record<string, Partial<StepSettings>> } | null = null;
+
+/**
+ * CHARLM_WEBGPU_KERNELS: a JSON object from "lstmBackward H512 B64" (the kernel, its hidden units and batch) to the
+ * settings its step kernels run with, the fastest measured on the GPU at hand (`bench/gpu_kernels.ts --table FILE`
+ * writes it; export CHARLM_WEBGPU_KERNELS="$(cat FILE)"). The single settings (CHARLM_WEBGPU_ROWS, _SPLIT, _UNITS,
+ * _WIDE, _PREFETCH) still win over it, and a shape it does not name takes the rules below.
+ */
+function tunedStep(key: string, B: number, H: number): Partial<StepSettings> {
+  const text = env("CHARLM_WEBGPU_KERNELS");
+  if (!text) return {};
+  if (tuned?.text !== text) {
+    let table: unknown;
+    try {
+      table = JSON.parse(text);
+    } catch {
+      table = null;
+    }
+    if (typeof table !== "object" || table === null || Array.isArray(table))
+      throw new CharlmError(
+        'CHARLM_WEBGPU_KERNELS is not a JSON object of step settings; set it to what bench/gpu_kernels.ts --table wrote (export CHARLM_WEBGPU_KERNELS="$(cat FILE)") or unset it',
+      );
+    tuned = { text, table: table as Record<string, Partial<StepSettings>> };
+  }
+  return tuned.table[`${key} H${H} B${B}`] ?? {};
+}
+
 /** CHARLM_WEBGPU_WIDE=1: wide tiles in the step layout (see tileWidth). */
-function wideTiles(): boolean {
-  return env("CHARLM_WEBGPU_WIDE") === "1";
+function wideTiles(t: Partial<StepSettings>): boolean {
+  const forced = env("CHARLM_WEBGPU_WIDE");
+  return forced ? forced === "1" : t.wide === true;
+}
+
+/**
+ * CHARLM_WEBGPU_PREFETCH=1: the step layout's kernels load the next tile (and, where they fit 32 registers, its
+ * weights) while they multiply the current one. Between two barriers a step-layout thread otherwise waits for its
+ * tile's loads, then for its weights' loads, then multiplies a few values: an LSTM 512's backward step does that 32
+ * times per dispatch at 8 slices. Not yet timed on a GPU (bench/gpu_kernels.ts times it).
+ */
+function prefetchTiles(t: Partial<StepSettings>): boolean {
+  const forced = env("CHARLM_WEBGPU_PREFETCH");
+  return forced ? forced === "1" : t.prefetch === true;
 }
 
 /**
@@ -234,10 +380,11 @@ function wideTiles(): boolean {
  * cores ("step"), or 1 ("sequence": the fastest of 1, 2, 4 and 8 on an H200). CHARLM_WEBGPU_ROWS=1|2|4 forces it,
  * or 8 for the sequence layout (tests cover every variant on small shapes; bench/gpu.ts measures them).
  */
-function rowsPerThread(B: number, H: number, layout: Layout): number {
+function rowsPerThread(B: number, H: number, layout: Layout, t: Partial<StepSettings> = {}): number {
   const forced = Number(env("CHARLM_WEBGPU_ROWS"));
   if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
   if (layout === "sequence") return 1;
+  if (t.rows === 1 || t.rows === 2 || t.rows === 4) return t.rows;
   let R = 4;
   while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
   return R;
@@ -252,8 +399,8 @@ function rowsPerThread(B: number, H: number, layout: Layout): number {
  * and 256 (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast).
  * CHARLM_WEBGPU_SPLIT forces it.
  */
-function slicesPerStep(B: number, H: number, R: number, U: number): number {
-  const forced = Number(env("CHARLM_WEBGPU_SPLIT"));
+function slicesPerStep(B: number, H: number, R: number, U: number, t: Partial<StepSettings>): number {
+  const forced = Number(env("CHARLM_WEBGPU_SPLIT")) || t.slices;
   if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
   let S = 8;
   while (S > 1 && Math.ceil(H / ((64 / S) * U)) * Math.ceil(B / (4 * R)) * R * U > 1024) S /= 2;
@@ -267,8 +414,8 @@ function slicesPerStep(B: number, H: number, R: number, U: number): number {
  * multiply-adds, as the four gates of an LSTM's forward step share theirs. Not yet timed on a GPU (bench/gpu.ts
  * times it); the kernels with several products per unit keep 1.
  */
-function unitsPerThread(k: StepKernel): number {
-  const forced = Number(env("CHARLM_WEBGPU_UNITS"));
+function unitsPerThread(k: StepKernel, t: Partial<StepSettings>): number {
+  const forced = Number(env("CHARLM_WEBGPU_UNITS")) || t.units;
   return k.accs === 1 && (forced === 2 || forced === 4) ? forced : 1;
 }
 
@@ -301,22 +448,38 @@ function timeLoop(
 ): void {
   const { T, B, H, K, backward } = dims;
   const layout = recurrentLayout(T);
-  const R = rowsPerThread(B, H, layout);
+  const tuned = layout === "step" ? tunedStep(key, B, H) : {};
+  const R = rowsPerThread(B, H, layout, tuned);
   if (layout === "sequence") {
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const U = unitsPerThread(k);
-  const S = slicesPerStep(B, H, R, U);
-  const W = tileWidth(R, S, wideTiles(), K);
+  const { S, U, W, P } = stepSettings(k, B, H, K, R, tuned);
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
-  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}`;
+  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}`;
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    rt.run(name, () => kernelCode(k, R, layout, S, U, W), reads, writes, [t, T, B, H, KD], groups);
+    rt.run(name, () => kernelCode(k, R, layout, S, U, W, P), reads, writes, [t, T, B, H, KD], groups);
   }
+}
+
+/** The step layout's settings for kernel `k` at batch B over H units with a product of length K, R rows a thread. */
+function stepSettings(k: StepKernel, B: number, H: number, K: number, R: number, tuned: Partial<StepSettings>) {
+  const U = unitsPerThread(k, tuned);
+  const S = slicesPerStep(B, H, R, U, tuned);
+  return { R, S, U, W: tileWidth(R, S, wideTiles(tuned), K), P: prefetchTiles(tuned) };
+}
+
+/**
+ * What an LSTM's step kernels run with (rows, slices, units a thread, tile width, prefetching) at batch B over H
+ * units, forward or backward, under the current settings: for the benches, which print what the defaults chose.
+ */
+export function lstmStepSettings(backward: boolean, B: number, H: number) {
+  const [key, k, K] = backward ? ["lstmBackward", LSTM_BACKWARD, 4 * H] : ["lstmForward", LSTM_FORWARD, H];
+  const tuned = tunedStep(key as string, B, H);
+  return stepSettings(k as StepKernel, B, H, K as number, rowsPerThread(B, H, "step", tuned), tuned);
 }
 
 /** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
