@@ -2,8 +2,9 @@
 // playwright-core, loads a page from a local server (127.0.0.1 is a secure context, which WebGPU requires) whose
 // script, bundled here with esbuild, takes the device from navigator.gpu, trains a small LSTM model for a few Adam
 // steps on webgpu and on js, and reports both loss sequences and the worst weight difference. Then the real page
-// (charlm serve's): "train in this tab" on webgpu in its worker, the loss falls, the model generates (on wasm, as
-// auto does), and the downloaded checkpoint tar is read by `charlm sample`. And fine-tuning in the tab: a served
+// (charlm serve's): "train in this tab" on webgpu in its worker, the loss falls, the model generates (auto times it
+// on webgpu and wasm and keeps the faster: wasm, against SwiftShader), and the downloaded checkpoint tar is read by
+// `charlm sample`. And fine-tuning in the tab: a served
 // model picked under "Start from", a text with a character it lacks refused in one line, then a few steps on webgpu
 // and a tar whose manifest records initFrom.
 //
@@ -205,7 +206,15 @@ test(
       await until(["trained", "error"]);
       const g = await probe();
       assert.equal(g.error, "");
-      assert.equal(g.backend, "wasm", "auto generates on wasm");
+      // auto timed this model's generation on both and kept the faster: wasm, against SwiftShader's CPU Vulkan
+      const note =
+        /on wasm \(auto, timed here: ([\d,]+) characters\/s against ([\d,]+) characters\/s on webgpu\)$/.exec(
+          (await page.locator("#train-status").textContent()) ?? "",
+        );
+      assert.ok(note, (await page.locator("#train-status").textContent()) ?? "");
+      const [wasmRate, gpuRate] = [note[1], note[2]].map((x) => Number(x.replace(/,/g, "")));
+      assert.ok(wasmRate > gpuRate && gpuRate > 0, `${wasmRate} vs ${gpuRate}`);
+      assert.equal(g.backend, "wasm", "auto generates on the faster kernels here");
       assert.equal(Array.from(g.text).length, 400);
       // the kernels selector's webgpu generates on the GPU (its characters drawn there, a burst per read-back)
       await page.selectOption("#backend", "webgpu");

@@ -1,10 +1,10 @@
 // Which kernels the page runs on, for training in the tab and for generating in the browser. The page offers
-// auto / webgpu / wasm. Auto trains on webgpu when the browser has an adapter (wasm otherwise) and generates on
-// wasm: generation at batch 1 is one small step per character, and reading each character's logits back bounded it
-// on a GPU (measured on an H200 through Dawn: 3,118 characters/s for an LSTM 256, against about 7,500 on wasm with
-// 2 CPU cores; docs/webgpu.md). The GPU now draws the characters itself, up to 64 per read-back, which lifts that
-// bound; until a GPU session has timed it, auto stays on wasm for generation and webgpu generates when picked.
-// Training steps are large and never wait for the GPU, which is where it pays.
+// auto / webgpu / wasm. Auto trains on webgpu when the browser has an adapter (wasm otherwise): training steps are
+// large and never wait for the GPU, which is where it pays. For generating, auto times the model on both where the
+// browser has an adapter and keeps the faster (chooseForGeneration): generation at batch 1 is one small step per
+// character, so which wins depends on the GPU, the CPU and the model. Reading each character's logits back bounded
+// a GPU at 3,118 characters/s for an LSTM 256 on an H200 through Dawn, against about 7,500 on wasm with 2 CPU
+// cores (docs/webgpu.md); since stop 7 the GPU draws the characters itself, up to 64 per read-back.
 
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
@@ -46,12 +46,48 @@ export async function chooseBackend(
     } catch (e) {
       why = `: no WebGPU here, ${reason(e)}`;
     }
-  } else if (choice === "auto") {
-    why = " (auto generates on wasm, faster than a GPU at batch 1)";
   }
   try {
     return { backend: await wasmKernels(wasmUrl), name: "wasm", note: `wasm${why}` };
   } catch (e) {
     return { backend: jsBackend, name: "js", note: `js (the wasm kernels did not load: ${reason(e)})${why}` };
   }
+}
+
+/** Characters of the generation auto times on each backend, after a warm-up one of WARM_CHARS (kernels compiled). */
+export const PROBE_CHARS = 200;
+const WARM_CHARS = 24;
+
+/** Characters per second of `run(PROBE_CHARS)`, after `run(WARM_CHARS)`: `run` generates that many with the model. */
+export async function generationRate(run: (length: number) => AsyncIterable<unknown>): Promise<number> {
+  for await (const _ of run(WARM_CHARS));
+  const t0 = performance.now();
+  let n = 0;
+  for await (const _ of run(PROBE_CHARS)) n++;
+  return n / Math.max((performance.now() - t0) / 1000, 1e-6);
+}
+
+const perSecond = (x: number) => `${Math.round(x).toLocaleString("en-US")} characters/s`;
+
+/**
+ * The kernels to generate with under `choice`. Auto, where the browser has a WebGPU adapter and the wasm kernels
+ * load, calls `rate` on each (which switches the engine to it, puts the model there and returns generationRate of
+ * its generation) and takes the faster, saying both figures in `note`; else as chooseBackend. The caller keeps the
+ * result for the model: timing costs two short generations.
+ */
+export async function chooseForGeneration(
+  choice: BackendChoice,
+  rate: (c: Chosen) => Promise<number>,
+  wasmUrl?: string,
+): Promise<Chosen> {
+  if (choice !== "auto") return chooseBackend(choice, "generate", wasmUrl);
+  const gpuChosen = await chooseBackend("webgpu", "generate", wasmUrl);
+  if (gpuChosen.name !== "webgpu") return gpuChosen; // wasm (or js), with why there is no WebGPU
+  const cpuChosen = await chooseBackend("wasm", "generate", wasmUrl);
+  if (cpuChosen.name !== "wasm") return gpuChosen; // the wasm kernels did not load: the GPU, untimed
+  const gpuRate = await rate(gpuChosen);
+  const cpuRate = await rate(cpuChosen);
+  const [won, lost, [fast, slow]] =
+    gpuRate > cpuRate ? [gpuChosen, "wasm", [gpuRate, cpuRate]] : [cpuChosen, "webgpu", [cpuRate, gpuRate]];
+  return { ...won, note: `${won.note} (auto, timed here: ${perSecond(fast)} against ${perSecond(slow)} on ${lost})` };
 }

@@ -6,7 +6,7 @@
 
 import { load, type BrowserModel } from "../src/browser.js";
 import { setBackend } from "../src/engine/backends/index.js";
-import { chooseBackend, type BackendChoice } from "./backend-choice.js";
+import { chooseForGeneration, generationRate, type BackendChoice, type Chosen } from "./backend-choice.js";
 
 export interface Settings {
   model: string;
@@ -31,10 +31,20 @@ const nextFrame = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 export class LocalModels {
   private readonly models = new Map<string, Promise<BrowserModel>>();
+  /** Auto's choice per model, timed on its first generation of the visit (see chooseForGeneration). */
+  private readonly auto = new Map<string, Chosen>();
 
-  /** Switch the engine to the kernels `choice` picks for generation (webgpu, wasm, or js when neither loads). */
-  private async useBackend(choice: BackendChoice): Promise<{ name: string; note: string }> {
-    const chosen = await chooseBackend(choice, "generate");
+  /** Switch the engine to the kernels `choice` picks for generating with `model` (webgpu, wasm, or js). */
+  private async useBackend(choice: BackendChoice, model: string): Promise<{ name: string; note: string }> {
+    let chosen = choice === "auto" ? this.auto.get(model) : undefined;
+    if (!chosen) {
+      chosen = await chooseForGeneration(choice, async (c) => {
+        setBackend(c.backend);
+        const m = await this.load(model, c.name);
+        return generationRate((length) => m.stream({ prime: "", length, temperature: 1, seed: 1 }));
+      });
+      if (choice === "auto") this.auto.set(model, chosen);
+    }
     setBackend(chosen.backend);
     // Exposed for the end-to-end test and for curious readers of the console.
     (globalThis as { charlmBackend?: string }).charlmBackend = chosen.name;
@@ -63,7 +73,8 @@ export class LocalModels {
     onStatus: (message: string) => void,
   ): Promise<string> {
     // The backend first: a model's tensors live on the backend that was current when it was built.
-    const backend = await this.useBackend(s.backend);
+    if (s.backend === "auto" && !this.auto.has(s.model)) onStatus("timing this model's generation on webgpu and wasm…");
+    const backend = await this.useBackend(s.backend, s.model);
     const loaded = await this.load(s.model, backend.name);
     const unknown = loaded.vocab.unknownChars(s.prime);
     if (unknown.length) {

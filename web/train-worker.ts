@@ -12,7 +12,7 @@ import { parseModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
 import { generate } from "../src/sample/generate.js";
-import { chooseBackend } from "./backend-choice.js";
+import { chooseBackend, chooseForGeneration, generationRate, type Chosen } from "./backend-choice.js";
 import { api } from "./local.js";
 import { trainInTab, type TabRun, type TabSource } from "./tab-train.js";
 import type { FromWorker, ToWorker } from "./train-protocol.js";
@@ -25,6 +25,7 @@ let trainedOn = "";
 let stopTraining: AbortController | null = null;
 let stopGenerating: AbortController | null = null;
 const generators = new Map<string, LanguageModel>(); // backend name -> the trained model on it
+let autoPick: Chosen | null = null; // auto's kernels for generating with the trained model, timed once
 
 /** A served model's charlm.json and model.safetensors, as the page's in-browser mode fetches them. */
 async function fetchSource(name: string): Promise<TabSource> {
@@ -41,6 +42,7 @@ async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
   setBackend(chosen.backend);
   trainedOn = chosen.name;
   generators.clear();
+  autoPick = null;
   post({ type: "backend", purpose: "train", name: chosen.name, note: chosen.note });
   stopTraining = new AbortController();
   const t0 = performance.now();
@@ -91,7 +93,21 @@ async function onGenerate(m: Extract<ToWorker, { type: "generate" }>): Promise<v
       `the priming text has characters the model never saw: ${unknown.map((c) => JSON.stringify(c)).join(", ")}; remove them`,
     );
   }
-  const chosen = await chooseBackend(m.choice, "generate", m.wasmUrl);
+  // auto: the faster of webgpu and wasm for this model, timed on its first generation (see chooseForGeneration)
+  const chosen =
+    (m.choice === "auto" ? autoPick : null) ??
+    (await chooseForGeneration(
+      m.choice,
+      async (c) => {
+        setBackend(c.backend);
+        const on = modelOn(c.name);
+        return generationRate((length) =>
+          generate(on, run!.vocab, { prime: m.prime, length, temperature: 1, seed: 1 }),
+        );
+      },
+      m.wasmUrl,
+    ));
+  if (m.choice === "auto") autoPick = chosen;
   setBackend(chosen.backend);
   post({ type: "backend", purpose: "generate", name: chosen.name, note: chosen.note });
   const model = modelOn(chosen.name);
