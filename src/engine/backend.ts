@@ -171,6 +171,12 @@ export interface Backend<S extends Storage = Storage> {
   // ---- memory
   /** n zeros. */
   alloc(n: number): S;
+  /**
+   * n values for an op's output that its kernel overwrites entirely before anything reads them: not zeros (js fills
+   * them with NaN, so that a kernel that reads one, or leaves one unwritten, shows it in every test; webgpu hands out
+   * a pooled buffer without clearing it). Without it, alloc.
+   */
+  allocUninit?(n: number): S;
   /** Give s back; it must not be used again (a backend may hand its memory out again). */
   free(s: S): void;
   /** dst[offset .. offset + src.length) = src */

@@ -7,7 +7,7 @@
 
 import type { BinaryOp, Sampling, UnaryOp } from "./backend.js";
 import { needsGrad, record } from "./node.js";
-import { allocate } from "./scope.js";
+import { allocateUninit } from "./scope.js";
 import {
   axisSplit,
   broadcastShape,
@@ -17,7 +17,7 @@ import {
   normAxis,
   sameShape,
 } from "./shape.js";
-import { backendOf, empty, shapeSize, Tensor } from "./tensor.js";
+import { backendOf, shapeSize, Tensor, uninit } from "./tensor.js";
 import type { Rng } from "../util/rng.js";
 
 export { isGradEnabled, noGrad } from "./node.js";
@@ -76,7 +76,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     outShape = [...a.shape.slice(0, -2), M, N];
   }
   const be = backendOf("matmul", a, b);
-  const out = empty(be, outShape);
+  const out = uninit(be, outShape);
   be.matmul(a.storage, b.storage, out.storage, M, K, N, { transA, transB, batch });
   record("matmul", [a, b], [out], { transA, transB, M, K, N, batch });
   return out;
@@ -88,7 +88,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShape(a.shape, b.shape, op);
   const be = backendOf(op, a, b);
-  const out = empty(be, shape);
+  const out = uninit(be, shape);
   const sa = broadcastStrides(shape, a.shape);
   const sb = broadcastStrides(shape, b.shape);
   be.binary(op, a.storage, sa, b.storage, sb, out.storage, shape);
@@ -113,7 +113,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 
 /** s * a for a constant s. */
 export function scale(a: Tensor, s: number): Tensor {
-  const out = empty(a.backend, a.shape);
+  const out = uninit(a.backend, a.shape);
   a.backend.scale(a.storage, out.storage, a.size, s, false);
   record("scale", [a], [out], { s });
   return out;
@@ -123,7 +123,7 @@ export function scale(a: Tensor, s: number): Tensor {
 // Elementwise nonlinearities
 
 function unary(op: UnaryOp, a: Tensor): Tensor {
-  const out = empty(a.backend, a.shape);
+  const out = uninit(a.backend, a.shape);
   a.backend.unary(op, a.storage, out.storage, a.size);
   record("unary", [a], [out], { op });
   return out;
@@ -164,7 +164,7 @@ export function gelu(a: Tensor): Tensor {
 export function softmax(a: Tensor): Tensor {
   if (a.ndim < 1) fail("softmax", "needs at least 1-d input");
   const V = a.shape[a.ndim - 1];
-  const out = empty(a.backend, a.shape);
+  const out = uninit(a.backend, a.shape);
   a.backend.softmax(a.storage, out.storage, a.size / V, V);
   record("softmax", [a], [out], { V });
   return out;
@@ -188,8 +188,8 @@ export function softmaxCrossEntropy(logits: Tensor, targets: Int32Array): Tensor
   }
   const be = logits.backend;
   const keep = needsGrad([logits]);
-  const probs = keep ? allocate(be, logits.size) : null;
-  const out = empty(be, []);
+  const probs = keep ? allocateUninit(be, logits.size) : null;
+  const out = uninit(be, []);
   be.crossEntropy(logits.storage, targets, out.storage, probs, N, V);
   if (probs) record("softmaxCrossEntropy", [logits], [out], { probs, targets: targets.slice(), V, N });
   return out;
@@ -207,7 +207,7 @@ export function embedding(weight: Tensor, ids: Int32Array, shape: number[] = [id
     const id = ids[n];
     if (!(id >= 0 && id < V)) fail("embedding", `id ${id} at position ${n} is outside [0, ${V})`);
   }
-  const out = empty(weight.backend, [...shape, D]);
+  const out = uninit(weight.backend, [...shape, D]);
   weight.backend.embedding(weight.storage, ids, out.storage, D);
   record("embedding", [weight], [out], { ids: ids.slice(), D });
   return out;
@@ -226,7 +226,7 @@ export function embeddingFrom(weight: Tensor, ids: Tensor, at: number, shape: nu
     fail("embeddingFrom", `${n} ids from position ${at} do not fit in ${ids.size}`);
   }
   if (needsGrad([weight])) fail("embeddingFrom", "has no gradient; run it under noGrad");
-  const out = empty(be, [...shape, weight.shape[1]]);
+  const out = uninit(be, [...shape, weight.shape[1]]);
   be.embeddingFrom(weight.storage, ids.storage, at, out.storage, n, weight.shape[1]);
   return out;
 }
@@ -277,7 +277,7 @@ export function concat(ts: Tensor[], axis: number): Tensor {
   }
   shape[ax] = sizes.reduce((x, y) => x + y, 0);
   const be = backendOf("concat", ...ts);
-  const out = empty(be, shape);
+  const out = uninit(be, shape);
   const [outer, total, inner] = axisSplit(shape, ax);
   let offset = 0;
   for (let i = 0; i < ts.length; i++) {
@@ -298,7 +298,7 @@ export function slice(t: Tensor, axis: number, start: number, end: number): Tens
   }
   const shape = t.shape.slice();
   shape[ax] = end - start;
-  const out = empty(t.backend, shape);
+  const out = uninit(t.backend, shape);
   const [outer, , inner] = axisSplit(t.shape, ax);
   const block = (end - start) * inner;
   t.backend.copyBlocks(t.storage, start * inner, n * inner, out.storage, 0, block, block, outer, false);
@@ -341,7 +341,7 @@ function reduce(op: "sum" | "mean", t: Tensor, axis: number | undefined, keepDim
     if (keepDims) shape[ax] = 1;
     else shape.splice(ax, 1);
   }
-  const out = empty(t.backend, shape);
+  const out = uninit(t.backend, shape);
   t.backend.reduceAxis(t.storage, out.storage, outer, n, inner, op === "mean" ? 1 / n : 1);
   record("reduce", [t], [out], { outer, n, inner, s: op === "mean" ? 1 / n : 1 });
   return out;
@@ -370,7 +370,7 @@ export function transpose(t: Tensor, a0: number, a1: number): Tensor {
   if (x > y) [x, y] = [y, x];
   const shape = t.shape.slice();
   [shape[x], shape[y]] = [shape[y], shape[x]];
-  const out = empty(t.backend, shape);
+  const out = uninit(t.backend, shape);
   if (x === y) t.backend.copy(t.storage, 0, out.storage, 0, t.size);
   else t.backend.swapAxes(t.storage, t.shape, x, y, out.storage, false);
   record("transpose", [t], [out], { a0: x, a1: y });
@@ -391,9 +391,9 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
   }
   const rows = x.size / C;
   const be = backendOf("layerNorm", x, gamma, beta);
-  const out = empty(be, x.shape);
-  const xhat = allocate(be, x.size);
-  const rstd = allocate(be, rows);
+  const out = uninit(be, x.shape);
+  const xhat = allocateUninit(be, x.size);
+  const rstd = allocateUninit(be, rows);
   be.layerNorm(x.storage, gamma.storage, beta.storage, out.storage, xhat, rstd, rows, C, eps);
   record("layerNorm", [x, gamma, beta], [out], { xhat, rstd, C });
   return out;
@@ -409,11 +409,11 @@ export function dropout(x: Tensor, rate: number, rng: Rng, training: boolean): T
   if (!(rate >= 0 && rate < 1)) fail("dropout", `rate ${rate} must be in [0, 1)`);
   if (!training || rate === 0) return x;
   const be = x.backend;
-  const mask = allocate(be, x.size);
+  const mask = allocateUninit(be, x.size);
   // Dropped when the hash's 32 bits fall below rate·2³² (the rate to within 2⁻³²).
   const threshold = Math.min(0xffffffff, Math.floor(rate * 4294967296));
   be.dropoutMask(mask, x.size, rng.nextU32(), threshold, Math.fround(1 / (1 - rate)));
-  const out = empty(be, x.shape);
+  const out = uninit(be, x.shape);
   const s = contiguousStrides(x.shape);
   be.binary("mul", x.storage, s, mask, s, out.storage, x.shape);
   record("dropout", [x], [out], { mask });
@@ -431,7 +431,7 @@ export function causalMask(scores: Tensor): Tensor {
   const nd = scores.ndim;
   const T = scores.shape[nd - 1];
   if (nd < 2 || scores.shape[nd - 2] !== T) fail("causalMask", `needs (..., T, T), got ${fmtShape(scores.shape)}`);
-  const out = empty(scores.backend, scores.shape);
+  const out = uninit(scores.backend, scores.shape);
   scores.backend.causalMask(scores.storage, out.storage, scores.size / (T * T), T);
   record("causalMask", [scores], [out], { T });
   return out;
@@ -448,8 +448,8 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: numb
   const [B, T, C] = q.shape;
   if (C % nHead !== 0) fail("causalSelfAttention", `${C} channels do not split into ${nHead} heads`);
   const be = backendOf("causalSelfAttention", q, k, v);
-  const att = allocate(be, B * nHead * T * T); // (B, nH, T, T) softmax weights, kept for backward
-  const out = empty(be, [B, T, C]);
+  const att = allocateUninit(be, B * nHead * T * T); // (B, nH, T, T) softmax weights, kept for backward
+  const out = uninit(be, [B, T, C]);
   be.attention(q.storage, k.storage, v.storage, out.storage, att, B, T, C, nHead);
   record("causalSelfAttention", [q, k, v], [out], { att, nHead });
   return out;

@@ -8,9 +8,9 @@
 
 import type { Backend, Storage } from "./backend.js";
 import { record } from "./node.js";
-import { allocate } from "./scope.js";
+import { allocateUninit } from "./scope.js";
 import { contiguousStrides, fmtShape, sameShape } from "./shape.js";
-import { backendOf, empty, type Tensor } from "./tensor.js";
+import { backendOf, empty, type Tensor, uninit } from "./tensor.js";
 
 function fail(op: string, msg: string): never {
   throw new Error(`${op}: ${msg}`);
@@ -48,7 +48,7 @@ function inputProjection(
   D: number,
   G: number,
 ): Storage {
-  const xw = allocate(be, rows * G);
+  const xw = allocateUninit(be, rows * G);
   be.matmul(x.storage, wx.storage, xw, rows, D, G);
   const shape = [rows, G];
   be.binary("add", xw, contiguousStrides(shape), bias.storage, [0, 1], xw, shape);
@@ -62,7 +62,7 @@ function stateOr(be: Backend, s: Tensor | null | undefined, B: number, H: number
 
 /** The last time step of a (T, B, H) sequence as a (B, H) tensor (h0 when T = 0). */
 function last(be: Backend, seq: Storage, T: number, B: number, H: number, first: Tensor): Tensor {
-  const out = empty(be, [B, H]);
+  const out = uninit(be, [B, H]);
   if (T > 0) be.copy(seq, (T - 1) * B * H, out.storage, 0, B * H);
   else be.copy(first.storage, 0, out.storage, 0, B * H);
   return out;
@@ -91,9 +91,9 @@ export function lstm(
   const be = backendOf("lstm", x, wx, wh, b, ...[h0, c0].filter((s) => s !== null));
   const G = 4 * H;
   const xw = inputProjection(be, x, wx, b, T * B, D, G); // (T, B, 4H)
-  const hs = empty(be, [T, B, H]);
-  const cs = allocate(be, T * B * H);
-  const gates = allocate(be, T * B * G);
+  const hs = uninit(be, [T, B, H]);
+  const cs = allocateUninit(be, T * B * H);
+  const gates = allocateUninit(be, T * B * G);
   const h = stateOr(be, h0, B, H);
   const c = stateOr(be, c0, B, H);
   be.lstmForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, c0: c.storage, hs: hs.storage, cs, gates });
@@ -118,9 +118,9 @@ export function gru(x: Tensor, wx: Tensor, wh: Tensor, bx: Tensor, bh: Tensor, h
   const be = backendOf("gru", x, wx, wh, bx, bh, ...[h0].filter((s) => s !== null));
   const G = 3 * H;
   const xw = inputProjection(be, x, wx, bx, T * B, D, G); // (T, B, 3H)
-  const hs = empty(be, [T, B, H]);
-  const gates = allocate(be, T * B * G);
-  const hn = allocate(be, T * B * H);
+  const hs = uninit(be, [T, B, H]);
+  const gates = allocateUninit(be, T * B * G);
+  const hn = allocateUninit(be, T * B * H);
   const h = stateOr(be, h0, B, H);
   be.gruForward({ T, B, H, xw, wh: wh.storage, bh: bh.storage, h0: h.storage, hs: hs.storage, gates, hn });
   const hT = last(be, hs.storage, T, B, H, h);
@@ -138,7 +138,7 @@ export function rnn(x: Tensor, wx: Tensor, wh: Tensor, b: Tensor, h0: Tensor | n
   const { T, B, D, H } = checkRecurrent("rnn", x, wx, wh, 1, [b], [h0]);
   const be = backendOf("rnn", x, wx, wh, b, ...[h0].filter((s) => s !== null));
   const xw = inputProjection(be, x, wx, b, T * B, D, H); // (T, B, H)
-  const hs = empty(be, [T, B, H]);
+  const hs = uninit(be, [T, B, H]);
   const h = stateOr(be, h0, B, H);
   be.rnnForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, hs: hs.storage });
   const hT = last(be, hs.storage, T, B, H, h);

@@ -29,6 +29,13 @@ export function allocate(be: Backend, n: number): Storage {
   return s;
 }
 
+/** n values an op's kernel overwrites entirely (Backend.allocUninit, else zeros), owned by the innermost scope. */
+export function allocateUninit(be: Backend, n: number): Storage {
+  const s = be.allocUninit ? be.allocUninit(n) : be.alloc(n);
+  track(be, s);
+  return s;
+}
+
 /** Record `s` next to `like`: in the scope that owns `like`, or nowhere (kept) when `like` is not in a scope. */
 export function trackLike(like: Storage, be: Backend, s: Storage): void {
   for (let i = stack.length - 1; i >= 0; i--) {

@@ -7,7 +7,7 @@
 
 import type { Backend, Storage } from "./backend.js";
 import { getBackend } from "./backends/index.js";
-import { allocate, release, trackLike } from "./scope.js";
+import { allocate, allocateUninit, release, trackLike } from "./scope.js";
 import { backward as runBackward } from "./autograd.js";
 import type { Node } from "./node.js";
 import type { Rng } from "../util/rng.js";
@@ -205,6 +205,11 @@ export function backendOf(op: string, ...ts: Tensor[]): Backend {
 /** A new tensor of this shape on be (zeros), owned by the current scope. */
 export function empty(be: Backend, shape: number[]): Tensor {
   return new Tensor(allocate(be, shapeSize(shape)), shape, false, be);
+}
+
+/** A new tensor of this shape on be for an op's kernel to overwrite entirely (not zeros: Backend.allocUninit). */
+export function uninit(be: Backend, shape: number[]): Tensor {
+  return new Tensor(allocateUninit(be, shapeSize(shape)), shape, false, be);
 }
 
 function notSync(be: Backend): CharlmError {

@@ -40,7 +40,7 @@ import {
   softmaxCrossEntropy,
   split,
 } from "../engine/ops.js";
-import { empty, Tensor } from "../engine/tensor.js";
+import { Tensor, uninit } from "../engine/tensor.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { GptModelConfig } from "./config.js";
@@ -273,7 +273,7 @@ export class GptModel implements LanguageModel {
   private cachedAttention(qkv: Tensor, K: Tensor, Vc: Tensor, pos0: number): Tensor {
     const [B, T] = qkv.shape;
     const { nEmbd: C, nHead, blockSize: N } = this.config;
-    const out = empty(qkv.backend, [B, T, C]);
+    const out = uninit(qkv.backend, [B, T, C]);
     qkv.backend.attentionCached(qkv.storage, K.storage, Vc.storage, out.storage, B, T, C, nHead, N, pos0);
     return out;
   }

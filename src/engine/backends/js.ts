@@ -355,6 +355,8 @@ export const jsBackend: Backend<Float32Array> = {
   name: "js",
   sync: true,
   alloc: (n) => new Float32Array(n),
+  // NaN, so that a kernel reading a value it did not write shows in every test that runs on js
+  allocUninit: (n) => new Float32Array(n).fill(NaN),
   free: () => {},
   adopt: (data) => data,
   write: (dst, src, offset = 0) => dst.set(src, offset),

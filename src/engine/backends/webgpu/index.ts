@@ -47,6 +47,7 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     stopProfile: () => rt.stopProfile(),
 
     alloc: (n) => rt.alloc(n),
+    allocUninit: (n) => rt.scratch(n), // a pooled buffer as its last user left it: no clear
     free: (s) => rt.free(s),
     write(dst, src, offset = 0) {
       if (src.length === 0) return;
