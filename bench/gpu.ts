@@ -21,7 +21,7 @@
 // default, and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the
 // slowest at stop 5, are left out (--tiny keeps them, to check their plumbing). With CHARLM_WEBGPU_KERNELS set (the
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
-// --json FILE keeps every figure; --only W1,W2 measures those workloads' training alone (then generation and wasm).
+// --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
@@ -489,7 +489,9 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const w of workloads.filter((w) => w.model.type === "rnn")) {
+  // generation for the workloads measured here (--only), the GPT too (its key/value-cached step, the window of ids
+  // kept on the GPU when it draws there)
+  for (const w of workloads.filter((w) => !only || only.includes(w.name))) {
     const r = await generateRate(w, GEN_CHARS, true);
     const back = await generateRate(w, GEN_CHARS, false);
     console.log(
@@ -503,10 +505,12 @@ async function main(): Promise<void> {
   // fastest webgpu layout of each: the "x wasm" the GPU buys. A bundle finds the builds through CHARLM_WASM_DIR, set
   // here to the bundle's folder when they were copied there.
   if (!process.env.CHARLM_WASM_DIR && existsSync(join(here, "kernels.wasm"))) process.env.CHARLM_WASM_DIR = here;
+  const onCpu = workloads.filter((w) => w.model.type === "rnn" && (!only || only.includes(w.name)));
   try {
+    if (onCpu.length === 0) throw new Error("no recurrent workload among --only");
     const wasm = (await useBackend("wasm")) as Backend & { threads?: number };
     console.log(`\nwasm on the CPU, ${wasm.threads ?? 1} threads:`);
-    for (const w of workloads.filter((w) => w.model.type === "rnn")) {
+    for (const w of onCpu) {
       for (const B of w.batches) {
         const [rate] = await trainRate(w, B, tiny ? 1 : 2);
         const gpuBest = Math.max(

@@ -16,6 +16,7 @@ import { listBackends, liveNodes, useBackend } from "../src/engine/index.js";
 import { parseModelConfig, type GptModelConfig } from "../src/models/config.js";
 import type { GptModel } from "../src/models/gpt.js";
 import { buildModel, countParams, summary } from "../src/models/registry.js";
+import { Tensor } from "../src/engine/tensor.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -140,6 +141,13 @@ test("gpt forward rejects a context longer than blockSize and out-of-vocabulary 
   assert.throws(() => model.forward(new Int32Array(9), 1, 9), /9 positions exceed the GPT's context of 8/);
   assert.throws(() => model.forward(Int32Array.of(1, 99), 1, 2), /token id 99 at \(0, 1\) is outside/);
   assert.throws(() => model.step(Int32Array.of(1), model.initialState(2)), /model state/);
+  // stepFrom: ids held on the backend; once it has moved the window there, step() cannot continue the state
+  const ids = Tensor.fromArray([3, 4], [2]);
+  const state = model.initialState(1);
+  assert.throws(() => model.stepFrom(ids, 2, 1, state), /1 ids from position 2 do not fit in 2/);
+  const { logits } = model.stepFrom(ids, 1, 1, state);
+  assert.deepEqual(logits.shape, [1, 13]);
+  assert.throws(() => model.step(Int32Array.of(1), state), /stepFrom advanced this cache on the backend/);
 });
 
 // ---------------------------------------------------------------------------------------------------- per backend

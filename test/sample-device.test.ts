@@ -41,6 +41,18 @@ const gru: ModelConfig = {
   dropout: 0,
 };
 
+// A GPT whose window of 8 fills after the prime and 4 characters: then it slides at every step (on the backend too)
+const gpt: ModelConfig = {
+  type: "gpt",
+  vocabSize: vocab.size,
+  blockSize: 8,
+  nLayer: 1,
+  nHead: 2,
+  nEmbd: 8,
+  dropout: 0,
+  bias: true,
+};
+
 // Temperatures, filters and a stop string: every path of the sampler.
 const OPTIONS: Partial<GenerateOptions>[] = [
   {},
@@ -67,7 +79,7 @@ const text = (m: LanguageModel, o: Partial<GenerateOptions>, onDevice?: boolean,
 for (const name of ["js", "wasm"] as const) {
   test(`${name}: tokens drawn on the backend give the host sampler's text, character for character`, async () => {
     await useBackend(name);
-    for (const cfg of [lstm, gru]) {
+    for (const cfg of [lstm, gru, gpt]) {
       const m = model(cfg);
       for (const o of OPTIONS) {
         const host = await text(m, o, false);
@@ -190,6 +202,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     for (const [cfg, options] of [
       [lstm, OPTIONS],
       [gru, OPTIONS.slice(2, 4)],
+      [gpt, OPTIONS.slice(0, 2)],
     ] as const) {
       const cpu = model(cfg);
       const onGpu = withBackend(gpu!, () => buildModel(cfg, null));

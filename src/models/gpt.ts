@@ -22,6 +22,8 @@
 // Generation: step() keeps a key/value cache, so each new character runs the blocks on one position only. The
 // positions are learned and absolute, so once the window holds blockSize tokens the cached keys cannot slide:
 // from then on each step reruns the last blockSize tokens (exactly what forward() on that window gives).
+// stepFrom() does the same with the token given on the backend (a sampler's draw there, never read back): the
+// window of ids is then kept on the backend too, and step() cannot continue that state.
 //
 // Legend: B batch, T time (at most blockSize), C channels (nEmbd), nH heads, hd = C / nH head size, V vocabulary,
 // L layers, P positions held in the step cache.
@@ -32,6 +34,7 @@ import {
   causalSelfAttention,
   dropout,
   embedding,
+  embeddingFrom,
   gelu,
   layerNorm,
   matmul,
@@ -60,6 +63,7 @@ export interface GptState {
   tokens: Int32Array; // (B, blockSize): the window of ids, row b in [b·blockSize, b·blockSize + len)
   k: Tensor[]; // per layer (B, blockSize, C): keys of the cached positions, on the model's backend
   v: Tensor[]; // per layer (B, blockSize, C): values
+  ids?: Tensor; // (B, blockSize) the window on the backend, as float ids, once stepFrom has run (tokens is then stale)
 }
 
 // ---------------------------------------------------------------------------------------------------- pieces
@@ -212,6 +216,9 @@ export class GptModel implements LanguageModel {
     const s = this.checkState(state, B);
     const N = this.config.blockSize;
     this.checkTokens(tokens, B, 1);
+    if (s.ids) {
+      throw new CharlmError("model state: stepFrom advanced this cache on the backend; continue it with stepFrom");
+    }
     let ids: Int32Array;
     let T: number;
     if (s.len < N) {
@@ -228,17 +235,65 @@ export class GptModel implements LanguageModel {
       ids = s.tokens.slice(); // (B, N)
       T = N;
     }
-    const logits = noGrad(() => {
-      const pos0 = s.len;
-      let x = this.embed(ids, B, T, pos0, this.ownRng, false); // (B, T, C)
-      this.blocks.forEach((blk, l) => {
-        x = this.block(blk, x, (qkv) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0), this.ownRng, false);
-      });
-      const last = slice(x, 1, T - 1, T); // (B, 1, C): only the newest position is predicted from
-      return reshape(matmul(this.norm(last, this.lnf), this.head), [B, this.config.vocabSize]); // (B, V)
-    });
-    s.len += T;
+    const logits = noGrad(() => this.cachedStep(this.embed(ids, B, T, s.len, this.ownRng, false), s, B, T));
     return { logits, state: s };
+  }
+
+  /**
+   * step() with the tokens given on the backend, as float ids at ids[at .. at + B) (what sampleTokens draws), so
+   * that generation never reads them back: the window moves on the backend, a copy per row.
+   */
+  stepFrom(ids: Tensor, at: number, B: number, state: State): { logits: Tensor; state: GptState } {
+    const s = this.checkState(state, B);
+    const N = this.config.blockSize;
+    const be = this.wte.backend;
+    if (!(Number.isInteger(at) && at >= 0 && at + B <= ids.size)) {
+      throw new CharlmError(`model input: ${B} ids from position ${at} do not fit in ${ids.size}`);
+    }
+    if (!s.ids) {
+      // the window so far (the prime, fed by step) moves to the backend; it outlives this step's scope
+      s.ids = new Tensor(Float32Array.from(s.tokens), [B, N], false, be);
+    }
+    let T = 1;
+    if (s.len < N) {
+      for (let b = 0; b < B; b++) be.copy(ids.storage, at + b, s.ids.storage, b * N + s.len, 1);
+    } else {
+      // Window full: slide it by one and recompute every position, as step() does
+      const moved = uninit(be, [B, N]);
+      for (let b = 0; b < B; b++) {
+        be.copy(s.ids.storage, b * N + 1, moved.storage, b * N, N - 1);
+        be.copy(ids.storage, at + b, moved.storage, (b + 1) * N - 1, 1);
+      }
+      s.ids.dispose();
+      s.ids = moved;
+      s.len = 0;
+      T = N;
+    }
+    const logits = noGrad(() => {
+      const x =
+        T === 1
+          ? add(embeddingFrom(this.wte, ids, at, [B, 1]), embedding(this.wpe, Int32Array.of(s.len), [1]))
+          : this.embedFrom(s.ids!, B, N);
+      return this.cachedStep(x, s, B, T);
+    });
+    return { logits, state: s };
+  }
+
+  /** The blocks on T new positions from s.len against the cache, then the logits of the last; advances s.len. */
+  private cachedStep(x: Tensor, s: GptState, B: number, T: number): Tensor {
+    const pos0 = s.len;
+    this.blocks.forEach((blk, l) => {
+      x = this.block(blk, x, (qkv) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0), this.ownRng, false);
+    });
+    const last = slice(x, 1, T - 1, T); // (B, 1, C): only the newest position is predicted from
+    s.len += T;
+    return reshape(matmul(this.norm(last, this.lnf), this.head), [B, this.config.vocabSize]); // (B, V)
+  }
+
+  /** wte[window] + wpe[0 .. N) for a whole window of ids held on the backend (no dropout: generation). */
+  private embedFrom(window: Tensor, B: number, N: number): Tensor {
+    const pos = Int32Array.from({ length: N }, (_, t) => t);
+    return add(embeddingFrom(this.wte, window, 0, [B, N]), embedding(this.wpe, pos, [N]));
   }
 
   // ------------------------------------------------------------------------------------------------ internals

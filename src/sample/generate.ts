@@ -1,8 +1,9 @@
 // Generation: feed a priming text, then draw one token at a time (a character for a char model) from the model's
 // next-token distribution, shaped by temperature, top-k and top-p (nucleus) filtering (../engine/sampling.ts), with
 // a seeded Rng so the same seed gives the same text. Recurrent models advance with `step` (one step per token); a
-// model without `step` is rerun over a sliding window of recent context. On a GPU backend a recurrent model draws
-// its tokens on the device, a burst at a time, so that only the ids come back (GenerateOptions.onDevice). The
+// model without `step` is rerun over a sliding window of recent context. On a GPU backend a model with `stepFrom`
+// (the recurrent ones, and the GPT with its key/value cache) draws its tokens on the device, a burst at a time, so
+// that only the ids come back (GenerateOptions.onDevice). The
 // tokenizer turns the prime into ids and the sampled ids back into text, streaming (a byte-level token may end
 // inside a character: it is held back until the character is whole); stop strings are matched on that text.
 //
@@ -33,8 +34,8 @@ export interface GenerateOptions {
   signal?: AbortSignal; // stop early when aborted
   onStop?: () => void; // called when a stop string ends the text (not when the length runs out or on abort)
   maxContext?: number; // models without step(): tokens of context rerun per token (default: the model's blockSize, else 256)
-  // Draw the tokens on the model's backend, in bursts, reading back only the ids (recurrent models, vocabularies up
-  // to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
+  // Draw the tokens on the model's backend, in bursts, reading back only the ids (models with stepFrom: recurrent
+  // ones and the GPT; vocabularies up to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
   // logits back after every token would cost a round trip each; off on js and wasm, where the host draws directly.
   onDevice?: boolean;
 }
@@ -174,7 +175,7 @@ function heldSuffix(text: string, stop: string[]): number {
 /**
  * The sampled ids, one per call of `draw`, after feeding the prime; `close` frees what the model holds. Three ways:
  *
- * - a recurrent model (step) on the host: after each token, one step; its logits are read back (asynchronously, so
+ * - a model with step (recurrent, or a GPT's cached step) on the host: after each token, one step; its logits are read back (asynchronously, so
  *   any backend works) and the token drawn from them with one uniform draw of rng;
  * - the same model on the device (stepFrom, see GenerateOptions.onDevice): a burst of n tokens is encoded at once,
  *   each drawn on the backend from the last logits with the next of n uniform draws of rng (the same draws, in the
