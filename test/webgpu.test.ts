@@ -9,8 +9,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import type { WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { lstmStepSettings } from "../src/engine/backends/webgpu/kernels/recurrent.js";
+import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
 import { getBackend, setBackend } from "../src/engine/index.js";
@@ -366,6 +367,36 @@ describe("webgpu backend against js", { skip }, () => {
     assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P"]);
   });
 
+  test("prefetching step kernels: weights past K (a pooled buffer's tail, NaN here) reach no sum", async () => {
+    [T, B, H] = [3, 3, 70];
+    const G = 4 * H;
+    const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
+    const fwd = { T, B, H, ...f, hs: new Float32Array(T * B * H), cs: new Float32Array(T * B * H) };
+    const all = { ...fwd, gates: new Float32Array(T * B * G) };
+    jsBackend.lstmForward(all);
+    const io = { ...f, hs: all.hs, cs: all.cs, gates: all.gates, dhs: rand(T * B * H), dxw: rand(T * B * G) };
+    const out = { dh0: rand(B * H), dc0: rand(B * H) };
+    // the backward step reads a transposed copy of Wh (G x H) from a pooled buffer: hand it one whose every value,
+    // its tail past G·H included, is NaN
+    const poisoned = () => {
+      const s = gpu!.alloc(sizeClass(G * H * 4) / 4);
+      gpu!.fill(s, NaN);
+      gpu!.free(s);
+    };
+    for (const [split, units] of [
+      ["8", "1"], // the weights a tile ahead
+      ["4", "4"], // the weights loaded as the products go
+    ]) {
+      const env = { CHARLM_WEBGPU_PREFETCH: "1", CHARLM_WEBGPU_SPLIT: split, CHARLM_WEBGPU_UNITS: units };
+      await withEnv(env, () =>
+        same({ ...io, ...out }, (b, s) => {
+          if (b === (gpu as unknown)) poisoned();
+          b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never);
+        }),
+      );
+    }
+  });
+
   rowVariants("RNN forward and backward", async () => {
     const f = { xw: rand(T * B * H), wh: rand(H * H, 0.2), h0: rand(B * H) };
     await same({ ...f, hs: rand(T * B * H) }, (b, s) => b.rnnForward({ T, B, H, ...s } as never));
@@ -479,6 +510,24 @@ describe("webgpu backend: whole models against js", { skip }, () => {
       { CHARLM_WEBGPU_KERNELS: TABLE },
     ],
   ];
+  test("with every unzeroed buffer NaN, its tail too (CHARLM_POISON=1), whole models train like js", async () => {
+    // op outputs and kernels' scratch are handed out without a clear: no kernel may read a value nobody wrote
+    const poisoned = await withEnv({ CHARLM_POISON: "1" }, () => createWebgpuBackend());
+    try {
+      for (const [name, cfg] of models) {
+        const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
+        const got = await withEnv({ CHARLM_WEBGPU_PREFETCH: "1" }, () => train(poisoned, cfg, 3, 7, 3));
+        got.losses.forEach((l, i) =>
+          assert.ok(
+            Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i],
+            `${name} loss ${i}: ${l} vs ${want.losses[i]}`,
+          ),
+        );
+      }
+    } finally {
+      poisoned.destroy?.();
+    }
+  });
   for (const [name, cfg, env] of cases) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
       const want = await train(jsBackend as Backend, cfg, 3, 7, 3);

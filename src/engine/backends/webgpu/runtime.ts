@@ -74,7 +74,7 @@ export function gridFor(n: number): [number, number] {
   return [x, Math.ceil(groups / x)];
 }
 
-function sizeClass(bytes: number): number {
+export function sizeClass(bytes: number): number {
   // Round up to 256 bytes below 64 KiB, else to a power of two's eighth: few classes, bounded waste (12.5%).
   if (bytes <= 65536) return Math.max(256, Math.ceil(bytes / 256) * 256);
   const step = 2 ** (Math.floor(Math.log2(bytes)) - 3);
@@ -105,6 +105,8 @@ export class GpuRuntime {
   private nextBufferId = 0;
   private profiler: Profiler | null = null;
   private profileFrom = { ...this.counts };
+  /** CHARLM_POISON=1: storage handed out unzeroed (scratch, allocUninit) is NaN, its tail past n too (tests). */
+  private readonly nanScratch = envSetting("CHARLM_POISON") === "1";
 
   constructor(
     readonly device: GPUDevice,
@@ -145,17 +147,21 @@ export class GpuRuntime {
   private allocate(n: number, zero: boolean): GpuStorage {
     const bytes = sizeClass(Math.max(4, n * 4));
     const free = this.pool.get(bytes);
-    const reused = free?.pop();
-    if (reused) {
+    let buffer = free?.pop();
+    if (buffer) {
       // A reused buffer holds its last user's values: zero it in stream order.
-      if (zero) this.clear(reused, 0, bytes);
-      return new GpuStorage(reused, n);
+      if (zero) this.clear(buffer, 0, bytes);
+    } else {
+      buffer = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      this.bytesAllocated += bytes;
     }
-    const buffer = this.device.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    this.bytesAllocated += bytes;
+    if (!zero && this.nanScratch) {
+      // a kernel that reads a value nobody wrote, here or in the size class's tail, then shows it
+      this.copyBuffer(this.upload(new Float32Array(bytes / 4).fill(NaN)), 0, buffer, 0, bytes);
+    }
     return new GpuStorage(buffer, n);
   }
 

@@ -70,11 +70,12 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const guard = U > 1 ? " || j >= pu(3u)" : ""; // a thread's later units can lie past H
   // The prefetching step reads its weights without a branch (SwiftShader's compiler stalled on 32 guarded loads a
-  // tile ahead), the index only kept inside the array: a k past K reads some weight that the tile's zero there
-  // multiplies (fma(0, w, acc) = acc), and a unit past H is computed but never written.
+  // tile ahead): the index kept inside the array, then a select that zeros a weight past K (a pooled buffer's tail
+  // holds whatever its last user left, NaN or infinities too, and fma(0, NaN, acc) is NaN). A unit past H reads
+  // another unit's weights and is computed but never written.
   const branchFree = (a: number) => {
     const [, name, index] = /^(\w+)\[(.*)\]$/.exec(k.w(a))!;
-    return `return ${name}[min(${index}, arrayLength(&${name}) - 1u)];`;
+    return `return select(0.0, ${name}[min(${index}, arrayLength(&${name}) - 1u)], k < pu(4u));`;
   };
   const weightFns = range(k.accs)
     .map((a) =>
