@@ -73,7 +73,8 @@ export class LocalModels {
     onStatus: (message: string) => void,
   ): Promise<string> {
     // The backend first: a model's tensors live on the backend that was current when it was built.
-    if (s.backend === "auto" && !this.auto.has(s.model)) onStatus("timing this model's generation on webgpu and wasm…");
+    if (s.backend === "auto" && !this.auto.has(s.model) && "gpu" in navigator)
+      onStatus("timing this model's generation on webgpu and wasm…");
     const backend = await this.useBackend(s.backend, s.model);
     const loaded = await this.load(s.model, backend.name);
     const unknown = loaded.vocab.unknownChars(s.prime);

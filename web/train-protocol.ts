@@ -41,5 +41,6 @@ export type FromWorker =
       tar: ArrayBuffer;
     }
   | { type: "text"; text: string }
+  | { type: "status"; message: string } // work under way that sends nothing else for a while
   | { type: "generated"; chars: number; seconds: number }
   | { type: "error"; message: string };

@@ -131,6 +131,8 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       else genNote = m.note;
       probe.backend = m.name;
       status(m.purpose === "train" ? `training on ${m.note}…` : `generating on ${m.note}…`);
+    } else if (m.type === "status") {
+      status(m.message);
     } else if (m.type === "metrics") {
       onMetrics(m.line);
     } else if (m.type === "trained") {

@@ -94,6 +94,8 @@ async function onGenerate(m: Extract<ToWorker, { type: "generate" }>): Promise<v
     );
   }
   // auto: the faster of webgpu and wasm for this model, timed on its first generation (see chooseForGeneration)
+  if (m.choice === "auto" && !autoPick && "gpu" in navigator)
+    post({ type: "status", message: "timing this model's generation…" });
   const chosen =
     (m.choice === "auto" ? autoPick : null) ??
     (await chooseForGeneration(
