@@ -100,8 +100,8 @@ async function main(): Promise<void> {
     const [d, r] = await gpu.read(sq);
     return Math.sqrt(d / r);
   };
-  /** Median us per time step of `run` (REPS sequences, the GPU waited for), after one warm-up (compiles). */
-  const time = async (run: () => void) => {
+  /** Median us per call of `run` over `per` (REPS calls, the GPU waited for), after one warm-up (compiles). */
+  const time = async (run: () => void, per = T) => {
     run();
     await gpu.flush();
     const us: number[] = [];
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       for (let r = 0; r < REPS; r++) run();
       await gpu.flush();
-      us.push(((performance.now() - t0) * 1000) / (REPS * T));
+      us.push(((performance.now() - t0) * 1000) / (REPS * per));
     }
     return us.sort((a, b) => a - b)[1];
   };
@@ -189,10 +189,11 @@ async function main(): Promise<void> {
       const line: string[] = [];
       for (const target of [64, 128, 256, 512, 1024, 2048]) {
         process.env.CHARLM_WEBGPU_SPLITK = `${target}`;
-        const us = await time(() => gpu.matmul(a, bw.dxw, dw, M, T * B, G, { transA: true, accumulate: true }));
-        const tflops = (2 * M * T * B * G) / (us * T) / 1e6;
-        line.push(`${target}: ${((us * T) / 1000).toFixed(3)} ms (${tflops.toFixed(1)} TFLOP/s)`);
-        results.push({ kernel: `matmulTN ${what}`, H, B, splitK: target, ms: (us * T) / 1000, tflops });
+        const opts = { transA: true, accumulate: true };
+        const us = await time(() => gpu.matmul(a, bw.dxw, dw, M, T * B, G, opts), 1);
+        const tflops = (2 * M * T * B * G) / us / 1e6;
+        line.push(`${target}: ${(us / 1000).toFixed(3)} ms (${tflops.toFixed(1)} TFLOP/s)`);
+        results.push({ kernel: `matmulTN ${what}`, H, B, splitK: target, ms: us / 1000, tflops });
       }
       delete process.env.CHARLM_WEBGPU_SPLITK;
       console.log(`  ${what} (${M} x ${T * B} x ${G}) by split-K target: ${line.join(", ")}`);

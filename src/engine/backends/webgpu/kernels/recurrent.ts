@@ -61,6 +61,7 @@ type Layout = "step" | "sequence";
  */
 function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, stepWidth = 64, prefetch = false): string {
   const seq = layout === "sequence";
+  const pf = prefetch && !seq; // the prefetching step (step layout only)
   const W = seq ? 256 : stepWidth; // tile width in k (the step layout's: tileWidth)
   const X = 64 / S; // threads along the units ("step"; S slices of the product's length share the other threads)
   const rowOf = (r: number | string) => (seq ? `${r}` : `lid.y + 4u * ${r}`);
@@ -79,7 +80,7 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   };
   const weightFns = range(k.accs)
     .map((a) =>
-      prefetch && !seq
+      pf
         ? `fn weight${a}(k: u32, j: u32) -> f32 { ${branchFree(a)} }`
         : `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u)${guard}) { return 0.0; } return ${k.w(a)}; }`,
     )
@@ -179,10 +180,9 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   ${combine}
   ${epilogues}
   }`;
-  const stepBody =
-    prefetch && !seq
-      ? prefetchBody()
-      : /* wgsl */ `
+  const stepBody = pf
+    ? prefetchBody()
+    : /* wgsl */ `
   var acc = array<f32, ${accN}>();
   for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
     ${loadTile}
@@ -270,7 +270,7 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
   }
   const head = /* wgsl */ `
 ${k.decls}${
-    prefetch && !seq
+    pf
       ? `
 fn tileValue(t: u32, b: u32, k: u32, B: u32, KD: u32) -> f32 { if (b < B && k < KD) { return src(t, b, k); } return 0.0; }`
       : ""
@@ -449,14 +449,13 @@ function timeLoop(
 ): void {
   const { T, B, H, K, backward } = dims;
   const layout = recurrentLayout(T);
-  const tuned = layout === "step" ? tunedStep(key, B, H) : {};
-  const R = rowsPerThread(B, H, layout, tuned);
   if (layout === "sequence") {
+    const R = rowsPerThread(B, H, layout);
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const { S, U, W, P } = stepSettings(k, B, H, K, R, tuned);
+  const { R, S, U, W, P } = stepSettings(k, B, H, K, tunedStep(key, B, H));
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
   const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}`;
   for (let s = 0; s < T; s++) {
@@ -466,8 +465,9 @@ function timeLoop(
   }
 }
 
-/** The step layout's settings for kernel `k` at batch B over H units with a product of length K, R rows a thread. */
-function stepSettings(k: StepKernel, B: number, H: number, K: number, R: number, tuned: Partial<StepSettings>) {
+/** The step layout's settings for kernel `k` at batch B over H units with a product of length K. */
+function stepSettings(k: StepKernel, B: number, H: number, K: number, tuned: Partial<StepSettings>) {
+  const R = rowsPerThread(B, H, "step", tuned);
   const U = unitsPerThread(k, tuned);
   const S = slicesPerStep(B, H, R, U, tuned);
   return { R, S, U, W: tileWidth(R, S, wideTiles(tuned), K), P: prefetchTiles(tuned) };
@@ -478,9 +478,8 @@ function stepSettings(k: StepKernel, B: number, H: number, K: number, R: number,
  * units, forward or backward, under the current settings: for the benches, which print what the defaults chose.
  */
 export function lstmStepSettings(backward: boolean, B: number, H: number) {
-  const [key, k, K] = backward ? ["lstmBackward", LSTM_BACKWARD, 4 * H] : ["lstmForward", LSTM_FORWARD, H];
-  const tuned = tunedStep(key as string, B, H);
-  return stepSettings(k as StepKernel, B, H, K as number, rowsPerThread(B, H, "step", tuned), tuned);
+  const tuned = tunedStep(backward ? "lstmBackward" : "lstmForward", B, H);
+  return stepSettings(backward ? LSTM_BACKWARD : LSTM_FORWARD, B, H, backward ? 4 * H : H, tuned);
 }
 
 /** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
