@@ -22,7 +22,7 @@
 // slowest at stop 5, are left out (--tiny keeps them, to check their plumbing). With CHARLM_WEBGPU_KERNELS set (the
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
-// W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: rows, or matmul).
+// W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -452,10 +452,10 @@ async function main(): Promise<void> {
         { name: "tuned", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable } },
       ]
     : layouts;
-  // W3 with its attention as a thread per row or value (the default) and as batched matrix products
+  // W3 with its attention as batched matrix products (the default since stop 9) and as a thread per row or value
   const attentionRoutes = [
-    { name: "attention rows", env: {} },
     { name: "attention products", env: { CHARLM_WEBGPU_ATTENTION: "matmul" } },
+    { name: "attention rows", env: { CHARLM_WEBGPU_ATTENTION: "rows" } },
   ];
   const results: Record<string, unknown>[] = [];
   const json = process.argv.indexOf("--json");

@@ -107,17 +107,21 @@ case "${PART:-bench}" in
   # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in
   # whatever time is left (it explains the bench's figures; the figures come first).
   # QUALITY_SWEEP="dropout=0.35;lr=3e-3,dropout=0.3": more quality runs, one per set of config fields, each with
-  # QUALITY_SECONDS or the time left (the gpu preset takes about a minute on an H200), into quality-sweep.txt.
+  # QUALITY_SECONDS or the time left (the gpu preset takes about a minute on an H200), appended to quality.txt (the
+  # device tool brings back 8 files a call: a ninth, quality-sweep.txt, would cost the main run's output).
   all)
     kernels
     bench
-    quality
+    # the main quality run takes QUALITY_SECONDS or what is left of ALL_SECONDS, its test loss included
+    left=$((${ALL_SECONDS:-590} - SECONDS - 45))
+    seconds=${QUALITY_SECONDS:-300}
+    [ "$left" -gt 30 ] && T_QUALITY=$((left + 40)) quality quality $((left < seconds ? left : seconds))
     IFS=';' read -r -a sweep <<<"${QUALITY_SWEEP:-}"
     for fields in "${sweep[@]}"; do
       left=$((${ALL_SECONDS:-590} - SECONDS - 30))
       [ "$left" -gt 60 ] || break
       seconds=${QUALITY_SECONDS:-300}
-      T_QUALITY=$((left + 25)) quality quality-sweep $((left < seconds ? left : seconds)) "$fields"
+      T_QUALITY=$((left + 25)) quality quality $((left < seconds ? left : seconds)) "$fields"
     done
     left=$((${ALL_SECONDS:-590} - SECONDS))
     [ "$left" -gt 20 ] && profile "$left"

@@ -217,10 +217,18 @@ describe("webgpu backend against js", { skip }, () => {
     const io = { q, k, v, att, g: rand(n), dq: rand(n), dk: rand(n), dv: rand(n) };
     await same(io, (b, s) => b.attentionBackward(s.q, s.k, s.v, s.att, s.g, s.dq, s.dk, s.dv, B, T, C, nH));
     await same(io, (b, s) => b.attentionBackward(s.q, s.k, s.v, s.att, s.g, null, s.dk, null, B, T, C, nH));
+    // the cached step: one new position (a generated character), two after four cached, a whole window of 9
     const N = 9;
-    await same({ qkv: rand(B * 2 * 3 * C), kc: rand(B * N * C), vc: rand(B * N * C), o: rand(B * 2 * C) }, (b, s) =>
-      b.attentionCached(s.qkv, s.kc, s.vc, s.o, B, 2, C, nH, N, 4),
-    );
+    for (const [Tn, pos0] of [
+      [1, 5],
+      [2, 4],
+      [N, 0],
+    ]) {
+      const cache = { kc: rand(B * N * C), vc: rand(B * N * C) };
+      await same({ qkv: rand(B * Tn * 3 * C), ...cache, o: rand(B * Tn * C) }, (b, s) =>
+        b.attentionCached(s.qkv, s.kc, s.vc, s.o, B, Tn, C, nH, N, pos0),
+      );
+    }
   }
 
   // Sizes straddle the kernels' tiles: H = 70 spans two 64-wide workgroups, B = 9 two or three row groups. Each
@@ -362,7 +370,7 @@ describe("webgpu backend against js", { skip }, () => {
         b.lstmForward({ T, B, H, ...pick(s, f), ...pick(s, out) });
         b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never);
       });
-    assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8", "lstmForward.R1.S8"]);
+    assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8.U2.P", "lstmForward.R1.S8"]);
     const tuned = await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, () => keys(run));
     assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P"]);
   });
@@ -503,7 +511,7 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   const cases: [string, ModelConfig, Record<string, string>][] = [
     ...models.map(([name, cfg]): [string, ModelConfig, Record<string, string>] => [name, cfg, {}]),
     ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], { CHARLM_WEBGPU_RECURRENT: "sequence" }],
-    ["GPT (attention as matrix products)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "matmul" }],
+    ["GPT (attention as a thread per row)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "rows" }],
     [
       "2 x LSTM (step settings from a CHARLM_WEBGPU_KERNELS table: prefetching)",
       models[0][1],
@@ -546,14 +554,24 @@ describe("webgpu backend: whole models against js", { skip }, () => {
 });
 
 test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; single settings win; a bad one is refused", async () => {
-  const rules = [lstmStepSettings(false, 3, 10), lstmStepSettings(true, 3, 10), lstmStepSettings(true, 64, 512)];
-  assert.deepEqual(rules[1], { R: 1, S: 8, U: 1, W: 64, P: false }); // the rules' choice for the LSTM 10 above
+  // The rules: a forward step (four products a unit) wide, not prefetching; a backward step 2 units a thread,
+  // prefetching, more slices. The wide forward tile of the LSTM 10 is no wider than K.
+  const rules = { forward: { R: 1, S: 8, U: 1, W: 64, P: false }, backward: { R: 1, S: 8, U: 2, W: 64, P: true } };
+  assert.deepEqual(lstmStepSettings(false, 3, 10), rules.forward);
+  assert.deepEqual(lstmStepSettings(true, 3, 10), rules.backward);
+  assert.deepEqual(lstmStepSettings(false, 32, 512), { R: 1, S: 8, U: 1, W: 512, P: false }); // the gpu preset's
+  assert.deepEqual(lstmStepSettings(true, 32, 512), { R: 1, S: 8, U: 2, W: 64, P: true });
+  assert.deepEqual(lstmStepSettings(true, 128, 512), { R: 4, S: 8, U: 2, W: 64, P: true });
+  // the shapes the H200 sweep measured take its fastest
+  assert.deepEqual(lstmStepSettings(true, 256, 512), { R: 4, S: 2, U: 1, W: 64, P: true });
+  assert.deepEqual(lstmStepSettings(false, 64, 512), { R: 2, S: 4, U: 1, W: 256, P: true });
   await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, async () => {
     assert.deepEqual(lstmStepSettings(false, 3, 10), { R: 2, S: 4, U: 1, W: 64, P: true }); // wide: no wider than K
     assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 8, U: 4, W: 64, P: true });
     assert.deepEqual(lstmStepSettings(true, 64, 512), { R: 4, S: 2, U: 2, W: 128, P: false });
-    assert.deepEqual(lstmStepSettings(false, 64, 512), lstmStepSettings(false, 64, 512)); // not in the table: rules
-    assert.deepEqual(lstmStepSettings(true, 4, 10), rules[1]);
+    // shapes not in the table: the H200's measured table, else the rules
+    assert.deepEqual(lstmStepSettings(false, 64, 512), { R: 2, S: 4, U: 1, W: 256, P: true });
+    assert.deepEqual(lstmStepSettings(true, 4, 10), rules.backward);
     await withEnv({ CHARLM_WEBGPU_SPLIT: "2", CHARLM_WEBGPU_PREFETCH: "0" }, async () =>
       assert.deepEqual(lstmStepSettings(true, 64, 512), { R: 4, S: 2, U: 2, W: 128, P: false }),
     );

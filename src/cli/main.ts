@@ -17,13 +17,15 @@ export const ENVIRONMENT: Record<string, string> = {
     "step or sequence: webgpu runs a recurrent time loop as a dispatch per step or one per sequence (default: by size)",
   CHARLM_WEBGPU_ROWS: "1, 2, 4 (or 8 for sequence): batch rows per webgpu thread in the recurrent kernels (tuning)",
   CHARLM_WEBGPU_SPLIT: "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels (tuning)",
-  CHARLM_WEBGPU_ATTENTION: "rows or matmul: webgpu's attention as a thread per row, or as batched matrix products",
-  CHARLM_WEBGPU_UNITS: "1, 2 or 4: hidden units per thread in webgpu's backward recurrent steps (tuning; default 1)",
-  CHARLM_WEBGPU_WIDE: "1: wide tiles in webgpu's step-layout recurrent kernels (tuning; default off)",
-  CHARLM_WEBGPU_PREFETCH: "1: webgpu's step-layout recurrent kernels load the next tile ahead (tuning; default off)",
+  CHARLM_WEBGPU_ATTENTION:
+    "matmul (default) or rows: webgpu's attention as batched matrix products, or a thread per row",
+  CHARLM_WEBGPU_UNITS: "1, 2 or 4: hidden units per thread in webgpu's backward recurrent steps (tuning; default 2)",
+  CHARLM_WEBGPU_WIDE: "0 or 1: wide tiles in webgpu's step-layout recurrent kernels (tuning; default: forward steps)",
+  CHARLM_WEBGPU_PREFETCH:
+    "0 or 1: webgpu's step-layout recurrent kernels load the next tile ahead (tuning; default: backward steps)",
   CHARLM_WEBGPU_KERNELS:
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
-  CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 512)",
+  CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 

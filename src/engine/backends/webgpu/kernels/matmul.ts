@@ -90,12 +90,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
  * H200 (bench/results/h200-stop5/run2-profile.txt) timed this kernel at ~10.5 TFLOP/s on 128 workgroups (LSTM 256's
  * weight gradients at batch 256, then split in 2 and 8), ~19.5 on 256 (LSTM 512's, unsplit) and 33.5 on 12,800 (a
  * forward projection): at ~128 workgroups most of the GPU's 132 cores hold one workgroup each, too few threads to
- * hide memory latency. 512 (a few per core) is the default since stop 7, not yet timed on a GPU; before, 128.
- * CHARLM_WEBGPU_SPLITK=N sets it (1: never split).
+ * hide memory latency. The stop-9 sweep on the H200 (bench/gpu_kernels.ts) timed LSTM 256's and 512's weight
+ * gradients at batch 64 and 256 at targets 64 to 2,048: 2,048 took 4.61 ms for all eight products, 1,024 4.70, 512
+ * (the default at stops 7 and 8) 5.75 and 128 (before) 6.53; it is the default. CHARLM_WEBGPU_SPLITK=N sets it (1:
+ * never split).
  */
 function splitTarget(): number {
   const forced = Number(env("CHARLM_WEBGPU_SPLITK"));
-  return Number.isInteger(forced) && forced >= 1 ? forced : 512;
+  return Number.isInteger(forced) && forced >= 1 ? forced : 2048;
 }
 
 export function matmul(

@@ -311,10 +311,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
 /**
  * The width in k of the step layout's tile of row vectors (the sequence layout's is 256): 64, of which each of the
- * S slices walks 64/S between two barriers. Wide tiles (CHARLM_WEBGPU_WIDE=1) are 64·f wide, f the largest power of
+ * S slices walks 64/S between two barriers. Wide tiles (see wideTiles) are 64·f wide, f the largest power of
  * two up to S whose tile (4R rows) fits 8 KiB of workgroup memory and that K fills past its half: each slice then
  * walks up to 64 k between barriers, and a step of K = 2,048 (an LSTM 512's backward) takes 4 tiles instead of 32,
- * so 8 barriers instead of 64 and more loads in flight between them. Not yet timed on a GPU (bench/gpu.ts times it).
+ * so 8 barriers instead of 64 and more loads in flight between them. On the H200, LSTM 512's forward step at batch
+ * 64 (2 rows, 4 slices) took 30.1 us with wide tiles and 35.8 without.
  */
 function tileWidth(R: number, S: number, wide: boolean, K: number): number {
   let f = wide ? S : 1;
@@ -338,11 +339,12 @@ let tuned: { text: string; table: Record<string, Partial<StepSettings>> } | null
  * CHARLM_WEBGPU_KERNELS: a JSON object from "lstmBackward H512 B64" (the kernel, its hidden units and batch) to the
  * settings its step kernels run with, the fastest measured on the GPU at hand (`bench/gpu_kernels.ts --table FILE`
  * writes it; export CHARLM_WEBGPU_KERNELS="$(cat FILE)"). The single settings (CHARLM_WEBGPU_ROWS, _SPLIT, _UNITS,
- * _WIDE, _PREFETCH) still win over it, and a shape it does not name takes the rules below.
+ * _WIDE, _PREFETCH) still win over it, and a shape it does not name takes the H200's table below, else the rules.
  */
 function tunedStep(key: string, B: number, H: number): Partial<StepSettings> {
+  const shape = `${key} H${H} B${B}`;
   const text = env("CHARLM_WEBGPU_KERNELS");
-  if (!text) return {};
+  if (!text) return MEASURED[shape] ?? {};
   if (tuned?.text !== text) {
     let table: unknown;
     try {
@@ -356,38 +358,78 @@ function tunedStep(key: string, B: number, H: number): Partial<StepSettings> {
       );
     tuned = { text, table: table as Record<string, Partial<StepSettings>> };
   }
-  return tuned.table[`${key} H${H} B${B}`] ?? {};
+  return tuned.table[shape] ?? MEASURED[shape] ?? {};
 }
 
-/** CHARLM_WEBGPU_WIDE=1: wide tiles in the step layout (see tileWidth). */
-function wideTiles(t: Partial<StepSettings>): boolean {
+/**
+ * The fastest settings the stop-9 sweep measured on an NVIDIA H200 for the shapes it timed (bench/gpu_kernels.ts;
+ * bench/results/h200-stop9/kernels.json): where a model has one of these shapes they win over the rules below, which
+ * come within 8-9% of them on average but 19% off for LSTM 512's backward at batch 256. CHARLM_WEBGPU_KERNELS and
+ * the single settings win over this table; run the sweep to tune another GPU or shape.
+ */
+const MEASURED: Record<string, StepSettings> = {
+  "lstmForward H512 B64": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmBackward H512 B64": { rows: 4, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmForward H512 B256": { rows: 4, slices: 2, units: 1, wide: true, prefetch: true },
+  "lstmBackward H512 B256": { rows: 4, slices: 2, units: 1, wide: false, prefetch: true },
+  "lstmForward H256 B256": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmBackward H256 B256": { rows: 2, slices: 4, units: 2, wide: false, prefetch: true },
+  "lstmForward H256 B64": { rows: 2, slices: 8, units: 1, wide: false, prefetch: true },
+  "lstmBackward H256 B64": { rows: 1, slices: 8, units: 2, wide: false, prefetch: true },
+};
+
+// The step layout's rules, refitted at stop 9 to a sweep of every combination of settings on an NVIDIA H200
+// (bench/gpu_kernels.ts; bench/results/h200-stop9/kernels.txt) for LSTM 256 and 512 at batch 64 and 256. They
+// tell two kinds of step kernel apart. An LSTM's or GRU's forward step ("several products": each unit's four or
+// three gates share the row value read) runs best with 128 workgroups' worth of rows per thread, slices up to 1,024
+// (row, unit, slice) triples, wide tiles and no prefetching: its settings ran at 1.09x the fastest measured per
+// shape on average (the rules before: 1.16x). The kernels with one product per unit (the backward steps, the
+// RNN's forward) run best with 64 workgroups' worth of rows, slices up to 4,096, 2 units a thread, prefetching and
+// narrow tiles: 1.08x the fastest (before: 1.67x, 1.9x slower at LSTM 512 batch 256). The RNN's forward is fitted
+// by its kind, not measured. A table (CHARLM_WEBGPU_KERNELS) or a single setting overrides any of them.
+
+/** One product per unit (a backward step, the RNN's forward) rather than several sharing a row value. */
+const oneProduct = (k: StepKernel): boolean => k.accs === 1;
+
+/** Wide tiles in the step layout (see tileWidth): the several-product kernels'; CHARLM_WEBGPU_WIDE=0|1 forces. */
+function wideTiles(k: StepKernel, t: Partial<StepSettings>): boolean {
   const forced = env("CHARLM_WEBGPU_WIDE");
-  return forced ? forced === "1" : t.wide === true;
+  if (forced) return forced === "1";
+  return t.wide ?? !oneProduct(k);
 }
 
 /**
- * CHARLM_WEBGPU_PREFETCH=1: the step layout's kernels load the next tile (and, where they fit 32 registers, its
- * weights) while they multiply the current one. Between two barriers a step-layout thread otherwise waits for its
- * tile's loads, then for its weights' loads, then multiplies a few values: an LSTM 512's backward step does that 32
- * times per dispatch at 8 slices. Not yet timed on a GPU (bench/gpu_kernels.ts times it).
+ * Prefetching: the step layout's kernels load the next tile (and, where they fit 32 registers, its weights) while
+ * they multiply the current one. Between two barriers a step-layout thread otherwise waits for its tile's loads,
+ * then for its weights' loads, then multiplies a few values: an LSTM 512's backward step does that 32 times per
+ * dispatch at 8 slices. The one-product kernels' default (LSTM 512's backward at batch 256: 68.7 us a step with it,
+ * 133.7 without, on the H200); CHARLM_WEBGPU_PREFETCH=0|1 forces.
  */
-function prefetchTiles(t: Partial<StepSettings>): boolean {
+function prefetchTiles(k: StepKernel, t: Partial<StepSettings>): boolean {
   const forced = env("CHARLM_WEBGPU_PREFETCH");
-  return forced ? forced === "1" : t.prefetch === true;
+  if (forced) return forced === "1";
+  return t.prefetch ?? oneProduct(k);
 }
 
 /**
- * Rows per thread: the most (1, 2 or 4) that still leaves >= 128 workgroups of 64 units to spread over the GPU's
- * cores ("step"), or 1 ("sequence": the fastest of 1, 2, 4 and 8 on an H200). CHARLM_WEBGPU_ROWS=1|2|4 forces it,
- * or 8 for the sequence layout (tests cover every variant on small shapes; bench/gpu.ts measures them).
+ * Rows per thread: the most (1, 2 or 4) that still leaves 128 workgroups of 64 units (64 for the one-product
+ * kernels) to spread over the GPU's cores ("step"), or 1 ("sequence": the fastest of 1, 2, 4 and 8 on an H200).
+ * CHARLM_WEBGPU_ROWS=1|2|4 forces it, or 8 for the sequence layout (tests cover every variant on small shapes).
  */
-function rowsPerThread(B: number, H: number, layout: Layout, t: Partial<StepSettings> = {}): number {
+function rowsPerThread(
+  B: number,
+  H: number,
+  layout: Layout,
+  t: Partial<StepSettings> = {},
+  k: StepKernel | null = null,
+): number {
   const forced = Number(env("CHARLM_WEBGPU_ROWS"));
   if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
   if (layout === "sequence") return 1;
   if (t.rows === 1 || t.rows === 2 || t.rows === 4) return t.rows;
+  const groups = k && oneProduct(k) ? 64 : 128;
   let R = 4;
-  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < 128) R /= 2;
+  while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < groups) R /= 2;
   return R;
 }
 
@@ -395,29 +437,28 @@ function rowsPerThread(B: number, H: number, layout: Layout, t: Partial<StepSett
  * Slices of the product's length per step-layout workgroup (1, 2, 4 or 8): each slice's threads sum a part of every
  * dot product and the workgroup adds the parts, so that a step of a small batch still fills the GPU with threads
  * (the step's product is B x H outputs, too few to hide memory latency with one thread each). The most slices that
- * keep the step's (row, unit, slice) triples, workgroups x 256 threads x R rows x U units, at most 2^18. Fitted to
- * an H200 (bench/gpu.ts, docs/webgpu.md): it picks the fastest of 1, 2, 4 and 8 slices for LSTM 256 at batch 64 (8)
- * and 256 (4) and LSTM 512 at batch 256 (2), and a tie for LSTM 512 at batch 64 (8; 4 ran as fast).
- * CHARLM_WEBGPU_SPLIT forces it.
+ * keep the step's (row, unit, slice) triples, workgroups x 64/S units x R rows x U units, at most 1,024 (4,096 for
+ * the one-product kernels). CHARLM_WEBGPU_SPLIT forces it.
  */
-function slicesPerStep(B: number, H: number, R: number, U: number, t: Partial<StepSettings>): number {
+function slicesPerStep(k: StepKernel, B: number, H: number, R: number, U: number, t: Partial<StepSettings>): number {
   const forced = Number(env("CHARLM_WEBGPU_SPLIT")) || t.slices;
   if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
+  const most = oneProduct(k) ? 4096 : 1024;
   let S = 8;
-  while (S > 1 && Math.ceil(H / ((64 / S) * U)) * Math.ceil(B / (4 * R)) * R * U > 1024) S /= 2;
+  while (S > 1 && Math.ceil(H / ((64 / S) * U)) * Math.ceil(B / (4 * R)) * R * U > most) S /= 2;
   return S;
 }
 
 /**
  * Hidden units per thread in a step-layout kernel with one dot product per unit (the backward steps, whose product
- * runs over K = G, and the RNN's forward): 1 by default; CHARLM_WEBGPU_UNITS=2|4 gives each thread 2 or 4 units
- * (j0, j0 + 64/S, ...), so that each value of the row vector it reads from workgroup memory serves 2 or 4
- * multiply-adds, as the four gates of an LSTM's forward step share theirs. Not yet timed on a GPU (bench/gpu.ts
- * times it); the kernels with several products per unit keep 1.
+ * runs over K = G, and the RNN's forward): 2 by default, so that each value of the row vector a thread reads from
+ * workgroup memory serves 2 multiply-adds, as the four gates of an LSTM's forward step share theirs;
+ * CHARLM_WEBGPU_UNITS=1|2|4 forces it. The kernels with several products per unit keep 1.
  */
 function unitsPerThread(k: StepKernel, t: Partial<StepSettings>): number {
+  if (!oneProduct(k)) return 1;
   const forced = Number(env("CHARLM_WEBGPU_UNITS")) || t.units;
-  return k.accs === 1 && (forced === 2 || forced === 4) ? forced : 1;
+  return forced === 1 || forced === 2 || forced === 4 ? forced : 2;
 }
 
 /**
@@ -467,10 +508,10 @@ function timeLoop(
 
 /** The step layout's settings for kernel `k` at batch B over H units with a product of length K. */
 function stepSettings(k: StepKernel, B: number, H: number, K: number, tuned: Partial<StepSettings>) {
-  const R = rowsPerThread(B, H, "step", tuned);
+  const R = rowsPerThread(B, H, "step", tuned, k);
   const U = unitsPerThread(k, tuned);
-  const S = slicesPerStep(B, H, R, U, tuned);
-  return { R, S, U, W: tileWidth(R, S, wideTiles(tuned), K), P: prefetchTiles(tuned) };
+  const S = slicesPerStep(k, B, H, R, U, tuned);
+  return { R, S, U, W: tileWidth(R, S, wideTiles(k, tuned), K), P: prefetchTiles(k, tuned) };
 }
 
 /**
