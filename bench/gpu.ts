@@ -439,17 +439,21 @@ async function main(): Promise<void> {
       : []),
     // the next tile loaded while the current one is multiplied (CHARLM_WEBGPU_PREFETCH), slices by the default rule
     { name: "step, prefetch", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_PREFETCH: "1" } },
-    // every rule at its default, and the same with stop 5's split-K rule (weight gradients split to 128 workgroups,
-    // not 512; src/engine/backends/webgpu/kernels/matmul.ts)
+    // every rule at its default, the same with stop 8's split-K target (weight gradients split to 512 workgroups,
+    // not 2,048; src/engine/backends/webgpu/kernels/matmul.ts), and with the products' 128 x 128 tiles
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
-    { name: "defaults, split-K 128", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLITK: "128" } },
+    { name: "defaults, split-K 512", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLITK: "512" } },
+    { name: "defaults, 128 tiles", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_MATMUL: "128" } },
   ];
   // With CHARLM_WEBGPU_KERNELS (the fastest step settings per kernel and shape, from bench/gpu_kernels.ts --table):
-  // the defaults against those settings, which that sweep already chose among all the combinations above.
+  // the defaults against those settings, which that sweep already chose among all the combinations above, alone
+  // and with the products' 128 x 128 tiles (CHARLM_WEBGPU_MATMUL).
+  const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
   const variants = kernelTable
     ? [
         { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
-        { name: "tuned", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable } },
+        { name: "tuned", env: tunedEnv },
+        { name: "tuned, 128 tiles", env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: "128" } },
       ]
     : layouts;
   // W3 with its attention as batched matrix products (the default since stop 9) and as a thread per row or value
@@ -480,6 +484,7 @@ async function main(): Promise<void> {
         delete process.env.CHARLM_WEBGPU_WIDE;
         delete process.env.CHARLM_WEBGPU_PREFETCH;
         delete process.env.CHARLM_WEBGPU_KERNELS;
+        delete process.env.CHARLM_WEBGPU_MATMUL;
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
         console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
         console.log(`      ${lastProfile}`);

@@ -1,6 +1,7 @@
 // The recurrent step kernels alone on the GPU, across their settings: which rows, slices, units a thread, tile width
 // and prefetching run an LSTM's time steps fastest on the GPU at hand, for W1's and W2's shapes (LSTM 256 and 512 at
-// batch 64 and 256, sequence 100); and the weight gradients' product at each split-K target. A few seconds per
+// batch 64 and 256, sequence 100); the weight gradients' product at each split-K target; and the large products
+// with 64- and 128-wide tiles. A few seconds per
 // shape on an H200, where bench/gpu.ts's whole training steps take ~20 s per setting, so that one GPU session can
 // try every combination and the training bench then times the fastest (its "tuned" variant).
 //
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
     }
 
     // The weight gradient dWh += [h0; h..]ᵀ (H, T·B) · da (T·B, G), and an embedding's dWx (64, T·B) · da, at each
-    // split-K target (CHARLM_WEBGPU_SPLITK; 512 by default since stop 7, 128 before).
+    // split-K target (CHARLM_WEBGPU_SPLITK; 2,048 by default since stop 9, 512 at stops 7-8, 128 before).
     const hp = up(T * B * H, 1);
     const dw = gpu.alloc(H * G);
     for (const [what, M, a] of [
@@ -202,6 +203,33 @@ async function main(): Promise<void> {
       delete process.env.CHARLM_WEBGPU_SPLITK;
       console.log(`  ${what} (${M} x ${T * B} x ${G}) by split-K target: ${line.join(", ")}`);
     }
+    // The step's other large products with 64 x 64 and 128 x 128 tiles (CHARLM_WEBGPU_MATMUL): the input projection
+    // of a layer fed H values (T·B, H)·(H, G), its input gradient (T·B, G)·(H, G)ᵀ, and dWh at the default split-K;
+    // each 128 result compared with the 64 one (the same fma chains: 0 expected).
+    const xs = up(T * B * H, 1);
+    const gOut = gpu.alloc(T * B * G);
+    const [ref64, got] = [gpu.alloc(T * B * G), gpu.alloc(T * B * G)];
+    for (const [what, M, K, N, a, b, c, opts] of [
+      ["x·Wx", T * B, H, G, xs, f.wh, gOut, {}],
+      ["dx = da·Wxᵀ", T * B, G, H, bw.dxw, f.wh, xs, { transB: true }],
+      ["dWh", H, T * B, G, hp, bw.dxw, dw, { transA: true }],
+    ] as const) {
+      const line: string[] = [];
+      for (const tile of ["64", "128"]) {
+        process.env.CHARLM_WEBGPU_MATMUL = tile;
+        const us = await time(() => gpu.matmul(a, b, c, M, K, N, opts), 1);
+        const tflops = (2 * M * K * N) / us / 1e6;
+        gpu.copy(c, 0, tile === "64" ? ref64 : got, 0, M * N);
+        const diff = tile === "64" ? 0 : await relDiff(got, ref64, M * N, scratch);
+        line.push(
+          `${tile}: ${(us / 1000).toFixed(3)} ms (${tflops.toFixed(1)} TFLOP/s${tile === "64" ? "" : `, diff ${diff.toExponential(1)}`})`,
+        );
+        results.push({ kernel: `matmul ${what}`, H, B, tile: Number(tile), ms: us / 1000, tflops, diff });
+      }
+      delete process.env.CHARLM_WEBGPU_MATMUL;
+      console.log(`  ${what} (${M} x ${K} x ${N}) by tile: ${line.join(", ")}`);
+    }
+    for (const st of [xs, gOut, ref64, got]) gpu.free(st);
     console.log("");
     save();
     for (const s of [...Object.values(f), ...Object.values(out), ...Object.values(bw), ...Object.values(refs)])

@@ -89,13 +89,22 @@ describe("webgpu backend against js", { skip }, () => {
     g.free(t);
   });
 
-  test("matmul: transposes, accumulate, batch, offsets", async () => {
-    const [M, K, N] = [67, 33, 70];
-    for (const transA of [false, true]) {
-      for (const transB of [false, true]) {
-        await same({ a: rand(M * K), b: rand(K * N), c: rand(M * N) }, (b, s) =>
-          b.matmul(s.a, s.b, s.c, M, K, N, { transA, transB }),
-        );
+  // Both tile sizes (CHARLM_WEBGPU_MATMUL: 64 x 64, or 128 x 128); shapes straddle two tiles of either.
+  for (const tile of ["64", "128"]) {
+    test(`matmul (${tile} x ${tile} tiles): transposes, accumulate, batch, offsets`, () =>
+      withEnv({ CHARLM_WEBGPU_MATMUL: tile }, () => matmulOps()));
+  }
+  async function matmulOps(): Promise<void> {
+    for (const [M, K, N] of [
+      [67, 33, 70],
+      [139, 21, 131],
+    ]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          await same({ a: rand(M * K), b: rand(K * N), c: rand(M * N) }, (b, s) =>
+            b.matmul(s.a, s.b, s.c, M, K, N, { transA, transB }),
+          );
+        }
       }
     }
     // split along K (few output tiles, long K), as a weight gradient over T·B rows; overwrite and accumulate
@@ -119,6 +128,26 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ a: rand(3 + 2 * 5 * 7), b: rand(1 + 2 * 7 * 4), c: rand(2 + 2 * 5 * 4) }, (b, s) =>
       b.matmul(s.a, s.b, s.c, 5, 7, 4, { batch: 2, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }),
     );
+  }
+
+  test("matmul: 128 x 128 tiles give the same bits as 64 x 64 (the same fma chain in k order)", async () => {
+    const g = gpu!;
+    const [M, K, N] = [139, 300, 131];
+    const [a, b] = [rand(K * M), rand(K * N)].map((v) => {
+      const st = g.alloc(v.length);
+      g.write(st, v);
+      return st;
+    });
+    const out: Float32Array[] = [];
+    for (const tile of ["64", "128"]) {
+      const c = g.alloc(M * N);
+      await withEnv({ CHARLM_WEBGPU_MATMUL: tile }, async () => g.matmul(a, b, c, M, K, N, { transA: true }));
+      out.push(await g.read(c));
+      g.free(c);
+    }
+    assert.deepEqual(out[1], out[0]);
+    g.free(a);
+    g.free(b);
   });
 
   test("unary and unaryBackward, every op", async () => {

@@ -5,23 +5,35 @@
 // are loaded so that neighbouring threads read neighbouring addresses whichever way A and B are stored. Each
 // transpose combination is its own pipeline (the branches fold away). Edges are zero-padded in the tiles. Products
 // with few output tiles and a long K are split along K (see matmul below).
+//
+// CHARLM_WEBGPU_MATMUL=128: 128 x 128 tiles, each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of
+// workgroup memory): each value a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. The
+// large products of a recurrent training step (input projections, their gradients, the weight gradients) ran at
+// 21-33 TFLOP/s on the H200 with 64 x 64 tiles (stop 9's profile). Every output is the same fma chain in k order
+// with either tile, so the two give the same bits. Not yet timed on a GPU (bench/gpu_kernels.ts times both).
 
 import type { MatmulOptions } from "../../../backend.js";
 import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
-const TILE = 64;
+/** The output tile's width: 64, or 128 with CHARLM_WEBGPU_MATMUL=128. */
+function tileSize(): 64 | 128 {
+  return env("CHARLM_WEBGPU_MATMUL") === "128" ? 128 : 64;
+}
 
-function code(transA: boolean, transB: boolean): string {
+function code(transA: boolean, transB: boolean, T: 64 | 128): string {
   // A(m, k) is a[m*K + k], or a[k*M + m] when stored transposed; B(k, n) is b[k*N + n] or b[n*K + k].
+  // T x T outputs a workgroup, P x P a thread, K walked KB at a time: each thread loads 4 values of each tile.
+  const P = T / 16;
+  const KB = T === 64 ? 16 : 8;
   return /* wgsl */ `
 const TA = ${transA};
 const TB = ${transB};
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-var<workgroup> As: array<f32, 1024>; // [k][m], 16 x 64
-var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
+var<workgroup> As: array<f32, ${KB * T}>; // [k][m], ${KB} x ${T}
+var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -36,49 +48,49 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let cBase = pu(5u) + wid.z * M * N;
   let kBegin = select(0u, wid.z * KS, split);
   let kEnd = select(K, min(K, kBegin + KS), split);
-  let m0 = wid.y * 64u;
-  let n0 = wid.x * 64u;
+  let m0 = wid.y * ${T}u;
+  let n0 = wid.x * ${T}u;
   let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
-  for (var k0 = kBegin; k0 < kEnd; k0 += 16u) {
+  var acc: array<f32, ${P * P}>;
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
     for (var l = 0u; l < 4u; l++) {
       let e = tid + l * 256u;
       var mm: u32; var ka: u32;
-      if (TA) { mm = e % 64u; ka = e / 64u; } else { ka = e % 16u; mm = e / 16u; }
+      if (TA) { mm = e % ${T}u; ka = e / ${T}u; } else { ka = e % ${KB}u; mm = e / ${KB}u; }
       var av = 0.0;
       if (m0 + mm < M && k0 + ka < kEnd) {
         if (TA) { av = a[aBase + (k0 + ka) * M + m0 + mm]; } else { av = a[aBase + (m0 + mm) * K + k0 + ka]; }
       }
-      As[ka * 64u + mm] = av;
+      As[ka * ${T}u + mm] = av;
       var nn: u32; var kb: u32;
-      if (TB) { kb = e % 16u; nn = e / 16u; } else { nn = e % 64u; kb = e / 64u; }
+      if (TB) { kb = e % ${KB}u; nn = e / ${KB}u; } else { nn = e % ${T}u; kb = e / ${T}u; }
       var bv = 0.0;
       if (n0 + nn < N && k0 + kb < kEnd) {
         if (TB) { bv = b[bBase + (n0 + nn) * K + k0 + kb]; } else { bv = b[bBase + (k0 + kb) * N + n0 + nn]; }
       }
-      Bs[kb * 64u + nn] = bv;
+      Bs[kb * ${T}u + nn] = bv;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      var ar: array<f32, 4>;
-      var br: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        ar[i] = As[kk * 64u + lid.y + 16u * i];
-        br[i] = Bs[kk * 64u + lid.x + 16u * i];
+    for (var kk = 0u; kk < ${KB}u; kk++) {
+      var ar: array<f32, ${P}>;
+      var br: array<f32, ${P}>;
+      for (var i = 0u; i < ${P}u; i++) {
+        ar[i] = As[kk * ${T}u + lid.y + 16u * i];
+        br[i] = Bs[kk * ${T}u + lid.x + 16u * i];
       }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]); }
+      for (var i = 0u; i < ${P}u; i++) {
+        for (var j = 0u; j < ${P}u; j++) { acc[i * ${P}u + j] = fma(ar[i], br[j], acc[i * ${P}u + j]); }
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
+  for (var i = 0u; i < ${P}u; i++) {
     let m = m0 + lid.y + 16u * i;
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < ${P}u; j++) {
       let n = n0 + lid.x + 16u * j;
       if (m < M && n < N) {
         let idx = cBase + m * N + n;
-        if (accumulate) { c[idx] = c[idx] + acc[i * 4u + j]; } else { c[idx] = acc[i * 4u + j]; }
+        if (accumulate) { c[idx] = c[idx] + acc[i * ${P}u + j]; } else { c[idx] = acc[i * ${P}u + j]; }
       }
     }
   }
@@ -114,7 +126,8 @@ export function matmul(
   const tb = o?.transB ?? false;
   const batch = o?.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
-  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}`;
+  const TILE = tileSize();
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}`;
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
@@ -128,7 +141,7 @@ export function matmul(
     const partial = rt.scratch(parts * M * N);
     rt.run(
       key,
-      () => code(ta, tb),
+      () => code(ta, tb, TILE),
       [a, b],
       [partial],
       [M, K, N, ...offs, 0, 0, KS],
@@ -150,7 +163,7 @@ export function matmul(
   }
   rt.run(
     key,
-    () => code(ta, tb),
+    () => code(ta, tb, TILE),
     [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
