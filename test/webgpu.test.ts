@@ -271,7 +271,7 @@ describe("webgpu backend against js", { skip }, () => {
   const rowVariants = (name: string, fn: () => Promise<void>) =>
     test(name, async () => {
       const variants = [
-        ...["1", "2", "4"].map((rows) => ({ layout: "step", rows, split: "1", units: "1", T: 4, B: 9, H: 70 })),
+        ...["1", "2", "4", "8"].map((rows) => ({ layout: "step", rows, split: "1", units: "1", T: 4, B: 9, H: 70 })),
         ...[
           ["1", "8", "1"],
           ["2", "2", "1"],
@@ -296,6 +296,7 @@ describe("webgpu backend against js", { skip }, () => {
           ["1", "8", "4", ""],
           ["1", "8", "1", "1"],
           ["2", "4", "2", "1"],
+          ["8", "4", "2", ""],
         ].map(([rows, split, units, wide]) => ({
           layout: "step",
           rows,
@@ -611,6 +612,14 @@ test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; sing
       assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 2, U: 4, W: 64, P: false }),
     );
   });
+  // 8 rows: where the tile and the slices' partial sums would pass 16 KiB of workgroup memory, 4
+  await withEnv({ CHARLM_WEBGPU_ROWS: "8", CHARLM_WEBGPU_SPLIT: "2" }, async () => {
+    assert.deepEqual(lstmStepSettings(false, 128, 512), { R: 4, S: 2, U: 1, W: 128, P: false }); // 24 KiB with 8
+    assert.deepEqual(lstmStepSettings(true, 128, 512), { R: 8, S: 2, U: 2, W: 64, P: true }); // 16 KiB
+  });
+  await withEnv({ CHARLM_WEBGPU_ROWS: "8", CHARLM_WEBGPU_SPLIT: "4" }, async () =>
+    assert.deepEqual(lstmStepSettings(false, 128, 512), { R: 8, S: 4, U: 1, W: 64, P: false }),
+  );
   for (const bad of ["{not json", "[1, 2]", "7"])
     await withEnv({ CHARLM_WEBGPU_KERNELS: bad }, async () =>
       assert.throws(() => lstmStepSettings(true, 3, 10), /^CharlmError: CHARLM_WEBGPU_KERNELS is not a JSON object/),

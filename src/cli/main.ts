@@ -15,7 +15,7 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WASM_BUILD: "plain or relaxed: force one build of the wasm kernels (default: the fastest that runs)",
   CHARLM_WEBGPU_RECURRENT:
     "step or sequence: webgpu runs a recurrent time loop as a dispatch per step or one per sequence (default: by size)",
-  CHARLM_WEBGPU_ROWS: "1, 2, 4 (or 8 for sequence): batch rows per webgpu thread in the recurrent kernels (tuning)",
+  CHARLM_WEBGPU_ROWS: "1, 2, 4 or 8: batch rows per webgpu thread in the recurrent kernels (tuning)",
   CHARLM_WEBGPU_SPLIT: "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels (tuning)",
   CHARLM_WEBGPU_ATTENTION:
     "matmul (default) or rows: webgpu's attention as batched matrix products, or a thread per row",

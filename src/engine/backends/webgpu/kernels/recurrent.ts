@@ -326,7 +326,7 @@ function tileWidth(R: number, S: number, wide: boolean, K: number): number {
 
 /** One step-layout kernel's settings, as CHARLM_WEBGPU_KERNELS gives them per kernel and shape. */
 export interface StepSettings {
-  rows: 1 | 2 | 4;
+  rows: 1 | 2 | 4 | 8;
   slices: 1 | 2 | 4 | 8;
   units: 1 | 2 | 4;
   wide: boolean;
@@ -414,7 +414,10 @@ function prefetchTiles(k: StepKernel, t: Partial<StepSettings>): boolean {
 /**
  * Rows per thread: the most (1, 2 or 4) that still leaves 128 workgroups of 64 units (64 for the one-product
  * kernels) to spread over the GPU's cores ("step"), or 1 ("sequence": the fastest of 1, 2, 4 and 8 on an H200).
- * CHARLM_WEBGPU_ROWS=1|2|4 forces it, or 8 for the sequence layout (tests cover every variant on small shapes).
+ * CHARLM_WEBGPU_ROWS=1|2|4|8 forces it (tests cover every variant on small shapes). 8 rows in the step layout (not
+ * yet timed on a GPU: the H200 sweep's LSTM 512 at batch 256 ran 1.8x as fast with 4 rows as with 1, 1.3x as with 2)
+ * need 4 slices or more in the forward step, 2 or more in a backward step with 2 units: with fewer, their tile and
+ * partial sums pass WebGPU's 16 KiB of workgroup memory and the kernel takes 4 (see stepSettings).
  */
 function rowsPerThread(
   B: number,
@@ -424,9 +427,9 @@ function rowsPerThread(
   k: StepKernel | null = null,
 ): number {
   const forced = Number(env("CHARLM_WEBGPU_ROWS"));
-  if (forced === 1 || forced === 2 || forced === 4 || (forced === 8 && layout === "sequence")) return forced;
+  if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
   if (layout === "sequence") return 1;
-  if (t.rows === 1 || t.rows === 2 || t.rows === 4) return t.rows;
+  if (t.rows === 1 || t.rows === 2 || t.rows === 4 || t.rows === 8) return t.rows;
   const groups = k && oneProduct(k) ? 64 : 128;
   let R = 4;
   while (R > 1 && Math.ceil(H / 64) * Math.ceil(B / (4 * R)) < groups) R /= 2;
@@ -508,10 +511,23 @@ function timeLoop(
 
 /** The step layout's settings for kernel `k` at batch B over H units with a product of length K. */
 function stepSettings(k: StepKernel, B: number, H: number, K: number, tuned: Partial<StepSettings>) {
-  const R = rowsPerThread(B, H, "step", tuned, k);
+  let R = rowsPerThread(B, H, "step", tuned, k);
   const U = unitsPerThread(k, tuned);
   const S = slicesPerStep(k, B, H, R, U, tuned);
-  return { R, S, U, W: tileWidth(R, S, wideTiles(k, tuned), K), P: prefetchTiles(k, tuned) };
+  const wide = wideTiles(k, tuned);
+  // 8 rows take more workgroup memory than WebGPU guarantees with some slice counts: then 4
+  while (R > 1 && stepMemory(k, R, S, U, tileWidth(R, S, wide, K)) > WORKGROUP_MEMORY) R /= 2;
+  return { R, S, U, W: tileWidth(R, S, wide, K), P: prefetchTiles(k, tuned) };
+}
+
+/** The workgroup memory every adapter offers (WebGPU's minimum of maxComputeWorkgroupStorageSize), in bytes. */
+const WORKGROUP_MEMORY = 16384;
+
+/** Bytes of workgroup memory a step-layout kernel takes: its tile of row values, and the slices' partial sums. */
+function stepMemory(k: StepKernel, R: number, S: number, U: number, W: number): number {
+  const A = k.accs * U;
+  const accN = A * R * (A === 1 ? 4 : 1);
+  return 4 * (4 * W * R + (S > 1 ? 4 * (64 / S) * accN : 0));
 }
 
 /**
