@@ -296,7 +296,7 @@ async function profileSteps(be: Profiled, w: Workload, B: number, layout: string
   // By kernel key (the grid keys summed), then the costliest shapes
   const byKey = new Map<string, KernelProfile>();
   for (const k of gpu.kernels) {
-    const key = k.key.slice(0, k.key.lastIndexOf(" "));
+    const key = k.key.slice(0, k.key.indexOf(" ")); // the grid (and a product's M x K x N) dropped
     const e = byKey.get(key) ?? { key, count: 0, gpuNs: 0, hostMs: 0 };
     e.count += k.count;
     e.gpuNs += k.gpuNs;
@@ -308,7 +308,7 @@ async function profileSteps(be: Profiled, w: Workload, B: number, layout: string
     n,
     true,
   );
-  console.log("  costliest kernel x workgroup grid:");
+  console.log("  costliest kernel x workgroup grid (a product's M x K x N):");
   kernelTable(gpu.kernels.slice(0, 8), n, true, false);
 }
 

@@ -124,11 +124,14 @@ describe("webgpu profiler", { skip }, () => {
     const x = g.alloc(8);
     g.startProfile({ grid: true });
     for (let i = 0; i < 2100; i++) g.scale(x, x, 8, 1.0001, false);
+    const c = g.alloc(6);
+    g.matmul(x, x, c, 2, 4, 3); // a product's key says its M x K x N too
     const p = await g.stopProfile();
-    assert.deepEqual(
-      p.kernels.map((k) => [k.key, k.count]),
-      [["scale.false 1x1x1", 2100]],
-    );
+    assert.deepEqual(p.kernels.map((k) => [k.key, k.count]).sort(), [
+      ["matmulNN 1x1x1 2x4x3", 1],
+      ["scale.false 1x1x1", 2100],
+    ]);
+    g.free(c);
     if (p.timestamps) {
       assert.equal(p.badTimestamps, 0);
       assert.ok(p.gpuNs > 0);

@@ -132,8 +132,9 @@ export class Profiler {
   }
 
   /** The key a dispatch is counted under. */
-  keyOf(key: string, groups: readonly number[]): string {
-    return this.options.grid ? `${key} ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}` : key;
+  keyOf(key: string, groups: readonly number[], detail?: string): string {
+    if (!this.options.grid) return key;
+    return `${key} ${groups[0]}x${groups[1] ?? 1}x${groups[2] ?? 1}${detail ? ` ${detail}` : ""}`;
   }
 
   /** Count a dispatch encoded without timestamps. */
