@@ -7,6 +7,7 @@
 
 import { chooseBackend } from "../engine/backends/choose.js";
 import { setBackend, setWasmThreads, type BackendName } from "../engine/backends/index.js";
+import { loadTunedKernels, tunedKernelsPath } from "../engine/backends/tuned-kernels.js";
 import type { FlagSpec } from "./flags.js";
 
 export { chooseBackend, type ChosenBackend } from "../engine/backends/choose.js";
@@ -35,5 +36,13 @@ export async function selectBackend(name: string, threads?: number): Promise<{ n
   await setWasmThreads(threads ?? null);
   const chosen = await chooseBackend(name, false);
   setBackend(chosen.backend);
-  return { name: chosen.name, line: chosen.line };
+  let line = chosen.line;
+  const device = (chosen.backend as { device?: string }).device;
+  if (chosen.name === "webgpu" && device) {
+    // the step settings charlm tune-gpu measured on this GPU, if it ran here
+    const shapes = await loadTunedKernels(device);
+    if (shapes > 0)
+      line += `; step kernels tuned here for ${shapes} shape${shapes > 1 ? "s" : ""} (${tunedKernelsPath()})`;
+  }
+  return { name: chosen.name, line };
 }

@@ -12,10 +12,12 @@ import { serveCommand } from "./serve.js";
 import { summaryCommand } from "./summary.js";
 import { trainCommand } from "./train.js";
 import { tuneCommand } from "./tune.js";
+import { tuneGpuCommand } from "./tune-gpu.js";
 
 export const commands: Command<Schema>[] = [
   trainCommand,
   tuneCommand,
+  tuneGpuCommand,
   sampleCommand,
   evalCommand,
   summaryCommand,

@@ -339,12 +339,13 @@ let tuned: { text: string; table: Record<string, Partial<StepSettings>> } | null
  * CHARLM_WEBGPU_KERNELS: a JSON object from "lstmBackward H512 B64" (the kernel, its hidden units and batch) to the
  * settings its step kernels run with, the fastest measured on the GPU at hand (`bench/gpu_kernels.ts --table FILE`
  * writes it; export CHARLM_WEBGPU_KERNELS="$(cat FILE)"). The single settings (CHARLM_WEBGPU_ROWS, _SPLIT, _UNITS,
- * _WIDE, _PREFETCH) still win over it, and a shape it does not name takes the H200's table below, else the rules.
+ * _WIDE, _PREFETCH) still win over it, and a shape it does not name takes useKernelTable's (charlm tune-gpu's), else
+ * the H200's table below, else the rules.
  */
 function tunedStep(key: string, B: number, H: number): Partial<StepSettings> {
-  const shape = `${key} H${H} B${B}`;
+  const shape = stepKey(key, H, B);
   const text = env("CHARLM_WEBGPU_KERNELS");
-  if (!text) return MEASURED[shape] ?? {};
+  if (!text) return loaded?.[shape] ?? MEASURED[shape] ?? {};
   if (tuned?.text !== text) {
     let table: unknown;
     try {
@@ -358,8 +359,38 @@ function tunedStep(key: string, B: number, H: number): Partial<StepSettings> {
       );
     tuned = { text, table: table as Record<string, Partial<StepSettings>> };
   }
-  return tuned.table[shape] ?? MEASURED[shape] ?? {};
+  return tuned.table[shape] ?? loaded?.[shape] ?? MEASURED[shape] ?? {};
 }
+
+/** A step kernel's key in a table of settings: "lstmBackward H512 B64". */
+export function stepKey(kernel: string, H: number, B: number): string {
+  return `${kernel} H${H} B${B}`;
+}
+
+let loaded: Record<string, Partial<StepSettings>> | null = null;
+
+/**
+ * Step settings per kernel and shape for this process, as CHARLM_WEBGPU_KERNELS takes them but set from code: what
+ * `charlm tune-gpu` measured for this GPU (the CLI loads its file), or null to drop them. CHARLM_WEBGPU_KERNELS and
+ * the single settings win over them; they win over the H200's table and the rules. Returns the table they replace.
+ */
+export function useKernelTable(
+  table: Record<string, Partial<StepSettings>> | null,
+): Record<string, Partial<StepSettings>> | null {
+  const before = loaded;
+  loaded = table;
+  return before;
+}
+
+/** The environment variables that override a table of step settings (tuning refuses to run under them). */
+export const STEP_SETTING_ENV = [
+  "CHARLM_WEBGPU_ROWS",
+  "CHARLM_WEBGPU_SPLIT",
+  "CHARLM_WEBGPU_UNITS",
+  "CHARLM_WEBGPU_WIDE",
+  "CHARLM_WEBGPU_PREFETCH",
+  "CHARLM_WEBGPU_KERNELS",
+];
 
 /**
  * The fastest settings the stop-9 sweep measured on an NVIDIA H200 for the shapes it timed (bench/gpu_kernels.ts;

@@ -1,0 +1,69 @@
+// `charlm tune-gpu`: time webgpu's LSTM step kernels in every setting on this GPU, for one model shape, and keep the
+// fastest in the cache directory's webgpu-kernels.json, which every later command on webgpu here reads. The timing is
+// src/engine/backends/webgpu/tune.ts; the file is src/engine/backends/tuned-kernels.ts.
+
+import { getBackend } from "../../engine/backends/index.js";
+import { saveTunedKernels, tunedKernelsPath } from "../../engine/backends/tuned-kernels.js";
+import type { WebgpuBackend } from "../../engine/backends/webgpu/index.js";
+import { stepLabel, tuneLstmSteps } from "../../engine/backends/webgpu/tune.js";
+import { PRESETS, resolveTrainConfig } from "../../train/config.js";
+import { selectBackend } from "../backend.js";
+import { defineCommand } from "../command.js";
+
+export const tuneGpuCommand = defineCommand({
+  name: "tune-gpu",
+  summary: "time webgpu's LSTM step kernels in every setting on this GPU and keep the fastest for later runs here",
+  schema: {
+    preset: {
+      type: "string",
+      help: "the model shape to tune for: this training preset's units and batch size",
+      default: "gpu",
+      choices: Object.keys(PRESETS),
+    },
+    units: {
+      type: "int",
+      min: 1,
+      max: 8192,
+      help: "hidden units of the LSTM layers (default: the preset's)",
+      arg: "N",
+    },
+    batchSize: { type: "int", min: 1, max: 65536, help: "batch rows (default: the preset's)", arg: "N" },
+    seqLength: { type: "int", min: 1, max: 1000, help: "time steps in each timed sequence", default: 100, arg: "T" },
+    quick: { type: "bool", help: "a smaller grid of settings (about a quarter of them)", default: false },
+  },
+  environment: ["CHARLM_CACHE_DIR", "CHARLM_DAWN_OPTIONS"],
+  examples: ["charlm tune-gpu", "charlm tune-gpu --units 1024 --batch-size 64", "charlm tune-gpu --preset tutorial"],
+  async run(flags) {
+    const cfg = resolveTrainConfig({ preset: flags.preset });
+    const H = flags.units ?? cfg.units;
+    const B = flags.batchSize ?? cfg.batchSize;
+    const out = tunedKernelsPath();
+    const { line } = await selectBackend("webgpu");
+    process.stderr.write(line + "\n");
+    const gpu = getBackend() as WebgpuBackend;
+    if (/swiftshader|llvmpipe/i.test(gpu.device))
+      process.stderr.write("note: this adapter is a software Vulkan on the CPU; its timings say nothing of a GPU\n");
+    if ((flags.preset !== "gpu" || flags._given.has("preset")) && cfg.cell !== "lstm")
+      process.stderr.write(
+        `note: the ${flags.preset} preset's cell is ${cfg.cell}; only LSTM step kernels are tuned\n`,
+      );
+    process.stdout.write(
+      `tuning LSTM ${H} at batch ${B} on ${gpu.device}: forward and backward steps, ${flags.seqLength} a sequence\n`,
+    );
+    const t0 = performance.now();
+    const { table } = await tuneLstmSteps(gpu, [{ H, B }], {
+      T: flags.seqLength,
+      small: flags.quick,
+      onKernel: (k) =>
+        process.stdout.write(
+          `  ${k.key}: ${k.best.us.toFixed(1)} us a step with ${stepLabel(k.best.settings)}; the defaults ` +
+            `${k.defaults.us.toFixed(1)} (${(k.defaults.us / k.best.us).toFixed(2)}x); ${k.timings.length} settings timed\n`,
+        ),
+    });
+    await saveTunedKernels(gpu.device, table, out);
+    process.stdout.write(
+      `saved in ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s): charlm's commands on webgpu with this GPU ` +
+        `take these settings for LSTM ${H} at batch ${B}; CHARLM_WEBGPU_KERNELS and the single settings override them\n`,
+    );
+  },
+});

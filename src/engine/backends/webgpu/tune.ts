@@ -1,0 +1,202 @@
+// Tuning the recurrent step kernels for the GPU at hand: every combination of their settings (rows and units a
+// thread, slices, wide tiles, prefetching) timed on an LSTM's forward and backward time steps of a given shape, and
+// the fastest kept, as a table of step settings (kernels/recurrent.ts: useKernelTable, CHARLM_WEBGPU_KERNELS). The
+// settings give the same products up to float rounding; each one's output is compared with the defaults' on the GPU,
+// and one that differs is never kept. `charlm tune-gpu` runs this and saves the table; bench/gpu_kernels.ts prints
+// every timing. The defaults (the H200's table and the rules fitted to it) suit an H200; another GPU can differ.
+
+import { CharlmError } from "../../../util/errors.js";
+import { Rng } from "../../../util/rng.js";
+import type { WebgpuBackend } from "./index.js";
+import { STEP_SETTING_ENV, lstmStepSettings, stepKey, useKernelTable, type StepSettings } from "./kernels/recurrent.js";
+import { envSetting, type GpuStorage } from "./runtime.js";
+
+export interface TuneShape {
+  /** hidden units of the LSTM layers */
+  H: number;
+  /** batch rows */
+  B: number;
+}
+
+export interface TuneOptions {
+  /** time steps per timed sequence (default 100) */
+  T?: number;
+  /** sequences per timing; each setting is timed 3 times and the median kept (default 3) */
+  reps?: number;
+  /** a smaller grid (1 and 8 or 4 rows, 2 and 8 slices, 1 and 4 units): for a quick look or a test */
+  small?: boolean;
+  /** after each kernel and shape: what was measured (for progress lines, or saving a table as it grows) */
+  onKernel?: (k: TunedKernel) => void;
+}
+
+export interface SettingTiming {
+  settings: StepSettings;
+  /** microseconds per time step */
+  us: number;
+  /** ‖output - the defaults' output‖ / ‖the defaults' output‖: float rounding (~1e-7), or ~1 for a wrong kernel */
+  diff: number;
+}
+
+export interface TunedKernel {
+  kernel: "lstmForward" | "lstmBackward";
+  H: number;
+  B: number;
+  /** the table's key: "lstmForward H512 B64" */
+  key: string;
+  /** what the defaults run with, and their time (taken after the grid's, warm) */
+  defaults: { R: number; S: number; U: number; W: number; P: boolean; us: number };
+  /** the fastest setting whose output matches the defaults' */
+  best: SettingTiming;
+  /** every setting timed, fastest first */
+  timings: SettingTiming[];
+}
+
+/**
+ * Every combination of 2, 4 and 8 slices, 1, 2 and 4 rows (and 8 from batch 128), units (where they apply: the
+ * backward step), wide tiles and prefetching; `small` takes fewer of each.
+ */
+export function stepGrid(backward: boolean, B: number, small = false): StepSettings[] {
+  const out: StepSettings[] = [];
+  const rowCounts = small ? ([1, 8] as const) : B >= 128 ? ([1, 2, 4, 8] as const) : ([1, 2, 4] as const);
+  for (const rows of rowCounts)
+    for (const slices of small ? ([2, 8] as const) : ([2, 4, 8] as const))
+      for (const units of backward ? (small ? ([1, 4] as const) : ([1, 2, 4] as const)) : ([1] as const))
+        for (const wide of [false, true])
+          for (const prefetch of [false, true])
+            if (!(wide && rows === 8)) out.push({ rows, slices, units, wide, prefetch }); // 8 rows: 64 wide anyway
+  return out;
+}
+
+/** ‖a - b‖ / ‖b‖ over n values, computed on the GPU (scratch: n values; sq: 2), one read back. */
+export async function relDiff(
+  gpu: WebgpuBackend,
+  a: GpuStorage,
+  b: GpuStorage,
+  n: number,
+  scratch: GpuStorage,
+  sq: GpuStorage,
+): Promise<number> {
+  gpu.binary("sub", a, [1], b, [1], scratch, [n]);
+  gpu.sumSquares(scratch, n, sq, 0);
+  gpu.sumSquares(b, n, sq, 1);
+  const [d, r] = await gpu.read(sq);
+  return Math.sqrt(d / r);
+}
+
+/**
+ * The median of 3 timings of `reps` calls of `run` (the GPU waited for after each timing), in microseconds per call
+ * divided by `per`, after one warm-up call (which compiles the kernels).
+ */
+export async function medianUs(gpu: WebgpuBackend, run: () => void, reps: number, per = 1): Promise<number> {
+  run();
+  await gpu.flush();
+  const us: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) run();
+    await gpu.flush();
+    us.push(((performance.now() - t0) * 1000) / (reps * per));
+  }
+  return us.sort((a, b) => a - b)[1];
+}
+
+/** "2 rows, 4 slices, 1 unit, wide, prefetch" */
+export function stepLabel(s: StepSettings): string {
+  const n = (v: number, what: string) => `${v} ${what}${v > 1 ? "s" : ""}`;
+  return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}`;
+}
+
+/**
+ * Time the LSTM step kernels of each shape in every setting of the grid on `gpu` and return the fastest per kernel
+ * and shape, as a table of step settings. Refuses while an environment variable overrides the settings it tries.
+ */
+export async function tuneLstmSteps(
+  gpu: WebgpuBackend,
+  shapes: TuneShape[],
+  o: TuneOptions = {},
+): Promise<{ table: Record<string, StepSettings>; kernels: TunedKernel[] }> {
+  for (const name of STEP_SETTING_ENV)
+    if (envSetting(name)) throw new CharlmError(`tuning: ${name} is set and overrides the settings tried; unset it`);
+  if (envSetting("CHARLM_WEBGPU_RECURRENT") === "sequence")
+    throw new CharlmError("tuning: CHARLM_WEBGPU_RECURRENT=sequence has no step kernels to tune; unset it");
+  for (const { H, B } of shapes)
+    if (!(Number.isInteger(H) && H >= 1 && Number.isInteger(B) && B >= 1))
+      throw new CharlmError(`tuning: units ${H} and batch ${B} must be whole numbers of at least 1`);
+  const T = o.T ?? 100;
+  const reps = o.reps ?? 3;
+  const rng = new Rng(0);
+  const owned: GpuStorage[] = [];
+  const alloc = (n: number) => {
+    const s = gpu.alloc(n);
+    owned.push(s);
+    return s;
+  };
+  const up = (n: number, scale: number) => {
+    const s = alloc(n);
+    gpu.write(
+      s,
+      Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
+    );
+    return s;
+  };
+  const sq = alloc(2);
+  const time = (run: () => void) => medianUs(gpu, run, reps, T);
+  const table: Record<string, StepSettings> = {};
+  const kernels: TunedKernel[] = [];
+  const outer = useKernelTable(null); // the defaults are the H200's table and the rules, not a loaded table
+  try {
+    for (const { H, B } of shapes) {
+      const G = 4 * H;
+      const n = T * B * H;
+      const f = {
+        T,
+        B,
+        H,
+        xw: up(T * B * G, 1),
+        wh: up(H * G, 1 / Math.sqrt(H)),
+        h0: up(B * H, 0.5),
+        c0: up(B * H, 0.5),
+      };
+      const out = { hs: alloc(n), cs: alloc(n), gates: alloc(T * B * G) };
+      const bw = { dhs: up(n, 0.1), dxw: alloc(T * B * G), dh0: alloc(B * H), dc0: alloc(B * H) };
+      const refs = { hs: alloc(n), dxw: alloc(T * B * G) };
+      const scratch = alloc(T * B * G);
+      const forward = () => gpu.lstmForward({ ...f, ...out });
+      const backward = () => gpu.lstmBackward({ ...f, ...out, ...bw, dhT: null, dcT: null, dwh: null });
+      for (const [kernel, run, result, ref, size] of [
+        ["lstmForward", forward, out.hs, refs.hs, n],
+        ["lstmBackward", backward, bw.dxw, refs.dxw, T * B * G],
+      ] as const) {
+        const isBackward = kernel === "lstmBackward";
+        const key = stepKey(kernel, H, B);
+        useKernelTable(null);
+        const chosen = lstmStepSettings(isBackward, B, H);
+        await time(run); // the defaults' output, the reference
+        gpu.copy(result, 0, ref, 0, size);
+        const timings: SettingTiming[] = [];
+        for (const settings of stepGrid(isBackward, B, o.small)) {
+          useKernelTable({ [key]: settings });
+          // 8 rows with too few slices would pass WebGPU's 16 KiB of workgroup memory: the backend takes 4 then
+          if (lstmStepSettings(isBackward, B, H).R !== settings.rows) continue;
+          const us = await time(run);
+          timings.push({ settings, us, diff: await relDiff(gpu, result, ref, size, scratch, sq) });
+        }
+        useKernelTable(null);
+        // timed after the grid, warm like every setting in it (on the H200 a shape's first timing ran up to 4.6x slow)
+        const defaultUs = await time(run);
+        timings.sort((a, b) => a.us - b.us);
+        const best = timings.find((t) => t.diff < 1e-3);
+        if (!best) throw new CharlmError(`tuning: no setting of ${key} matched the defaults' output; report this GPU`);
+        table[key] = best.settings;
+        const k: TunedKernel = { kernel, H, B, key, defaults: { ...chosen, us: defaultUs }, best, timings };
+        kernels.push(k);
+        o.onKernel?.(k);
+      }
+      for (const s of owned.splice(1)) gpu.free(s); // all but sq
+    }
+  } finally {
+    useKernelTable(outer);
+    for (const s of owned) gpu.free(s);
+  }
+  return { table, kernels };
+}

@@ -1,0 +1,99 @@
+// charlm tune-gpu: the step kernels timed in every setting on the GPU at hand (SwiftShader here: the plumbing, not
+// the speed), the fastest kept per adapter in the cache directory, and later commands on webgpu taking them.
+
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { selectBackend } from "../src/cli/backend.js";
+import { setBackend } from "../src/engine/backends/index.js";
+import { loadTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
+import { lstmStepSettings, useKernelTable } from "../src/engine/backends/webgpu/kernels/recurrent.js";
+import { stepGrid, tuneLstmSteps } from "../src/engine/backends/webgpu/tune.js";
+import { jsBackend } from "../src/engine/backends/js.js";
+import { cli } from "./helpers/cli.js";
+import { gpuForTests } from "./helpers/webgpu.js";
+
+const { gpu, skip } = await gpuForTests();
+
+test("the grid: every combination of rows, slices, units, wide tiles and prefetching; 8 rows from batch 128", () => {
+  assert.equal(stepGrid(false, 64).length, 36); // 3 rows x 3 slices x wide x prefetch
+  assert.equal(stepGrid(true, 64).length, 108); // x 3 units
+  assert.equal(stepGrid(false, 256).length, 42); // 8 rows: 64 wide anyway, so no wide variant
+  assert.equal(stepGrid(true, 256).length, 126);
+  assert.ok(stepGrid(true, 256).every((s) => !(s.rows === 8 && s.wide)));
+});
+
+describe("charlm tune-gpu", { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-tune-gpu-"));
+  const env = { CHARLM_CACHE_DIR: dir };
+  Object.assign(process.env, env);
+  after(() => {
+    delete process.env.CHARLM_CACHE_DIR;
+    useKernelTable(null);
+    setBackend(jsBackend);
+  });
+
+  test("times every setting, keeps the fastest whose output matches the defaults'", async () => {
+    const seen: string[] = [];
+    const { table, kernels } = await tuneLstmSteps(gpu!, [{ H: 8, B: 4 }], {
+      T: 2,
+      reps: 1,
+      small: true,
+      onKernel: (k) => seen.push(k.key),
+    });
+    assert.deepEqual(seen, ["lstmForward H8 B4", "lstmBackward H8 B4"]);
+    assert.deepEqual(Object.keys(table), seen);
+    for (const k of kernels) {
+      assert.ok(k.timings.length >= 8, `${k.key}: ${k.timings.length} settings`);
+      for (const t of k.timings) assert.ok(t.diff < 1e-5, `${k.key}: a setting's output differs by ${t.diff}`);
+      assert.deepEqual(table[k.key], k.best.settings);
+      assert.equal(k.best.us, Math.min(...k.timings.map((t) => t.us)));
+    }
+    assert.deepEqual(lstmStepSettings(false, 4, 8), { R: 1, S: 8, U: 1, W: 64, P: false }); // the defaults again
+  });
+
+  test("the command saves the settings per adapter; webgpu commands then run with them", async () => {
+    const r = await cli("tune-gpu", "--units", "8", "--batch-size", "4", "--seq-length", "2", "--quick");
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /lstmForward H8 B4: [\d.]+ us a step with .*; the defaults [\d.]+/);
+    assert.match(r.out, /lstmBackward H8 B4: /);
+    assert.match(r.out, /saved in .*webgpu-kernels\.json/);
+    const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
+    const table = file.adapters[gpu!.device].table;
+    assert.deepEqual(Object.keys(table), ["lstmForward H8 B4", "lstmBackward H8 B4"]);
+    useKernelTable(null);
+    const { line } = await selectBackend("webgpu");
+    assert.match(line, /step kernels tuned here for 2 shapes/);
+    const f = table["lstmForward H8 B4"];
+    const got = lstmStepSettings(false, 4, 8);
+    assert.deepEqual([got.R, got.S, got.P], [f.rows, f.slices, f.prefetch]);
+    // another shape keeps the defaults; another adapter's entry does not apply
+    assert.deepEqual(lstmStepSettings(false, 5, 8), { R: 1, S: 8, U: 1, W: 64, P: false });
+    useKernelTable(null);
+    assert.equal(await loadTunedKernels("another adapter"), 0);
+  });
+
+  test("a damaged file is refused with a line saying what to do; settings in the environment stop tuning", async () => {
+    const file = join(dir, "damaged.json");
+    writeFileSync(
+      file,
+      '{"format": "charlm-webgpu-kernels", "version": 1, "adapters": {"x": {"table": {"lstmForward H8 B4": {"rows": 3}}}}}',
+    );
+    await assert.rejects(
+      () => loadTunedKernels("x", file),
+      /damaged\.json: "lstmForward H8 B4" is not a step kernel .*; delete it or run charlm tune-gpu again/,
+    );
+    writeFileSync(file, "{not json");
+    await assert.rejects(() => loadTunedKernels("x", file), /damaged\.json: not JSON/);
+    process.env.CHARLM_WEBGPU_ROWS = "2";
+    try {
+      const r = await cli("tune-gpu", "--units", "8", "--batch-size", "4", "--quick");
+      assert.notEqual(r.code, 0);
+      assert.match(r.err, /CHARLM_WEBGPU_ROWS is set and overrides the settings tried; unset it/);
+    } finally {
+      delete process.env.CHARLM_WEBGPU_ROWS;
+    }
+  });
+});
