@@ -43,7 +43,7 @@ export const tuneGpuCommand = defineCommand({
     const gpu = getBackend() as WebgpuBackend;
     if (/swiftshader|llvmpipe/i.test(gpu.device))
       process.stderr.write("note: this adapter is a software Vulkan on the CPU; its timings say nothing of a GPU\n");
-    if ((flags.preset !== "gpu" || flags._given.has("preset")) && cfg.cell !== "lstm")
+    if (cfg.cell !== "lstm")
       process.stderr.write(
         `note: the ${flags.preset} preset's cell is ${cfg.cell}; only LSTM step kernels are tuned\n`,
       );
