@@ -10,7 +10,7 @@ import { selectBackend } from "../src/cli/backend.js";
 import { setBackend } from "../src/engine/backends/index.js";
 import { loadTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
 import { lstmStepSettings, useKernelTable } from "../src/engine/backends/webgpu/kernels/recurrent.js";
-import { stepGrid, tuneLstmSteps } from "../src/engine/backends/webgpu/tune.js";
+import { stepGrid, tuneLstmSteps, tuneSteps } from "../src/engine/backends/webgpu/tune.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { cli } from "./helpers/cli.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -52,6 +52,19 @@ describe("charlm tune-gpu", { skip }, () => {
       assert.equal(k.best.us, Math.min(...k.timings.map((t) => t.us)));
     }
     assert.deepEqual(lstmStepSettings(false, 4, 8), { R: 1, S: 8, U: 1, W: 64, P: false }); // the defaults again
+  });
+
+  test("the GRU's and the RNN's step kernels too", async () => {
+    for (const cell of ["gru", "rnn"] as const) {
+      const { table, kernels } = await tuneSteps(gpu!, cell, [{ H: 8, B: 4 }], { T: 2, reps: 1, small: true });
+      assert.deepEqual(Object.keys(table), [`${cell}Forward H8 B4`, `${cell}Backward H8 B4`]);
+      for (const k of kernels) {
+        for (const t of k.timings) assert.ok(t.diff < 1e-5, `${k.key}: a setting's output differs by ${t.diff}`);
+        // units a thread apply to the kernels with one product per unit: the backward steps and the RNN's forward
+        const units = new Set(k.timings.map((t) => t.settings.units));
+        assert.deepEqual([...units].sort(), cell === "gru" && k.kernel === "gruForward" ? [1] : [1, 4], k.key);
+      }
+    }
   });
 
   test("the command saves the settings per adapter; webgpu commands then run with them", async () => {

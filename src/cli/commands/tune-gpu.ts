@@ -1,30 +1,31 @@
-// `charlm tune-gpu`: time webgpu's LSTM step kernels in every setting on this GPU, for one model shape, and keep the
+// `charlm tune-gpu`: time webgpu's recurrent step kernels in every setting on this GPU, for one model shape, and keep the
 // fastest in the cache directory's webgpu-kernels.json, which every later command on webgpu here reads. The timing is
 // src/engine/backends/webgpu/tune.ts; the file is src/engine/backends/tuned-kernels.ts.
 
 import { getBackend } from "../../engine/backends/index.js";
 import { saveTunedKernels, tunedKernelsPath } from "../../engine/backends/tuned-kernels.js";
 import type { WebgpuBackend } from "../../engine/backends/webgpu/index.js";
-import { stepLabel, tuneLstmSteps } from "../../engine/backends/webgpu/tune.js";
+import { stepLabel, tuneSteps } from "../../engine/backends/webgpu/tune.js";
 import { PRESETS, resolveTrainConfig } from "../../train/config.js";
 import { selectBackend } from "../backend.js";
 import { defineCommand } from "../command.js";
 
 export const tuneGpuCommand = defineCommand({
   name: "tune-gpu",
-  summary: "time webgpu's LSTM step kernels in every setting on this GPU and keep the fastest for later runs here",
+  summary: "time webgpu's recurrent step kernels in every setting on this GPU and keep the fastest for later runs here",
   schema: {
     preset: {
       type: "string",
-      help: "the model shape to tune for: this training preset's units and batch size",
+      help: "the model shape to tune for: this training preset's cell, units and batch size",
       default: "gpu",
       choices: Object.keys(PRESETS),
     },
+    cell: { type: "string", choices: ["lstm", "gru", "rnn"], help: "the recurrent cell (default: the preset's)" },
     units: {
       type: "int",
       min: 1,
       max: 8192,
-      help: "hidden units of the LSTM layers (default: the preset's)",
+      help: "hidden units of the recurrent layers (default: the preset's)",
       arg: "N",
     },
     batchSize: { type: "int", min: 1, max: 65536, help: "batch rows (default: the preset's)", arg: "N" },
@@ -32,9 +33,14 @@ export const tuneGpuCommand = defineCommand({
     quick: { type: "bool", help: "a smaller grid of settings (about a quarter of them)", default: false },
   },
   environment: ["CHARLM_CACHE_DIR", "CHARLM_DAWN_OPTIONS"],
-  examples: ["charlm tune-gpu", "charlm tune-gpu --units 1024 --batch-size 64", "charlm tune-gpu --preset tutorial"],
+  examples: [
+    "charlm tune-gpu",
+    "charlm tune-gpu --units 1024 --batch-size 64",
+    "charlm tune-gpu --cell gru --preset tutorial",
+  ],
   async run(flags) {
     const cfg = resolveTrainConfig({ preset: flags.preset });
+    const cell = (flags.cell ?? cfg.cell) as "lstm" | "gru" | "rnn";
     const H = flags.units ?? cfg.units;
     const B = flags.batchSize ?? cfg.batchSize;
     const out = tunedKernelsPath();
@@ -43,15 +49,11 @@ export const tuneGpuCommand = defineCommand({
     const gpu = getBackend() as WebgpuBackend;
     if (/swiftshader|llvmpipe/i.test(gpu.device))
       process.stderr.write("note: this adapter is a software Vulkan on the CPU; its timings say nothing of a GPU\n");
-    if (cfg.cell !== "lstm")
-      process.stderr.write(
-        `note: the ${flags.preset} preset's cell is ${cfg.cell}; only LSTM step kernels are tuned\n`,
-      );
     process.stdout.write(
-      `tuning LSTM ${H} at batch ${B} on ${gpu.device}: forward and backward steps, ${flags.seqLength} a sequence\n`,
+      `tuning ${cell.toUpperCase()} ${H} at batch ${B} on ${gpu.device}: forward and backward steps, ${flags.seqLength} a sequence\n`,
     );
     const t0 = performance.now();
-    const { table } = await tuneLstmSteps(gpu, [{ H, B }], {
+    const { table } = await tuneSteps(gpu, cell, [{ H, B }], {
       T: flags.seqLength,
       small: flags.quick,
       onKernel: (k) =>
@@ -63,7 +65,7 @@ export const tuneGpuCommand = defineCommand({
     await saveTunedKernels(gpu.device, table, out);
     process.stdout.write(
       `saved in ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s): charlm's commands on webgpu with this GPU ` +
-        `take these settings for LSTM ${H} at batch ${B}; CHARLM_WEBGPU_KERNELS and the single settings override them\n`,
+        `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}; CHARLM_WEBGPU_KERNELS and the single settings override them\n`,
     );
   },
 });

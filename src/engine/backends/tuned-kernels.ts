@@ -57,7 +57,7 @@ async function readTuned(file: string): Promise<TunedFile | null> {
     if (typeof entry?.table !== "object" || entry.table === null) throw bad(`adapter "${adapter}" has no table`);
     for (const [key, s] of Object.entries(entry.table)) {
       const ok =
-        /^lstm(Forward|Backward) H\d+ B\d+$/.test(key) &&
+        /^(lstm|gru|rnn)(Forward|Backward) H\d+ B\d+$/.test(key) &&
         (Object.keys(SETTING_VALUES) as (keyof StepSettings)[]).every((k) => SETTING_VALUES[k].includes(s?.[k]));
       if (!ok) throw bad(`"${key}" is not a step kernel with rows, slices, units, wide and prefetch`);
     }

@@ -1,5 +1,5 @@
 // Tuning the recurrent step kernels for the GPU at hand: every combination of their settings (rows and units a
-// thread, slices, wide tiles, prefetching) timed on an LSTM's forward and backward time steps of a given shape, and
+// thread, slices, wide tiles, prefetching) timed on a cell's forward and backward time steps of a given shape, and
 // the fastest kept, as a table of step settings (kernels/recurrent.ts: useKernelTable, CHARLM_WEBGPU_KERNELS). The
 // settings give the same products up to float rounding; each one's output is compared with the defaults' on the GPU,
 // and one that differs is never kept. `charlm tune-gpu` runs this and saves the table; bench/gpu_kernels.ts prints
@@ -8,11 +8,21 @@
 import { CharlmError } from "../../../util/errors.js";
 import { Rng } from "../../../util/rng.js";
 import type { WebgpuBackend } from "./index.js";
-import { STEP_SETTING_ENV, lstmStepSettings, stepKey, useKernelTable, type StepSettings } from "./kernels/recurrent.js";
+import {
+  STEP_SETTING_ENV,
+  stepKey,
+  stepSettingsOf,
+  useKernelTable,
+  type StepKernelName,
+  type StepSettings,
+} from "./kernels/recurrent.js";
 import { envSetting, type GpuStorage } from "./runtime.js";
 
+/** The recurrent cells whose step kernels can be tuned. */
+export type TuneCell = "lstm" | "gru" | "rnn";
+
 export interface TuneShape {
-  /** hidden units of the LSTM layers */
+  /** hidden units of the recurrent layers */
   H: number;
   /** batch rows */
   B: number;
@@ -38,7 +48,7 @@ export interface SettingTiming {
 }
 
 export interface TunedKernel {
-  kernel: "lstmForward" | "lstmBackward";
+  kernel: StepKernelName;
   H: number;
   B: number;
   /** the table's key: "lstmForward H512 B64" */
@@ -53,14 +63,14 @@ export interface TunedKernel {
 
 /**
  * Every combination of 2, 4 and 8 slices, 1, 2 and 4 rows (and 8 from batch 128), units (where they apply: the
- * backward step), wide tiles and prefetching; `small` takes fewer of each.
+ * kernels with one product per unit, as the backward steps), wide tiles and prefetching; `small` takes fewer of each.
  */
-export function stepGrid(backward: boolean, B: number, small = false): StepSettings[] {
+export function stepGrid(oneProduct: boolean, B: number, small = false): StepSettings[] {
   const out: StepSettings[] = [];
   const rowCounts = small ? ([1, 8] as const) : B >= 128 ? ([1, 2, 4, 8] as const) : ([1, 2, 4] as const);
   for (const rows of rowCounts)
     for (const slices of small ? ([2, 8] as const) : ([2, 4, 8] as const))
-      for (const units of backward ? (small ? ([1, 4] as const) : ([1, 2, 4] as const)) : ([1] as const))
+      for (const units of oneProduct ? (small ? ([1, 4] as const) : ([1, 2, 4] as const)) : ([1] as const))
         for (const wide of [false, true])
           for (const prefetch of [false, true])
             if (!(wide && rows === 8)) out.push({ rows, slices, units, wide, prefetch }); // 8 rows: 64 wide anyway
@@ -106,12 +116,23 @@ export function stepLabel(s: StepSettings): string {
   return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}`;
 }
 
-/**
- * Time the LSTM step kernels of each shape in every setting of the grid on `gpu` and return the fastest per kernel
- * and shape, as a table of step settings. Refuses while an environment variable overrides the settings it tries.
- */
-export async function tuneLstmSteps(
+/** tuneSteps for the LSTM. */
+export function tuneLstmSteps(
   gpu: WebgpuBackend,
+  shapes: TuneShape[],
+  o: TuneOptions = {},
+): Promise<{ table: Record<string, StepSettings>; kernels: TunedKernel[] }> {
+  return tuneSteps(gpu, "lstm", shapes, o);
+}
+
+/**
+ * Time the step kernels of `cell` for each shape in every setting of the grid on `gpu` and return the fastest per
+ * kernel and shape, as a table of step settings. Refuses while an environment variable overrides the settings it
+ * tries.
+ */
+export async function tuneSteps(
+  gpu: WebgpuBackend,
+  cell: TuneCell,
   shapes: TuneShape[],
   o: TuneOptions = {},
 ): Promise<{ table: Record<string, StepSettings>; kernels: TunedKernel[] }> {
@@ -146,7 +167,7 @@ export async function tuneLstmSteps(
   const outer = useKernelTable(null); // the defaults are the H200's table and the rules, not a loaded table
   try {
     for (const { H, B } of shapes) {
-      const G = 4 * H;
+      const G = { lstm: 4, gru: 3, rnn: 1 }[cell] * H;
       const n = T * B * H;
       const f = {
         T,
@@ -155,29 +176,40 @@ export async function tuneLstmSteps(
         xw: up(T * B * G, 1),
         wh: up(H * G, 1 / Math.sqrt(H)),
         h0: up(B * H, 0.5),
-        c0: up(B * H, 0.5),
+        hs: alloc(n),
       };
-      const out = { hs: alloc(n), cs: alloc(n), gates: alloc(T * B * G) };
-      const bw = { dhs: up(n, 0.1), dxw: alloc(T * B * G), dh0: alloc(B * H), dc0: alloc(B * H) };
+      const bw = { dhs: up(n, 0.1), dhT: null, dxw: alloc(T * B * G), dwh: null, dh0: alloc(B * H) };
       const refs = { hs: alloc(n), dxw: alloc(T * B * G) };
       const scratch = alloc(T * B * G);
-      const forward = () => gpu.lstmForward({ ...f, ...out });
-      const backward = () => gpu.lstmBackward({ ...f, ...out, ...bw, dhT: null, dcT: null, dwh: null });
+      let forward: () => void;
+      let backward: () => void;
+      if (cell === "lstm") {
+        const more = { c0: up(B * H, 0.5), cs: alloc(n), gates: alloc(T * B * G) };
+        const dc0 = alloc(B * H);
+        forward = () => gpu.lstmForward({ ...f, ...more });
+        backward = () => gpu.lstmBackward({ ...f, ...more, ...bw, dcT: null, dc0 });
+      } else if (cell === "gru") {
+        const more = { bh: up(G, 0.1), gates: alloc(T * B * G), hn: alloc(n) };
+        forward = () => gpu.gruForward({ ...f, ...more });
+        backward = () => gpu.gruBackward({ ...f, ...more, ...bw, dbh: null });
+      } else {
+        forward = () => gpu.rnnForward(f);
+        backward = () => gpu.rnnBackward({ ...f, ...bw });
+      }
       for (const [kernel, run, result, ref, size] of [
-        ["lstmForward", forward, out.hs, refs.hs, n],
-        ["lstmBackward", backward, bw.dxw, refs.dxw, T * B * G],
+        [`${cell}Forward`, forward, f.hs, refs.hs, n],
+        [`${cell}Backward`, backward, bw.dxw, refs.dxw, T * B * G],
       ] as const) {
-        const isBackward = kernel === "lstmBackward";
         const key = stepKey(kernel, H, B);
         useKernelTable(null);
-        const chosen = lstmStepSettings(isBackward, B, H);
+        const { oneProduct, ...chosen } = stepSettingsOf(kernel, B, H);
         await time(run); // the defaults' output, the reference
         gpu.copy(result, 0, ref, 0, size);
         const timings: SettingTiming[] = [];
-        for (const settings of stepGrid(isBackward, B, o.small)) {
+        for (const settings of stepGrid(oneProduct, B, o.small)) {
           useKernelTable({ [key]: settings });
           // 8 rows with too few slices would pass WebGPU's 16 KiB of workgroup memory: the backend takes 4 then
-          if (lstmStepSettings(isBackward, B, H).R !== settings.rows) continue;
+          if (stepSettingsOf(kernel, B, H).R !== settings.rows) continue;
           const us = await time(run);
           timings.push({ settings, us, diff: await relDiff(gpu, result, ref, size, scratch, sq) });
         }

@@ -561,13 +561,32 @@ function stepMemory(k: StepKernel, R: number, S: number, U: number, W: number): 
   return 4 * (4 * W * R + (S > 1 ? 4 * (64 / S) * accN : 0));
 }
 
+/** The step kernels by their key in a table of settings. */
+export type StepKernelName =
+  "lstmForward" | "lstmBackward" | "gruForward" | "gruBackward" | "rnnForward" | "rnnBackward";
+
 /**
- * What an LSTM's step kernels run with (rows, slices, units a thread, tile width, prefetching) at batch B over H
- * units, forward or backward, under the current settings: for the benches, which print what the defaults chose.
+ * What a recurrent step kernel runs with (rows, slices, units a thread, tile width, prefetching) at batch B over H
+ * units under the current settings: for the tuner and the benches, which print what the defaults chose.
  */
+export function stepSettingsOf(name: StepKernelName, B: number, H: number) {
+  // each kernel, and its product's length: h_{t-1} (H) forward, the gates' gradients (gates x H) backward
+  const kernels: Record<StepKernelName, [StepKernel, number]> = {
+    lstmForward: [LSTM_FORWARD, H],
+    lstmBackward: [LSTM_BACKWARD, 4 * H],
+    gruForward: [GRU_FORWARD, H],
+    gruBackward: [GRU_BACKWARD, 3 * H],
+    rnnForward: [RNN_FORWARD, H],
+    rnnBackward: [RNN_BACKWARD, H],
+  };
+  const [k, K] = kernels[name];
+  return { ...stepSettings(k, B, H, K, tunedStep(name, B, H)), oneProduct: oneProduct(k) };
+}
+
+/** stepSettingsOf for an LSTM's forward or backward step. */
 export function lstmStepSettings(backward: boolean, B: number, H: number) {
-  const tuned = tunedStep(backward ? "lstmBackward" : "lstmForward", B, H);
-  return stepSettings(backward ? LSTM_BACKWARD : LSTM_FORWARD, B, H, backward ? 4 * H : H, tuned);
+  const { R, S, U, W, P } = stepSettingsOf(backward ? "lstmBackward" : "lstmForward", B, H);
+  return { R, S, U, W, P };
 }
 
 /** h_{t-1} as the step's row vector: h0 at t = 0, else hs[t-1]. */
