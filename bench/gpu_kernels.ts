@@ -20,7 +20,7 @@
 import { writeFileSync } from "node:fs";
 
 import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
-import type { StepSettings } from "../src/engine/backends/webgpu/kernels/recurrent.js";
+import { STEP_SETTING_ENV, type StepSettings } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { medianUs, relDiff, stepLabel, tuneLstmSteps } from "../src/engine/backends/webgpu/tune.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -42,15 +42,7 @@ const shapes = tiny
       { H: 256, B: 64 },
       { H: 512, B: 32 }, // the gpu preset's: its quality runs take the table too
     ];
-const ALL = [
-  "CHARLM_WEBGPU_ROWS",
-  "CHARLM_WEBGPU_SPLIT",
-  "CHARLM_WEBGPU_UNITS",
-  "CHARLM_WEBGPU_WIDE",
-  "CHARLM_WEBGPU_PREFETCH",
-  "CHARLM_WEBGPU_RECURRENT",
-  "CHARLM_WEBGPU_KERNELS",
-];
+const ALL = [...STEP_SETTING_ENV, "CHARLM_WEBGPU_RECURRENT"];
 for (const k of ALL) delete process.env[k]; // the defaults are the backend's, whatever the shell set
 
 async function main(): Promise<void> {

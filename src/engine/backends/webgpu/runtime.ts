@@ -304,8 +304,8 @@ export class GpuRuntime {
     writes: Buf[],
     params: ArrayLike<number>,
     groups: readonly number[],
-    /** What a profile by grid adds to the key (a product's M x K x N, say); nothing else reads it. */
-    detail?: string,
+    /** What a profile by grid adds to the key (a product's M x K x N, say); called only while profiling. */
+    detail?: () => string,
   ): void {
     if (groups.some((g) => g === 0)) return;
     const p = this.profiler;
@@ -326,7 +326,7 @@ export class GpuRuntime {
     this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
     this.ringHost.set(params, slot * SLOT_U32);
     const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
-    const pk = p ? p.keyOf(key, groups, detail) : "";
+    const pk = p ? p.keyOf(key, groups, detail?.()) : "";
     if (p?.timestamps) {
       // A pass of its own, timed at its beginning and end (profile.ts)
       const timestampWrites = p.timestampWrites(pk);

@@ -201,7 +201,6 @@ export async function tuneSteps(
         [`${cell}Backward`, backward, bw.dxw, refs.dxw, T * B * G],
       ] as const) {
         const key = stepKey(kernel, H, B);
-        useKernelTable(null);
         const { oneProduct, ...chosen } = stepSettingsOf(kernel, B, H);
         await time(run); // the defaults' output, the reference
         gpu.copy(result, 0, ref, 0, size);

@@ -146,7 +146,7 @@ export function matmul(
       [partial],
       [M, K, N, ...offs, 0, 0, KS],
       [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
-      `${M}x${K}x${N}`,
+      () => `${M}x${K}x${N}`,
     );
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> p: array<f32>;
@@ -169,6 +169,6 @@ export function matmul(
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
-    `${M}x${K}x${N}`,
+    () => `${M}x${K}x${N}`,
   );
 }
