@@ -1,7 +1,7 @@
 // The recurrent step kernels alone on the GPU, across their settings: which rows, slices, units a thread, tile width
 // and prefetching run an LSTM's time steps fastest on the GPU at hand, for W1's and W2's shapes (LSTM 256 and 512 at
-// batch 64 and 256, sequence 100); the weight gradients' product at each split-K target; and the large products
-// with 64- and 128-wide tiles. A few seconds per
+// batch 64 and 256, sequence 100); the weight gradients' product at each split-K target; the large products
+// with 64- and 128-wide tiles; and, first, what a wavefront across a stack's layers could save. A few seconds per
 // shape on an H200, where bench/gpu.ts's whole training steps take ~20 s per setting, so that one GPU session can
 // try every combination and the training bench then times the fastest (its "tuned" variant).
 //
@@ -63,6 +63,19 @@ async function main(): Promise<void> {
     if (jsonPath) writeFileSync(jsonPath, JSON.stringify({ device: gpu.device, T, reps: REPS, results }, null, 1));
   };
 
+  // first, as it takes seconds: what a wavefront across layers could save
+  const rng = new Rng(0);
+  const up = (n: number, scale: number) => {
+    const s = gpu.alloc(n);
+    gpu.write(
+      s,
+      Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
+    );
+    return s;
+  };
+  await wavefrontEstimate(gpu, up, results);
+  save();
+
   // the step kernels, every setting (saved after each kernel and shape, so that a run cut short keeps them)
   let t0 = performance.now();
   await tuneLstmSteps(gpu, shapes, {
@@ -94,15 +107,6 @@ async function main(): Promise<void> {
   console.log("");
 
   // the large products per shape
-  const rng = new Rng(0);
-  const up = (n: number, scale: number) => {
-    const s = gpu.alloc(n);
-    gpu.write(
-      s,
-      Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
-    );
-    return s;
-  };
   const sq = gpu.alloc(2);
   const time = (run: () => void) => medianUs(gpu, run, REPS);
   for (const { H, B } of shapes) {
@@ -164,6 +168,49 @@ async function main(): Promise<void> {
   if (tablePath) console.log(`the fastest settings per kernel and shape: ${tablePath} (CHARLM_WEBGPU_KERNELS)`);
   gpu.destroy?.();
   console.log(`total ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+}
+
+/**
+ * What a wavefront across a stack's layers could save (not built yet: it needs a multi-layer recurrent op). Two
+ * layers' time steps are two dependent dispatches per step today; a wavefront runs layer 1's step t and layer 2's
+ * step t - 1 in one dispatch of twice the workgroups. Its cost at best is that of one layer's step at twice the
+ * batch (the same work in one dispatch), so for W2's shapes this prints t(2B) against 2·t(B), forward and backward,
+ * with the defaults' settings; and the floor of a dependent dispatch on this GPU (a chain of one-value kernels).
+ */
+async function wavefrontEstimate(
+  gpu: Awaited<ReturnType<typeof createWebgpuBackend>>,
+  up: (n: number, scale: number) => ReturnType<typeof gpu.alloc>,
+  results: Record<string, unknown>[],
+): Promise<void> {
+  const one = gpu.alloc(1);
+  const floor = await medianUs(gpu, () => gpu.scale(one, one, 1, 1, true), REPS * T);
+  gpu.free(one);
+  console.log(`a dependent dispatch (one value, ${REPS * T} in a row): ${floor.toFixed(1)} us each`);
+  results.push({ kernel: "dependent dispatch", us: floor });
+  for (const { H, B } of shapes.filter((s) => s.H === (tiny ? 24 : 512) && s.B !== 32)) {
+    const us: Record<string, number> = {};
+    for (const b of [B, 2 * B]) {
+      const G = 4 * H;
+      const n = T * b * H;
+      const f = { T, B: b, H, xw: up(T * b * G, 1), wh: up(H * G, 1 / Math.sqrt(H)), h0: up(b * H, 0.5) };
+      const more = { c0: up(b * H, 0.5), hs: gpu.alloc(n), cs: gpu.alloc(n), gates: gpu.alloc(T * b * G) };
+      const bw = { dhs: up(n, 0.1), dhT: null, dcT: null, dxw: gpu.alloc(T * b * G), dwh: null };
+      const ends = { dh0: gpu.alloc(b * H), dc0: gpu.alloc(b * H) };
+      us[`forward ${b}`] = await medianUs(gpu, () => gpu.lstmForward({ ...f, ...more }), REPS, T);
+      us[`backward ${b}`] = await medianUs(gpu, () => gpu.lstmBackward({ ...f, ...more, ...bw, ...ends }), REPS, T);
+      for (const st of [...Object.values(f), ...Object.values(more), ...Object.values(ends), bw.dhs, bw.dxw])
+        if (typeof st === "object") gpu.free(st);
+    }
+    for (const dir of ["forward", "backward"]) {
+      const [single, doubled] = [us[`${dir} ${B}`], us[`${dir} ${2 * B}`]];
+      console.log(
+        `LSTM ${H} ${dir} at batch ${B}: two layers' steps as two dispatches ${(2 * single).toFixed(1)} us, as one ` +
+          `of batch ${2 * B} ${doubled.toFixed(1)} us: a wavefront could take ${(doubled / (2 * single)).toFixed(2)}x`,
+      );
+      results.push({ kernel: `wavefront ${dir}`, H, B, twoDispatchesUs: 2 * single, oneDispatchUs: doubled });
+    }
+  }
+  console.log("");
 }
 
 await main();

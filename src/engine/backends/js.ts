@@ -16,6 +16,7 @@ import type {
   RnnBackwardArgs as RnnBackwardArgsOf,
   RnnForwardArgs as RnnForwardArgsOf,
 } from "../backend.js";
+import { checkMatmulBias } from "../backend.js";
 import * as ops from "./js-ops.js";
 
 // The js backend's storage is the Float32Array itself: alloc is `new Float32Array(n)`, a view is the array.
@@ -148,6 +149,13 @@ function matmul(
   const oa = opts.offsetA ?? 0;
   const ob = opts.offsetB ?? 0;
   const oc = opts.offsetC ?? 0;
+  checkMatmulBias(N, opts);
+  if (opts.bias) {
+    matmul1(oa === 0 ? a : a.subarray(oa), ob === 0 ? b : b.subarray(ob), c, M, K, N, opts);
+    const bias = opts.bias as Float32Array;
+    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) c[i * N + j] += bias[j];
+    return;
+  }
   if (batch === 1 && oa === 0 && ob === 0 && oc === 0) return matmul1(a, b, c, M, K, N, opts);
   for (let p = 0; p < batch; p++) {
     matmul1(

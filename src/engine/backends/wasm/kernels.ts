@@ -35,6 +35,7 @@ import type {
   Strides,
   UnaryOp,
 } from "../../backend.js";
+import { checkMatmulBias } from "../../backend.js";
 import { CharlmError } from "../../../util/errors.js";
 import * as J from "../js-ops.js";
 import type { Kernels } from "./exports.js";
@@ -319,6 +320,7 @@ export class WasmBackend implements Backend<WasmStorage> {
   ): void {
     const batch = opts.batch ?? 1;
     const [oa, ob, oc] = [opts.offsetA ?? 0, opts.offsetB ?? 0, opts.offsetC ?? 0];
+    checkMatmulBias(N, opts);
     checkLength("matmul A", a, oa + batch * M * K);
     checkLength("matmul B", b, ob + batch * K * N);
     checkLength("matmul C", c, oc + batch * M * N);
@@ -331,6 +333,7 @@ export class WasmBackend implements Backend<WasmStorage> {
       if (fewRows) this.kernels.gemmFewRows(pa, pb, pc, M, K, N, acc);
       else this.gemmAt(pa, pb, pc, M, K, N, tA, tB, acc);
     }
+    if (opts.bias) this.binary("add", c, [N, 1], opts.bias as WasmStorage, [0, 1], c, [M, N]);
   }
 
   // ---- elementwise

@@ -12,7 +12,7 @@
 // 21-33 TFLOP/s on the H200 with 64 x 64 tiles (stop 9's profile). Every output is the same fma chain in k order
 // with either tile, so the two give the same bits. Not yet timed on a GPU (bench/gpu_kernels.ts times both).
 
-import type { MatmulOptions } from "../../../backend.js";
+import { checkMatmulBias, type MatmulOptions } from "../../../backend.js";
 import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
@@ -21,7 +21,15 @@ function tileSize(): 64 | 128 {
   return env("CHARLM_WEBGPU_MATMUL") === "128" ? 128 : 64;
 }
 
-function code(transA: boolean, transB: boolean, T: 64 | 128): string {
+/** The bindings from `first` on: the bias (when there is one), then the output c. */
+function biasAndC(first: number, bias: boolean): string {
+  const c = `var<storage, read_write> c: array<f32>;`;
+  return bias
+    ? `@group(0) @binding(${first}) var<storage, read> bias: array<f32>;\n@group(0) @binding(${first + 1}) ${c}`
+    : `@group(0) @binding(${first}) ${c}`;
+}
+
+function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false): string {
   // A(m, k) is a[m*K + k], or a[k*M + m] when stored transposed; B(k, n) is b[k*N + n] or b[n*K + k].
   // T x T outputs a workgroup, P x P a thread, K walked KB at a time: each thread loads 4 values of each tile.
   const P = T / 16;
@@ -31,7 +39,7 @@ const TA = ${transA};
 const TB = ${transB};
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+${biasAndC(3, bias)}
 var<workgroup> As: array<f32, ${KB * T}>; // [k][m], ${KB} x ${T}
 var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}
 
@@ -90,7 +98,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       let n = n0 + lid.x + 16u * j;
       if (m < M && n < N) {
         let idx = cBase + m * N + n;
-        if (accumulate) { c[idx] = c[idx] + acc[i * ${P}u + j]; } else { c[idx] = acc[i * ${P}u + j]; }
+        ${
+          bias
+            ? `c[idx] = acc[i * ${P}u + j] + bias[n];`
+            : `if (accumulate) { c[idx] = c[idx] + acc[i * ${P}u + j]; } else { c[idx] = acc[i * ${P}u + j]; }`
+        }
       }
     }
   }
@@ -126,6 +138,8 @@ export function matmul(
   const tb = o?.transB ?? false;
   const batch = o?.batch ?? 1;
   if (M === 0 || N === 0 || batch === 0) return;
+  checkMatmulBias(N, o);
+  const bias = (o?.bias as Buf | undefined) ?? null;
   const TILE = tileSize();
   const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}`;
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
@@ -148,24 +162,27 @@ export function matmul(
       [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
       () => `${M}x${K}x${N}`,
     );
+    // the parts added in order, then the bias (as the unsplit kernel: the product, then + bias)
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;`;
+${biasAndC(2, bias !== null)}`;
     const body = /* wgsl */ `
   var s = 0.0;
   var q = 0u;
   let n = pu(0u);
   ${addInOrder("s", "q", "pu(1u)", (q) => `p[${q} * n + i]`)}
   let at = pu(2u) + i;
-  ${o?.accumulate ? "c[at] = c[at] + s;" : "c[at] = s;"}`;
-    each(rt, `matmul.parts.${o?.accumulate ?? false}`, decls, body, [partial], [c], [M * N, parts, o?.offsetC ?? 0]);
+  ${bias ? "c[at] = s + bias[i % pu(3u)];" : o?.accumulate ? "c[at] = c[at] + s;" : "c[at] = s;"}`;
+    const partsKey = `matmul.parts.${bias ? "bias" : (o?.accumulate ?? false)}`;
+    const partsReads = bias ? [partial, bias] : [partial];
+    each(rt, partsKey, decls, body, partsReads, [c], [M * N, parts, o?.offsetC ?? 0, N]);
     rt.free(partial);
     return;
   }
   rt.run(
-    key,
-    () => code(ta, tb, TILE),
-    [a, b],
+    bias ? `${key}.bias` : key,
+    () => code(ta, tb, TILE, bias !== null),
+    bias ? [a, b, bias] : [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
     [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
