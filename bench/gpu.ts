@@ -447,13 +447,17 @@ async function main(): Promise<void> {
   ];
   // With CHARLM_WEBGPU_KERNELS (the fastest step settings per kernel and shape, from bench/gpu_kernels.ts --table):
   // the defaults against those settings, which that sweep already chose among all the combinations above, alone
-  // and with the products' 128 x 128 tiles (CHARLM_WEBGPU_MATMUL).
+  // and with the products' fastest tile variant there (CHARLM_BENCH_MATMUL, from its --matmul; 128 if unset; none
+  // when the default 64 won).
   const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
+  const products = process.env.CHARLM_BENCH_MATMUL || "128";
   const variants = kernelTable
     ? [
         { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
         { name: "tuned", env: tunedEnv },
-        { name: "tuned, 128 tiles", env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: "128" } },
+        ...(products === "64"
+          ? []
+          : [{ name: `tuned, products ${products}`, env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: products } }]),
       ]
     : layouts;
   // W3 with its attention as batched matrix products (the default since stop 9) and as a thread per row or value

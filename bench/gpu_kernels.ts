@@ -1,12 +1,13 @@
 // The recurrent step kernels alone on the GPU, across their settings: which rows, slices, units a thread, tile width
 // and prefetching run an LSTM's time steps fastest on the GPU at hand, for W1's and W2's shapes (LSTM 256 and 512 at
 // batch 64 and 256, sequence 100); the weight gradients' product at each split-K target; the large products
-// with 64- and 128-wide tiles; and, first, what a wavefront across a stack's layers could save. A few seconds per
+// in every tile variant; and, first, what a wavefront across a stack's layers could save. A few seconds per
 // shape on an H200, where bench/gpu.ts's whole training steps take ~20 s per setting, so that one GPU session can
 // try every combination and the training bench then times the fastest (its "tuned" variant).
 //
-//   node .gpu/app/gpu_kernels.mjs [--table FILE] [--json FILE]     on the GPU machine (bench/gpu_machine.sh runs it)
-//   npx tsx bench/gpu_kernels.ts --tiny                           here on SwiftShader: the plumbing, not the speed
+//   node .gpu/app/gpu_kernels.mjs [--table FILE] [--json FILE] [--matmul FILE]
+//                                       on the GPU machine (bench/gpu_machine.sh runs it)
+//   npx tsx bench/gpu_kernels.ts --tiny here on SwiftShader: the plumbing, not the speed
 //
 // The step kernels' part is src/engine/backends/webgpu/tune.ts (what `charlm tune-gpu` runs), printed in full here.
 // Per shape it prints microseconds per time step (wall time of REPS whole sequences after a warm-up, the GPU
@@ -106,7 +107,8 @@ async function main(): Promise<void> {
   });
   console.log("");
 
-  // the large products per shape
+  // the large products per shape; their total per tile variant (CHARLM_WEBGPU_MATMUL) over every shape
+  const productUs: Record<string, number> = {};
   const sq = gpu.alloc(2);
   const time = (run: () => void) => medianUs(gpu, run, REPS);
   for (const { H, B } of shapes) {
@@ -135,10 +137,12 @@ async function main(): Promise<void> {
       delete process.env.CHARLM_WEBGPU_SPLITK;
       console.log(`  ${what} (${M} x ${T * B} x ${G}) by split-K target: ${line.join(", ")}`);
     }
-    // The step's other large products with 64 x 64 and 128 x 128 tiles (CHARLM_WEBGPU_MATMUL): the input projection
-    // of a layer fed H values (T·B, H)·(H, G), its input gradient (T·B, G)·(H, G)ᵀ, and dWh at the default split-K;
-    // each 128 result compared with the 64 one (the same fma chains: 0 expected).
+    // The step's other large products in every tile variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles,
+    // read as floats or as vec4s): the input projection of a layer fed H values (T·B, H)·(H, G), its input gradient
+    // (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each result compared with the 64 one (the same fma chains:
+    // 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's "tuned, products").
     const xs = gpu.alloc(T * B * H);
+    const TILES = ["64", "128", "64v", "128v"];
     const gOut = gpu.alloc(T * B * G);
     const [ref64, got] = [gpu.alloc(T * B * G), gpu.alloc(T * B * G)];
     for (const [what, M, K, N, a, b, c, opts] of [
@@ -147,9 +151,10 @@ async function main(): Promise<void> {
       ["dWh", H, T * B, G, hp, da, dw, { transA: true }],
     ] as const) {
       const line: string[] = [];
-      for (const tile of ["64", "128"]) {
+      for (const tile of TILES) {
         process.env.CHARLM_WEBGPU_MATMUL = tile;
         const us = await time(() => gpu.matmul(a, b, c, M, K, N, opts));
+        productUs[tile] = (productUs[tile] ?? 0) + us;
         const tflops = (2 * M * K * N) / us / 1e6;
         gpu.copy(c, 0, tile === "64" ? ref64 : got, 0, M * N);
         const diff = tile === "64" ? 0 : await relDiff(gpu, got, ref64, M * N, scratch, sq);
@@ -165,6 +170,14 @@ async function main(): Promise<void> {
     console.log("");
     save();
   }
+  const [fastest] = Object.entries(productUs).sort((x, y) => x[1] - y[1]);
+  console.log(
+    `the large products of every shape by tile: ${Object.entries(productUs)
+      .map(([tile, us]) => `${tile}: ${(us / 1000).toFixed(3)} ms`)
+      .join(", ")}; fastest ${fastest[0]}`,
+  );
+  const matmulPath = arg("--matmul");
+  if (matmulPath) writeFileSync(matmulPath, fastest[0]);
   if (tablePath) console.log(`the fastest settings per kernel and shape: ${tablePath} (CHARLM_WEBGPU_KERNELS)`);
   gpu.destroy?.();
   console.log(`total ${((performance.now() - t00) / 1000).toFixed(0)} s`);

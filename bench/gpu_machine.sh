@@ -59,7 +59,8 @@ profile() {
   (tuned && timeout "${1:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt")
 }
 kernels() {
-  timeout "${T_KERNELS:-150}" node .gpu/app/gpu_kernels.mjs --table "$out/kernels.json" --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
+  timeout "${T_KERNELS:-150}" node .gpu/app/gpu_kernels.mjs --table "$out/kernels.json" --json "$out/kernels-all.json" \
+    --matmul bench/out/gpu-matmul.txt 2>&1 | tee "$out/kernels.txt"
   cp "$out/kernels.json" bench/out/gpu-kernels.json 2>/dev/null || true
 }
 # The table kernels() wrote (in this command, or in an earlier one on the same machine: bench/out stays), for the
@@ -69,6 +70,11 @@ tuned() {
   if [ -z "${CHARLM_WEBGPU_KERNELS:-}" ] && [ -s bench/out/gpu-kernels.json ]; then
     CHARLM_WEBGPU_KERNELS=$(cat bench/out/gpu-kernels.json)
     export CHARLM_WEBGPU_KERNELS
+  fi
+  # the products' fastest tile variant there, for the bench's "tuned, products" variant
+  if [ -z "${CHARLM_BENCH_MATMUL:-}" ] && [ -s bench/out/gpu-matmul.txt ]; then
+    CHARLM_BENCH_MATMUL=$(cat bench/out/gpu-matmul.txt)
+    export CHARLM_BENCH_MATMUL
   fi
   return 0
 }

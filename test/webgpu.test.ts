@@ -89,8 +89,9 @@ describe("webgpu backend against js", { skip }, () => {
     g.free(t);
   });
 
-  // Both tile sizes (CHARLM_WEBGPU_MATMUL: 64 x 64, or 128 x 128); shapes straddle two tiles of either.
-  for (const tile of ["64", "128"]) {
+  // Every variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles, read as floats or vec4s); shapes straddle two
+  // tiles of either size.
+  for (const tile of ["64", "128", "64v", "128v"]) {
     test(`matmul (${tile} x ${tile} tiles): transposes, accumulate, batch, offsets`, () =>
       withEnv({ CHARLM_WEBGPU_MATMUL: tile }, () => matmulOps()));
   }
@@ -161,7 +162,7 @@ describe("webgpu backend against js", { skip }, () => {
     }
   });
 
-  test("matmul: 128 x 128 tiles give the same bits as 64 x 64 (the same fma chain in k order)", async () => {
+  test("matmul: every tile variant gives the same bits as 64 x 64 (the same fma chain in k order)", async () => {
     const g = gpu!;
     const [M, K, N] = [139, 300, 131];
     const [a, b] = [rand(K * M), rand(K * N)].map((v) => {
@@ -170,13 +171,14 @@ describe("webgpu backend against js", { skip }, () => {
       return st;
     });
     const out: Float32Array[] = [];
-    for (const tile of ["64", "128"]) {
+    const tiles = ["64", "128", "64v", "128v"];
+    for (const tile of tiles) {
       const c = g.alloc(M * N);
       await withEnv({ CHARLM_WEBGPU_MATMUL: tile }, async () => g.matmul(a, b, c, M, K, N, { transA: true }));
       out.push(await g.read(c));
       g.free(c);
     }
-    assert.deepEqual(out[1], out[0]);
+    for (let i = 1; i < tiles.length; i++) assert.deepEqual(out[i], out[0], `${tiles[i]} against 64`);
     g.free(a);
     g.free(b);
   });

@@ -9,16 +9,22 @@
 // CHARLM_WEBGPU_MATMUL=128: 128 x 128 tiles, each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of
 // workgroup memory): each value a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. The
 // large products of a recurrent training step (input projections, their gradients, the weight gradients) ran at
-// 21-33 TFLOP/s on the H200 with 64 x 64 tiles (stop 9's profile). Every output is the same fma chain in k order
-// with either tile, so the two give the same bits. Not yet timed on a GPU (bench/gpu_kernels.ts times both).
+// 21-33 TFLOP/s on the H200 with 64 x 64 tiles (stop 9's profile). CHARLM_WEBGPU_MATMUL=64v or 128v: the same tiles
+// held in workgroup memory as vec4s, each thread's outputs in runs of 4 neighbours, so that one read of workgroup
+// memory brings 4 values (a 64 x 64 tile's thread then reads 2 vec4s per k for its 16 multiply-adds, not 8 floats).
+// Every output is the same fma chain in k order in every variant, so they all give the same bits (tested). None
+// but 64 has been timed on a GPU yet (bench/gpu_kernels.ts times them all and names the fastest).
+//
+// A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
 
 import { checkMatmulBias, type MatmulOptions } from "../../../backend.js";
 import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
-/** The output tile's width: 64, or 128 with CHARLM_WEBGPU_MATMUL=128. */
-function tileSize(): 64 | 128 {
-  return env("CHARLM_WEBGPU_MATMUL") === "128" ? 128 : 64;
+/** The product kernel's variant: CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v. */
+function variant(): { T: 64 | 128; vec: boolean } {
+  const v = env("CHARLM_WEBGPU_MATMUL") ?? "";
+  return { T: v.startsWith("128") ? 128 : 64, vec: v.endsWith("v") };
 }
 
 /** The bindings from `first` on: the bias (when there is one), then the output c. */
@@ -29,19 +35,54 @@ function biasAndC(first: number, bias: boolean): string {
     : `@group(0) @binding(${first}) ${c}`;
 }
 
-function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false): string {
+function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false, vec = false): string {
   // A(m, k) is a[m*K + k], or a[k*M + m] when stored transposed; B(k, n) is b[k*N + n] or b[n*K + k].
   // T x T outputs a workgroup, P x P a thread, K walked KB at a time: each thread loads 4 values of each tile.
   const P = T / 16;
   const KB = T === 64 ? 16 : 8;
+  // vec: the tiles held as vec4 (4 neighbouring m, or n), a thread's outputs in runs of 4 (m = m0 + 4·(lid.y + 16i)
+  // + r, likewise n), so that one read of workgroup memory brings 4 values; the same fma chains, as vec4 fmas.
+  const V = P / 4; // vec4 runs per thread and dimension
+  const tiles = vec
+    ? `var<workgroup> As: array<vec4<f32>, ${(KB * T) / 4}>; // [k][m / 4], ${KB} x ${T / 4}
+var<workgroup> Bs: array<vec4<f32>, ${(KB * T) / 4}>; // [k][n / 4], ${KB} x ${T / 4}`
+    : `var<workgroup> As: array<f32, ${KB * T}>; // [k][m], ${KB} x ${T}
+var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
+  const put = (tile: string, k: string, i: string, v: string) =>
+    vec ? `${tile}[${k} * ${T / 4}u + ${i} / 4u][${i} % 4u] = ${v};` : `${tile}[${k} * ${T}u + ${i}] = ${v};`;
+  const products = vec
+    ? `var ar: array<vec4<f32>, ${V}>;
+      var br: array<vec4<f32>, ${V}>;
+      for (var i = 0u; i < ${V}u; i++) {
+        ar[i] = As[kk * ${T / 4}u + lid.y + 16u * i];
+        br[i] = Bs[kk * ${T / 4}u + lid.x + 16u * i];
+      }
+      for (var i = 0u; i < ${V}u; i++) {
+        for (var r = 0u; r < 4u; r++) {
+          let av = vec4<f32>(ar[i][r]);
+          for (var j = 0u; j < ${V}u; j++) { acc[(i * 4u + r) * ${V}u + j] = fma(av, br[j], acc[(i * 4u + r) * ${V}u + j]); }
+        }
+      }`
+    : `var ar: array<f32, ${P}>;
+      var br: array<f32, ${P}>;
+      for (var i = 0u; i < ${P}u; i++) {
+        ar[i] = As[kk * ${T}u + lid.y + 16u * i];
+        br[i] = Bs[kk * ${T}u + lid.x + 16u * i];
+      }
+      for (var i = 0u; i < ${P}u; i++) {
+        for (var j = 0u; j < ${P}u; j++) { acc[i * ${P}u + j] = fma(ar[i], br[j], acc[i * ${P}u + j]); }
+      }`;
+  // output (i, j) of the thread: its row and column, and its accumulator
+  const mOf = vec ? `m0 + 4u * (lid.y + 16u * (i / 4u)) + i % 4u` : `m0 + lid.y + 16u * i`;
+  const nOf = vec ? `n0 + 4u * (lid.x + 16u * (j / 4u)) + j % 4u` : `n0 + lid.x + 16u * j`;
+  const out = vec ? `acc[i * ${V}u + j / 4u][j % 4u]` : `acc[i * ${P}u + j]`;
   return /* wgsl */ `
 const TA = ${transA};
 const TB = ${transB};
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 ${biasAndC(3, bias)}
-var<workgroup> As: array<f32, ${KB * T}>; // [k][m], ${KB} x ${T}
-var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}
+${tiles}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -59,7 +100,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let m0 = wid.y * ${T}u;
   let n0 = wid.x * ${T}u;
   let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, ${P * P}>;
+  var acc: array<${vec ? `vec4<f32>, ${P * V}` : `f32, ${P * P}`}>;
   for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
     for (var l = 0u; l < 4u; l++) {
       let e = tid + l * 256u;
@@ -69,39 +110,31 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       if (m0 + mm < M && k0 + ka < kEnd) {
         if (TA) { av = a[aBase + (k0 + ka) * M + m0 + mm]; } else { av = a[aBase + (m0 + mm) * K + k0 + ka]; }
       }
-      As[ka * ${T}u + mm] = av;
+      ${put("As", "ka", "mm", "av")}
       var nn: u32; var kb: u32;
       if (TB) { kb = e % ${KB}u; nn = e / ${KB}u; } else { nn = e % ${T}u; kb = e / ${T}u; }
       var bv = 0.0;
       if (n0 + nn < N && k0 + kb < kEnd) {
         if (TB) { bv = b[bBase + (n0 + nn) * K + k0 + kb]; } else { bv = b[bBase + (k0 + kb) * N + n0 + nn]; }
       }
-      Bs[kb * ${T}u + nn] = bv;
+      ${put("Bs", "kb", "nn", "bv")}
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${KB}u; kk++) {
-      var ar: array<f32, ${P}>;
-      var br: array<f32, ${P}>;
-      for (var i = 0u; i < ${P}u; i++) {
-        ar[i] = As[kk * ${T}u + lid.y + 16u * i];
-        br[i] = Bs[kk * ${T}u + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < ${P}u; i++) {
-        for (var j = 0u; j < ${P}u; j++) { acc[i * ${P}u + j] = fma(ar[i], br[j], acc[i * ${P}u + j]); }
-      }
+      ${products}
     }
     workgroupBarrier();
   }
   for (var i = 0u; i < ${P}u; i++) {
-    let m = m0 + lid.y + 16u * i;
+    let m = ${mOf};
     for (var j = 0u; j < ${P}u; j++) {
-      let n = n0 + lid.x + 16u * j;
+      let n = ${nOf};
       if (m < M && n < N) {
         let idx = cBase + m * N + n;
         ${
           bias
-            ? `c[idx] = acc[i * ${P}u + j] + bias[n];`
-            : `if (accumulate) { c[idx] = c[idx] + acc[i * ${P}u + j]; } else { c[idx] = acc[i * ${P}u + j]; }`
+            ? `c[idx] = ${out} + bias[n];`
+            : `if (accumulate) { c[idx] = c[idx] + ${out}; } else { c[idx] = ${out}; }`
         }
       }
     }
@@ -140,8 +173,8 @@ export function matmul(
   if (M === 0 || N === 0 || batch === 0) return;
   checkMatmulBias(N, o);
   const bias = (o?.bias as Buf | undefined) ?? null;
-  const TILE = tileSize();
-  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}`;
+  const { T: TILE, vec } = variant();
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}${vec ? ".v" : ""}`;
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
@@ -155,7 +188,7 @@ export function matmul(
     const partial = rt.scratch(parts * M * N);
     rt.run(
       key,
-      () => code(ta, tb, TILE),
+      () => code(ta, tb, TILE, false, vec),
       [a, b],
       [partial],
       [M, K, N, ...offs, 0, 0, KS],
@@ -181,7 +214,7 @@ ${biasAndC(2, bias !== null)}`;
   }
   rt.run(
     bias ? `${key}.bias` : key,
-    () => code(ta, tb, TILE, bias !== null),
+    () => code(ta, tb, TILE, bias !== null, vec),
     bias ? [a, b, bias] : [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
