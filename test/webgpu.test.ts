@@ -140,6 +140,16 @@ describe("webgpu backend against js", { skip }, () => {
     }
   }
 
+  test("CHARLM_WEBGPU_MATMUL: an unknown variant is refused in one line", async () => {
+    const g = gpu!;
+    const [a, c] = [g.alloc(4), g.alloc(4)];
+    await withEnv({ CHARLM_WEBGPU_MATMUL: "256" }, async () =>
+      assert.throws(() => g.matmul(a, a, c, 2, 2, 2), /CHARLM_WEBGPU_MATMUL is "256"; use 64, 128, 64v or 128v/),
+    );
+    g.free(a);
+    g.free(c);
+  });
+
   test("matmul with a bias gives the same bits as the product, then the bias added", async () => {
     const g = gpu!;
     for (const [M, K, N, splitK] of [

@@ -18,12 +18,15 @@
 // A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
 
 import { checkMatmulBias, type MatmulOptions } from "../../../backend.js";
+import { CharlmError } from "../../../../util/errors.js";
 import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
 /** The product kernel's variant: CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v. */
 function variant(): { T: 64 | 128; vec: boolean } {
-  const v = env("CHARLM_WEBGPU_MATMUL") ?? "";
+  const v = env("CHARLM_WEBGPU_MATMUL") || "64";
+  if (!["64", "128", "64v", "128v"].includes(v))
+    throw new CharlmError(`CHARLM_WEBGPU_MATMUL is "${v}"; use 64, 128, 64v or 128v, or unset it`);
   return { T: v.startsWith("128") ? 128 : 64, vec: v.endsWith("v") };
 }
 
