@@ -205,14 +205,24 @@ async function wavefrontEstimate(
     for (const b of [B, 2 * B]) {
       const G = 4 * H;
       const n = T * b * H;
-      const f = { T, B: b, H, xw: up(T * b * G, 1), wh: up(H * G, 1 / Math.sqrt(H)), h0: up(b * H, 0.5) };
-      const more = { c0: up(b * H, 0.5), hs: gpu.alloc(n), cs: gpu.alloc(n), gates: gpu.alloc(T * b * G) };
-      const bw = { dhs: up(n, 0.1), dhT: null, dcT: null, dxw: gpu.alloc(T * b * G), dwh: null };
-      const ends = { dh0: gpu.alloc(b * H), dc0: gpu.alloc(b * H) };
-      us[`forward ${b}`] = await medianUs(gpu, () => gpu.lstmForward({ ...f, ...more }), REPS, T);
-      us[`backward ${b}`] = await medianUs(gpu, () => gpu.lstmBackward({ ...f, ...more, ...bw, ...ends }), REPS, T);
-      for (const st of [...Object.values(f), ...Object.values(more), ...Object.values(ends), bw.dhs, bw.dxw])
-        if (typeof st === "object") gpu.free(st);
+      const bufs = {
+        xw: up(T * b * G, 1),
+        wh: up(H * G, 1 / Math.sqrt(H)),
+        h0: up(b * H, 0.5),
+        c0: up(b * H, 0.5),
+        hs: gpu.alloc(n),
+        cs: gpu.alloc(n),
+        gates: gpu.alloc(T * b * G),
+        dhs: up(n, 0.1),
+        dxw: gpu.alloc(T * b * G),
+        dh0: gpu.alloc(b * H),
+        dc0: gpu.alloc(b * H),
+      };
+      const f = { T, B: b, H, ...bufs };
+      us[`forward ${b}`] = await medianUs(gpu, () => gpu.lstmForward(f), REPS, T);
+      const bw = { ...f, dhT: null, dcT: null, dwh: null };
+      us[`backward ${b}`] = await medianUs(gpu, () => gpu.lstmBackward(bw), REPS, T);
+      for (const st of Object.values(bufs)) gpu.free(st);
     }
     for (const dir of ["forward", "backward"]) {
       const [single, doubled] = [us[`${dir} ${B}`], us[`${dir} ${2 * B}`]];

@@ -26,7 +26,8 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WEBGPU_KERNELS:
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
   CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",
-  CHARLM_WEBGPU_MATMUL: "64 or 128: the output tile of webgpu's matrix products (tuning; default 64)",
+  CHARLM_WEBGPU_MATMUL:
+    "64, 128, 64v or 128v: the output tile of webgpu's matrix products, v read as vec4s (tuning; default 64)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 

@@ -151,9 +151,9 @@ function matmul(
   const oc = opts.offsetC ?? 0;
   checkMatmulBias(N, opts);
   if (opts.bias) {
+    // the product, then the same broadcast add as the backend's binary op
     matmul1(oa === 0 ? a : a.subarray(oa), ob === 0 ? b : b.subarray(ob), c, M, K, N, opts);
-    const bias = opts.bias as Float32Array;
-    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) c[i * N + j] += bias[j];
+    ops.binary("add", c, [N, 1], opts.bias as Float32Array, [0, 1], c, [M, N]);
     return;
   }
   if (batch === 1 && oa === 0 && ob === 0 && oc === 0) return matmul1(a, b, c, M, K, N, opts);
