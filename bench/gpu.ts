@@ -368,7 +368,7 @@ async function main(): Promise<void> {
     const variants: [string, Record<string, string>][] = [
       ["step layout", { CHARLM_WEBGPU_RECURRENT: "step" }],
       kernelTable
-        ? ["step layout, tuned", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable }]
+        ? ["tuned", { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable }]
         : ["step layout, wide tiles", { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_WIDE: "1" }],
       ...(tiny
         ? [["sequence layout", { CHARLM_WEBGPU_RECURRENT: "sequence" }] as [string, Record<string, string>]]
@@ -444,20 +444,22 @@ async function main(): Promise<void> {
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
     { name: "defaults, split-K 512", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_SPLITK: "512" } },
     { name: "defaults, 128 tiles", env: { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_MATMUL: "128" } },
+    // stop 11: every step a tiled product in parts, then the gate math (parts by its rule)
+    { name: "products layout", env: { CHARLM_WEBGPU_RECURRENT: "products" } },
   ];
   // With CHARLM_WEBGPU_KERNELS (the fastest step settings per kernel and shape, from bench/gpu_kernels.ts --table):
   // the defaults against those settings, which that sweep already chose among all the combinations above, alone
-  // and with the products' fastest tile variant there (CHARLM_BENCH_MATMUL, from its --matmul; 128 if unset; none
-  // when the default 64 won).
-  const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "step", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
-  const products = process.env.CHARLM_BENCH_MATMUL || "128";
+  // and with the matrix products' fastest tile variant there (CHARLM_BENCH_MATMUL, from its --matmul; 128 if unset;
+  // none when the default 64 won). "auto": where the table picks the products layout for a kernel, it runs.
+  const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
+  const tiles = process.env.CHARLM_BENCH_MATMUL || "128";
   const variants = kernelTable
     ? [
         { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
         { name: "tuned", env: tunedEnv },
-        ...(products === "64"
+        ...(tiles === "64"
           ? []
-          : [{ name: `tuned, products ${products}`, env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: products } }]),
+          : [{ name: `tuned, matmul ${tiles}`, env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: tiles } }]),
       ]
     : layouts;
   // W3 with its attention as batched matrix products (the default since stop 9) and as a thread per row or value

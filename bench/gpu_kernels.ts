@@ -1,5 +1,6 @@
 // The recurrent step kernels alone on the GPU, across their settings: which rows, slices, units a thread, tile width
-// and prefetching run an LSTM's time steps fastest on the GPU at hand, for W1's and W2's shapes (LSTM 256 and 512 at
+// and prefetching, or the products layout (a tiled product in parts, then the gates), run an LSTM's time steps
+// fastest on the GPU at hand, for W1's and W2's shapes (LSTM 256 and 512 at
 // batch 64 and 256, sequence 100); the weight gradients' product at each split-K target; the large products
 // in every tile variant; and, first, what a wavefront across a stack's layers could save. A few seconds per
 // shape on an H200, where bench/gpu.ts's whole training steps take ~20 s per setting, so that one GPU session can
@@ -85,7 +86,9 @@ async function main(): Promise<void> {
     small: tiny,
     onKernel: (k) => {
       const d = k.defaults;
-      const chosen = `${d.R} row${d.R > 1 ? "s" : ""}, ${d.S} slices, ${d.U} unit${d.U > 1 ? "s" : ""}, tile ${d.W}${d.P ? ", prefetch" : ""}`;
+      const chosen = d.products
+        ? `products, ${d.S} parts`
+        : `${d.R} row${d.R > 1 ? "s" : ""}, ${d.S} slices, ${d.U} unit${d.U > 1 ? "s" : ""}, tile ${d.W}${d.P ? ", prefetch" : ""}`;
       console.log(
         `${k.kernel} H=${k.H} B=${k.B}: default (${chosen}) ${d.us.toFixed(1)} us/step; fastest ` +
           `${k.best.us.toFixed(1)} (${stepLabel(k.best.settings)}), ${(d.us / k.best.us).toFixed(2)}x the default; ` +
@@ -140,7 +143,7 @@ async function main(): Promise<void> {
     // The step's other large products in every tile variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles,
     // read as floats or as vec4s): the input projection of a layer fed H values (T·B, H)·(H, G), its input gradient
     // (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each result compared with the 64 one (the same fma chains:
-    // 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's "tuned, products").
+    // 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's "tuned, matmul ...").
     const xs = gpu.alloc(T * B * H);
     const TILES = ["64", "128", "64v", "128v"];
     const gOut = gpu.alloc(T * B * G);

@@ -71,7 +71,7 @@ tuned() {
     CHARLM_WEBGPU_KERNELS=$(cat bench/out/gpu-kernels.json)
     export CHARLM_WEBGPU_KERNELS
   fi
-  # the products' fastest tile variant there, for the bench's "tuned, products" variant
+  # the products' fastest tile variant there, for the bench's "tuned, matmul ..." variant
   if [ -z "${CHARLM_BENCH_MATMUL:-}" ] && [ -s bench/out/gpu-matmul.txt ]; then
     CHARLM_BENCH_MATMUL=$(cat bench/out/gpu-matmul.txt)
     export CHARLM_BENCH_MATMUL

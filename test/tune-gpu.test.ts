@@ -17,12 +17,16 @@ import { gpuForTests } from "./helpers/webgpu.js";
 
 const { gpu, skip } = await gpuForTests();
 
-test("the grid: every combination of rows, slices, units, wide tiles and prefetching; 8 rows from batch 128", () => {
-  assert.equal(stepGrid(false, 64).length, 36); // 3 rows x 3 slices x wide x prefetch
-  assert.equal(stepGrid(true, 64).length, 108); // x 3 units
-  assert.equal(stepGrid(false, 256).length, 42); // 8 rows: 64 wide anyway, so no wide variant
-  assert.equal(stepGrid(true, 256).length, 126);
+test("the grid: every combination of rows, slices, units, wide tiles and prefetching (8 rows from batch 128), then the products layout in 1 to 8 parts", () => {
+  // 3 rows x 3 slices x wide x prefetch, and 4 part counts of the products layout
+  assert.equal(stepGrid(false, 64).length, 36 + 4);
+  assert.equal(stepGrid(true, 64).length, 108 + 4); // x 3 units
+  assert.equal(stepGrid(false, 256).length, 42 + 4); // 8 rows: 64 wide anyway, so no wide variant
+  assert.equal(stepGrid(true, 256).length, 126 + 4);
   assert.ok(stepGrid(true, 256).every((s) => !(s.rows === 8 && s.wide)));
+  const parts = (g: ReturnType<typeof stepGrid>) => g.filter((s) => s.products).map((s) => s.slices);
+  assert.deepEqual(parts(stepGrid(true, 64)), [1, 2, 4, 8]);
+  assert.deepEqual(parts(stepGrid(false, 64, true)), [2, 8]);
 });
 
 describe("charlm tune-gpu", { skip }, () => {
@@ -48,6 +52,7 @@ describe("charlm tune-gpu", { skip }, () => {
     for (const k of kernels) {
       assert.ok(k.timings.length >= 8, `${k.key}: ${k.timings.length} settings`);
       for (const t of k.timings) assert.ok(t.diff < 1e-5, `${k.key}: a setting's output differs by ${t.diff}`);
+      assert.equal(k.timings.filter((t) => t.settings.products).length, 2, `${k.key}: the products layout's timings`);
       assert.deepEqual(table[k.key], k.best.settings);
       assert.equal(k.best.us, Math.min(...k.timings.map((t) => t.us)));
     }

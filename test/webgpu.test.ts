@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
-import { lstmStepSettings } from "../src/engine/backends/webgpu/kernels/recurrent.js";
+import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
@@ -362,6 +362,11 @@ describe("webgpu backend against js", { skip }, () => {
           H: 70,
         })),
         { layout: "sequence", rows: "2", split: "1", units: "1", T: 3, B: 3, H: 300 },
+        // the products layout: the step's product in 1 (one fused kernel), 2 or 8 parts along K (or the rule's: 1
+        // here), then the gate kernel; K = 300 forward takes 7 parts of 48 at 8, 1,200 backward 8 of 160
+        ...["1", "2", ""].map((split) => ({ layout: "products", rows: "", split, units: "", T: 4, B: 9, H: 70 })),
+        { layout: "products", rows: "", split: "1", units: "", T: 2, B: 70, H: 20 }, // one part: fused, 2 row tiles
+        { layout: "products", rows: "", split: "8", units: "", T: 3, B: 3, H: 300 },
       ];
       for (const v of variants) {
         const env = {
@@ -374,7 +379,7 @@ describe("webgpu backend against js", { skip }, () => {
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows} rows, ${v.split} slices, ${v.units} units${"wide" in v && v.wide ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
@@ -584,6 +589,16 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   const cases: [string, ModelConfig, Record<string, string>][] = [
     ...models.map(([name, cfg]): [string, ModelConfig, Record<string, string>] => [name, cfg, {}]),
     ["2 x LSTM (its recurrence one dispatch per sequence)", models[0][1], { CHARLM_WEBGPU_RECURRENT: "sequence" }],
+    ["2 x LSTM (its steps a tiled product and a gate kernel)", models[0][1], { CHARLM_WEBGPU_RECURRENT: "products" }],
+    [
+      "2 x LSTM (a table picks the products layout for the backward steps only, in 4 parts)",
+      models[0][1],
+      {
+        CHARLM_WEBGPU_KERNELS: JSON.stringify({
+          "lstmBackward H10 B3": { rows: 1, slices: 4, units: 1, wide: false, prefetch: false, products: true },
+        }),
+      },
+    ],
     ["GPT (attention as a thread per row)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "rows" }],
     [
       "2 x LSTM (step settings from a CHARLM_WEBGPU_KERNELS table: prefetching)",
@@ -595,9 +610,17 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     // op outputs and kernels' scratch are handed out without a clear: no kernel may read a value nobody wrote
     const poisoned = await withEnv({ CHARLM_POISON: "1" }, () => createWebgpuBackend());
     try {
-      for (const [name, cfg] of models) {
+      const runs: [string, ModelConfig, Record<string, string>][] = [
+        ...models.map(([name, cfg]): [string, ModelConfig, Record<string, string>] => [
+          name,
+          cfg,
+          { CHARLM_WEBGPU_PREFETCH: "1" },
+        ]),
+        [`${models[0][0]} (products layout)`, models[0][1], { CHARLM_WEBGPU_RECURRENT: "products" }],
+      ];
+      for (const [name, cfg, env] of runs) {
         const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-        const got = await withEnv({ CHARLM_WEBGPU_PREFETCH: "1" }, () => train(poisoned, cfg, 3, 7, 3));
+        const got = await withEnv(env, () => train(poisoned, cfg, 3, 7, 3));
         got.losses.forEach((l, i) =>
           assert.ok(
             Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i],
@@ -667,6 +690,36 @@ test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; sing
     await withEnv({ CHARLM_WEBGPU_KERNELS: bad }, async () =>
       assert.throws(() => lstmStepSettings(true, 3, 10), /^CharlmError: CHARLM_WEBGPU_KERNELS is not a JSON object/),
     );
+});
+
+test("the products layout: forced or by a table's entry; its parts by the rule or CHARLM_WEBGPU_SPLIT", async () => {
+  const products = (backward: boolean, B: number, H: number) => {
+    const s = stepSettingsOf(backward ? "lstmBackward" : "lstmForward", B, H);
+    return s.products ? s.S : null;
+  };
+  assert.equal(products(false, 256, 512), null); // the step layout by default
+  await withEnv({ CHARLM_WEBGPU_RECURRENT: "products" }, async () => {
+    // the fewest parts that give 256 workgroups of 64 x 64 outputs, each part at least 128 long
+    assert.equal(products(false, 256, 512), 2); // 128 tiles, K 512
+    assert.equal(products(true, 256, 512), 8); // 32 tiles, K 2,048
+    assert.equal(products(false, 64, 512), 4); // 32 tiles, K 512: 8 parts would be 64 long
+    assert.equal(products(false, 3, 10), 1); // K 10
+    await withEnv({ CHARLM_WEBGPU_SPLIT: "1" }, async () => assert.equal(products(true, 256, 512), 1));
+  });
+  const table = JSON.stringify({
+    "lstmBackward H512 B256": { rows: 1, slices: 4, units: 1, wide: false, prefetch: false, products: true },
+  });
+  await withEnv({ CHARLM_WEBGPU_KERNELS: table }, async () => {
+    assert.equal(products(true, 256, 512), 4);
+    assert.equal(products(false, 256, 512), null); // not in the table: the step layout
+    await withEnv({ CHARLM_WEBGPU_RECURRENT: "step" }, async () => assert.equal(products(true, 256, 512), null));
+  });
+  await withEnv({ CHARLM_WEBGPU_RECURRENT: "products!" }, async () =>
+    assert.throws(
+      () => products(true, 256, 512),
+      /^CharlmError: CHARLM_WEBGPU_RECURRENT is "products!"; use step, sequence, products or auto, or unset it$/,
+    ),
+  );
 });
 
 /** fn with the kernel switches in `env` set, unset again afterwards. */

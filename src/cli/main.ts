@@ -14,9 +14,10 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_CACHE_DIR: "where downloads are cached (default $XDG_CACHE_HOME/charlm, else ~/.cache/charlm)",
   CHARLM_WASM_BUILD: "plain or relaxed: force one build of the wasm kernels (default: the fastest that runs)",
   CHARLM_WEBGPU_RECURRENT:
-    "step or sequence: webgpu runs a recurrent time loop as a dispatch per step or one per sequence (default: by size)",
+    "step, sequence or products: webgpu runs a recurrent time loop as a dispatch per step, one per sequence, or a tiled product and a gate kernel per step (default: step, or a tuned table's choice)",
   CHARLM_WEBGPU_ROWS: "1, 2, 4 or 8: batch rows per webgpu thread in the recurrent kernels (tuning)",
-  CHARLM_WEBGPU_SPLIT: "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels (tuning)",
+  CHARLM_WEBGPU_SPLIT:
+    "1, 2, 4 or 8: slices of each dot product in webgpu's step-layout recurrent kernels, parts along K in the products layout (tuning)",
   CHARLM_WEBGPU_ATTENTION:
     "matmul (default) or rows: webgpu's attention as batched matrix products, or a thread per row",
   CHARLM_WEBGPU_UNITS: "1, 2 or 4: hidden units per thread in webgpu's backward recurrent steps (tuning; default 2)",

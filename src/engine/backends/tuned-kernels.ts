@@ -32,6 +32,7 @@ const SETTING_VALUES: Record<keyof StepSettings, readonly unknown[]> = {
   units: [1, 2, 4],
   wide: [false, true],
   prefetch: [false, true],
+  products: [undefined, false, true], // optional: absent in tables written before the products layout
 };
 
 /** The file's contents, or null when there is none; a file that is not one refuses with a line saying so. */

@@ -54,7 +54,7 @@ export interface TunedKernel {
   /** the table's key: "lstmForward H512 B64" */
   key: string;
   /** what the defaults run with, and their time (taken after the grid's, warm) */
-  defaults: { R: number; S: number; U: number; W: number; P: boolean; us: number };
+  defaults: { R: number; S: number; U: number; W: number; P: boolean; products: boolean; us: number };
   /** the fastest setting whose output matches the defaults' */
   best: SettingTiming;
   /** every setting timed, fastest first */
@@ -63,7 +63,8 @@ export interface TunedKernel {
 
 /**
  * Every combination of 2, 4 and 8 slices, 1, 2 and 4 rows (and 8 from batch 128), units (where they apply: the
- * kernels with one product per unit, as the backward steps), wide tiles and prefetching; `small` takes fewer of each.
+ * kernels with one product per unit, as the backward steps), wide tiles and prefetching; then the products layout
+ * with its product in 1, 2, 4 and 8 parts along K. `small` takes fewer of each.
  */
 export function stepGrid(oneProduct: boolean, B: number, small = false): StepSettings[] {
   const out: StepSettings[] = [];
@@ -74,6 +75,8 @@ export function stepGrid(oneProduct: boolean, B: number, small = false): StepSet
         for (const wide of [false, true])
           for (const prefetch of [false, true])
             if (!(wide && rows === 8)) out.push({ rows, slices, units, wide, prefetch }); // 8 rows: 64 wide anyway
+  for (const slices of small ? ([2, 8] as const) : ([1, 2, 4, 8] as const))
+    out.push({ rows: 1, slices, units: 1, wide: false, prefetch: false, products: true });
   return out;
 }
 
@@ -113,6 +116,7 @@ export async function medianUs(gpu: WebgpuBackend, run: () => void, reps: number
 /** "2 rows, 4 slices, 1 unit, wide, prefetch" */
 export function stepLabel(s: StepSettings): string {
   const n = (v: number, what: string) => `${v} ${what}${v > 1 ? "s" : ""}`;
+  if (s.products) return `products: the product in ${n(s.slices, "part")}, then the gates`;
   return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}`;
 }
 
@@ -138,8 +142,9 @@ export async function tuneSteps(
 ): Promise<{ table: Record<string, StepSettings>; kernels: TunedKernel[] }> {
   for (const name of STEP_SETTING_ENV)
     if (envSetting(name)) throw new CharlmError(`tuning: ${name} is set and overrides the settings tried; unset it`);
-  if (envSetting("CHARLM_WEBGPU_RECURRENT") === "sequence")
-    throw new CharlmError("tuning: CHARLM_WEBGPU_RECURRENT=sequence has no step kernels to tune; unset it");
+  const layout = envSetting("CHARLM_WEBGPU_RECURRENT");
+  if (layout === "sequence" || layout === "products")
+    throw new CharlmError(`tuning: CHARLM_WEBGPU_RECURRENT=${layout} overrides the layouts tried; unset it`);
   for (const { H, B } of shapes)
     if (!(Number.isInteger(H) && H >= 1 && Number.isInteger(B) && B >= 1))
       throw new CharlmError(`tuning: units ${H} and batch ${B} must be whole numbers of at least 1`);

@@ -19,7 +19,7 @@
 
 import { checkMatmulBias, type MatmulOptions } from "../../../backend.js";
 import { CharlmError } from "../../../../util/errors.js";
-import { envSetting as env, type Buf, type GpuRuntime } from "../runtime.js";
+import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
 /** The product kernel's variant: CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v. */
@@ -146,6 +146,46 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 /**
+ * A product (batch 1) split along K into about `S` parts: part z = A[:, z·KS ..]·B[z·KS .., :] into a scratch
+ * (parts, M, N), KS a multiple of 16. The caller adds the parts (in order, for the same bits run to run) and frees
+ * the scratch. `matmul` splits this way; a recurrent step's product adds them in its gate kernel.
+ */
+export function matmulParts(
+  rt: GpuRuntime,
+  a: Buf,
+  b: Buf,
+  M: number,
+  K: number,
+  N: number,
+  S: number,
+  o?: Pick<MatmulOptions, "transA" | "transB" | "offsetA" | "offsetB">,
+): { partial: GpuStorage; parts: number } {
+  const ta = o?.transA ?? false;
+  const tb = o?.transB ?? false;
+  const { T: TILE, vec } = variant();
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}${vec ? ".v" : ""}`;
+  const KS = Math.max(16, Math.ceil(K / S / 16) * 16);
+  const parts = Math.ceil(K / KS);
+  const partial = rt.scratch(parts * M * N);
+  rt.run(
+    key,
+    () => code(ta, tb, TILE, false, vec),
+    [a, b],
+    [partial],
+    [M, K, N, o?.offsetA ?? 0, o?.offsetB ?? 0, 0, 0, KS],
+    [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
+    () => `${M}x${K}x${N}`,
+  );
+  return { partial, parts };
+}
+
+/** A product's output tiles (of the current variant's size): how many workgroups it has unsplit. */
+export function matmulTiles(M: number, N: number): number {
+  const { T } = variant();
+  return Math.ceil(N / T) * Math.ceil(M / T);
+}
+
+/**
  * The workgroups a product with few output tiles and a long K is split along K to reach. The stop-5 profile on an
  * H200 (bench/results/h200-stop5/run2-profile.txt) timed this kernel at ~10.5 TFLOP/s on 128 workgroups (LSTM 256's
  * weight gradients at batch 256, then split in 2 and 8), ~19.5 on 256 (LSTM 512's, unsplit) and 33.5 on 12,800 (a
@@ -186,18 +226,7 @@ export function matmul(
   const target = splitTarget();
   const S = batch === 1 && tiles < target && K >= 1024 ? Math.min(Math.ceil(target / tiles), Math.floor(K / 256)) : 1;
   if (S > 1) {
-    const KS = Math.ceil(K / S / 16) * 16;
-    const parts = Math.ceil(K / KS);
-    const partial = rt.scratch(parts * M * N);
-    rt.run(
-      key,
-      () => code(ta, tb, TILE, false, vec),
-      [a, b],
-      [partial],
-      [M, K, N, ...offs, 0, 0, KS],
-      [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
-      () => `${M}x${K}x${N}`,
-    );
+    const { partial, parts } = matmulParts(rt, a, b, M, K, N, S, o);
     // the parts added in order, then the bias (as the unsplit kernel: the product, then + bias)
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> p: array<f32>;

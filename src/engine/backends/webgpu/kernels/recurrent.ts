@@ -10,10 +10,11 @@
 // large product over all steps, dWh += [h0; h_0..h_{T-2}]ᵀ (H, T·B) · da (T·B, G), instead of T small ones, and dh0
 // one more product.
 //
-// The time loop is encoded in one of two layouts (see Layout): a dispatch per step (the default), whose workgroups
-// split the units, the batch rows and the dot products' length of that step; or one dispatch for the whole sequence,
+// The time loop is encoded in one of three layouts (see Layout): a dispatch per step (the default), whose workgroups
+// split the units, the batch rows and the dot products' length of that step; one dispatch for the whole sequence,
 // whose workgroups each own a few batch rows and walk every step themselves (no launch per step, but each workgroup
-// reads all of Wh at every step).
+// reads all of Wh at every step); or, per step, the product as a tiled matrix product (split along K) and then the
+// gate math in a kernel of its own, which adds the product's parts.
 //
 // Formulas and gate orders are those of ../../backend.ts.
 
@@ -26,9 +27,9 @@ import type {
   RnnForwardArgs,
 } from "../../../backend.js";
 import { CharlmError } from "../../../../util/errors.js";
-import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
-import { reduceTo, swapAxes } from "./elementwise.js";
-import { matmul } from "./matmul.js";
+import { envSetting as env, gridFor, WG, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
+import { addInOrder, reduceTo, swapAxes } from "./elementwise.js";
+import { matmul, matmulParts, matmulTiles } from "./matmul.js";
 
 interface StepKernel {
   /** Bindings and helpers; must define fn src(t, b, k) -> f32, the row vector step t multiplies. */
@@ -42,6 +43,23 @@ interface StepKernel {
 }
 
 /**
+ * The epilogue of kernel `k` for unit `j` and batch row `b` (WGSL expressions), its acc[a] read from the thread's
+ * acc[index(a)]; nothing past B or H is written.
+ */
+function epilogueAt(k: StepKernel, j: string, b: string, index: (a: number) => number): string {
+  const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${index(Number(a))}]`);
+  return `{
+    let j = ${j};
+    let b = ${b};
+    if (b < B && j < H) {
+      let bj = b * H + j;
+      let ho = t * B * H + bj;
+      ${e}
+    }
+  }`;
+}
+
+/**
  * How a kernel lays its threads out. "step": one dispatch per time step (params t, T, B, H, K; K = 0 skips the
  * product); a workgroup is 64/S threads along the units by 4 along the batch rows by S slices of the product's length
  * (S = 1, 2, 4, 8); each thread owns R rows (b = b0 + lid.y + 4r), so that every weight it loads serves R rows, and U
@@ -49,9 +67,12 @@ interface StepKernel {
  * sequence (params -, T, B, H, K, skip the product at the last step, backward); a workgroup owns R batch rows and
  * every unit of them (j0 = jb + lid.x in blocks of 256) and walks the time steps itself, with a storage barrier
  * between steps: batch rows never meet, so no workgroup waits on another, and launch latency is paid once per layer
- * instead of once per step.
+ * instead of once per step. "products": two dispatches per step, the step's product by the tiled matrix product
+ * (kernels/matmul.ts; each thread 4 x 4 outputs, both operands staged in workgroup memory) split along K into S
+ * parts, then a thread per (b, j) that adds the parts in order and runs the gate math (productGates); in one part,
+ * one dispatch whose tiled product ends in the gate math (fusedProductCode).
  */
-type Layout = "step" | "sequence";
+type Layout = "step" | "sequence" | "products";
 
 /**
  * A fused kernel for one product + gate math. The k loop is unrolled by 4; a kernel with one product (the backward
@@ -119,18 +140,7 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
           .join(" ");
   const epilogues = range(R)
     .flatMap((r) =>
-      range(U).map((v) => {
-        const e = k.epilogue.replace(/acc\[(\d+)\]/g, (_, a: string) => `acc[${at(0, r, v * k.accs + Number(a))}]`);
-        return `{
-    let j = j0 + ${v * X}u;
-    let b = b0 + ${rowOf(`${r}u`)};
-    if (b < B && j < H) {
-      let bj = b * H + j;
-      let ho = t * B * H + bj;
-      ${e}
-    }
-  }`;
-      }),
+      range(U).map((v) => epilogueAt(k, `j0 + ${v * X}u`, `b0 + ${rowOf(`${r}u`)}`, (a) => at(0, r, v * k.accs + a))),
     )
     .join("\n  ");
   // The product of the R rows' vectors with the weights of unit j, then the gate math: the body of one step. With S
@@ -331,6 +341,11 @@ export interface StepSettings {
   units: 1 | 2 | 4;
   wide: boolean;
   prefetch: boolean;
+  /**
+   * The "products" layout for this kernel and shape: the step's product as a tiled matrix product in `slices` parts
+   * along K, then the gate math (rows, units, wide and prefetch do not apply).
+   */
+  products?: boolean;
 }
 
 let tuned: { text: string; table: Record<string, Partial<StepSettings>> } | null = null;
@@ -496,8 +511,9 @@ function unitsPerThread(k: StepKernel, t: Partial<StepSettings>): number {
 }
 
 /**
- * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence forces a layout (see Layout); unset or "auto",
- * the step layout. On an H200 the step layout with sliced products trained LSTM 256 1.2x (batch 256) to 2.1x (batch
+ * How the time loop is encoded: CHARLM_WEBGPU_RECURRENT=step|sequence|products forces a layout (see Layout); unset
+ * or "auto", the step layout, or the products layout where the table of step settings says so for the kernel and
+ * shape (see timeLoop). On an H200 the step layout with sliced products trained LSTM 256 1.2x (batch 256) to 2.1x (batch
  * 64) as fast as the sequence layout, and 2 x LSTM 512 1.7x to 2.9x (docs/webgpu.md): a sequence-layout workgroup
  * walks every step on one core and reads all of Wh at each, while a step's dispatch spreads its product over the
  * whole GPU, and its launch (~5 us of host encoding per dispatch there) is not what bounds it. The sequence layout
@@ -506,12 +522,23 @@ function unitsPerThread(k: StepKernel, t: Partial<StepSettings>): number {
  */
 export function recurrentLayout(T: number): Layout {
   const v = env("CHARLM_WEBGPU_RECURRENT");
+  if (v && !["auto", "step", "sequence", "products"].includes(v))
+    throw new CharlmError(`CHARLM_WEBGPU_RECURRENT is "${v}"; use step, sequence, products or auto, or unset it`);
+  if (v === "products") return "products";
   if (T <= 1) return "step";
   return v === "sequence" ? "sequence" : "step";
 }
 
+/** The step's product for the products layout: its row vectors (a buffer and the element offset of step t's) and weights. */
+interface StepProduct {
+  rows: (t: number) => [Buf, number];
+  /** (K, accs·H): h_{t-1}·wh forward, da_{t+1}·whᵀ backward (whT stored (G, H)) */
+  w: Buf;
+}
+
 /**
- * The time loop of one recurrent kernel: T dispatches of the step layout, or one of the sequence layout. `K` is the
+ * The time loop of one recurrent kernel: T dispatches of the step layout, one of the sequence layout, or T (one
+ * part) or 2T of the products layout, whose product `product` describes. `K` is the
  * product's length; `backward` walks t from T-1 down and skips the product at the last step (nothing comes after it).
  */
 function timeLoop(
@@ -521,16 +548,23 @@ function timeLoop(
   reads: Buf[],
   writes: Buf[],
   dims: { T: number; B: number; H: number; K: number; backward: boolean },
+  product: StepProduct,
 ): void {
   const { T, B, H, K, backward } = dims;
   const layout = recurrentLayout(T);
+  const tuned = tunedStep(key, B, H);
+  if (layout === "products" || (layout === "step" && productsByTable(tuned))) {
+    const S = productParts(B, H, K, k.accs, tuned);
+    productsLoop(rt, { key, k, reads, writes, ...dims }, product, S);
+    return;
+  }
   if (layout === "sequence") {
     const R = rowsPerThread(B, H, layout);
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const { R, S, U, W, P } = stepSettings(k, B, H, K, tunedStep(key, B, H));
+  const { R, S, U, W, P } = stepSettings(k, B, H, K, tuned);
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
   const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}`;
   for (let s = 0; s < T; s++) {
@@ -538,6 +572,199 @@ function timeLoop(
     const KD = backward && t === T - 1 ? 0 : K;
     rt.run(name, () => kernelCode(k, R, layout, S, U, W, P), reads, writes, [t, T, B, H, KD], groups);
   }
+}
+
+/** The products layout by a table's choice (CHARLM_WEBGPU_RECURRENT unset or auto; "step" keeps the step layout). */
+function productsByTable(t: Partial<StepSettings>): boolean {
+  const v = env("CHARLM_WEBGPU_RECURRENT");
+  return t.products === true && (!v || v === "auto");
+}
+
+/**
+ * The products layout's parts along K (CHARLM_WEBGPU_SPLIT or a products entry's slices, else the rule): the fewest of 1,
+ * 2, 4 and 8 that give the product 256 workgroups, each part at least 128 long. LSTM 512's forward at batch 256 has
+ * 128 output tiles of 64 x 64 and takes 2 parts; its backward (K = 2,048, 32 tiles) takes 8.
+ */
+function productParts(B: number, H: number, K: number, accs: number, t: Partial<StepSettings>): number {
+  // a table's slices are parts only in its products entries (elsewhere they are the step layout's)
+  const forced = Number(env("CHARLM_WEBGPU_SPLIT")) || (t.products ? t.slices : undefined);
+  if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
+  const tiles = matmulTiles(B, accs * H);
+  let S = 1;
+  while (S < 8 && tiles * S < 256 && K / (2 * S) >= 128) S *= 2;
+  return S;
+}
+
+/**
+ * The products layout (see Layout): per step, the product of its row vectors with the weights in S parts along K
+ * (matmulParts: a scratch (S, B, accs·H) per step, from the pool), then productGates; in one part, fusedProductCode
+ * alone. The backward's last step has no product (K = 0): its gate kernel takes zeros.
+ */
+function productsLoop(
+  rt: GpuRuntime,
+  l: {
+    key: string;
+    k: StepKernel;
+    reads: Buf[];
+    writes: Buf[];
+    T: number;
+    B: number;
+    H: number;
+    K: number;
+    backward: boolean;
+  },
+  product: StepProduct,
+  S: number,
+): void {
+  const { key, k, reads, writes, T, B, H, K, backward } = l;
+  const NZ = k.accs * H;
+  const name = `${key}.gates.${reads.length}.${writes.length}`;
+  if (S === 1) {
+    // one part: the product and the gates in one kernel (fusedProductCode), no parts to write and read back
+    const groups = [Math.ceil(H / (oneProduct(k) ? 64 : 16)), Math.ceil(B / 64)];
+    for (let s = 0; s < T; s++) {
+      const t = backward ? T - 1 - s : s;
+      const KD = backward && t === T - 1 ? 0 : K;
+      rt.run(`${key}.fused`, () => fusedProductCode(k), reads, writes, [t, T, B, H, KD], groups);
+    }
+    return;
+  }
+  for (let s = 0; s < T; s++) {
+    const t = backward ? T - 1 - s : s;
+    const KD = backward && t === T - 1 ? 0 : K;
+    let partial: GpuStorage | null = null;
+    let parts = 0;
+    if (KD > 0) {
+      const [a, offsetA] = product.rows(t);
+      ({ partial, parts } = matmulParts(rt, a, product.w, B, K, NZ, S, { offsetA }));
+    }
+    // without a product the gate kernel still binds a buffer there, one it does not read
+    const z = partial ?? rt.scratch(1);
+    const params = [t, T, B, H, KD, parts, NZ];
+    rt.run(
+      name,
+      () => productGates(k, reads.length + writes.length + 1),
+      reads,
+      [...writes, z],
+      params,
+      gridFor(B * H),
+    );
+    rt.free(z);
+  }
+}
+
+/**
+ * The products layout in one part: the tiled product and the gate math in one kernel. A workgroup of 16 x 16
+ * threads owns 64 batch rows and 16 units' gates (64 units of a one-product kernel); K is walked 16 at a time
+ * through workgroup memory as in kernels/matmul.ts, the row values from src(t, b, k) and the weights from the step
+ * kernel's. A thread's outputs are 4 rows (b0 + y + 16i) by C columns: the accs gates of unit j0 + x, or (one
+ * product) the units j0 + x + 16c, c < 4; then the epilogue for each of its (row, unit) pairs.
+ */
+function fusedProductCode(k: StepKernel): string {
+  const one = oneProduct(k);
+  const C = one ? 4 : k.accs; // columns a thread
+  const NC = 16 * C; // columns a workgroup: column c is gate c / 16 of unit j0 + c % 16, or unit j0 + c
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const weightFns = range(k.accs)
+    .map(
+      (a) =>
+        `fn weight${a}(k: u32, j: u32) -> f32 { if (k >= pu(4u) || j >= pu(3u)) { return 0.0; } return ${k.w(a)}; }`,
+    )
+    .join("\n");
+  const column = one
+    ? "return weight0(kg, j0 + c);"
+    : `let j = j0 + c % 16u;
+  ${range(k.accs)
+    .map((a) => `if (c / 16u == ${a}u) { return weight${a}(kg, j); }`)
+    .join("\n  ")}
+  return 0.0;`;
+  const epilogues = range(4)
+    .flatMap((i) =>
+      range(one ? C : 1).map((v) =>
+        epilogueAt(k, `j0 + lid.x + ${16 * v}u`, `b0 + lid.y + ${16 * i}u`, (a) => i * C + (one ? v : a)),
+      ),
+    )
+    .join("\n  ");
+  return /* wgsl */ `
+${k.decls}
+${weightFns}
+fn wcol(kg: u32, c: u32, j0: u32) -> f32 {
+  ${column}
+}
+var<workgroup> As: array<f32, 1024>; // [k][row], 16 x 64
+var<workgroup> Bs: array<f32, ${16 * NC}>; // [k][column], 16 x ${NC}
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
+  let j0 = wid.x * ${one ? 64 : 16}u;
+  let b0 = wid.y * 64u;
+  let tid = lid.y * 16u + lid.x;
+  var acc: array<f32, ${4 * C}>; // [row i][column c]
+  for (var k0 = 0u; k0 < KD; k0 += 16u) {
+    for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      let ka = e % 16u;
+      let m = e / 16u;
+      var av = 0.0;
+      if (b0 + m < B && k0 + ka < KD) { av = src(t, b0 + m, k0 + ka); }
+      As[ka * 64u + m] = av;
+    }
+    for (var l = 0u; l < ${C}u; l++) {
+      let e = tid + l * 256u;
+      let c = e % ${NC}u;
+      let kb = e / ${NC}u;
+      Bs[kb * ${NC}u + c] = wcol(k0 + kb, c, j0);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      var ar: array<f32, 4>;
+      var br: array<f32, ${C}>;
+      for (var i = 0u; i < 4u; i++) { ar[i] = As[kk * 64u + lid.y + 16u * i]; }
+      for (var c = 0u; c < ${C}u; c++) { br[c] = Bs[kk * ${NC}u + c * 16u + lid.x]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var c = 0u; c < ${C}u; c++) { acc[i * ${C}u + c] = fma(ar[i], br[c], acc[i * ${C}u + c]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  ${epilogues}
+}`;
+}
+
+/**
+ * The products layout's gate kernel: a thread per (b, j) adds the product's parts for each of its gates in order
+ * (zeros when KD = 0), then runs the step kernel's epilogue. The parts come in as binding `zBinding` (bound
+ * read_write after the kernel's own, so that their numbers do not move; only read).
+ */
+function productGates(k: StepKernel, zBinding: number): string {
+  const sums = Array.from(
+    { length: k.accs },
+    (_, a) => `{
+      var s = 0.0;
+      var q = 0u;
+      ${addInOrder("s", "q", "parts", (q) => `zp[${q} * B * NZ + b * NZ + ${a}u * H + j]`)}
+      acc[${a}] = s;
+    }`,
+  ).join("\n    ");
+  return /* wgsl */ `
+${k.decls}
+@group(0) @binding(${zBinding}) var<storage, read_write> zp: array<f32>; // (parts, B, accs·H)
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
+  let parts = pu(5u); let NZ = pu(6u);
+  let i = gindex(gid, nwg);
+  if (i >= B * H) { return; }
+  let b = i / H;
+  let j = i % H;
+  let bj = b * H + j;
+  let ho = t * B * H + bj;
+  var acc = array<f32, ${k.accs}>();
+  if (KD > 0u) {
+    ${sums}
+  }
+  ${k.epilogue}
+}`;
 }
 
 /** The step layout's settings for kernel `k` at batch B over H units with a product of length K. */
@@ -567,7 +794,8 @@ export type StepKernelName =
 
 /**
  * What a recurrent step kernel runs with (rows, slices, units a thread, tile width, prefetching) at batch B over H
- * units under the current settings: for the tuner and the benches, which print what the defaults chose.
+ * units under the current settings, a sequence longer than one step: for the tuner and the benches, which print what
+ * the defaults chose. In the products layout (products: true) S is the product's parts along K and the rest is moot.
  */
 export function stepSettingsOf(name: StepKernelName, B: number, H: number) {
   // each kernel, and its product's length: h_{t-1} (H) forward, the gates' gradients (gates x H) backward
@@ -580,7 +808,12 @@ export function stepSettingsOf(name: StepKernelName, B: number, H: number) {
     rnnBackward: [RNN_BACKWARD, H],
   };
   const [k, K] = kernels[name];
-  return { ...stepSettings(k, B, H, K, tunedStep(name, B, H)), oneProduct: oneProduct(k) };
+  const tuned = tunedStep(name, B, H);
+  if (recurrentLayout(2) === "products" || productsByTable(tuned)) {
+    const S = productParts(B, H, K, k.accs, tuned);
+    return { R: 1, S, U: 1, W: 64, P: false, products: true, oneProduct: oneProduct(k) };
+  }
+  return { ...stepSettings(k, B, H, K, tuned), products: false, oneProduct: oneProduct(k) };
 }
 
 /** stepSettingsOf for an LSTM's forward or backward step. */
@@ -603,6 +836,16 @@ fn src(t: u32, b: u32, k: u32) -> f32 {
   let G = ${G};
   return ${name}[(t + 1u) * pu(2u) * G + b * G + k];
 }`;
+
+/** The products layout's forward product: h_{t-1} (h0 at t = 0, else hs[t-1]) times wh (H, accs·H). */
+function previousH(h0: Buf, hs: Buf, B: number, H: number, wh: Buf): StepProduct {
+  return { rows: (t) => (t === 0 ? [h0, 0] : [hs, (t - 1) * B * H]), w: wh };
+}
+
+/** The products layout's backward product: the pre-activation gradient of step t+1 in `da` (rows of G) times whT. */
+function nextDa(da: Buf, B: number, G: number, whT: Buf): StepProduct {
+  return { rows: (t) => [da, (t + 1) * B * G], w: whT };
+}
 
 /** [h0; hs[0 .. T-2]] (T·B, H): the h_{t-1} of every step, for the weight gradient product. */
 function previousStates(rt: GpuRuntime, h0: GpuStorage, hs: GpuStorage, T: number, B: number, H: number): GpuStorage {
@@ -684,13 +927,12 @@ ${NEXT_DA("dxw", "4u * pu(3u)")}`,
 
 export function lstmForward(rt: GpuRuntime, a: LstmForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  timeLoop(rt, "lstmForward", LSTM_FORWARD, [a.xw, a.wh, a.h0, a.c0], [a.hs, a.cs, a.gates], {
-    T,
-    B,
-    H,
-    K: H,
-    backward: false,
-  });
+  const [reads, writes] = [
+    [a.xw, a.wh, a.h0, a.c0],
+    [a.hs, a.cs, a.gates],
+  ];
+  const dims = { T, B, H, K: H, backward: false };
+  timeLoop(rt, "lstmForward", LSTM_FORWARD, reads, writes, dims, previousH(a.h0, a.hs, B, H, a.wh));
 }
 
 export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): void {
@@ -702,7 +944,8 @@ export function lstmBackward(rt: GpuRuntime, a: LstmBackwardArgs<GpuStorage>): v
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, G);
   const reads = [a.gates, a.cs, a.c0, a.dhs, whT];
-  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], { T, B, H, K: G, backward: true });
+  const dims = { T, B, H, K: G, backward: true };
+  timeLoop(rt, "lstmBackward", LSTM_BACKWARD, reads, [a.dxw, a.dh0, a.dc0], dims, nextDa(a.dxw, B, G, whT));
   rt.free(whT);
   // dh0 = da_0 · Whᵀ
   matmul(rt, a.dxw, a.wh, a.dh0, B, G, H, { transB: true });
@@ -771,13 +1014,12 @@ ${NEXT_DA("dah", "3u * pu(3u)")}`,
 
 export function gruForward(rt: GpuRuntime, a: GruForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  timeLoop(rt, "gruForward", GRU_FORWARD, [a.xw, a.wh, a.bh, a.h0], [a.hs, a.gates, a.hn], {
-    T,
-    B,
-    H,
-    K: H,
-    backward: false,
-  });
+  const [reads, writes] = [
+    [a.xw, a.wh, a.bh, a.h0],
+    [a.hs, a.gates, a.hn],
+  ];
+  const dims = { T, B, H, K: H, backward: false };
+  timeLoop(rt, "gruForward", GRU_FORWARD, reads, writes, dims, previousH(a.h0, a.hs, B, H, a.wh));
 }
 
 export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): void {
@@ -789,7 +1031,8 @@ export function gruBackward(rt: GpuRuntime, a: GruBackwardArgs<GpuStorage>): voi
   const hp = previousStates(rt, a.h0, a.hs, T, B, H);
   const dah = rt.scratch(T * B * G); // (T, B, 3H)
   const reads = [a.gates, a.hn, hp, a.dhs, whT];
-  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], { T, B, H, K: G, backward: true });
+  const dims = { T, B, H, K: G, backward: true };
+  timeLoop(rt, "gruBackward", GRU_BACKWARD, reads, [a.dxw, dah, a.dh0], dims, nextDa(dah, B, G, whT));
   rt.free(whT);
   // dh0 = z_0 dh_0 (already there) + dah_0 · Whᵀ
   matmul(rt, dah, a.wh, a.dh0, B, G, H, { transB: true, accumulate: true });
@@ -832,7 +1075,8 @@ ${NEXT_DA("dxw", "pu(3u)")}`,
 
 export function rnnForward(rt: GpuRuntime, a: RnnForwardArgs<GpuStorage>): void {
   const { T, B, H } = a;
-  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], { T, B, H, K: H, backward: false });
+  const dims = { T, B, H, K: H, backward: false };
+  timeLoop(rt, "rnnForward", RNN_FORWARD, [a.xw, a.wh, a.h0], [a.hs], dims, previousH(a.h0, a.hs, B, H, a.wh));
 }
 
 export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): void {
@@ -840,13 +1084,8 @@ export function rnnBackward(rt: GpuRuntime, a: RnnBackwardArgs<GpuStorage>): voi
   start(rt, a.dhT, a.dh0, B * H);
   if (T === 0) return;
   const whT = transposed(rt, a.wh, H, H);
-  timeLoop(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], {
-    T,
-    B,
-    H,
-    K: H,
-    backward: true,
-  });
+  const dims = { T, B, H, K: H, backward: true };
+  timeLoop(rt, "rnnBackward", RNN_BACKWARD, [a.hs, a.dhs, whT], [a.dxw, a.dh0], dims, nextDa(a.dxw, B, H, whT));
   rt.free(whT);
   matmul(rt, a.dxw, a.wh, a.dh0, B, H, H, { transB: true });
   if (a.dwh) {
