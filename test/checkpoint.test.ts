@@ -22,6 +22,7 @@ import {
   writeSafetensors,
 } from "../src/checkpoint/checkpoint.js";
 import { decodeSafetensors, encodeSafetensors } from "../src/checkpoint/safetensors.js";
+import { writeFileAtomic } from "../src/checkpoint/atomic.js";
 import { CharlmError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -137,6 +138,17 @@ test("safetensors files: atomic write leaves no temp files; a missing file is a 
   assert.equal(back.tensors.size, 5);
   assert.deepEqual((await import("node:fs")).readdirSync(dir), ["w.safetensors"]);
   await assert.rejects(readSafetensors(join(dir, "nope.safetensors")), /nope\.safetensors: no such file/);
+});
+
+test("writeFileAtomic: makes the directory; a write that fails leaves the old file and no temp file", async () => {
+  const dir = join(tmp(), "new", "dir");
+  const file = join(dir, "a.txt");
+  await writeFileAtomic(file, "old\n");
+  assert.equal(readFileSync(file, "utf8"), "old\n");
+  // data the file handle refuses (as a full disk would fail the write): the temp file goes, the old file stays
+  await assert.rejects(writeFileAtomic(file, 42 as unknown as string), /data/);
+  assert.deepEqual(readdirSync(dir), ["a.txt"]);
+  assert.equal(readFileSync(file, "utf8"), "old\n");
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,24 +1,29 @@
 // Atomic file writes: a reader sees either the old file or the new one, never half of each. The bytes go to a
 // temporary file beside the target, are fsynced, and the temporary is renamed over the target (rename is atomic
-// within one filesystem); the directory is fsynced too so the rename itself survives a power cut.
+// within one filesystem); the directory is fsynced too so the rename itself survives a power cut. Every writer of
+// charlm's files (checkpoints, caches, exports, reports) goes through here.
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 
 let counter = 0;
 
-/** Write `data` to `file` atomically (temp file, fsync, rename, fsync directory). */
+/**
+ * Write `data` to `file` atomically (temp file, fsync, rename, fsync directory), making its directory if needed. A
+ * write that fails (a full disk, say) removes its temporary file; only a killed process leaves one behind.
+ */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${counter++}`);
   const handle = await fs.open(tmp, "w");
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.rename(tmp, file);
   } catch (err) {
     await fs.rm(tmp, { force: true });

@@ -13,7 +13,8 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { CharlmError } from "../util/errors.js";
 import { Progress, type TextStream } from "../util/progress.js";
-import { sha256, writeAtomic } from "./files.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
+import { sha256 } from "./files.js";
 
 /** Environment variables (process.env), typed without Node's types so the published types need none. */
 type Env = Record<string, string | undefined>;
@@ -103,7 +104,7 @@ export async function loadTinyShakespeare(opts: LoadTinyShakespeareOptions = {})
   const bytes = await download(spec, opts.quiet ?? false, log);
   checkBytes(bytes, spec, `download from ${spec.url}`, "the download");
   try {
-    await writeAtomic(cached, bytes);
+    await writeFileAtomic(cached, bytes);
   } catch (err) {
     // The data is good; only caching failed. Say so once and carry on.
     if (!opts.quiet) log.write(`charlm: could not cache Tiny Shakespeare in ${cacheDir} (${errText(err)})\n`);

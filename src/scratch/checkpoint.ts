@@ -7,7 +7,8 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { sha256, writeAtomic } from "../data/files.js";
+import { writeFileAtomic } from "../checkpoint/atomic.js";
+import { sha256 } from "../data/files.js";
 import { Vocab, type VocabJSON } from "../data/vocab.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng, type RngState } from "../util/rng.js";
@@ -94,8 +95,8 @@ export async function saveScratchCheckpoint(
     weights: { file: WEIGHTS_FILE, dtype: "float64", byteLength: buf.length, sha256: sha256(buf), tensors },
     savedAt: new Date().toISOString(),
   };
-  await writeAtomic(join(dir, WEIGHTS_FILE), buf);
-  await writeAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+  await writeFileAtomic(join(dir, WEIGHTS_FILE), buf);
+  await writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
   return manifest;
 }
 
