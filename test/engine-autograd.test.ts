@@ -71,7 +71,18 @@ test("multi-output ops: an unused output contributes no gradient", () => {
 test("every op name has exactly one gradient rule", () => {
   const names = Object.keys(gradRules);
   // the ops of ops.ts and recurrent.ts, by the node names they record
-  const recorded = ["matmul", "add", "sub", "mul", "scale", "unary", "softmax", "softmaxCrossEntropy", "embedding"];
+  const recorded = [
+    "matmul",
+    "linear",
+    "add",
+    "sub",
+    "mul",
+    "scale",
+    "unary",
+    "softmax",
+    "softmaxCrossEntropy",
+    "embedding",
+  ];
   recorded.push("concat", "slice", "reduce", "reshape", "transpose", "layerNorm", "dropout", "causalMask");
   recorded.push("causalSelfAttention", "lstm", "gru", "rnn");
   assert.deepEqual(names.slice().sort(), recorded.sort());

@@ -71,6 +71,28 @@ for (const name of await listBackends()) {
     );
 
     test(
+      "linear: x · w + b over leading dims, the same bits as matmul then add; gradients; bad shapes refused",
+      on(() => {
+        const rng = new Rng(11);
+        const x = rand(rng, [3, 5, 7]);
+        const w = rand(rng, [7, 4]);
+        const b = rand(rng, [4]);
+        const y = E.linear(x, w, b);
+        assert.deepEqual(y.shape, [3, 5, 4]);
+        const want = refMatmul(f64(x), f64(w), 15, 7, 4).map((v, i) => v + b.data[i % 4]);
+        assertClose(y.data, want, 1e-5, 1e-6, "linear");
+        assert.deepEqual(y.data, E.add(E.matmul(x, w), b).data);
+        check((u, v, c) => E.linear(u, v, c), [x, w, b]);
+        assert.throws(
+          () => E.linear(x, rand(rng, [6, 4]), b),
+          /^Error: linear: x \[3, 5, 7\] and w \[6, 4\] do not chain/,
+        );
+        assert.throws(() => E.linear(x, w, rand(rng, [5])), /^Error: linear: the bias is \[5\], w has 4 columns/);
+        assert.throws(() => E.linear(x, rand(rng, [2, 7, 4]), b), /^Error: linear: w must be 2-d/);
+      }),
+    );
+
+    test(
       "matmul: batched (..., M, K) x (..., K, N) with transposes",
       on(() => {
         const rng = new Rng(2);

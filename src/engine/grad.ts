@@ -17,6 +17,7 @@ import type { Tensor } from "./tensor.js";
 /** What each op keeps for its rule (beyond its inputs and outputs). */
 export interface OpSaved {
   matmul: { transA: boolean; transB: boolean; M: number; K: number; N: number; batch: number };
+  linear: { M: number; K: number; N: number };
   add: { sa: Strides; sb: Strides };
   sub: { sa: Strides; sb: Strides };
   mul: { sa: Strides; sb: Strides };
@@ -77,6 +78,20 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
         be.matmul(a.storage, g, db, K, M, N, { transA: !transA, accumulate: true, batch }); // (K,N) = op(A)ᵀ g
       else be.matmul(g, a.storage, db, N, M, K, { transA: true, transB: transA, accumulate: true, batch }); // (N,K) = gᵀ op(A)
     }
+  },
+
+  // y = x·w + b (rows of x: M).  dx += g wᵀ, dw += xᵀ g, db += Σ_rows g
+  linear(node) {
+    const [x, w, b] = node.inputs;
+    const { M, K, N } = node.saved;
+    const be = x.backend;
+    const g = outGrad(node);
+    const dx = want(x);
+    const dw = want(w);
+    const db = want(b);
+    if (dx) be.matmul(g, w.storage, dx, M, N, K, { transB: true, accumulate: true });
+    if (dw) be.matmul(x.storage, g, dw, K, M, N, { transA: true, accumulate: true });
+    if (db) be.reduceTo(g, [M, N], db, [0, 1], 1);
   },
 
   // y = a + b.  da += Σ_broadcast g, db += Σ_broadcast g

@@ -37,6 +37,7 @@ import {
   embeddingFrom,
   gelu,
   layerNorm,
+  linear,
   matmul,
   reshape,
   slice,
@@ -95,9 +96,8 @@ function normal(size: number, std: number, rng: Rng | null): Float32Array {
   return out;
 }
 
-function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
-  const y = matmul(x, w); // (..., out)
-  return b ? add(y, b) : y;
+function dense(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  return b ? linear(x, w, b) : matmul(x, w); // (..., out)
 }
 
 // ---------------------------------------------------------------------------------------------------- the model
@@ -309,11 +309,11 @@ export class GptModel implements LanguageModel {
   /** One pre-LayerNorm block: x + attn(ln1(x)), then + mlp(ln2(x)). (B, T, C) -> (B, T, C). */
   private block(blk: Block, x: Tensor, attend: Attend, rng: Rng, training: boolean): Tensor {
     const p = this.config.dropout;
-    const qkv = linear(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
-    const a = linear(attend(qkv), blk.wo, blk.bo); // (B, T, C)
+    const qkv = dense(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
+    const a = dense(attend(qkv), blk.wo, blk.bo); // (B, T, C)
     x = add(x, dropout(a, p, rng, training));
-    const h = gelu(linear(this.norm(x, blk.ln2), blk.wfc, blk.bfc)); // (B, T, 4C)
-    const m = linear(h, blk.wproj, blk.bproj); // (B, T, C)
+    const h = gelu(dense(this.norm(x, blk.ln2), blk.wfc, blk.bfc)); // (B, T, 4C)
+    const m = dense(h, blk.wproj, blk.bproj); // (B, T, C)
     return add(x, dropout(m, p, rng, training));
   }
 

@@ -2,7 +2,7 @@
 // PyTorch's nn.Linear: kernel and bias U(±1/√in).
 // The kernel is stored (in, out), as Keras stores it (PyTorch's nn.Linear stores the transpose).
 
-import { add, matmul } from "../engine/ops.js";
+import { linear } from "../engine/ops.js";
 import type { Tensor } from "../engine/tensor.js";
 import type { Rng } from "../util/rng.js";
 import { glorotUniform, uniform, zeros, type InitScheme } from "./init.js";
@@ -31,6 +31,6 @@ export class Dense extends Layer {
 
   /** x (..., in) -> (..., out). */
   forward(x: Tensor): Tensor {
-    return add(matmul(x, this.weight), this.bias);
+    return linear(x, this.weight, this.bias);
   }
 }
