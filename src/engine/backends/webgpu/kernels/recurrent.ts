@@ -595,27 +595,25 @@ function productParts(B: number, H: number, K: number, accs: number, t: Partial<
   return S;
 }
 
+/** One recurrent kernel's call: its step kernel and key, bindings, sizes and direction. */
+interface RecurrentCall {
+  key: string;
+  k: StepKernel;
+  reads: Buf[];
+  writes: Buf[];
+  T: number;
+  B: number;
+  H: number;
+  K: number;
+  backward: boolean;
+}
+
 /**
  * The products layout (see Layout): per step, the product of its row vectors with the weights in S parts along K
  * (matmulParts: a scratch (S, B, accs·H) per step, from the pool), then productGates; in one part, fusedProductCode
  * alone. The backward's last step has no product (K = 0): its gate kernel takes zeros.
  */
-function productsLoop(
-  rt: GpuRuntime,
-  l: {
-    key: string;
-    k: StepKernel;
-    reads: Buf[];
-    writes: Buf[];
-    T: number;
-    B: number;
-    H: number;
-    K: number;
-    backward: boolean;
-  },
-  product: StepProduct,
-  S: number,
-): void {
+function productsLoop(rt: GpuRuntime, l: RecurrentCall, product: StepProduct, S: number): void {
   const { key, k, reads, writes, T, B, H, K, backward } = l;
   const NZ = k.accs * H;
   const name = `${key}.gates.${reads.length}.${writes.length}`;
