@@ -366,6 +366,7 @@ describe("webgpu backend against js", { skip }, () => {
         // here), then the gate kernel; K = 300 forward takes 7 parts of 48 at 8, 1,200 backward 8 of 160
         ...["1", "2", ""].map((split) => ({ layout: "products", rows: "", split, units: "", T: 4, B: 9, H: 70 })),
         { layout: "products", rows: "", split: "1", units: "", T: 2, B: 70, H: 20 }, // one part: fused, 2 row tiles
+        { layout: "products", rows: "2", split: "1", units: "", T: 2, B: 70, H: 20 }, // 32-row tiles: 3
         { layout: "products", rows: "", split: "8", units: "", T: 3, B: 3, H: 300 },
       ];
       for (const v of variants) {
@@ -697,6 +698,7 @@ test("the products layout: forced or by a table's entry; its parts by the rule o
     const s = stepSettingsOf(backward ? "lstmBackward" : "lstmForward", B, H);
     return s.products ? s.S : null;
   };
+  const rows = (B: number, H: number) => stepSettingsOf("lstmForward", B, H).R;
   assert.equal(products(false, 256, 512), null); // the step layout by default
   await withEnv({ CHARLM_WEBGPU_RECURRENT: "products" }, async () => {
     // the fewest parts that give 256 workgroups of 64 x 64 outputs, each part at least 128 long
@@ -705,12 +707,17 @@ test("the products layout: forced or by a table's entry; its parts by the rule o
     assert.equal(products(false, 64, 512), 4); // 32 tiles, K 512: 8 parts would be 64 long
     assert.equal(products(false, 3, 10), 1); // K 10
     await withEnv({ CHARLM_WEBGPU_SPLIT: "1" }, async () => assert.equal(products(true, 256, 512), 1));
+    assert.equal(rows(256, 512), 4); // the fused kernel's rows a thread: 64-row tiles
+    await withEnv({ CHARLM_WEBGPU_ROWS: "2" }, async () => assert.equal(rows(256, 512), 2));
   });
   const table = JSON.stringify({
     "lstmBackward H512 B256": { rows: 1, slices: 4, units: 1, wide: false, prefetch: false, products: true },
+    "lstmForward H512 B64": { rows: 2, slices: 1, units: 1, wide: false, prefetch: false, products: true },
   });
   await withEnv({ CHARLM_WEBGPU_KERNELS: table }, async () => {
     assert.equal(products(true, 256, 512), 4);
+    assert.equal(products(false, 64, 512), 1);
+    assert.equal(rows(64, 512), 2);
     assert.equal(products(false, 256, 512), null); // not in the table: the step layout
     await withEnv({ CHARLM_WEBGPU_RECURRENT: "step" }, async () => assert.equal(products(true, 256, 512), null));
   });

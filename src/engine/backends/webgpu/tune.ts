@@ -75,8 +75,10 @@ export function stepGrid(oneProduct: boolean, B: number, small = false): StepSet
         for (const wide of [false, true])
           for (const prefetch of [false, true])
             if (!(wide && rows === 8)) out.push({ rows, slices, units, wide, prefetch }); // 8 rows: 64 wide anyway
+  // the products layout: in one part the fused kernel's 64-row or 32-row tiles (4 or 2 rows a thread), else parts
+  if (!small) out.push({ rows: 2, slices: 1, units: 1, wide: false, prefetch: false, products: true });
   for (const slices of small ? ([2, 8] as const) : ([1, 2, 4, 8] as const))
-    out.push({ rows: 1, slices, units: 1, wide: false, prefetch: false, products: true });
+    out.push({ rows: 4, slices, units: 1, wide: false, prefetch: false, products: true });
   return out;
 }
 
@@ -116,7 +118,10 @@ export async function medianUs(gpu: WebgpuBackend, run: () => void, reps: number
 /** "2 rows, 4 slices, 1 unit, wide, prefetch" */
 export function stepLabel(s: StepSettings): string {
   const n = (v: number, what: string) => `${v} ${what}${v > 1 ? "s" : ""}`;
-  if (s.products) return `products: the product in ${n(s.slices, "part")}, then the gates`;
+  if (s.products)
+    return s.slices === 1
+      ? `products: one fused kernel, ${n(s.rows, "row")}`
+      : `products: the product in ${n(s.slices, "part")}, then the gates`;
   return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}`;
 }
 

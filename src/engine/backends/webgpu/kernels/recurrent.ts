@@ -343,7 +343,8 @@ export interface StepSettings {
   prefetch: boolean;
   /**
    * The "products" layout for this kernel and shape: the step's product as a tiled matrix product in `slices` parts
-   * along K, then the gate math (rows, units, wide and prefetch do not apply).
+   * along K, then the gate math; in one part, rows 2 or 4 a thread of the fused kernel (units, wide and prefetch do
+   * not apply).
    */
   products?: boolean;
 }
@@ -555,7 +556,7 @@ function timeLoop(
   const tuned = tunedStep(key, B, H);
   if (layout === "products" || (layout === "step" && productsByTable(tuned))) {
     const S = productParts(B, H, K, k.accs, tuned);
-    productsLoop(rt, { key, k, reads, writes, ...dims }, product, S);
+    productsLoop(rt, { key, k, reads, writes, ...dims }, product, S, productRows(tuned));
     return;
   }
   if (layout === "sequence") {
@@ -578,6 +579,15 @@ function timeLoop(
 function productsByTable(t: Partial<StepSettings>): boolean {
   const v = env("CHARLM_WEBGPU_RECURRENT");
   return t.products === true && (!v || v === "auto");
+}
+
+/**
+ * The fused products kernel's rows per thread (one part only): 4 (64-row tiles), or 2 (32-row tiles, twice the
+ * workgroups) where CHARLM_WEBGPU_ROWS or a products entry's rows say so.
+ */
+function productRows(t: Partial<StepSettings>): number {
+  const forced = Number(env("CHARLM_WEBGPU_ROWS")) || (t.products ? t.rows : undefined);
+  return forced === 2 ? 2 : 4;
 }
 
 /**
@@ -613,17 +623,17 @@ interface RecurrentCall {
  * (matmulParts: a scratch (S, B, accs·H) per step, from the pool), then productGates; in one part, fusedProductCode
  * alone. The backward's last step has no product (K = 0): its gate kernel takes zeros.
  */
-function productsLoop(rt: GpuRuntime, l: RecurrentCall, product: StepProduct, S: number): void {
+function productsLoop(rt: GpuRuntime, l: RecurrentCall, product: StepProduct, S: number, R: number): void {
   const { key, k, reads, writes, T, B, H, K, backward } = l;
   const NZ = k.accs * H;
   const name = `${key}.gates.${reads.length}.${writes.length}`;
   if (S === 1) {
     // one part: the product and the gates in one kernel (fusedProductCode), no parts to write and read back
-    const groups = [Math.ceil(H / (oneProduct(k) ? 64 : 16)), Math.ceil(B / 64)];
+    const groups = [Math.ceil(H / (oneProduct(k) ? 64 : 16)), Math.ceil(B / (16 * R))];
     for (let s = 0; s < T; s++) {
       const t = backward ? T - 1 - s : s;
       const KD = backward && t === T - 1 ? 0 : K;
-      rt.run(`${key}.fused`, () => fusedProductCode(k), reads, writes, [t, T, B, H, KD], groups);
+      rt.run(`${key}.fused.R${R}`, () => fusedProductCode(k, R), reads, writes, [t, T, B, H, KD], groups);
     }
     return;
   }
@@ -653,18 +663,19 @@ function productsLoop(rt: GpuRuntime, l: RecurrentCall, product: StepProduct, S:
 
 /**
  * The products layout in one part: the tiled product and the gate math in one kernel. A workgroup of 16 x 16
- * threads owns 64 batch rows and 16 units' gates (64 units of a one-product kernel); K is walked 16 at a time
- * through workgroup memory as in kernels/matmul.ts, the row values from src(t, b, k) and the weights from the step
- * kernel's. A thread's outputs are 4 rows (b0 + y + 16i) by C columns: the accs gates of unit j0 + x, or (one
+ * threads owns 16R batch rows (R = 4, or 2 for twice the workgroups) and 16 units' gates (64 units of a one-product
+ * kernel); K is walked 16 at a time through workgroup memory as in kernels/matmul.ts, the row values from
+ * src(t, b, k) and the weights from the step kernel's. A thread's outputs are R rows (b0 + y + 16i) by C columns: the accs gates of unit j0 + x, or (one
  * product) the units j0 + x + 16c, c < 4; then the epilogue for each of its (row, unit) pairs. Each thread loads
  * its share of the next tiles into registers before it multiplies the current ones (prefetching: on the H200 the
  * step layout's backward ran 1.9x as fast with it), so that those loads are in flight during the products.
  */
-function fusedProductCode(k: StepKernel): string {
+function fusedProductCode(k: StepKernel, R: number): string {
   const one = oneProduct(k);
+  const TM = 16 * R; // batch rows a workgroup
   const C = one ? 4 : k.accs; // columns a thread
   const NC = 16 * C; // columns a workgroup: column c is gate c / 16 of unit j0 + c % 16, or unit j0 + c
-  const AS = 65; // the row tile's stride in k: 16 threads storing 16 values of k write 16 banks, not one
+  const AS = TM + 1; // the row tile's stride in k: 16 threads storing 16 values of k write 16 banks, not one
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const weightFns = range(k.accs)
     .map(
@@ -679,7 +690,7 @@ function fusedProductCode(k: StepKernel): string {
     .map((a) => `if (c / 16u == ${a}u) { return weight${a}(kg, j); }`)
     .join("\n  ")}
   return 0.0;`;
-  const epilogues = range(4)
+  const epilogues = range(R)
     .flatMap((i) =>
       range(one ? C : 1).map((v) =>
         epilogueAt(k, `j0 + lid.x + ${16 * v}u`, `b0 + lid.y + ${16 * i}u`, (a) => i * C + (one ? v : a)),
@@ -699,25 +710,25 @@ fn rowValue(t: u32, b0: u32, k0: u32, e: u32, B: u32, KD: u32) -> f32 {
   if (b < B && k < KD) { return src(t, b, k); }
   return 0.0;
 }
-var<workgroup> As: array<f32, ${16 * AS}>; // [k][row], 16 x 64, rows ${AS} apart (so that a tile's stores do not collide)
+var<workgroup> As: array<f32, ${16 * AS}>; // [k][row], 16 x ${TM}, rows ${AS} apart (so that a tile's stores do not collide)
 var<workgroup> Bs: array<f32, ${16 * NC}>; // [k][column], 16 x ${NC}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
   let j0 = wid.x * ${one ? 64 : 16}u;
-  let b0 = wid.y * 64u;
+  let b0 = wid.y * ${TM}u;
   let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, ${4 * C}>; // [row i][column c]
+  var acc: array<f32, ${R * C}>; // [row i][column c]
   // this thread's share of the next tiles, loaded before the current ones are multiplied (prefetching)
-  var na: array<f32, 4>;
+  var na: array<f32, ${R}>;
   var nb: array<f32, ${C}>;
-  for (var l = 0u; l < 4u; l++) { na[l] = rowValue(t, b0, 0u, tid + l * 256u, B, KD); }
+  for (var l = 0u; l < ${R}u; l++) { na[l] = rowValue(t, b0, 0u, tid + l * 256u, B, KD); }
   for (var l = 0u; l < ${C}u; l++) {
     let e = tid + l * 256u;
     nb[l] = wcol(e / ${NC}u, e % ${NC}u, j0);
   }
   for (var k0 = 0u; k0 < KD; k0 += 16u) {
-    for (var l = 0u; l < 4u; l++) {
+    for (var l = 0u; l < ${R}u; l++) {
       let e = tid + l * 256u;
       As[(e % 16u) * ${AS}u + e / 16u] = na[l];
     }
@@ -725,18 +736,18 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     workgroupBarrier();
     let k1 = k0 + 16u;
     if (k1 < KD) {
-      for (var l = 0u; l < 4u; l++) { na[l] = rowValue(t, b0, k1, tid + l * 256u, B, KD); }
+      for (var l = 0u; l < ${R}u; l++) { na[l] = rowValue(t, b0, k1, tid + l * 256u, B, KD); }
       for (var l = 0u; l < ${C}u; l++) {
         let e = tid + l * 256u;
         nb[l] = wcol(k1 + e / ${NC}u, e % ${NC}u, j0);
       }
     }
     for (var kk = 0u; kk < 16u; kk++) {
-      var ar: array<f32, 4>;
+      var ar: array<f32, ${R}>;
       var br: array<f32, ${C}>;
-      for (var i = 0u; i < 4u; i++) { ar[i] = As[kk * ${AS}u + lid.y + 16u * i]; }
+      for (var i = 0u; i < ${R}u; i++) { ar[i] = As[kk * ${AS}u + lid.y + 16u * i]; }
       for (var c = 0u; c < ${C}u; c++) { br[c] = Bs[kk * ${NC}u + c * 16u + lid.x]; }
-      for (var i = 0u; i < 4u; i++) {
+      for (var i = 0u; i < ${R}u; i++) {
         for (var c = 0u; c < ${C}u; c++) { acc[i * ${C}u + c] = fma(ar[i], br[c], acc[i * ${C}u + c]); }
       }
     }
@@ -826,7 +837,7 @@ export function stepSettingsOf(name: StepKernelName, B: number, H: number) {
   const tuned = tunedStep(name, B, H);
   if (recurrentLayout(2) === "products" || productsByTable(tuned)) {
     const S = productParts(B, H, K, k.accs, tuned);
-    return { R: 1, S, U: 1, W: 64, P: false, products: true, oneProduct: oneProduct(k) };
+    return { R: productRows(tuned), S, U: 1, W: 64, P: false, products: true, oneProduct: oneProduct(k) };
   }
   return { ...stepSettings(k, B, H, K, tuned), products: false, oneProduct: oneProduct(k) };
 }
