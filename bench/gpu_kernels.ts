@@ -164,7 +164,7 @@ async function main(): Promise<void> {
         line.push(
           `${tile}: ${(us / 1000).toFixed(3)} ms (${tflops.toFixed(1)} TFLOP/s${tile === "64" ? "" : `, diff ${diff.toExponential(1)}`})`,
         );
-        results.push({ kernel: `matmul ${what}`, H, B, tile: Number(tile), ms: us / 1000, tflops, diff });
+        results.push({ kernel: `matmul ${what}`, H, B, tile, ms: us / 1000, tflops, diff }); // "64v": not a number
       }
       delete process.env.CHARLM_WEBGPU_MATMUL;
       console.log(`  ${what} (${M} x ${K} x ${N}) by tile: ${line.join(", ")}`);

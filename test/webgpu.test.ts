@@ -617,7 +617,13 @@ describe("webgpu backend: whole models against js", { skip }, () => {
           cfg,
           { CHARLM_WEBGPU_PREFETCH: "1" },
         ]),
+        // the products layout fused (its rule here), and through its parts and gate kernel
         [`${models[0][0]} (products layout)`, models[0][1], { CHARLM_WEBGPU_RECURRENT: "products" }],
+        [
+          `${models[0][0]} (products layout, parts)`,
+          models[0][1],
+          { CHARLM_WEBGPU_RECURRENT: "products", CHARLM_WEBGPU_SPLIT: "2" },
+        ],
       ];
       for (const [name, cfg, env] of runs) {
         const want = await train(jsBackend as Backend, cfg, 3, 7, 3);

@@ -5,18 +5,24 @@
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { makeDir } from "./lock.js";
 
 let counter = 0;
 
 /**
- * Write `data` to `file` atomically (temp file, fsync, rename, fsync directory), making its directory if needed. A
- * write that fails (a full disk, say) removes its temporary file; only a killed process leaves one behind.
+ * Write `data` to `file` atomically (temp file, fsync, rename, fsync directory), making its directory if it is
+ * missing. A write that fails (a full disk, say) removes its temporary file; only a killed process leaves one behind.
  */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${counter++}`);
-  const handle = await fs.open(tmp, "w");
+  // The directory is made only when it is missing (most writers made it already), by makeDir: a clear error where it
+  // cannot be, where fs.mkdir's recursive form never returns for a path under /proc.
+  const handle = await fs.open(tmp, "w").catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+    await makeDir(dir);
+    return fs.open(tmp, "w");
+  });
   try {
     try {
       await handle.writeFile(data);

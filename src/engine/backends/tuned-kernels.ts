@@ -86,6 +86,5 @@ export async function saveTunedKernels(
   const f: TunedFile = (await readTuned(file)) ?? { format: FORMAT, version: 1, adapters: {} };
   const before = f.adapters[adapter]?.table ?? {};
   f.adapters[adapter] = { updated: new Date().toISOString(), table: { ...before, ...table } };
-  await fs.mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomic(file, JSON.stringify(f, null, 1) + "\n");
 }

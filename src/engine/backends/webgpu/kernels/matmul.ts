@@ -22,12 +22,17 @@ import { CharlmError } from "../../../../util/errors.js";
 import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
-/** The product kernel's variant: CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v. */
-function variant(): { T: 64 | 128; vec: boolean } {
+/**
+ * The product kernel's variant, CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v: its tile, whether it reads
+ * vec4s, and its pipeline's key for the transposes ta and tb.
+ */
+function variant(ta: boolean, tb: boolean): { T: 64 | 128; vec: boolean; key: string } {
   const v = env("CHARLM_WEBGPU_MATMUL") || "64";
   if (!["64", "128", "64v", "128v"].includes(v))
     throw new CharlmError(`CHARLM_WEBGPU_MATMUL is "${v}"; use 64, 128, 64v or 128v, or unset it`);
-  return { T: v.startsWith("128") ? 128 : 64, vec: v.endsWith("v") };
+  const T = v.startsWith("128") ? 128 : 64;
+  const vec = v.endsWith("v");
+  return { T, vec, key: `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${vec ? ".v" : ""}` };
 }
 
 /** The bindings from `first` on: the bias (when there is one), then the output c. */
@@ -162,8 +167,7 @@ export function matmulParts(
 ): { partial: GpuStorage; parts: number } {
   const ta = o?.transA ?? false;
   const tb = o?.transB ?? false;
-  const { T: TILE, vec } = variant();
-  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}${vec ? ".v" : ""}`;
+  const { T: TILE, vec, key } = variant(ta, tb);
   const KS = Math.max(16, Math.ceil(K / S / 16) * 16);
   const parts = Math.ceil(K / KS);
   const partial = rt.scratch(parts * M * N);
@@ -181,7 +185,7 @@ export function matmulParts(
 
 /** A product's output tiles (of the current variant's size): how many workgroups it has unsplit. */
 export function matmulTiles(M: number, N: number): number {
-  const { T } = variant();
+  const { T } = variant(false, false);
   return Math.ceil(N / T) * Math.ceil(M / T);
 }
 
@@ -216,8 +220,7 @@ export function matmul(
   if (M === 0 || N === 0 || batch === 0) return;
   checkMatmulBias(N, o);
   const bias = (o?.bias as Buf | undefined) ?? null;
-  const { T: TILE, vec } = variant();
-  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${TILE === 64 ? "" : ".128"}${vec ? ".v" : ""}`;
+  const { T: TILE, vec, key } = variant(ta, tb);
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of

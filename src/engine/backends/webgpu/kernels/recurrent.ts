@@ -621,43 +621,26 @@ interface RecurrentCall {
 /**
  * The products layout (see Layout): per step, the product of its row vectors with the weights in S parts along K
  * (matmulParts: a scratch (S, B, accs·H) per step, from the pool), then productGates; in one part, fusedProductCode
- * alone. The backward's last step has no product (K = 0): its gate kernel takes zeros.
+ * alone, and so at the backward's last step, which has no product (K = 0: the fused kernel's k loop never runs).
  */
 function productsLoop(rt: GpuRuntime, l: RecurrentCall, product: StepProduct, S: number, R: number): void {
   const { key, k, reads, writes, T, B, H, K, backward } = l;
   const NZ = k.accs * H;
-  const name = `${key}.gates.${reads.length}.${writes.length}`;
-  if (S === 1) {
-    // one part: the product and the gates in one kernel (fusedProductCode), no parts to write and read back
-    const groups = [Math.ceil(H / (oneProduct(k) ? 64 : 16)), Math.ceil(B / (16 * R))];
-    for (let s = 0; s < T; s++) {
-      const t = backward ? T - 1 - s : s;
-      const KD = backward && t === T - 1 ? 0 : K;
-      rt.run(`${key}.fused.R${R}`, () => fusedProductCode(k, R), reads, writes, [t, T, B, H, KD], groups);
-    }
-    return;
-  }
+  const fused = [Math.ceil(H / (oneProduct(k) ? 64 : 16)), Math.ceil(B / (16 * R))];
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    let partial: GpuStorage | null = null;
-    let parts = 0;
-    if (KD > 0) {
-      const [a, offsetA] = product.rows(t);
-      ({ partial, parts } = matmulParts(rt, a, product.w, B, K, NZ, S, { offsetA }));
+    if (S === 1 || KD === 0) {
+      // one part, or no product (its k loop then never runs): the product and the gates in one kernel
+      rt.run(`${key}.fused.R${R}`, () => fusedProductCode(k, R), reads, writes, [t, T, B, H, KD], fused);
+      continue;
     }
-    // without a product the gate kernel still binds a buffer there, one it does not read
-    const z = partial ?? rt.scratch(1);
+    const [a, offsetA] = product.rows(t);
+    const { partial, parts } = matmulParts(rt, a, product.w, B, K, NZ, S, { offsetA });
+    const zBinding = reads.length + writes.length + 1;
     const params = [t, T, B, H, KD, parts, NZ];
-    rt.run(
-      name,
-      () => productGates(k, reads.length + writes.length + 1),
-      reads,
-      [...writes, z],
-      params,
-      gridFor(B * H),
-    );
-    rt.free(z);
+    rt.run(`${key}.gates`, () => productGates(k, zBinding), reads, [...writes, partial], params, gridFor(B * H));
+    rt.free(partial);
   }
 }
 
@@ -758,8 +741,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 /**
- * The products layout's gate kernel: a thread per (b, j) adds the product's parts for each of its gates in order
- * (zeros when KD = 0), then runs the step kernel's epilogue. The parts come in as binding `zBinding` (bound
+ * The products layout's gate kernel: a thread per (b, j) adds the product's parts for each of its gates in order,
+ * then runs the step kernel's epilogue. The parts come in as binding `zBinding` (bound
  * read_write after the kernel's own, so that their numbers do not move; only read).
  */
 function productGates(k: StepKernel, zBinding: number): string {
@@ -777,7 +760,7 @@ ${k.decls}
 @group(0) @binding(${zBinding}) var<storage, read_write> zp: array<f32>; // (parts, B, accs·H)
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u); let KD = pu(4u);
+  let t = pu(0u); let T = pu(1u); let B = pu(2u); let H = pu(3u);
   let parts = pu(5u); let NZ = pu(6u);
   let i = gindex(gid, nwg);
   if (i >= B * H) { return; }
@@ -786,9 +769,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let bj = b * H + j;
   let ho = t * B * H + bj;
   var acc = array<f32, ${k.accs}>();
-  if (KD > 0u) {
-    ${sums}
-  }
+  ${sums}
   ${k.epilogue}
 }`;
 }
