@@ -6,6 +6,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { chooseBackend } from "../src/engine/backends/choose.js";
 import { closeBackends, probeWebgpu } from "../src/engine/backends/index.js";
+import { dawnInstancesMade } from "../src/engine/backends/webgpu/device.js";
 
 after(() => closeBackends());
 const probe = await probeWebgpu().catch((e: Error) => ({ ok: false as const, reason: e.message }));
@@ -28,5 +29,8 @@ test(
     const named = await chooseBackend("webgpu", false);
     assert.equal(named.name, "webgpu");
     assert.match(named.line, /^backend: webgpu \(/);
+    // Three probes and a device share one Dawn instance (a Vulkan instance each; a dropped one is a known cause of
+    // crashes, docs/webgpu.md).
+    assert.equal(dawnInstancesMade(), 1);
   },
 );

@@ -23,7 +23,22 @@ export interface GpuDevice {
   description: string;
 }
 
-/** The GPU entry point: the browser's, else Dawn's from the `webgpu` package. */
+/**
+ * Dawn's entry points made so far, by their options: one per process and options, shared by the probe and every
+ * device, and never released (see "Keep the object create() returned alive" in docs/webgpu.md). Each `create()` is a
+ * Vulkan instance; the probe used to make a fresh one on every call and drop it. One CI run aborted in glibc ("The
+ * futex facility returned an unexpected error code") as test/backend-choose.test.ts, which probes three times,
+ * exited after passing; 250 runs here did not repeat it, so that this is the cause is a likely guess, not a finding.
+ */
+const dawnEntries = new Map<string, GPU>();
+let dawnMade = 0;
+
+/** How many Dawn instances this process has made (tests check that probes and devices share one). */
+export function dawnInstancesMade(): number {
+  return dawnMade;
+}
+
+/** The GPU entry point: the browser's, else Dawn's from the `webgpu` package (made once per set of options). */
 async function gpuEntry(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
@@ -31,6 +46,15 @@ async function gpuEntry(): Promise<GPU> {
   if (!isNode) {
     throw new CharlmError("backend webgpu: this browser has no WebGPU (navigator.gpu); use --backend wasm");
   }
+  // CHARLM_DAWN_OPTIONS: Dawn's own options, space-separated (e.g. "backend=null" to time the host side alone,
+  // "backend=vulkan", "adapter=NAME"; the webgpu package's README lists them)
+  const options = withToggleOff(
+    process.env.CHARLM_DAWN_OPTIONS?.split(" ").filter(Boolean) ?? [],
+    "timestamp_quantization",
+  );
+  const key = options.join(" ");
+  const made = dawnEntries.get(key);
+  if (made) return made;
   let mod: DawnModule;
   try {
     // A specifier in a variable: bundlers for the web page leave this Node-only package alone.
@@ -44,10 +68,12 @@ async function gpuEntry(): Promise<GPU> {
   }
   // Dawn's classes (GPUBufferUsage, GPUMapMode, ...) become globals, as in a browser.
   Object.assign(globalThis, mod.globals);
-  // CHARLM_DAWN_OPTIONS: Dawn's own options, space-separated (e.g. "backend=null" to time the host side alone,
-  // "backend=vulkan", "adapter=NAME"; the webgpu package's README lists them)
-  const options = process.env.CHARLM_DAWN_OPTIONS?.split(" ").filter(Boolean) ?? [];
-  return mod.create(withToggleOff(options, "timestamp_quantization"));
+  const again = dawnEntries.get(key); // made by a call that ran while this one imported the package
+  if (again) return again;
+  const gpu = mod.create(options);
+  dawnMade++;
+  dawnEntries.set(key, gpu);
+  return gpu;
 }
 
 /**
