@@ -54,7 +54,113 @@ function softmaxInPlace(p: usize, n: i32): void {
   for (j = 0; j < n; j++) store<f32>(p + <usize>j * 4, load<f32>(p + <usize>j * 4) * inv);
 }
 
-/** Pairs p0 <= p < p1 (p = b·nH + h) of out_h = softmax(mask(q_h k_hᵀ/√hd)) v_h; att keeps the weights. */
+// yT[d·T + j] = y[j·C + d], j < T, d < hd: one head's keys (or values) transposed, so that a row's scores against
+// them are four at a time.
+function transposeHead(y: usize, yT: usize, T: i32, C: i32, hd: i32): void {
+  for (let j = 0; j < T; j++) {
+    const src = y + <usize>j * C * 4;
+    for (let d = 0; d < hd; d++) store<f32>(yT + (<usize>d * T + j) * 4, load<f32>(src + <usize>d * 4));
+  }
+}
+
+// out[j] = sc·Σ_d x[d]·yT[d·T + j], j < n: each sum in d order, sixteen (then four, then one) j at a time. A block
+// that fits in the row's T also runs past n: out[n .. n + 15) may be written too, with scores the caller ignores.
+function scores(x: usize, yT: usize, T: i32, n: i32, hd: i32, sc: f32, out: usize): void {
+  const rs = <usize>T * 4;
+  const scv = f32x4.splat(sc);
+  let j = 0;
+  for (; j < n && j + 16 <= T; j += 16) {
+    let a0 = f32x4.splat(0);
+    let a1 = a0;
+    let a2 = a0;
+    let a3 = a0;
+    let y = yT + <usize>j * 4;
+    for (let d = 0; d < hd; d++) {
+      const w = f32x4.splat(load<f32>(x + <usize>d * 4));
+      a0 = f32x4.add(a0, f32x4.mul(w, v128.load(y)));
+      a1 = f32x4.add(a1, f32x4.mul(w, v128.load(y, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(w, v128.load(y, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(w, v128.load(y, 48)));
+      y += rs;
+    }
+    const o = out + <usize>j * 4;
+    v128.store(o, f32x4.mul(a0, scv));
+    v128.store(o, f32x4.mul(a1, scv), 16);
+    v128.store(o, f32x4.mul(a2, scv), 32);
+    v128.store(o, f32x4.mul(a3, scv), 48);
+  }
+  for (; j < n && j + 4 <= T; j += 4) {
+    let a = f32x4.splat(0);
+    let y = yT + <usize>j * 4;
+    for (let d = 0; d < hd; d++) {
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(load<f32>(x + <usize>d * 4)), v128.load(y)));
+      y += rs;
+    }
+    v128.store(out + <usize>j * 4, f32x4.mul(a, scv));
+  }
+  for (; j < n; j++) {
+    let r: f32 = 0;
+    for (let d = 0; d < hd; d++) r += load<f32>(x + <usize>d * 4) * load<f32>(yT + (<usize>d * T + j) * 4);
+    store<f32>(out + <usize>j * 4, r * sc);
+  }
+}
+
+// dst[d] += Σ_t coef[t·cs]·src[t·ss + d], t < n, d < hd (strides in bytes): each sum in t order, sixteen (then four,
+// then one) columns held in registers across t.
+function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usize, hd: i32): void {
+  let d = 0;
+  for (; d + 16 <= hd; d += 16) {
+    const o = dst + <usize>d * 4;
+    let a0 = v128.load(o);
+    let a1 = v128.load(o, 16);
+    let a2 = v128.load(o, 32);
+    let a3 = v128.load(o, 48);
+    let c = coef;
+    let x = src + <usize>d * 4;
+    for (let t = 0; t < n; t++) {
+      const w = f32x4.splat(load<f32>(c));
+      a0 = f32x4.add(a0, f32x4.mul(w, v128.load(x)));
+      a1 = f32x4.add(a1, f32x4.mul(w, v128.load(x, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(w, v128.load(x, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(w, v128.load(x, 48)));
+      c += cs;
+      x += ss;
+    }
+    v128.store(o, a0);
+    v128.store(o, a1, 16);
+    v128.store(o, a2, 32);
+    v128.store(o, a3, 48);
+  }
+  for (; d + 4 <= hd; d += 4) {
+    const o = dst + <usize>d * 4;
+    let a = v128.load(o);
+    let c = coef;
+    let x = src + <usize>d * 4;
+    for (let t = 0; t < n; t++) {
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(load<f32>(c)), v128.load(x)));
+      c += cs;
+      x += ss;
+    }
+    v128.store(o, a);
+  }
+  for (; d < hd; d++) {
+    const o = dst + <usize>d * 4;
+    let a = load<f32>(o);
+    let c = coef;
+    let x = src + <usize>d * 4;
+    for (let t = 0; t < n; t++) {
+      a += load<f32>(c) * load<f32>(x);
+      c += cs;
+      x += ss;
+    }
+    store<f32>(o, a);
+  }
+}
+
+/**
+ * Pairs p0 <= p < p1 (p = b·nH + h) of out_h = softmax(mask(q_h k_hᵀ/√hd)) v_h; att keeps the weights. scratch:
+ * hd·T floats of this job's own (the head's keys transposed).
+ */
 export function attention(
   q: usize,
   k: usize,
@@ -64,31 +170,34 @@ export function attention(
   T: i32,
   C: i32,
   nH: i32,
+  scratch: usize,
   p0: i32,
   p1: i32,
 ): void {
   const hd = C / nH;
   const sc = <f32>(1 / Math.sqrt(<f64>hd));
+  const rowC = <usize>C * 4;
   for (let p = p0; p < p1; p++) {
     const b = p / nH;
     const h = p % nH;
     const base = (<usize>b * T * C + <usize>h * hd) * 4;
+    transposeHead(k + base, scratch, T, C, hd);
     for (let i = 0; i < T; i++) {
       const row = att + (<usize>p * T + i) * T * 4;
-      const qi = q + base + <usize>i * C * 4;
-      for (let j = 0; j <= i; j++) store<f32>(row + <usize>j * 4, dot(qi, k + base + <usize>j * C * 4, hd) * sc);
+      scores(q + base + <usize>i * rowC, scratch, T, i + 1, hd, sc, row);
       softmaxInPlace(row, i + 1);
       if (i + 1 < T) memory.fill(row + <usize>(i + 1) * 4, 0, <usize>(T - i - 1) * 4);
-      const oi = out + base + <usize>i * C * 4;
+      const oi = out + base + <usize>i * rowC;
       memory.fill(oi, 0, <usize>hd * 4);
-      for (let j = 0; j <= i; j++) axpy(load<f32>(row + <usize>j * 4), v + base + <usize>j * C * 4, oi, hd);
+      combine(row, 4, v + base, rowC, i + 1, oi, hd);
     }
   }
 }
 
 /**
- * Pairs p0 <= p < p1 of the backward pass: dv_j += Σ_i p_ij g_i; dp_ij = g_i·v_j; ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik);
- * dq_i += Σ_j ds_ij k_j/√hd; dk_j += Σ_i ds_ij q_i/√hd (pointers 0: not wanted). scratch: T floats of this job's own.
+ * Pairs p0 <= p < p1 of the backward pass: dp_ij = g_i·v_j; ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik)/√hd;
+ * dq_i += Σ_j ds_ij k_j; dv_j += Σ_i p_ij g_i; dk_j += Σ_i ds_ij q_i (pointers 0: not wanted). scratch: hd·T + T·T
+ * floats of this job's own (the head's values transposed, then ds).
  */
 export function attentionBackward(
   q: usize,
@@ -108,27 +217,33 @@ export function attentionBackward(
 ): void {
   const hd = C / nH;
   const sc = <f32>(1 / Math.sqrt(<f64>hd));
+  const rowC = <usize>C * 4;
+  const rowT = <usize>T * 4;
+  const ds = scratch + <usize>hd * rowT;
   for (let p = p0; p < p1; p++) {
     const b = p / nH;
     const h = p % nH;
     const base = (<usize>b * T * C + <usize>h * hd) * 4;
+    const P = att + <usize>p * T * rowT;
+    transposeHead(v + base, scratch, T, C, hd);
     for (let i = 0; i < T; i++) {
-      const row = att + (<usize>p * T + i) * T * 4;
-      const gi = g + base + <usize>i * C * 4;
+      const row = P + <usize>i * rowT;
+      const dsi = ds + <usize>i * rowT;
+      scores(g + base + <usize>i * rowC, scratch, T, i + 1, hd, 1, dsi); // dp_ij, then ds_ij in place
       let s: f32 = 0;
+      for (let j = 0; j <= i; j++) s += load<f32>(row + <usize>j * 4) * load<f32>(dsi + <usize>j * 4);
       for (let j = 0; j <= i; j++) {
-        const dp = dot(gi, v + base + <usize>j * C * 4, hd);
-        store<f32>(scratch + <usize>j * 4, dp);
-        s += load<f32>(row + <usize>j * 4) * dp;
+        const o = <usize>j * 4;
+        store<f32>(dsi + o, load<f32>(row + o) * (load<f32>(dsi + o) - s) * sc);
       }
-      for (let j = 0; j <= i; j++) {
-        const pij = load<f32>(row + <usize>j * 4);
-        const ds = pij * (load<f32>(scratch + <usize>j * 4) - s) * sc;
-        const off = base + <usize>j * C * 4;
-        if (dv) axpy(pij, gi, dv + off, hd);
-        if (dq) axpy(ds, k + off, dq + base + <usize>i * C * 4, hd);
-        if (dk) axpy(ds, q + base + <usize>i * C * 4, dk + off, hd);
-      }
+      if (dq) combine(dsi, 4, k + base, rowC, i + 1, dq + base + <usize>i * rowC, hd);
+    }
+    // Column j of P and of ds, rows i >= j.
+    for (let j = 0; j < T; j++) {
+      const o = base + <usize>j * rowC;
+      const down = (<usize>j * T + j) * 4;
+      if (dv) combine(P + down, rowT, g + o, rowC, T - j, dv + o, hd);
+      if (dk) combine(ds + down, rowT, q + o, rowC, T - j, dk + o, hd);
     }
   }
 }

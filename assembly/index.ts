@@ -8,7 +8,7 @@
  * every change of an export's parameters or semantics, and ABI_VERSION in load.ts with it.
  */
 export function abiVersion(): i32 {
-  return 4;
+  return 5;
 }
 
 /** First free byte after the static data; JS places its buffers from here up. */

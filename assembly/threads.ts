@@ -89,7 +89,7 @@ export function runJob(b: usize): void {
       layerNorm(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), au(b, 5), ai(b, 6), af(b, 7), ai(b, 8), ai(b, 9));
       break;
     case JOB_ATTENTION:
-      attention(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), ai(b, 5), ai(b, 6), ai(b, 7), ai(b, 8), ai(b, 9));
+      attention(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), ai(b, 5), ai(b, 6), ai(b, 7), au(b, 8), ai(b, 9), ai(b, 10));
       break;
     case JOB_ATTENTION_BACKWARD:
       attentionBackward(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), au(b, 5), au(b, 6), au(b, 7), ai(b, 8), ai(b, 9), ai(b, 10), au(b, 11), ai(b, 12), ai(b, 13));

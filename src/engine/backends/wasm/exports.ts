@@ -230,6 +230,7 @@ export interface Kernels {
     T: number,
     C: number,
     nH: number,
+    scratch: number,
     p0: number,
     p1: number,
   ): void;

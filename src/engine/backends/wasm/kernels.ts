@@ -602,13 +602,29 @@ export class WasmBackend implements Backend<WasmStorage> {
   ): void {
     const ks = this.kernels;
     const p = [q.ptr, k.ptr, v.ptr, out.ptr, att.ptr, T, C, nHead] as const;
-    this.split(
-      B * nHead,
-      Math.ceil(this.minElems / (T * T + T * C)),
-      1,
-      (p0, p1) => ({ kind: JOB.attention, args: [...p, p0, p1] }),
-      (p0, p1) => ks.attention(...p, p0, p1),
+    // each part's scratch: a head's keys, transposed
+    this.withPartScratch((C / nHead) * T, (own, next) =>
+      this.split(
+        B * nHead,
+        Math.ceil(this.minElems / (T * T + T * C)),
+        1,
+        (p0, p1) => ({ kind: JOB.attention, args: [...p, next(), p0, p1] }),
+        (p0, p1) => ks.attention(...p, own, p0, p1),
+      ),
     );
+  }
+
+  // Runs `run` with `each` floats of scratch for every part of a split: the first part's at `own`, each job's from
+  // `next()`; freed afterwards.
+  private withPartScratch(each: number, run: (own: number, next: () => number) => void): void {
+    const parts = this.threads;
+    const scratch = this.heap.allocBytes(parts * each, false);
+    let part = 0;
+    try {
+      run(scratch, () => scratch + 4 * each * ++part);
+    } finally {
+      this.heap.freeBytes(scratch, parts * each);
+    }
   }
 
   attentionBackward(
@@ -626,21 +642,17 @@ export class WasmBackend implements Backend<WasmStorage> {
     nHead: number,
   ): void {
     const ks = this.kernels;
-    const parts = this.threads;
-    const scratch = this.heap.allocBytes(parts * T, false); // T floats for each part's dp row
     const p = [q.ptr, k.ptr, v.ptr, att.ptr, g.ptr, dq?.ptr ?? 0, dk?.ptr ?? 0, dv?.ptr ?? 0, T, C, nHead] as const;
-    let part = 0;
-    try {
+    // each part's scratch: a head's values transposed, then its ds
+    this.withPartScratch((C / nHead + T) * T, (own, next) =>
       this.split(
         B * nHead,
         Math.ceil(this.minElems / (T * T + T * C)),
         1,
-        (p0, p1) => ({ kind: JOB.attentionBackward, args: [...p, scratch + 4 * T * ++part, p0, p1] }),
-        (p0, p1) => ks.attentionBackward(...p, scratch, p0, p1),
-      );
-    } finally {
-      this.heap.freeBytes(scratch, parts * T);
-    }
+        (p0, p1) => ({ kind: JOB.attentionBackward, args: [...p, next(), p0, p1] }),
+        (p0, p1) => ks.attentionBackward(...p, own, p0, p1),
+      ),
+    );
   }
 
   attentionCached(

@@ -10,7 +10,7 @@ import { CharlmError } from "../../../util/errors.js";
 import type { Kernels } from "./exports.js";
 
 /** The version of assembly/index.ts's exports this loader is written for (its `abiVersion()`). */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** Where the build script puts the modules (works from src/engine/backends/wasm and from dist/engine/backends/wasm). */
 export const WASM_URL = new URL("../../../../build/kernels.wasm", import.meta.url);
