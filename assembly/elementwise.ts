@@ -39,13 +39,14 @@ function vlog(x: v128): v128 {
   return r;
 }
 
-// gelu(x) = ½x(1 + tanh(c(x + a x³)))
+// gelu(x) = ½x(1 + tanh(u)), u = c(x + a x³), taken as x·sigmoid(2u) (the same function: ½(1 + tanh u) = sigmoid(2u)),
+// one exp and one division, and no cancellation anywhere (1 + tanh u near -1 would cancel; the sigmoid does not).
 // @ts-ignore: decorator
 @inline
 function vgelu(x: v128): v128 {
   const x3 = f32x4.mul(f32x4.mul(x, x), x);
-  const t = vtanh(f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), x3))));
-  return f32x4.mul(f32x4.mul(f32x4.splat(0.5), x), f32x4.add(f32x4.splat(1), t));
+  const u = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), x3)));
+  return f32x4.mul(x, vsigmoid(f32x4.add(u, u)));
 }
 
 // @ts-ignore: decorator
@@ -84,15 +85,13 @@ function vunaryGrad(op: i32, x: v128, y: v128, g: v128): v128 {
     case U_RELU:
       return v128.and(g, f32x4.gt(x, f32x4.splat(0)));
     default: {
-      // d/dx ½x(1 + t) = ½(1 + t) + ½x(1 - t²)·c(1 + 3a x²), t = tanh(c(x + a x³))
+      // d/dx x·s(2u) = s + x·2s(1 - s)·u', s = sigmoid(2u), u' = c(1 + 3a x²)
       const x2 = f32x4.mul(x, x);
-      const t = vtanh(f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), f32x4.mul(x2, x)))));
-      const half = f32x4.splat(0.5);
-      const dt = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(one, f32x4.mul(f32x4.splat(3 * GELU_A), x2)));
-      const d = f32x4.add(
-        f32x4.mul(half, f32x4.add(one, t)),
-        f32x4.mul(f32x4.mul(f32x4.mul(half, x), f32x4.sub(one, f32x4.mul(t, t))), dt),
-      );
+      const u = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), f32x4.mul(x2, x))));
+      const sg = vsigmoid(f32x4.add(u, u));
+      const du = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(one, f32x4.mul(f32x4.splat(3 * GELU_A), x2)));
+      const xs = f32x4.mul(f32x4.add(x, x), f32x4.mul(sg, f32x4.sub(one, sg)));
+      const d = f32x4.add(sg, f32x4.mul(xs, du));
       return f32x4.mul(g, d);
     }
   }

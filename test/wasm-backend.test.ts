@@ -152,6 +152,24 @@ for (const op of ["sigmoid", "tanh", "exp", "log", "relu", "gelu"] as const) {
     run: (be, b) => be.unaryBackward(op, b.x, b.y, b.g, b.dx, N1),
   });
 }
+{
+  // gelu far out: its sigmoid's exp clamps (|2u| > 88) and its tails reach 0 and x
+  const x = Float32Array.from([...rand(N1 - 6, -40, 40), -1e4, -90, -9, 9, 90, 1e4]);
+  const y = new Float32Array(N1);
+  jsBackend.unary("gelu", x, y, N1);
+  add({
+    name: "unary gelu, wide",
+    bufs: { x, y: zeros(N1) },
+    outputs: ["y"],
+    run: (be, b) => be.unary("gelu", b.x, b.y, N1),
+  });
+  add({
+    name: "unaryBackward gelu, wide",
+    bufs: { x, y, g: rand(N1), dx: rand(N1) },
+    outputs: ["dx"],
+    run: (be, b) => be.unaryBackward("gelu", b.x, b.y, b.g, b.dx, N1),
+  });
+}
 for (const acc of [false, true]) {
   add({
     name: `scale acc=${acc}`,
