@@ -41,12 +41,18 @@ function vlog(x: v128): v128 {
 
 // gelu(x) = ½x(1 + tanh(u)), u = c(x + a x³), taken as x·sigmoid(2u) (the same function: ½(1 + tanh u) = sigmoid(2u)),
 // one exp and one division, and no cancellation anywhere (1 + tanh u near -1 would cancel; the sigmoid does not).
+// vgeluSigmoid(x, x²) is that sigmoid(2u), for the forward and the gradient.
+// @ts-ignore: decorator
+@inline
+function vgeluSigmoid(x: v128, x2: v128): v128 {
+  const u = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), f32x4.mul(x2, x))));
+  return vsigmoid(f32x4.add(u, u));
+}
+
 // @ts-ignore: decorator
 @inline
 function vgelu(x: v128): v128 {
-  const x3 = f32x4.mul(f32x4.mul(x, x), x);
-  const u = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), x3)));
-  return f32x4.mul(x, vsigmoid(f32x4.add(u, u)));
+  return f32x4.mul(x, vgeluSigmoid(x, f32x4.mul(x, x)));
 }
 
 // @ts-ignore: decorator
@@ -87,8 +93,7 @@ function vunaryGrad(op: i32, x: v128, y: v128, g: v128): v128 {
     default: {
       // d/dx x·s(2u) = s + x·2s(1 - s)·u', s = sigmoid(2u), u' = c(1 + 3a x²)
       const x2 = f32x4.mul(x, x);
-      const u = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), f32x4.mul(x2, x))));
-      const sg = vsigmoid(f32x4.add(u, u));
+      const sg = vgeluSigmoid(x, x2);
       const du = f32x4.mul(f32x4.splat(GELU_C), f32x4.add(one, f32x4.mul(f32x4.splat(3 * GELU_A), x2)));
       const xs = f32x4.mul(f32x4.add(x, x), f32x4.mul(sg, f32x4.sub(one, sg)));
       const d = f32x4.add(sg, f32x4.mul(xs, du));
