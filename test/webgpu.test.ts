@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { pickVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -89,10 +90,10 @@ describe("webgpu backend against js", { skip }, () => {
     g.free(t);
   });
 
-  // Every variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles, read as floats or vec4s); shapes straddle two
-  // tiles of either size.
-  for (const tile of ["64", "128", "64v", "128v"]) {
-    test(`matmul (${tile} x ${tile} tiles): transposes, accumulate, batch, offsets`, () =>
+  // Every variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles, read as floats or vec4s, the next tiles
+  // prefetched or not; auto picks by shape); shapes straddle two tiles of either size.
+  for (const tile of ["auto", "64", "128", "64v", "128v", "64p", "128p"]) {
+    test(`matmul (CHARLM_WEBGPU_MATMUL=${tile}): transposes, accumulate, batch, offsets`, () =>
       withEnv({ CHARLM_WEBGPU_MATMUL: tile }, () => matmulOps()));
   }
   async function matmulOps(): Promise<void> {
@@ -111,8 +112,10 @@ describe("webgpu backend against js", { skip }, () => {
     // split along K (few output tiles, long K), as a weight gradient over T·B rows; overwrite and accumulate
     const [m, k, n] = [9, 1100, 5];
     for (const accumulate of [false, true]) {
-      await same({ a: rand(k * m), b: rand(k * n), c: rand(3 + m * n) }, (b, s) =>
-        b.matmul(s.a, s.b, s.c, m, k, n, { transA: true, accumulate, offsetC: 3 }),
+      await same(
+        { a: rand(k * m), b: rand(k * n), c: rand(3 + m * n) },
+        (b, s) => b.matmul(s.a, s.b, s.c, m, k, n, { transA: true, accumulate, offsetC: 3 }),
+        5e-5, // sums of 1,100 terms of either sign, in 4 parts: another order than js's (1e-5 failed once at 1.03e-5)
       );
     }
     // a weight gradient's shape (6 output tiles, K = 2,048): unsplit, split in 2 (for 12 workgroups) and by the
@@ -144,7 +147,10 @@ describe("webgpu backend against js", { skip }, () => {
     const g = gpu!;
     const [a, c] = [g.alloc(4), g.alloc(4)];
     await withEnv({ CHARLM_WEBGPU_MATMUL: "256" }, async () =>
-      assert.throws(() => g.matmul(a, a, c, 2, 2, 2), /CHARLM_WEBGPU_MATMUL is "256"; use 64, 128, 64v or 128v/),
+      assert.throws(
+        () => g.matmul(a, a, c, 2, 2, 2),
+        /CHARLM_WEBGPU_MATMUL is "256"; use auto, 64, 128, 64v, 128v, 64p, 128p, auto-128v or auto-128p/,
+      ),
     );
     g.free(a);
     g.free(c);
@@ -181,7 +187,7 @@ describe("webgpu backend against js", { skip }, () => {
       return st;
     });
     const out: Float32Array[] = [];
-    const tiles = ["64", "128", "64v", "128v"];
+    const tiles = ["64", "128", "64v", "128v", "64p", "128p"];
     for (const tile of tiles) {
       const c = g.alloc(M * N);
       await withEnv({ CHARLM_WEBGPU_MATMUL: tile }, async () => g.matmul(a, b, c, M, K, N, { transA: true }));
@@ -656,18 +662,44 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   }
 });
 
+test("matmul's tile by default: 128 x 128 where both sides span one and the product fills the GPU or is split", async () => {
+  const key = (M: number, N: number, batch: number, K: number) => pickVariant(false, false, M, N, batch, K).key;
+  assert.equal(key(25600, 2048, 1, 512), "matmulNN.128"); // W2's input projection at batch 256: 3,200 workgroups
+  assert.equal(key(6400, 1024, 1, 64), "matmulNN.128"); // 400
+  assert.equal(key(6400, 256, 1, 65), "matmulNN"); // 100 workgroups of 128 x 128
+  assert.equal(key(25600, 65, 1, 512), "matmulNN"); // the output layer: 65 columns, less than a tile
+  assert.equal(key(512, 2048, 1, 25600), "matmulNN.128"); // a weight gradient: split along K
+  assert.equal(key(64, 2048, 1, 25600), "matmulNN"); // an embedding's: 64 rows
+  assert.equal(key(256, 256, 384, 64), "matmulNN.128"); // attention scores, batched: 1,536
+  assert.equal(key(256, 256, 8, 64), "matmulNN"); // 32
+  assert.equal(pickVariant(true, true, 256, 256, 384, 64).key, "matmulTT.128");
+  await withEnv({ CHARLM_WEBGPU_MATMUL: "64p" }, async () => assert.equal(key(25600, 2048, 1, 512), "matmulNN.p"));
+  await withEnv({ CHARLM_WEBGPU_MATMUL: "128v" }, async () => assert.equal(key(8, 8, 1, 8), "matmulNN.128.v"));
+  await withEnv({ CHARLM_WEBGPU_MATMUL: "auto" }, async () => assert.equal(key(8, 8, 1, 8), "matmulNN"));
+  await withEnv({ CHARLM_WEBGPU_MATMUL: "auto-128v" }, async () => {
+    assert.equal(key(25600, 2048, 1, 512), "matmulNN.128.v");
+    assert.equal(key(25600, 65, 1, 512), "matmulNN");
+  });
+  for (const bad of ["96", "auto-64", "auto-"])
+    await withEnv({ CHARLM_WEBGPU_MATMUL: bad }, async () =>
+      assert.throws(() => key(8, 8, 1, 8), new RegExp(`^CharlmError: CHARLM_WEBGPU_MATMUL is "${bad}"; use auto, 64`)),
+    );
+});
+
 test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; single settings win; a bad one is refused", async () => {
   // The rules: a forward step (four products a unit) wide, not prefetching; a backward step 2 units a thread,
   // prefetching, more slices. The wide forward tile of the LSTM 10 is no wider than K.
   const rules = { forward: { R: 1, S: 8, U: 1, W: 64, P: false }, backward: { R: 1, S: 8, U: 2, W: 64, P: true } };
   assert.deepEqual(lstmStepSettings(false, 3, 10), rules.forward);
   assert.deepEqual(lstmStepSettings(true, 3, 10), rules.backward);
-  assert.deepEqual(lstmStepSettings(false, 32, 512), { R: 1, S: 8, U: 1, W: 512, P: false }); // the gpu preset's
-  assert.deepEqual(lstmStepSettings(true, 32, 512), { R: 1, S: 8, U: 2, W: 64, P: true });
+  assert.deepEqual(lstmStepSettings(false, 48, 512), { R: 1, S: 8, U: 1, W: 512, P: false });
+  assert.deepEqual(lstmStepSettings(true, 48, 512), { R: 1, S: 8, U: 2, W: 64, P: true });
   assert.deepEqual(lstmStepSettings(true, 128, 512), { R: 4, S: 8, U: 2, W: 64, P: true });
   // the shapes the H200 sweep measured take its fastest
   assert.deepEqual(lstmStepSettings(true, 256, 512), { R: 4, S: 2, U: 1, W: 64, P: true });
   assert.deepEqual(lstmStepSettings(false, 64, 512), { R: 2, S: 4, U: 1, W: 256, P: true });
+  assert.deepEqual(lstmStepSettings(false, 32, 512), { R: 2, S: 8, U: 1, W: 64, P: true }); // the gpu preset's
+  assert.deepEqual(lstmStepSettings(true, 32, 512), { R: 2, S: 8, U: 1, W: 256, P: true });
   await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, async () => {
     assert.deepEqual(lstmStepSettings(false, 3, 10), { R: 2, S: 4, U: 1, W: 64, P: true }); // wide: no wider than K
     assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 8, U: 4, W: 64, P: true });

@@ -6,14 +6,25 @@
 // transpose combination is its own pipeline (the branches fold away). Edges are zero-padded in the tiles. Products
 // with few output tiles and a long K are split along K (see matmul below).
 //
-// CHARLM_WEBGPU_MATMUL=128: 128 x 128 tiles, each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of
-// workgroup memory): each value a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. The
-// large products of a recurrent training step (input projections, their gradients, the weight gradients) ran at
-// 21-33 TFLOP/s on the H200 with 64 x 64 tiles (stop 9's profile). CHARLM_WEBGPU_MATMUL=64v or 128v: the same tiles
-// held in workgroup memory as vec4s, each thread's outputs in runs of 4 neighbours, so that one read of workgroup
-// memory brings 4 values (a 64 x 64 tile's thread then reads 2 vec4s per k for its 16 multiply-adds, not 8 floats).
-// Every output is the same fma chain in k order in every variant, so they all give the same bits (tested). None
-// but 64 has been timed on a GPU yet (bench/gpu_kernels.ts times them all and names the fastest).
+// 128 x 128 tiles: each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of workgroup memory): each value
+// a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. By default (CHARLM_WEBGPU_MATMUL
+// unset or "auto") a product takes them where both its sides span a tile and it fills the GPU with them: 256
+// workgroups or more, or split along K (see pickVariant). On an H200 at stop 13 (bench/results/h200-stop13/) a
+// recurrent step's large products ran 1.2-1.7x as fast with 128 tiles as with 64 (x·Wx, 25,600 x 512 x 2,048: 27.3
+// TFLOP/s against 18.7; its gradient dx 23.6 against 13.9; dWh 27.5 against 23.2), those of five shapes in 13.2-13.6
+// ms against 18.9, and whole training steps with these defaults against 64 tiles everywhere (and stop 9's step
+// table), three rounds in turn: W2 at batch 256 710.6 k against 644.4 k char/s, the GPT 202.4 k against 169.2 k.
+// With 128 tiles everywhere (the output layer's 65 columns too) W1 ran slower in a first call.
+//
+// CHARLM_WEBGPU_MATMUL=64 or 128 forces one size. 64v or 128v hold the tiles in workgroup memory as vec4s, each
+// thread's outputs in runs of 4 neighbours, so that one read of workgroup memory brings 4 values. 64p or 128p load
+// the next tiles' values from memory into registers before multiplying the current ones, so that those loads are in
+// flight during the products. On the H200 128v and 128p came out on top in the second call's sweep of the large
+// products (11.6 and 12.1 ms against 128's 13.2), 128v behind 128 in the first (14.7 against 13.6): the two calls
+// disagree by more than the variants differ. auto-128v or auto-128p keeps auto's choice with that variant for the
+// large products (not yet timed in whole steps; 128v everywhere was 1.7% faster than the defaults for W2 at batch
+// 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they all give the
+// same bits (tested).
 //
 // A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
 
@@ -22,17 +33,42 @@ import { CharlmError } from "../../../../util/errors.js";
 import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
+const VARIANTS = ["64", "128", "64v", "128v", "64p", "128p"];
+const LARGE = ["128", "128v", "128p"];
+
+interface Variant {
+  T: 64 | 128;
+  vec: boolean;
+  prefetch: boolean;
+  key: string;
+}
+
 /**
- * The product kernel's variant, CHARLM_WEBGPU_MATMUL=64 (the default), 128, 64v or 128v: its tile, whether it reads
- * vec4s, and its pipeline's key for the transposes ta and tb.
+ * The product kernel's variant for a product of M x N outputs, `batch` of them, K long, with the transposes ta and
+ * tb: its tile, whether it reads vec4s, whether it prefetches, and its pipeline's key. CHARLM_WEBGPU_MATMUL=64, 128,
+ * 64v, 128v, 64p or 128p forces one; "auto" (the default) takes 128 x 128 tiles where both M and N are at least 128
+ * and the product then has 256 workgroups or more, or will be split along K (batch 1, K at least 1,024: the split
+ * makes the workgroups); else 64 x 64. The 256: about two workgroups per core of an H200 (132); with fewer, 64 x 64
+ * tiles keep more cores busy. "auto-128v" or "auto-128p": the same choice, with that variant for the large
+ * products. Exported for the tests and the benches.
  */
-function variant(ta: boolean, tb: boolean): { T: 64 | 128; vec: boolean; key: string } {
-  const v = env("CHARLM_WEBGPU_MATMUL") || "64";
-  if (!["64", "128", "64v", "128v"].includes(v))
-    throw new CharlmError(`CHARLM_WEBGPU_MATMUL is "${v}"; use 64, 128, 64v or 128v, or unset it`);
+export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
+  let v = env("CHARLM_WEBGPU_MATMUL") || "auto";
+  const large = v === "auto" ? "128" : v.startsWith("auto-") ? v.slice(5) : null;
+  if (large ? !LARGE.includes(large) : !VARIANTS.includes(v))
+    throw new CharlmError(
+      `CHARLM_WEBGPU_MATMUL is "${v}"; use auto, 64, 128, 64v, 128v, 64p, 128p, auto-128v or auto-128p, or unset it (auto)`,
+    );
+  if (large) {
+    const wide = M >= 128 && N >= 128;
+    const groups = Math.ceil(M / 128) * Math.ceil(N / 128) * batch;
+    v = wide && (groups >= 256 || (batch === 1 && K >= 1024)) ? large : "64";
+  }
   const T = v.startsWith("128") ? 128 : 64;
   const vec = v.endsWith("v");
-  return { T, vec, key: `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${vec ? ".v" : ""}` };
+  const prefetch = v.endsWith("p");
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${vec ? ".v" : ""}${prefetch ? ".p" : ""}`;
+  return { T, vec, prefetch, key };
 }
 
 /** The bindings from `first` on: the bias (when there is one), then the output c. */
@@ -43,7 +79,7 @@ function biasAndC(first: number, bias: boolean): string {
     : `@group(0) @binding(${first}) ${c}`;
 }
 
-function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false, vec = false): string {
+function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false, vec = false, prefetch = false): string {
   // A(m, k) is a[m*K + k], or a[k*M + m] when stored transposed; B(k, n) is b[k*N + n] or b[n*K + k].
   // T x T outputs a workgroup, P x P a thread, K walked KB at a time: each thread loads 4 values of each tile.
   const P = T / 16;
@@ -84,6 +120,27 @@ var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
   const mOf = vec ? `m0 + 4u * (lid.y + 16u * (i / 4u)) + i % 4u` : `m0 + lid.y + 16u * i`;
   const nOf = vec ? `n0 + 4u * (lid.x + 16u * (j / 4u)) + j % 4u` : `n0 + lid.x + 16u * j`;
   const out = vec ? `acc[i * ${V}u + j / 4u][j % 4u]` : `acc[i * ${P}u + j]`;
+  // Thread tid's 4 slots l of each tile, e = tid + 256l: (ka, mm) in A's, (kb, nn) in B's, so that neighbouring
+  // threads read neighbouring addresses whichever way A and B are stored
+  const slots = `var mm: u32; var ka: u32;
+      if (TA) { mm = e % ${T}u; ka = e / ${T}u; } else { ka = e % ${KB}u; mm = e / ${KB}u; }
+      var nn: u32; var kb: u32;
+      if (TB) { kb = e % ${KB}u; nn = e / ${KB}u; } else { nn = e % ${T}u; kb = e / ${T}u; }`;
+  // The values of the tiles at k0 (zero past the edges), each slot's handed to keepA and keepB
+  const loads = (k0: string, keepA: string, keepB: string) => `for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      ${slots}
+      var av = 0.0;
+      if (m0 + mm < M && ${k0} + ka < kEnd) {
+        if (TA) { av = a[aBase + (${k0} + ka) * M + m0 + mm]; } else { av = a[aBase + (m0 + mm) * K + ${k0} + ka]; }
+      }
+      ${keepA}
+      var bv = 0.0;
+      if (n0 + nn < N && ${k0} + kb < kEnd) {
+        if (TB) { bv = b[bBase + (n0 + nn) * K + ${k0} + kb]; } else { bv = b[bBase + (${k0} + kb) * N + n0 + nn]; }
+      }
+      ${keepB}
+    }`;
   return /* wgsl */ `
 const TA = ${transA};
 const TB = ${transB};
@@ -109,25 +166,20 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let n0 = wid.x * ${T}u;
   let tid = lid.y * 16u + lid.x;
   var acc: array<${vec ? `vec4<f32>, ${P * V}` : `f32, ${P * P}`}>;
+  ${prefetch ? `var pa: array<f32, 4>;\n  var pb: array<f32, 4>;\n  ${loads("kBegin", "pa[l] = av;", "pb[l] = bv;")}` : ""}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
-    for (var l = 0u; l < 4u; l++) {
+    ${
+      prefetch
+        ? `for (var l = 0u; l < 4u; l++) {
       let e = tid + l * 256u;
-      var mm: u32; var ka: u32;
-      if (TA) { mm = e % ${T}u; ka = e / ${T}u; } else { ka = e % ${KB}u; mm = e / ${KB}u; }
-      var av = 0.0;
-      if (m0 + mm < M && k0 + ka < kEnd) {
-        if (TA) { av = a[aBase + (k0 + ka) * M + m0 + mm]; } else { av = a[aBase + (m0 + mm) * K + k0 + ka]; }
-      }
-      ${put("As", "ka", "mm", "av")}
-      var nn: u32; var kb: u32;
-      if (TB) { kb = e % ${KB}u; nn = e / ${KB}u; } else { nn = e % ${T}u; kb = e / ${T}u; }
-      var bv = 0.0;
-      if (n0 + nn < N && k0 + kb < kEnd) {
-        if (TB) { bv = b[bBase + (n0 + nn) * K + k0 + kb]; } else { bv = b[bBase + (k0 + kb) * N + n0 + nn]; }
-      }
-      ${put("Bs", "kb", "nn", "bv")}
+      ${slots}
+      ${put("As", "ka", "mm", "pa[l]")}
+      ${put("Bs", "kb", "nn", "pb[l]")}
+    }`
+        : loads("k0", put("As", "ka", "mm", "av"), put("Bs", "kb", "nn", "bv"))
     }
     workgroupBarrier();
+    ${prefetch ? `if (k0 + ${KB}u < kEnd) {\n      ${loads(`k0 + ${KB}u`, "pa[l] = av;", "pb[l] = bv;")}\n    }` : ""}
     for (var kk = 0u; kk < ${KB}u; kk++) {
       ${products}
     }
@@ -167,13 +219,13 @@ export function matmulParts(
 ): { partial: GpuStorage; parts: number } {
   const ta = o?.transA ?? false;
   const tb = o?.transB ?? false;
-  const { T: TILE, vec, key } = variant(ta, tb);
+  const { T: TILE, vec, prefetch, key } = pickVariant(ta, tb, M, N, 1, K);
   const KS = Math.max(16, Math.ceil(K / S / 16) * 16);
   const parts = Math.ceil(K / KS);
   const partial = rt.scratch(parts * M * N);
   rt.run(
     key,
-    () => code(ta, tb, TILE, false, vec),
+    () => code(ta, tb, TILE, false, vec, prefetch),
     [a, b],
     [partial],
     [M, K, N, o?.offsetA ?? 0, o?.offsetB ?? 0, 0, 0, KS],
@@ -183,9 +235,9 @@ export function matmulParts(
   return { partial, parts };
 }
 
-/** A product's output tiles (of the current variant's size): how many workgroups it has unsplit. */
-export function matmulTiles(M: number, N: number): number {
-  const { T } = variant(false, false);
+/** A product's output tiles (of the size its variant takes, K long): how many workgroups it has unsplit. */
+export function matmulTiles(M: number, N: number, K: number): number {
+  const { T } = pickVariant(false, false, M, N, 1, K);
   return Math.ceil(N / T) * Math.ceil(M / T);
 }
 
@@ -220,7 +272,7 @@ export function matmul(
   if (M === 0 || N === 0 || batch === 0) return;
   checkMatmulBias(N, o);
   const bias = (o?.bias as Buf | undefined) ?? null;
-  const { T: TILE, vec, key } = variant(ta, tb);
+  const { T: TILE, vec, prefetch, key } = pickVariant(ta, tb, M, N, batch, K);
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
@@ -249,7 +301,7 @@ ${biasAndC(2, bias !== null)}`;
   }
   rt.run(
     bias ? `${key}.bias` : key,
-    () => code(ta, tb, TILE, bias !== null, vec),
+    () => code(ta, tb, TILE, bias !== null, vec, prefetch),
     bias ? [a, b, bias] : [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],

@@ -409,10 +409,15 @@ export const STEP_SETTING_ENV = [
 ];
 
 /**
- * The fastest settings the stop-9 sweep measured on an NVIDIA H200 for the shapes it timed (bench/gpu_kernels.ts;
- * bench/results/h200-stop9/kernels.json): where a model has one of these shapes they win over the rules below, which
- * come within 8-9% of them on average but 19% off for LSTM 512's backward at batch 256. CHARLM_WEBGPU_KERNELS and
- * the single settings win over this table; run the sweep to tune another GPU or shape.
+ * The fastest settings the H200 sweeps measured (bench/gpu_kernels.ts) for the shapes they timed: stop 9's
+ * (bench/results/h200-stop9/kernels.json), with stop 13's (bench/results/h200-stop13) where its settings also ran
+ * faster inside whole training steps (the profile: LSTM 256's backward step at batch 256 30.7 us against 32.5, at
+ * batch 64 19.7 against 21.4) or were new (LSTM 512 at batch 32, the gpu preset's: forward 21.9 us against the
+ * rules' 24.8, backward 29.0 against 38.3). Where a model has one of these shapes they win over the rules below,
+ * which come within 8-9% of stop 9's on average but 19% off for LSTM 512's backward at batch 256. Stop 13's sweep
+ * put the products layout first for LSTM 512's forward at batch 256 (59.4 us against 62.2), but inside whole steps
+ * its two dispatches a step took 76.3 us against the step layout's 59.0: not taken. CHARLM_WEBGPU_KERNELS and the
+ * single settings win over this table; run the sweep to tune another GPU or shape.
  */
 const MEASURED: Record<string, StepSettings> = {
   "lstmForward H512 B64": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
@@ -420,9 +425,11 @@ const MEASURED: Record<string, StepSettings> = {
   "lstmForward H512 B256": { rows: 4, slices: 2, units: 1, wide: true, prefetch: true },
   "lstmBackward H512 B256": { rows: 4, slices: 2, units: 1, wide: false, prefetch: true },
   "lstmForward H256 B256": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
-  "lstmBackward H256 B256": { rows: 2, slices: 4, units: 2, wide: false, prefetch: true },
+  "lstmBackward H256 B256": { rows: 4, slices: 4, units: 1, wide: true, prefetch: true },
   "lstmForward H256 B64": { rows: 2, slices: 8, units: 1, wide: false, prefetch: true },
-  "lstmBackward H256 B64": { rows: 1, slices: 8, units: 2, wide: false, prefetch: true },
+  "lstmBackward H256 B64": { rows: 2, slices: 8, units: 1, wide: true, prefetch: true },
+  "lstmForward H512 B32": { rows: 2, slices: 8, units: 1, wide: false, prefetch: true },
+  "lstmBackward H512 B32": { rows: 2, slices: 8, units: 1, wide: true, prefetch: true },
 };
 
 // The step layout's rules, refitted at stop 9 to a sweep of every combination of settings on an NVIDIA H200
@@ -599,7 +606,7 @@ function productParts(B: number, H: number, K: number, accs: number, t: Partial<
   // a table's slices are parts only in its products entries (elsewhere they are the step layout's)
   const forced = Number(env("CHARLM_WEBGPU_SPLIT")) || (t.products ? t.slices : undefined);
   if (forced === 1 || forced === 2 || forced === 4 || forced === 8) return forced;
-  const tiles = matmulTiles(B, accs * H);
+  const tiles = matmulTiles(B, accs * H, K);
   let S = 1;
   while (S < 8 && tiles * S < 256 && K / (2 * S) >= 128) S *= 2;
   return S;
