@@ -23,6 +23,11 @@
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
+// --compare: the defaults against stop 12's (64 x 64 tiles for every product, stop 9's table of step settings), and
+// against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or
+// auto-128v / auto-128p, the default's choice with that variant for the large products. --rounds N runs every
+// variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
+// timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm.
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
@@ -120,6 +125,36 @@ function perStep(a: Readonly<Record<string, number>>, b: Readonly<Record<string,
 }
 
 let lastProfile = "";
+
+/** Every setting a variant may have set, unset. */
+function clearSettings(): void {
+  for (const name of [
+    "CHARLM_WEBGPU_RECURRENT",
+    "CHARLM_WEBGPU_ROWS",
+    "CHARLM_WEBGPU_SPLIT",
+    "CHARLM_WEBGPU_UNITS",
+    "CHARLM_WEBGPU_ATTENTION",
+    "CHARLM_WEBGPU_SPLITK",
+    "CHARLM_WEBGPU_WIDE",
+    "CHARLM_WEBGPU_PREFETCH",
+    "CHARLM_WEBGPU_KERNELS",
+    "CHARLM_WEBGPU_MATMUL",
+  ])
+    delete process.env[name];
+}
+
+// Stop 12's defaults for --compare: the step settings the stop-9 sweep measured (the backend's table then; shapes
+// it does not name take the rules, as then), with every product in 64 x 64 tiles
+const STOP12_TABLE = JSON.stringify({
+  "lstmForward H512 B64": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmBackward H512 B64": { rows: 4, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmForward H512 B256": { rows: 4, slices: 2, units: 1, wide: true, prefetch: true },
+  "lstmBackward H512 B256": { rows: 4, slices: 2, units: 1, wide: false, prefetch: true },
+  "lstmForward H256 B256": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmBackward H256 B256": { rows: 2, slices: 4, units: 2, wide: false, prefetch: true },
+  "lstmForward H256 B64": { rows: 2, slices: 8, units: 1, wide: false, prefetch: true },
+  "lstmBackward H256 B64": { rows: 1, slices: 8, units: 2, wide: false, prefetch: true },
+});
 
 /** Training characters/s: warm-up steps, then timed steps, the loss read once after the last. */
 async function trainRate(w: Workload, B: number, steps: number): Promise<[number, number]> {
@@ -453,15 +488,30 @@ async function main(): Promise<void> {
   // none when the default 64 won). "auto": where the table picks the products layout for a kernel, it runs.
   const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
   const tiles = process.env.CHARLM_BENCH_MATMUL || "128";
-  const variants = kernelTable
-    ? [
-        { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
-        { name: "tuned", env: tunedEnv },
-        ...(tiles === "64"
-          ? []
-          : [{ name: `tuned, matmul ${tiles}`, env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: tiles } }]),
-      ]
-    : layouts;
+  const compare = process.argv.includes("--compare");
+  const compareVariants = [
+    { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
+    { name: "stop 12's defaults", env: { CHARLM_WEBGPU_MATMUL: "64", CHARLM_WEBGPU_KERNELS: STOP12_TABLE } },
+    ...(process.env.CHARLM_BENCH_MATMUL
+      ? [
+          {
+            name: tiles.startsWith("auto-") ? `large products ${tiles.slice(5)}` : `matmul ${tiles} everywhere`,
+            env: { CHARLM_WEBGPU_MATMUL: tiles },
+          },
+        ]
+      : []),
+  ];
+  const variants = compare
+    ? compareVariants
+    : kernelTable
+      ? [
+          { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "step" } },
+          { name: "tuned", env: tunedEnv },
+          ...(tiles === "64"
+            ? []
+            : [{ name: `tuned, matmul ${tiles}`, env: { ...tunedEnv, CHARLM_WEBGPU_MATMUL: tiles } }]),
+        ]
+      : layouts;
   // W3 with its attention as batched matrix products (the default since stop 9) and as a thread per row or value
   const attentionRoutes = [
     { name: "attention products", env: { CHARLM_WEBGPU_ATTENTION: "matmul" } },
@@ -471,6 +521,8 @@ async function main(): Promise<void> {
   const json = process.argv.indexOf("--json");
   const onlyAt = process.argv.indexOf("--only"); // --only W1,W2: those workloads' throughput alone
   const only = onlyAt > 0 ? process.argv[onlyAt + 1].split(",") : null;
+  const roundsAt = process.argv.indexOf("--rounds");
+  const rounds = roundsAt > 0 ? Math.max(1, Number(process.argv[roundsAt + 1]) || 1) : 1;
   for (const w of workloads.filter((w) => !only || only.includes(w.name))) {
     for (const B of w.batches) {
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
@@ -478,27 +530,53 @@ async function main(): Promise<void> {
       console.log(
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      for (const l of w.model.type === "gpt" ? attentionRoutes : variants) {
-        Object.assign(process.env, l.env);
-        const [ours, loss] = await trainRate(w, B, w.steps);
-        delete process.env.CHARLM_WEBGPU_RECURRENT;
-        delete process.env.CHARLM_WEBGPU_ROWS;
-        delete process.env.CHARLM_WEBGPU_SPLIT;
-        delete process.env.CHARLM_WEBGPU_UNITS;
-        delete process.env.CHARLM_WEBGPU_ATTENTION;
-        delete process.env.CHARLM_WEBGPU_SPLITK;
-        delete process.env.CHARLM_WEBGPU_WIDE;
-        delete process.env.CHARLM_WEBGPU_PREFETCH;
-        delete process.env.CHARLM_WEBGPU_KERNELS;
-        delete process.env.CHARLM_WEBGPU_MATMUL;
+      const list = compare ? variants : w.model.type === "gpt" ? attentionRoutes : variants;
+      const rates: number[][] = list.map(() => []);
+      const losses: number[] = [];
+      const profiles: string[] = [];
+      for (let r = 0; r < rounds; r++) {
+        for (const [i, l] of list.entries()) {
+          Object.assign(process.env, l.env);
+          const [ours, loss] = await trainRate(w, B, w.steps);
+          clearSettings();
+          rates[i].push(ours);
+          losses[i] = loss;
+          profiles[i] = lastProfile;
+        }
+      }
+      for (const [i, l] of list.entries()) {
+        const sorted = [...rates[i]].sort((a, b) => a - b);
+        const ours = sorted[Math.floor(sorted.length / 2)];
         const ratio = theirs ? `  ratio ${(ours / theirs.charsPerSec).toFixed(2)}` : "";
-        console.log(`   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${loss.toFixed(3)})${ratio}`);
-        console.log(`      ${lastProfile}`);
-        results.push({ workload: w.name, B, layout: l.env, charsPerSec: ours, torch: theirs?.charsPerSec ?? null });
+        const spread =
+          rounds > 1
+            ? ` (median of ${rounds}, ${k(sorted[0]).trim()}-${k(sorted[sorted.length - 1]).trim()}` +
+              (theirs
+                ? `, ratio ${(sorted[0] / theirs.charsPerSec).toFixed(2)}-` +
+                  `${(sorted[sorted.length - 1] / theirs.charsPerSec).toFixed(2)})`
+                : ")")
+            : "";
+        console.log(
+          `   charlm ${l.name.padEnd(24)} ${k(ours)} chars/s (loss ${losses[i].toFixed(3)})${ratio}${spread}`,
+        );
+        console.log(`      ${profiles[i]}`);
+        results.push({
+          workload: w.name,
+          B,
+          layout: l.env,
+          charsPerSec: ours,
+          rounds: rates[i],
+          torch: theirs?.charsPerSec ?? null,
+        });
         // written after every figure, so that a run cut short by its time box keeps what it measured
         if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
       }
     }
+  }
+  if (process.argv.includes("--training-only")) {
+    gpu.destroy?.();
+    console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+    return;
   }
   // generation for the workloads measured here (--only), the GPT too (its key/value-cached step, the window of ids
   // kept on the GPU when it draws there)

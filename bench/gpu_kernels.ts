@@ -9,6 +9,7 @@
 //   node .gpu/app/gpu_kernels.mjs [--table FILE] [--json FILE] [--matmul FILE]
 //                                       on the GPU machine (bench/gpu_machine.sh runs it)
 //   npx tsx bench/gpu_kernels.ts --tiny here on SwiftShader: the plumbing, not the speed
+//   --products-only                     the large products alone (seconds), no wavefront estimate nor step kernels
 //
 // The step kernels' part is src/engine/backends/webgpu/tune.ts (what `charlm tune-gpu` runs), printed in full here.
 // Per shape it prints microseconds per time step (wall time of REPS whole sequences after a warm-up, the GPU
@@ -75,12 +76,13 @@ async function main(): Promise<void> {
     );
     return s;
   };
-  await wavefrontEstimate(gpu, up, results);
+  const productsOnly = process.argv.includes("--products-only");
+  if (!productsOnly) await wavefrontEstimate(gpu, up, results);
   save();
 
   // the step kernels, every setting (saved after each kernel and shape, so that a run cut short keeps them)
   let t0 = performance.now();
-  await tuneLstmSteps(gpu, shapes, {
+  await tuneLstmSteps(gpu, productsOnly ? [] : shapes, {
     T,
     reps: REPS,
     small: tiny,
@@ -141,11 +143,12 @@ async function main(): Promise<void> {
       console.log(`  ${what} (${M} x ${T * B} x ${G}) by split-K target: ${line.join(", ")}`);
     }
     // The step's other large products in every tile variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles,
-    // read as floats or as vec4s): the input projection of a layer fed H values (T·B, H)·(H, G), its input gradient
-    // (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each result compared with the 64 one (the same fma chains:
-    // 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's "tuned, matmul ...").
+    // read as floats or as vec4s, prefetching or not): the input projection of a layer fed H values (T·B, H)·(H, G),
+    // its input gradient (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each result compared with the 64 one (the
+    // same fma chains: 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's
+    // "tuned, matmul ...", or with --compare "matmul ... everywhere").
     const xs = gpu.alloc(T * B * H);
-    const TILES = ["64", "128", "64v", "128v"];
+    const TILES = ["64", "128", "64v", "128v", "64p", "128p"];
     const gOut = gpu.alloc(T * B * G);
     const [ref64, got] = [gpu.alloc(T * B * G), gpu.alloc(T * B * G)];
     for (const [what, M, K, N, a, b, c, opts] of [

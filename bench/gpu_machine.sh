@@ -24,6 +24,12 @@
 #   PART=all ... (at most ALL_SECONDS, 590)  the kernels (T_KERNELS), the bench (T_BENCH), then the quality run, then one per recipe in
 #                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
 #                                            left: one command, one machine start, when the budget is 15 minutes
+#   PART=compare bash bench/gpu_machine.sh   (~4 min) the large products in every tile variant (gpu_kernels.ts
+#                                            --products-only), then W1, W2 and W3's training against PyTorch in the
+#                                            defaults, stop 12's defaults and (where the products' fastest variant is
+#                                            128v or 128p) the defaults with that variant for the large products
+#                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
+#                                            (bench/gpu.ts --compare --rounds); no generation, wasm nor quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes.
@@ -110,6 +116,15 @@ case "${PART:-bench}" in
     bench
     ;;
   quality) quality ;;
+  compare)
+    timeout "${T_KERNELS:-60}" node .gpu/app/gpu_kernels.mjs --products-only --json "$out/kernels-all.json" \
+      --matmul bench/out/gpu-matmul.txt 2>&1 | tee "$out/kernels.txt"
+    fastest=$(cat bench/out/gpu-matmul.txt 2>/dev/null || true)
+    case "$fastest" in 128v | 128p) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
+    # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
+    timeout "${T_BENCH:-240}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
+      --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
+    ;;
   # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in
   # whatever time is left (it explains the bench's figures; the figures come first).
   # QUALITY_SWEEP="dropout=0.35;lr=3e-3,dropout=0.3": more quality runs, one per set of config fields, each with
