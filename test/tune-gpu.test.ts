@@ -8,9 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { selectBackend } from "../src/cli/backend.js";
 import { setBackend } from "../src/engine/backends/index.js";
-import { loadTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
+import { loadTunedKernels, saveTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
+import { pickVariant, TUNED_VARIANTS, useMatmulVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, useKernelTable } from "../src/engine/backends/webgpu/kernels/recurrent.js";
-import { stepGrid, tuneLstmSteps, tuneSteps } from "../src/engine/backends/webgpu/tune.js";
+import { stepGrid, tuneLstmSteps, tuneProducts, tuneSteps } from "../src/engine/backends/webgpu/tune.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { cli } from "./helpers/cli.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -36,6 +37,7 @@ describe("charlm tune-gpu", { skip }, () => {
   after(() => {
     delete process.env.CHARLM_CACHE_DIR;
     useKernelTable(null);
+    useMatmulVariant(null);
     setBackend(jsBackend);
   });
 
@@ -72,25 +74,65 @@ describe("charlm tune-gpu", { skip }, () => {
     }
   });
 
+  test("the matrix products: each tile choice timed on a shape's three large products, all giving the same outputs", async () => {
+    const timings = await tuneProducts(gpu!, "lstm", { H: 8, B: 4 }, { T: 3, reps: 1 });
+    assert.deepEqual(timings.map((t) => t.variant).sort(), [...TUNED_VARIANTS].sort());
+    for (const t of timings) assert.ok(t.diff === 0 && t.us > 0, `${t.variant}: ${t.us} us, diff ${t.diff}`);
+    assert.deepEqual(
+      timings.map((t) => t.us),
+      timings.map((t) => t.us).sort((a, b) => a - b),
+    );
+    assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128"); // the default again
+    process.env.CHARLM_WEBGPU_MATMUL = "64";
+    try {
+      await assert.rejects(() => tuneProducts(gpu!, "lstm", { H: 8, B: 4 }), /CHARLM_WEBGPU_MATMUL is set/);
+    } finally {
+      delete process.env.CHARLM_WEBGPU_MATMUL;
+    }
+  });
+
   test("the command saves the settings per adapter; webgpu commands then run with them", async () => {
     const r = await cli("tune-gpu", "--units", "8", "--batch-size", "4", "--seq-length", "2", "--quick");
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /lstmForward H8 B4: [\d.]+ us a step with .*; the defaults [\d.]+/);
     assert.match(r.out, /lstmBackward H8 B4: /);
+    assert.match(r.out, /matrix products \(.*\): .*\b64 [\d.]+ ms.*; (64|auto|auto-128v|auto-128p) kept \(/);
     assert.match(r.out, /saved in .*webgpu-kernels\.json/);
     const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
     const table = file.adapters[gpu!.device].table;
+    const matmul = file.adapters[gpu!.device].matmul;
     assert.deepEqual(Object.keys(table), ["lstmForward H8 B4", "lstmBackward H8 B4"]);
+    assert.ok((TUNED_VARIANTS as readonly string[]).includes(matmul), matmul);
+    assert.match(r.out, new RegExp(`; ${matmul} kept \\(`));
     useKernelTable(null);
+    useMatmulVariant(null);
     const { line } = await selectBackend("webgpu");
-    assert.match(line, /step kernels tuned here for 2 shapes/);
+    assert.match(line, new RegExp(`step kernels tuned here for 2 shapes, matrix products in ${matmul} \\(`));
+    // the variant kept is what a large product now takes
+    const want = {
+      "64": "matmulNN",
+      auto: "matmulNN.128",
+      "auto-128v": "matmulNN.128.v",
+      "auto-128p": "matmulNN.128.p",
+    };
+    assert.equal(pickVariant(false, false, 25600, 2048).key, want[matmul as keyof typeof want]);
+    useMatmulVariant(null);
     const f = table["lstmForward H8 B4"];
     const got = lstmStepSettings(false, 4, 8);
     assert.deepEqual([got.R, got.S, got.P], [f.rows, f.slices, f.prefetch]);
     // another shape keeps the defaults; another adapter's entry does not apply
     assert.deepEqual(lstmStepSettings(false, 5, 8), { R: 1, S: 8, U: 1, W: 64, P: false });
     useKernelTable(null);
-    assert.equal(await loadTunedKernels("another adapter"), 0);
+    assert.deepEqual(await loadTunedKernels("another adapter"), { shapes: 0, matmul: null });
+    // a variant saved for this adapter is the one its large products then take
+    await saveTunedKernels(gpu!.device, {}, tunedKernelsPath(), "auto-128p");
+    assert.deepEqual(await loadTunedKernels(gpu!.device), { shapes: 2, matmul: "auto-128p" });
+    assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128.p");
+    assert.equal(pickVariant(false, false, 25600, 65).key, "matmulNN");
+    await saveTunedKernels(gpu!.device, {}); // a later save without a variant keeps it
+    assert.equal(JSON.parse(readFileSync(tunedKernelsPath(), "utf8")).adapters[gpu!.device].matmul, "auto-128p");
+    useMatmulVariant(null);
+    useKernelTable(null);
   });
 
   test("a damaged file is refused with a line saying what to do; settings in the environment stop tuning", async () => {
@@ -102,6 +144,14 @@ describe("charlm tune-gpu", { skip }, () => {
     await assert.rejects(
       () => loadTunedKernels("x", file),
       /damaged\.json: "lstmForward H8 B4" is not a step kernel .*; delete it or run charlm tune-gpu again/,
+    );
+    writeFileSync(
+      file,
+      '{"format": "charlm-webgpu-kernels", "version": 1, "adapters": {"x": {"table": {}, "matmul": "256"}}}',
+    );
+    await assert.rejects(
+      () => loadTunedKernels("x", file),
+      /damaged\.json: adapter "x"'s "matmul" is not one of 64, auto/,
     );
     writeFileSync(file, "{not json");
     await assert.rejects(() => loadTunedKernels("x", file), /damaged\.json: not JSON/);

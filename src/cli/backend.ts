@@ -40,9 +40,11 @@ export async function selectBackend(name: string, threads?: number): Promise<{ n
   const device = (chosen.backend as { device?: string }).device;
   if (chosen.name === "webgpu" && device) {
     // the step settings charlm tune-gpu measured on this GPU, if it ran here
-    const shapes = await loadTunedKernels(device);
+    const { shapes, matmul } = await loadTunedKernels(device);
     if (shapes > 0)
-      line += `; step kernels tuned here for ${shapes} shape${shapes > 1 ? "s" : ""} (${tunedKernelsPath()})`;
+      line +=
+        `; step kernels tuned here for ${shapes} shape${shapes > 1 ? "s" : ""}` +
+        `${matmul ? `, matrix products in ${matmul}` : ""} (${tunedKernelsPath()})`;
   }
   return { name: chosen.name, line };
 }

@@ -1,18 +1,20 @@
-// `charlm tune-gpu`: time webgpu's recurrent step kernels in every setting on this GPU, for one model shape, and keep the
-// fastest in the cache directory's webgpu-kernels.json, which every later command on webgpu here reads. The timing is
+// `charlm tune-gpu`: time webgpu's recurrent step kernels in every setting on this GPU, for one model shape, and the
+// matrix products' tiles on that shape's large products, and keep the fastest in the cache directory's
+// webgpu-kernels.json, which every later command on webgpu here reads. The timing is
 // src/engine/backends/webgpu/tune.ts; the file is src/engine/backends/tuned-kernels.ts.
 
 import { getBackend } from "../../engine/backends/index.js";
 import { saveTunedKernels, tunedKernelsPath } from "../../engine/backends/tuned-kernels.js";
 import type { WebgpuBackend } from "../../engine/backends/webgpu/index.js";
-import { stepLabel, tuneSteps } from "../../engine/backends/webgpu/tune.js";
+import { stepLabel, tuneProducts, tuneSteps } from "../../engine/backends/webgpu/tune.js";
 import { PRESETS, resolveTrainConfig } from "../../train/config.js";
 import { selectBackend } from "../backend.js";
 import { defineCommand } from "../command.js";
 
 export const tuneGpuCommand = defineCommand({
   name: "tune-gpu",
-  summary: "time webgpu's recurrent step kernels in every setting on this GPU and keep the fastest for later runs here",
+  summary:
+    "time webgpu's recurrent step kernels in every setting and its matrix products' tiles on this GPU; keep the fastest for later runs here",
   schema: {
     preset: {
       type: "string",
@@ -62,10 +64,20 @@ export const tuneGpuCommand = defineCommand({
             `${k.defaults.us.toFixed(1)} (${(k.defaults.us / k.best.us).toFixed(2)}x); ${k.timings.length} settings timed\n`,
         ),
     });
-    await saveTunedKernels(gpu.device, table, out);
+    // the matrix products' tiles: 64 x 64 everywhere, or 128 x 128 (as floats, vec4s or prefetched) where large
+    const products = await tuneProducts(gpu, cell, { H, B }, { T: flags.seqLength });
+    const fastest = products.find((p) => p.diff < 1e-3) ?? products.find((p) => p.variant === "auto")!;
+    const auto = products.find((p) => p.variant === "auto")!;
+    process.stdout.write(
+      `  matrix products (input projection, its gradient, the weight gradient): ` +
+        `${products.map((p) => `${p.variant} ${(p.us / 1000).toFixed(2)} ms`).join(", ")}; ` +
+        `${fastest.variant} kept (${(auto.us / fastest.us).toFixed(2)}x the default, auto)\n`,
+    );
+    await saveTunedKernels(gpu.device, table, out, fastest.variant);
     process.stdout.write(
       `saved in ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s): charlm's commands on webgpu with this GPU ` +
-        `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}; CHARLM_WEBGPU_KERNELS and the single settings override them\n`,
+        `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}, and these matrix products for every ` +
+        `shape; CHARLM_WEBGPU_KERNELS, CHARLM_WEBGPU_MATMUL and the single settings override them\n`,
     );
   },
 });

@@ -4,13 +4,16 @@
 // over it. Node only (the browser's page keeps the defaults).
 //
 // { "format": "charlm-webgpu-kernels", "version": 1,
-//   "adapters": { "<adapter>": { "updated": "<ISO time>", "table": { "lstmForward H512 B32": {...}, ... } } } }
+//   "adapters": { "<adapter>": { "updated": "<ISO time>", "table": { "lstmForward H512 B32": {...}, ... },
+//                                "matmul": "auto" } } }
+// "matmul" (since stop 13, optional): the matrix products' tiles that timed fastest there (useMatmulVariant).
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic } from "../../checkpoint/atomic.js";
 import { defaultCacheDir } from "../../data/tinyshakespeare.js";
 import { CharlmError } from "../../util/errors.js";
+import { TUNED_VARIANTS, useMatmulVariant, type TunedVariant } from "./webgpu/kernels/matmul.js";
 import { useKernelTable, type StepSettings } from "./webgpu/kernels/recurrent.js";
 
 const FORMAT = "charlm-webgpu-kernels";
@@ -18,7 +21,7 @@ const FORMAT = "charlm-webgpu-kernels";
 interface TunedFile {
   format: typeof FORMAT;
   version: 1;
-  adapters: Record<string, { updated: string; table: Record<string, StepSettings> }>;
+  adapters: Record<string, { updated: string; table: Record<string, StepSettings>; matmul?: TunedVariant }>;
 }
 
 /** Where the CLI keeps the tuned settings: webgpu-kernels.json in the cache directory. */
@@ -56,6 +59,8 @@ async function readTuned(file: string): Promise<TunedFile | null> {
     throw bad(`no "format": "${FORMAT}", "version": 1 and "adapters"`);
   for (const [adapter, entry] of Object.entries(f.adapters)) {
     if (typeof entry?.table !== "object" || entry.table === null) throw bad(`adapter "${adapter}" has no table`);
+    if (entry.matmul !== undefined && !(TUNED_VARIANTS as readonly unknown[]).includes(entry.matmul))
+      throw bad(`adapter "${adapter}"'s "matmul" is not one of ${TUNED_VARIANTS.join(", ")}`);
     for (const [key, s] of Object.entries(entry.table)) {
       const ok =
         /^(lstm|gru|rnn)(Forward|Backward) H\d+ B\d+$/.test(key) &&
@@ -67,24 +72,38 @@ async function readTuned(file: string): Promise<TunedFile | null> {
 }
 
 /**
- * Apply the settings tuned for `adapter` (what the webgpu backend calls its device) from `file`; returns how many
- * kernel shapes they cover, or 0 when the file has none for it.
+ * Apply the settings tuned for `adapter` (what the webgpu backend calls its device) from `file`: its step settings
+ * and, where it has one, its products' variant. Returns how many kernel shapes they cover (0 when the file has none
+ * for it) and the variant (null: none, the default).
  */
-export async function loadTunedKernels(adapter: string, file = tunedKernelsPath()): Promise<number> {
-  const table = (await readTuned(file))?.adapters[adapter]?.table;
-  if (!table) return 0;
-  useKernelTable(table);
-  return Object.keys(table).length;
+export async function loadTunedKernels(
+  adapter: string,
+  file = tunedKernelsPath(),
+): Promise<{ shapes: number; matmul: TunedVariant | null }> {
+  const entry = (await readTuned(file))?.adapters[adapter];
+  if (!entry) return { shapes: 0, matmul: null };
+  useKernelTable(entry.table);
+  useMatmulVariant(entry.matmul ?? null);
+  return { shapes: Object.keys(entry.table).length, matmul: entry.matmul ?? null };
 }
 
-/** Add `table` to the settings kept for `adapter` in `file` (a shape measured again replaces its entry); atomic. */
+/**
+ * Add `table` to the settings kept for `adapter` in `file` (a shape measured again replaces its entry), and its
+ * products' variant when given (else the one kept stays); atomic.
+ */
 export async function saveTunedKernels(
   adapter: string,
   table: Record<string, StepSettings>,
   file = tunedKernelsPath(),
+  matmul?: TunedVariant,
 ): Promise<void> {
   const f: TunedFile = (await readTuned(file)) ?? { format: FORMAT, version: 1, adapters: {} };
-  const before = f.adapters[adapter]?.table ?? {};
-  f.adapters[adapter] = { updated: new Date().toISOString(), table: { ...before, ...table } };
+  const before = f.adapters[adapter];
+  const kept = matmul ?? before?.matmul;
+  f.adapters[adapter] = {
+    updated: new Date().toISOString(),
+    table: { ...before?.table, ...table },
+    ...(kept ? { matmul: kept } : {}),
+  };
   await writeFileAtomic(file, JSON.stringify(f, null, 1) + "\n");
 }

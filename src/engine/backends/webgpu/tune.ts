@@ -16,6 +16,7 @@ import {
   type StepKernelName,
   type StepSettings,
 } from "./kernels/recurrent.js";
+import { TUNED_VARIANTS, useMatmulVariant, type TunedVariant } from "./kernels/matmul.js";
 import { envSetting, type GpuStorage } from "./runtime.js";
 
 /** The recurrent cells whose step kernels can be tuned. */
@@ -115,6 +116,26 @@ export async function medianUs(gpu: WebgpuBackend, run: () => void, reps: number
   return us.sort((a, b) => a - b)[1];
 }
 
+/** Storage on `gpu` kept in `owned` (for the caller to free): alloc(n) zeroed, up(n, scale) uniform in ±scale. */
+function buffers(gpu: WebgpuBackend, seed: number) {
+  const rng = new Rng(seed);
+  const owned: GpuStorage[] = [];
+  const alloc = (n: number) => {
+    const s = gpu.alloc(n);
+    owned.push(s);
+    return s;
+  };
+  const up = (n: number, scale: number) => {
+    const s = alloc(n);
+    gpu.write(
+      s,
+      Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
+    );
+    return s;
+  };
+  return { owned, alloc, up };
+}
+
 /** "2 rows, 4 slices, 1 unit, wide, prefetch" */
 export function stepLabel(s: StepSettings): string {
   const n = (v: number, what: string) => `${v} ${what}${v > 1 ? "s" : ""}`;
@@ -147,6 +168,9 @@ export async function tuneSteps(
 ): Promise<{ table: Record<string, StepSettings>; kernels: TunedKernel[] }> {
   for (const name of STEP_SETTING_ENV)
     if (envSetting(name)) throw new CharlmError(`tuning: ${name} is set and overrides the settings tried; unset it`);
+  // the products layout's parts are tiled products in the variant CHARLM_WEBGPU_MATMUL would force
+  if (envSetting("CHARLM_WEBGPU_MATMUL"))
+    throw new CharlmError("tuning: CHARLM_WEBGPU_MATMUL is set and overrides the variants tried; unset it");
   const layout = envSetting("CHARLM_WEBGPU_RECURRENT");
   if (layout === "sequence" || layout === "products")
     throw new CharlmError(`tuning: CHARLM_WEBGPU_RECURRENT=${layout} overrides the layouts tried; unset it`);
@@ -155,21 +179,7 @@ export async function tuneSteps(
       throw new CharlmError(`tuning: units ${H} and batch ${B} must be whole numbers of at least 1`);
   const T = o.T ?? 100;
   const reps = o.reps ?? 3;
-  const rng = new Rng(0);
-  const owned: GpuStorage[] = [];
-  const alloc = (n: number) => {
-    const s = gpu.alloc(n);
-    owned.push(s);
-    return s;
-  };
-  const up = (n: number, scale: number) => {
-    const s = alloc(n);
-    gpu.write(
-      s,
-      Float32Array.from({ length: n }, () => (rng.random() * 2 - 1) * scale),
-    );
-    return s;
-  };
+  const { owned, alloc, up } = buffers(gpu, 0);
   const sq = alloc(2);
   const time = (run: () => void) => medianUs(gpu, run, reps, T);
   const table: Record<string, StepSettings> = {};
@@ -240,4 +250,63 @@ export async function tuneSteps(
     for (const s of owned) gpu.free(s);
   }
   return { table, kernels };
+}
+
+export interface ProductTiming {
+  variant: TunedVariant;
+  /** microseconds for the shape's three large products together */
+  us: number;
+  /** the largest of the three products' ‖output - 64's‖ / ‖64's‖ (0: every variant takes the same fma chains) */
+  diff: number;
+}
+
+/**
+ * Time the large products of a training step of `cell` at one shape (the input projection of a layer fed H values,
+ * (T·B, H)·(H, G); its input gradient, (T·B, G)·(H, G)ᵀ; the weight gradient, (H, T·B)·(T·B, G)) under each choice
+ * `charlm tune-gpu` offers for the products' tiles (TUNED_VARIANTS: 64 x 64 everywhere, or auto's 128 x 128 for the
+ * large products, read as floats, as vec4s or prefetched), and return them fastest first. Refuses while
+ * CHARLM_WEBGPU_MATMUL is set.
+ */
+export async function tuneProducts(
+  gpu: WebgpuBackend,
+  cell: TuneCell,
+  { H, B }: TuneShape,
+  o: Pick<TuneOptions, "T" | "reps"> = {},
+): Promise<ProductTiming[]> {
+  if (envSetting("CHARLM_WEBGPU_MATMUL"))
+    throw new CharlmError("tuning: CHARLM_WEBGPU_MATMUL is set and overrides the variants tried; unset it");
+  const T = o.T ?? 100;
+  const reps = o.reps ?? 3;
+  const G = { lstm: 4, gru: 3, rnn: 1 }[cell] * H;
+  const { owned, alloc, up } = buffers(gpu, 1);
+  const R = T * B;
+  const [x, da, w] = [up(R * H, 1), up(R * G, 0.1), up(H * G, 1 / Math.sqrt(H))];
+  const products = [
+    { run: (c: GpuStorage) => gpu.matmul(x, w, c, R, H, G), size: R * G },
+    { run: (c: GpuStorage) => gpu.matmul(da, w, c, R, G, H, { transB: true }), size: R * H },
+    { run: (c: GpuStorage) => gpu.matmul(x, da, c, H, R, G, { transA: true }), size: H * G },
+  ];
+  const outs = products.map((p) => alloc(p.size));
+  const refs = products.map((p) => alloc(p.size));
+  const scratch = alloc(R * G);
+  const sq = alloc(2);
+  const outer = useMatmulVariant(null);
+  const timings: ProductTiming[] = [];
+  try {
+    for (const variant of TUNED_VARIANTS) {
+      useMatmulVariant(variant);
+      let us = 0;
+      let diff = 0;
+      for (const [i, p] of products.entries()) {
+        us += await medianUs(gpu, () => p.run(outs[i]), reps);
+        if (variant === TUNED_VARIANTS[0]) gpu.copy(outs[i], 0, refs[i], 0, p.size);
+        else diff = Math.max(diff, await relDiff(gpu, outs[i], refs[i], p.size, scratch, sq));
+      }
+      timings.push({ variant, us, diff });
+    }
+  } finally {
+    useMatmulVariant(outer);
+    for (const s of owned) gpu.free(s);
+  }
+  return timings.sort((a, b) => a.us - b.us);
 }

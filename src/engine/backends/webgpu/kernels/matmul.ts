@@ -36,6 +36,22 @@ import { addInOrder, each } from "./elementwise.js";
 const VARIANTS = ["64", "128", "64v", "128v", "64p", "128p"];
 const LARGE = ["128", "128v", "128p"];
 
+/** The choices `charlm tune-gpu` times for this GPU's products (see tuneProducts): 64 everywhere, or auto's. */
+export const TUNED_VARIANTS = ["64", "auto", "auto-128v", "auto-128p"] as const;
+export type TunedVariant = (typeof TUNED_VARIANTS)[number];
+
+let tunedVariant: TunedVariant | null = null;
+
+/**
+ * The products' variant for this process when CHARLM_WEBGPU_MATMUL is unset, as `charlm tune-gpu` measured it for
+ * this GPU (the CLI loads its file), or null for the default (auto). Returns the one it replaces.
+ */
+export function useMatmulVariant(v: TunedVariant | null): TunedVariant | null {
+  const before = tunedVariant;
+  tunedVariant = v;
+  return before;
+}
+
 interface Variant {
   T: 64 | 128;
   vec: boolean;
@@ -53,7 +69,7 @@ interface Variant {
  * products. Exported for the tests and the benches.
  */
 export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
-  let v = env("CHARLM_WEBGPU_MATMUL") || "auto";
+  let v = env("CHARLM_WEBGPU_MATMUL") || tunedVariant || "auto";
   const large = v === "auto" ? "128" : v.startsWith("auto-") ? v.slice(5) : null;
   if (large ? !LARGE.includes(large) : !VARIANTS.includes(v))
     throw new CharlmError(
