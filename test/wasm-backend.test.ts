@@ -10,6 +10,7 @@ import { jsBackend } from "../src/engine/backends/js.js";
 import { createWasmBackend, type WasmStorage } from "../src/engine/backends/wasm/index.js";
 import { checkVersion } from "../src/engine/backends/wasm/load.js";
 import { Rng } from "../src/util/rng.js";
+import { SMALL_MODELS, train } from "./helpers/train.js";
 
 const wasm1 = await createWasmBackend({ threads: 1 });
 // Thresholds lowered so that the small test sizes are split between the threads.
@@ -258,17 +259,21 @@ for (const [dName, dStrides, dLen] of [
     run: (be, b) => be.crossEntropyBackward(b.p, t, b.g, b.dx, R, V),
   });
 }
-{
-  const [R, C] = [7, 11];
+// 11 channels: 8 in blocks of 4, 10 in pairs, tails of 3 and 1; 6: a tail of 2, none in pairs; 128: no tails
+for (const [R, C] of [
+  [7, 11],
+  [5, 6],
+  [3, 128],
+]) {
   add({
-    name: "layerNorm",
+    name: `layerNorm ${R}x${C}`,
     bufs: { x: rand(R * C, -2, 3), ga: rand(C), be: rand(C), y: zeros(R * C), xh: zeros(R * C), rs: zeros(R) },
     outputs: ["y", "xh", "rs"],
     run: (be, b) => be.layerNorm(b.x, b.ga, b.be, b.y, b.xh, b.rs, R, C, 1e-5),
   });
   for (const which of ["all", "dx only", "params only"]) {
     add({
-      name: `layerNormBackward ${which}`,
+      name: `layerNormBackward ${R}x${C} ${which}`,
       bufs: {
         g: rand(R * C),
         ga: rand(C),
@@ -638,4 +643,37 @@ test("Node 20 runs the relaxed-SIMD (FMA) build by default", () => {
   if (process.env.CHARLM_WASM_BUILD) return;
   assert.equal(wasm1.build, "relaxed");
   assert.equal(wasm2.build, "relaxed");
+});
+
+test("allocUninit hands out a freed block as it was, NaN with CHARLM_POISON=1; whole models then train like js", async () => {
+  const s = wasm1.alloc(6);
+  wasm1.write(s, Float32Array.of(1, 2, 3, 4, 5, 6));
+  wasm1.free(s);
+  const u = wasm1.allocUninit(5); // the same block (16 bytes and up are kept by size), not cleared
+  assert.deepEqual([...(await wasm1.read(u))], [1, 2, 3, 4, 5]);
+  wasm1.free(u);
+
+  process.env.CHARLM_POISON = "1";
+  const poisoned = await createWasmBackend({ threads: 2, ...small });
+  delete process.env.CHARLM_POISON;
+  try {
+    const t = poisoned.alloc(3);
+    poisoned.free(t);
+    const v = poisoned.allocUninit(3);
+    assert.ok([...poisoned.view(v)].every(Number.isNaN) && [...(await poisoned.read(v))].length === 3);
+    poisoned.free(v);
+    // op outputs come from allocUninit: no kernel may read a value it has not written
+    for (const [name, cfg] of SMALL_MODELS) {
+      const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
+      const got = await train(poisoned as unknown as Backend, cfg, 3, 7, 3);
+      got.losses.forEach((l, i) =>
+        assert.ok(
+          Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i],
+          `${name} loss ${i}: ${l} vs ${want.losses[i]}`,
+        ),
+      );
+    }
+  } finally {
+    await poisoned.close();
+  }
 });

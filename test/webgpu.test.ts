@@ -9,17 +9,14 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { createWebgpuBackend, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { pickVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
+import { SMALL_MODELS, train } from "./helpers/train.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 import { Rng } from "../src/util/rng.js";
-import { getBackend, setBackend } from "../src/engine/index.js";
-import { scope } from "../src/engine/scope.js";
 import type { ModelConfig } from "../src/models/config.js";
-import { buildModel } from "../src/models/registry.js";
-import { Adam } from "../src/train/optimizers.js";
 
 const { gpu, skip } = await gpuForTests();
 
@@ -531,52 +528,8 @@ describe("webgpu backend against js", { skip }, () => {
   });
 });
 
-/**
- * A few Adam training steps of a whole model (dropout included: its masks are made on the backend from a seed drawn
- * from the seeded generator) on one backend: the losses and the final weights.
- */
-async function train(be: Backend, cfg: ModelConfig, B: number, T: number, steps: number) {
-  const prev = getBackend();
-  setBackend(be);
-  try {
-    const rng = new Rng(3);
-    const model = buildModel(cfg, rng);
-    const opt = new Adam(model.parameters());
-    const data = new Rng(4);
-    const x = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
-    const y = Int32Array.from({ length: B * T }, () => data.int(cfg.vocabSize));
-    const losses: number[] = [];
-    const bytes: number[] = []; // GPU memory held after each step (webgpu only)
-    const uploads: number[] = []; // host-to-GPU writes so far, after each step (webgpu only)
-    for (let s = 0; s < steps; s++) {
-      const loss = scope(() => {
-        for (const p of model.parameters().values()) p.zeroGrad();
-        const { loss } = model.forward(x, B, T, { targets: y, training: true });
-        loss!.backward();
-        opt.step(1e-2);
-        return loss!;
-      });
-      losses.push(await loss.value());
-      loss.dispose();
-      bytes.push((be as Partial<WebgpuBackend>).bytesAllocated?.() ?? 0);
-      uploads.push((be as Partial<WebgpuBackend>).counts?.().uploads ?? 0);
-    }
-    const weights = new Map<string, Float32Array>();
-    for (const [name, p] of model.parameters()) weights.set(name, await p.read());
-    return { losses, weights, bytes, uploads };
-  } finally {
-    setBackend(prev);
-  }
-}
-
 describe("webgpu backend: whole models against js", { skip }, () => {
-  const V = 11;
-  const models: [string, ModelConfig][] = [
-    ["2 x LSTM", { type: "rnn", cell: "lstm", vocabSize: V, embedding: 6, units: 10, layers: 2, dropout: 0.1 }],
-    ["GRU", { type: "rnn", cell: "gru", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
-    ["RNN", { type: "rnn", cell: "rnn", vocabSize: V, embedding: 6, units: 10, layers: 1, dropout: 0 }],
-    ["GPT", { type: "gpt", vocabSize: V, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0.1, bias: true }],
-  ];
+  const models = SMALL_MODELS;
   test("memory is flat after the first training step (storage pooled and reused)", async () => {
     const { bytes } = await train(gpu!, models[0][1], 3, 7, 5);
     assert.deepEqual(bytes.slice(1), new Array(4).fill(bytes[1]), `GPU bytes after each step: ${bytes.join(", ")}`);

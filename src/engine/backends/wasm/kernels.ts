@@ -145,6 +145,7 @@ export class WasmBackend implements Backend<WasmStorage> {
     this.ws = this.heap.allocBytes(this.maxThreads * kernels.gemmWorkspaceFloats(), false);
     this.lists = this.heap.allocBytes(3 * MAX_RANK, false);
     this.heap.clear = (p, n) => this.fillAt(p, 0, n);
+    this.heap.poison = typeof process !== "undefined" && process.env?.CHARLM_POISON === "1";
   }
 
   // Writes the lists into the scratch block; returns their addresses.
@@ -189,6 +190,10 @@ export class WasmBackend implements Backend<WasmStorage> {
 
   alloc(n: number): WasmStorage {
     return this.heap.alloc(n);
+  }
+
+  allocUninit(n: number): WasmStorage {
+    return this.heap.allocUninit(n);
   }
 
   free(s: WasmStorage): void {

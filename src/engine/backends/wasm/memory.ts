@@ -81,6 +81,20 @@ export class Heap {
     return { ptr: this.allocBytes(n), length: n };
   }
 
+  /**
+   * CHARLM_POISON=1 (the backend sets it): storage handed out unzeroed is NaN, the block's tail past n too, so that a
+   * kernel that reads an output value before writing it shows NaN in the tests (as js's allocUninit does).
+   */
+  poison = false;
+
+  /** n floats an op's kernel overwrites entirely before reading: as a freed block left them (Backend.allocUninit). */
+  allocUninit(n: number): WasmStorage {
+    if (!Number.isInteger(n) || n < 0) throw new CharlmError(`wasm backend: cannot allocate ${n} floats`);
+    const ptr = this.allocBytes(n, false);
+    if (this.poison) this.floats().fill(NaN, ptr >>> 2, (ptr >>> 2) + (Math.max(16, (n * 4 + 15) & ~15) >>> 2));
+    return { ptr, length: n };
+  }
+
   free(s: WasmStorage): void {
     this.freeBytes(s.ptr, s.length);
   }
