@@ -30,7 +30,7 @@
 // timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm.
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
-// profile.ts), for the same workloads and batches: wall ms per step, the host's share (the whole JavaScript step,
+// profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
 // and the part of it inside the runtime's encoding), the GPU's (kernels from timestamps, one pass per dispatch),
 // and the kernels that take the GPU's time. No PyTorch, generation or wasm parts.
 //
@@ -409,9 +409,14 @@ async function main(): Promise<void> {
         ? [["sequence layout", { CHARLM_WEBGPU_RECURRENT: "sequence" }] as [string, Record<string, string>]]
         : []),
     ];
-    for (const w of workloads.filter((w) => w.model.type === "rnn")) {
+    // the recurrent workloads, or those --only names (W3, the GPT, only so: its defaults alone)
+    const at = process.argv.indexOf("--only");
+    const named = at > 0 ? process.argv[at + 1].split(",") : null;
+    for (const w of workloads.filter((w) => (named ? named.includes(w.name) : w.model.type === "rnn"))) {
       for (const B of w.batches) {
-        for (const [name, env] of variants) {
+        for (const [name, env] of w.model.type === "gpt"
+          ? [["defaults", {}] as [string, Record<string, string>]]
+          : variants) {
           Object.assign(process.env, env);
           await profileSteps(gpu as Profiled, w, B, name);
           for (const k of Object.keys(env)) delete process.env[k];

@@ -62,7 +62,8 @@ if [ "${TINY:-0}" = 1 ]; then
   exit 0
 fi
 profile() {
-  (tuned && timeout "${1:-120}" node .gpu/app/gpu.mjs --profile 2>&1 | tee "$out/profile.txt")
+  # shellcheck disable=SC2086 # PROFILE_ARGS: e.g. --only W2,W3 (the GPT is profiled only when named)
+  (tuned && timeout "${1:-120}" node .gpu/app/gpu.mjs --profile ${PROFILE_ARGS:-} 2>&1 | tee "$out/profile.txt")
 }
 kernels() {
   timeout "${T_KERNELS:-150}" node .gpu/app/gpu_kernels.mjs --table "$out/kernels.json" --json "$out/kernels-all.json" \
