@@ -105,6 +105,16 @@ function scores(x: usize, yT: usize, T: i32, n: i32, hd: i32, sc: f32, out: usiz
   }
 }
 
+// Sixteen floats at o from four vectors.
+// @ts-ignore: decorator
+@inline
+function store16(o: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  v128.store(o, a0);
+  v128.store(o, a1, 16);
+  v128.store(o, a2, 32);
+  v128.store(o, a3, 48);
+}
+
 // dst[d] += Σ_t coef[t·cs]·src[t·ss + d], t < n, d < hd (strides in bytes): each sum in t order, sixteen (then four,
 // then one) columns held in registers across t.
 function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usize, hd: i32): void {
@@ -126,10 +136,7 @@ function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usi
       c += cs;
       x += ss;
     }
-    v128.store(o, a0);
-    v128.store(o, a1, 16);
-    v128.store(o, a2, 32);
-    v128.store(o, a3, 48);
+    store16(o, a0, a1, a2, a3);
   }
   for (; d + 4 <= hd; d += 4) {
     const o = dst + <usize>d * 4;
@@ -154,6 +161,63 @@ function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usi
       x += ss;
     }
     store<f32>(o, a);
+  }
+}
+
+// combine for two outputs at once over the same n source rows: dst0[d] += Σ_t coef0[t·cs]·src[t·ss + d] and dst1
+// likewise with coef1, each sum in t order (the same bits as two combine calls), sixteen columns of both in registers
+// (then four, then one), so that each source row loaded serves both and the two sums' additions interleave.
+function combine2(
+  coef0: usize,
+  coef1: usize,
+  cs: usize,
+  src: usize,
+  ss: usize,
+  n: i32,
+  dst0: usize,
+  dst1: usize,
+  hd: i32,
+): void {
+  let d = 0;
+  for (; d + 16 <= hd; d += 16) {
+    const o0 = dst0 + <usize>d * 4;
+    const o1 = dst1 + <usize>d * 4;
+    let a0 = v128.load(o0);
+    let a1 = v128.load(o0, 16);
+    let a2 = v128.load(o0, 32);
+    let a3 = v128.load(o0, 48);
+    let b0 = v128.load(o1);
+    let b1 = v128.load(o1, 16);
+    let b2 = v128.load(o1, 32);
+    let b3 = v128.load(o1, 48);
+    let c = <usize>0;
+    let x = src + <usize>d * 4;
+    for (let t = 0; t < n; t++) {
+      const w = f32x4.splat(load<f32>(coef0 + c));
+      const u = f32x4.splat(load<f32>(coef1 + c));
+      const x0 = v128.load(x);
+      const x1 = v128.load(x, 16);
+      const x2 = v128.load(x, 32);
+      const x3 = v128.load(x, 48);
+      a0 = f32x4.add(a0, f32x4.mul(w, x0));
+      b0 = f32x4.add(b0, f32x4.mul(u, x0));
+      a1 = f32x4.add(a1, f32x4.mul(w, x1));
+      b1 = f32x4.add(b1, f32x4.mul(u, x1));
+      a2 = f32x4.add(a2, f32x4.mul(w, x2));
+      b2 = f32x4.add(b2, f32x4.mul(u, x2));
+      a3 = f32x4.add(a3, f32x4.mul(w, x3));
+      b3 = f32x4.add(b3, f32x4.mul(u, x3));
+      c += cs;
+      x += ss;
+    }
+    store16(o0, a0, a1, a2, a3);
+    store16(o1, b0, b1, b2, b3);
+  }
+  if (d < hd) {
+    // the columns past the last block of sixteen: combine's own blocks of four, then one, for each output
+    const rest = hd - d;
+    combine(coef0, cs, src + <usize>d * 4, ss, n, dst0 + <usize>d * 4, rest);
+    combine(coef1, cs, src + <usize>d * 4, ss, n, dst1 + <usize>d * 4, rest);
   }
 }
 
@@ -187,10 +251,18 @@ export function attention(
       scores(q + base + <usize>i * rowC, scratch, T, i + 1, hd, sc, row);
       softmaxInPlace(row, i + 1);
       if (i + 1 < T) memory.fill(row + <usize>(i + 1) * 4, 0, <usize>(T - i - 1) * 4);
-      const oi = out + base + <usize>i * rowC;
-      memory.fill(oi, 0, <usize>hd * 4);
-      combine(row, 4, v + base, rowC, i + 1, oi, hd);
+      memory.fill(out + base + <usize>i * rowC, 0, <usize>hd * 4);
     }
+    // out_i = Σ_{j<=i} p_ij v_j, rows two at a time: rows i and i+1 share j <= i, then row i+1 adds j = i+1
+    const P = att + <usize>p * T * T * 4;
+    let i = 0;
+    for (; i + 2 <= T; i += 2) {
+      const r0 = P + <usize>i * T * 4;
+      const o0 = out + base + <usize>i * rowC;
+      combine2(r0, r0 + <usize>T * 4, 4, v + base, rowC, i + 1, o0, o0 + rowC, hd);
+      combine(r0 + <usize>(T + i + 1) * 4, 4, v + base + <usize>(i + 1) * rowC, rowC, 1, o0 + rowC, hd);
+    }
+    if (i < T) combine(P + <usize>i * T * 4, 4, v + base, rowC, i + 1, out + base + <usize>i * rowC, hd);
   }
 }
 
@@ -236,10 +308,35 @@ export function attentionBackward(
         const o = <usize>j * 4;
         store<f32>(dsi + o, load<f32>(row + o) * (load<f32>(dsi + o) - s) * sc);
       }
-      if (dq) combine(dsi, 4, k + base, rowC, i + 1, dq + base + <usize>i * rowC, hd);
     }
-    // Column j of P and of ds, rows i >= j.
-    for (let j = 0; j < T; j++) {
+    // dq_i += Σ_{j<=i} ds_ij k_j, rows two at a time (as the forward's out)
+    let i = 0;
+    if (dq) {
+      for (; i + 2 <= T; i += 2) {
+        const r0 = ds + <usize>i * rowT;
+        const o0 = dq + base + <usize>i * rowC;
+        combine2(r0, r0 + rowT, 4, k + base, rowC, i + 1, o0, o0 + rowC, hd);
+        combine(r0 + rowT + <usize>(i + 1) * 4, 4, k + base + <usize>(i + 1) * rowC, rowC, 1, o0 + rowC, hd);
+      }
+      if (i < T) combine(ds + <usize>i * rowT, 4, k + base, rowC, i + 1, dq + base + <usize>i * rowC, hd);
+    }
+    // Column j of P and of ds, rows i >= j, two columns at a time: column j takes row j first, then columns j and
+    // j+1 share rows j+1 ..
+    let j = 0;
+    for (; j + 2 <= T; j += 2) {
+      const o = base + <usize>j * rowC;
+      const down = (<usize>j * T + j) * 4;
+      const next = down + rowT + 4; // (j+1, j+1)
+      if (dv) {
+        combine(P + down, rowT, g + o, rowC, 1, dv + o, hd);
+        combine2(P + down + rowT, P + next, rowT, g + o + rowC, rowC, T - j - 1, dv + o, dv + o + rowC, hd);
+      }
+      if (dk) {
+        combine(ds + down, rowT, q + o, rowC, 1, dk + o, hd);
+        combine2(ds + down + rowT, ds + next, rowT, q + o + rowC, rowC, T - j - 1, dk + o, dk + o + rowC, hd);
+      }
+    }
+    if (j < T) {
       const o = base + <usize>j * rowC;
       const down = (<usize>j * T + j) * 4;
       if (dv) combine(P + down, rowT, g + o, rowC, T - j, dv + o, hd);

@@ -375,12 +375,14 @@ for (const [a0, a1] of [
     run: (be, b) => be.causalMaskBackward(b.g, b.dx, cnt, T),
   });
 }
-// T 37 and hd 36: the kernels' blocks of 16 positions and 16 channels, then of 4, then single ones; hd 19: 16 and 3
+// T 37 and hd 36: the kernels' blocks of 16 positions and 16 channels, then of 4, then single ones; hd 19: 16 and 3;
+// rows and columns are combined two at a time: odd T leaves one, T 8 none
 for (const [B, T, C, nH] of [
   [2, 5, 12, 3],
   [3, 7, 10, 2],
   [2, 37, 72, 2],
   [1, 21, 38, 2],
+  [2, 8, 32, 2],
 ]) {
   const n = B * T * C;
   const [q, k, v] = [rand(n), rand(n), rand(n)];
