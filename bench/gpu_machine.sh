@@ -32,7 +32,7 @@
 #                                            (bench/gpu.ts --compare --rounds); no generation, wasm nor quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
-# TINY=1 runs the same plumbing here on SwiftShader at toy sizes.
+# TINY=1 runs the same plumbing here on SwiftShader at toy sizes (with PART=compare: that part's).
 set -u
 out=${OUT:-bench/out/gpu-run}
 mkdir -p "$out"
@@ -51,6 +51,13 @@ fi
 export CHARLM_WASM_DIR=$PWD/.gpu/app CHARLM_TINYSHAKESPEARE=$PWD/bench/out/gpu/tinyshakespeare.txt
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") 2>&1 | tee "$out/gpu.txt"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$out/gpu.txt"
+if [ "${TINY:-0}" = 1 ] && [ "${PART:-}" = compare ]; then
+  # PART=compare's plumbing at toy sizes: the products alone, then the bench's --compare rounds (128p as the variant)
+  timeout 120 node .gpu/app/gpu_kernels.mjs --tiny --products-only --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
+  CHARLM_BENCH_MATMUL=auto-128p timeout 300 node .gpu/app/gpu.mjs --tiny --compare --rounds 2 --training-only \
+    --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
+  exit 0
+fi
 if [ "${TINY:-0}" = 1 ]; then
   timeout 300 node .gpu/app/gpu_kernels.mjs --tiny --table "$out/kernels.json" --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
   # the profile with the table it wrote (the tuned variant), the bench with its fixed list of variants
