@@ -24,6 +24,11 @@ const PAGE = 65536;
 const MIN_GROW_PAGES = 1024;
 
 /** The heap above the module's static data: exact-size free lists over a bump pointer. */
+/** The bytes of the block that holds n floats: a multiple of 16, at least 16 (its free list's size). */
+function blockBytes(n: number): number {
+  return Math.max(16, (n * 4 + 15) & ~15);
+}
+
 export class Heap {
   private top: number;
   private readonly lists = new Map<number, number[]>();
@@ -52,7 +57,7 @@ export class Heap {
 
   /** A block of n floats (zero-filled unless `zero` is false); returns its byte address. */
   allocBytes(n: number, zero = true): number {
-    const size = Math.max(16, (n * 4 + 15) & ~15);
+    const size = blockBytes(n);
     const list = this.lists.get(size);
     let p: number;
     if (list && list.length > 0) {
@@ -69,7 +74,7 @@ export class Heap {
 
   /** Gives the block of n floats at p back to its free list. */
   freeBytes(p: number, n: number): void {
-    const size = Math.max(16, (n * 4 + 15) & ~15);
+    const size = blockBytes(n);
     let list = this.lists.get(size);
     if (!list) this.lists.set(size, (list = []));
     list.push(p);
@@ -91,7 +96,7 @@ export class Heap {
   allocUninit(n: number): WasmStorage {
     if (!Number.isInteger(n) || n < 0) throw new CharlmError(`wasm backend: cannot allocate ${n} floats`);
     const ptr = this.allocBytes(n, false);
-    if (this.poison) this.floats().fill(NaN, ptr >>> 2, (ptr >>> 2) + (Math.max(16, (n * 4 + 15) & ~15) >>> 2));
+    if (this.poison) this.floats().fill(NaN, ptr >>> 2, (ptr >>> 2) + (blockBytes(n) >>> 2));
     return { ptr, length: n };
   }
 
