@@ -23,9 +23,10 @@
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
-// --compare: the defaults against stop 12's (64 x 64 tiles for every product, stop 9's table of step settings), and
-// against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or
-// auto-128v / auto-128p, the default's choice with that variant for the large products. --rounds N runs every
+// --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
+// CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), and against
+// CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v /
+// auto-128p, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
 // timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm.
 //
@@ -139,17 +140,10 @@ function clearSettings(): void {
     "CHARLM_WEBGPU_PREFETCH",
     "CHARLM_WEBGPU_KERNELS",
     "CHARLM_WEBGPU_MATMUL",
+    "CHARLM_FOLD_EMBEDDING",
   ])
     delete process.env[name];
 }
-
-// Stop 12's defaults for --compare: every product in 64 x 64 tiles, and stop 9's step settings for the two entries the
-// backend's table has changed since (LSTM 256's backward at batch 256 and 64); a table names only those, so the other
-// shapes this bench runs take the backend's table, the same for them as then
-const STOP12_TABLE = JSON.stringify({
-  "lstmBackward H256 B256": { rows: 2, slices: 4, units: 2, wide: false, prefetch: true },
-  "lstmBackward H256 B64": { rows: 1, slices: 8, units: 2, wide: false, prefetch: true },
-});
 
 /** Training characters/s: warm-up steps, then timed steps, the loss read once after the last. */
 async function trainRate(w: Workload, B: number, steps: number): Promise<[number, number]> {
@@ -491,7 +485,7 @@ async function main(): Promise<void> {
   const compare = process.argv.includes("--compare");
   const compareVariants = [
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
-    { name: "stop 12's defaults", env: { CHARLM_WEBGPU_MATMUL: "64", CHARLM_WEBGPU_KERNELS: STOP12_TABLE } },
+    { name: "stop 13's (no fold)", env: { CHARLM_FOLD_EMBEDDING: "0" } },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {

@@ -26,8 +26,9 @@
 #                                            left: one command, one machine start, when the budget is 15 minutes
 #   PART=compare bash bench/gpu_machine.sh   (~4 min) the large products in every tile variant (gpu_kernels.ts
 #                                            --products-only), then W1, W2 and W3's training against PyTorch in the
-#                                            defaults, stop 12's defaults and (where the products' fastest variant is
-#                                            128v or 128p) the defaults with that variant for the large products
+#                                            defaults, stop 13's (the embedding not folded into the first layer)
+#                                            and (where the products' fastest variant is 128v or 128p) the
+#                                            defaults with that variant for the large products
 #                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
 #                                            (bench/gpu.ts --compare --rounds); no generation, wasm nor quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.

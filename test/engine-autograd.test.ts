@@ -84,7 +84,7 @@ test("every op name has exactly one gradient rule", () => {
     "embedding",
   ];
   recorded.push("concat", "slice", "reduce", "reshape", "transpose", "layerNorm", "dropout", "causalMask");
-  recorded.push("causalSelfAttention", "lstm", "gru", "rnn");
+  recorded.push("causalSelfAttention", "lstm", "gru", "rnn", "lstmProjected", "gruProjected", "rnnProjected");
   assert.deepEqual(names.slice().sort(), recorded.sort());
   for (const n of names) assert.equal(typeof gradRules[n as keyof typeof gradRules], "function");
 });

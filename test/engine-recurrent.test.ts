@@ -1,4 +1,4 @@
-// The fused recurrent ops (lstm, gru, rnn) on every backend: forward against a float64 step-by-step reference,
+// The fused recurrent ops (lstm, gru, rnn, and their forms from given input projections) on every backend: forward against a float64 step-by-step reference,
 // gradients of x, h0, c0, wx, wh and the biases against central finite differences, and every kernel of each
 // backend against the js reference on random inputs of odd sizes.
 //
@@ -93,6 +93,41 @@ for (const name of await listBackends()) {
     );
 
     test(
+      "the projected forms equal the ops from linear(x, wx, b) and their gradients match finite differences",
+      on(() => {
+        const rng = new Rng(24);
+        const x = rand(rng, [T, B, D]);
+        const h0 = rand(rng, [B, H]);
+        const c0 = rand(rng, [B, H]);
+        const cells = [
+          { gates: 4, run: (xw: Tensor, wh: Tensor) => E.lstmProjected(xw, wh, h0, c0) },
+          { gates: 3, run: (xw: Tensor, wh: Tensor, bh?: Tensor) => E.gruProjected(xw, wh, bh!, h0) },
+          { gates: 1, run: (xw: Tensor, wh: Tensor) => E.rnnProjected(xw, wh, h0) },
+        ];
+        const direct = [
+          (wx: Tensor, wh: Tensor, b: Tensor) => E.lstm(x, wx, wh, b, h0, c0),
+          (wx: Tensor, wh: Tensor, b: Tensor, bh?: Tensor) => E.gru(x, wx, wh, b, bh!, h0),
+          (wx: Tensor, wh: Tensor, b: Tensor) => E.rnn(x, wx, wh, b, h0),
+        ];
+        cells.forEach(({ gates, run }, i) => {
+          const G = gates * H;
+          const wx = rand(rng, [D, G], -0.5, 0.5);
+          const wh = rand(rng, [H, G], -0.5, 0.5);
+          const b = rand(rng, [G]);
+          const bh = rand(rng, [G]);
+          const viaLinear = run(E.linear(x, wx, b), wh, bh);
+          const ref = direct[i](wx, wh, b, bh);
+          assertClose(viaLinear.hs.data, ref.hs.data, 1e-6, 1e-7, `hs (${gates} gates)`);
+          assertClose(viaLinear.hT.data, ref.hT.data, 1e-6, 1e-7, `hT (${gates} gates)`);
+          const xw = rand(rng, [T, B, G]);
+          // xw's gradient written by the kernel itself, then added to one another op made first
+          check((...a) => Object.values(run(a[0], a[1], a[2])), [xw, wh, bh]);
+          check((...a) => [...Object.values(run(a[0], a[1], a[2])), E.mul(a[0], a[0])], [xw, wh, bh]);
+        });
+      }),
+    );
+
+    test(
       "shape errors name the argument",
       on(() => {
         const x = Tensor.zeros([T, B, D]);
@@ -104,6 +139,8 @@ for (const name of await listBackends()) {
           () => E.gru(x, Tensor.zeros([D, 3 * H]), Tensor.zeros([H, H]), Tensor.zeros([3 * H]), Tensor.zeros([3 * H])),
           /wh/,
         );
+        assert.throws(() => E.lstmProjected(Tensor.zeros([T, B, 4 * H]), Tensor.zeros([H + 1, 4 * H])), /wh/);
+        assert.throws(() => E.rnnProjected(Tensor.zeros([T * B, H]), Tensor.zeros([H, H])), /xw must be \(T, B, 1H\)/);
       }),
     );
   });

@@ -38,6 +38,20 @@ function randomTokens(n: number, V: number, rng: Rng): Int32Array {
   return ids;
 }
 
+/** The names of the ops that made t, through its whole graph. */
+function graphOps(t: Tensor): Set<string> {
+  const ops = new Set<string>();
+  const seen = new Set<unknown>();
+  const walk = (x: Tensor) => {
+    if (!x.node || seen.has(x.node)) return;
+    seen.add(x.node);
+    ops.add(x.node.op);
+    x.node.inputs.forEach(walk);
+  };
+  walk(t);
+  return ops;
+}
+
 // ---------------------------------------------------------------------------------------------------- initialisers
 
 test("glorot_uniform stays inside ±sqrt(6/(fanIn+fanOut)) and fills the range", () => {
@@ -234,6 +248,48 @@ for (const backend of await listBackends()) {
       }
       const half = model.forward(tokens.subarray(0, B * T), B, T, { state: a });
       assert.equal(half.logits.shape.join(","), `${B},${T},${V}`);
+    }
+  });
+
+  test(`[${backend}] the embedding folded into the first layer: taken when a batch holds twice the vocabulary, same losses and gradients`, async () => {
+    await useBackend(backend);
+    const V = 13;
+    for (const cell of CELLS) {
+      const projected = `${cell}Projected`;
+      const rng = new Rng(8);
+      const [B, T] = [4, 7]; // 28 tokens >= 2 x 13
+      const tokens = randomTokens(B * T, V, rng);
+      const targets = randomTokens(B * T, V, rng);
+      const run = (opts: { fold?: boolean }, b = B) => {
+        const model = buildModel(config({ cell }), new Rng(9)) as RnnModel;
+        const n = b * T;
+        const { loss } = model.forward(tokens.subarray(0, n), b, T, { targets: targets.subarray(0, n), ...opts });
+        const ops = graphOps(loss!);
+        loss!.backward();
+        const grads = [...model.parameters()].map(([name, t]) => [name, t.grad!.slice()] as const);
+        return { loss: loss!.item(), grads, ops };
+      };
+      const folded = run({});
+      const plain = run({ fold: false });
+      // the second layer takes the plain op either way
+      assert.ok(folded.ops.has(projected), `${cell}: ${[...folded.ops].join(" ")}`);
+      assert.ok(!plain.ops.has(projected), `${cell}: ${[...plain.ops].join(" ")}`);
+      assert.ok(Math.abs(folded.loss - plain.loss) < 1e-6, `${cell}: loss ${folded.loss} against ${plain.loss}`);
+      folded.grads.forEach(([name, g], i) => {
+        const want = plain.grads[i][1];
+        for (let k = 0; k < g.length; k++) {
+          const err = Math.abs(g[k] - want[k]);
+          assert.ok(err <= 1e-5 + 1e-4 * Math.abs(want[k]), `${cell} ${name}[${k}]: ${g[k]} against ${want[k]}`);
+        }
+      });
+      // 12 tokens < 2 x 13: not folded; nor when CHARLM_FOLD_EMBEDDING=0
+      assert.ok(!run({}, 2).ops.has(projected));
+      process.env.CHARLM_FOLD_EMBEDDING = "0";
+      try {
+        assert.ok(!run({}).ops.has(projected));
+      } finally {
+        delete process.env.CHARLM_FOLD_EMBEDDING;
+      }
     }
   });
 

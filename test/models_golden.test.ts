@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { listBackends, useBackend } from "../src/engine/index.js";
 import { Tensor } from "../src/engine/tensor.js";
 import { buildModel } from "../src/models/registry.js";
-import type { RnnState } from "../src/models/rnn.js";
+import type { RnnModel, RnnState } from "../src/models/rnn.js";
 import { Rng } from "../src/util/rng.js";
 
 interface Golden {
@@ -46,11 +46,15 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 for (const backend of await listBackends()) {
-  for (const cell of ["lstm", "gru", "rnn"] as const) {
-    test(`[${backend}] ${cell} matches PyTorch: logits, loss, state and every gradient`, async () => {
+  for (const [cell, fold] of (["lstm", "gru", "rnn"] as const).flatMap((c) => [
+    [c, false] as const,
+    [c, true] as const,
+  ])) {
+    const how = fold ? ", the embedding folded into the first layer" : "";
+    test(`[${backend}] ${cell} matches PyTorch: logits, loss, state and every gradient${how}`, async () => {
       await useBackend(backend);
       const g = load(cell);
-      const model = buildModel({ type: "rnn", cell, dropout: 0, ...g.config }, new Rng(0));
+      const model = buildModel({ type: "rnn", cell, dropout: 0, ...g.config }, new Rng(0)) as RnnModel;
       const params = model.parameters();
       assert.deepEqual([...params.keys()].sort(), Object.keys(g.weights).sort());
       for (const [name, w] of Object.entries(g.weights)) {
@@ -66,6 +70,7 @@ for (const backend of await listBackends()) {
       const out = model.forward(Int32Array.from(g.tokens), g.B, g.T, {
         targets: Int32Array.from(g.targets),
         state,
+        fold,
       });
       assert.deepEqual(out.logits.shape, [g.B, g.T, g.config.vocabSize]);
       const dl = maxAbsDiff(out.logits.data, g.logits);

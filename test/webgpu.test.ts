@@ -254,9 +254,13 @@ describe("webgpu backend against js", { skip }, () => {
     const t = ids(N, V);
     await same({ w: rand(V * D), o: rand(N * D) }, (b, s) => b.embedding(s.w, t, s.o, D));
     await same({ g: rand(N * D), dw: rand(V * D) }, (b, s) => b.embeddingBackward(s.g, t, s.dw, D));
-    // ~60 positions per id (read eight at a time, then the rest): added in js's order, so the same bits
-    const many = ids(301, 5);
-    await same({ g: rand(301 * D), dw: rand(5 * D) }, (b, s) => b.embeddingBackward(s.g, many, s.dw, D), 0);
+    // 60 positions per id (read eight at a time, then the rest; at most EMBEDDING_RUN): added in js's order, so the
+    // same bits
+    const many = Int32Array.from({ length: 300 }, (_, n) => (n * 7) % 5);
+    await same({ g: rand(300 * D), dw: rand(5 * D) }, (b, s) => b.embeddingBackward(s.g, many, s.dw, D), 0);
+    // ~700 positions per id, one id absent: runs of 64 summed, then the runs' sums added in order (float rounding)
+    const long = ids(2100, 3).map((v) => (v === 1 ? 3 : v));
+    await same({ g: rand(2100 * D), dw: rand(4 * D) }, (b, s) => b.embeddingBackward(s.g, long, s.dw, D));
   });
 
   test("layout: copyBlocks, reduceAxis, broadcastAxis, swapAxes, causal mask", async () => {
@@ -584,9 +588,11 @@ describe("webgpu backend: whole models against js", { skip }, () => {
           { CHARLM_WEBGPU_RECURRENT: "products", CHARLM_WEBGPU_SPLIT: "2" },
         ],
       ];
+      runs.push([`${models[0][0]} (embedding folded, batch 4)`, models[0][1], {}]);
       for (const [name, cfg, env] of runs) {
-        const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-        const got = await withEnv(env, () => train(poisoned, cfg, 3, 7, 3));
+        const B = name.includes("batch 4") ? 4 : 3;
+        const want = await train(jsBackend as Backend, cfg, B, 7, 3);
+        const got = await withEnv(env, () => train(poisoned, cfg, B, 7, 3));
         got.losses.forEach((l, i) =>
           assert.ok(
             Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i],
@@ -598,10 +604,20 @@ describe("webgpu backend: whole models against js", { skip }, () => {
       poisoned.destroy?.();
     }
   });
-  for (const [name, cfg, env] of cases) {
+  // batch 3 x 7 = 21 tokens, under twice the vocabulary (11): the plain path; 4 x 7 folds the embedding into the
+  // first layer (models/rnn.ts), whose backward scatters G-wide rows
+  const folded = models
+    .filter(([, cfg]) => cfg.type === "rnn")
+    .map(([name, cfg]): [string, ModelConfig, Record<string, string>, number] => [
+      `${name} (embedding folded, batch 4)`,
+      cfg,
+      {},
+      4,
+    ]);
+  for (const [name, cfg, env, B] of [...cases.map((c) => [...c, 3] as const), ...folded]) {
     test(`${name}: three training steps give the same losses and weights`, async () => {
-      const want = await train(jsBackend as Backend, cfg, 3, 7, 3);
-      const got = await withEnv(env, () => train(gpu!, cfg, 3, 7, 3));
+      const want = await train(jsBackend as Backend, cfg, B, 7, 3);
+      const got = await withEnv(env, () => train(gpu!, cfg, B, 7, 3));
       got.losses.forEach((l, i) =>
         assert.ok(Math.abs(l - want.losses[i]) <= 1e-5 * want.losses[i], `loss ${i}: gpu ${l} js ${want.losses[i]}`),
       );

@@ -38,6 +38,9 @@ export interface OpSaved {
   lstm: { T: number; B: number; D: number; H: number; xw: Storage; gates: Storage; cs: Storage };
   gru: { T: number; B: number; D: number; H: number; xw: Storage; gates: Storage; hn: Storage };
   rnn: { T: number; B: number; D: number; H: number; xw: Storage };
+  lstmProjected: { T: number; B: number; H: number; gates: Storage; cs: Storage };
+  gruProjected: { T: number; B: number; H: number; gates: Storage; hn: Storage };
+  rnnProjected: { T: number; B: number; H: number };
 }
 
 export type OpName = keyof OpSaved;
@@ -291,98 +294,167 @@ export const gradRules: { [K in OpName]: GradRule<K> } = {
   // dx += dxw Wxᵀ; dWx += xᵀ dxw; db += Σ_rows dxw.
   lstm(node) {
     const [x, wx, wh, b, h0, c0] = node.inputs;
-    const [hs, hT, cT] = node.outputs;
-    const { T, B, D, H, xw, gates, cs } = node.saved;
-    const be = x.backend;
-    const G = 4 * H;
-    const dxw = allocate(be, T * B * G);
-    const dh0 = allocate(be, B * H);
-    const dc0 = allocate(be, B * H);
-    be.lstmBackward({
-      T,
-      B,
-      H,
-      xw,
-      wh: wh.storage,
-      h0: h0.storage,
-      c0: c0.storage,
-      hs: hs.storage,
-      cs,
-      gates,
-      dhs: outGrad(node, 0),
-      dhT: hT.gradStorage,
-      dcT: cT.gradStorage,
-      dxw,
-      dwh: want(wh),
-      dh0,
-      dc0,
-    });
-    inputProjectionBackward(be, x, wx, b, dxw, T * B, D, G);
-    const dh = want(h0);
-    if (dh) addInto(be, dh, dh0, B * H);
-    const dc = want(c0);
-    if (dc) addInto(be, dc, dc0, B * H);
+    throughProjection(node, x, wx, b, (dxw) => lstmKernelBackward(node, node.saved.xw, { wh, h0, c0 }, dxw));
+  },
+
+  // Inputs (xw, wh, h0, c0); outputs (hs, hT, cT). As lstm, dxw going to xw's gradient (written there directly when
+  // xw has none yet).
+  lstmProjected(node) {
+    const [xw, wh, h0, c0] = node.inputs;
+    projectedInto(xw, (dxw) => lstmKernelBackward(node, xw.storage, { wh, h0, c0 }, dxw));
   },
 
   // Inputs (x, wx, wh, bx, bh, h0); outputs (hs, hT). Like lstm; the kernel also accumulates dbh.
   gru(node) {
     const [x, wx, wh, bx, bh, h0] = node.inputs;
-    const [hs, hT] = node.outputs;
-    const { T, B, D, H, xw, gates, hn } = node.saved;
-    const be = x.backend;
-    const G = 3 * H;
-    const dxw = allocate(be, T * B * G);
-    const dh0 = allocate(be, B * H);
-    be.gruBackward({
-      T,
-      B,
-      H,
-      xw,
-      wh: wh.storage,
-      bh: bh.storage,
-      h0: h0.storage,
-      hs: hs.storage,
-      gates,
-      hn,
-      dhs: outGrad(node, 0),
-      dhT: hT.gradStorage,
-      dxw,
-      dwh: want(wh),
-      dbh: want(bh),
-      dh0,
-    });
-    inputProjectionBackward(be, x, wx, bx, dxw, T * B, D, G);
-    const dh = want(h0);
-    if (dh) addInto(be, dh, dh0, B * H);
+    throughProjection(node, x, wx, bx, (dxw) => gruKernelBackward(node, node.saved.xw, { wh, bh, h0 }, dxw));
+  },
+
+  // Inputs (xw, wh, bh, h0); outputs (hs, hT).
+  gruProjected(node) {
+    const [xw, wh, bh, h0] = node.inputs;
+    projectedInto(xw, (dxw) => gruKernelBackward(node, xw.storage, { wh, bh, h0 }, dxw));
   },
 
   // Inputs (x, wx, wh, b, h0); outputs (hs, hT). h_t = tanh(x Wx + b + h_{t-1} Wh).
   rnn(node) {
     const [x, wx, wh, b, h0] = node.inputs;
-    const [hs, hT] = node.outputs;
-    const { T, B, D, H, xw } = node.saved;
-    const be = x.backend;
-    const dxw = allocate(be, T * B * H);
-    const dh0 = allocate(be, B * H);
-    be.rnnBackward({
-      T,
-      B,
-      H,
-      xw,
-      wh: wh.storage,
-      h0: h0.storage,
-      hs: hs.storage,
-      dhs: outGrad(node, 0),
-      dhT: hT.gradStorage,
-      dxw,
-      dwh: want(wh),
-      dh0,
-    });
-    inputProjectionBackward(be, x, wx, b, dxw, T * B, D, H);
-    const dh = want(h0);
-    if (dh) addInto(be, dh, dh0, B * H);
+    throughProjection(node, x, wx, b, (dxw) => rnnKernelBackward(node, node.saved.xw, { wh, h0 }, dxw));
+  },
+
+  // Inputs (xw, wh, h0); outputs (hs, hT).
+  rnnProjected(node) {
+    const [xw, wh, h0] = node.inputs;
+    projectedInto(xw, (dxw) => rnnKernelBackward(node, xw.storage, { wh, h0 }, dxw));
   },
 };
+
+/** Runs a recurrent backward kernel (which overwrites its dxw) into a scratch, then the input projection's backward. */
+function throughProjection(
+  node: Node<"lstm" | "gru" | "rnn">,
+  x: Tensor,
+  wx: Tensor,
+  b: Tensor,
+  kernel: (dxw: Storage) => void,
+): void {
+  const { T, B, D } = node.saved;
+  const G = wx.shape[1];
+  const dxw = allocate(x.backend, T * B * G);
+  kernel(dxw);
+  inputProjectionBackward(x.backend, x, wx, b, dxw, T * B, D, G);
+}
+
+/**
+ * Runs a recurrent backward kernel (which overwrites its dxw) for a layer given its input projections xw: into xw's
+ * gradient itself when xw has none yet, else into a scratch then added.
+ */
+function projectedInto(xw: Tensor, kernel: (dxw: Storage) => void): void {
+  const fresh = xw.requiresGrad ? xw.freshGrad() : null;
+  if (fresh) return kernel(fresh);
+  const be = xw.backend;
+  const dxw = allocate(be, xw.size);
+  kernel(dxw);
+  if (xw.requiresGrad) addInto(be, xw.gradOf(), dxw, xw.size);
+}
+
+/** The LSTM backward kernel for a node whose outputs are (hs, hT, cT): dxw overwritten, dWh, dh0, dc0 added. */
+function lstmKernelBackward(
+  node: Node<"lstm" | "lstmProjected">,
+  xw: Storage,
+  { wh, h0, c0 }: { wh: Tensor; h0: Tensor; c0: Tensor },
+  dxw: Storage,
+): void {
+  const [hs, hT, cT] = node.outputs;
+  const { T, B, H, gates, cs } = node.saved;
+  const be = wh.backend;
+  const dh0 = allocate(be, B * H);
+  const dc0 = allocate(be, B * H);
+  be.lstmBackward({
+    T,
+    B,
+    H,
+    xw,
+    wh: wh.storage,
+    h0: h0.storage,
+    c0: c0.storage,
+    hs: hs.storage,
+    cs,
+    gates,
+    dhs: outGrad(node, 0),
+    dhT: hT.gradStorage,
+    dcT: cT.gradStorage,
+    dxw,
+    dwh: want(wh),
+    dh0,
+    dc0,
+  });
+  const dh = want(h0);
+  if (dh) addInto(be, dh, dh0, B * H);
+  const dc = want(c0);
+  if (dc) addInto(be, dc, dc0, B * H);
+}
+
+/** The GRU backward kernel for a node whose outputs are (hs, hT): dxw overwritten, dWh, dbh, dh0 added. */
+function gruKernelBackward(
+  node: Node<"gru" | "gruProjected">,
+  xw: Storage,
+  { wh, bh, h0 }: { wh: Tensor; bh: Tensor; h0: Tensor },
+  dxw: Storage,
+): void {
+  const [hs, hT] = node.outputs;
+  const { T, B, H, gates, hn } = node.saved;
+  const be = wh.backend;
+  const dh0 = allocate(be, B * H);
+  be.gruBackward({
+    T,
+    B,
+    H,
+    xw,
+    wh: wh.storage,
+    bh: bh.storage,
+    h0: h0.storage,
+    hs: hs.storage,
+    gates,
+    hn,
+    dhs: outGrad(node, 0),
+    dhT: hT.gradStorage,
+    dxw,
+    dwh: want(wh),
+    dbh: want(bh),
+    dh0,
+  });
+  const dh = want(h0);
+  if (dh) addInto(be, dh, dh0, B * H);
+}
+
+/** The simple RNN's backward kernel for a node whose outputs are (hs, hT): dxw overwritten, dWh, dh0 added. */
+function rnnKernelBackward(
+  node: Node<"rnn" | "rnnProjected">,
+  xw: Storage,
+  { wh, h0 }: { wh: Tensor; h0: Tensor },
+  dxw: Storage,
+): void {
+  const [hs, hT] = node.outputs;
+  const { T, B, H } = node.saved;
+  const be = wh.backend;
+  const dh0 = allocate(be, B * H);
+  be.rnnBackward({
+    T,
+    B,
+    H,
+    xw,
+    wh: wh.storage,
+    h0: h0.storage,
+    hs: hs.storage,
+    dhs: outGrad(node, 0),
+    dhT: hT.gradStorage,
+    dxw,
+    dwh: want(wh),
+    dh0,
+  });
+  const dh = want(h0);
+  if (dh) addInto(be, dh, dh0, B * H);
+}
 
 /** Backward of xw = x Wx + b over all rows: dx += dxw Wxᵀ, dWx += xᵀ dxw, db += column sums of dxw. */
 function inputProjectionBackward(

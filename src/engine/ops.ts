@@ -476,4 +476,14 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: numb
 // ---------------------------------------------------------------------------------------------------------------
 // Fused recurrent layers (recurrent.ts), re-exported so every op is importable from here.
 
-export { lstm, gru, rnn, type LstmResult, type GruResult, type RnnResult } from "./recurrent.js";
+export {
+  lstm,
+  gru,
+  rnn,
+  lstmProjected,
+  gruProjected,
+  rnnProjected,
+  type LstmResult,
+  type GruResult,
+  type RnnResult,
+} from "./recurrent.js";

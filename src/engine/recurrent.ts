@@ -5,6 +5,10 @@
 // The input projection of all T steps is ONE backend matmul (T*B, D) @ (D, G) plus the bias; the backend kernel
 // runs the recurrence (h_{t-1} Wh and the gates) and keeps what its backward needs. The gradient rules (grad.ts)
 // call the backward kernel and then do dx, dWx and db as single products over all steps as well.
+//
+// lstmProjected, gruProjected and rnnProjected take the input projections xw (T, B, G) as a tensor instead: the
+// recurrent model computes them for its first layer from the embedding table (see models/rnn.ts), and their
+// gradient then flows back through whatever made xw.
 
 import type { Backend, Storage } from "./backend.js";
 import { record } from "./node.js";
@@ -36,6 +40,23 @@ function checkRecurrent(
     if (b.size !== gates * H) fail(op, `bias ${fmtShape(b.shape)} must have ${gates * H} entries`);
   for (const s of states) if (s && s.size !== B * H) fail(op, `state ${fmtShape(s.shape)} must be (${B}, ${H})`);
   return { T, B, D, H };
+}
+
+function checkProjected(
+  op: string,
+  xw: Tensor,
+  wh: Tensor,
+  gates: number,
+  biases: Tensor[],
+  states: (Tensor | null | undefined)[],
+): { T: number; B: number; H: number } {
+  if (xw.ndim !== 3 || xw.shape[2] % gates !== 0) fail(op, `xw must be (T, B, ${gates}H), got ${fmtShape(xw.shape)}`);
+  const [T, B, G] = xw.shape;
+  const H = G / gates;
+  if (!sameShape(wh.shape, [H, G])) fail(op, `wh must be (${H}, ${G}), got ${fmtShape(wh.shape)}`);
+  for (const b of biases) if (b.size !== G) fail(op, `bias ${fmtShape(b.shape)} must have ${G} entries`);
+  for (const s of states) if (s && s.size !== B * H) fail(op, `state ${fmtShape(s.shape)} must be (${B}, ${H})`);
+  return { T, B, H };
 }
 
 /**
@@ -90,18 +111,40 @@ export function lstm(
 ): LstmResult {
   const { T, B, D, H } = checkRecurrent("lstm", x, wx, wh, 4, [b], [h0, c0]);
   const be = backendOf("lstm", x, wx, wh, b, ...[h0, c0].filter((s) => s !== null));
-  const G = 4 * H;
-  const xw = inputProjection(be, x, wx, b, T * B, D, G); // (T, B, 4H)
+  const xw = inputProjection(be, x, wx, b, T * B, D, 4 * H); // (T, B, 4H)
+  const { hs, hT, cT, h, c, gates, cs } = lstmRun(be, xw, wh, h0, c0, T, B, H);
+  record("lstm", [x, wx, wh, b, h, c], [hs, hT, cT], { T, B, D, H, xw, gates, cs });
+  return { hs, hT, cT };
+}
+
+/** lstm() from the input projections xw (T, B, 4H) = x Wx + b, made by the caller. */
+export function lstmProjected(xw: Tensor, wh: Tensor, h0: Tensor | null = null, c0: Tensor | null = null): LstmResult {
+  const { T, B, H } = checkProjected("lstmProjected", xw, wh, 4, [], [h0, c0]);
+  const be = backendOf("lstmProjected", xw, wh, ...[h0, c0].filter((s) => s !== null));
+  const { hs, hT, cT, h, c, gates, cs } = lstmRun(be, xw.storage, wh, h0, c0, T, B, H);
+  record("lstmProjected", [xw, wh, h, c], [hs, hT, cT], { T, B, H, gates, cs });
+  return { hs, hT, cT };
+}
+
+function lstmRun(
+  be: Backend,
+  xw: Storage,
+  wh: Tensor,
+  h0: Tensor | null,
+  c0: Tensor | null,
+  T: number,
+  B: number,
+  H: number,
+) {
   const hs = uninit(be, [T, B, H]);
   const cs = allocateUninit(be, T * B * H);
-  const gates = allocateUninit(be, T * B * G);
+  const gates = allocateUninit(be, T * B * 4 * H);
   const h = stateOr(be, h0, B, H);
   const c = stateOr(be, c0, B, H);
   be.lstmForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, c0: c.storage, hs: hs.storage, cs, gates });
   const hT = last(be, hs.storage, T, B, H, h);
   const cT = last(be, cs, T, B, H, c);
-  record("lstm", [x, wx, wh, b, h, c], [hs, hT, cT], { T, B, D, H, xw, gates, cs });
-  return { hs, hT, cT };
+  return { hs, hT, cT, h, c, gates, cs };
 }
 
 export interface GruResult {
@@ -117,16 +160,29 @@ export interface GruResult {
 export function gru(x: Tensor, wx: Tensor, wh: Tensor, bx: Tensor, bh: Tensor, h0: Tensor | null = null): GruResult {
   const { T, B, D, H } = checkRecurrent("gru", x, wx, wh, 3, [bx, bh], [h0]);
   const be = backendOf("gru", x, wx, wh, bx, bh, ...[h0].filter((s) => s !== null));
-  const G = 3 * H;
-  const xw = inputProjection(be, x, wx, bx, T * B, D, G); // (T, B, 3H)
+  const xw = inputProjection(be, x, wx, bx, T * B, D, 3 * H); // (T, B, 3H)
+  const { hs, hT, h, gates, hn } = gruRun(be, xw, wh, bh, h0, T, B, H);
+  record("gru", [x, wx, wh, bx, bh, h], [hs, hT], { T, B, D, H, xw, gates, hn });
+  return { hs, hT };
+}
+
+/** gru() from the input projections xw (T, B, 3H) = x Wx + bx, made by the caller. */
+export function gruProjected(xw: Tensor, wh: Tensor, bh: Tensor, h0: Tensor | null = null): GruResult {
+  const { T, B, H } = checkProjected("gruProjected", xw, wh, 3, [bh], [h0]);
+  const be = backendOf("gruProjected", xw, wh, bh, ...[h0].filter((s) => s !== null));
+  const { hs, hT, h, gates, hn } = gruRun(be, xw.storage, wh, bh, h0, T, B, H);
+  record("gruProjected", [xw, wh, bh, h], [hs, hT], { T, B, H, gates, hn });
+  return { hs, hT };
+}
+
+function gruRun(be: Backend, xw: Storage, wh: Tensor, bh: Tensor, h0: Tensor | null, T: number, B: number, H: number) {
   const hs = uninit(be, [T, B, H]);
-  const gates = allocateUninit(be, T * B * G);
+  const gates = allocateUninit(be, T * B * 3 * H);
   const hn = allocateUninit(be, T * B * H);
   const h = stateOr(be, h0, B, H);
   be.gruForward({ T, B, H, xw, wh: wh.storage, bh: bh.storage, h0: h.storage, hs: hs.storage, gates, hn });
   const hT = last(be, hs.storage, T, B, H, h);
-  record("gru", [x, wx, wh, bx, bh, h], [hs, hT], { T, B, D, H, xw, gates, hn });
-  return { hs, hT };
+  return { hs, hT, h, gates, hn };
 }
 
 export interface RnnResult {
@@ -139,10 +195,24 @@ export function rnn(x: Tensor, wx: Tensor, wh: Tensor, b: Tensor, h0: Tensor | n
   const { T, B, D, H } = checkRecurrent("rnn", x, wx, wh, 1, [b], [h0]);
   const be = backendOf("rnn", x, wx, wh, b, ...[h0].filter((s) => s !== null));
   const xw = inputProjection(be, x, wx, b, T * B, D, H); // (T, B, H)
+  const { hs, hT, h } = rnnRun(be, xw, wh, h0, T, B, H);
+  record("rnn", [x, wx, wh, b, h], [hs, hT], { T, B, D, H, xw });
+  return { hs, hT };
+}
+
+/** rnn() from the input projections xw (T, B, H) = x Wx + b, made by the caller. */
+export function rnnProjected(xw: Tensor, wh: Tensor, h0: Tensor | null = null): RnnResult {
+  const { T, B, H } = checkProjected("rnnProjected", xw, wh, 1, [], [h0]);
+  const be = backendOf("rnnProjected", xw, wh, ...[h0].filter((s) => s !== null));
+  const { hs, hT, h } = rnnRun(be, xw.storage, wh, h0, T, B, H);
+  record("rnnProjected", [xw, wh, h], [hs, hT], { T, B, H });
+  return { hs, hT };
+}
+
+function rnnRun(be: Backend, xw: Storage, wh: Tensor, h0: Tensor | null, T: number, B: number, H: number) {
   const hs = uninit(be, [T, B, H]);
   const h = stateOr(be, h0, B, H);
   be.rnnForward({ T, B, H, xw, wh: wh.storage, h0: h.storage, hs: hs.storage });
   const hT = last(be, hs.storage, T, B, H, h);
-  record("rnn", [x, wx, wh, b, h], [hs, hT], { T, B, D, H, xw });
-  return { hs, hT };
+  return { hs, hT, h };
 }

@@ -152,6 +152,18 @@ export class Tensor {
     return this.gradStorage;
   }
 
+  /**
+   * For a rule whose kernel overwrites a whole gradient: the gradient storage, made without zeroing
+   * (Backend.allocUninit), when this tensor has none yet; null when it has one (the rule then adds into gradOf()).
+   */
+  freshGrad(): Storage | null {
+    if (this.gradStorage) return null;
+    const be = this.backend;
+    this.gradStorage = be.allocUninit ? be.allocUninit(this.size) : be.alloc(this.size);
+    trackLike(this.storage, be, this.gradStorage);
+    return this.gradStorage;
+  }
+
   /** Backpropagate from this tensor. Without a seed it must be a scalar (d loss / d loss = 1). */
   backward(seed?: Float32Array): void {
     if (!seed && this.size !== 1) {

@@ -10,7 +10,7 @@
 // PyTorch's (init "torch"): every weight and bias U(±1/√H), the LSTM's and RNN's one bias the sum of two such draws.
 // Constructed with rng null, every parameter starts at zero (weights about to be loaded: no orthogonalisation).
 
-import { gru, lstm, rnn } from "../engine/ops.js";
+import { gru, gruProjected, linear, lstm, lstmProjected, rnn, rnnProjected } from "../engine/ops.js";
 import { Tensor } from "../engine/tensor.js";
 import type { Rng } from "../util/rng.js";
 import { glorotUniform, lstmBias, orthogonal, uniform, uniformPair, zeros, type InitScheme } from "./init.js";
@@ -50,6 +50,12 @@ export abstract class RecurrentLayer extends Layer {
   /** x (T, B, D), state per (B, H) -> hs (T, B, H) and the final state. */
   abstract forward(x: Tensor, state: LayerState): RecurrentOutput;
 
+  /** The input projection x Wx + the input bias: (..., D) -> (..., G). forward(x) = forwardProjected(project(x)). */
+  abstract project(x: Tensor): Tensor;
+
+  /** forward() from the input projections xw (T, B, G) that project() makes. */
+  abstract forwardProjected(xw: Tensor, state: LayerState): RecurrentOutput;
+
   /** Zero state for a batch of B. */
   initialState(B: number): LayerState {
     return { h: Tensor.zeros([B, this.units]) };
@@ -85,6 +91,16 @@ export class LSTM extends RecurrentLayer {
     const { hs, hT, cT } = lstm(x, this.wx, this.wh, this.b, state.h, c0);
     return { hs, state: { h: hT, c: cT } };
   }
+
+  project(x: Tensor): Tensor {
+    return linear(x, this.wx, this.b);
+  }
+
+  forwardProjected(xw: Tensor, state: LayerState): RecurrentOutput {
+    const c0 = state.c ?? Tensor.zeros(state.h.shape);
+    const { hs, hT, cT } = lstmProjected(xw, this.wh, state.h, c0);
+    return { hs, state: { h: hT, c: cT } };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------- GRU
@@ -113,6 +129,15 @@ export class GRU extends RecurrentLayer {
     const { hs, hT } = gru(x, this.wx, this.wh, this.bx, this.bh, state.h);
     return { hs, state: { h: hT } };
   }
+
+  project(x: Tensor): Tensor {
+    return linear(x, this.wx, this.bx);
+  }
+
+  forwardProjected(xw: Tensor, state: LayerState): RecurrentOutput {
+    const { hs, hT } = gruProjected(xw, this.wh, this.bh, state.h);
+    return { hs, state: { h: hT } };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------- SimpleRNN
@@ -136,6 +161,15 @@ export class SimpleRNN extends RecurrentLayer {
 
   forward(x: Tensor, state: LayerState): RecurrentOutput {
     const { hs, hT } = rnn(x, this.wx, this.wh, this.b, state.h);
+    return { hs, state: { h: hT } };
+  }
+
+  project(x: Tensor): Tensor {
+    return linear(x, this.wx, this.b);
+  }
+
+  forwardProjected(xw: Tensor, state: LayerState): RecurrentOutput {
+    const { hs, hT } = rnnProjected(xw, this.wh, state.h);
     return { hs, state: { h: hT } };
   }
 }

@@ -188,11 +188,18 @@ export function embedding(rt: GpuRuntime, w: Buf, ids: Int32Array, out: Buf, D: 
   each(rt, "embedding", decls, body, [w, rt.upload(ids)], [out], [ids.length * D, D]);
 }
 
+/** Positions a thread of embeddingBackward adds at most; an id with more takes a thread per run of this many. */
+export const EMBEDDING_RUN = 64;
+
 /**
  * dw[ids[n]] += g[n]. The ids are on the host, so the scatter is turned into a gather there: for each distinct id
- * (rows, U of them) the positions holding it, in increasing n (a CSR list). One thread per (distinct id, column)
- * then adds its positions' rows in the js loop's order (eight loaded at a time): no atomics, deterministic, equal
- * to the js result.
+ * (rows, U of them) the positions holding it, in increasing n (a CSR list). When no id holds more than
+ * EMBEDDING_RUN positions, one thread per (distinct id, column) adds its positions' rows in the js loop's order
+ * (eight loaded at a time): no atomics, deterministic, equal to the js result. Otherwise the lists are cut into runs
+ * of at most EMBEDDING_RUN positions: a thread per (run, column) sums its run, then a thread per (distinct id,
+ * column) adds its runs' sums in order: as deterministic, the same sum up to float rounding. A character model
+ * folded into its first layer (models/rnn.ts) scatters N positions of width G over ~65 ids, a space ~15% of them:
+ * one thread per (id, column) would walk ~4,000 positions one after another.
  */
 export function embeddingBackward(rt: GpuRuntime, g: Buf, ids: Int32Array, dw: Buf, D: number, V: number): void {
   checkIds("embeddingBackward ids", ids, ids.length, V);
@@ -200,38 +207,87 @@ export function embeddingBackward(rt: GpuRuntime, g: Buf, ids: Int32Array, dw: B
   const counts = new Uint32Array(V);
   for (let n = 0; n < N; n++) counts[ids[n]]++;
   const rows: number[] = [];
-  for (let v = 0; v < V; v++) if (counts[v] > 0) rows.push(v);
+  let longest = 0;
+  for (let v = 0; v < V; v++) {
+    if (counts[v] > 0) rows.push(v);
+    longest = Math.max(longest, counts[v]);
+  }
   const U = rows.length;
-  // csr = [rows (U) | starts (U + 1) | positions (N)]
-  const csr = new Uint32Array(2 * U + 1 + N);
+  const runs = longest > EMBEDDING_RUN;
+  // runs: how many each id's list is cut into, and where each run starts in the positions
+  const runStarts: number[] = [];
+  const idRuns = new Uint32Array(U + 1);
+  // csr = [rows (U) | starts (U + 1) | positions (N) | the ids' first runs (U + 1) | the runs' starts (R + 1)]
   const next = new Uint32Array(V);
+  const head = new Uint32Array(2 * U + 1);
   let at = 0;
   rows.forEach((v, u) => {
-    csr[u] = v;
-    csr[U + u] = at;
+    head[u] = v;
+    head[U + u] = at;
     next[v] = at;
+    idRuns[u] = runStarts.length;
+    for (let q = at; q < at + counts[v]; q += EMBEDDING_RUN) runStarts.push(q);
     at += counts[v];
   });
-  csr[2 * U] = N;
+  head[2 * U] = N;
+  idRuns[U] = runStarts.length;
+  runStarts.push(N);
+  const R = runStarts.length - 1;
+  const csr = new Uint32Array(2 * U + 1 + N + (runs ? U + 1 + R + 1 : 0));
+  csr.set(head);
   for (let n = 0; n < N; n++) csr[2 * U + 1 + next[ids[n]]++] = n;
-  const decls = /* wgsl */ `
+  if (runs) {
+    csr.set(idRuns, 2 * U + 1 + N);
+    csr.set(runStarts, 2 * U + 1 + N + U + 1);
+  }
+  const list = rt.upload(csr);
+  const decls = (out: string) => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> csr: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dw: array<f32>;`;
-  // Eight positions' rows are loaded before they are added (in order): a thread per (id, column) is few threads
-  // (LSTM 256 at batch 256: 4,160 for 25,600 positions), and one load in flight each left them waiting on memory
-  // (212 us on an H200 at stop 5).
-  const body = /* wgsl */ `
+@group(0) @binding(3) var<storage, read_write> ${out}: array<f32>;`;
+  // Eight positions' rows are loaded before they are added (in order): one load in flight a thread left them
+  // waiting on memory (LSTM 256 at batch 256, 4,160 threads for 25,600 positions: 212 us on an H200 at stop 5).
+  const gather = (q0: string, q1: string) => /* wgsl */ `
+  let P = 2u * U + 1u;
+  var q = ${q0};
+  let q1 = ${q1};
+  ${addInOrder("acc", "q", "q1", (q) => `g[csr[P + ${q}] * D + j]`, 8)}`;
+  if (!runs) {
+    const body = /* wgsl */ `
   let D = pu(1u); let U = pu(2u);
   let u = i / D; let j = i % D;
   let k = csr[u] * D + j;
-  let P = 2u * U + 1u;
   var acc = dw[k];
-  var q = csr[U + u];
-  let q1 = csr[U + u + 1u];
-  ${addInOrder("acc", "q", "q1", (q) => `g[csr[P + ${q}] * D + j]`, 8)}
+  ${gather("csr[U + u]", "csr[U + u + 1u]")}
   dw[k] = acc;`;
-  each(rt, "embeddingBackward", decls, body, [g, rt.upload(csr)], [dw], [U * D, D, U]);
+    each(rt, "embeddingBackward", decls("dw"), body, [g, list], [dw], [U * D, D, U]);
+    return;
+  }
+  const sums = rt.scratch(R * D);
+  const runBody = /* wgsl */ `
+  let D = pu(1u); let U = pu(2u); let N = pu(3u);
+  let r = i / D; let j = i % D;
+  let S = 2u * U + 1u + N + U + 1u;
+  var acc = 0.0;
+  ${gather("csr[S + r]", "csr[S + r + 1u]")}
+  sums[i] = acc;`;
+  each(rt, "embeddingRuns", decls("sums"), runBody, [g, list], [sums], [R * D, D, U, N]);
+  const addDecls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> sums: array<f32>;
+@group(0) @binding(2) var<storage, read> csr: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dw: array<f32>;`;
+  const addBody = /* wgsl */ `
+  let D = pu(1u); let U = pu(2u); let N = pu(3u);
+  let u = i / D; let j = i % D;
+  let k = csr[u] * D + j;
+  let F = 2u * U + 1u + N;
+  var acc = dw[k];
+  var q = csr[F + u];
+  let q1 = csr[F + u + 1u];
+  ${addInOrder("acc", "q", "q1", (q) => `sums[${q} * D + j]`, 8)}
+  dw[k] = acc;`;
+  each(rt, "embeddingRunsAdd", addDecls, addBody, [sums, list], [dw], [U * D, D, U, N]);
+  rt.free(sums);
 }
 
 /** out[n] = w[ids[idsOff + n]], the ids on the GPU as float values (sampleRows's output). */
