@@ -27,7 +27,7 @@ import { scope } from "../src/engine/scope.js";
 import type { ModelConfig, RnnModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import type { RnnModel } from "../src/models/rnn.js";
+import { foldsEmbedding, type RnnModel } from "../src/models/rnn.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -118,7 +118,12 @@ async function throughput(args: string[]): Promise<void> {
   ];
   const only = flag(args, "--only", 0);
   const threads = (getBackend() as { threads?: number }).threads ?? 1;
-  console.log(`charlm backend: ${backend} (${threads === 1 ? "single-threaded" : `${threads} threads`}); Adam`);
+  const fold = foldsEmbedding(V, 2 * V)
+    ? "embedding folded into the first layer"
+    : "CHARLM_FOLD_EMBEDDING=0: not folded";
+  console.log(
+    `charlm backend: ${backend} (${threads === 1 ? "single-threaded" : `${threads} threads`}); Adam; ${fold}`,
+  );
   for (const [i, w] of workloads.entries()) {
     if (only && only !== i + 1) continue;
     const { B, T } = w;
