@@ -8,7 +8,7 @@
 //
 // Legend: as in ops.ts (B batch, T time, D input, H hidden, G gate width, V vocabulary, C channels).
 
-import type { Backend, Storage, Strides, UnaryOp } from "./backend.js";
+import type { Backend, RnnBackwardArgs, Storage, Strides, UnaryOp } from "./backend.js";
 import type { Node } from "./node.js";
 import { allocate } from "./scope.js";
 import { axisSplit, contiguousStrides } from "./shape.js";
@@ -357,6 +357,41 @@ function projectedInto(xw: Tensor, kernel: (dxw: Storage) => void): void {
   if (xw.requiresGrad) addInto(be, xw.gradOf(), dxw, xw.size);
 }
 
+/**
+ * The arguments every recurrent backward kernel takes, for a node whose outputs start (hs, hT): the kernel is run
+ * with them, then the dh0 it overwrote is added into h0's gradient.
+ */
+function recurrentBackward(
+  node: Node<"lstm" | "lstmProjected" | "gru" | "gruProjected" | "rnn" | "rnnProjected">,
+  xw: Storage,
+  wh: Tensor,
+  h0: Tensor,
+  dxw: Storage,
+  kernel: (args: RnnBackwardArgs) => void,
+): void {
+  const [hs, hT] = node.outputs;
+  const { T, B, H } = node.saved;
+  const be = wh.backend;
+  const dh0 = allocate(be, B * H);
+  const dhs = outGrad(node, 0);
+  kernel({
+    T,
+    B,
+    H,
+    xw,
+    wh: wh.storage,
+    h0: h0.storage,
+    hs: hs.storage,
+    dhs,
+    dhT: hT.gradStorage,
+    dxw,
+    dwh: want(wh),
+    dh0,
+  });
+  const dh = want(h0);
+  if (dh) addInto(be, dh, dh0, B * H);
+}
+
 /** The LSTM backward kernel for a node whose outputs are (hs, hT, cT): dxw overwritten, dWh, dh0, dc0 added. */
 function lstmKernelBackward(
   node: Node<"lstm" | "lstmProjected">,
@@ -364,32 +399,11 @@ function lstmKernelBackward(
   { wh, h0, c0 }: { wh: Tensor; h0: Tensor; c0: Tensor },
   dxw: Storage,
 ): void {
-  const [hs, hT, cT] = node.outputs;
-  const { T, B, H, gates, cs } = node.saved;
+  const { B, H, gates, cs } = node.saved;
   const be = wh.backend;
-  const dh0 = allocate(be, B * H);
   const dc0 = allocate(be, B * H);
-  be.lstmBackward({
-    T,
-    B,
-    H,
-    xw,
-    wh: wh.storage,
-    h0: h0.storage,
-    c0: c0.storage,
-    hs: hs.storage,
-    cs,
-    gates,
-    dhs: outGrad(node, 0),
-    dhT: hT.gradStorage,
-    dcT: cT.gradStorage,
-    dxw,
-    dwh: want(wh),
-    dh0,
-    dc0,
-  });
-  const dh = want(h0);
-  if (dh) addInto(be, dh, dh0, B * H);
+  const dcT = node.outputs[2].gradStorage;
+  recurrentBackward(node, xw, wh, h0, dxw, (a) => be.lstmBackward({ ...a, c0: c0.storage, cs, gates, dcT, dc0 }));
   const dc = want(c0);
   if (dc) addInto(be, dc, dc0, B * H);
 }
@@ -401,30 +415,9 @@ function gruKernelBackward(
   { wh, bh, h0 }: { wh: Tensor; bh: Tensor; h0: Tensor },
   dxw: Storage,
 ): void {
-  const [hs, hT] = node.outputs;
-  const { T, B, H, gates, hn } = node.saved;
+  const { gates, hn } = node.saved;
   const be = wh.backend;
-  const dh0 = allocate(be, B * H);
-  be.gruBackward({
-    T,
-    B,
-    H,
-    xw,
-    wh: wh.storage,
-    bh: bh.storage,
-    h0: h0.storage,
-    hs: hs.storage,
-    gates,
-    hn,
-    dhs: outGrad(node, 0),
-    dhT: hT.gradStorage,
-    dxw,
-    dwh: want(wh),
-    dbh: want(bh),
-    dh0,
-  });
-  const dh = want(h0);
-  if (dh) addInto(be, dh, dh0, B * H);
+  recurrentBackward(node, xw, wh, h0, dxw, (a) => be.gruBackward({ ...a, bh: bh.storage, gates, hn, dbh: want(bh) }));
 }
 
 /** The simple RNN's backward kernel for a node whose outputs are (hs, hT): dxw overwritten, dWh, dh0 added. */
@@ -434,26 +427,7 @@ function rnnKernelBackward(
   { wh, h0 }: { wh: Tensor; h0: Tensor },
   dxw: Storage,
 ): void {
-  const [hs, hT] = node.outputs;
-  const { T, B, H } = node.saved;
-  const be = wh.backend;
-  const dh0 = allocate(be, B * H);
-  be.rnnBackward({
-    T,
-    B,
-    H,
-    xw,
-    wh: wh.storage,
-    h0: h0.storage,
-    hs: hs.storage,
-    dhs: outGrad(node, 0),
-    dhT: hT.gradStorage,
-    dxw,
-    dwh: want(wh),
-    dh0,
-  });
-  const dh = want(h0);
-  if (dh) addInto(be, dh, dh0, B * H);
+  recurrentBackward(node, xw, wh, h0, dxw, (a) => wh.backend.rnnBackward(a));
 }
 
 /** Backward of xw = x Wx + b over all rows: dx += dxw Wxᵀ, dWx += xᵀ dxw, db += column sums of dxw. */
