@@ -25,8 +25,8 @@
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
 // --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
 // CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), and against
-// CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v /
-// auto-128p, the default's choice with that variant for the large products. --rounds N runs every
+// CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
+// auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
 // timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm.
 //

@@ -27,7 +27,7 @@
 #   PART=compare bash bench/gpu_machine.sh   (~4 min) the large products in every tile variant (gpu_kernels.ts
 #                                            --products-only), then W1, W2 and W3's training against PyTorch in the
 #                                            defaults, stop 13's (the embedding not folded into the first layer)
-#                                            and (where the products' fastest variant is 128v or 128p) the
+#                                            and (where the products' fastest variant is 128v, 128p or 128d) the
 #                                            defaults with that variant for the large products
 #                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
 #                                            (bench/gpu.ts --compare --rounds); no generation, wasm nor quality run
@@ -53,9 +53,9 @@ export CHARLM_WASM_DIR=$PWD/.gpu/app CHARLM_TINYSHAKESPEARE=$PWD/bench/out/gpu/t
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "no nvidia-smi") 2>&1 | tee "$out/gpu.txt"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$out/gpu.txt"
 if [ "${TINY:-0}" = 1 ] && [ "${PART:-}" = compare ]; then
-  # PART=compare's plumbing at toy sizes: the products alone, then the bench's --compare rounds (128p as the variant)
+  # PART=compare's plumbing at toy sizes: the products alone, then the bench's --compare rounds (128d as the variant)
   timeout 120 node .gpu/app/gpu_kernels.mjs --tiny --products-only --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
-  CHARLM_BENCH_MATMUL=auto-128p timeout 300 node .gpu/app/gpu.mjs --tiny --compare --rounds 2 --training-only \
+  CHARLM_BENCH_MATMUL=auto-128d timeout 300 node .gpu/app/gpu.mjs --tiny --compare --rounds 2 --training-only \
     --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
   exit 0
 fi
@@ -129,7 +129,7 @@ case "${PART:-bench}" in
     timeout "${T_KERNELS:-60}" node .gpu/app/gpu_kernels.mjs --products-only --json "$out/kernels-all.json" \
       --matmul bench/out/gpu-matmul.txt 2>&1 | tee "$out/kernels.txt"
     fastest=$(cat bench/out/gpu-matmul.txt 2>/dev/null || true)
-    case "$fastest" in 128v | 128p) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
+    case "$fastest" in 128v | 128p | 128d) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
     # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
     timeout "${T_BENCH:-240}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
       --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"

@@ -96,7 +96,7 @@ describe("charlm tune-gpu", { skip }, () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /lstmForward H8 B4: [\d.]+ us a step with .*; the defaults [\d.]+/);
     assert.match(r.out, /lstmBackward H8 B4: /);
-    assert.match(r.out, /matrix products \(.*\): .*\b64 [\d.]+ ms.*; (64|auto|auto-128v|auto-128p) kept \(/);
+    assert.match(r.out, /matrix products \(.*\): .*\b64 [\d.]+ ms.*; (64|auto|auto-128v|auto-128p|auto-128d) kept \(/);
     assert.match(r.out, /saved in .*webgpu-kernels\.json/);
     const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
     const table = file.adapters[gpu!.device].table;
@@ -114,6 +114,7 @@ describe("charlm tune-gpu", { skip }, () => {
       auto: "matmulNN.128",
       "auto-128v": "matmulNN.128.v",
       "auto-128p": "matmulNN.128.p",
+      "auto-128d": "matmulNN.128.d",
     };
     assert.equal(pickVariant(false, false, 25600, 2048).key, want[matmul as keyof typeof want]);
     useMatmulVariant(null);

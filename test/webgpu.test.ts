@@ -89,7 +89,7 @@ describe("webgpu backend against js", { skip }, () => {
 
   // Every variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles, read as floats or vec4s, the next tiles
   // prefetched or not; auto picks by shape); shapes straddle two tiles of either size.
-  for (const tile of ["auto", "64", "128", "64v", "128v", "64p", "128p"]) {
+  for (const tile of ["auto", "64", "128", "64v", "128v", "64p", "128p", "64d", "128d", "auto-128d"]) {
     test(`matmul (CHARLM_WEBGPU_MATMUL=${tile}): transposes, accumulate, batch, offsets`, () =>
       withEnv({ CHARLM_WEBGPU_MATMUL: tile }, () => matmulOps()));
   }
@@ -146,7 +146,7 @@ describe("webgpu backend against js", { skip }, () => {
     await withEnv({ CHARLM_WEBGPU_MATMUL: "256" }, async () =>
       assert.throws(
         () => g.matmul(a, a, c, 2, 2, 2),
-        /CHARLM_WEBGPU_MATMUL is "256"; use auto, 64, 128, 64v, 128v, 64p, 128p, auto-128v or auto-128p/,
+        /CHARLM_WEBGPU_MATMUL is "256"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d/,
       ),
     );
     g.free(a);
@@ -184,7 +184,7 @@ describe("webgpu backend against js", { skip }, () => {
       return st;
     });
     const out: Float32Array[] = [];
-    const tiles = ["64", "128", "64v", "128v", "64p", "128p"];
+    const tiles = ["64", "128", "64v", "128v", "64p", "128p", "64d", "128d"];
     for (const tile of tiles) {
       const c = g.alloc(M * N);
       await withEnv({ CHARLM_WEBGPU_MATMUL: tile }, async () => g.matmul(a, b, c, M, K, N, { transA: true }));

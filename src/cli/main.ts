@@ -28,7 +28,7 @@ export const ENVIRONMENT: Record<string, string> = {
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
   CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",
   CHARLM_WEBGPU_MATMUL:
-    "auto, 64, 128, 64v, 128v, 64p, 128p, auto-128v or auto-128p: the output tile of webgpu's matrix products, v read as vec4s, p prefetched (tuning; default auto: 128 where a product fills the GPU, else 64)",
+    "auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d: the output tile of webgpu's matrix products, v read as vec4s, p prefetched, d both and double-buffered (tuning; default auto: 128 where a product fills the GPU, else 64)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 

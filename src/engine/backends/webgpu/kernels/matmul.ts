@@ -21,9 +21,12 @@
 // the next tiles' values from memory into registers before multiplying the current ones, so that those loads are in
 // flight during the products. On the H200 128v and 128p came out on top in the second call's sweep of the large
 // products (11.6 and 12.1 ms against 128's 13.2), 128v behind 128 in the first (14.7 against 13.6): the two calls
-// disagree by more than the variants differ. auto-128v or auto-128p keeps auto's choice with that variant for the
-// large products (not yet timed in whole steps; 128v everywhere was 1.7% faster than the defaults for W2 at batch
-// 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they all give the
+// disagree by more than the variants differ. 64d or 128d (stop 15) do both and hold two of each tile (16 KiB of
+// workgroup memory for either size, WebGPU's default limit): the next tiles are stored into one while the products
+// read the other, so one barrier separates the steps along K instead of two, and no thread waits at a barrier for
+// the next tiles' loads. Not yet timed on a GPU. auto-128v, auto-128p or auto-128d keeps auto's choice with that
+// variant for the large products (not yet timed in whole steps; 128v everywhere was 1.7% faster than the defaults
+// for W2 at batch 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they all give the
 // same bits (tested).
 //
 // A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
@@ -33,11 +36,11 @@ import { CharlmError } from "../../../../util/errors.js";
 import { envSetting as env, type Buf, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { addInOrder, each } from "./elementwise.js";
 
-const VARIANTS = ["64", "128", "64v", "128v", "64p", "128p"];
-const LARGE = ["128", "128v", "128p"];
+const VARIANTS = ["64", "128", "64v", "128v", "64p", "128p", "64d", "128d"];
+const LARGE = ["128", "128v", "128p", "128d"];
 
 /** The choices `charlm tune-gpu` times for this GPU's products (see tuneProducts): 64 everywhere, or auto's. */
-export const TUNED_VARIANTS = ["64", "auto", "auto-128v", "auto-128p"] as const;
+export const TUNED_VARIANTS = ["64", "auto", "auto-128v", "auto-128p", "auto-128d"] as const;
 export type TunedVariant = (typeof TUNED_VARIANTS)[number];
 
 let tunedVariant: TunedVariant | null = null;
@@ -56,24 +59,26 @@ interface Variant {
   T: 64 | 128;
   vec: boolean;
   prefetch: boolean;
+  /** two buffers of workgroup memory: one barrier per step along K (implies vec and prefetch) */
+  double: boolean;
   key: string;
 }
 
 /**
  * The product kernel's variant for a product of M x N outputs, `batch` of them, K long, with the transposes ta and
- * tb: its tile, whether it reads vec4s, whether it prefetches, and its pipeline's key. CHARLM_WEBGPU_MATMUL=64, 128,
- * 64v, 128v, 64p or 128p forces one; "auto" (the default) takes 128 x 128 tiles where both M and N are at least 128
+ * tb: its tile, whether it reads vec4s, whether it prefetches, whether it double-buffers, and its pipeline's key.
+ * CHARLM_WEBGPU_MATMUL=64, 128, 64v, 128v, 64p, 128p, 64d or 128d forces one; "auto" (the default) takes 128 x 128 tiles where both M and N are at least 128
  * and the product then has 256 workgroups or more, or will be split along K (batch 1, K at least 1,024: the split
  * makes the workgroups); else 64 x 64. The 256: about two workgroups per core of an H200 (132); with fewer, 64 x 64
- * tiles keep more cores busy. "auto-128v" or "auto-128p": the same choice, with that variant for the large
- * products. Exported for the tests and the benches.
+ * tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d": the same choice, with that variant for the
+ * large products. Exported for the tests and the benches.
  */
 export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
   let v = env("CHARLM_WEBGPU_MATMUL") || tunedVariant || "auto";
   const large = v === "auto" ? "128" : v.startsWith("auto-") ? v.slice(5) : null;
   if (large ? !LARGE.includes(large) : !VARIANTS.includes(v))
     throw new CharlmError(
-      `CHARLM_WEBGPU_MATMUL is "${v}"; use auto, 64, 128, 64v, 128v, 64p, 128p, auto-128v or auto-128p, or unset it (auto)`,
+      `CHARLM_WEBGPU_MATMUL is "${v}"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d, or unset it (auto)`,
     );
   if (large) {
     const wide = M >= 128 && N >= 128;
@@ -81,10 +86,12 @@ export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batc
     v = wide && (groups >= 256 || (batch === 1 && K >= 1024)) ? large : "64";
   }
   const T = v.startsWith("128") ? 128 : 64;
-  const vec = v.endsWith("v");
-  const prefetch = v.endsWith("p");
-  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${vec ? ".v" : ""}${prefetch ? ".p" : ""}`;
-  return { T, vec, prefetch, key };
+  const double = v.endsWith("d");
+  const vec = v.endsWith("v") || double;
+  const prefetch = v.endsWith("p") || double;
+  const kind = double ? ".d" : `${vec ? ".v" : ""}${prefetch ? ".p" : ""}`;
+  const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${kind}`;
+  return { T, vec, prefetch, double, key };
 }
 
 /** The bindings from `first` on: the bias (when there is one), then the output c. */
@@ -95,7 +102,15 @@ function biasAndC(first: number, bias: boolean): string {
     : `@group(0) @binding(${first}) ${c}`;
 }
 
-function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false, vec = false, prefetch = false): string {
+function code(
+  transA: boolean,
+  transB: boolean,
+  T: 64 | 128,
+  bias = false,
+  vec = false,
+  prefetch = false,
+  double = false,
+): string {
   // A(m, k) is a[m*K + k], or a[k*M + m] when stored transposed; B(k, n) is b[k*N + n] or b[n*K + k].
   // T x T outputs a workgroup, P x P a thread, K walked KB at a time: each thread loads 4 values of each tile.
   const P = T / 16;
@@ -103,19 +118,23 @@ function code(transA: boolean, transB: boolean, T: 64 | 128, bias = false, vec =
   // vec: the tiles held as vec4 (4 neighbouring m, or n), a thread's outputs in runs of 4 (m = m0 + 4·(lid.y + 16i)
   // + r, likewise n), so that one read of workgroup memory brings 4 values; the same fma chains, as vec4 fmas.
   const V = P / 4; // vec4 runs per thread and dimension
+  // double: two of each tile (16 KiB for either size), the next tiles stored into one while the products read the
+  // other, so that one barrier per step along K separates them instead of two (`cur` the one read)
+  const half = (KB * T) / 4; // vec4s in one tile
   const tiles = vec
-    ? `var<workgroup> As: array<vec4<f32>, ${(KB * T) / 4}>; // [k][m / 4], ${KB} x ${T / 4}
-var<workgroup> Bs: array<vec4<f32>, ${(KB * T) / 4}>; // [k][n / 4], ${KB} x ${T / 4}`
+    ? `var<workgroup> As: array<vec4<f32>, ${double ? 2 * half : half}>; // ${double ? "[2]" : ""}[k][m / 4], ${KB} x ${T / 4}
+var<workgroup> Bs: array<vec4<f32>, ${double ? 2 * half : half}>; // ${double ? "[2]" : ""}[k][n / 4], ${KB} x ${T / 4}`
     : `var<workgroup> As: array<f32, ${KB * T}>; // [k][m], ${KB} x ${T}
 var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
-  const put = (tile: string, k: string, i: string, v: string) =>
-    vec ? `${tile}[${k} * ${T / 4}u + ${i} / 4u][${i} % 4u] = ${v};` : `${tile}[${k} * ${T}u + ${i}] = ${v};`;
+  const put = (tile: string, k: string, i: string, v: string, at = "") =>
+    vec ? `${tile}[${at}${k} * ${T / 4}u + ${i} / 4u][${i} % 4u] = ${v};` : `${tile}[${k} * ${T}u + ${i}] = ${v};`;
+  const base = double ? `cur * ${half}u + ` : "";
   const products = vec
     ? `var ar: array<vec4<f32>, ${V}>;
       var br: array<vec4<f32>, ${V}>;
       for (var i = 0u; i < ${V}u; i++) {
-        ar[i] = As[kk * ${T / 4}u + lid.y + 16u * i];
-        br[i] = Bs[kk * ${T / 4}u + lid.x + 16u * i];
+        ar[i] = As[${base}kk * ${T / 4}u + lid.y + 16u * i];
+        br[i] = Bs[${base}kk * ${T / 4}u + lid.x + 16u * i];
       }
       for (var i = 0u; i < ${V}u; i++) {
         for (var r = 0u; r < 4u; r++) {
@@ -157,6 +176,57 @@ var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
       }
       ${keepB}
     }`;
+  // One buffer: at each step along K the tiles stored (loaded now, or a step ahead with prefetch), a barrier, the
+  // products, a barrier
+  function singleLoop(): string {
+    return `for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
+    ${
+      prefetch
+        ? `for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      ${slots}
+      ${put("As", "ka", "mm", "pa[l]")}
+      ${put("Bs", "kb", "nn", "pb[l]")}
+    }`
+        : loads("k0", put("As", "ka", "mm", "av"), put("Bs", "kb", "nn", "bv"))
+    }
+    workgroupBarrier();
+    ${prefetch ? `if (k0 + ${KB}u < kEnd) {\n      ${loads(`k0 + ${KB}u`, "pa[l] = av;", "pb[l] = bv;")}\n    }` : ""}
+    for (var kk = 0u; kk < ${KB}u; kk++) {
+      ${products}
+    }
+    workgroupBarrier();
+  }`;
+  }
+  // The double-buffered loop: the first tiles stored and a barrier; then at each step along K the next tiles'
+  // values loaded into registers, the products of the current tiles, those values stored into the other buffer and
+  // one barrier (a thread reaching the next step's stores has passed the barrier after everyone's last reads of
+  // that buffer). The same products in the same order as the other variants.
+  function doubleLoop(): string {
+    const store = (at: string) => `for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      ${slots}
+      ${put("As", "ka", "mm", "pa[l]", at)}
+      ${put("Bs", "kb", "nn", "pb[l]", at)}
+    }`;
+    return `var cur = 0u;
+  ${store("")}
+  workgroupBarrier();
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
+    let more = k0 + ${KB}u < kEnd;
+    if (more) {
+      ${loads(`k0 + ${KB}u`, "pa[l] = av;", "pb[l] = bv;")}
+    }
+    for (var kk = 0u; kk < ${KB}u; kk++) {
+      ${products}
+    }
+    if (more) {
+      ${store(`(1u - cur) * ${half}u + `)}
+    }
+    workgroupBarrier();
+    cur = 1u - cur;
+  }`;
+  }
   return /* wgsl */ `
 const TA = ${transA};
 const TB = ${transB};
@@ -183,24 +253,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let tid = lid.y * 16u + lid.x;
   var acc: array<${vec ? `vec4<f32>, ${P * V}` : `f32, ${P * P}`}>;
   ${prefetch ? `var pa: array<f32, 4>;\n  var pb: array<f32, 4>;\n  ${loads("kBegin", "pa[l] = av;", "pb[l] = bv;")}` : ""}
-  for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
-    ${
-      prefetch
-        ? `for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      ${slots}
-      ${put("As", "ka", "mm", "pa[l]")}
-      ${put("Bs", "kb", "nn", "pb[l]")}
-    }`
-        : loads("k0", put("As", "ka", "mm", "av"), put("Bs", "kb", "nn", "bv"))
-    }
-    workgroupBarrier();
-    ${prefetch ? `if (k0 + ${KB}u < kEnd) {\n      ${loads(`k0 + ${KB}u`, "pa[l] = av;", "pb[l] = bv;")}\n    }` : ""}
-    for (var kk = 0u; kk < ${KB}u; kk++) {
-      ${products}
-    }
-    workgroupBarrier();
-  }
+  ${double ? doubleLoop() : singleLoop()}
   for (var i = 0u; i < ${P}u; i++) {
     let m = ${mOf};
     for (var j = 0u; j < ${P}u; j++) {
@@ -235,13 +288,13 @@ export function matmulParts(
 ): { partial: GpuStorage; parts: number } {
   const ta = o?.transA ?? false;
   const tb = o?.transB ?? false;
-  const { T: TILE, vec, prefetch, key } = pickVariant(ta, tb, M, N, 1, K);
+  const { T: TILE, vec, prefetch, double, key } = pickVariant(ta, tb, M, N, 1, K);
   const KS = Math.max(16, Math.ceil(K / S / 16) * 16);
   const parts = Math.ceil(K / KS);
   const partial = rt.scratch(parts * M * N);
   rt.run(
     key,
-    () => code(ta, tb, TILE, false, vec, prefetch),
+    () => code(ta, tb, TILE, false, vec, prefetch, double),
     [a, b],
     [partial],
     [M, K, N, o?.offsetA ?? 0, o?.offsetB ?? 0, 0, 0, KS],
@@ -288,7 +341,7 @@ export function matmul(
   if (M === 0 || N === 0 || batch === 0) return;
   checkMatmulBias(N, o);
   const bias = (o?.bias as Buf | undefined) ?? null;
-  const { T: TILE, vec, prefetch, key } = pickVariant(ta, tb, M, N, batch, K);
+  const { T: TILE, vec, prefetch, double, key } = pickVariant(ta, tb, M, N, batch, K);
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
@@ -317,7 +370,7 @@ ${biasAndC(2, bias !== null)}`;
   }
   rt.run(
     bias ? `${key}.bias` : key,
-    () => code(ta, tb, TILE, bias !== null, vec, prefetch),
+    () => code(ta, tb, TILE, bias !== null, vec, prefetch, double),
     bias ? [a, b, bias] : [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
