@@ -24,7 +24,8 @@
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
 // --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
-// CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), and against
+// CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), against the step
+// kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1; the recurrent workloads only), and against
 // CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
 // auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
@@ -138,6 +139,7 @@ function clearSettings(): void {
     "CHARLM_WEBGPU_SPLITK",
     "CHARLM_WEBGPU_WIDE",
     "CHARLM_WEBGPU_PREFETCH",
+    "CHARLM_WEBGPU_AHEAD",
     "CHARLM_WEBGPU_KERNELS",
     "CHARLM_WEBGPU_MATMUL",
     "CHARLM_FOLD_EMBEDDING",
@@ -483,9 +485,12 @@ async function main(): Promise<void> {
   const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
   const tiles = process.env.CHARLM_BENCH_MATMUL || "128";
   const compare = process.argv.includes("--compare");
-  const compareVariants = [
+  const compareVariants: { name: string; env: Record<string, string>; recurrentOnly?: boolean }[] = [
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
     { name: "stop 13's (no fold)", env: { CHARLM_FOLD_EMBEDDING: "0" } },
+    // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): W2's
+    // forward steps at both batches, W1's at batch 256; nothing in the GPT, which skips it
+    { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {
@@ -524,7 +529,8 @@ async function main(): Promise<void> {
       console.log(
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
-      const list = compare ? variants : w.model.type === "gpt" ? attentionRoutes : variants;
+      const gpt = w.model.type === "gpt";
+      const list = compare ? variants.filter((v) => !(gpt && "recurrentOnly" in v)) : gpt ? attentionRoutes : variants;
       const rates: number[][] = list.map(() => []);
       const losses: number[] = [];
       const profiles: string[] = [];

@@ -90,7 +90,7 @@ async function main(): Promise<void> {
       const d = k.defaults;
       const chosen = d.products
         ? `products, ${d.S} parts`
-        : `${d.R} row${d.R > 1 ? "s" : ""}, ${d.S} slices, ${d.U} unit${d.U > 1 ? "s" : ""}, tile ${d.W}${d.P ? ", prefetch" : ""}`;
+        : `${d.R} row${d.R > 1 ? "s" : ""}, ${d.S} slices, ${d.U} unit${d.U > 1 ? "s" : ""}, tile ${d.W}${d.P ? ", prefetch" : ""}${d.ahead ? ", weights ahead" : ""}`;
       console.log(
         `${k.kernel} H=${k.H} B=${k.B}: default (${chosen}) ${d.us.toFixed(1)} us/step; fastest ` +
           `${k.best.us.toFixed(1)} (${stepLabel(k.best.settings)}), ${(d.us / k.best.us).toFixed(2)}x the default; ` +

@@ -19,12 +19,15 @@ import { gpuForTests } from "./helpers/webgpu.js";
 const { gpu, skip } = await gpuForTests();
 
 test("the grid: every combination of rows, slices, units, wide tiles and prefetching (8 rows from batch 128), then the products layout in 1 to 8 parts", () => {
-  // 3 rows x 3 slices x wide x prefetch; the products layout's fused kernel with 2 and 4 rows, and 2, 4, 8 parts
-  assert.equal(stepGrid(false, 64).length, 36 + 5);
-  assert.equal(stepGrid(true, 64).length, 108 + 5); // x 3 units
-  assert.equal(stepGrid(false, 256).length, 42 + 5); // 8 rows: 64 wide anyway, so no wide variant
-  assert.equal(stepGrid(true, 256).length, 126 + 5);
+  // 3 rows x 3 slices x wide x (no prefetch, prefetch, prefetch with weights ahead); the products layout's fused
+  // kernel with 2 and 4 rows, and 2, 4, 8 parts
+  assert.equal(stepGrid(false, 64).length, 54 + 5);
+  assert.equal(stepGrid(true, 64).length, 162 + 5); // x 3 units
+  assert.equal(stepGrid(false, 256).length, 63 + 5); // 8 rows: 64 wide anyway, so no wide variant
+  assert.equal(stepGrid(true, 256).length, 189 + 5);
   assert.ok(stepGrid(true, 256).every((s) => !(s.rows === 8 && s.wide)));
+  assert.ok(stepGrid(false, 64).every((s) => !s.ahead || s.prefetch));
+  assert.ok(stepGrid(false, 64, true).every((s) => !s.ahead)); // --quick: none
   const parts = (g: ReturnType<typeof stepGrid>) => g.filter((s) => s.products).map((s) => `${s.slices}/${s.rows}`);
   assert.deepEqual(parts(stepGrid(true, 64)), ["1/2", "1/4", "2/4", "4/4", "8/4"]); // parts / rows
   assert.deepEqual(parts(stepGrid(false, 64, true)), ["2/4", "8/4"]);

@@ -31,7 +31,7 @@ function rand(n: number, s = 1): Float32Array {
 // The fastest settings per step kernel and shape, as bench/gpu_kernels.ts --table writes them (here for the 2 x LSTM
 // of 10 units at batch 3 above, and a shape no test runs)
 const TABLE = JSON.stringify({
-  "lstmForward H10 B3": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true },
+  "lstmForward H10 B3": { rows: 2, slices: 4, units: 1, wide: true, prefetch: true, ahead: true },
   "lstmBackward H10 B3": { rows: 1, slices: 8, units: 4, wide: false, prefetch: true },
   "lstmBackward H512 B64": { rows: 4, slices: 2, units: 2, wide: true, prefetch: false },
 });
@@ -318,6 +318,20 @@ describe("webgpu backend against js", { skip }, () => {
   // tiles (CHARLM_WEBGPU_WIDE). The sequence
   // layout walks the units in blocks of 256: H = 300 takes two, the second partial.
   let [T, B, H] = [4, 9, 70];
+  // step-layout variants that prefetch, [rows, slices, units, wide] each, with their weights a chunk ahead or not
+  const prefetching = (ahead: string, list: string[][]) =>
+    list.map(([rows, split, units, wide]) => ({
+      layout: "step",
+      rows,
+      split,
+      units,
+      wide,
+      prefetch: "1",
+      ...(ahead ? { ahead } : {}),
+      T: 4,
+      B: 9,
+      H: 70,
+    }));
   const rowVariants = (name: string, fn: () => Promise<void>) =>
     test(name, async () => {
       const variants = [
@@ -340,25 +354,25 @@ describe("webgpu backend against js", { skip }, () => {
         { layout: "step", rows: "1", split: "2", units: "1", wide: "1", T: 3, B: 3, H: 300 },
         // prefetching the next tile, with its weights a tile ahead where they fit 32 registers (8 slices, also with
         // 4 units; the RNN's wide 128-k tiles; the backward steps over K = 1,200) or not (the rest)
-        ...[
+        ...prefetching("", [
           ["1", "8", "1", ""],
           ["4", "2", "4", ""],
           ["1", "8", "4", ""],
           ["1", "8", "1", "1"],
           ["2", "4", "2", "1"],
           ["8", "4", "2", ""],
-        ].map(([rows, split, units, wide]) => ({
-          layout: "step",
-          rows,
-          split,
-          units,
-          wide,
-          prefetch: "1",
-          T: 4,
-          B: 9,
-          H: 70,
-        })),
+        ]),
         { layout: "step", rows: "1", split: "2", units: "1", prefetch: "1", T: 3, B: 3, H: 300 },
+        // prefetching with the weights a chunk ahead where a tile's do not fit 32 registers: the forward steps (8
+        // values of k a chunk, 4 a slice: 64-wide tiles, two over K = 70, and 128-wide), backward steps with 2 and 4
+        // units (16 and 8 a chunk), K over several tiles (300 forward, 1,200 backward)
+        ...prefetching("1", [
+          ["1", "2", "1", "0"],
+          ["2", "4", "1", "1"],
+          ["4", "2", "4", ""],
+          ["2", "2", "2", "1"],
+        ]),
+        { layout: "step", rows: "1", split: "2", units: "2", prefetch: "1", ahead: "1", T: 3, B: 3, H: 300 },
         ...["1", "2", "4", "8"].map((rows) => ({
           layout: "sequence",
           rows,
@@ -384,10 +398,11 @@ describe("webgpu backend against js", { skip }, () => {
           CHARLM_WEBGPU_UNITS: v.units,
           CHARLM_WEBGPU_WIDE: (v as { wide?: string }).wide ?? "",
           CHARLM_WEBGPU_PREFETCH: (v as { prefetch?: string }).prefetch ?? "",
+          CHARLM_WEBGPU_AHEAD: (v as { ahead?: string }).ahead ?? "",
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide === "1" ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}${"ahead" in v ? ", weights ahead" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
@@ -458,7 +473,8 @@ describe("webgpu backend against js", { skip }, () => {
       });
     assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8.U2.P", "lstmForward.R1.S8"]);
     const tuned = await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, () => keys(run));
-    assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P"]);
+    // the forward's 16 values of k a slice take 64 weights: its entry's weights ahead come in chunks of 8
+    assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P.C"]);
   });
 
   test("prefetching step kernels: weights past K (a pooled buffer's tail, NaN here) reach no sum", async () => {
@@ -477,11 +493,17 @@ describe("webgpu backend against js", { skip }, () => {
       gpu!.fill(s, NaN);
       gpu!.free(s);
     };
-    for (const [split, units] of [
-      ["8", "1"], // the weights a tile ahead
-      ["4", "4"], // the weights loaded as the products go
+    for (const [split, units, ahead] of [
+      ["8", "1", ""], // the weights a tile ahead
+      ["4", "4", ""], // the weights loaded as the products go
+      ["2", "4", "1"], // the weights a chunk ahead, the last chunk's next past K
     ]) {
-      const env = { CHARLM_WEBGPU_PREFETCH: "1", CHARLM_WEBGPU_SPLIT: split, CHARLM_WEBGPU_UNITS: units };
+      const env = {
+        CHARLM_WEBGPU_PREFETCH: "1",
+        CHARLM_WEBGPU_SPLIT: split,
+        CHARLM_WEBGPU_UNITS: units,
+        CHARLM_WEBGPU_AHEAD: ahead,
+      };
       await withEnv(env, () =>
         same({ ...io, ...out }, (b, s) => {
           if (b === (gpu as unknown)) poisoned();
@@ -686,6 +708,20 @@ test("CHARLM_WEBGPU_KERNELS: a table of step settings per kernel and shape; sing
       assert.deepEqual(lstmStepSettings(true, 3, 10), { R: 1, S: 2, U: 4, W: 64, P: false }),
     );
   });
+  // weights a chunk ahead: only where a table or CHARLM_WEBGPU_AHEAD says so, with prefetching, and where a tile's
+  // weights do not fit 32 registers (LSTM 512's forward at batch 256: 64 values of k a slice, four products; its
+  // backward: 32 and one, a whole tile's ahead anyway)
+  const ahead = (backward: boolean, B: number, H: number) =>
+    stepSettingsOf(backward ? "lstmBackward" : "lstmForward", B, H).ahead;
+  assert.equal(ahead(false, 256, 512), false);
+  await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, async () => assert.equal(ahead(false, 3, 10), true));
+  await withEnv({ CHARLM_WEBGPU_AHEAD: "1" }, async () => {
+    assert.deepEqual([ahead(false, 256, 512), ahead(true, 256, 512)], [true, false]);
+    await withEnv({ CHARLM_WEBGPU_PREFETCH: "0" }, async () => assert.equal(ahead(false, 256, 512), false));
+  });
+  await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE, CHARLM_WEBGPU_AHEAD: "0" }, async () =>
+    assert.equal(ahead(false, 3, 10), false),
+  );
   // 8 rows: where the tile and the slices' partial sums would pass 16 KiB of workgroup memory, 4
   await withEnv({ CHARLM_WEBGPU_ROWS: "8", CHARLM_WEBGPU_SPLIT: "2" }, async () => {
     assert.deepEqual(lstmStepSettings(false, 128, 512), { R: 4, S: 2, U: 1, W: 128, P: false }); // 24 KiB with 8

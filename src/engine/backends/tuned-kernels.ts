@@ -35,6 +35,7 @@ const SETTING_VALUES: Record<keyof StepSettings, readonly unknown[]> = {
   units: [1, 2, 4],
   wide: [false, true],
   prefetch: [false, true],
+  ahead: [undefined, false, true], // optional: absent in tables written before stop 15
   products: [undefined, false, true], // optional: absent in tables written before the products layout
 };
 

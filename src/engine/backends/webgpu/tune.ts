@@ -55,7 +55,7 @@ export interface TunedKernel {
   /** the table's key: "lstmForward H512 B64" */
   key: string;
   /** what the defaults run with, and their time (taken after the grid's, warm) */
-  defaults: { R: number; S: number; U: number; W: number; P: boolean; products: boolean; us: number };
+  defaults: { R: number; S: number; U: number; W: number; P: boolean; ahead: boolean; products: boolean; us: number };
   /** the fastest setting whose output matches the defaults' */
   best: SettingTiming;
   /** every setting timed, fastest first */
@@ -64,8 +64,9 @@ export interface TunedKernel {
 
 /**
  * Every combination of 2, 4 and 8 slices, 1, 2 and 4 rows (and 8 from batch 128), units (where they apply: the
- * kernels with one product per unit, as the backward steps), wide tiles and prefetching; then the products layout
- * with its product in 1, 2, 4 and 8 parts along K. `small` takes fewer of each.
+ * kernels with one product per unit, as the backward steps), wide tiles and prefetching, prefetching with and
+ * without its weights a chunk ahead; then the products layout with its product in 1, 2, 4 and 8 parts along K.
+ * `small` takes fewer of each, and no chunks ahead.
  */
 export function stepGrid(oneProduct: boolean, B: number, small = false): StepSettings[] {
   const out: StepSettings[] = [];
@@ -74,8 +75,12 @@ export function stepGrid(oneProduct: boolean, B: number, small = false): StepSet
     for (const slices of small ? ([2, 8] as const) : ([2, 4, 8] as const))
       for (const units of oneProduct ? (small ? ([1, 4] as const) : ([1, 2, 4] as const)) : ([1] as const))
         for (const wide of [false, true])
-          for (const prefetch of [false, true])
-            if (!(wide && rows === 8)) out.push({ rows, slices, units, wide, prefetch }); // 8 rows: 64 wide anyway
+          for (const prefetch of [false, true]) {
+            if (wide && rows === 8) continue; // 8 rows: 64 wide anyway
+            out.push({ rows, slices, units, wide, prefetch });
+            // prefetching with the weights a chunk ahead (tuneSteps skips it where a tile's weights are ahead anyway)
+            if (prefetch && !small) out.push({ rows, slices, units, wide, prefetch, ahead: true });
+          }
   // the products layout: in one part the fused kernel's 64-row or 32-row tiles (4 or 2 rows a thread), else parts
   if (!small) out.push({ rows: 2, slices: 1, units: 1, wide: false, prefetch: false, products: true });
   for (const slices of small ? ([2, 8] as const) : ([1, 2, 4, 8] as const))
@@ -143,7 +148,7 @@ export function stepLabel(s: StepSettings): string {
     return s.slices === 1
       ? `products: one fused kernel, ${n(s.rows, "row")}`
       : `products: the product in ${n(s.slices, "part")}, then the gates`;
-  return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}`;
+  return `${n(s.rows, "row")}, ${n(s.slices, "slice")}, ${n(s.units, "unit")}${s.wide ? ", wide" : ""}${s.prefetch ? ", prefetch" : ""}${s.ahead ? ", weights ahead" : ""}`;
 }
 
 /** tuneSteps for the LSTM. */
@@ -228,7 +233,10 @@ export async function tuneSteps(
         for (const settings of stepGrid(oneProduct, B, o.small)) {
           useKernelTable({ [key]: settings });
           // 8 rows with too few slices would pass WebGPU's 16 KiB of workgroup memory: the backend takes 4 then
-          if (stepSettingsOf(kernel, B, H).R !== settings.rows) continue;
+          const runs = stepSettingsOf(kernel, B, H);
+          if (runs.R !== settings.rows) continue;
+          // weights a chunk ahead where a tile's are ahead anyway: the same kernel as without
+          if (settings.ahead && !runs.ahead) continue;
           const us = await time(run);
           timings.push({ settings, us, diff: await relDiff(gpu, result, ref, size, scratch, sq) });
         }

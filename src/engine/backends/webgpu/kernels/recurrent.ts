@@ -80,7 +80,16 @@ type Layout = "step" | "sequence" | "products";
  * unrolled at code generation (constant indices keep the accumulators in registers). The tile is zero past K and so
  * are the weights read there.
  */
-function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, stepWidth = 64, prefetch = false): string {
+function kernelCode(
+  k: StepKernel,
+  R: number,
+  layout: Layout,
+  S = 1,
+  U = 1,
+  stepWidth = 64,
+  prefetch = false,
+  ahead = false,
+): string {
   const seq = layout === "sequence";
   const pf = prefetch && !seq; // the prefetching step (step layout only)
   const W = seq ? 256 : stepWidth; // tile width in k (the step layout's: tileWidth)
@@ -214,6 +223,10 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
     const span = W / S; // values of k one slice walks per tile
     const NW = span * A;
     const weightsAhead = NW <= 32;
+    // ahead: where the tile's weights do not fit 32 registers, chunks of C values of k whose weights do (8 for
+    // four products a unit), each chunk's loaded while the one before is multiplied
+    const C = Math.min(span, 4 * Math.max(1, Math.floor(32 / (4 * A))));
+    const chunked = ahead && !weightsAhead;
     const wIdx = (i: number, u: number, v: number, a: number) => ((i * 4 + u) * U + v) * k.accs + a;
     const fillTile = (k1: string) =>
       range(R)
@@ -240,11 +253,33 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
           ),
         )
         .join(" ");
+    // the weights of C values of k from k = `at` on, into wn
+    const fillChunk = (at: string) =>
+      range(C / 4)
+        .flatMap((i) =>
+          range(4).flatMap((u) =>
+            range(U).flatMap((v) =>
+              range(k.accs).map((a) => `wn[${wIdx(i, u, v, a)}] = weight${a}(${at} + ${4 * i + u}u, j0 + ${v * X}u);`),
+            ),
+          ),
+        )
+        .join(" ");
     const products = weightsAhead
       ? range(span / 4)
           .map((i) => fourK(`kb + ${4 * i}u`, (a, v, u) => `wc${wIdx(i, u, v, a)}`))
           .join("\n        ")
-      : `for (${kRange}) {
+      : chunked
+        ? `for (var c = 0u; c < ${span}u; c += ${C}u) {
+        let wc = wn;
+        // the next chunk's weights: the rest of this tile's slice, then the next tile's first
+        var kn = k1 + kb;
+        if (c + ${C}u < ${span}u) { kn = k0 + kb + c + ${C}u; }
+        ${fillChunk("kn")}
+        ${range(C / 4)
+          .map((i) => fourK(`kb + c + ${4 * i}u`, (a, v, u) => `wc[${wIdx(i, u, v, a)}]`))
+          .join("\n        ")}
+      }`
+        : `for (${kRange}) {
         ${body}
       }`;
     return /* wgsl */ `
@@ -257,7 +292,11 @@ function kernelCode(k: StepKernel, R: number, layout: Layout, S = 1, U = 1, step
       ? `
   var wn = array<f32, ${NW}>(); // its weights for the next tile
   if (j0 < H) { ${fillWeights("0u")} }`
-      : ""
+      : chunked
+        ? `
+  var wn = array<f32, ${C * A}>(); // its weights for the next chunk of k
+  if (j0 < H) { ${fillChunk("kb")} }`
+        : ""
   }
   for (var k0 = 0u; k0 < KD; k0 += ${W}u) {
     ${storeTile}${
@@ -342,6 +381,12 @@ export interface StepSettings {
   wide: boolean;
   prefetch: boolean;
   /**
+   * With prefetch, where a tile's weights do not fit 32 registers (four products a unit over a slice of more than 8
+   * values of k, as LSTM 512's forward step at batch 256): its weights in chunks that do, each chunk's loaded while
+   * the one before is multiplied, instead of as the products go. Off where absent.
+   */
+  ahead?: boolean;
+  /**
    * The "products" layout for this kernel and shape: the step's product as a tiled matrix product in `slices` parts
    * along K, then the gate math; in one part, rows 2 or 4 a thread of the fused kernel (units, wide and prefetch do
    * not apply).
@@ -405,6 +450,7 @@ export const STEP_SETTING_ENV = [
   "CHARLM_WEBGPU_UNITS",
   "CHARLM_WEBGPU_WIDE",
   "CHARLM_WEBGPU_PREFETCH",
+  "CHARLM_WEBGPU_AHEAD",
   "CHARLM_WEBGPU_KERNELS",
 ];
 
@@ -463,6 +509,16 @@ function prefetchTiles(k: StepKernel, t: Partial<StepSettings>): boolean {
   const forced = env("CHARLM_WEBGPU_PREFETCH");
   if (forced) return forced === "1";
   return t.prefetch ?? oneProduct(k);
+}
+
+/**
+ * The prefetching kernels' weights a chunk of k ahead where a tile's do not fit 32 registers (StepSettings.ahead):
+ * only where a table says so (not yet timed on a GPU); CHARLM_WEBGPU_AHEAD=0|1 forces.
+ */
+function weightsAhead(t: Partial<StepSettings>): boolean {
+  const forced = env("CHARLM_WEBGPU_AHEAD");
+  if (forced) return forced === "1";
+  return t.ahead ?? false;
 }
 
 /**
@@ -572,13 +628,13 @@ function timeLoop(
     rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
-  const { R, S, U, W, P } = stepSettings(k, B, H, K, tuned);
+  const { R, S, U, W, P, ahead } = stepSettings(k, B, H, K, tuned);
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
-  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}`;
+  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}${ahead ? ".C" : ""}`;
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    rt.run(name, () => kernelCode(k, R, layout, S, U, W, P), reads, writes, [t, T, B, H, KD], groups);
+    rt.run(name, () => kernelCode(k, R, layout, S, U, W, P, ahead), reads, writes, [t, T, B, H, KD], groups);
   }
 }
 
@@ -789,7 +845,12 @@ function stepSettings(k: StepKernel, B: number, H: number, K: number, tuned: Par
   const wide = wideTiles(k, tuned);
   // 8 rows take more workgroup memory than WebGPU guarantees with some slice counts: then 4
   while (R > 1 && stepMemory(k, R, S, U, tileWidth(R, S, wide, K)) > WORKGROUP_MEMORY) R /= 2;
-  return { R, S, U, W: tileWidth(R, S, wide, K), P: prefetchTiles(k, tuned) };
+  const W = tileWidth(R, S, wide, K);
+  const P = prefetchTiles(k, tuned);
+  // chunks of weights ahead: only where prefetching and a tile's weights (W/S values of k, accs·U products) do not
+  // fit 32 registers (where they do, the whole tile's are loaded ahead anyway)
+  const ahead = P && weightsAhead(tuned) && (W / S) * k.accs * U > 32;
+  return { R, S, U, W, P, ahead };
 }
 
 /** The workgroup memory every adapter offers (WebGPU's minimum of maxComputeWorkgroupStorageSize), in bytes. */
@@ -825,7 +886,7 @@ export function stepSettingsOf(name: StepKernelName, B: number, H: number) {
   const tuned = tunedStep(name, B, H);
   if (recurrentLayout(2) === "products" || productsByTable(tuned)) {
     const S = productParts(B, H, K, k.accs, tuned);
-    return { R: productRows(tuned), S, U: 1, W: 64, P: false, products: true, oneProduct: oneProduct(k) };
+    return { R: productRows(tuned), S, U: 1, W: 64, P: false, ahead: false, products: true, oneProduct: oneProduct(k) };
   }
   return { ...stepSettings(k, B, H, K, tuned), products: false, oneProduct: oneProduct(k) };
 }
