@@ -25,7 +25,8 @@
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
 // --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
 // CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), against the step
-// kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1; the recurrent workloads only), and against
+// kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1) and their tile of row values as vec4s (CHARLM_WEBGPU_VEC4=1;
+// the recurrent workloads only), and against
 // CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
 // auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
@@ -140,6 +141,7 @@ function clearSettings(): void {
     "CHARLM_WEBGPU_WIDE",
     "CHARLM_WEBGPU_PREFETCH",
     "CHARLM_WEBGPU_AHEAD",
+    "CHARLM_WEBGPU_VEC4",
     "CHARLM_WEBGPU_KERNELS",
     "CHARLM_WEBGPU_MATMUL",
     "CHARLM_FOLD_EMBEDDING",
@@ -491,6 +493,8 @@ async function main(): Promise<void> {
     // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): W2's
     // forward steps at both batches, W1's at batch 256; nothing in the GPT, which skips it
     { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
+    // the step kernels' tile of row values held as vec4s, each row's 4 values of k read at once (stop 15)
+    { name: "vec4 row tiles", env: { CHARLM_WEBGPU_VEC4: "1" }, recurrentOnly: true },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {

@@ -24,10 +24,11 @@
 #   PART=all ... (at most ALL_SECONDS, 590)  the kernels (T_KERNELS), the bench (T_BENCH), then the quality run, then one per recipe in
 #                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
 #                                            left: one command, one machine start, when the budget is 15 minutes
-#   PART=compare bash bench/gpu_machine.sh   (~5 min) the large products in every tile variant (gpu_kernels.ts
+#   PART=compare bash bench/gpu_machine.sh   (~6 min) the large products in every tile variant (gpu_kernels.ts
 #                                            --products-only), then W1, W2 and W3's training against PyTorch in the
 #                                            defaults, stop 13's (the embedding not folded into the first layer),
-#                                            the step kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1; W1, W2)
+#                                            the step kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1; W1, W2),
+#                                            their row values as vec4s (CHARLM_WEBGPU_VEC4=1; W1, W2)
 #                                            and (where the products' fastest variant is 128v, 128p or 128d) the
 #                                            defaults with that variant for the large products
 #                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
@@ -112,7 +113,7 @@ quality() { # [output name] [seconds] [config fields]
   echo "$name run: CHARLM_WEBGPU_RECURRENT=${CHARLM_WEBGPU_RECURRENT:-auto} CHARLM_WEBGPU_ROWS=${CHARLM_WEBGPU_ROWS:-auto}" \
     "CHARLM_WEBGPU_SPLIT=${CHARLM_WEBGPU_SPLIT:-auto} CHARLM_WEBGPU_UNITS=${CHARLM_WEBGPU_UNITS:-auto}" \
     "CHARLM_WEBGPU_SPLITK=${CHARLM_WEBGPU_SPLITK:-auto} CHARLM_WEBGPU_WIDE=${CHARLM_WEBGPU_WIDE:-0}" \
-    "CHARLM_WEBGPU_PREFETCH=${CHARLM_WEBGPU_PREFETCH:-0} CHARLM_WEBGPU_AHEAD=${CHARLM_WEBGPU_AHEAD:-0} CHARLM_WEBGPU_KERNELS=${CHARLM_WEBGPU_KERNELS:+the table}" | tee -a "$out/gpu.txt"
+    "CHARLM_WEBGPU_PREFETCH=${CHARLM_WEBGPU_PREFETCH:-0} CHARLM_WEBGPU_AHEAD=${CHARLM_WEBGPU_AHEAD:-0} CHARLM_WEBGPU_VEC4=${CHARLM_WEBGPU_VEC4:-0} CHARLM_WEBGPU_KERNELS=${CHARLM_WEBGPU_KERNELS:+the table}" | tee -a "$out/gpu.txt"
   set -- --seconds "$seconds"
   [ -n "$fields" ] && set -- "$@" --set "$fields"
   [ -n "${QUALITY_AVERAGES:-}" ] && set -- "$@" --averages "$QUALITY_AVERAGES"
@@ -132,7 +133,7 @@ case "${PART:-bench}" in
     fastest=$(cat bench/out/gpu-matmul.txt 2>/dev/null || true)
     case "$fastest" in 128v | 128p | 128d) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
     # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
-    timeout "${T_BENCH:-280}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
+    timeout "${T_BENCH:-330}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
       --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
     ;;
   # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in

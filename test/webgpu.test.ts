@@ -373,6 +373,15 @@ describe("webgpu backend against js", { skip }, () => {
           ["2", "2", "2", "1"],
         ]),
         { layout: "step", rows: "1", split: "2", units: "2", prefetch: "1", ahead: "1", T: 3, B: 3, H: 300 },
+        // the tile of row values held as vec4s: plain, wide, prefetching (a tile's weights ahead, or a chunk's), and
+        // the sequence layout over two blocks of units
+        ...[
+          { rows: "2", split: "4", units: "1" },
+          { rows: "1", split: "2", units: "4", wide: "1" },
+          { rows: "4", split: "8", units: "1", prefetch: "1" },
+          { rows: "1", split: "2", units: "2", prefetch: "1", ahead: "1" },
+        ].map((v) => ({ layout: "step", ...v, vec4: "1", T: 4, B: 9, H: 70 })),
+        { layout: "sequence", rows: "2", split: "1", units: "1", vec4: "1", T: 3, B: 3, H: 300 },
         ...["1", "2", "4", "8"].map((rows) => ({
           layout: "sequence",
           rows,
@@ -399,10 +408,11 @@ describe("webgpu backend against js", { skip }, () => {
           CHARLM_WEBGPU_WIDE: (v as { wide?: string }).wide ?? "",
           CHARLM_WEBGPU_PREFETCH: (v as { prefetch?: string }).prefetch ?? "",
           CHARLM_WEBGPU_AHEAD: (v as { ahead?: string }).ahead ?? "",
+          CHARLM_WEBGPU_VEC4: (v as { vec4?: string }).vec4 ?? "",
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide === "1" ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}${"ahead" in v ? ", weights ahead" : ""}, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide === "1" ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}${"ahead" in v ? ", weights ahead" : ""}${"vec4" in v ? ", vec4 tile" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
@@ -511,6 +521,38 @@ describe("webgpu backend against js", { skip }, () => {
         }),
       );
     }
+  });
+
+  test("the tile of row values as vec4s (CHARLM_WEBGPU_VEC4=1) gives the same bits, in both layouts", async () => {
+    [T, B, H] = [3, 9, 70];
+    const G = 4 * H;
+    const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
+    const fwd = { hs: rand(T * B * H), cs: rand(T * B * H), gates: rand(T * B * G) };
+    const bwd = { dhs: rand(T * B * H), dxw: rand(T * B * G), dwh: rand(H * G), dh0: rand(B * H), dc0: rand(B * H) };
+    const g = gpu!;
+    const run = async (vec4: string, layout: string, prefetch: string) => {
+      const st = Object.fromEntries(
+        Object.entries({ ...f, ...fwd, ...bwd }).map(([k, v]) => {
+          const s = g.alloc(v.length);
+          g.write(s, v);
+          return [k, s];
+        }),
+      );
+      const env = { CHARLM_WEBGPU_VEC4: vec4, CHARLM_WEBGPU_RECURRENT: layout, CHARLM_WEBGPU_PREFETCH: prefetch };
+      await withEnv(env, async () => {
+        g.lstmForward({ T, B, H, ...pick(st, f), ...pick(st, fwd) } as never);
+        g.lstmBackward({ T, B, H, ...st, dhT: null, dcT: null } as never);
+      });
+      const out = await Promise.all(["hs", "dxw", "dh0"].map((k) => g.read(st[k])));
+      for (const s of Object.values(st)) g.free(s);
+      return out;
+    };
+    for (const [layout, prefetch] of [
+      ["step", "0"],
+      ["step", "1"],
+      ["sequence", ""],
+    ])
+      assert.deepEqual(await run("1", layout, prefetch), await run("0", layout, prefetch), `${layout} ${prefetch}`);
   });
 
   rowVariants("RNN forward and backward", async () => {

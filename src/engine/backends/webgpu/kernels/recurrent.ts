@@ -89,6 +89,7 @@ function kernelCode(
   stepWidth = 64,
   prefetch = false,
   ahead = false,
+  vecTile = false,
 ): string {
   const seq = layout === "sequence";
   const pf = prefetch && !seq; // the prefetching step (step layout only)
@@ -117,12 +118,16 @@ function kernelCode(
     .join("\n");
   // Four values of k (kk + 0 .. 3) for every row, unit and product: the weights from `weightAt` (a load, or a
   // register the prefetching kernel filled before the tile's barrier), the row values from the tile.
-  const fourK = (kk: string, weightAt: (a: number, v: number, u: number) => string) =>
-    range(4)
+  // vecTile: the tile held as vec4s of 4 neighbouring values of k, each row's 4 read at once (a uniform 128-bit read
+  // of workgroup memory instead of four 32-bit ones); writes go to a vec4's component
+  const put = (index: string, value: string) =>
+    vecTile ? `tile[(${index}) / 4u][(${index}) % 4u] = ${value};` : `tile[${index}] = ${value};`;
+  const fourK = (kk: string, weightAt: (a: number, v: number, u: number) => string) => {
+    const blocks = range(4)
       .map((u) => {
         const loads = range(U).flatMap((v) => range(k.accs).map((a) => `let w${a}_${v} = ${weightAt(a, v, u)};`));
         const fmas = range(R).flatMap((r) => {
-          const hv = `tile[(${rowOf(`${r}u`)}) * ${W}u + ${kk} + ${u}u]`;
+          const hv = vecTile ? `tv${r}.${"xyzw"[u]}` : `tile[(${rowOf(`${r}u`)}) * ${W}u + ${kk} + ${u}u]`;
           return range(U).flatMap((v) =>
             range(k.accs).map((a) => {
               const i = at(u % P, r, v * k.accs + a);
@@ -133,6 +138,11 @@ function kernelCode(
         return `{ ${loads.join(" ")}\n          ${fmas.join("\n          ")} }`;
       })
       .join("\n        ");
+    if (!vecTile) return blocks;
+    // each row's 4 values of k read at once, in a block of their own (several of these follow one another)
+    const rows = range(R).map((r) => `let tv${r} = tile[((${rowOf(`${r}u`)}) * ${W}u + ${kk}) / 4u];`);
+    return `{ ${rows.join(" ")}\n        ${blocks} }`;
+  };
   const body = fourK("kk", (a, v, u) => `weight${a}(k0 + kk + ${u}u, j0 + ${v * X}u)`);
   const combine =
     P === 1
@@ -162,7 +172,7 @@ function kernelCode(
       let row = ${rowOf("r")};
       var sv = 0.0;
       if (b0 + row < B && k0 + lid.x < KD) { sv = src(t, b0 + row, k0 + lid.x); }
-      tile[row * ${W}u + lid.x] = sv;
+      ${put(`row * ${W}u + lid.x`, "sv")}
     }`
     : `let col = lid.z * ${X}u + lid.x;
     for (var r = 0u; r < ${R}u; r++) {
@@ -170,7 +180,7 @@ function kernelCode(
       for (var cc = col; cc < ${W}u; cc += 64u) {
         var sv = 0.0;
         if (b0 + row < B && k0 + cc < KD) { sv = src(t, b0 + row, k0 + cc); }
-        tile[row * ${W}u + cc] = sv;
+        ${put(`row * ${W}u + cc`, "sv")}
       }
     }`;
   const kRange =
@@ -238,7 +248,7 @@ function kernelCode(
         .join(" ");
     const storeTile = range(R)
       .flatMap((r) =>
-        range(per).map((c) => `tile[(${rowOf(`${r}u`)}) * ${W}u + col + ${64 * c}u] = nv[${r * per + c}];`),
+        range(per).map((c) => put(`(${rowOf(`${r}u`)}) * ${W}u + col + ${64 * c}u`, `nv[${r * per + c}]`)),
       )
       .join(" ");
     const fillWeights = (k1: string) =>
@@ -325,7 +335,7 @@ fn tileValue(t: u32, b: u32, k: u32, B: u32, KD: u32) -> f32 { if (b < B && k < 
       : ""
   }
 ${weightFns}
-var<workgroup> tile: array<f32, ${(seq ? 1 : 4) * W * R}>; // [batch rows][${W} k]${
+var<workgroup> tile: ${vecTile ? `array<vec4<f32>, ${((seq ? 1 : 4) * W * R) / 4}>` : `array<f32, ${(seq ? 1 : 4) * W * R}>`}; // [batch rows][${W} k]${
     S > 1 ? `\nvar<workgroup> part: array<f32, ${4 * X * accN}>; // [threads of one slice][partial sums]` : ""
   }`;
   if (!seq) {
@@ -451,6 +461,7 @@ export const STEP_SETTING_ENV = [
   "CHARLM_WEBGPU_WIDE",
   "CHARLM_WEBGPU_PREFETCH",
   "CHARLM_WEBGPU_AHEAD",
+  "CHARLM_WEBGPU_VEC4",
   "CHARLM_WEBGPU_KERNELS",
 ];
 
@@ -519,6 +530,17 @@ function weightsAhead(t: Partial<StepSettings>): boolean {
   const forced = env("CHARLM_WEBGPU_AHEAD");
   if (forced) return forced === "1";
   return t.ahead ?? false;
+}
+
+/**
+ * The step and sequence layouts' tile of row values held as vec4s (CHARLM_WEBGPU_VEC4=1), so that a thread reads 4
+ * values of k of a row at once: a uniform read of workgroup memory (every thread of a warp reads the same row
+ * value) returns 32 bits a thread per cycle on NVIDIA GPUs and 128 bits in two, so the backward steps, which read one
+ * row value per multiply-add, would read at twice the rate. The same products in the same order (the same bits).
+ * Off by default: not yet timed on a GPU.
+ */
+function vecTiles(): boolean {
+  return env("CHARLM_WEBGPU_VEC4") === "1";
 }
 
 /**
@@ -625,16 +647,20 @@ function timeLoop(
   if (layout === "sequence") {
     const R = rowsPerThread(B, H, layout);
     const params = [0, T, B, H, K, backward ? 1 : 0, backward ? 1 : 0];
-    rt.run(`${key}.seq.R${R}`, () => kernelCode(k, R, layout), reads, writes, params, [Math.ceil(B / R)]);
+    const V = vecTiles();
+    const seqKey = `${key}.seq.R${R}${V ? ".V" : ""}`;
+    const code = () => kernelCode(k, R, layout, 1, 1, 64, false, false, V);
+    rt.run(seqKey, code, reads, writes, params, [Math.ceil(B / R)]);
     return;
   }
   const { R, S, U, W, P, ahead } = stepSettings(k, B, H, K, tuned);
+  const V = vecTiles();
   const groups = [Math.ceil(H / ((64 / S) * U)), Math.ceil(B / (4 * R))];
-  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}${ahead ? ".C" : ""}`;
+  const name = `${key}.R${R}${S > 1 ? `.S${S}` : ""}${U > 1 ? `.U${U}` : ""}${W > 64 ? `.W${W}` : ""}${P ? ".P" : ""}${ahead ? ".C" : ""}${V ? ".V" : ""}`;
   for (let s = 0; s < T; s++) {
     const t = backward ? T - 1 - s : s;
     const KD = backward && t === T - 1 ? 0 : K;
-    rt.run(name, () => kernelCode(k, R, layout, S, U, W, P, ahead), reads, writes, [t, T, B, H, KD], groups);
+    rt.run(name, () => kernelCode(k, R, layout, S, U, W, P, ahead, V), reads, writes, [t, T, B, H, KD], groups);
   }
 }
 
