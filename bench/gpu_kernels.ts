@@ -143,10 +143,10 @@ async function main(): Promise<void> {
       console.log(`  ${what} (${M} x ${T * B} x ${G}) by split-K target: ${line.join(", ")}`);
     }
     // The step's other large products in every tile variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles,
-    // read as floats or as vec4s, prefetching or not, or both with two buffers): the input projection of a layer fed H values (T·B, H)·(H, G),
-    // its input gradient (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each result compared with the 64 one (the
-    // same fma chains: 0 expected). --matmul FILE writes the variant fastest over every shape (bench/gpu.ts's
-    // "tuned, matmul ...", or with --compare "matmul ... everywhere").
+    // read as floats or as vec4s, prefetching or not, or both with two buffers): the input projection of a layer
+    // fed H values (T·B, H)·(H, G), its input gradient (T·B, G)·(H, G)ᵀ, and dWh at the default split-K; each
+    // result compared with the 64 one (the same fma chains: 0 expected). --matmul FILE writes the variant fastest
+    // over every shape (bench/gpu.ts's "tuned, matmul ...", or with --compare "matmul ... everywhere").
     const xs = gpu.alloc(T * B * H);
     const TILES = ["64", "128", "64v", "128v", "64p", "128p", "64d", "128d"];
     const gOut = gpu.alloc(T * B * G);

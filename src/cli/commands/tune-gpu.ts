@@ -64,7 +64,8 @@ export const tuneGpuCommand = defineCommand({
             `${k.defaults.us.toFixed(1)} (${(k.defaults.us / k.best.us).toFixed(2)}x); ${k.timings.length} settings timed\n`,
         ),
     });
-    // the matrix products' tiles: 64 x 64 everywhere, or 128 x 128 (as floats, vec4s, prefetched or double-buffered) where large
+    // the matrix products' tiles: 64 x 64 everywhere, or 128 x 128 (as floats, vec4s, prefetched or
+    // double-buffered) where large
     const products = await tuneProducts(gpu, cell, { H, B }, { T: flags.seqLength });
     const fastest = products.find((p) => p.diff < 1e-3) ?? products.find((p) => p.variant === "auto")!;
     const auto = products.find((p) => p.variant === "auto")!;

@@ -272,8 +272,8 @@ export interface ProductTiming {
  * Time the large products of a training step of `cell` at one shape (the input projection of a layer fed H values,
  * (T·B, H)·(H, G); its input gradient, (T·B, G)·(H, G)ᵀ; the weight gradient, (H, T·B)·(T·B, G)) under each choice
  * `charlm tune-gpu` offers for the products' tiles (TUNED_VARIANTS: 64 x 64 everywhere, or auto's 128 x 128 for the
- * large products, read as floats, as vec4s, prefetched, or both with two buffers), and return them fastest first. Refuses while
- * CHARLM_WEBGPU_MATMUL is set.
+ * large products, read as floats, as vec4s, prefetched, or both with two buffers), and return them fastest first.
+ * Refuses while CHARLM_WEBGPU_MATMUL is set.
  */
 export async function tuneProducts(
   gpu: WebgpuBackend,

@@ -26,8 +26,8 @@
 // read the other, so one barrier separates the steps along K instead of two, and no thread waits at a barrier for
 // the next tiles' loads. Not yet timed on a GPU. auto-128v, auto-128p or auto-128d keeps auto's choice with that
 // variant for the large products (not yet timed in whole steps; 128v everywhere was 1.7% faster than the defaults
-// for W2 at batch 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they all give the
-// same bits (tested).
+// for W2 at batch 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they
+// all give the same bits (tested).
 //
 // A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
 
@@ -67,10 +67,10 @@ interface Variant {
 /**
  * The product kernel's variant for a product of M x N outputs, `batch` of them, K long, with the transposes ta and
  * tb: its tile, whether it reads vec4s, whether it prefetches, whether it double-buffers, and its pipeline's key.
- * CHARLM_WEBGPU_MATMUL=64, 128, 64v, 128v, 64p, 128p, 64d or 128d forces one; "auto" (the default) takes 128 x 128 tiles where both M and N are at least 128
- * and the product then has 256 workgroups or more, or will be split along K (batch 1, K at least 1,024: the split
- * makes the workgroups); else 64 x 64. The 256: about two workgroups per core of an H200 (132); with fewer, 64 x 64
- * tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d": the same choice, with that variant for the
+ * CHARLM_WEBGPU_MATMUL=64, 128, 64v, 128v, 64p, 128p, 64d or 128d forces one; "auto" (the default) takes 128 x 128
+ * tiles where both M and N are at least 128 and the product then has 256 workgroups or more, or will be split along
+ * K (batch 1, K at least 1,024: the split makes the workgroups); else 64 x 64. The 256: about two workgroups per
+ * core of an H200 (132); with fewer, 64 x 64 tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d": the same choice, with that variant for the
  * large products. Exported for the tests and the benches.
  */
 export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
