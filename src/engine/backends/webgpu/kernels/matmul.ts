@@ -176,20 +176,18 @@ var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
       }
       ${keepB}
     }`;
+  // The prefetched values (pa, pb) stored into the tiles, at element `at` of them (the double buffer's half)
+  const store = (at = "") => `for (var l = 0u; l < 4u; l++) {
+      let e = tid + l * 256u;
+      ${slots}
+      ${put("As", "ka", "mm", "pa[l]", at)}
+      ${put("Bs", "kb", "nn", "pb[l]", at)}
+    }`;
   // One buffer: at each step along K the tiles stored (loaded now, or a step ahead with prefetch), a barrier, the
   // products, a barrier
   function singleLoop(): string {
     return `for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
-    ${
-      prefetch
-        ? `for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      ${slots}
-      ${put("As", "ka", "mm", "pa[l]")}
-      ${put("Bs", "kb", "nn", "pb[l]")}
-    }`
-        : loads("k0", put("As", "ka", "mm", "av"), put("Bs", "kb", "nn", "bv"))
-    }
+    ${prefetch ? store() : loads("k0", put("As", "ka", "mm", "av"), put("Bs", "kb", "nn", "bv"))}
     workgroupBarrier();
     ${prefetch ? `if (k0 + ${KB}u < kEnd) {\n      ${loads(`k0 + ${KB}u`, "pa[l] = av;", "pb[l] = bv;")}\n    }` : ""}
     for (var kk = 0u; kk < ${KB}u; kk++) {
@@ -203,14 +201,8 @@ var<workgroup> Bs: array<f32, ${KB * T}>; // [k][n], ${KB} x ${T}`;
   // one barrier (a thread reaching the next step's stores has passed the barrier after everyone's last reads of
   // that buffer). The same products in the same order as the other variants.
   function doubleLoop(): string {
-    const store = (at: string) => `for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      ${slots}
-      ${put("As", "ka", "mm", "pa[l]", at)}
-      ${put("Bs", "kb", "nn", "pb[l]", at)}
-    }`;
     return `var cur = 0u;
-  ${store("")}
+  ${store()}
   workgroupBarrier();
   for (var k0 = kBegin; k0 < kEnd; k0 += ${KB}u) {
     let more = k0 + ${KB}u < kEnd;
