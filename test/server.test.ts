@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createServer, type ServerOptions } from "../src/server/app.js";
 import type { GenerateRequest, ServedModel } from "../src/server/served-model.js";
-import { CharlmError } from "../src/util/errors.js";
+import { CharlmError, DeviceLostError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ test("model files and the page are served; nothing outside them is", async () =>
   }
 });
 
-test("errors raised by the model: the library's refusals are 400, anything else 500; streams get an error event", async () => {
+test("errors raised by the model: the library's refusals are 400, a lost GPU 503, anything else 500; streams get an error event", async () => {
   const model = new FakeModel("tiny");
   const { app, base } = await serve([model]);
   try {
@@ -380,6 +380,14 @@ test("errors raised by the model: the library's refusals are 400, anything else 
     assert.deepEqual(await res.json(), {
       error: "temperature must be above 0, got 0; use e.g. 0.8",
       code: "invalid_request",
+    });
+    model.failWith = new DeviceLostError("device was destroyed", "the GPU device was lost; send the request again");
+    const lost = await post(`${base}/api/generate`, { prime: "a" });
+    assert.equal(lost.status, 503, "the server's trouble, not the request's");
+    assert.equal(lost.headers.get("retry-after"), "1");
+    assert.deepEqual(await lost.json(), {
+      error: "the GPU device was lost; send the request again",
+      code: "device_lost",
     });
     model.failWith = new Error("kernel exploded");
     const bug = await post(`${base}/api/generate`, { prime: "a" });

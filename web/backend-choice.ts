@@ -8,6 +8,7 @@
 
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
+import { lostDevice } from "../src/engine/backends/index.js";
 import { wasmKernels } from "../src/browser.js";
 
 export type BackendChoice = "auto" | "webgpu" | "wasm";
@@ -23,8 +24,13 @@ export interface Chosen {
 
 let gpu: Promise<Backend & { device: string }> | null = null;
 
-/** One WebGPU device per page or worker, made on first use; a failure (no navigator.gpu, no adapter) is retried. */
-function loadGpu(): Promise<Backend & { device: string }> {
+/**
+ * One WebGPU device per page or worker, made on first use; a failure (no navigator.gpu, no adapter) is retried,
+ * and a lost device (the browser dropped its GPU process, a driver reset) is replaced by a new one.
+ */
+async function loadGpu(): Promise<Backend & { device: string }> {
+  const held = gpu ? await gpu.catch(() => null) : null;
+  if (held && lostDevice(held) !== null) gpu = null;
   gpu ??= import("../src/engine/backends/webgpu/index.js").then((m) => m.createWebgpuBackend());
   gpu.catch(() => (gpu = null));
   return gpu;

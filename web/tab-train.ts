@@ -9,7 +9,7 @@
 //
 // Legend: B batch, T sequence length.
 
-import type { InitFrom } from "../src/checkpoint/checkpoint.js";
+import { MANIFEST, type InitFrom } from "../src/checkpoint/checkpoint.js";
 import { modelFromBytes } from "../src/checkpoint/from-bytes.js";
 import type { Tokenizer } from "../src/data/tokenizer.js";
 import { codePointIndex, codePointLength } from "../src/data/utf8.js";
@@ -27,6 +27,7 @@ import { checkSourceVocab, FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR, fineTuneConfig
 import { trainLoop, type TrainResult } from "../src/train/loop.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 import { MemoryStore } from "../src/train/store.js";
+import { DeviceLostError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 import type { TabSettings } from "./tab-settings.js";
 
@@ -42,6 +43,20 @@ export interface TabRun {
   result: TrainResult;
   /** Fine-tuning: the characters of the text the source's vocabulary lacks, read as "<unk>". */
   unknown: string[];
+}
+
+/**
+ * The GPU device was lost under a run that had saved a checkpoint (at an epoch's end): the message says at which
+ * step, and `saved` holds that checkpoint (`saved.store`) to download or to generate from on another backend.
+ * `saved.model` was on the lost device: load the store's weights into a new one.
+ */
+export class TabDeviceLost extends DeviceLostError {
+  constructor(
+    err: DeviceLostError,
+    readonly saved: Omit<TabRun, "result"> & { step: number; bestValLoss: number | null },
+  ) {
+    super(err.detail, err.message);
+  }
 }
 
 /** A served model to fine-tune: its name on the server, and its charlm.json and model.safetensors as fetched. */
@@ -177,6 +192,11 @@ export async function trainInTab(
       progressStream: { write: () => true, isTTY: false } as unknown as NodeJS.WritableStream,
     });
     return { config, model, vocab, store, result, unknown };
+  } catch (err) {
+    const manifest = store.files.get(MANIFEST);
+    if (!(err instanceof DeviceLostError) || !manifest) throw err;
+    const m = JSON.parse(new TextDecoder().decode(manifest)) as { step: number; bestValLoss: number | null };
+    throw new TabDeviceLost(err, { config, model, vocab, store, unknown, step: m.step, bestValLoss: m.bestValLoss });
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener("abort", forward);

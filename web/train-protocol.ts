@@ -39,6 +39,7 @@ export type FromWorker =
       unknown: number; // fine-tuning: characters of the text the source lacks, read as "<unk>"
       tokenizer: string; // char, word or bpe: what the losses and speeds are per
       tar: ArrayBuffer;
+      lost?: string; // the GPU device was lost (the message): the tar is the checkpoint saved before, at `step`
     }
   | { type: "text"; text: string }
   | { type: "status"; message: string } // work under way that sends nothing else for a while

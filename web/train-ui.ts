@@ -147,6 +147,12 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       const unk = m.unknown ? `; ${m.unknown} characters ${probe.from} lacks read as <unk>` : "";
       unit = lossUnit(m.tokenizer);
       draw();
+      if (m.lost) {
+        probe.error = m.lost;
+        status(`${m.lost}: download it or generate from it (on a new device or wasm); ${best} nats/${unit}`, true);
+        setState("trained");
+        return;
+      }
       status(
         `${probe.from ? `fine-tuned ${probe.from}: ` : ""}` +
           `${m.status === "interrupted" ? "stopped" : "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +

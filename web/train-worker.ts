@@ -14,13 +14,13 @@ import { buildModel } from "../src/models/registry.js";
 import { generate } from "../src/sample/generate.js";
 import { chooseBackend, chooseForGeneration, generationRate, type Chosen } from "./backend-choice.js";
 import { api } from "./local.js";
-import { trainInTab, type TabRun, type TabSource } from "./tab-train.js";
+import { TabDeviceLost, trainInTab, type TabRun, type TabSource } from "./tab-train.js";
 import type { FromWorker, ToWorker } from "./train-protocol.js";
 
 const post = (m: FromWorker, transfer: Transferable[] = []): void =>
   (self as unknown as Worker).postMessage(m, transfer);
 
-let run: TabRun | null = null;
+let run: Omit<TabRun, "result"> | null = null;
 let trainedOn = "";
 let stopTraining: AbortController | null = null;
 let stopGenerating: AbortController | null = null;
@@ -46,16 +46,30 @@ async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
   post({ type: "backend", purpose: "train", name: chosen.name, note: chosen.note });
   stopTraining = new AbortController();
   const t0 = performance.now();
-  run = await trainInTab(m.text, m.settings, {
-    name: m.name,
-    from,
-    backend: chosen.name as "webgpu" | "wasm" | "js",
-    signal: stopTraining.signal,
-    onMetrics: (line) => post({ type: "metrics", line }),
-  });
-  stopTraining = null;
+  let r: { status: string; step: number; bestValLoss: number | null };
+  let lost: string | undefined;
+  try {
+    const done = await trainInTab(m.text, m.settings, {
+      name: m.name,
+      from,
+      backend: chosen.name as "webgpu" | "wasm" | "js",
+      signal: stopTraining.signal,
+      onMetrics: (line) => post({ type: "metrics", line }),
+    });
+    run = done;
+    r = done.result;
+  } catch (err) {
+    if (!(err instanceof TabDeviceLost)) throw err;
+    // The checkpoint saved before the loss is the run: generation loads it on whichever backend it picks (a new
+    // GPU device, as the lost one is dropped, or wasm).
+    run = err.saved;
+    r = { status: "lost", step: err.saved.step, bestValLoss: err.saved.bestValLoss };
+    lost = err.message;
+    trainedOn = "";
+  } finally {
+    stopTraining = null;
+  }
   const tar = run.store.tar(m.dirName);
-  const r = run.result;
   post(
     {
       type: "trained",
@@ -67,6 +81,7 @@ async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
       unknown: run.unknown.length,
       tokenizer: run.vocab.kind,
       tar: tar.buffer as ArrayBuffer,
+      lost,
     },
     [tar.buffer as ArrayBuffer],
   );

@@ -21,7 +21,7 @@ import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import { lossChartSvg } from "../util/chart.js";
-import { CharlmError } from "../util/errors.js";
+import { CharlmError, DeviceLostError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { HttpError, makeErrorHandler } from "./errors.js";
 import { Gate } from "./gate.js";
@@ -460,7 +460,14 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
       // client's fault and say so in their message; anything else is ours.
       const message = err instanceof Error ? err.message : String(err);
       if (!(err instanceof HttpError || err instanceof CharlmError)) logInternal(err as Error);
-      const code = err instanceof HttpError ? err.code : err instanceof CharlmError ? "invalid_request" : "internal";
+      const code =
+        err instanceof HttpError
+          ? err.code
+          : err instanceof DeviceLostError
+            ? "device_lost"
+            : err instanceof CharlmError
+              ? "invalid_request"
+              : "internal";
       await send("error", { error: message, code });
     }
     res.end();

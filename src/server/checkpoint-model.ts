@@ -8,7 +8,8 @@ import { countParams, summary } from "../models/registry.js";
 import { generate } from "../sample/generate.js";
 import { isFile, loadCheckpoint, MANIFEST, WEIGHTS, type Manifest } from "../checkpoint/checkpoint.js";
 import type { Tokenizer } from "../data/tokenizer.js";
-import { UsageError } from "../util/errors.js";
+import { getBackend, lostDevice, renewLostBackend } from "../engine/backends/index.js";
+import { DeviceLostError, UsageError } from "../util/errors.js";
 import type { GenerateRequest, ModelCard, ServedFile, ServedModel } from "./served-model.js";
 
 /** Loss-curve pictures a training run may leave next to its checkpoint; the first one found is served. */
@@ -37,19 +38,39 @@ export function cardOf(name: string, model: LanguageModel, vocab: Tokenizer, man
   };
 }
 
-/** Serve a loaded model under `name`. */
+type Loaded = { model: LanguageModel; vocab: Tokenizer; manifest: Manifest };
+
+/**
+ * Serve a loaded model under `name`. With `reload` (the checkpoint read again), a model whose GPU device was lost is
+ * loaded again on a new device before its next generation: the request that was running when the device went gets
+ * DeviceLostError (the server answers 503, send it again), and those after it are served as before.
+ */
 export function servedModel(
   name: string,
-  loaded: { model: LanguageModel; vocab: Tokenizer; manifest: Manifest },
+  loaded: Loaded,
   files?: ServedModel["files"],
+  reload?: () => Promise<Loaded>,
 ): ServedModel {
-  const { model, vocab, manifest } = loaded;
-  return {
-    card: cardOf(name, model, vocab, manifest),
-    files,
-    unknownChars: (text) => vocab.unknownChars(text),
-    generate: (req: GenerateRequest, signal: AbortSignal, onStop?: () => void) =>
-      generate(model, vocab, {
+  const { vocab, manifest } = loaded;
+  let model = loaded.model;
+  let on = getBackend(); // the backend holding the model's weights
+  let renewing: Promise<void> | null = null;
+  const ready = async (): Promise<LanguageModel> => {
+    const why = reload ? lostDevice(on) : null;
+    if (why !== null) {
+      renewing ??= (async () => {
+        process.stderr.write(`model ${name}: the GPU device was lost (${why}); loading the model on a new one\n`);
+        on = await renewLostBackend(on);
+        model = (await reload!()).model;
+      })().finally(() => (renewing = null));
+      await renewing;
+    }
+    return model;
+  };
+  async function* generateText(req: GenerateRequest, signal: AbortSignal, onStop?: () => void) {
+    const m = await ready();
+    try {
+      yield* generate(m, vocab, {
         prime: req.prime,
         length: req.length,
         temperature: req.temperature,
@@ -59,7 +80,21 @@ export function servedModel(
         stop: req.stop,
         signal,
         onStop,
-      }),
+      });
+    } catch (err) {
+      if (!(err instanceof DeviceLostError) || !reload) throw err;
+      throw new DeviceLostError(
+        err.detail,
+        `the GPU device was lost (${err.detail}) while generating; the server loads its models on a new device: ` +
+          "send the request again",
+      );
+    }
+  }
+  return {
+    card: cardOf(name, model, vocab, manifest),
+    files,
+    unknownChars: (text) => vocab.unknownChars(text),
+    generate: generateText,
   };
 }
 
@@ -94,7 +129,7 @@ export async function fromCheckpoint(dir: string, name?: string): Promise<Served
         { name: MANIFEST, bytes: archive.get(MANIFEST)! },
       ]
     : [join(abs, WEIGHTS), join(abs, MANIFEST)];
-  return servedModel(modelName, loaded, { weights, manifest, lossPicture });
+  return servedModel(modelName, loaded, { weights, manifest, lossPicture }, () => loadCheckpoint(abs));
 }
 
 /** Load every `--model` argument (DIR or NAME=DIR); names must be distinct. */

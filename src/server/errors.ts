@@ -2,7 +2,7 @@
 // Fastify's own errors (schema validation, body too large, bad JSON) are rewritten into the same shape.
 
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
-import { CharlmError } from "../util/errors.js";
+import { CharlmError, DeviceLostError } from "../util/errors.js";
 import { BusyError } from "./gate.js";
 
 export class HttpError extends Error {
@@ -61,6 +61,11 @@ export function makeErrorHandler(opts: {
       status = 429;
       reply.header("retry-after", "2");
       body = { error: err.message, code: "busy" };
+    } else if (err instanceof DeviceLostError) {
+      // The server's GPU went away under the request; the model is loaded on a new device for the next one.
+      status = 503;
+      reply.header("retry-after", "1");
+      body = { error: err.message, code: "device_lost" };
     } else if (err instanceof CharlmError) {
       // The library refused the request's values (the schema lets through only what the sampler should accept,
       // so this is a backstop): still the client's to fix.

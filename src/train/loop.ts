@@ -27,7 +27,7 @@ import { createBatcher, type Batch, type Batcher, type StreamState } from "../da
 import type { Tokenizer } from "../data/tokenizer.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { generateText } from "../sample/generate.js";
-import { CharlmError } from "../util/errors.js";
+import { CharlmError, DeviceLostError } from "../util/errors.js";
 import { Progress, formatDuration, type TextStream } from "../util/progress.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { yieldToEvents } from "../util/yield.js";
@@ -164,6 +164,10 @@ async function runLoop(o: LoopOptions, store: RunStore | null): Promise<TrainRes
     }
     // A run that averages its weights hands back the average, whatever stopped it (the checkpoint holds it too).
     if (!run.final) run.average?.commit();
+  } catch (err) {
+    // Nothing is saved: the weights went with the device, and the last checkpoint stays as it was.
+    if (err instanceof DeviceLostError) throw run.lostDevice(err);
+    throw err;
   } finally {
     run.average?.dispose();
   }
@@ -592,6 +596,23 @@ class Run {
 
   private async call<I>(cb: TrainCallback<I> | undefined, info: I): Promise<void> {
     if (cb && (await cb(info)) === false) this.stopAsked = true;
+  }
+
+  /** The device-lost error with where the run stood and how to go on (`o.store` given: not a directory). */
+  lostDevice(err: DeviceLostError): DeviceLostError {
+    const { out, store } = this.o;
+    const saved = this.lastSavedStep;
+    const next =
+      saved === null
+        ? "no checkpoint had been saved yet: start the run again"
+        : store || !out
+          ? `the last checkpoint (step ${saved}) is kept`
+          : `the last checkpoint (step ${saved}) in ${out} is kept: continue with charlm train --resume ${out} ` +
+            "(add --backend wasm to go on on the CPU)";
+    return new DeviceLostError(
+      err.detail,
+      `training stopped at step ${this.step + 1} (epoch ${this.epoch + 1}): the GPU device was lost (${err.detail}); ${next}`,
+    );
   }
 
   private diverged(what: string, at = this.step + 1): never {

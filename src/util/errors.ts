@@ -27,3 +27,19 @@ export class BusyError extends CharlmError {
     this.name = "BusyError";
   }
 }
+
+/**
+ * The GPU device went away under a run (a driver reset, the GPU unplugged or taken by the system, a browser that
+ * dropped its GPU process): every value on it is gone. `detail` is the device's own reason; the message says what to
+ * do, and a training run adds where its last checkpoint is (src/train/loop.ts).
+ */
+export class DeviceLostError extends CharlmError {
+  constructor(
+    readonly detail: string,
+    message = `backend webgpu: the GPU device was lost (${detail}) and what was on it with it; run the command ` +
+      "again, or with --backend wasm on the CPU",
+  ) {
+    super(message);
+    this.name = "DeviceLostError";
+  }
+}

@@ -86,7 +86,9 @@ export async function loadBackend(name: BackendName): Promise<Backend> {
   }
   if (name === "webgpu") {
     // One device per process, made on first use; a failure (no package, no adapter) is a CharlmError saying why,
-    // and the next request tries again.
+    // and the next request tries again, as it does after the device was lost (a new device then, on a new backend).
+    const held = webgpuPromise ? await webgpuPromise.catch(() => null) : null;
+    if (held && lostDevice(held) !== null) webgpuPromise = null;
     webgpuPromise ??= import("./webgpu/index.js").then((m) => m.createWebgpuBackend());
     return webgpuPromise.catch((e: unknown) => {
       webgpuPromise = null;
@@ -114,6 +116,22 @@ export async function closeBackends(): Promise<void> {
   wasmPromise = null;
   await wasm?.close?.();
   current = jsBackend;
+}
+
+/** Why `b`'s GPU device was lost, or null: it works (a backend without a device is never lost). */
+export function lostDevice(b: Backend): string | null {
+  return (b as Backend & { lost?(): string | null }).lost?.() ?? null;
+}
+
+/**
+ * After the GPU device under `b` was lost: a new webgpu backend (a new device), made current where `b` was. Values
+ * on the lost device are gone: what uses it loads them again (the server's models, checkpoint-model.ts).
+ */
+export async function renewLostBackend(b: Backend): Promise<Backend> {
+  if (lostDevice(b) === null) return b;
+  const fresh = await loadBackend("webgpu");
+  if (current === b) setBackend(fresh);
+  return fresh;
 }
 
 /** Load the named backend and make it current. */

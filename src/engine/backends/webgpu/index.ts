@@ -24,6 +24,13 @@ export type { GpuProfile, KernelProfile, ProfileOptions } from "./profile.js";
 export interface WebgpuBackend extends Backend<GpuStorage> {
   /** The adapter, e.g. "nvidia hopper" or "google swiftshader". */
   readonly device: string;
+  /**
+   * The GPUDevice itself, for code that shares it (a storage's buffer is `.buffer`). Destroying it from outside is,
+   * for this backend, the device lost.
+   */
+  readonly gpuDevice: GPUDevice;
+  /** Why the device was lost (every later use then throws DeviceLostError), or null while it works. */
+  lost(): string | null;
   /** Bytes of GPU buffers held (in use or pooled): flat after warm-up when every storage is freed. */
   bytesAllocated(): number;
   /** Commands encoded since the backend was made: dispatches, copies, clears, submits, uploads. */
@@ -41,6 +48,8 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     name: "webgpu",
     sync: false,
     device: description,
+    gpuDevice: device,
+    lost: () => rt.lost(),
     bytesAllocated: () => rt.bytesAllocated,
     counts: () => ({ ...rt.counts }),
     startProfile: (options) => rt.startProfile(options),

@@ -15,7 +15,7 @@
 // Profiling (startProfile .. stopProfile, profile.ts): GPU time per kernel from timestamps, one pass per dispatch,
 // and host time inside the entry points below. Off, each entry point tests one field and does nothing more.
 
-import { CharlmError } from "../../../util/errors.js";
+import { CharlmError, DeviceLostError } from "../../../util/errors.js";
 import type { Storage } from "../../backend.js";
 import { type GpuProfile, type ProfileOptions, Profiler } from "./profile.js";
 
@@ -74,6 +74,38 @@ export function gridFor(n: number): [number, number] {
   return [x, Math.ceil(groups / x)];
 }
 
+/** The fix for a run that does not fit the GPU. */
+const SMALLER =
+  "lower the batch size, the sequence length or the model's size (--batch-size, --seq-length, --units), " +
+  "or use --backend wasm";
+
+/** 1.5 GiB, 12.0 MiB, 300 KiB. */
+export function formatBytes(bytes: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = bytes;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} bytes` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/**
+ * The buffer for `bytes` under a device's largest (`max`): its size class, or `bytes` rounded up to 256 where the
+ * class is over `max` (an adapter's limit need not be a class); past `max`, a CharlmError naming both and the fix.
+ */
+export function bufferSize(bytes: number, max: number): number {
+  const c = sizeClass(Math.max(4, bytes));
+  if (c <= max) return c;
+  const exact = Math.ceil(bytes / 256) * 256;
+  if (exact <= max) return exact;
+  throw new CharlmError(
+    `backend webgpu: a tensor of ${formatBytes(bytes)} is over this GPU's largest buffer (${formatBytes(max)}); ` +
+      SMALLER,
+  );
+}
+
 export function sizeClass(bytes: number): number {
   // Round up to 256 bytes below 64 KiB, else to a power of two's eighth: few classes, bounded waste (12.5%).
   if (bytes <= 65536) return Math.max(256, Math.ceil(bytes / 256) * 256);
@@ -94,6 +126,13 @@ export class GpuRuntime {
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
   private error: string | null = null;
+  /** Why the device was lost, once it is (destroy() aside): every entry point that reaches the GPU then throws. */
+  private lostDetail: string | null = null;
+  private destroyed = false;
+  /** The largest buffer a storage may take: the adapter's limits on a buffer and on a storage binding. */
+  private readonly maxBytes: number;
+  /** The size of the storage buffer being made (Dawn reports running out of memory inside createBuffer). */
+  private creating = 0;
   private readonly poison: GPUBuffer;
   /** Bytes held in GPU buffers (in use or pooled), for the memory-flat checks. */
   bytesAllocated = 0;
@@ -119,17 +158,40 @@ export class GpuRuntime {
     });
     this.poison = device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE });
     this.poison.destroy();
+    this.maxBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
     device.addEventListener("uncapturederror", (e) => {
-      this.error ??= (e as GPUUncapturedErrorEvent).error.message;
+      const error = (e as GPUUncapturedErrorEvent).error;
+      // Reported here, as one line (Dawn would also print each error and its cascade to stderr).
+      e.preventDefault();
+      if (this.error !== null) return; // the first one: those after it are usually its consequences
+      const outOfMemory =
+        (typeof GPUOutOfMemoryError !== "undefined" && error instanceof GPUOutOfMemoryError) ||
+        error.constructor?.name === "GPUOutOfMemoryError";
+      this.error = outOfMemory
+        ? `out of GPU memory ${this.creating ? `making a buffer of ${formatBytes(this.creating)} ` : ""}with ` +
+          `${formatBytes(this.bytesAllocated)} in buffers; ${SMALLER}`
+        : `the device reported an error: ${error.message.split("\n")[0]}`;
+    });
+    void device.lost.then((info) => {
+      if (!this.destroyed) this.lostDetail = info.message || info.reason || "no reason given";
     });
   }
 
-  /** Throws the first error the device reported (validation, out of memory), as one line. */
+  /** Why the device was lost, or null while it works. */
+  lost(): string | null {
+    return this.lostDetail;
+  }
+
+  /**
+   * Throws the first error the device reported (validation, out of memory) as one line, or DeviceLostError once the
+   * device is lost.
+   */
   checkError(): void {
+    if (this.lostDetail !== null) throw new DeviceLostError(this.lostDetail);
     if (this.error) {
-      const msg = this.error.split("\n")[0];
+      const msg = this.error;
       this.error = null;
-      throw new CharlmError(`backend webgpu: the device reported an error: ${msg}`);
+      throw new CharlmError(`backend webgpu: ${msg}`);
     }
   }
 
@@ -145,17 +207,19 @@ export class GpuRuntime {
   }
 
   private allocate(n: number, zero: boolean): GpuStorage {
-    const bytes = sizeClass(Math.max(4, n * 4));
+    const bytes = this.bufferBytes(n * 4);
     const free = this.pool.get(bytes);
     let buffer = free?.pop();
     if (buffer) {
       // A reused buffer holds its last user's values: zero it in stream order.
       if (zero) this.clear(buffer, 0, bytes);
     } else {
+      this.creating = bytes;
       buffer = this.device.createBuffer({
         size: bytes,
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       });
+      this.creating = 0;
       this.bytesAllocated += bytes;
     }
     if (!zero && this.nanScratch) {
@@ -163,6 +227,10 @@ export class GpuRuntime {
       this.copyBuffer(this.upload(new Float32Array(bytes / 4).fill(NaN)), 0, buffer, 0, bytes);
     }
     return new GpuStorage(buffer, n);
+  }
+
+  private bufferBytes(bytes: number): number {
+    return bufferSize(bytes, this.maxBytes);
   }
 
   free(s: GpuStorage): void {
@@ -177,7 +245,7 @@ export class GpuRuntime {
   upload(data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
     const p = this.profiler;
     const t0 = p ? p.enter() : 0;
-    const bytes = sizeClass(Math.max(4, data.byteLength));
+    const bytes = this.bufferBytes(data.byteLength);
     const b =
       this.uploadPool.get(bytes)?.pop() ??
       this.device.createBuffer({
@@ -382,10 +450,23 @@ export class GpuRuntime {
     this.checkError();
   }
 
+  /**
+   * Why a read of the GPU failed: DeviceLostError where the device was lost (its lost promise may settle just after
+   * the read's rejection, so it is given a moment), else the read's own error as one line.
+   */
+  private async readFailed(e: unknown): Promise<never> {
+    if (this.lostDetail === null) {
+      await Promise.race([this.device.lost, new Promise((resolve) => setTimeout(resolve, 200))]);
+    }
+    this.checkError();
+    const why = e instanceof Error ? e.message || e.name : String(e);
+    throw new CharlmError(`backend webgpu: reading from the GPU failed: ${why.split("\n")[0]}`);
+  }
+
   /** bytes from src at srcByte, once everything encoded before has run. */
   async readBytes(src: GPUBuffer, srcByte: number, bytes: number): Promise<ArrayBuffer> {
     if (bytes === 0) return new ArrayBuffer(0);
-    const size = sizeClass(bytes);
+    const size = this.bufferBytes(bytes);
     const staging =
       this.stagingPool.get(size)?.pop() ??
       this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -393,7 +474,7 @@ export class GpuRuntime {
     this.submit();
     // mapAsync resolves once the work submitted before it that uses the buffer (the copy, so everything before it)
     // has run: no separate wait for the queue (that took a third of a small read's time on SwiftShader).
-    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes).catch((e: unknown) => this.readFailed(e));
     const out = staging.getMappedRange(0, bytes).slice(0);
     staging.unmap();
     const list = this.stagingPool.get(size);
@@ -438,6 +519,7 @@ export class GpuRuntime {
   }
 
   destroy(): void {
+    this.destroyed = true;
     this.device.destroy();
     this.keepAlive = [];
   }
