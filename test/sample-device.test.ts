@@ -15,7 +15,7 @@ import { Tensor } from "../src/engine/tensor.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { generateText, type GenerateOptions } from "../src/sample/generate.js";
+import { generateText, takesFusedBursts, type GenerateOptions } from "../src/sample/generate.js";
 import { drawIndex, Rng } from "../src/util/rng.js";
 import { gpuForTests } from "./helpers/webgpu.js";
 
@@ -220,5 +220,83 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
       // and the GPU reading the logits back after every token, as before
       assert.equal(await withBackend(gpu!, () => text(onGpu, {}, false, 40)), await text(cpu, {}, false, 40));
     }
+  });
+
+  /** A recurrent model on js and the same weights on the GPU; no parameter zero (the biases start at zero). */
+  const pair = (cfg: ModelConfig): { cpu: LanguageModel; onGpu: LanguageModel } => {
+    const cpu = model(cfg);
+    const noise = new Rng(11);
+    for (const t of cpu.parameters().values()) {
+      const v = t.backend.view(t.storage);
+      for (let i = 0; i < v.length; i++) v[i] += noise.random() - 0.5;
+    }
+    const onGpu = withBackend(gpu!, () => buildModel(cfg, null));
+    for (const [k, t] of onGpu.parameters())
+      t.backend.write(t.storage, Float32Array.from(cpu.parameters().get(k)!.toArray()));
+    return { cpu, onGpu };
+  };
+
+  test("bursts in one kernel (rnnBurst) give js's text and the step route's, for LSTM, GRU and RNN", async () => {
+    await useBackend("js");
+    const rnn: ModelConfig = {
+      type: "rnn",
+      cell: "rnn",
+      vocabSize: vocab.size,
+      embedding: 5,
+      units: 9,
+      layers: 2,
+      dropout: 0,
+    };
+    for (const [cfg, options] of [
+      [lstm, OPTIONS],
+      [gru, OPTIONS.slice(0, 4)],
+      [rnn, OPTIONS.slice(2, 4)],
+    ] as const) {
+      const { cpu, onGpu } = pair(cfg);
+      assert.ok(takesFusedBursts(onGpu, gpu!), `${cfg.type}: the fused route is taken`);
+      for (const o of options) {
+        const want = await text(cpu, o, false, 40);
+        const where = `${(cfg as { cell: string }).cell} ${JSON.stringify(o)}`;
+        assert.equal(await withBackend(gpu!, () => text(onGpu, o, undefined, 40)), want, where);
+        assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, fused: false }, undefined, 40)), want, where);
+      }
+    }
+  });
+
+  test("a burst in one kernel with wide layers and a vocabulary over 256 (several units and logits a thread)", async () => {
+    await useBackend("js");
+    const wide = new Vocab(Array.from({ length: 300 }, (_, i) => String.fromCodePoint(0x4e00 + i)));
+    const prime = Array.from(wide.decode(Int32Array.of(5, 280, 17)));
+    for (const [cell, o] of [
+      ["lstm", {}],
+      ["gru", { topK: 40, topP: 0.9 }],
+    ] as const) {
+      const cfg: ModelConfig = { type: "rnn", cell, vocabSize: 300, embedding: 260, units: 300, layers: 2, dropout: 0 };
+      const { cpu, onGpu } = pair(cfg);
+      {
+        const opts = { prime: prime.join(""), length: 24, seed: 9, ...o };
+        const want = await generateText(cpu, wide, { ...opts, onDevice: false });
+        assert.equal(
+          await withBackend(gpu!, () => generateText(onGpu, wide, opts)),
+          want,
+          `${cell} ${JSON.stringify(o)}`,
+        );
+      }
+    }
+  });
+
+  test("a burst in one kernel encodes one dispatch, where the step route encodes several a token", async () => {
+    await useBackend("js");
+    const { onGpu } = pair(lstm);
+    const g = gpu as Backend & { counts(): Record<string, number> };
+    const dispatches = async (fused: boolean, length: number): Promise<number> => {
+      const d0 = g.counts().dispatches;
+      await withBackend(gpu!, () => text(onGpu, { fused }, undefined, length));
+      return g.counts().dispatches - d0;
+    };
+    // beyond the prime's steps (length 0), 64 tokens: bursts of 8, 16, 32 and the last 8
+    assert.equal((await dispatches(true, 64)) - (await dispatches(true, 0)), 4);
+    const steps = (await dispatches(false, 64)) - (await dispatches(false, 0));
+    assert.ok(steps >= 64 * 5, `the step route: ${steps} dispatches for 64 tokens`);
   });
 });

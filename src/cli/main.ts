@@ -28,6 +28,8 @@ export const ENVIRONMENT: Record<string, string> = {
     "0 or 1: with prefetching, webgpu's step kernels load their weights a chunk of k ahead where a tile's do not fit (tuning; default 0)",
   CHARLM_WEBGPU_VEC4:
     "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 0)",
+  CHARLM_WEBGPU_BURST:
+    "0 or 1: webgpu generates a recurrent model's bursts of characters in one kernel each (default 1), or 0: a step's kernels per character",
   CHARLM_WEBGPU_KERNELS:
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
   CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",

@@ -177,6 +177,27 @@ export interface SgdStep {
  * Every op of the engine, on storages of one backend. The js backend (backends/js.ts) is the readable reference:
  * each kernel's exact semantics are the loops written there.
  */
+/** A recurrent model as Backend.rnnBurst runs it: cell, layers, embedding width, units, vocabulary. */
+export interface BurstShape {
+  cell: "lstm" | "gru" | "rnn";
+  L: number;
+  E: number;
+  H: number;
+  V: number;
+}
+
+export interface RnnBurst<S extends Storage = Storage> {
+  shape: BurstShape;
+  weights: S;
+  state: S;
+  u: S;
+  uOff: number;
+  ids: S;
+  idsOff: number;
+  n: number;
+  how: Sampling;
+}
+
 export interface Backend<S extends Storage = Storage> {
   readonly name: string;
   /** True when `view` works (values in memory JavaScript can see); false for a GPU backend. */
@@ -278,6 +299,15 @@ export interface Backend<S extends Storage = Storage> {
    * arithmetic on a GPU: a draw within rounding of a boundary between two tokens may fall the other way.
    */
   sampleRows(logits: S, u: S, uOff: number, ids: S, idsOff: number, rows: number, V: number, how: Sampling): void;
+  /**
+   * Optional (webgpu): a recurrent model's generation at batch 1, n tokens at once (one kernel there). For k < n:
+   * ids[idsOff + k] = the id sampleRows would draw from the logits in `state` with u[uOff + k], then `state`
+   * advanced by that token. `weights` holds the model's tensors one after another in RnnModel.burstWeights' order;
+   * `state` the h of every layer, the c of every LSTM layer, then the logits (V).
+   */
+  rnnBurst?(a: RnnBurst<S>): void;
+  /** Whether rnnBurst takes a model of this shape here (the GPU's workgroup memory holds two of its vectors). */
+  burstFits?(shape: BurstShape): boolean;
 
   // ---- layout
   /**

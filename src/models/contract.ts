@@ -5,6 +5,7 @@
 //
 // Legend: B batch, T time, V vocabulary.
 
+import type { BurstShape } from "../engine/backend.js";
 import type { Tensor } from "../engine/tensor.js";
 
 /** Opaque per-model recurrent state (hidden and cell states per layer). */
@@ -38,4 +39,9 @@ export interface LanguageModel {
    * writes): a GPU generates without reading each token back. Optional; the sampler falls back to step().
    */
   stepFrom?(ids: Tensor, at: number, B: number, state: State): { logits: Tensor; state: State };
+  /**
+   * For Backend.rnnBurst (a backend that generates whole bursts of tokens in one kernel): the model's shape and its
+   * tensors in the order the backend packs them. Optional; recurrent models have it.
+   */
+  burstWeights?(): { shape: BurstShape; tensors: Tensor[] };
 }

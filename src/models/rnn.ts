@@ -21,6 +21,7 @@
 // Legend: B batch, T time, V vocabulary, E embedding width, H units, L layers, G gate width, N = B*T tokens.
 
 import { noGrad } from "../engine/autograd.js";
+import type { BurstShape } from "../engine/backend.js";
 import { embedding, embeddingFrom, reshape, softmaxCrossEntropy, transpose } from "../engine/ops.js";
 import { Tensor } from "../engine/tensor.js";
 import { Dense } from "../nn/dense.js";
@@ -158,6 +159,12 @@ export class RnnModel implements LanguageModel {
       const { logits, state: next } = this.stack({ x }, s, false, this.ownRng);
       return { logits: reshape(logits, [B, this.config.vocabSize]), state: next };
     });
+  }
+
+  /** Its shape and tensors for Backend.rnnBurst: parameters() lists them in the packed order (kernels/generate.ts). */
+  burstWeights(): { shape: BurstShape; tensors: Tensor[] } {
+    const { cell, layers: L, embedding: E, units: H, vocabSize: V } = this.config;
+    return { shape: { cell, L, E, H, V }, tensors: [...this.parameters().values()] };
   }
 
   /** The stack above the embedding -> logits (B, T, V) and the state after the last step. */

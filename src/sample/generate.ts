@@ -12,11 +12,12 @@
 import type { Tokenizer } from "../data/tokenizer.js";
 import { describe } from "../data/vocab.js";
 import { noGrad } from "../engine/autograd.js";
+import type { Backend, Sampling } from "../engine/backend.js";
 import { getBackend } from "../engine/backends/index.js";
 import { sampleTokens, slice } from "../engine/ops.js";
 import { samplingWeights } from "../engine/sampling.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
-import { Tensor } from "../engine/tensor.js";
+import { Tensor, uninit } from "../engine/tensor.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -38,6 +39,10 @@ export interface GenerateOptions {
   // ones and the GPT; vocabularies up to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
   // logits back after every token would cost a round trip each; off on js and wasm, where the host draws directly.
   onDevice?: boolean;
+  // On the device, a recurrent model on a backend with rnnBurst (webgpu): each burst in one kernel instead of a
+  // sampling kernel and a step's kernels per token. Default: where the backend takes the model's shape, unless
+  // CHARLM_WEBGPU_BURST=0.
+  fused?: boolean;
 }
 
 /** Largest vocabulary sampled on the device (its top-k/top-p ranking is quadratic in V); larger ones draw on the host. */
@@ -179,7 +184,9 @@ function heldSuffix(text: string, stop: string[]): number {
  *   any backend works) and the token drawn from them with one uniform draw of rng;
  * - the same model on the device (stepFrom, see GenerateOptions.onDevice): a burst of n tokens is encoded at once,
  *   each drawn on the backend from the last logits with the next of n uniform draws of rng (the same draws, in the
- *   same order, as on the host) and fed to the next step there; only the n ids are read back;
+ *   same order, as on the host) and fed to the next step there; only the n ids are read back. A recurrent model on
+ *   a backend with rnnBurst runs the whole burst in one call (one kernel on webgpu), from its weights and state
+ *   packed once after the prime (fusedBursts);
  * - a model without step(): its forward pass rerun over a sliding window of context for each token.
  */
 function tokenSource(
@@ -226,8 +233,26 @@ function tokenSource(
       };
       return { draw, close, prime };
     }
-    const stepFrom = model.stepFrom!.bind(model);
     const sampling = { temperature, topK, topP };
+    const fused = fusedBursts(model, be, opts, state, logits!);
+    const stepFrom = model.stepFrom!.bind(model);
+    /** The ids of a burst drawn with the uniform draws u: in one kernel, or a draw and a step per token. */
+    const burstOf = async (u: Float32Array): Promise<Float32Array> => {
+      if (fused) return fused.run(u, sampling);
+      const n = u.length;
+      const draws = new Tensor(u, [n], false, be);
+      const ids = new Tensor(new Float32Array(n), [n], false, be);
+      try {
+        for (let k = 0; k < n; k++) {
+          sampleTokens(logits!, draws, k, ids, k, sampling);
+          took(scope(() => stepFrom(ids, k, 1, state)));
+        }
+        return await ids.read();
+      } finally {
+        draws.dispose();
+        ids.dispose();
+      }
+    };
     const queue: number[] = [];
     let drawn = 0;
     let burst = FIRST_BURST;
@@ -237,23 +262,19 @@ function tokenSource(
         burst = Math.min(2 * burst, MAX_BURST);
         const u = new Float32Array(n);
         for (let k = 0; k < n; k++) u[k] = rng.random();
-        const draws = new Tensor(u, [n], false, be);
-        const ids = new Tensor(new Float32Array(n), [n], false, be);
-        try {
-          for (let k = 0; k < n; k++) {
-            sampleTokens(logits!, draws, k, ids, k, sampling);
-            took(scope(() => stepFrom(ids, k, 1, state)));
-          }
-          for (const id of await ids.read()) queue.push(id);
-        } finally {
-          draws.dispose();
-          ids.dispose();
-        }
+        for (const id of await burstOf(u)) queue.push(id);
       }
       drawn++;
       return queue.shift()!;
     };
-    return { draw, close, prime };
+    return {
+      draw,
+      close: () => {
+        fused?.close();
+        close();
+      },
+      prime,
+    };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
   const blockSize = (model.config as { blockSize?: unknown }).blockSize;
@@ -273,6 +294,76 @@ function tokenSource(
     return last;
   };
   return { draw, close: () => {}, prime };
+}
+
+/**
+ * Whether generation on `be` takes Backend.rnnBurst (a burst of tokens in one kernel): where the backend has it and
+ * takes the model's shape, unless `opts.fused` or CHARLM_WEBGPU_BURST=0 says no.
+ */
+export function takesFusedBursts(
+  model: LanguageModel,
+  be: Backend,
+  opts: Pick<GenerateOptions, "fused"> = {},
+): boolean {
+  const env = typeof process !== "undefined" ? process.env?.CHARLM_WEBGPU_BURST : undefined;
+  const wanted = opts.fused ?? env !== "0";
+  if (!wanted || !be.rnnBurst || !model.burstWeights) return false;
+  return be.burstFits?.(model.burstWeights().shape) ?? true;
+}
+
+/**
+ * The fused route after the prime: the model's tensors packed once, its state and last logits copied beside each
+ * other, then each burst one Backend.rnnBurst call and one read of its ids.
+ */
+function fusedBursts(
+  model: LanguageModel,
+  be: Backend,
+  opts: GenerateOptions,
+  state: State,
+  logits: Tensor,
+): { run(u: Float32Array, how: Sampling): Promise<Float32Array>; close(): void } | null {
+  if (!takesFusedBursts(model, be, opts)) return null;
+  const { shape, tensors } = model.burstWeights!();
+  const pack = (parts: Tensor[]): Tensor => {
+    const out = uninit(be, [parts.reduce((n, t) => n + t.size, 0)]);
+    let at = 0;
+    for (const t of parts) {
+      be.copy(t.storage, 0, out.storage, at, t.size);
+      at += t.size;
+    }
+    return out;
+  };
+  const s = state as { h: Tensor[]; c: Tensor[] };
+  const weights = pack(tensors);
+  const packed = pack([...s.h, ...s.c, logits]);
+  return {
+    async run(u, how) {
+      const n = u.length;
+      const draws = new Tensor(u, [n], false, be);
+      const ids = uninit(be, [n]);
+      try {
+        be.rnnBurst!({
+          shape,
+          weights: weights.storage,
+          state: packed.storage,
+          u: draws.storage,
+          uOff: 0,
+          ids: ids.storage,
+          idsOff: 0,
+          n,
+          how,
+        });
+        return await ids.read();
+      } finally {
+        draws.dispose();
+        ids.dispose();
+      }
+    },
+    close() {
+      weights.dispose();
+      packed.dispose();
+    },
+  };
 }
 
 /** Collect a whole generation into a string (convenience for callers that do not stream). */

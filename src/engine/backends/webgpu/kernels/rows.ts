@@ -332,6 +332,15 @@ export function sampleRows(
   const w = rt.scratch(rows * V);
   const order = filter ? rt.scratch(rows * V) : null;
   // params: V, temperature, topK (0 = V), topP, uOff, idsOff, the first row
+  const draw = drawCode(filter, {
+    x: (j) => `x[o + ${j}]`,
+    w: (j) => `w[o + ${j}]`,
+    order: (q) => `order[o + ${q}]`,
+    temperature: "pf(1u)",
+    topK: "pu(2u)",
+    topP: "pf(3u)",
+    u: "u[pu(4u) + row]",
+  });
   const code = () => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -342,67 +351,9 @@ var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let V = pu(0u); let t = lid.x; let row = pu(6u) + wid.x; let o = row * V;
-  var m = x[o];
-  for (var j = t; j < V; j += 256u) { m = max(m, x[o + j]); }
-  part[t] = m;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (t < s) { part[t] = max(part[t], part[t + s]); }
-    workgroupBarrier();
-  }
-  m = part[0];
-  for (var j = t; j < V; j += 256u) { w[o + j] = exp((x[o + j] - m) / pf(1u)); }
-  storageBarrier();
-  ${
-    filter
-      ? /* wgsl */ `
-  // rank: how many weights come before j, largest first, ties by index; order[rank] = j
-  for (var j = t; j < V; j += 256u) {
-    let wj = w[o + j];
-    var rank = 0u;
-    for (var k = 0u; k < V; k++) {
-      let wk = w[o + k];
-      rank += select(0u, 1u, wk > wj || (wk == wj && k < j));
-    }
-    order[o + rank] = j;
-  }
-  storageBarrier();`
-      : ""
-  }
+${draw.weights}
   if (t != 0u) { return; }
-  var total = 0.0;
-  for (var j = 0u; j < V; j++) { total += w[o + j]; }
-  ${
-    filter
-      ? /* wgsl */ `
-  var keep = V;
-  if (pu(2u) > 0u) { keep = min(pu(2u), V); }
-  if (pf(3u) < 1.0) {
-    var mass = 0.0;
-    var kept = 0u;
-    for (var q = 0u; q < keep; q++) {
-      mass += w[o + order[o + q]];
-      kept++;
-      if (mass >= pf(3u) * total) { break; }
-    }
-    keep = kept;
-  }
-  for (var q = keep; q < V; q++) { w[o + order[o + q]] = 0.0; }
-  total = 0.0;
-  for (var j = 0u; j < V; j++) { total += w[o + j]; }`
-      : ""
-  }
-  var r = u[pu(4u) + row] * total;
-  var pick = V;
-  for (var j = 0u; j < V; j++) {
-    r -= w[o + j];
-    if (r < 0.0) { pick = j; break; }
-  }
-  if (pick == V) {
-    // rounding left r a hair above zero: the last index with a non-zero weight
-    pick = V - 1u;
-    for (var j = V; j > 0u; j--) { if (w[o + j - 1u] > 0.0) { pick = j - 1u; break; } }
-  }
+${draw.pick}
   ids[pu(5u) + row] = f32(pick);
 }`;
   const writes = order ? [ids, w, order] : [ids, w];
@@ -413,4 +364,85 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   }
   rt.free(w);
   if (order) rt.free(order);
+}
+
+/**
+ * The WGSL of one draw, as ../../../sampling.ts orders it, by a workgroup of 256 threads (`t`, with `part` its
+ * array<f32, 256> in workgroup memory and `V` the vocabulary): `weights`, run by every thread, leaves the
+ * temperature-scaled weights in w (and their ranking in order, filtering); `pick`, run by one thread, filters them,
+ * draws with u and leaves the index in `pick`. Shared by sampleRows and the fused generation (generate.ts).
+ */
+export function drawCode(
+  filter: boolean,
+  at: {
+    x: (j: string) => string;
+    w: (j: string) => string;
+    order: (q: string) => string;
+    temperature: string;
+    topK: string;
+    topP: string;
+    u: string;
+  },
+): { weights: string; pick: string } {
+  const weights = /* wgsl */ `
+  var m = ${at.x("0u")};
+  for (var j = t; j < V; j += 256u) { m = max(m, ${at.x("j")}); }
+  part[t] = m;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (t < s) { part[t] = max(part[t], part[t + s]); }
+    workgroupBarrier();
+  }
+  m = part[0];
+  for (var j = t; j < V; j += 256u) { ${at.w("j")} = exp((${at.x("j")} - m) / ${at.temperature}); }
+  storageBarrier();${
+    filter
+      ? /* wgsl */ `
+  // rank: how many weights come before j, largest first, ties by index; order[rank] = j
+  for (var j = t; j < V; j += 256u) {
+    let wj = ${at.w("j")};
+    var rank = 0u;
+    for (var i = 0u; i < V; i++) {
+      let wi = ${at.w("i")};
+      rank += select(0u, 1u, wi > wj || (wi == wj && i < j));
+    }
+    ${at.order("rank")} = j;
+  }
+  storageBarrier();`
+      : ""
+  }`;
+  const pick = /* wgsl */ `
+  var total = 0.0;
+  for (var j = 0u; j < V; j++) { total += ${at.w("j")}; }${
+    filter
+      ? /* wgsl */ `
+  var keep = V;
+  if (${at.topK} > 0u) { keep = min(${at.topK}, V); }
+  if (${at.topP} < 1.0) {
+    var mass = 0.0;
+    var kept = 0u;
+    for (var q = 0u; q < keep; q++) {
+      mass += ${at.w(at.order("q"))};
+      kept++;
+      if (mass >= ${at.topP} * total) { break; }
+    }
+    keep = kept;
+  }
+  for (var q = keep; q < V; q++) { ${at.w(at.order("q"))} = 0.0; }
+  total = 0.0;
+  for (var j = 0u; j < V; j++) { total += ${at.w("j")}; }`
+      : ""
+  }
+  var r = ${at.u} * total;
+  var pick = V;
+  for (var j = 0u; j < V; j++) {
+    r -= ${at.w("j")};
+    if (r < 0.0) { pick = j; break; }
+  }
+  if (pick == V) {
+    // rounding left r a hair above zero: the last index with a non-zero weight
+    pick = V - 1u;
+    for (var j = V; j > 0u; j--) { if (${at.w("j - 1u")} > 0.0) { pick = j - 1u; break; } }
+  }`;
+  return { weights, pick };
 }
