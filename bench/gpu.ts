@@ -30,7 +30,9 @@
 // CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
 // auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
-// timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm.
+// timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm;
+// --generation-only runs generation alone (a recurrent model's bursts in one kernel each, since stop 16, against
+// the step route and against reading the logits back).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
@@ -529,7 +531,8 @@ async function main(): Promise<void> {
   const only = onlyAt > 0 ? process.argv[onlyAt + 1].split(",") : null;
   const roundsAt = process.argv.indexOf("--rounds");
   const rounds = roundsAt > 0 ? Math.max(1, Number(process.argv[roundsAt + 1]) || 1) : 1;
-  for (const w of workloads.filter((w) => !only || only.includes(w.name))) {
+  const generationOnly = process.argv.includes("--generation-only");
+  for (const w of workloads.filter((w) => !generationOnly && (!only || only.includes(w.name)))) {
     for (const B of w.batches) {
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
       const theirs = typeof t === "string" ? null : t;
@@ -598,8 +601,14 @@ async function main(): Promise<void> {
         `${r.toFixed(0)} drawn on the GPU step by step, ${back.toFixed(0)} reading the logits back for each ` +
         `(${GEN_CHARS} characters)`,
     );
+    results.push({ workload: w.name, generation: { burst, steps: r, readBack: back, chars: GEN_CHARS } });
+    if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
   }
   gpu.destroy?.();
+  if (generationOnly) {
+    console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+    return;
+  }
 
   // wasm on the CPU's cores (its default thread count), the recurrent workloads at every batch size, against the
   // fastest webgpu layout of each: the "x wasm" the GPU buys. A bundle finds the builds through CHARLM_WASM_DIR, set
