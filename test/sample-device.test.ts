@@ -15,6 +15,7 @@ import { Tensor } from "../src/engine/tensor.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
+import { burstLayout, tokensPerDispatch } from "../src/engine/backends/webgpu/kernels/generate.js";
 import { generateText, takesFusedBursts, type GenerateOptions } from "../src/sample/generate.js";
 import { drawIndex, Rng } from "../src/util/rng.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -285,7 +286,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     }
   });
 
-  test("a burst in one kernel encodes one dispatch, where the step route encodes several a token", async () => {
+  test("a burst in one kernel encodes one dispatch (a few for large weights), the step route several a token", async () => {
     await useBackend("js");
     const { onGpu } = pair(lstm);
     const g = gpu as Backend & { counts(): Record<string, number> };
@@ -298,5 +299,19 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     assert.equal((await dispatches(true, 64)) - (await dispatches(true, 0)), 4);
     const steps = (await dispatches(false, 64)) - (await dispatches(false, 0));
     assert.ok(steps >= 64 * 5, `the step route: ${steps} dispatches for 64 tokens`);
+
+    // a model whose weights take most of a dispatch's budget runs 3 tokens a dispatch: the same text
+    const { shape } = onGpu.burstWeights!();
+    const bytes = burstLayout(shape).weights * 4;
+    assert.equal(tokensPerDispatch(bytes, 3 * bytes + 5), 3);
+    assert.equal(tokensPerDispatch(bytes, bytes / 2), 1, "at least one");
+    const whole = await withBackend(gpu!, () => text(onGpu, {}, undefined, 64));
+    process.env.CHARLM_WEBGPU_BURST_BYTES = String(3 * bytes);
+    try {
+      assert.equal((await dispatches(true, 64)) - (await dispatches(true, 0)), 3 + 6 + 11 + 3); // 8, 16, 32, 8
+      assert.equal(await withBackend(gpu!, () => text(onGpu, {}, undefined, 64)), whole);
+    } finally {
+      delete process.env.CHARLM_WEBGPU_BURST_BYTES;
+    }
   });
 });

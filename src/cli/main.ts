@@ -30,6 +30,8 @@ export const ENVIRONMENT: Record<string, string> = {
     "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 0)",
   CHARLM_WEBGPU_BURST:
     "0 or 1: webgpu generates a recurrent model's bursts of characters in one kernel each (default 1), or 0: a step's kernels per character",
+  CHARLM_WEBGPU_BURST_BYTES:
+    "N: weight bytes one of webgpu's generation dispatches may read (tokens times the model's weights; default 64 MiB)",
   CHARLM_WEBGPU_KERNELS:
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
   CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",

@@ -7,7 +7,7 @@
 // sampleRows kernel's code and order of operations), reads that id's embedding row, runs every layer's step (its
 // input projection and recurrent product, then the gate math, a thread per unit), then the dense layer's logits.
 // One workgroup needs no barrier across the GPU; the price is that one core does the work: the weights are read
-// once per token from memory (1.3 MB for an LSTM 256 with embedding 64, in the L2 cache of any discrete GPU).
+// once per token from memory (1.4 MB for an LSTM 256 with embedding 64, in the L2 cache of any discrete GPU).
 //
 // Buffers: W, the weights packed one after another (burstLayout), and S, the state: h of every layer, c of every
 // LSTM layer, then the logits; both are made once per generation (src/sample/generate.ts). The products add in k
@@ -18,7 +18,7 @@
 
 import type { BurstShape, RnnBurst } from "../../../backend.js";
 import { CharlmError } from "../../../../util/errors.js";
-import { fbits, type GpuRuntime, type GpuStorage } from "../runtime.js";
+import { envSetting, fbits, type GpuRuntime, type GpuStorage } from "../runtime.js";
 import { drawCode } from "./rows.js";
 
 type BurstCell = BurstShape["cell"];
@@ -67,6 +67,18 @@ export function burstLayout(s: BurstShape): BurstLayout {
   return { embedding: 0, layers, dense, denseBias, weights: denseBias + s.V, state: logits + s.V, c, logits };
 }
 
+/**
+ * Weight bytes one dispatch may read (its tokens times the model's weights): a long dispatch holds the GPU, and
+ * operating systems and browsers reset a GPU whose work runs past a limit (two seconds on Windows). 64 MiB is a few
+ * milliseconds for one core of a discrete GPU; W1's 1.4 MB of weights take 47 tokens a dispatch, W2's 13.3 MB 5.
+ */
+export const BURST_BYTES = 64 * 2 ** 20;
+
+/** Tokens of a burst per dispatch for a model of `weightBytes`: as many as `budget` covers, at least one. */
+export function tokensPerDispatch(weightBytes: number, budget = BURST_BYTES): number {
+  return Math.max(1, Math.floor(budget / weightBytes));
+}
+
 /** Bytes of workgroup memory the kernel takes: the layer input, the previous h, the reduction's 256 parts, the id. */
 export function burstWorkgroupBytes(s: BurstShape): number {
   return 4 * (Math.max(s.E, s.H) + s.H + 256 + 1);
@@ -93,9 +105,14 @@ export function rnnBurst(rt: GpuRuntime, a: RnnBurst<GpuStorage>): void {
   const w = rt.scratch(V);
   const order = filter ? rt.scratch(V) : null;
   const key = `rnnBurst.${s.cell}.L${s.L}.E${s.E}.H${s.H}.V${V}.${filter}`;
-  const params = [a.n, a.uOff, a.idsOff, fbits(how.temperature), how.topK, fbits(how.topP)];
   const writes = order ? [a.state, a.ids, w, order] : [a.state, a.ids, w];
-  rt.run(key, () => burstCode(s, filter), [a.weights, a.u], writes, params, [1]);
+  // a dispatch reads the weights once a token: a few tokens each where they are large (see tokensPerDispatch)
+  const per = tokensPerDispatch(lay.weights * 4, Number(envSetting("CHARLM_WEBGPU_BURST_BYTES")) || BURST_BYTES);
+  for (let k0 = 0; k0 < a.n; k0 += per) {
+    const n = Math.min(per, a.n - k0);
+    const params = [n, a.uOff + k0, a.idsOff + k0, fbits(how.temperature), how.topK, fbits(how.topP)];
+    rt.run(key, () => burstCode(s, filter), [a.weights, a.u], writes, params, [1]);
+  }
   rt.free(w);
   if (order) rt.free(order);
 }
