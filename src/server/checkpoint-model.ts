@@ -53,15 +53,25 @@ export function servedModel(
 ): ServedModel {
   const { vocab, manifest } = loaded;
   let model = loaded.model;
-  let on = getBackend(); // the backend holding the model's weights
+  // the backend holding the model's weights
+  let on = model.parameters().values().next().value?.backend ?? getBackend();
   let renewing: Promise<void> | null = null;
   const ready = async (): Promise<LanguageModel> => {
     const why = reload ? lostDevice(on) : null;
     if (why !== null) {
       renewing ??= (async () => {
         process.stderr.write(`model ${name}: the GPU device was lost (${why}); loading the model on a new one\n`);
-        on = await renewLostBackend(on);
-        model = (await reload!()).model;
+        try {
+          on = await renewLostBackend(on);
+          model = (await reload!()).model;
+        } catch (err) {
+          const reason = err instanceof Error ? err.message : String(err);
+          throw new DeviceLostError(
+            why,
+            `the GPU device was lost (${why}) and no new one could take the model (${reason}); restart charlm ` +
+              "serve, or serve with --backend wasm",
+          );
+        }
       })().finally(() => (renewing = null));
       await renewing;
     }
