@@ -137,8 +137,12 @@ test("failed downloads (HTTP error, nothing listening, downloads off) are clear 
   } finally {
     await close();
   }
+  // nothing listening: a port whose server closed before any request (after one, fetch may still hold a pooled
+  // connection to it that the closing server drops: a socket error instead of a refused connection)
+  const gone = await serve();
+  await gone.close();
   await assert.rejects(
-    loadTinyShakespeare({ ...quiet, cacheDir, spec: specFor(url) }),
+    loadTinyShakespeare({ ...quiet, cacheDir, spec: specFor(gone.url) }),
     /download of .* failed \(ECONNREFUSED\)/,
   );
   await assert.rejects(
