@@ -10,8 +10,13 @@
 // once per token from memory (1.4 MB for an LSTM 256 with embedding 64, in the L2 cache of any discrete GPU).
 //
 // Buffers: W, the weights packed one after another (burstLayout), and S, the state: h of every layer, c of every
-// LSTM layer, then the logits; both are made once per generation (src/sample/generate.ts). The products add in k
-// order and the biases after them, as the matmul and step kernels do: the same values within float rounding.
+// LSTM layer, then the logits; both are made once per generation (src/sample/generate.ts). The layers' products add
+// in k order and their biases after them, as the matmul and step kernels do; the logits of a small vocabulary add a
+// few parts along k in order (denseCode): the same values within float rounding.
+//
+// One core has to hide the memory's latency by itself: a thread takes H / 256 units, and each walks k 4 values at a
+// time, so that 4 x units x gates loads are in flight (an LSTM 512's thread: 32); with one value of k and one unit at
+// a time it would have 4, and wait for memory at every step.
 //
 // Legend: L layers, E embedding width, H units, G gate width (4H LSTM, 3H GRU, H RNN), V vocabulary, D a layer's
 // input width (E, then H).
@@ -163,65 +168,137 @@ ${draw.pick}
     // ---- its embedding row, the first layer's input
     for (var i = t; i < ${E}u; i += 256u) { vin[i] = W[${lay.embedding}u + id * ${E}u + i]; }
 ${layers}
-    // ---- the logits: h W + b, each a sum in k order, then the bias
-    for (var v = t; v < V; v += 256u) {
-      var acc = 0.0;
-      for (var q = 0u; q < H; q++) { acc += vin[q] * W[${lay.dense}u + q * V + v]; }
-      S[LOGITS + v] = acc + W[${lay.denseBias}u + v];
-    }
+${denseCode(s, lay)}
     storageBarrier();
     workgroupBarrier();
   }
 }`;
 }
 
-/** One layer's step: h (and c) of layer `i` in S advanced from the input in `vin`, which then holds the new h. */
+/** Products walk k 4 at a time (each thread then has 4 x units x gates loads in flight: one core must hide latency). */
+const UNROLL = 4;
+
+/**
+ * `acc(u, a) += v * W[...]` over k < len for every unit u and gate a of a thread, v = from[k]: the loads of UNROLL
+ * values of k issued together, each sum still in k order.
+ */
+function sumsCode(n: number, U: number, G: number, H: number, acc: string, base: number, len: string, from: string) {
+  const step = (q: string) => {
+    const lines = [`{ let v = ${from}[${q}]; let r = ${base}u + (${q}) * ${G}u;`];
+    for (let u = 0; u < U; u++) {
+      for (let a = 0; a < n; a++) lines.push(`${acc}${a}_${u} += v * W[r + ${a * H}u + c${u}];`);
+    }
+    return lines.join(" ") + " }";
+  };
+  const unrolled = Array.from({ length: UNROLL }, (_, r) => step(`q + ${r}u`)).join("\n        ");
+  return `
+      {
+        var q = 0u;
+        for (; q + ${UNROLL}u <= ${len}; q += ${UNROLL}u) {
+          ${unrolled}
+        }
+        for (; q < ${len}; q++) { ${step("q")} }
+      }`;
+}
+
+/**
+ * One layer's step: h (and c) of layer `i` in S advanced from the input in `vin`, which then holds the new h. A
+ * thread takes units t, t + 256, ... (U of them, the last ones past H only where 256 does not divide H: their
+ * loads read the last unit's column and their results are dropped).
+ */
 function layerCode(s: BurstShape, l: BurstLayout["layers"][number], i: number, lay: BurstLayout, G: number): string {
   const { H } = s;
   const n = gatesOf(s.cell);
+  const U = Math.ceil(H / 256);
   const h = i * H; // this layer's h in S
-  const gate = (a: number, src: string, at: string) => `${src}${a} += v * W[${at} + ${a * H}u];`;
-  const sums = (src: string, base: string, len: string, from: string) => `
-      for (var q = 0u; q < ${len}; q++) {
-        let v = ${from}[q];
-        let r = ${base}u + q * ${G}u + j;
-        ${Array.from({ length: n }, (_, a) => gate(a, src, "r")).join(" ")}
-      }`;
-  const decl = (p: string) => Array.from({ length: n }, (_, a) => `var ${p}${a} = 0.0;`).join(" ");
-  const bias = Array.from({ length: n }, (_, a) => `x${a} += W[${l.b}u + ${a * H}u + j];`).join(" ");
-  let cellMath: string;
-  if (s.cell === "lstm") {
-    const c = lay.c + i * H;
-    cellMath = /* wgsl */ `
-      let ig = sigmoid_(x0 + a0);
-      let fg = sigmoid_(x1 + a1);
-      let gg = tanh_(x2 + a2);
-      let og = sigmoid_(x3 + a3);
-      let c = fg * S[${c}u + j] + ig * gg;
-      S[${c}u + j] = c;
-      S[${h}u + j] = og * tanh_(c);`;
-  } else if (s.cell === "gru") {
-    cellMath = /* wgsl */ `
-      let hnv = a2 + W[${l.bh}u + ${2 * H}u + j];
-      let rg = sigmoid_(x0 + (a0 + W[${l.bh}u + j]));
-      let zg = sigmoid_(x1 + (a1 + W[${l.bh}u + ${H}u + j]));
-      let ng = tanh_(x2 + rg * hnv);
-      S[${h}u + j] = (1.0 - zg) * ng + zg * hp[j];`;
-  } else {
-    cellMath = `
-      S[${h}u + j] = tanh_(x0 + a0);`;
-  }
+  const units = Array.from({ length: U }, (_, u) => u);
+  const decl = (p: string) =>
+    units.map((u) => Array.from({ length: n }, (_, a) => `var ${p}${a}_${u} = 0.0;`).join(" ")).join(" ");
+  const cols = units.map((u) => `let j${u} = t + ${u * 256}u; let c${u} = min(j${u}, H - 1u);`).join(" ");
+  const bias = units
+    .map((u) => Array.from({ length: n }, (_, a) => `x${a}_${u} += W[${l.b}u + ${a * H}u + c${u}];`).join(" "))
+    .join(" ");
+  const cellMath = (u: number): string => {
+    const [x, a, j] = [(g: number) => `x${g}_${u}`, (g: number) => `a${g}_${u}`, `j${u}`];
+    let math: string;
+    if (s.cell === "lstm") {
+      const c = lay.c + i * H;
+      math = /* wgsl */ `
+        let ig = sigmoid_(${x(0)} + ${a(0)});
+        let fg = sigmoid_(${x(1)} + ${a(1)});
+        let gg = tanh_(${x(2)} + ${a(2)});
+        let og = sigmoid_(${x(3)} + ${a(3)});
+        let c = fg * S[${c}u + ${j}] + ig * gg;
+        S[${c}u + ${j}] = c;
+        S[${h}u + ${j}] = og * tanh_(c);`;
+    } else if (s.cell === "gru") {
+      math = /* wgsl */ `
+        let hnv = ${a(2)} + W[${l.bh}u + ${2 * H}u + ${j}];
+        let rg = sigmoid_(${x(0)} + (${a(0)} + W[${l.bh}u + ${j}]));
+        let zg = sigmoid_(${x(1)} + (${a(1)} + W[${l.bh}u + ${H}u + ${j}]));
+        let ng = tanh_(${x(2)} + rg * hnv);
+        S[${h}u + ${j}] = (1.0 - zg) * ng + zg * hp[${j}];`;
+    } else {
+      math = `
+        S[${h}u + ${j}] = tanh_(${x(0)} + ${a(0)});`;
+    }
+    return (u + 1) * 256 > H ? `\n      if (${j} < H) {${math}\n      }` : `\n      {${math}\n      }`;
+  };
   return /* wgsl */ `
     // ---- layer ${i}
     for (var q = t; q < H; q += 256u) { hp[q] = S[${h}u + q]; }
     workgroupBarrier();
-    for (var j = t; j < H; j += 256u) {
-      ${decl("x")}${sums("x", String(l.wx), `${l.D}u`, "vin")}
+    {
+      ${cols}
+      ${decl("x")}${sumsCode(n, U, G, H, "x", l.wx, `${l.D}u`, "vin")}
       ${bias}
-      ${decl("a")}${sums("a", String(l.wh), "H", "hp")}${cellMath}
+      ${decl("a")}${sumsCode(n, U, G, H, "a", l.wh, "H", "hp")}${units.map(cellMath).join("")}
     }
     storageBarrier();
     workgroupBarrier();
     for (var q = t; q < H; q += 256u) { vin[q] = S[${h}u + q]; }
     workgroupBarrier();`;
+}
+
+/**
+ * The logits, h W + b. With fewer than 256 outputs (a character vocabulary) each output's sum is cut into P parts
+ * along k, a thread each (65 outputs: 3 parts of H / 3), added in part order; else a thread per output. The bias
+ * comes last, as in the matmul kernels.
+ */
+function denseCode(s: BurstShape, lay: BurstLayout): string {
+  const { H, V } = s;
+  const P = Math.max(1, Math.floor(256 / V));
+  const chunk = Math.ceil(H / P);
+  const dot = (from: string, to: string, v: string) => {
+    const term = (q: string) => `acc += vin[${q}] * W[${lay.dense}u + (${q}) * V + ${v}];`;
+    const unrolled = Array.from({ length: UNROLL }, (_, r) => term(`q + ${r}u`)).join(" ");
+    return `
+        var q = ${from};
+        for (; q + ${UNROLL}u <= ${to}; q += ${UNROLL}u) { ${unrolled} }
+        for (; q < ${to}; q++) { ${term("q")} }`;
+  };
+  if (P === 1) {
+    return /* wgsl */ `
+    // ---- the logits: a thread per output, its sum in k order, then the bias
+    for (var v = t; v < V; v += 256u) {
+      var acc = 0.0;${dot("0u", "H", "v")}
+      S[LOGITS + v] = acc + W[${lay.denseBias}u + v];
+    }`;
+  }
+  return /* wgsl */ `
+    // ---- the logits: ${P} threads per output, each a part of ${chunk} values of k; the parts in order, then the bias
+    {
+      let v = t / ${P}u;
+      var acc = 0.0;
+      if (v < V) {
+        let k1 = min((t % ${P}u + 1u) * ${chunk}u, H);${dot(`(t % ${P}u) * ${chunk}u`, "k1", "v")}
+      }
+      part[t] = acc;
+    }
+    workgroupBarrier();
+    if (t < V) {
+      var sum = part[t * ${P}u];
+      for (var p = 1u; p < ${P}u; p++) { sum += part[t * ${P}u + p]; }
+      S[LOGITS + t] = sum + W[${lay.denseBias}u + t];
+    }`;
 }
