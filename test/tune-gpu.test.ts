@@ -7,7 +7,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { selectBackend } from "../src/cli/backend.js";
-import { setBackend } from "../src/engine/backends/index.js";
+import { setBackend, withBackend } from "../src/engine/backends/index.js";
+import { useBurstRoute } from "../src/engine/backends/webgpu/kernels/generate.js";
+import { buildModel } from "../src/models/registry.js";
+import { takesFusedBursts } from "../src/sample/generate.js";
+import { Rng } from "../src/util/rng.js";
 import { loadTunedKernels, saveTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
 import { pickVariant, TUNED_VARIANTS, useMatmulVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, useKernelTable } from "../src/engine/backends/webgpu/kernels/recurrent.js";
@@ -39,6 +43,7 @@ describe("charlm tune-gpu", { skip }, () => {
   Object.assign(process.env, env);
   after(() => {
     delete process.env.CHARLM_CACHE_DIR;
+    useBurstRoute(null);
     useKernelTable(null);
     useMatmulVariant(null);
     setBackend(jsBackend);
@@ -104,13 +109,25 @@ describe("charlm tune-gpu", { skip }, () => {
     const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
     const table = file.adapters[gpu!.device].table;
     const matmul = file.adapters[gpu!.device].matmul;
+    // generation: both routes timed on the gpu preset's model with 8 units, the faster kept
+    const gen =
+      /generation at batch 1 \(2 x LSTM 8, embedding \d+, 65 symbols\): (\d+) chars\/s in one kernel a burst, (\d+) step by step; (fused|steps) kept/.exec(
+        r.out,
+      );
+    assert.ok(gen, r.out);
+    assert.equal(gen[3], Number(gen[1]) >= Number(gen[2]) ? "fused" : "steps");
+    assert.equal(file.adapters[gpu!.device].generation, gen[3]);
     assert.deepEqual(Object.keys(table), ["lstmForward H8 B4", "lstmBackward H8 B4"]);
     assert.ok((TUNED_VARIANTS as readonly string[]).includes(matmul), matmul);
     assert.match(r.out, new RegExp(`; ${matmul} kept \\(`));
     useKernelTable(null);
     useMatmulVariant(null);
     const { line } = await selectBackend("webgpu");
-    assert.match(line, new RegExp(`step kernels tuned here for 2 shapes, matrix products in ${matmul} \\(`));
+    const route = gen[3] === "fused" ? "in one kernel a burst" : "step by step";
+    assert.match(
+      line,
+      new RegExp(`step kernels tuned here for 2 shapes, matrix products in ${matmul}, generation ${route} \\(`),
+    );
     // the variant kept is what a large product now takes
     const want = {
       "64": "matmulNN",
@@ -127,14 +144,27 @@ describe("charlm tune-gpu", { skip }, () => {
     // another shape keeps the defaults; another adapter's entry does not apply
     assert.deepEqual(lstmStepSettings(false, 5, 8), { R: 1, S: 8, U: 1, W: 64, P: false });
     useKernelTable(null);
-    assert.deepEqual(await loadTunedKernels("another adapter"), { shapes: 0, matmul: null });
+    assert.deepEqual(await loadTunedKernels("another adapter"), { shapes: 0, matmul: null, generation: null });
     // a variant saved for this adapter is the one its large products then take
     await saveTunedKernels(gpu!.device, {}, tunedKernelsPath(), "auto-128p");
-    assert.deepEqual(await loadTunedKernels(gpu!.device), { shapes: 2, matmul: "auto-128p" });
+    assert.deepEqual(await loadTunedKernels(gpu!.device), { shapes: 2, matmul: "auto-128p", generation: gen[3] });
     assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128.p");
     assert.equal(pickVariant(false, false, 25600, 65).key, "matmulNN");
     await saveTunedKernels(gpu!.device, {}); // a later save without a variant keeps it
     assert.equal(JSON.parse(readFileSync(tunedKernelsPath(), "utf8")).adapters[gpu!.device].matmul, "auto-128p");
+    // the generation route saved for this adapter is the one generation then takes
+    const model = withBackend(gpu!, () =>
+      buildModel(
+        { type: "rnn", cell: "lstm", vocabSize: 5, embedding: 4, units: 8, layers: 1, dropout: 0 },
+        new Rng(1),
+      ),
+    );
+    for (const r of ["steps", "fused"] as const) {
+      await saveTunedKernels(gpu!.device, {}, tunedKernelsPath(), undefined, r);
+      assert.equal((await loadTunedKernels(gpu!.device)).generation, r);
+      assert.equal(takesFusedBursts(model, gpu!), r === "fused", r);
+    }
+    useBurstRoute(null);
     useMatmulVariant(null);
     useKernelTable(null);
   });
@@ -156,6 +186,14 @@ describe("charlm tune-gpu", { skip }, () => {
     await assert.rejects(
       () => loadTunedKernels("x", file),
       /damaged\.json: adapter "x"'s "matmul" is not one of 64, auto/,
+    );
+    writeFileSync(
+      file,
+      '{"format": "charlm-webgpu-kernels", "version": 1, "adapters": {"x": {"table": {}, "generation": "fast"}}}',
+    );
+    await assert.rejects(
+      () => loadTunedKernels("x", file),
+      /damaged\.json: adapter "x"'s "generation" is not "fused" or "steps"/,
     );
     writeFileSync(file, "{not json");
     await assert.rejects(() => loadTunedKernels("x", file), /damaged\.json: not JSON/);

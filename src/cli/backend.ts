@@ -40,11 +40,13 @@ export async function selectBackend(name: string, threads?: number): Promise<{ n
   const device = (chosen.backend as { device?: string }).device;
   if (chosen.name === "webgpu" && device) {
     // the step settings charlm tune-gpu measured on this GPU, if it ran here
-    const { shapes, matmul } = await loadTunedKernels(device);
+    const { shapes, matmul, generation } = await loadTunedKernels(device);
     if (shapes > 0)
       line +=
         `; step kernels tuned here for ${shapes} shape${shapes > 1 ? "s" : ""}` +
-        `${matmul ? `, matrix products in ${matmul}` : ""} (${tunedKernelsPath()})`;
+        `${matmul ? `, matrix products in ${matmul}` : ""}` +
+        `${generation ? `, generation ${generation === "fused" ? "in one kernel a burst" : "step by step"}` : ""}` +
+        ` (${tunedKernelsPath()})`;
   }
   return { name: chosen.name, line };
 }

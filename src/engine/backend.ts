@@ -306,8 +306,11 @@ export interface Backend<S extends Storage = Storage> {
    * `state` the h of every layer, the c of every LSTM layer, then the logits (V).
    */
   rnnBurst?(a: RnnBurst<S>): void;
-  /** Whether rnnBurst takes a model of this shape here (the GPU's workgroup memory holds two of its vectors). */
-  burstFits?(shape: BurstShape): boolean;
+  /**
+   * Whether rnnBurst should run a model of this shape here: the GPU's workgroup memory holds two of its vectors,
+   * and `charlm tune-gpu` did not find the step route faster on this GPU.
+   */
+  takesBurst?(shape: BurstShape): boolean;
 
   // ---- layout
   /**

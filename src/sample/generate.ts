@@ -308,7 +308,7 @@ export function takesFusedBursts(
   const env = typeof process !== "undefined" ? process.env?.CHARLM_WEBGPU_BURST : undefined;
   const wanted = opts.fused ?? env !== "0";
   if (!wanted || !be.rnnBurst || !model.burstWeights) return false;
-  return be.burstFits?.(model.burstWeights().shape) ?? true;
+  return be.takesBurst?.(model.burstWeights().shape) ?? true;
 }
 
 /**

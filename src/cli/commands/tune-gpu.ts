@@ -1,9 +1,16 @@
-// `charlm tune-gpu`: time webgpu's recurrent step kernels in every setting on this GPU, for one model shape, and the
-// matrix products' tiles on that shape's large products, and keep the fastest in the cache directory's
+// `charlm tune-gpu`: time webgpu's recurrent step kernels in every setting on this GPU, for one model shape, the
+// matrix products' tiles on that shape's large products, and generation at batch 1 of that model both ways (a burst
+// in one kernel, or a step's kernels per character), and keep the fastest in the cache directory's
 // webgpu-kernels.json, which every later command on webgpu here reads. The timing is
-// src/engine/backends/webgpu/tune.ts; the file is src/engine/backends/tuned-kernels.ts.
+// src/engine/backends/webgpu/tune.ts (and timeGeneration below); the file is src/engine/backends/tuned-kernels.ts.
 
+import { Vocab } from "../../data/vocab.js";
+import type { BurstShape } from "../../engine/backend.js";
 import { getBackend } from "../../engine/backends/index.js";
+import { useBurstRoute } from "../../engine/backends/webgpu/kernels/generate.js";
+import { buildModel } from "../../models/registry.js";
+import { generateText } from "../../sample/generate.js";
+import { Rng } from "../../util/rng.js";
 import { saveTunedKernels, tunedKernelsPath } from "../../engine/backends/tuned-kernels.js";
 import type { WebgpuBackend } from "../../engine/backends/webgpu/index.js";
 import { stepLabel, tuneProducts, tuneSteps } from "../../engine/backends/webgpu/tune.js";
@@ -14,7 +21,7 @@ import { defineCommand } from "../command.js";
 export const tuneGpuCommand = defineCommand({
   name: "tune-gpu",
   summary:
-    "time webgpu's recurrent step kernels in every setting and its matrix products' tiles on this GPU; keep the fastest for later runs here",
+    "time webgpu's recurrent step kernels in every setting, its matrix products' tiles and its two ways to generate on this GPU; keep the fastest for later runs here",
   schema: {
     preset: {
       type: "string",
@@ -74,11 +81,49 @@ export const tuneGpuCommand = defineCommand({
         `${products.map((p) => `${p.variant} ${(p.us / 1000).toFixed(2)} ms`).join(", ")}; ` +
         `${fastest.variant} kept (${(auto.us / fastest.us).toFixed(2)}x the default, auto)\n`,
     );
-    await saveTunedKernels(gpu.device, table, out, fastest.variant);
+    // generation at batch 1 of the preset's model with these units: bursts in one kernel, or a step's kernels each
+    const shape = { cell, L: cfg.layers, E: cfg.embedding, H, V: 65 };
+    const gen = await timeGeneration(shape, flags.quick ? 40 : 400);
+    const route = gen.fused >= gen.steps ? "fused" : "steps";
+    process.stdout.write(
+      `  generation at batch 1 (${shape.L} x ${cell.toUpperCase()} ${H}, embedding ${shape.E}, 65 symbols): ` +
+        `${gen.fused.toFixed(0)} chars/s in one kernel a burst, ${gen.steps.toFixed(0)} step by step` +
+        `${gen.same ? "" : " (the texts differ: f32 rounding at a draw's boundary)"}; ${route} kept\n`,
+    );
+    await saveTunedKernels(gpu.device, table, out, fastest.variant, route);
     process.stdout.write(
       `saved in ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s): charlm's commands on webgpu with this GPU ` +
-        `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}, and these matrix products for every ` +
-        `shape; CHARLM_WEBGPU_KERNELS, CHARLM_WEBGPU_MATMUL and the single settings override them\n`,
+        `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}, these matrix products for every ` +
+        `shape, and generate ${route === "fused" ? "in one kernel a burst" : "step by step"}; CHARLM_WEBGPU_KERNELS, ` +
+        `CHARLM_WEBGPU_MATMUL, CHARLM_WEBGPU_BURST and the single settings override them\n`,
     );
   },
 });
+
+/**
+ * Characters a second of a model of `shape` (random weights) generating `chars` characters at batch 1 on the current
+ * backend, in one kernel a burst and step by step (a warm-up of each first), and whether both gave the same text.
+ */
+async function timeGeneration(
+  shape: BurstShape,
+  chars: number,
+): Promise<{ fused: number; steps: number; same: boolean }> {
+  const before = useBurstRoute(null); // time both, whatever was measured before
+  const vocab = new Vocab(Array.from({ length: shape.V }, (_, i) => String.fromCharCode(48 + i)));
+  const { cell, L: layers, E: embedding, H: units, V: vocabSize } = shape;
+  const model = buildModel({ type: "rnn", cell, vocabSize, embedding, units, layers, dropout: 0 }, new Rng(1));
+  try {
+    const rate = async (fused: boolean): Promise<[number, string]> => {
+      await generateText(model, vocab, { prime: "", length: 24, seed: 1, fused });
+      const t0 = performance.now();
+      const text = await generateText(model, vocab, { prime: "", length: chars, seed: 1, fused });
+      return [chars / ((performance.now() - t0) / 1000), text];
+    };
+    const [fused, a] = await rate(true);
+    const [steps, b] = await rate(false);
+    return { fused, steps, same: a === b };
+  } finally {
+    for (const p of model.parameters().values()) p.dispose();
+    useBurstRoute(before);
+  }
+}

@@ -7,6 +7,8 @@
 //   "adapters": { "<adapter>": { "updated": "<ISO time>", "table": { "lstmForward H512 B32": {...}, ... },
 //                                "matmul": "auto" } } }
 // "matmul" (since stop 13, optional): the matrix products' tiles that timed fastest there (useMatmulVariant).
+// "generation" (since stop 16, optional): "fused" or "steps", the faster way to generate at batch 1 there
+// (useBurstRoute: a recurrent model's bursts in one kernel, or a step's kernels per character).
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
@@ -14,6 +16,7 @@ import { writeFileAtomic } from "../../checkpoint/atomic.js";
 import { defaultCacheDir } from "../../data/tinyshakespeare.js";
 import { CharlmError } from "../../util/errors.js";
 import { TUNED_VARIANTS, useMatmulVariant, type TunedVariant } from "./webgpu/kernels/matmul.js";
+import { useBurstRoute, type BurstRoute } from "./webgpu/kernels/generate.js";
 import { useKernelTable, type StepSettings } from "./webgpu/kernels/recurrent.js";
 
 const FORMAT = "charlm-webgpu-kernels";
@@ -21,7 +24,10 @@ const FORMAT = "charlm-webgpu-kernels";
 interface TunedFile {
   format: typeof FORMAT;
   version: 1;
-  adapters: Record<string, { updated: string; table: Record<string, StepSettings>; matmul?: TunedVariant }>;
+  adapters: Record<
+    string,
+    { updated: string; table: Record<string, StepSettings>; matmul?: TunedVariant; generation?: BurstRoute }
+  >;
 }
 
 /** Where the CLI keeps the tuned settings: webgpu-kernels.json in the cache directory. */
@@ -62,6 +68,8 @@ async function readTuned(file: string): Promise<TunedFile | null> {
     if (typeof entry?.table !== "object" || entry.table === null) throw bad(`adapter "${adapter}" has no table`);
     if (entry.matmul !== undefined && !(TUNED_VARIANTS as readonly unknown[]).includes(entry.matmul))
       throw bad(`adapter "${adapter}"'s "matmul" is not one of ${TUNED_VARIANTS.join(", ")}`);
+    if (entry.generation !== undefined && entry.generation !== "fused" && entry.generation !== "steps")
+      throw bad(`adapter "${adapter}"'s "generation" is not "fused" or "steps"`);
     for (const [key, s] of Object.entries(entry.table)) {
       const ok =
         /^(lstm|gru|rnn)(Forward|Backward) H\d+ B\d+$/.test(key) &&
@@ -80,31 +88,39 @@ async function readTuned(file: string): Promise<TunedFile | null> {
 export async function loadTunedKernels(
   adapter: string,
   file = tunedKernelsPath(),
-): Promise<{ shapes: number; matmul: TunedVariant | null }> {
+): Promise<{ shapes: number; matmul: TunedVariant | null; generation: BurstRoute | null }> {
   const entry = (await readTuned(file))?.adapters[adapter];
-  if (!entry) return { shapes: 0, matmul: null };
+  if (!entry) return { shapes: 0, matmul: null, generation: null };
   useKernelTable(entry.table);
   useMatmulVariant(entry.matmul ?? null);
-  return { shapes: Object.keys(entry.table).length, matmul: entry.matmul ?? null };
+  useBurstRoute(entry.generation ?? null);
+  return {
+    shapes: Object.keys(entry.table).length,
+    matmul: entry.matmul ?? null,
+    generation: entry.generation ?? null,
+  };
 }
 
 /**
  * Add `table` to the settings kept for `adapter` in `file` (a shape measured again replaces its entry), and its
- * products' variant when given (else the one kept stays); atomic.
+ * products' variant and generation route when given (else the ones kept stay); atomic.
  */
 export async function saveTunedKernels(
   adapter: string,
   table: Record<string, StepSettings>,
   file = tunedKernelsPath(),
   matmul?: TunedVariant,
+  generation?: BurstRoute,
 ): Promise<void> {
   const f: TunedFile = (await readTuned(file)) ?? { format: FORMAT, version: 1, adapters: {} };
   const before = f.adapters[adapter];
   const kept = matmul ?? before?.matmul;
+  const route = generation ?? before?.generation;
   f.adapters[adapter] = {
     updated: new Date().toISOString(),
     table: { ...before?.table, ...table },
     ...(kept ? { matmul: kept } : {}),
+    ...(route ? { generation: route } : {}),
   };
   await writeFileAtomic(file, JSON.stringify(f, null, 1) + "\n");
 }

@@ -14,7 +14,7 @@ import type { GpuProfile, ProfileOptions } from "./profile.js";
 import { GpuRuntime, GpuStorage } from "./runtime.js";
 import * as A from "./kernels/attention.js";
 import * as E from "./kernels/elementwise.js";
-import { burstWorkgroupBytes, rnnBurst } from "./kernels/generate.js";
+import { burstRoute, burstWorkgroupBytes, rnnBurst } from "./kernels/generate.js";
 import { matmul } from "./kernels/matmul.js";
 import * as R from "./kernels/recurrent.js";
 import * as W from "./kernels/rows.js";
@@ -102,7 +102,8 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     embeddingFrom: (w, ids, io, out, n, D) => W.embeddingFrom(rt, w, ids, io, out, n, D, w.length / D),
     sampleRows: (x, u, uo, ids, io, rows, V, how) => W.sampleRows(rt, x, u, uo, ids, io, rows, V, how),
     rnnBurst: (a) => rnnBurst(rt, a),
-    burstFits: (shape) => burstWorkgroupBytes(shape) <= device.limits.maxComputeWorkgroupStorageSize,
+    takesBurst: (shape) =>
+      burstWorkgroupBytes(shape) <= device.limits.maxComputeWorkgroupStorageSize && burstRoute() !== "steps",
 
     copyBlocks: (src, so, ss, dst, d0, ds, block, count, acc) =>
       E.copyBlocks(rt, src, so, ss, dst, d0, ds, block, count, acc),

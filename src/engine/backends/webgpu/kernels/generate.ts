@@ -84,6 +84,21 @@ export function tokensPerDispatch(weightBytes: number, budget = BURST_BYTES): nu
   return Math.max(1, Math.floor(budget / weightBytes));
 }
 
+/** How generation runs on this GPU, as `charlm tune-gpu` measured it (tuned-kernels.ts); null: not measured. */
+export type BurstRoute = "fused" | "steps";
+let route: BurstRoute | null = null;
+
+/** Set the measured route (null: none, the default: bursts in one kernel); returns the one before. */
+export function useBurstRoute(r: BurstRoute | null): BurstRoute | null {
+  const before = route;
+  route = r;
+  return before;
+}
+
+export function burstRoute(): BurstRoute | null {
+  return route;
+}
+
 /** Bytes of workgroup memory the kernel takes: the layer input, the previous h, the reduction's 256 parts, the id. */
 export function burstWorkgroupBytes(s: BurstShape): number {
   return 4 * (Math.max(s.E, s.H) + s.H + 256 + 1);
