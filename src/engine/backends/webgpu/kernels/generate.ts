@@ -1,11 +1,12 @@
-// Generation of a recurrent model at batch 1, a burst of n tokens in ONE dispatch of one workgroup (Backend.rnnBurst).
+// Generation of a recurrent model at batch 1, a burst of n tokens in ONE dispatch of one workgroup (a few where the
+// weights are large: tokensPerDispatch) (Backend.rnnBurst).
 //
 // The step-by-step route (src/sample/generate.ts: sampleTokens, then the model's stepFrom) encodes ~11 dispatches and
 // a few copies per token for a 2-layer model; at batch 1 each does a few microseconds of work and waits a launch
 // for it, so generation is bound by launches (5,966 characters/s for an LSTM 256 on an H200, stop 13). Here one
 // workgroup of 256 threads walks the whole burst itself: for each token it draws the next id from the logits (the
 // sampleRows kernel's code and order of operations), reads that id's embedding row, runs every layer's step (its
-// input projection and recurrent product, then the gate math, a thread per unit), then the dense layer's logits.
+// input projection and recurrent product, then the gate math, H / 256 units a thread), then the dense layer's logits.
 // One workgroup needs no barrier across the GPU; the price is that one core does the work: the weights are read
 // once per token from memory (1.4 MB for an LSTM 256 with embedding 64, in the L2 cache of any discrete GPU).
 //
