@@ -21,7 +21,8 @@
 //
 // Generation: step() keeps a key/value cache, so each new character runs the blocks on one position only. The
 // positions are learned and absolute, so once the window holds blockSize tokens the cached keys cannot slide:
-// from then on each step reruns the last blockSize tokens (exactly what forward() on that window gives).
+// from then on each step reruns the last blockSize tokens (exactly what forward() on that window gives), the last
+// block for the newest position alone (lastRowBlock: only its logits are asked for).
 // stepFrom() does the same with the token given on the backend (a sampler's draw there, never read back): the
 // window of ids is then kept on the backend too, and step() cannot continue that state.
 //
@@ -282,12 +283,37 @@ export class GptModel implements LanguageModel {
   /** The blocks on T new positions from s.len against the cache, then the logits of the last; advances s.len. */
   private cachedStep(x: Tensor, s: GptState, B: number, T: number): Tensor {
     const pos0 = s.len;
+    const L = this.blocks.length;
     this.blocks.forEach((blk, l) => {
-      x = this.block(blk, x, (qkv) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0), this.ownRng, false);
+      const attend = (qkv: Tensor) => this.cachedAttention(qkv, s.k[l], s.v[l], pos0);
+      // only the newest position is predicted from: the last block needs every position's keys and values, and
+      // the rest of its work (attention, projections, MLP) for that position alone
+      x = l === L - 1 && T > 1 ? this.lastRowBlock(blk, x, s, l, B, T) : this.block(blk, x, attend, this.ownRng, false);
     });
-    const last = slice(x, 1, T - 1, T); // (B, 1, C): only the newest position is predicted from
+    const last = T > 1 && L > 0 ? x : slice(x, 1, T - 1, T); // (B, 1, C)
     s.len += T;
     return reshape(matmul(this.norm(last, this.lnf), this.head), [B, this.config.vocabSize]); // (B, V)
+  }
+
+  /**
+   * block() on T new positions in the cache for the last of them alone: the keys and values of the first T - 1
+   * go into the cache as they are, then the last position attends to all of them, as block() would have it.
+   * (B, T, C) -> (B, 1, C), the same values as block()'s last row.
+   */
+  private lastRowBlock(blk: Block, x: Tensor, s: GptState, l: number, B: number, T: number): Tensor {
+    const { nEmbd: C, blockSize: N } = this.config;
+    const qkv = dense(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
+    const be = qkv.backend;
+    for (let b = 0; b < B; b++) {
+      const from = b * T * 3 * C;
+      const to = (b * N + s.len) * C;
+      be.copyBlocks(qkv.storage, from + C, 3 * C, s.k[l].storage, to, C, C, T - 1, false);
+      be.copyBlocks(qkv.storage, from + 2 * C, 3 * C, s.v[l].storage, to, C, C, T - 1, false);
+    }
+    const a = dense(this.cachedAttention(slice(qkv, 1, T - 1, T), s.k[l], s.v[l], s.len + T - 1), blk.wo, blk.bo);
+    const y = add(slice(x, 1, T - 1, T), a); // (B, 1, C)
+    const h = gelu(dense(this.norm(y, blk.ln2), blk.wfc, blk.bfc));
+    return add(y, dense(h, blk.wproj, blk.bproj));
   }
 
   /** wte[window] + wpe[0 .. N) for a whole window of ids held on the backend (no dropout: generation). */
