@@ -185,6 +185,21 @@ test(
       assert.equal(body.code, "device_lost");
       assert.match(body.error, /^the GPU device was lost \(.+\) while generating; .*send the request again$/);
 
+      // no new device to be had (Dawn told to use an adapter it does not have): a 503 that says what to do
+      process.env.CHARLM_DAWN_OPTIONS = "adapter=no-such-adapter";
+      let none: Response;
+      try {
+        none = await generate();
+      } finally {
+        delete process.env.CHARLM_DAWN_OPTIONS;
+      }
+      assert.equal(none.status, 503);
+      const refused = (await none.json()) as { error: string; code: string };
+      assert.equal(refused.code, "device_lost");
+      assert.ok(!refused.error.includes("\n"), refused.error);
+      assert.match(refused.error, /no new one could take the model \(backend webgpu: no GPU adapter .*\); restart/);
+
+      // and once there is one again, the next request is served on it
       const again = await generate();
       assert.equal(again.status, 200, await again.clone().text());
       assert.equal(((await again.json()) as { text: string }).text, text, "the same text from the same seed");

@@ -65,7 +65,7 @@ export function servedModel(
           on = await renewLostBackend(on);
           model = (await reload!()).model;
         } catch (err) {
-          const reason = err instanceof Error ? err.message : String(err);
+          const reason = (err instanceof Error ? err.message : String(err)).split("\n")[0];
           throw new DeviceLostError(
             why,
             `the GPU device was lost (${why}) and no new one could take the model (${reason}); restart charlm ` +

@@ -137,7 +137,15 @@ export async function probeGpu(): Promise<{ ok: true; description: string } | { 
  */
 export async function requestGpuDevice(): Promise<GpuDevice> {
   const gpu = await gpuEntry();
-  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" }).catch((e: unknown) => {
+    // Dawn refuses options that name no adapter it has (its message then lists the adapters, a line each)
+    const options = typeof process !== "undefined" ? process.env?.CHARLM_DAWN_OPTIONS : undefined;
+    const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+    throw new CharlmError(
+      `backend webgpu: no GPU adapter (${why}${options ? `, with CHARLM_DAWN_OPTIONS="${options}"` : ""}); ` +
+        `${options ? "unset CHARLM_DAWN_OPTIONS or " : ""}use --backend wasm`,
+    );
+  });
   if (!adapter) {
     throw new CharlmError(
       "backend webgpu: no GPU adapter found (no GPU, or no Vulkan/Metal/D3D12 driver; on Linux without a GPU set " +
