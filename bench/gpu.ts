@@ -57,7 +57,7 @@ import { scope } from "../src/engine/scope.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { generateText } from "../src/sample/generate.js";
+import { generate, generationRate } from "../src/sample/generate.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -198,13 +198,12 @@ async function generateRate(w: Workload, chars: number, onDevice: boolean, fused
   const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
   const model = buildModel(w.model, new Rng(0));
   const opts = { prime: "", temperature: 1, seed: 1, onDevice, fused };
-  await generateText(model, vocab, { ...opts, length: Math.min(chars, 120) }); // warm-up: pipelines, burst sizes
-  const t0 = performance.now();
-  const text = await generateText(model, vocab, { ...opts, length: chars });
-  const sec = (performance.now() - t0) / 1000;
+  // a warm-up first: pipelines, burst sizes
+  const run = (length: number) => generate(model, vocab, { ...opts, length });
+  const { perSecond, text } = await generationRate(run, chars, Math.min(chars, 120));
   dispose(model);
   if (text.length !== chars) throw new Error(`generated ${text.length} characters, expected ${chars}`);
-  return chars / sec;
+  return perSecond;
 }
 
 interface TorchResult {

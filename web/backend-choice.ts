@@ -10,6 +10,7 @@ import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { lostDevice } from "../src/engine/backends/index.js";
 import { wasmKernels } from "../src/browser.js";
+import { generationRate as timeGeneration } from "../src/sample/generate.js";
 
 export type BackendChoice = "auto" | "webgpu" | "wasm";
 export type Purpose = "train" | "generate";
@@ -65,12 +66,8 @@ export const PROBE_CHARS = 200;
 const WARM_CHARS = 24;
 
 /** Characters per second of `run(PROBE_CHARS)`, after `run(WARM_CHARS)`: `run` generates that many with the model. */
-export async function generationRate(run: (length: number) => AsyncIterable<unknown>): Promise<number> {
-  for await (const _ of run(WARM_CHARS));
-  const t0 = performance.now();
-  let n = 0;
-  for await (const _ of run(PROBE_CHARS)) n++;
-  return n / Math.max((performance.now() - t0) / 1000, 1e-6);
+export async function generationRate(run: (length: number) => AsyncIterable<string>): Promise<number> {
+  return (await timeGeneration(run, PROBE_CHARS, WARM_CHARS)).perSecond;
 }
 
 const perSecond = (x: number) => `${Math.round(x).toLocaleString("en-US")} characters/s`;

@@ -297,23 +297,22 @@ export class GptModel implements LanguageModel {
 
   /**
    * block() on T new positions in the cache for the last of them alone: the keys and values of the first T - 1
-   * go into the cache as they are, then the last position attends to all of them, as block() would have it.
-   * (B, T, C) -> (B, 1, C), the same values as block()'s last row.
+   * go into the cache as they are, then the last position attends to all of them (its attention, and so the rest
+   * of the block, one row). (B, T, C) -> (B, 1, C), the same values as block()'s last row.
    */
   private lastRowBlock(blk: Block, x: Tensor, s: GptState, l: number, B: number, T: number): Tensor {
     const { nEmbd: C, blockSize: N } = this.config;
-    const qkv = dense(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
-    const be = qkv.backend;
-    for (let b = 0; b < B; b++) {
-      const from = b * T * 3 * C;
-      const to = (b * N + s.len) * C;
-      be.copyBlocks(qkv.storage, from + C, 3 * C, s.k[l].storage, to, C, C, T - 1, false);
-      be.copyBlocks(qkv.storage, from + 2 * C, 3 * C, s.v[l].storage, to, C, C, T - 1, false);
-    }
-    const a = dense(this.cachedAttention(slice(qkv, 1, T - 1, T), s.k[l], s.v[l], s.len + T - 1), blk.wo, blk.bo);
-    const y = add(slice(x, 1, T - 1, T), a); // (B, 1, C)
-    const h = gelu(dense(this.norm(y, blk.ln2), blk.wfc, blk.bfc));
-    return add(y, dense(h, blk.wproj, blk.bproj));
+    const attendLast = (qkv: Tensor): Tensor => {
+      const be = qkv.backend;
+      for (let b = 0; b < B; b++) {
+        const from = b * T * 3 * C;
+        const to = (b * N + s.len) * C;
+        be.copyBlocks(qkv.storage, from + C, 3 * C, s.k[l].storage, to, C, C, T - 1, false);
+        be.copyBlocks(qkv.storage, from + 2 * C, 3 * C, s.v[l].storage, to, C, C, T - 1, false);
+      }
+      return this.cachedAttention(slice(qkv, 1, T - 1, T), s.k[l], s.v[l], s.len + T - 1);
+    };
+    return this.block(blk, x, attendLast, this.ownRng, false);
   }
 
   /** wte[window] + wpe[0 .. N) for a whole window of ids held on the backend (no dropout: generation). */
@@ -336,7 +335,9 @@ export class GptModel implements LanguageModel {
   private block(blk: Block, x: Tensor, attend: Attend, rng: Rng, training: boolean): Tensor {
     const p = this.config.dropout;
     const qkv = dense(this.norm(x, blk.ln1), blk.wqkv, blk.bqkv); // (B, T, 3C)
-    const a = dense(attend(qkv), blk.wo, blk.bo); // (B, T, C)
+    const a = dense(attend(qkv), blk.wo, blk.bo); // (B, T, C), or its last rows (lastRowBlock)
+    const T = x.shape[1];
+    if (a.shape[1] < T) x = slice(x, 1, T - a.shape[1], T); // the rest of the block on those rows alone
     x = add(x, dropout(a, p, rng, training));
     const h = gelu(dense(this.norm(x, blk.ln2), blk.wfc, blk.bfc)); // (B, T, 4C)
     const m = dense(h, blk.wproj, blk.bproj); // (B, T, C)

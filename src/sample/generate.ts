@@ -14,7 +14,7 @@ import { describe } from "../data/vocab.js";
 import { noGrad } from "../engine/autograd.js";
 import type { Backend, Sampling } from "../engine/backend.js";
 import { getBackend } from "../engine/backends/index.js";
-import { sampleTokens, slice } from "../engine/ops.js";
+import { concat, reshape, sampleTokens, slice } from "../engine/ops.js";
 import { samplingWeights } from "../engine/sampling.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import { Tensor, uninit } from "../engine/tensor.js";
@@ -324,15 +324,13 @@ function fusedBursts(
 ): { run(u: Float32Array, how: Sampling): Promise<Float32Array>; close(): void } | null {
   if (!takesFusedBursts(model, be, opts)) return null;
   const { shape, tensors } = model.burstWeights!();
-  const pack = (parts: Tensor[]): Tensor => {
-    const out = uninit(be, [parts.reduce((n, t) => n + t.size, 0)]);
-    let at = 0;
-    for (const t of parts) {
-      be.copy(t.storage, 0, out.storage, at, t.size);
-      at += t.size;
-    }
-    return out;
-  };
+  const pack = (parts: Tensor[]): Tensor =>
+    noGrad(() =>
+      concat(
+        parts.map((t) => reshape(t, [t.size])),
+        0,
+      ),
+    );
   const s = state as { h: Tensor[]; c: Tensor[] };
   const weights = pack(tensors);
   const packed = pack([...s.h, ...s.c, logits]);
@@ -364,6 +362,23 @@ function fusedBursts(
       packed.dispose();
     },
   };
+}
+
+/**
+ * Characters a second of the generation `run(length)` makes: `warm` characters first (kernels compiled, bursts
+ * sized), then `chars` timed; and the timed text. The page's auto mode, `charlm tune-gpu` and the GPU bench time
+ * generation with it.
+ */
+export async function generationRate(
+  run: (length: number) => AsyncIterable<string>,
+  chars: number,
+  warm = 24,
+): Promise<{ perSecond: number; text: string }> {
+  for await (const _ of run(warm));
+  const t0 = performance.now();
+  let text = "";
+  for await (const piece of run(chars)) text += piece;
+  return { perSecond: Array.from(text).length / Math.max((performance.now() - t0) / 1000, 1e-6), text };
 }
 
 /** Collect a whole generation into a string (convenience for callers that do not stream). */

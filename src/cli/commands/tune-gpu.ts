@@ -9,7 +9,7 @@ import type { BurstShape } from "../../engine/backend.js";
 import { getBackend } from "../../engine/backends/index.js";
 import { useBurstRoute } from "../../engine/backends/webgpu/kernels/generate.js";
 import { buildModel } from "../../models/registry.js";
-import { generateText } from "../../sample/generate.js";
+import { generate, generationRate } from "../../sample/generate.js";
 import { Rng } from "../../util/rng.js";
 import { saveTunedKernels, tunedKernelsPath } from "../../engine/backends/tuned-kernels.js";
 import type { WebgpuBackend } from "../../engine/backends/webgpu/index.js";
@@ -113,15 +113,10 @@ async function timeGeneration(
   const { cell, L: layers, E: embedding, H: units, V: vocabSize } = shape;
   const model = buildModel({ type: "rnn", cell, vocabSize, embedding, units, layers, dropout: 0 }, new Rng(1));
   try {
-    const rate = async (fused: boolean): Promise<[number, string]> => {
-      await generateText(model, vocab, { prime: "", length: 24, seed: 1, fused });
-      const t0 = performance.now();
-      const text = await generateText(model, vocab, { prime: "", length: chars, seed: 1, fused });
-      return [chars / ((performance.now() - t0) / 1000), text];
-    };
-    const [fused, a] = await rate(true);
-    const [steps, b] = await rate(false);
-    return { fused, steps, same: a === b };
+    const rate = (fused: boolean) =>
+      generationRate((length) => generate(model, vocab, { prime: "", length, seed: 1, fused }), chars);
+    const [fused, steps] = [await rate(true), await rate(false)];
+    return { fused: fused.perSecond, steps: steps.perSecond, same: fused.text === steps.text };
   } finally {
     for (const p of model.parameters().values()) p.dispose();
     useBurstRoute(before);

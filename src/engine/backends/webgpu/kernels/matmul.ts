@@ -70,8 +70,8 @@ interface Variant {
  * CHARLM_WEBGPU_MATMUL=64, 128, 64v, 128v, 64p, 128p, 64d or 128d forces one; "auto" (the default) takes 128 x 128
  * tiles where both M and N are at least 128 and the product then has 256 workgroups or more, or will be split along
  * K (batch 1, K at least 1,024: the split makes the workgroups); else 64 x 64. The 256: about two workgroups per
- * core of an H200 (132); with fewer, 64 x 64 tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d": the same choice, with that variant for the
- * large products. Exported for the tests and the benches.
+ * core of an H200 (132); with fewer, 64 x 64 tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d":
+ * the same choice, with that variant for the large products. Exported for the tests and the benches.
  */
 export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
   let v = env("CHARLM_WEBGPU_MATMUL") || tunedVariant || "auto";
