@@ -8,7 +8,7 @@
 
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
-import { lostDevice } from "../src/engine/backends/index.js";
+import { loadBackend } from "../src/engine/backends/index.js";
 import { wasmKernels } from "../src/browser.js";
 import { generationRate as timeGeneration } from "../src/sample/generate.js";
 
@@ -23,19 +23,11 @@ export interface Chosen {
   note: string;
 }
 
-let gpu: Promise<Backend & { device: string }> | null = null;
-
 /**
- * One WebGPU device per page or worker, made on first use; a failure (no navigator.gpu, no adapter) is retried,
- * and a lost device (the browser dropped its GPU process, a driver reset) is replaced by a new one.
+ * The page's or worker's one WebGPU device, as Node's: made on first use, a failure (no navigator.gpu, no adapter)
+ * retried, and a lost device (the browser dropped its GPU process, a driver reset) replaced by a new one.
  */
-async function loadGpu(): Promise<Backend & { device: string }> {
-  const held = gpu ? await gpu.catch(() => null) : null;
-  if (held && lostDevice(held) !== null) gpu = null;
-  gpu ??= import("../src/engine/backends/webgpu/index.js").then((m) => m.createWebgpuBackend());
-  gpu.catch(() => (gpu = null));
-  return gpu;
-}
+const loadGpu = () => loadBackend("webgpu") as Promise<Backend & { device: string }>;
 
 const reason = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split("\n")[0];
 

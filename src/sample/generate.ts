@@ -305,10 +305,20 @@ export function takesFusedBursts(
   be: Backend,
   opts: Pick<GenerateOptions, "fused"> = {},
 ): boolean {
+  return burstWeightsFor(model, be, opts) !== null;
+}
+
+/** The model's shape and tensors for Backend.rnnBurst where generation on `be` takes it (takesFusedBursts), else null. */
+function burstWeightsFor(
+  model: LanguageModel,
+  be: Backend,
+  opts: Pick<GenerateOptions, "fused">,
+): ReturnType<NonNullable<LanguageModel["burstWeights"]>> | null {
   const env = typeof process !== "undefined" ? process.env?.CHARLM_WEBGPU_BURST : undefined;
   const wanted = opts.fused ?? env !== "0";
-  if (!wanted || !be.rnnBurst || !model.burstWeights) return false;
-  return be.takesBurst?.(model.burstWeights().shape) ?? true;
+  if (!wanted || !be.rnnBurst || !model.burstWeights) return null;
+  const weights = model.burstWeights();
+  return (be.takesBurst?.(weights.shape) ?? true) ? weights : null;
 }
 
 /**
@@ -322,8 +332,9 @@ function fusedBursts(
   state: State,
   logits: Tensor,
 ): { run(u: Float32Array, how: Sampling): Promise<Float32Array>; close(): void } | null {
-  if (!takesFusedBursts(model, be, opts)) return null;
-  const { shape, tensors } = model.burstWeights!();
+  const taken = burstWeightsFor(model, be, opts);
+  if (!taken) return null;
+  const { shape, tensors } = taken;
   const pack = (parts: Tensor[]): Tensor =>
     noGrad(() =>
       concat(
