@@ -6,7 +6,8 @@
 // on webgpu and wasm and keeps the faster: wasm, against SwiftShader), and the downloaded checkpoint tar is read by
 // `charlm sample`. And fine-tuning in the tab: a served
 // model picked under "Start from", a text with a character it lacks refused in one line, then a few steps on webgpu
-// and a tar whose manifest records initFrom.
+// and a tar whose manifest records initFrom. And the worker's GPU device destroyed under a run in the tab: the page
+// keeps the last epoch's checkpoint, downloads it and generates from it on a new device.
 //
 // Needs /usr/bin/chromium; CHARLM_SKIP_BROWSER=1 skips this file, as it does the other browser test.
 
@@ -323,6 +324,79 @@ test(
         ...["--prime", "the ", "--length", "20", "--seed", "1", "--backend", "js"],
       );
       assert.equal(r.code, 0, r.err);
+      assert.deepEqual(errors, []);
+    } finally {
+      await close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  "a GPU device lost under the tab's training keeps the last checkpoint: it downloads and generates on a new device",
+  { skip },
+  async () => {
+    const { page, errors, probe, until, close } = await openPage([]);
+    const work = mkdtempSync(join(tmpdir(), "charlm-tablost-"));
+    try {
+      await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
+      await page.selectOption("#train-model", "LSTM 32 (a quick look)");
+      await page.fill("#train-steps", "3000");
+      await page.click("#train-start");
+      // An epoch is 15 steps of this text, each ending in a checkpoint. Once the second epoch's steps are under way
+      // (its first checkpoint saved), the device dies under the run, destroyed from outside the backend as a driver
+      // reset or the browser would.
+      await page.waitForFunction(
+        () => {
+          const p = (window as unknown as { charlmTrain: TrainProbe }).charlmTrain;
+          return p.losses.some(([step]) => step > 15) || p.state !== "training";
+        },
+        undefined,
+        { timeout: 240_000 },
+      );
+      assert.equal((await probe()).state, "training", (await probe()).error);
+      const [worker] = page.workers();
+      await worker.evaluate(() =>
+        (self as unknown as { charlmBackend: () => { gpuDevice: GPUDevice } }).charlmBackend().gpuDevice.destroy(),
+      );
+      await until(["trained", "error"]);
+      const p = await probe();
+      assert.equal(p.state, "trained", p.error);
+      const lost =
+        /^training stopped at step (\d+) \(epoch \d+\): the GPU device was lost \(.+\); the last checkpoint \(step (\d+)\) is kept$/.exec(
+          p.error,
+        );
+      assert.ok(lost, p.error);
+      const [at, saved] = [Number(lost[1]), Number(lost[2])];
+      assert.ok(saved >= 15 && saved % 15 === 0 && saved < at && at < 3000, `stopped at ${at}, saved ${saved}`);
+      assert.ok(
+        p.validation.some(([step]) => step === saved),
+        "the kept checkpoint is an epoch's end",
+      );
+      assert.match(
+        (await page.locator("#train-status").textContent()) ?? "",
+        /is kept: download it or generate from it \(on a new device or wasm\); best validation \d\.\d{3} nats\/char$/,
+      );
+
+      // The tar is the kept checkpoint, and charlm sample reads it.
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
+      const file = join(work, "run.tar");
+      await download.saveAs(file);
+      const files = readTar(readFileSync(file), file);
+      const manifest = JSON.parse(new TextDecoder().decode(files.get(MANIFEST))) as { step: number };
+      assert.equal(manifest.step, saved);
+      const r = await cli("sample", "--model", file, ...["--prime", "the ", "--length", "20", "--backend", "js"]);
+      assert.equal(r.code, 0, r.err);
+
+      // The page generates from it on webgpu: a new device, the lost one dropped.
+      await page.fill("#train-prime", "the ");
+      await page.selectOption("#backend", "webgpu");
+      await page.click("#train-generate");
+      await until(["trained", "error"]);
+      const g = await probe();
+      assert.equal(g.error, "");
+      assert.equal(g.backend, "webgpu");
+      assert.equal(Array.from(g.text).length, 400);
       assert.deepEqual(errors, []);
     } finally {
       await close();

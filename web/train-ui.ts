@@ -222,6 +222,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
   ui.generate.addEventListener("click", () => {
     ui.output.textContent = ui.prime.value;
     probe.text = "";
+    probe.error = "";
     setState("generating");
     send({
       type: "generate",

@@ -7,7 +7,7 @@ import { WEIGHTS } from "../src/checkpoint/checkpoint.js";
 import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
 import { loadWeightsInto } from "../src/checkpoint/weights.js";
 import { fetchOk } from "../src/browser.js";
-import { setBackend } from "../src/engine/backends/index.js";
+import { getBackend, setBackend } from "../src/engine/backends/index.js";
 import { parseModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
@@ -19,6 +19,10 @@ import type { FromWorker, ToWorker } from "./train-protocol.js";
 
 const post = (m: FromWorker, transfer: Transferable[] = []): void =>
   (self as unknown as Worker).postMessage(m, transfer);
+
+// The browser test reaches the backend in use through this, to destroy its GPU device under a training run from
+// outside, as a driver reset or the browser dropping its GPU process would (test/webgpu-browser.test.ts).
+(self as unknown as { charlmBackend: typeof getBackend }).charlmBackend = getBackend;
 
 let run: Omit<TabRun, "result"> | null = null;
 let trainedOn = "";
