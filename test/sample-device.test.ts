@@ -314,4 +314,15 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
       delete process.env.CHARLM_WEBGPU_BURST_BYTES;
     }
   });
+
+  test("generations running at once on one device (a server's) give each the text it gives alone", async () => {
+    await useBackend("js");
+    const { onGpu } = pair(lstm);
+    for (const fused of [true, false]) {
+      const run = (seed: number) => withBackend(gpu!, () => text(onGpu, { fused, seed }, undefined, 40));
+      const alone = [await run(1), await run(2)];
+      assert.notEqual(alone[0], alone[1]);
+      assert.deepEqual(await Promise.all([run(1), run(2)]), alone, `fused ${fused}`);
+    }
+  });
 });
