@@ -32,7 +32,7 @@
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
 // timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm;
 // --generation-only runs generation alone (a recurrent model's bursts in one kernel each, since stop 16, against
-// the step route and against reading the logits back).
+// the wide route (since stop 17), the step route and reading the logits back).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
@@ -192,12 +192,18 @@ function dispose(model: LanguageModel, opt?: Adam): void {
 
 /**
  * onDevice: tokens drawn on the GPU in bursts (the default there), a recurrent model's bursts in one kernel each
- * unless `fused` is false; or onDevice false: the logits read back for each.
+ * unless `fused` is false (or in a kernel per layer a token, `wide`); or onDevice false: the logits read back for each.
  */
-async function generateRate(w: Workload, chars: number, onDevice: boolean, fused = true): Promise<number> {
+async function generateRate(
+  w: Workload,
+  chars: number,
+  onDevice: boolean,
+  fused = true,
+  wide = false,
+): Promise<number> {
   const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
   const model = buildModel(w.model, new Rng(0));
-  const opts = { prime: "", temperature: 1, seed: 1, onDevice, fused };
+  const opts = { prime: "", temperature: 1, seed: 1, onDevice, fused, wide };
   // a warm-up first: pipelines, burst sizes
   const run = (length: number) => generate(model, vocab, { ...opts, length });
   const { perSecond, text } = await generationRate(run, chars, Math.min(chars, 120));
@@ -591,16 +597,19 @@ async function main(): Promise<void> {
   // kept on the GPU when it draws there)
   for (const w of workloads.filter((w) => !only || only.includes(w.name))) {
     // since stop 16 a recurrent model's bursts run in one kernel each (rnnBurst): timed against the step route
+    // and since stop 17 against the wide route (a kernel per layer a token, spread over the GPU)
     const burst = w.model.type === "rnn" ? await generateRate(w, GEN_CHARS, true) : null;
+    const wide = w.model.type === "rnn" ? await generateRate(w, GEN_CHARS, true, true, true) : null;
     const r = await generateRate(w, GEN_CHARS, true, false);
     const back = await generateRate(w, GEN_CHARS, false);
     console.log(
       `generation, batch 1, ${w.name} (${w.desc}): ` +
         (burst === null ? "" : `${burst.toFixed(0)} chars/s in one kernel a burst, `) +
+        (wide === null ? "" : `${wide.toFixed(0)} in a kernel per layer a character, `) +
         `${r.toFixed(0)} drawn on the GPU step by step, ${back.toFixed(0)} reading the logits back for each ` +
         `(${GEN_CHARS} characters)`,
     );
-    results.push({ workload: w.name, generation: { burst, steps: r, readBack: back, chars: GEN_CHARS } });
+    results.push({ workload: w.name, generation: { burst, wide, steps: r, readBack: back, chars: GEN_CHARS } });
     if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
   }
   gpu.destroy?.();

@@ -33,8 +33,9 @@
 #                                            defaults with that variant for the large products
 #                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
 #                                            (bench/gpu.ts --compare --rounds), then generation at batch 1 for W1,
-#                                            W2 and W3 (T_GEN, 60: bursts in one kernel against the step route and
-#                                            reading the logits back, gpu-gen.txt); no wasm nor quality run
+#                                            W2 and W3 (T_GEN, 60: bursts in one kernel against the wide route, the
+#                                            step route and reading the logits back, gpu-gen.txt); no wasm nor
+#                                            quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes (with PART=compare: that part's).

@@ -260,6 +260,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
         const where = `${(cfg as { cell: string }).cell} ${JSON.stringify(o)}`;
         assert.equal(await withBackend(gpu!, () => text(onGpu, o, undefined, 40)), want, where);
         assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, fused: false }, undefined, 40)), want, where);
+        assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, wide: true }, undefined, 40)), want, where);
       }
     }
   });
@@ -277,11 +278,13 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
       {
         const opts = { prime: prime.join(""), length: 24, seed: 9, ...o };
         const want = await generateText(cpu, wide, { ...opts, onDevice: false });
-        assert.equal(
-          await withBackend(gpu!, () => generateText(onGpu, wide, opts)),
-          want,
-          `${cell} ${JSON.stringify(o)}`,
-        );
+        for (const route of [{}, { wide: true }]) {
+          assert.equal(
+            await withBackend(gpu!, () => generateText(onGpu, wide, { ...opts, ...route })),
+            want,
+            `${cell} ${JSON.stringify(o)} ${JSON.stringify(route)}`,
+          );
+        }
       }
     }
   });
@@ -299,6 +302,13 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     assert.equal((await dispatches(true, 64)) - (await dispatches(true, 0)), 4);
     const steps = (await dispatches(false, 64)) - (await dispatches(false, 0));
     assert.ok(steps >= 64 * 5, `the step route: ${steps} dispatches for 64 tokens`);
+    // the wide route: a dispatch per layer and one for the logits a token, and one more a burst (its first draw)
+    const wideRoute = async (length: number): Promise<number> => {
+      const d0 = g.counts().dispatches;
+      await withBackend(gpu!, () => text(onGpu, { wide: true }, undefined, length));
+      return g.counts().dispatches - d0;
+    };
+    assert.equal((await wideRoute(64)) - (await wideRoute(0)), 64 * 3 + 4);
 
     // a model whose weights take most of a dispatch's budget runs 3 tokens a dispatch: the same text
     const { shape } = onGpu.burstWeights!();
@@ -318,11 +328,11 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
   test("generations running at once on one device (a server's) give each the text it gives alone", async () => {
     await useBackend("js");
     const { onGpu } = pair(lstm);
-    for (const fused of [true, false]) {
-      const run = (seed: number) => withBackend(gpu!, () => text(onGpu, { fused, seed }, undefined, 40));
+    for (const route of [{ fused: true }, { fused: true, wide: true }, { fused: false }]) {
+      const run = (seed: number) => withBackend(gpu!, () => text(onGpu, { ...route, seed }, undefined, 40));
       const alone = [await run(1), await run(2)];
       assert.notEqual(alone[0], alone[1]);
-      assert.deepEqual(await Promise.all([run(1), run(2)]), alone, `fused ${fused}`);
+      assert.deepEqual(await Promise.all([run(1), run(2)]), alone, JSON.stringify(route));
     }
   });
 });

@@ -8,9 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { selectBackend } from "../src/cli/backend.js";
 import { setBackend, withBackend } from "../src/engine/backends/index.js";
-import { useBurstRoute } from "../src/engine/backends/webgpu/kernels/generate.js";
+import { ROUTE_NAMES, useBurstRoute } from "../src/engine/backends/webgpu/kernels/generate.js";
 import { buildModel } from "../src/models/registry.js";
-import { takesFusedBursts } from "../src/sample/generate.js";
+import { generateText, takesFusedBursts } from "../src/sample/generate.js";
+import { Vocab } from "../src/data/vocab.js";
 import { Rng } from "../src/util/rng.js";
 import { loadTunedKernels, saveTunedKernels, tunedKernelsPath } from "../src/engine/backends/tuned-kernels.js";
 import { pickVariant, TUNED_VARIANTS, useMatmulVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
@@ -109,21 +110,23 @@ describe("charlm tune-gpu", { skip }, () => {
     const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
     const table = file.adapters[gpu!.device].table;
     const matmul = file.adapters[gpu!.device].matmul;
-    // generation: both routes timed on the gpu preset's model with 8 units, the faster kept
+    // generation: the three routes timed on the gpu preset's model with 8 units, the fastest kept
     const gen =
-      /generation at batch 1 \(2 x LSTM 8, embedding \d+, 65 symbols\): (\d+) chars\/s in one kernel a burst, (\d+) step by step; (fused|steps) kept/.exec(
+      /generation at batch 1 \(2 x LSTM 8, embedding \d+, 65 symbols\): (\d+) chars\/s in one kernel a burst, (\d+) in a kernel per layer a character, (\d+) step by step; (fused|wide|steps) kept/.exec(
         r.out,
       );
     assert.ok(gen, r.out);
-    assert.equal(gen[3], Number(gen[1]) >= Number(gen[2]) ? "fused" : "steps");
-    assert.equal(file.adapters[gpu!.device].generation, gen[3]);
+    const rates = { fused: Number(gen[1]), wide: Number(gen[2]), steps: Number(gen[3]) };
+    const kept = gen[4] as keyof typeof rates;
+    assert.equal(rates[kept], Math.max(...Object.values(rates)));
+    assert.equal(file.adapters[gpu!.device].generation, kept);
     assert.deepEqual(Object.keys(table), ["lstmForward H8 B4", "lstmBackward H8 B4"]);
     assert.ok((TUNED_VARIANTS as readonly string[]).includes(matmul), matmul);
     assert.match(r.out, new RegExp(`; ${matmul} kept \\(`));
     useKernelTable(null);
     useMatmulVariant(null);
     const { line } = await selectBackend("webgpu");
-    const route = gen[3] === "fused" ? "in one kernel a burst" : "step by step";
+    const route = ROUTE_NAMES[kept];
     assert.match(
       line,
       new RegExp(`step kernels tuned here for 2 shapes, matrix products in ${matmul}, generation ${route} \\(`),
@@ -147,7 +150,7 @@ describe("charlm tune-gpu", { skip }, () => {
     assert.deepEqual(await loadTunedKernels("another adapter"), { shapes: 0, matmul: null, generation: null });
     // a variant saved for this adapter is the one its large products then take
     await saveTunedKernels(gpu!.device, {}, tunedKernelsPath(), "auto-128p");
-    assert.deepEqual(await loadTunedKernels(gpu!.device), { shapes: 2, matmul: "auto-128p", generation: gen[3] });
+    assert.deepEqual(await loadTunedKernels(gpu!.device), { shapes: 2, matmul: "auto-128p", generation: kept });
     assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128.p");
     assert.equal(pickVariant(false, false, 25600, 65).key, "matmulNN");
     await saveTunedKernels(gpu!.device, {}); // a later save without a variant keeps it
@@ -159,11 +162,24 @@ describe("charlm tune-gpu", { skip }, () => {
         new Rng(1),
       ),
     );
-    for (const r of ["steps", "fused"] as const) {
+    const vocab = new Vocab("abcde".split(""));
+    const dispatches = async (): Promise<number> => {
+      const g = gpu as typeof gpu & { counts(): { dispatches: number } };
+      const d0 = g.counts().dispatches;
+      await withBackend(gpu!, () => generateText(model, vocab, { prime: "a", length: 16, seed: 1 }));
+      return g.counts().dispatches - d0;
+    };
+    const count: Record<string, number> = {};
+    for (const r of ["steps", "fused", "wide"] as const) {
       await saveTunedKernels(gpu!.device, {}, tunedKernelsPath(), undefined, r);
       assert.equal((await loadTunedKernels(gpu!.device)).generation, r);
-      assert.equal(takesFusedBursts(model, gpu!), r === "fused", r);
+      assert.equal(takesFusedBursts(model, gpu!), r !== "steps", r);
+      count[r] = await dispatches();
     }
+    // 16 characters past the prime's step: bursts of 8 and 8; in one kernel each, or 2 dispatches a character
+    // (the layer, the logits) and a first draw each
+    assert.equal(count.wide - count.fused, 2 * 16 + 2 - 2);
+    assert.ok(count.steps > count.wide, JSON.stringify(count));
     useBurstRoute(null);
     useMatmulVariant(null);
     useKernelTable(null);
@@ -193,7 +209,7 @@ describe("charlm tune-gpu", { skip }, () => {
     );
     await assert.rejects(
       () => loadTunedKernels("x", file),
-      /damaged\.json: adapter "x"'s "generation" is not "fused" or "steps"/,
+      /damaged\.json: adapter "x"'s "generation" is not "fused", "wide" or "steps"/,
     );
     writeFileSync(file, "{not json");
     await assert.rejects(() => loadTunedKernels("x", file), /damaged\.json: not JSON/);

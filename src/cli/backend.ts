@@ -8,6 +8,7 @@
 import { chooseBackend } from "../engine/backends/choose.js";
 import { setBackend, setWasmThreads, type BackendName } from "../engine/backends/index.js";
 import { loadTunedKernels, tunedKernelsPath } from "../engine/backends/tuned-kernels.js";
+import { ROUTE_NAMES } from "../engine/backends/webgpu/kernels/generate.js";
 import type { FlagSpec } from "./flags.js";
 
 export { chooseBackend, type ChosenBackend } from "../engine/backends/choose.js";
@@ -45,7 +46,7 @@ export async function selectBackend(name: string, threads?: number): Promise<{ n
       line +=
         `; step kernels tuned here for ${shapes} shape${shapes > 1 ? "s" : ""}` +
         `${matmul ? `, matrix products in ${matmul}` : ""}` +
-        `${generation ? `, generation ${generation === "fused" ? "in one kernel a burst" : "step by step"}` : ""}` +
+        `${generation ? `, generation ${ROUTE_NAMES[generation]}` : ""}` +
         ` (${tunedKernelsPath()})`;
   }
   return { name: chosen.name, line };

@@ -29,7 +29,7 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WEBGPU_VEC4:
     "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 0)",
   CHARLM_WEBGPU_BURST:
-    "0 or 1: webgpu generates a recurrent model's bursts of characters in one kernel each (default 1), or 0: a step's kernels per character",
+    "1, wide or 0: webgpu generates a recurrent model's bursts of characters in one kernel each (1, the default), in a kernel per layer a character spread over the GPU (wide), or a step's kernels per character (0)",
   CHARLM_WEBGPU_BURST_BYTES:
     "N: weight bytes one of webgpu's generation dispatches may read (tokens times the model's weights; default 64 MiB)",
   CHARLM_WEBGPU_KERNELS:

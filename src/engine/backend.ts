@@ -196,6 +196,11 @@ export interface RnnBurst<S extends Storage = Storage> {
   idsOff: number;
   n: number;
   how: Sampling;
+  /**
+   * webgpu: the wide route (a dispatch per layer a token over many workgroups) rather than one workgroup for the
+   * whole burst; unset: CHARLM_WEBGPU_BURST=wide, else what `charlm tune-gpu` measured, else one workgroup.
+   */
+  wide?: boolean;
 }
 
 export interface Backend<S extends Storage = Storage> {

@@ -43,6 +43,10 @@ export interface GenerateOptions {
   // sampling kernel and a step's kernels per token. Default: where the backend takes the model's shape, unless
   // CHARLM_WEBGPU_BURST=0.
   fused?: boolean;
+  // With fused: true (or by default), webgpu's wide route (a dispatch per layer a token, spread over the GPU)
+  // instead of one workgroup for the whole burst; unset: CHARLM_WEBGPU_BURST=wide or what `charlm tune-gpu`
+  // measured, else one workgroup.
+  wide?: boolean;
 }
 
 /** Largest vocabulary sampled on the device (its top-k/top-p ranking is quadratic in V); larger ones draw on the host. */
@@ -361,6 +365,7 @@ function fusedBursts(
           idsOff: 0,
           n,
           how,
+          ...(opts.wide === undefined ? {} : { wide: opts.wide }),
         });
         return await ids.read();
       } finally {

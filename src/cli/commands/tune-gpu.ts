@@ -7,7 +7,7 @@
 import { Vocab } from "../../data/vocab.js";
 import type { BurstShape } from "../../engine/backend.js";
 import { getBackend } from "../../engine/backends/index.js";
-import { useBurstRoute } from "../../engine/backends/webgpu/kernels/generate.js";
+import { ROUTE_NAMES, useBurstRoute } from "../../engine/backends/webgpu/kernels/generate.js";
 import { buildModel } from "../../models/registry.js";
 import { generate, generationRate } from "../../sample/generate.js";
 import { Rng } from "../../util/rng.js";
@@ -81,20 +81,22 @@ export const tuneGpuCommand = defineCommand({
         `${products.map((p) => `${p.variant} ${(p.us / 1000).toFixed(2)} ms`).join(", ")}; ` +
         `${fastest.variant} kept (${(auto.us / fastest.us).toFixed(2)}x the default, auto)\n`,
     );
-    // generation at batch 1 of the preset's model with these units: bursts in one kernel, or a step's kernels each
+    // generation at batch 1 of the preset's model with these units: bursts in one kernel, a kernel per layer a
+    // character, or a step's kernels each
     const shape = { cell, L: cfg.layers, E: cfg.embedding, H, V: 65 };
     const gen = await timeGeneration(shape, flags.quick ? 40 : 400);
-    const route = gen.fused >= gen.steps ? "fused" : "steps";
+    const route = (["fused", "wide", "steps"] as const).reduce((a, b) => (gen[b] > gen[a] ? b : a));
     process.stdout.write(
       `  generation at batch 1 (${shape.L} x ${cell.toUpperCase()} ${H}, embedding ${shape.E}, 65 symbols): ` +
-        `${gen.fused.toFixed(0)} chars/s in one kernel a burst, ${gen.steps.toFixed(0)} step by step` +
+        `${gen.fused.toFixed(0)} chars/s in one kernel a burst, ${gen.wide.toFixed(0)} in a kernel per layer ` +
+        `a character, ${gen.steps.toFixed(0)} step by step` +
         `${gen.same ? "" : " (the texts differ: f32 rounding at a draw's boundary)"}; ${route} kept\n`,
     );
     await saveTunedKernels(gpu.device, table, out, fastest.variant, route);
     process.stdout.write(
       `saved in ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s): charlm's commands on webgpu with this GPU ` +
         `take these settings for ${cell.toUpperCase()} ${H} at batch ${B}, these matrix products for every ` +
-        `shape, and generate ${route === "fused" ? "in one kernel a burst" : "step by step"}; CHARLM_WEBGPU_KERNELS, ` +
+        `shape, and generate ${ROUTE_NAMES[route]}; CHARLM_WEBGPU_KERNELS, ` +
         `CHARLM_WEBGPU_MATMUL, CHARLM_WEBGPU_BURST and the single settings override them\n`,
     );
   },
@@ -102,21 +104,27 @@ export const tuneGpuCommand = defineCommand({
 
 /**
  * Characters a second of a model of `shape` (random weights) generating `chars` characters at batch 1 on the current
- * backend, in one kernel a burst and step by step (a warm-up of each first), and whether both gave the same text.
+ * backend, in one kernel a burst, in the wide route and step by step (a warm-up of each first), and whether all three
+ * gave the same text.
  */
 async function timeGeneration(
   shape: BurstShape,
   chars: number,
-): Promise<{ fused: number; steps: number; same: boolean }> {
+): Promise<{ fused: number; wide: number; steps: number; same: boolean }> {
   const before = useBurstRoute(null); // time both, whatever was measured before
   const vocab = new Vocab(Array.from({ length: shape.V }, (_, i) => String.fromCharCode(48 + i)));
   const { cell, L: layers, E: embedding, H: units, V: vocabSize } = shape;
   const model = buildModel({ type: "rnn", cell, vocabSize, embedding, units, layers, dropout: 0 }, new Rng(1));
   try {
-    const rate = (fused: boolean) =>
-      generationRate((length) => generate(model, vocab, { prime: "", length, seed: 1, fused }), chars);
-    const [fused, steps] = [await rate(true), await rate(false)];
-    return { fused: fused.perSecond, steps: steps.perSecond, same: fused.text === steps.text };
+    const rate = (fused: boolean, wide = false) =>
+      generationRate((length) => generate(model, vocab, { prime: "", length, seed: 1, fused, wide }), chars);
+    const [fused, wide, steps] = [await rate(true), await rate(true, true), await rate(false)];
+    return {
+      fused: fused.perSecond,
+      wide: wide.perSecond,
+      steps: steps.perSecond,
+      same: fused.text === steps.text && wide.text === steps.text,
+    };
   } finally {
     for (const p of model.parameters().values()) p.dispose();
     useBurstRoute(before);

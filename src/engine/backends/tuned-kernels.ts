@@ -7,8 +7,9 @@
 //   "adapters": { "<adapter>": { "updated": "<ISO time>", "table": { "lstmForward H512 B32": {...}, ... },
 //                                "matmul": "auto" } } }
 // "matmul" (since stop 13, optional): the matrix products' tiles that timed fastest there (useMatmulVariant).
-// "generation" (since stop 16, optional): "fused" or "steps", the faster way to generate at batch 1 there
-// (useBurstRoute: a recurrent model's bursts in one kernel, or a step's kernels per character).
+// "generation" (since stop 16, optional): "fused", "wide" (since stop 17) or "steps", the fastest way to generate at
+// batch 1 there (useBurstRoute: a recurrent model's bursts in one kernel, a kernel per layer a character, or a
+// step's kernels per character).
 
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
@@ -16,7 +17,7 @@ import { writeFileAtomic } from "../../checkpoint/atomic.js";
 import { defaultCacheDir } from "../../data/tinyshakespeare.js";
 import { CharlmError } from "../../util/errors.js";
 import { TUNED_VARIANTS, useMatmulVariant, type TunedVariant } from "./webgpu/kernels/matmul.js";
-import { useBurstRoute, type BurstRoute } from "./webgpu/kernels/generate.js";
+import { BURST_ROUTES, useBurstRoute, type BurstRoute } from "./webgpu/kernels/generate.js";
 import { useKernelTable, type StepSettings } from "./webgpu/kernels/recurrent.js";
 
 const FORMAT = "charlm-webgpu-kernels";
@@ -68,8 +69,8 @@ async function readTuned(file: string): Promise<TunedFile | null> {
     if (typeof entry?.table !== "object" || entry.table === null) throw bad(`adapter "${adapter}" has no table`);
     if (entry.matmul !== undefined && !(TUNED_VARIANTS as readonly unknown[]).includes(entry.matmul))
       throw bad(`adapter "${adapter}"'s "matmul" is not one of ${TUNED_VARIANTS.join(", ")}`);
-    if (entry.generation !== undefined && entry.generation !== "fused" && entry.generation !== "steps")
-      throw bad(`adapter "${adapter}"'s "generation" is not "fused" or "steps"`);
+    if (entry.generation !== undefined && !(BURST_ROUTES as readonly unknown[]).includes(entry.generation))
+      throw bad(`adapter "${adapter}"'s "generation" is not "fused", "wide" or "steps"`);
     for (const [key, s] of Object.entries(entry.table)) {
       const ok =
         /^(lstm|gru|rnn)(Forward|Backward) H\d+ B\d+$/.test(key) &&

@@ -14,7 +14,7 @@ import type { GpuProfile, ProfileOptions } from "./profile.js";
 import { GpuRuntime, GpuStorage } from "./runtime.js";
 import * as A from "./kernels/attention.js";
 import * as E from "./kernels/elementwise.js";
-import { burstRoute, burstWorkgroupBytes, rnnBurst } from "./kernels/generate.js";
+import { burstRoute, burstWorkgroupBytes, rnnBurst, wideWorkgroupBytes } from "./kernels/generate.js";
 import { matmul } from "./kernels/matmul.js";
 import * as R from "./kernels/recurrent.js";
 import * as W from "./kernels/rows.js";
@@ -103,7 +103,8 @@ export async function createWebgpuBackend(): Promise<WebgpuBackend> {
     sampleRows: (x, u, uo, ids, io, rows, V, how) => W.sampleRows(rt, x, u, uo, ids, io, rows, V, how),
     rnnBurst: (a) => rnnBurst(rt, a),
     takesBurst: (shape) =>
-      burstWorkgroupBytes(shape) <= device.limits.maxComputeWorkgroupStorageSize && burstRoute() !== "steps",
+      burstRoute() !== "steps" &&
+      Math.min(burstWorkgroupBytes(shape), wideWorkgroupBytes(shape)) <= device.limits.maxComputeWorkgroupStorageSize,
 
     copyBlocks: (src, so, ss, dst, d0, ds, block, count, acc) =>
       E.copyBlocks(rt, src, so, ss, dst, d0, ds, block, count, acc),

@@ -86,7 +86,14 @@ export function tokensPerDispatch(weightBytes: number, budget = BURST_BYTES): nu
 }
 
 /** How generation runs on this GPU, as `charlm tune-gpu` measured it (tuned-kernels.ts); null: not measured. */
-export type BurstRoute = "fused" | "steps";
+export const BURST_ROUTES = ["fused", "wide", "steps"] as const;
+export type BurstRoute = (typeof BURST_ROUTES)[number];
+/** How the CLI names each route. */
+export const ROUTE_NAMES: Record<BurstRoute, string> = {
+  fused: "in one kernel a burst",
+  wide: "in a kernel per layer a character",
+  steps: "step by step",
+};
 let route: BurstRoute | null = null;
 
 /** Set the measured route (null: none, the default: bursts in one kernel); returns the one before. */
@@ -119,10 +126,19 @@ export function rnnBurst(rt: GpuRuntime, a: RnnBurst<GpuStorage>): void {
         `a ${s.L} x ${s.cell} ${s.H} with embedding ${s.E} and vocabulary ${V} packs ${lay.weights} and ${lay.state}`,
     );
   }
-  if (burstWorkgroupBytes(s) > rt.device.limits.maxComputeWorkgroupStorageSize) {
+  const filter = (how.topK > 0 && how.topK < V) || how.topP < 1;
+  // the wide route where asked for or measured faster here, or where one workgroup's memory cannot hold the model
+  const limit = rt.device.limits.maxComputeWorkgroupStorageSize;
+  const wide = envSetting("CHARLM_WEBGPU_BURST") === "wide" || route === "wide" || burstWorkgroupBytes(s) > limit;
+  if (a.wide ?? wide) {
+    if (wideWorkgroupBytes(s) > limit) {
+      throw new CharlmError(`rnnBurst: ${s.H} units need more workgroup memory than the GPU has`);
+    }
+    return rnnBurstWide(rt, a, lay, filter);
+  }
+  if (burstWorkgroupBytes(s) > limit) {
     throw new CharlmError(`rnnBurst: ${s.H} units with embedding ${s.E} need more workgroup memory than the GPU has`);
   }
-  const filter = (how.topK > 0 && how.topK < V) || how.topP < 1;
   const w = rt.scratch(V);
   const order = filter ? rt.scratch(V) : null;
   const key = `rnnBurst.${s.cell}.L${s.L}.E${s.E}.H${s.H}.V${V}.${filter}`;
@@ -138,13 +154,12 @@ export function rnnBurst(rt: GpuRuntime, a: RnnBurst<GpuStorage>): void {
   if (order) rt.free(order);
 }
 
-/** The WGSL of the burst kernel for shape `s` (offsets and sizes are constants of the code). */
-function burstCode(s: BurstShape, filter: boolean): string {
-  const lay = burstLayout(s);
-  const { E, H, V } = s;
-  const G = gatesOf(s.cell) * H;
-  const layers = lay.layers.map((l, i) => layerCode(s, l, i, lay, G)).join("\n");
-  const draw = drawCode(filter, {
+/**
+ * Both burst kernels' draw of token k from the logits in S (sampleRows' code): the temperature, top-k and top-p in
+ * params 3-5, the uniform draw at u[params[1] + k].
+ */
+function burstDraw(filter: boolean): ReturnType<typeof drawCode> {
+  return drawCode(filter, {
     x: (j) => `S[LOGITS + ${j}]`,
     w: (j) => `w[${j}]`,
     order: (q) => `order[${q}]`,
@@ -153,6 +168,15 @@ function burstCode(s: BurstShape, filter: boolean): string {
     topP: "pf(5u)",
     u: "u[pu(1u) + k]",
   });
+}
+
+/** The WGSL of the burst kernel for shape `s` (offsets and sizes are constants of the code). */
+function burstCode(s: BurstShape, filter: boolean): string {
+  const lay = burstLayout(s);
+  const { E, H, V } = s;
+  const G = gatesOf(s.cell) * H;
+  const layers = lay.layers.map((l, i) => layerCode(s, l, i, lay, G)).join("\n");
+  const draw = burstDraw(filter);
   return /* wgsl */ `
 @group(0) @binding(1) var<storage, read> W: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -317,4 +341,203 @@ function denseCode(s: BurstShape, lay: BurstLayout): string {
       for (var p = 1u; p < ${P}u; p++) { sum += part[t * ${P}u + p]; }
       S[LOGITS + t] = sum + W[${lay.denseBias}u + t];
     }`;
+}
+
+// ---- The wide route: a kernel per layer a token, over many workgroups
+//
+// One workgroup reads every weight once a token, through one core. For a model whose weights are large (W2's 13.3
+// MB) that can be slower than dispatches that spread each layer over the GPU, whose launches then cost more than
+// their work. Here a token takes L + 1 dispatches, all in one pass with no copy between them: a dispatch per layer
+// (WIDE_UNITS units a workgroup, each unit's sums cut in WIDE_SLICES slices along k, a thread each, added in slice
+// order; the first layer reads the embedding row of the token drawn just before), then one workgroup that makes
+// the logits from the last layer's new h and draws the next token from them (the single-workgroup kernel's code for
+// both). A layer's step reads every unit's previous h while other workgroups write theirs, so h lives in two
+// scratch buffers that swap roles each token; the state's h is copied in before the burst and back after it.
+// Choose it with CHARLM_WEBGPU_BURST=wide or GenerateOptions.wide; `charlm tune-gpu` times it against the others.
+
+/** Units of one layer a workgroup takes in the wide route; its 256 threads cut each unit's sums along k. */
+export const WIDE_UNITS = 16;
+const WIDE_SLICES = 256 / WIDE_UNITS;
+
+/** Slice z's share of `len` values of k, UNROLL at a time, into acc{a} for the thread's unit (its column c). */
+function sliceSums(
+  n: number,
+  H: number,
+  G: number,
+  acc: string,
+  base: number,
+  len: number,
+  from: (q: string) => string,
+) {
+  const chunk = Math.ceil(len / WIDE_SLICES);
+  const step = (q: string) =>
+    `{ let v = ${from(q)}; let r = ${base}u + (${q}) * ${G}u; ${Array.from(
+      { length: n },
+      (_, a) => `${acc}${a} += v * W[r + ${a * H}u + c];`,
+    ).join(" ")} }`;
+  const unrolled = Array.from({ length: UNROLL }, (_, r) => step(`q + ${r}u`)).join("\n        ");
+  return `
+      {
+        let q1 = min((z + 1u) * ${chunk}u, ${len}u);
+        var q = z * ${chunk}u;
+        for (; q + ${UNROLL}u <= q1; q += ${UNROLL}u) {
+          ${unrolled}
+        }
+        for (; q < q1; q++) { ${step("q")} }
+      }`;
+}
+
+/** The wide route's kernel for layer `i`: hNew's layer i from hOld's and the layer's input, c in S (LSTM). */
+function wideLayerCode(s: BurstShape, l: BurstLayout["layers"][number], i: number, lay: BurstLayout): string {
+  const { H, E } = s;
+  const n = gatesOf(s.cell);
+  const G = n * H;
+  const gates = Array.from({ length: n }, (_, a) => a);
+  const input = (q: string) => (i === 0 ? `W[${lay.embedding}u + id * ${E}u + ${q}]` : `hNew[${(i - 1) * H}u + ${q}]`);
+  const hAt = i * H;
+  // the slices' sums of this unit, added in slice order; the input's sums then take the bias (as in the matmuls)
+  const total = (p: string, off: number) =>
+    gates
+      .map(
+        (a) =>
+          `var ${p}${a} = part[t * ${2 * n}u + ${off + a}u];\n      ` +
+          `for (var y = 1u; y < ${WIDE_SLICES}u; y++) { ${p}${a} += part[(y * ${WIDE_UNITS}u + t) * ${2 * n}u + ${off + a}u]; }`,
+      )
+      .join("\n      ");
+  let math: string;
+  if (s.cell === "lstm") {
+    const c = lay.c + i * H;
+    math = /* wgsl */ `
+      let ig = sigmoid_(x0 + a0);
+      let fg = sigmoid_(x1 + a1);
+      let gg = tanh_(x2 + a2);
+      let og = sigmoid_(x3 + a3);
+      let cn = fg * S[${c}u + j] + ig * gg;
+      S[${c}u + j] = cn;
+      hNew[${hAt}u + j] = og * tanh_(cn);`;
+  } else if (s.cell === "gru") {
+    math = /* wgsl */ `
+      let hnv = a2 + W[${l.bh}u + ${2 * H}u + j];
+      let rg = sigmoid_(x0 + (a0 + W[${l.bh}u + j]));
+      let zg = sigmoid_(x1 + (a1 + W[${l.bh}u + ${H}u + j]));
+      let ng = tanh_(x2 + rg * hnv);
+      hNew[${hAt}u + j] = (1.0 - zg) * ng + zg * hOld[${hAt}u + j];`;
+  } else {
+    math = `
+      hNew[${hAt}u + j] = tanh_(x0 + a0);`;
+  }
+  return /* wgsl */ `
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+@group(0) @binding(3) var<storage, read> hOld: array<f32>;
+@group(0) @binding(4) var<storage, read_write> hNew: array<f32>;
+${s.cell === "lstm" ? "@group(0) @binding(5) var<storage, read_write> S: array<f32>;" : ""}
+const H = ${H}u;
+var<workgroup> part: array<f32, ${256 * 2 * n}>; // [slice][unit][the input's sums, then the recurrent ones]
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = lid.x;
+  let z = t / ${WIDE_UNITS}u; // the slice of k
+  let j = wid.x * ${WIDE_UNITS}u + t % ${WIDE_UNITS}u; // the unit (past H: computed on the last unit's column, dropped)
+  let c = min(j, H - 1u);
+  let id = u32(ids[pu(0u)]);
+  ${gates.map((a) => `var x${a} = 0.0; var a${a} = 0.0;`).join(" ")}
+  ${sliceSums(n, H, G, "x", l.wx, l.D, input)}
+  ${sliceSums(n, H, G, "a", l.wh, H, (q) => `hOld[${hAt}u + ${q}]`)}
+  ${gates.map((a) => `part[t * ${2 * n}u + ${a}u] = x${a}; part[t * ${2 * n}u + ${n + a}u] = a${a};`).join(" ")}
+  workgroupBarrier();
+  if (z == 0u && j < H) {
+      ${total("x_", 0)}
+      ${total("a_", n)}
+      ${gates.map((a) => `let x${a} = x_${a} + W[${l.b}u + ${a * H}u + j]; let a${a} = a_${a};`).join(" ")}
+      ${math}
+  }
+}`;
+}
+
+/**
+ * The wide route's last kernel, one workgroup: the logits from the last layer's new h (params[6] = 1), then the
+ * draw of the token k = params[0] from them (params[7] = 1), as the single-workgroup kernel does both.
+ */
+function wideOutCode(s: BurstShape, lay: BurstLayout, filter: boolean): string {
+  const { H, L } = s;
+  const draw = burstDraw(filter);
+  return /* wgsl */ `
+@group(0) @binding(1) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read> hNew: array<f32>;
+@group(0) @binding(4) var<storage, read_write> S: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ids: array<f32>;
+@group(0) @binding(6) var<storage, read_write> w: array<f32>;
+${filter ? "@group(0) @binding(7) var<storage, read_write> order: array<u32>;" : ""}
+const V = ${s.V}u;
+const H = ${H}u;
+const LOGITS = ${lay.logits}u;
+var<workgroup> vin: array<f32, ${H}>;
+var<workgroup> part: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.x;
+  let k = pu(0u);
+  if (pu(6u) == 1u) {
+    for (var q = t; q < H; q += 256u) { vin[q] = hNew[${(L - 1) * H}u + q]; }
+    workgroupBarrier();
+${denseCode(s, lay)}
+    storageBarrier();
+    workgroupBarrier();
+  }
+  if (pu(7u) == 1u) {
+${draw.weights}
+    if (t == 0u) {
+${draw.pick}
+      ids[pu(2u) + k] = f32(pick);
+    }
+  }
+}`;
+}
+
+/** Bytes of workgroup memory the wide route's kernels take at most: the logits kernel's h and parts, or a layer's sums. */
+export function wideWorkgroupBytes(s: BurstShape): number {
+  return 4 * Math.max(s.H + 256, 256 * 2 * gatesOf(s.cell));
+}
+
+/** rnnBurst in the wide route (see above): the same ids and state as the single-workgroup kernel, within rounding. */
+function rnnBurstWide(rt: GpuRuntime, a: RnnBurst<GpuStorage>, lay: BurstLayout, filter: boolean): void {
+  const { shape: s, how } = a;
+  const { L, H, V } = s;
+  const w = rt.scratch(V);
+  const order = filter ? rt.scratch(V) : null;
+  const hs = [rt.scratch(L * H), rt.scratch(L * H)];
+  rt.copyBuffer(a.state.buffer, 0, hs[0].buffer, 0, L * H * 4);
+  const outKey = `rnnBurstWide.out.L${L}.H${H}.V${V}.${filter}`;
+  const outWrites = order ? [a.state, a.ids, w, order] : [a.state, a.ids, w];
+  const out = (k: number, h: GpuStorage, logits: boolean, draw: boolean) =>
+    rt.run(
+      outKey,
+      () => wideOutCode(s, lay, filter),
+      [a.weights, a.u, h],
+      outWrites,
+      [k, a.uOff, a.idsOff, fbits(how.temperature), how.topK, fbits(how.topP), logits ? 1 : 0, draw ? 1 : 0],
+      [1],
+    );
+  out(0, hs[0], false, true);
+  for (let k = 0; k < a.n; k++) {
+    const [old, now] = [hs[k % 2], hs[(k + 1) % 2]];
+    lay.layers.forEach((l, i) =>
+      rt.run(
+        `rnnBurstWide.layer.${s.cell}.L${s.L}.E${s.E}.H${H}.V${V}.${i}`,
+        () => wideLayerCode(s, l, i, lay),
+        [a.weights, a.ids, old],
+        s.cell === "lstm" ? [now, a.state] : [now],
+        [a.idsOff + k],
+        [Math.ceil(H / WIDE_UNITS)],
+      ),
+    );
+    out(k + 1, now, true, k + 1 < a.n);
+  }
+  rt.copyBuffer(hs[a.n % 2].buffer, 0, a.state.buffer, 0, L * H * 4);
+  for (const x of [w, ...hs]) rt.free(x);
+  if (order) rt.free(order);
 }
