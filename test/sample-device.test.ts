@@ -15,7 +15,7 @@ import { Tensor } from "../src/engine/tensor.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { burstLayout, tokensPerDispatch } from "../src/engine/backends/webgpu/kernels/generate.js";
+import { burstLayout, burstWorkgroupBytes, tokensPerDispatch } from "../src/engine/backends/webgpu/kernels/generate.js";
 import { generateText, takesFusedBursts, type GenerateOptions } from "../src/sample/generate.js";
 import { drawIndex, Rng } from "../src/util/rng.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -287,6 +287,35 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
         }
       }
     }
+  });
+
+  test("a model too wide for one workgroup's memory takes the wide route by itself", async () => {
+    await useBackend("js");
+    // an embedding of 8,000 and two vectors of the layer do not fit one workgroup's memory (32 KiB on SwiftShader;
+    // 16 KiB is WebGPU's least), while the wide route's kernels need none of the embedding there
+    const cfg: ModelConfig = {
+      type: "rnn",
+      cell: "rnn",
+      vocabSize: vocab.size,
+      embedding: 8000,
+      units: 8,
+      layers: 1,
+      dropout: 0,
+    };
+    const { cpu, onGpu } = pair(cfg);
+    const { shape } = onGpu.burstWeights!();
+    const limit = (gpu as Backend & { gpuDevice: GPUDevice }).gpuDevice.limits.maxComputeWorkgroupStorageSize;
+    assert.ok(burstWorkgroupBytes(shape) > limit, `${burstWorkgroupBytes(shape)} bytes against ${limit}`);
+    assert.ok(takesFusedBursts(onGpu, gpu!));
+    const g = gpu as Backend & { counts(): Record<string, number> };
+    const dispatches = async (length: number): Promise<number> => {
+      const d0 = g.counts().dispatches;
+      await withBackend(gpu!, () => text(onGpu, {}, undefined, length));
+      return g.counts().dispatches - d0;
+    };
+    // a burst of 8: a layer and the logits a character, and a first draw
+    assert.equal((await dispatches(8)) - (await dispatches(0)), 8 * 2 + 1);
+    assert.equal(await withBackend(gpu!, () => text(onGpu, {}, undefined, 8)), await text(cpu, {}, false, 8));
   });
 
   test("a burst in one kernel encodes one dispatch (a few for large weights), the step route several a token", async () => {
