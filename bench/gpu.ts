@@ -38,6 +38,9 @@
 // profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
 // and the part of it inside the runtime's encoding), the GPU's (kernels from timestamps, one pass per dispatch),
 // and the kernels that take the GPU's time. No PyTorch, generation or wasm parts.
+// --profile-generation (with the generation, e.g. --generation-only): where a character's time goes at batch 1, for
+// each route of a recurrent model and for the GPT past its window (every character reruns the window): wall ms,
+// encoding ms, dispatches and GPU time per character, by kernel (the difference of a 128- and a 64-character run).
 //
 // The PyTorch side is bench/train_torch.py --device cuda (float32, TF32 off), found next to this file (the bundle's
 // .gpu/app/) or in bench/; run by the first of $CHARLM_PYTHON, python3, /usr/bin/python3 that imports torch. Without
@@ -70,6 +73,7 @@ const V = 65;
 const WARMUP = tiny ? 1 : 3;
 const STEPS = tiny ? 2 : 30;
 const GEN_CHARS = tiny ? 5 : 1000;
+const PROFILE_CHARS = tiny ? 4 : 64; // --profile-generation: characters of each of its two generations' difference
 // --profile: more warm-up than the throughput runs, so that JavaScript's optimizing compiler is done with the step
 const PROFILE_WARMUP = tiny ? 1 : 10;
 const PROFILE_STEPS = tiny ? 2 : 10;
@@ -351,6 +355,80 @@ async function profileSteps(be: Profiled, w: Workload, B: number, layout: string
 }
 
 /**
+ * --profile-generation: where a character's time goes when generating at batch 1 (each route of a recurrent model,
+ * the GPT past its window, whose every character reruns the whole window): two generations from the same prime, of
+ * PROFILE_CHARS and of PROFILE_CHARS more, each profiled, and the second's per-kernel totals less the first's,
+ * divided by the characters between them (the prime's steps cancel). Host time inside the runtime (encoding) with
+ * the ordinary single pass, then GPU time per kernel with a pass per dispatch.
+ */
+async function profileGeneration(be: Profiled, w: Workload): Promise<void> {
+  const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
+  const model = buildModel(w.model, new Rng(0));
+  const block = (w.model as { blockSize?: number }).blockSize ?? 0;
+  const prime = "0".repeat(block); // a GPT's window full from the first character on
+  const routes: [string, { fused?: boolean; wide?: boolean }][] =
+    w.model.type === "rnn"
+      ? [
+          ["in one kernel a burst", { fused: true, wide: false }],
+          ["in a kernel per layer a character", { fused: true, wide: true }],
+          ["step by step", { fused: false }],
+        ]
+      : [["past its window", {}]];
+  const n = PROFILE_CHARS;
+  for (const [label, opts] of routes) {
+    const run = (length: number) => generate(model, vocab, { prime, length, seed: 1, temperature: 1, ...opts });
+    const drain = async (length: number) => {
+      for await (const _ of run(length));
+    };
+    await drain(8); // pipelines
+    const measure = async (length: number, timestamps: boolean) => {
+      be.startProfile(timestamps ? {} : { timestamps: false });
+      const t0 = performance.now();
+      await drain(length);
+      const p = await be.stopProfile();
+      return { p, ms: performance.now() - t0 };
+    };
+    const [h1, h2] = [await measure(n, false), await measure(2 * n, false)];
+    const [g1, g2] = [await measure(n, true), await measure(2 * n, true)];
+    const per = (a: number, b: number) => (b - a) / n;
+    const counts = (k: keyof typeof h1.p.counts) => per(h1.p.counts[k], h2.p.counts[k]);
+    console.log(
+      `${w.name} ${w.desc}, generation ${label}: per character, the difference of ${2 * n} and ${n} characters`,
+    );
+    console.log(
+      `  wall ${per(h1.ms, h2.ms).toFixed(3)} ms; encoding inside the runtime ${per(h1.p.hostMs, h2.p.hostMs).toFixed(3)} ` +
+        `ms; ${counts("dispatches").toFixed(1)} dispatches, ${counts("copies").toFixed(1)} copies, ` +
+        `${counts("submits").toFixed(2)} submits`,
+    );
+    if (!g2.p.timestamps) {
+      console.log(`  GPU: not timed; ${g2.p.why}`);
+      continue;
+    }
+    const busy = (p: typeof g1.p) => p.gpuNs + p.copyGapNs + p.passGapNs;
+    console.log(
+      `  GPU busy ${(per(busy(g1.p), busy(g2.p)) / 1e6).toFixed(3)} ms (kernels ` +
+        `${(per(g1.p.gpuNs, g2.p.gpuNs) / 1e6).toFixed(3)}); a pass per dispatch: wall ${per(g1.ms, g2.ms).toFixed(3)} ms`,
+    );
+    const byKey = (p: typeof g1.p) => new Map(p.kernels.map((k) => [k.key, k]));
+    const [a, b] = [byKey(g1.p), byKey(g2.p)];
+    const hostA = new Map(h1.p.kernels.map((k) => [k.key, k.hostMs]));
+    const hostB = new Map(h2.p.kernels.map((k) => [k.key, k.hostMs]));
+    const diff: KernelProfile[] = [...b.values()].map((k) => ({
+      key: k.key,
+      count: k.count - (a.get(k.key)?.count ?? 0),
+      gpuNs: k.gpuNs - (a.get(k.key)?.gpuNs ?? 0),
+      hostMs: (hostB.get(k.key) ?? 0) - (hostA.get(k.key) ?? 0),
+    }));
+    kernelTable(
+      diff.filter((k) => k.count > 0).sort((x, y) => y.gpuNs - x.gpuNs),
+      n,
+      true,
+    );
+  }
+  dispose(model);
+}
+
+/**
  * The kernels' table, per step: count, then GPU us (total, per dispatch, share of the kernels' GPU time) when
  * `timed`, else host us inside the runtime (total, share); and host us per dispatch (encoding) if `hostColumn`.
  */
@@ -611,6 +689,10 @@ async function main(): Promise<void> {
     );
     results.push({ workload: w.name, generation: { burst, wide, steps: r, readBack: back, chars: GEN_CHARS } });
     if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
+  }
+  if (process.argv.includes("--profile-generation")) {
+    for (const w of workloads.filter((w) => !only || only.includes(w.name)))
+      await profileGeneration(gpu as Profiled, w);
   }
   gpu.destroy?.();
   if (generationOnly) {

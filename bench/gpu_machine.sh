@@ -34,8 +34,9 @@
 #                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
 #                                            (bench/gpu.ts --compare --rounds), then generation at batch 1 for W1,
 #                                            W2 and W3 (T_GEN, 60: bursts in one kernel against the wide route, the
-#                                            step route and reading the logits back, gpu-gen.txt); no wasm nor
-#                                            quality run
+#                                            step route and reading the logits back, gpu-gen.txt; with
+#                                            GEN_ARGS=--profile-generation also where a character's time goes);
+#                                            no wasm nor quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes (with PART=compare: that part's).
@@ -62,7 +63,8 @@ if [ "${TINY:-0}" = 1 ] && [ "${PART:-}" = compare ]; then
   timeout 120 node .gpu/app/gpu_kernels.mjs --tiny --products-only --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
   CHARLM_BENCH_MATMUL=auto-128d timeout 300 node .gpu/app/gpu.mjs --tiny --compare --rounds 2 --training-only \
     --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
-  timeout 120 node .gpu/app/gpu.mjs --tiny --generation-only --json "$out/gpu-gen.json" 2>&1 | tee "$out/gpu-gen.txt"
+  timeout 120 node .gpu/app/gpu.mjs --tiny --generation-only --profile-generation --json "$out/gpu-gen.json" 2>&1 |
+    tee "$out/gpu-gen.txt"
   exit 0
 fi
 if [ "${TINY:-0}" = 1 ]; then
@@ -139,7 +141,8 @@ case "${PART:-bench}" in
     # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
     timeout "${T_BENCH:-330}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
       --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
-    timeout "${T_GEN:-60}" node .gpu/app/gpu.mjs --generation-only --json "$out/gpu-gen.json" 2>&1 |
+    # shellcheck disable=SC2086 # GEN_ARGS: e.g. --profile-generation (where a character's time goes)
+    timeout "${T_GEN:-60}" node .gpu/app/gpu.mjs --generation-only --json "$out/gpu-gen.json" ${GEN_ARGS:-} 2>&1 |
       tee "$out/gpu-gen.txt"
     ;;
   # Everything in one command of at most ALL_SECONDS (590): the bench, the quality run, then the profile in
