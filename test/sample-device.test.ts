@@ -289,6 +289,15 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     }
   });
 
+  test("the wide route's kernels of two models alike but for their embedding are each their own", async () => {
+    await useBackend("js");
+    for (const embedding of [8, 6]) {
+      const { cpu, onGpu } = pair({ ...lstm, embedding });
+      const want = await text(cpu, {}, false, 24);
+      assert.equal(await withBackend(gpu!, () => text(onGpu, { wide: true }, undefined, 24)), want, `E ${embedding}`);
+    }
+  });
+
   test("a model too wide for one workgroup's memory takes the wide route by itself", async () => {
     await useBackend("js");
     // an embedding of 8,000 and two vectors of the layer do not fit one workgroup's memory (32 KiB on SwiftShader;

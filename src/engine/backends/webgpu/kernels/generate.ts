@@ -511,7 +511,7 @@ function rnnBurstWide(rt: GpuRuntime, a: RnnBurst<GpuStorage>, lay: BurstLayout,
   const order = filter ? rt.scratch(V) : null;
   const hs = [rt.scratch(L * H), rt.scratch(L * H)];
   rt.copyBuffer(a.state.buffer, 0, hs[0].buffer, 0, L * H * 4);
-  const outKey = `rnnBurstWide.out.L${L}.H${H}.V${V}.${filter}`;
+  const outKey = `rnnBurstWide.out.${s.cell}.L${L}.E${s.E}.H${H}.V${V}.${filter}`; // offsets are in its code
   const outWrites = order ? [a.state, a.ids, w, order] : [a.state, a.ids, w];
   const out = (k: number, h: GpuStorage, logits: boolean, draw: boolean) =>
     rt.run(
