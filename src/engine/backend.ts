@@ -312,8 +312,9 @@ export interface Backend<S extends Storage = Storage> {
    */
   rnnBurst?(a: RnnBurst<S>): void;
   /**
-   * Whether rnnBurst should run a model of this shape here: the GPU's workgroup memory holds two of its vectors,
-   * and `charlm tune-gpu` did not find the step route faster on this GPU.
+   * Whether rnnBurst should run a model of this shape here: the GPU's workgroup memory holds what one of its
+   * kernels needs (webgpu: two of its vectors for one workgroup a burst, one for the wide route), and `charlm
+   * tune-gpu` did not find the step route faster on this GPU.
    */
   takesBurst?(shape: BurstShape): boolean;
 
