@@ -218,27 +218,91 @@ ${denseCode(s, lay)}
 /** Products walk k 4 at a time (each thread then has 4 x units x gates loads in flight: one core must hide latency). */
 const UNROLL = 4;
 
+/** A loop over q from `from` to `to` running step(q), UNROLL values of q at a time, then the rest one by one. */
+function kLoop(from: string, to: string, step: (q: string) => string, sep = "\n          "): string {
+  const unrolled = Array.from({ length: UNROLL }, (_, r) => step(`q + ${r}u`)).join(sep);
+  return `
+        var q = ${from};
+        for (; q + ${UNROLL}u <= ${to}; q += ${UNROLL}u) {
+          ${unrolled}
+        }
+        for (; q < ${to}; q++) { ${step("q")} }`;
+}
+
+/**
+ * The products of one value of k (q) of a layer's input v = `from(q)` with the weights (rows of G from `base`) of
+ * the thread's units in columns `cols` (WGSL expressions), added to acc(gate, unit).
+ */
+function gateSums(
+  n: number,
+  H: number,
+  G: number,
+  acc: (a: number, u: number) => string,
+  base: number,
+  cols: string[],
+  from: (q: string) => string,
+) {
+  return (q: string): string => {
+    const lines = [`{ let v = ${from(q)}; let r = ${base}u + (${q}) * ${G}u;`];
+    cols.forEach((c, u) => {
+      for (let a = 0; a < n; a++) lines.push(`${acc(a, u)} += v * W[r + ${a * H}u + ${c}];`);
+    });
+    return lines.join(" ") + " }";
+  };
+}
+
 /**
  * `acc(u, a) += v * W[...]` over k < len for every unit u and gate a of a thread, v = from[k]: the loads of UNROLL
  * values of k issued together, each sum still in k order.
  */
 function sumsCode(n: number, U: number, G: number, H: number, acc: string, base: number, len: string, from: string) {
-  const step = (q: string) => {
-    const lines = [`{ let v = ${from}[${q}]; let r = ${base}u + (${q}) * ${G}u;`];
-    for (let u = 0; u < U; u++) {
-      for (let a = 0; a < n; a++) lines.push(`${acc}${a}_${u} += v * W[r + ${a * H}u + c${u}];`);
-    }
-    return lines.join(" ") + " }";
-  };
-  const unrolled = Array.from({ length: UNROLL }, (_, r) => step(`q + ${r}u`)).join("\n        ");
+  const cols = Array.from({ length: U }, (_, u) => `c${u}`);
+  const sums = gateSums(
+    n,
+    H,
+    G,
+    (a, u) => `${acc}${a}_${u}`,
+    base,
+    cols,
+    (q) => `${from}[${q}]`,
+  );
   return `
-      {
-        var q = 0u;
-        for (; q + ${UNROLL}u <= ${len}; q += ${UNROLL}u) {
-          ${unrolled}
-        }
-        for (; q < ${len}; q++) { ${step("q")} }
+      {${kLoop("0u", len, sums)}
       }`;
+}
+
+/**
+ * The gate math of a recurrent cell for unit `j` (WGSL): x(g) the input's sums of gate g with their bias, a(g) the
+ * recurrent ones; the LSTM's cell state at `c` (read and written), the new h written to `h`, the GRU's previous h
+ * read from `hPrev`, its recurrent biases from the layer's `bh`.
+ */
+function cellCode(
+  s: BurstShape,
+  l: BurstLayout["layers"][number],
+  at: { x: (g: number) => string; a: (g: number) => string; j: string; c: string; h: string; hPrev: string },
+): string {
+  const { x, a, j } = at;
+  const H = s.H;
+  if (s.cell === "lstm") {
+    return /* wgsl */ `
+        let ig = sigmoid_(${x(0)} + ${a(0)});
+        let fg = sigmoid_(${x(1)} + ${a(1)});
+        let gg = tanh_(${x(2)} + ${a(2)});
+        let og = sigmoid_(${x(3)} + ${a(3)});
+        let cn = fg * ${at.c} + ig * gg;
+        ${at.c} = cn;
+        ${at.h} = og * tanh_(cn);`;
+  }
+  if (s.cell === "gru") {
+    return /* wgsl */ `
+        let hnv = ${a(2)} + W[${l.bh}u + ${2 * H}u + ${j}];
+        let rg = sigmoid_(${x(0)} + (${a(0)} + W[${l.bh}u + ${j}]));
+        let zg = sigmoid_(${x(1)} + (${a(1)} + W[${l.bh}u + ${H}u + ${j}]));
+        let ng = tanh_(${x(2)} + rg * hnv);
+        ${at.h} = (1.0 - zg) * ng + zg * ${at.hPrev};`;
+  }
+  return `
+        ${at.h} = tanh_(${x(0)} + ${a(0)});`;
 }
 
 /**
@@ -259,29 +323,15 @@ function layerCode(s: BurstShape, l: BurstLayout["layers"][number], i: number, l
     .map((u) => Array.from({ length: n }, (_, a) => `x${a}_${u} += W[${l.b}u + ${a * H}u + c${u}];`).join(" "))
     .join(" ");
   const cellMath = (u: number): string => {
-    const [x, a, j] = [(g: number) => `x${g}_${u}`, (g: number) => `a${g}_${u}`, `j${u}`];
-    let math: string;
-    if (s.cell === "lstm") {
-      const c = lay.c + i * H;
-      math = /* wgsl */ `
-        let ig = sigmoid_(${x(0)} + ${a(0)});
-        let fg = sigmoid_(${x(1)} + ${a(1)});
-        let gg = tanh_(${x(2)} + ${a(2)});
-        let og = sigmoid_(${x(3)} + ${a(3)});
-        let c = fg * S[${c}u + ${j}] + ig * gg;
-        S[${c}u + ${j}] = c;
-        S[${h}u + ${j}] = og * tanh_(c);`;
-    } else if (s.cell === "gru") {
-      math = /* wgsl */ `
-        let hnv = ${a(2)} + W[${l.bh}u + ${2 * H}u + ${j}];
-        let rg = sigmoid_(${x(0)} + (${a(0)} + W[${l.bh}u + ${j}]));
-        let zg = sigmoid_(${x(1)} + (${a(1)} + W[${l.bh}u + ${H}u + ${j}]));
-        let ng = tanh_(${x(2)} + rg * hnv);
-        S[${h}u + ${j}] = (1.0 - zg) * ng + zg * hp[${j}];`;
-    } else {
-      math = `
-        S[${h}u + ${j}] = tanh_(${x(0)} + ${a(0)});`;
-    }
+    const j = `j${u}`;
+    const math = cellCode(s, l, {
+      x: (g) => `x${g}_${u}`,
+      a: (g) => `a${g}_${u}`,
+      j,
+      c: `S[${lay.c + i * H}u + ${j}]`,
+      h: `S[${h}u + ${j}]`,
+      hPrev: `hp[${j}]`,
+    });
     return (u + 1) * 256 > H ? `\n      if (${j} < H) {${math}\n      }` : `\n      {${math}\n      }`;
   };
   return /* wgsl */ `
@@ -309,14 +359,8 @@ function denseCode(s: BurstShape, lay: BurstLayout): string {
   const { H, V } = s;
   const P = Math.max(1, Math.floor(256 / V));
   const chunk = Math.ceil(H / P);
-  const dot = (from: string, to: string, v: string) => {
-    const term = (q: string) => `acc += vin[${q}] * W[${lay.dense}u + (${q}) * V + ${v}];`;
-    const unrolled = Array.from({ length: UNROLL }, (_, r) => term(`q + ${r}u`)).join(" ");
-    return `
-        var q = ${from};
-        for (; q + ${UNROLL}u <= ${to}; q += ${UNROLL}u) { ${unrolled} }
-        for (; q < ${to}; q++) { ${term("q")} }`;
-  };
+  const dot = (from: string, to: string, v: string) =>
+    kLoop(from, to, (q) => `acc += vin[${q}] * W[${lay.dense}u + (${q}) * V + ${v}];`, " ");
   if (P === 1) {
     return /* wgsl */ `
     // ---- the logits: a thread per output, its sum in k order, then the bias
@@ -370,20 +414,13 @@ function sliceSums(
   from: (q: string) => string,
 ) {
   const chunk = Math.ceil(len / WIDE_SLICES);
-  const step = (q: string) =>
-    `{ let v = ${from(q)}; let r = ${base}u + (${q}) * ${G}u; ${Array.from(
-      { length: n },
-      (_, a) => `${acc}${a} += v * W[r + ${a * H}u + c];`,
-    ).join(" ")} }`;
-  const unrolled = Array.from({ length: UNROLL }, (_, r) => step(`q + ${r}u`)).join("\n        ");
   return `
       {
-        let q1 = min((z + 1u) * ${chunk}u, ${len}u);
-        var q = z * ${chunk}u;
-        for (; q + ${UNROLL}u <= q1; q += ${UNROLL}u) {
-          ${unrolled}
-        }
-        for (; q < q1; q++) { ${step("q")} }
+        let q1 = min((z + 1u) * ${chunk}u, ${len}u);${kLoop(
+          `z * ${chunk}u`,
+          "q1",
+          gateSums(n, H, G, (a) => `${acc}${a}`, base, ["c"], from),
+        )}
       }`;
 }
 
@@ -404,28 +441,14 @@ function wideLayerCode(s: BurstShape, l: BurstLayout["layers"][number], i: numbe
           `for (var y = 1u; y < ${WIDE_SLICES}u; y++) { ${p}${a} += part[(y * ${WIDE_UNITS}u + t) * ${2 * n}u + ${off + a}u]; }`,
       )
       .join("\n      ");
-  let math: string;
-  if (s.cell === "lstm") {
-    const c = lay.c + i * H;
-    math = /* wgsl */ `
-      let ig = sigmoid_(x0 + a0);
-      let fg = sigmoid_(x1 + a1);
-      let gg = tanh_(x2 + a2);
-      let og = sigmoid_(x3 + a3);
-      let cn = fg * S[${c}u + j] + ig * gg;
-      S[${c}u + j] = cn;
-      hNew[${hAt}u + j] = og * tanh_(cn);`;
-  } else if (s.cell === "gru") {
-    math = /* wgsl */ `
-      let hnv = a2 + W[${l.bh}u + ${2 * H}u + j];
-      let rg = sigmoid_(x0 + (a0 + W[${l.bh}u + j]));
-      let zg = sigmoid_(x1 + (a1 + W[${l.bh}u + ${H}u + j]));
-      let ng = tanh_(x2 + rg * hnv);
-      hNew[${hAt}u + j] = (1.0 - zg) * ng + zg * hOld[${hAt}u + j];`;
-  } else {
-    math = `
-      hNew[${hAt}u + j] = tanh_(x0 + a0);`;
-  }
+  const math = cellCode(s, l, {
+    x: (g) => `x${g}`,
+    a: (g) => `a${g}`,
+    j: "j",
+    c: `S[${lay.c + i * H}u + j]`,
+    h: `hNew[${hAt}u + j]`,
+    hPrev: `hOld[${hAt}u + j]`,
+  });
   return /* wgsl */ `
 @group(0) @binding(1) var<storage, read> W: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<f32>;
