@@ -174,6 +174,19 @@ async function openPage(models: Parameters<typeof createCharlmServer>[0]) {
         states,
         { timeout: 240_000 },
       ),
+    /** Pastes the fox text, picks the LSTM 32 and starts training it in the tab for `steps` steps. */
+    trainFox: async (steps: number) => {
+      await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
+      await page.selectOption("#train-model", "LSTM 32 (a quick look)");
+      await page.fill("#train-steps", String(steps));
+      await page.click("#train-start");
+    },
+    /** Saves the tab's checkpoint tar as `file`; its suggested name. */
+    download: async (file: string) => {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
+      await download.saveAs(file);
+      return download.suggestedFilename();
+    },
     close,
   };
 }
@@ -182,13 +195,10 @@ test(
   "the page trains in the tab on webgpu, generates, and its checkpoint tar loads in charlm sample",
   { skip },
   async () => {
-    const { page, errors, probe, until, close } = await openPage([]);
+    const { page, errors, probe, until, trainFox, download, close } = await openPage([]);
     const work = mkdtempSync(join(tmpdir(), "charlm-tab-"));
     try {
-      await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
-      await page.selectOption("#train-model", "LSTM 32 (a quick look)");
-      await page.fill("#train-steps", "15");
-      await page.click("#train-start");
+      await trainFox(15);
       await until(["trained", "error"]);
       const p = await probe();
       assert.equal(p.error, "");
@@ -236,10 +246,8 @@ test(
       await page.setViewportSize({ width: 1400, height: 1100 });
       await page.locator("#train-panel").screenshot({ path: "test-output/webgpu-train-tab.png" });
 
-      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
-      assert.equal(download.suggestedFilename(), "charlm-pasted-text.tar");
       const file = join(work, "run.tar");
-      await download.saveAs(file);
+      assert.equal(await download(file), "charlm-pasted-text.tar");
       const r = await cli(
         "sample",
         "--model",
@@ -277,7 +285,9 @@ test(
     );
     mkdirSync(join(work, "fox"));
     for (const [name, bytes] of source.store.files) writeFileSync(join(work, "fox", name), bytes);
-    const { page, errors, probe, until, close } = await openPage(await loadServedModels([`fox=${join(work, "fox")}`]));
+    const { page, errors, probe, until, download, close } = await openPage(
+      await loadServedModels([`fox=${join(work, "fox")}`]),
+    );
     try {
       await page.selectOption("#train-from", "fox");
       assert.ok(await page.locator("#train-model").isDisabled(), "the source fixes the model's size");
@@ -308,9 +318,8 @@ test(
       );
       assert.equal(p.validation.length, 2);
 
-      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
       const file = join(work, "tuned.tar");
-      await download.saveAs(file);
+      await download(file);
       const files = readTar(readFileSync(file), file);
       const manifest = JSON.parse(new TextDecoder().decode(files.get(MANIFEST))) as Record<string, unknown>;
       const sourceManifest = JSON.parse(new TextDecoder().decode(source.store.files.get(MANIFEST))) as typeof manifest;
@@ -336,13 +345,10 @@ test(
   "a GPU device lost under the tab's training keeps the last checkpoint: it downloads and generates on a new device",
   { skip },
   async () => {
-    const { page, errors, probe, until, close } = await openPage([]);
+    const { page, errors, probe, until, trainFox, download, close } = await openPage([]);
     const work = mkdtempSync(join(tmpdir(), "charlm-tablost-"));
     try {
-      await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
-      await page.selectOption("#train-model", "LSTM 32 (a quick look)");
-      await page.fill("#train-steps", "3000");
-      await page.click("#train-start");
+      await trainFox(3000);
       // An epoch is 15 steps of this text, each ending in a checkpoint. Once the second epoch's steps are under way
       // (its first checkpoint saved), the device dies under the run, destroyed from outside the backend as a driver
       // reset or the browser would.
@@ -379,9 +385,8 @@ test(
       );
 
       // The tar is the kept checkpoint, and charlm sample reads it.
-      const [download] = await Promise.all([page.waitForEvent("download"), page.click("#train-download")]);
       const file = join(work, "run.tar");
-      await download.saveAs(file);
+      await download(file);
       const files = readTar(readFileSync(file), file);
       const manifest = JSON.parse(new TextDecoder().decode(files.get(MANIFEST))) as { step: number };
       assert.equal(manifest.step, saved);
