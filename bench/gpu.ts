@@ -216,6 +216,41 @@ async function generateRate(
   return perSecond;
 }
 
+// Stop 17's kernels for a batch-1 GPT step, where stop 18 added its own: products of tiles, layer norm a thread per
+// row, cached attention a thread per row or value
+const BEFORE_BATCH1 = { CHARLM_WEBGPU_THIN: "0", CHARLM_WEBGPU_LAYERNORM: "thread", CHARLM_WEBGPU_CACHED: "thread" };
+
+/**
+ * A GPT's generation at batch 1 in characters a second, within its window (from an empty prime) and past it (after
+ * a prime that fills it: every character reruns the window), each the difference of a generation of 2n and of n
+ * characters (the prime's steps cancel), drawn on the GPU; with the settings in `env`.
+ */
+async function gptRates(w: Workload, n: number, env: Record<string, string>): Promise<[number, number]> {
+  const vocab = new Vocab(Array.from({ length: V }, (_, i) => String.fromCharCode(48 + i)));
+  const model = buildModel(w.model, new Rng(0));
+  const block = (w.model as { blockSize: number }).blockSize;
+  Object.assign(process.env, env);
+  try {
+    const rates: number[] = [];
+    for (const prime of ["", "0".repeat(block)]) {
+      const chars = Math.min(n, Math.floor((block - 2) / 2)); // within: 2n characters stay inside the window
+      const k = prime ? n : chars;
+      const timed = async (length: number) => {
+        const t0 = performance.now();
+        for await (const _ of generate(model, vocab, { prime, length, seed: 1, temperature: 1 }));
+        return performance.now() - t0;
+      };
+      await timed(4);
+      const [a, b] = [await timed(k), await timed(2 * k)];
+      rates.push((1000 * k) / Math.max(b - a, 1e-3));
+    }
+    return [rates[0], rates[1]];
+  } finally {
+    for (const key of Object.keys(env)) delete process.env[key];
+    dispose(model);
+  }
+}
+
 interface TorchResult {
   charsPerSec: number;
   loss: number;
@@ -688,6 +723,17 @@ async function main(): Promise<void> {
         `(${GEN_CHARS} characters)`,
     );
     results.push({ workload: w.name, generation: { burst, wide, steps: r, readBack: back, chars: GEN_CHARS } });
+    if (w.model.type === "gpt") {
+      // within the window and past it, with stop 18's batch-1 kernels (the defaults) and without
+      const n = tiny ? 3 : 100;
+      const [within, past] = await gptRates(w, n, {});
+      const [within0, past0] = await gptRates(w, n, BEFORE_BATCH1);
+      console.log(
+        `generation, batch 1, ${w.name}: within its window ${within.toFixed(0)} chars/s (stop 17's kernels ` +
+          `${within0.toFixed(0)}), past it ${past.toFixed(0)} (${past0.toFixed(0)})`,
+      );
+      results.push({ workload: w.name, gptGeneration: { within, past, before: { within: within0, past: past0 } } });
+    }
     if (json > 0) writeFileSync(process.argv[json + 1], JSON.stringify({ device: gpu.device, results }, null, 1));
   }
   if (process.argv.includes("--profile-generation")) {

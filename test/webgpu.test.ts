@@ -7,11 +7,13 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { Backend, Storage } from "../src/engine/backend.js";
+import type { Backend, MatmulOptions, Storage } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
-import { pickVariant } from "../src/engine/backends/webgpu/kernels/matmul.js";
+import { pickVariant, takesThin, THIN_ROWS } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
+import { cachedByRow } from "../src/engine/backends/webgpu/kernels/attention.js";
+import { normByWorkgroup, NORM_ROWS } from "../src/engine/backends/webgpu/kernels/rows.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { SMALL_MODELS, train } from "./helpers/train.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -140,6 +142,64 @@ describe("webgpu backend against js", { skip }, () => {
     }
   }
 
+  // A product of at most THIN_ROWS rows (a generated character's) takes a thread per output: the tiles' fma chain
+  // in k order, so the same bits as the tiles (CHARLM_WEBGPU_THIN=0), transposed or not, with a bias, accumulating
+  // at offsets, in a batch and split along K.
+  test("matmul with few rows: a thread per output, the same bits as the tiles", async () => {
+    const g = gpu!;
+    const cases: [number, number, number, MatmulOptions, string?][] = [];
+    for (const M of [1, 3, THIN_ROWS]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) cases.push([M, 37, 70, { transA, transB }]);
+      }
+      cases.push([M, 21, 131, { offsetA: 2, offsetB: 1, offsetC: 3, accumulate: true }]);
+      cases.push([M, 1100, 5, { transA: true }, ""]); // split along K in 4 parts
+      cases.push([M, 1100, 5, { transA: true, accumulate: true }, "12"]); // in 8
+    }
+    cases.push([2, 7, 4, { batch: 3, accumulate: true, offsetA: 3, offsetB: 1, offsetC: 2 }]);
+    for (const [M, K, N, o, splitK = "1"] of cases) {
+      const batch = o.batch ?? 1;
+      const [a, b, bias] = [rand(3 + batch * M * K), rand(1 + batch * K * N), rand(N)].map((v) => {
+        const st = g.alloc(v.length);
+        g.write(st, v);
+        return st;
+      });
+      const c0 = rand(3 + batch * M * N);
+      const outs: Float32Array[] = [];
+      for (const thin of ["1", "0"]) {
+        for (const withBias of batch === 1 && !o.accumulate ? [false, true] : [false]) {
+          const c = g.alloc(c0.length);
+          g.write(c, c0);
+          g.startProfile({ timestamps: false });
+          await withEnv({ CHARLM_WEBGPU_THIN: thin, CHARLM_WEBGPU_SPLITK: splitK }, async () =>
+            g.matmul(a, b, c, M, K, N, withBias ? { ...o, bias } : o),
+          );
+          const keys = (await g.stopProfile()).kernels.map((k) => k.key);
+          assert.equal(
+            keys.some((k) => k.includes(".thin")),
+            thin === "1",
+            `${keys} (${M}x${K}x${N})`,
+          );
+          outs.push(await g.read(c));
+          g.free(c);
+        }
+      }
+      const half = outs.length / 2;
+      for (let i = 0; i < half; i++) assert.deepEqual(outs[i], outs[half + i], `${M}x${K}x${N} ${JSON.stringify(o)}`);
+      // and js's values
+      const ref = c0.slice();
+      const [ha, hb] = [await g.read(a), await g.read(b)];
+      jsBackend.matmul(ha, hb, ref, M, K, N, o);
+      const tol = K > 1000 ? 1e-4 : 1e-5;
+      outs[0].forEach((v, i) =>
+        assert.ok(Math.abs(v - ref[i]) <= tol * Math.max(1, Math.abs(ref[i])), `${M}x${K}x${N} [${i}]`),
+      );
+      for (const st of [a, b, bias]) g.free(st);
+    }
+    assert.ok(takesThin(THIN_ROWS, 65) && !takesThin(THIN_ROWS + 1, 65));
+    await withEnv({ CHARLM_WEBGPU_THIN: "0" }, async () => assert.ok(!takesThin(1, 65)));
+  });
+
   test("CHARLM_WEBGPU_MATMUL: an unknown variant is refused in one line", async () => {
     const g = gpu!;
     const [a, c] = [g.alloc(4), g.alloc(4)];
@@ -241,9 +301,24 @@ describe("webgpu backend against js", { skip }, () => {
     const t = ids(N, V);
     await same({ x: rand(N * V, 4), l: rand(1), p: rand(N * V) }, (b, s) => b.crossEntropy(s.x, t, s.l, s.p, N, V));
     await same({ p: y, g: rand(1), dx: rand(N * V) }, (b, s) => b.crossEntropyBackward(s.p, t, s.g, s.dx, N, V));
+    // layerNorm: a workgroup per row (up to NORM_ROWS rows) or a thread per row; rows narrower and wider than the
+    // workgroup's 64 threads
+    for (const route of ["row", "thread"]) {
+      for (const C of [19, 150]) {
+        const io = { x: rand(N * C, 2), ga: rand(C), be: rand(C), y: rand(N * C), xh: rand(N * C), rs: rand(N) };
+        gpu!.startProfile({ timestamps: false });
+        await withEnv({ CHARLM_WEBGPU_LAYERNORM: route }, () =>
+          same(io, (b, s) => b.layerNorm(s.x, s.ga, s.be, s.y, s.xh, s.rs, N, C, 1e-5)),
+        );
+        const keys = (await gpu!.stopProfile()).kernels.map((k) => k.key);
+        assert.deepEqual(keys, [route === "row" ? "layerNorm.row" : "layerNorm"]);
+      }
+    }
+    assert.ok(normByWorkgroup(NORM_ROWS) && !normByWorkgroup(NORM_ROWS + 1));
+    await withEnv({ CHARLM_WEBGPU_LAYERNORM: "rows" }, async () =>
+      assert.throws(() => normByWorkgroup(1), /CHARLM_WEBGPU_LAYERNORM is "rows"; use row or thread, or unset it/),
+    );
     const C = 19;
-    const io = { x: rand(N * C, 2), ga: rand(C), be: rand(C), y: rand(N * C), xh: rand(N * C), rs: rand(N) };
-    await same(io, (b, s) => b.layerNorm(s.x, s.ga, s.be, s.y, s.xh, s.rs, N, C, 1e-5));
     const bw = { g: rand(N * C), ga: rand(C), xh: rand(N * C), rs: rand(N), dx: rand(N * C), dg: rand(C), db: rand(C) };
     await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, s.dx, s.dg, s.db, N, C));
     await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, null, s.dg, null, N, C));
@@ -285,6 +360,34 @@ describe("webgpu backend against js", { skip }, () => {
       await withEnv({ CHARLM_WEBGPU_ATTENTION: route }, () => attentionOps(B, T, C, nH));
     });
   }
+  // The cached step's kernel takes a workgroup per (b, head, new position): more positions than its 64 threads
+  // (each thread then takes several), heads wider than 64 (each thread several output values), and caches too long
+  // for the adapter's workgroup memory, which take a thread per row or value instead.
+  test("cached attention: long windows, wide heads, caches longer than workgroup memory holds", async () => {
+    const longest = gpu!.gpuDevice.limits.maxComputeWorkgroupStorageSize / 4;
+    for (const [B, Tn, C, nH, N, pos0] of [
+      [2, 1, 12, 3, 150, 140], // 141 positions over 64 threads
+      [1, 150, 12, 3, 150, 0], // a whole window recomputed
+      [2, 3, 160, 2, 70, 60], // heads of 80
+      [1, 1, 8, 2, longest, longest - 5], // caches past workgroup memory
+      [1, 3, 8, 2, longest, 7],
+    ]) {
+      const cache = { kc: rand(B * N * C), vc: rand(B * N * C) };
+      gpu!.startProfile({ timestamps: false });
+      await same({ qkv: rand(B * Tn * 3 * C), ...cache, o: rand(B * Tn * C) }, (b, s) =>
+        b.attentionCached(s.qkv, s.kc, s.vc, s.o, B, Tn, C, nH, N, pos0),
+      );
+      const kernels = (await gpu!.stopProfile()).kernels.map((k) => k.key).sort();
+      const want = N === longest ? (Tn === 1 ? ["out"] : ["rows", "sum"]) : [`row.${N}`];
+      assert.deepEqual(kernels, ["put", ...want].map((k) => `attentionCached.${k}`).sort(), `N ${N}, T ${Tn}`);
+    }
+    // CHARLM_WEBGPU_CACHED=thread forces the thread-per-row kernels at any length; an unknown value is refused
+    await withEnv({ CHARLM_WEBGPU_CACHED: "thread" }, async () => assert.ok(!cachedByRow(9, longest * 4)));
+    assert.ok(cachedByRow(9, longest * 4) && !cachedByRow(longest, longest * 4));
+    await withEnv({ CHARLM_WEBGPU_CACHED: "rows" }, async () =>
+      assert.throws(() => cachedByRow(9, 1e6), /CHARLM_WEBGPU_CACHED is "rows"; use row or thread, or unset it/),
+    );
+  });
   async function attentionOps(B: number, T: number, C: number, nH: number): Promise<void> {
     const n = B * T * C;
     const att = new Float32Array(B * nH * T * T);

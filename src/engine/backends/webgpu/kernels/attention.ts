@@ -9,9 +9,14 @@
 // products add nothing for them). "rows" (CHARLM_WEBGPU_ATTENTION=rows): a thread per score row (softmax) or per
 // output value (the weighted sums), each sum in the js loop's order. On an H200 (stop 9) a 6 x 384 GPT with block
 // 256 trained at 146.2 k char/s with products and 97.2 k with rows (PyTorch: 517.9 k).
+//
+// The cached step (generation): a workgroup per (b, head, new position) since stop 18, its positions' scores a
+// thread each and their max and sum as trees; before, and now where a row's weights do not fit workgroup memory, a
+// thread per output value (one new position) or per row and per value (several).
 
+import { CharlmError } from "../../../../util/errors.js";
 import { type Buf, type GpuRuntime, type GpuStorage, envSetting, fbits } from "../runtime.js";
-import { each, swapAxes } from "./elementwise.js";
+import { each, swapAxes, treeFn } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 
 const viaMatmul = (): boolean => envSetting("CHARLM_WEBGPU_ATTENTION") !== "rows";
@@ -36,6 +41,27 @@ function free(rt: GpuRuntime, ...bufs: GpuStorage[]): void {
 function headParams(n: number, T: number, C: number, nHead: number): number[] {
   const hd = C / nHead;
   return [n, T, C, nHead, hd, fbits(1 / Math.sqrt(hd))];
+}
+
+/** Threads per workgroup of the cached attention's row kernel (a power of two: its trees halve it). */
+const ROW_WG = 64;
+
+/** Workgroup memory of the cached attention's row kernel for a cache of N positions, in bytes. */
+export function cachedRowBytes(N: number): number {
+  return 4 * (N + ROW_WG);
+}
+
+/**
+ * Whether the cached attention takes its workgroup-per-row kernel for a cache of N positions: where the row's
+ * weights fit the adapter's workgroup memory (`limit` bytes), unless CHARLM_WEBGPU_CACHED=thread forces the
+ * thread-per-row and thread-per-value kernels (the only ones before stop 18; "row" or unset: the default).
+ */
+export function cachedByRow(N: number, limit: number): boolean {
+  const forced = envSetting("CHARLM_WEBGPU_CACHED");
+  if (forced && forced !== "row" && forced !== "thread") {
+    throw new CharlmError(`CHARLM_WEBGPU_CACHED is "${forced}"; use row or thread, or unset it`);
+  }
+  return forced !== "thread" && cachedRowBytes(N) <= limit;
 }
 
 const HEAD_LETS = /* wgsl */ `
@@ -275,10 +301,61 @@ fn score(qo: u32, ko: u32, hd: u32, sc: f32) -> f32 {
   for (var d = 0u; d < hd; d++) { s += qkv[qo + d] * kc[ko + d]; }
   return s * sc;
 }`;
+  if (cachedByRow(N, rt.device.limits.maxComputeWorkgroupStorageSize)) {
+    // A workgroup per (b, h, t) row: its scores against positions 0 .. pos0 + t a thread each (position j by
+    // thread j % ROW_WG), into workgroup memory; their max and the sum of their exps as trees over the threads;
+    // then a thread per output value of the head sums weight · value in position order. At batch 1 the kernels
+    // below run a thread per row or per value, each walking every position (the one-position kernel hd times over):
+    // a few workgroups of long serial loops, bound by memory latency.
+    const decls = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+var<workgroup> w: array<f32, ${N}>; // the row's scores, then its weights (positions up to the cache's N)
+var<workgroup> red: array<f32, ${ROW_WG}>;${scoreFn}
+${treeFn("maxTree", "max(a, b)", ROW_WG)}
+${treeFn("sumTree", "a + b", ROW_WG)}`;
+    const code = () => /* wgsl */ `
+${decls}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x + wid.y * nwg.x; // (b, h, t)
+  if (r >= pu(0u)) { return; }
+  ${HEAD_LETS}
+  let N = pu(6u); let pos0 = pu(7u);
+  let t = r % T; let bh = r / T; let h = bh % nH; let b = bh / nH;
+  let qo = (b * T + t) * 3u * C + h * hd;
+  let P = pos0 + t + 1u;
+  var m = negInf();
+  for (var j = lid; j < P; j += ${ROW_WG}u) {
+    let s = score(qo, (b * N + j) * C + h * hd, hd, sc);
+    w[j] = s;
+    m = max(m, s);
+  }
+  m = maxTree(lid, m);
+  var z = 0.0;
+  for (var j = lid; j < P; j += ${ROW_WG}u) { let e = exp(w[j] - m); w[j] = e; z += e; }
+  z = sumTree(lid, z);
+  for (var j = lid; j < P; j += ${ROW_WG}u) { w[j] = w[j] / z; }
+  workgroupBarrier();
+  let oo = (b * T + t) * C + h * hd;
+  for (var c = lid; c < hd; c += ${ROW_WG}u) {
+    var s = 0.0;
+    for (var j = 0u; j < P; j++) { s += w[j] * vc[(b * N + j) * C + h * hd + c]; }
+    o[oo + c] = s;
+  }
+}`;
+    const rows = B * nHead * T;
+    const x = Math.min(rows, 65535);
+    rt.run(`attentionCached.row.${N}`, code, [qkv, kCache, vCache], [out], params(rows), [x, Math.ceil(rows / x)]);
+    return;
+  }
+  // Caches too long for workgroup memory (or CHARLM_WEBGPU_CACHED=thread):
   if (T === 1) {
     // One new position (a generated character): a thread per output value, its head's scores against positions
-    // 0 .. pos0 recomputed in it (hd-fold work, but one dispatch fewer, which rules at batch 1), max, then
-    // Σ e^(s - max) v / Σ e^(s - max).
+    // 0 .. pos0 recomputed in it (hd-fold work, but one dispatch fewer), max, then Σ e^(s - max) v / Σ e^(s - max).
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -302,11 +379,11 @@ fn score(qo: u32, ko: u32, hd: u32, sc: f32) -> f32 {
     each(rt, "attentionCached.out", decls, body, [qkv, kCache, vCache], [out], params(B * C));
     return;
   }
+  const L = pos0 + T;
   // Several new positions (a prime, or the whole window recomputed once it slides): the weights of each
   // (b, h, t) row once, into a scratch of (B, nH, T, L) with L = pos0 + T, then a thread per output value sums
   // them against the cached values. Recomputing the scores per value, as above, would cost hd times the work:
   // a whole 256-position window of a 6-layer GPT took ~23 ms per character on an H200 that way.
-  const L = pos0 + T;
   const att = rt.scratch(B * nHead * T * L);
   const rowDecls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;

@@ -45,6 +45,26 @@ export function addInOrder(acc: string, q: string, end: string, value: (q: strin
   for (; ${q} < ${end}; ${q}++) { ${acc} += ${value(`(${q})`)}; }`;
 }
 
+/**
+ * WGSL: fn name(lid, v) -> the values v of a workgroup's `wg` threads (a power of two) combined, `combine` of a
+ * and b, as a tree (red[lid] with red[lid + k], k halving: the same order every run); every thread gets the result.
+ * The kernel declares `var<workgroup> red: array<f32, wg>`; calls must be workgroup-uniform (barriers).
+ */
+export function treeFn(name: string, combine: string, wg: number): string {
+  return /* wgsl */ `
+fn ${name}(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var k = ${wg / 2}u; k > 0u; k = k >> 1u) {
+    if (lid < k) { let a = red[lid]; let b = red[lid + k]; red[lid] = ${combine}; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+}
+
 const RW1 = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;`;

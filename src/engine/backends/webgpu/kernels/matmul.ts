@@ -4,7 +4,8 @@
 // that neighbouring threads write neighbouring columns). K is walked 16 at a time through workgroup memory; tiles
 // are loaded so that neighbouring threads read neighbouring addresses whichever way A and B are stored. Each
 // transpose combination is its own pipeline (the branches fold away). Edges are zero-padded in the tiles. Products
-// with few output tiles and a long K are split along K (see matmul below).
+// with few output tiles and a long K are split along K (see matmul below). Products of at most THIN_ROWS rows take a
+// thread per output instead (thinCode, stop 18), with the same arithmetic.
 //
 // 128 x 128 tiles: each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of workgroup memory): each value
 // a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. By default (CHARLM_WEBGPU_MATMUL
@@ -93,6 +94,22 @@ export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batc
   const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}${T === 64 ? "" : ".128"}${kind}`;
   return { T, vec, prefetch, double, key };
 }
+
+/**
+ * WGSL: a product kernel's parameters (M, K, N, the offsets of A, B and C, accumulate, k per split) and what
+ * workgroup z of its grid takes: batch entry z, or with split-K (pu(7) = k per split, batch 1) k in
+ * [z·KS, (z+1)·KS), written to its own C (M, N).
+ */
+const PRODUCT_LETS = /* wgsl */ `let M = pu(0u); let K = pu(1u); let N = pu(2u);
+  let accumulate = pu(6u) == 1u;
+  let KS = pu(7u);
+  let split = KS > 0u;
+  let zb = select(wid.z, 0u, split);
+  let aBase = pu(3u) + zb * M * K;
+  let bBase = pu(4u) + zb * K * N;
+  let cBase = pu(5u) + wid.z * M * N;
+  let kBegin = select(0u, wid.z * KS, split);
+  let kEnd = select(K, min(K, kBegin + KS), split);`;
 
 /** The bindings from `first` on: the bias (when there is one), then the output c. */
 function biasAndC(first: number, bias: boolean): string {
@@ -229,17 +246,7 @@ ${tiles}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let M = pu(0u); let K = pu(1u); let N = pu(2u);
-  let accumulate = pu(6u) == 1u;
-  // split-K (pu(7) = k per split, batch 1): workgroup z takes k in [z·KS, (z+1)·KS) and writes its own C (M, N)
-  let KS = pu(7u);
-  let split = KS > 0u;
-  let zb = select(wid.z, 0u, split);
-  let aBase = pu(3u) + zb * M * K;
-  let bBase = pu(4u) + zb * K * N;
-  let cBase = pu(5u) + wid.z * M * N;
-  let kBegin = select(0u, wid.z * KS, split);
-  let kEnd = select(K, min(K, kBegin + KS), split);
+  ${PRODUCT_LETS}
   let m0 = wid.y * ${T}u;
   let n0 = wid.x * ${T}u;
   let tid = lid.y * 16u + lid.x;
@@ -264,6 +271,77 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 }
 
 /**
+ * Products with at most this many rows (M) take a thread per output (thinCode) instead of tiles: at batch 1 (a
+ * generated character's products, a recurrent step's) a 64 x 64 tile computes 64 rows of which one is wanted.
+ */
+export const THIN_ROWS = 8;
+
+/** Threads per workgroup of the thread-per-output kernel: more workgroups for the few outputs of a batch-1 product. */
+const THIN_WG = 64;
+
+/**
+ * Whether an M x N product takes the thread-per-output kernel: M <= THIN_ROWS (and its threads within one row of
+ * workgroups), unless CHARLM_WEBGPU_THIN=0.
+ */
+export function takesThin(M: number, N: number): boolean {
+  return M <= THIN_ROWS && M * N <= 65535 * THIN_WG && env("CHARLM_WEBGPU_THIN") !== "0";
+}
+
+/**
+ * A thread per output (m, n) of a product with few rows: the tile kernel's parameters, grid z (batch or split-K
+ * part) and arithmetic, the fma chain in k order over the same k range, so the same bits as every tile variant. The
+ * loads run 8 ahead of the fmas, so that a thread waits on memory once per 8 values of k rather than every one.
+ */
+function thinCode(transA: boolean, transB: boolean, bias: boolean): string {
+  const A = (k: string) => (transA ? `a[aBase + (${k}) * M + m]` : `a[aBase + m * K + ${k}]`);
+  const B = (k: string) => (transB ? `b[bBase + n * K + ${k}]` : `b[bBase + (${k}) * N + n]`);
+  const lanes = Array.from({ length: 8 }, (_, e) => e);
+  return /* wgsl */ `
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+${biasAndC(3, bias)}
+
+@compute @workgroup_size(${THIN_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${PRODUCT_LETS}
+  let i = gid.x;
+  if (i >= M * N) { return; }
+  let m = i / N; let n = i % N;
+  var k = kBegin;
+  var acc = 0.0;
+  for (; k + 8u <= kEnd; k += 8u) {
+    ${lanes.map((e) => `let a${e} = ${A(`k + ${e}u`)}; let b${e} = ${B(`k + ${e}u`)};`).join("\n    ")}
+    ${lanes.map((e) => `acc = fma(a${e}, b${e}, acc);`).join(" ")}
+  }
+  for (; k < kEnd; k++) { acc = fma(${A("k")}, ${B("k")}, acc); }
+  let idx = cBase + m * N + n;
+  ${bias ? "c[idx] = acc + bias[n];" : "if (accumulate) { c[idx] = c[idx] + acc; } else { c[idx] = acc; }"}
+}`;
+}
+
+/** The product's pipeline key and code, and its workgroups along x and y: a thread per output or tiles. */
+function productKernel(
+  ta: boolean,
+  tb: boolean,
+  M: number,
+  K: number,
+  N: number,
+  batch: number,
+  bias: boolean,
+): { key: string; code: () => string; groups: [number, number] } {
+  if (takesThin(M, N)) {
+    const key = `matmul${ta ? "T" : "N"}${tb ? "T" : "N"}.thin${bias ? ".bias" : ""}`;
+    return { key, code: () => thinCode(ta, tb, bias), groups: [Math.ceil((M * N) / THIN_WG), 1] };
+  }
+  const { T, vec, prefetch, double, key } = pickVariant(ta, tb, M, N, batch, K);
+  return {
+    key: bias ? `${key}.bias` : key,
+    code: () => code(ta, tb, T, bias, vec, prefetch, double),
+    groups: [Math.ceil(N / T), Math.ceil(M / T)],
+  };
+}
+
+/**
  * A product (batch 1) split along K into about `S` parts: part z = A[:, z·KS ..]·B[z·KS .., :] into a scratch
  * (parts, M, N), KS a multiple of 16. The caller adds the parts (in order, for the same bits run to run) and frees
  * the scratch. `matmul` splits this way; a recurrent step's product adds them in its gate kernel.
@@ -280,17 +358,17 @@ export function matmulParts(
 ): { partial: GpuStorage; parts: number } {
   const ta = o?.transA ?? false;
   const tb = o?.transB ?? false;
-  const { T: TILE, vec, prefetch, double, key } = pickVariant(ta, tb, M, N, 1, K);
+  const { key, code, groups } = productKernel(ta, tb, M, K, N, 1, false);
   const KS = Math.max(16, Math.ceil(K / S / 16) * 16);
   const parts = Math.ceil(K / KS);
   const partial = rt.scratch(parts * M * N);
   rt.run(
     key,
-    () => code(ta, tb, TILE, false, vec, prefetch, double),
+    code,
     [a, b],
     [partial],
     [M, K, N, o?.offsetA ?? 0, o?.offsetB ?? 0, 0, 0, KS],
-    [Math.ceil(N / TILE), Math.ceil(M / TILE), parts],
+    [...groups, parts],
     () => `${M}x${K}x${N}`,
   );
   return { partial, parts };
@@ -333,7 +411,7 @@ export function matmul(
   if (M === 0 || N === 0 || batch === 0) return;
   checkMatmulBias(N, o);
   const bias = (o?.bias as Buf | undefined) ?? null;
-  const { T: TILE, vec, prefetch, double, key } = pickVariant(ta, tb, M, N, batch, K);
+  const { T: TILE } = pickVariant(ta, tb, M, N, batch, K);
   const tiles = Math.ceil(N / TILE) * Math.ceil(M / TILE);
   const offs = [o?.offsetA ?? 0, o?.offsetB ?? 0];
   // A weight gradient (H, T·B)·(T·B, G) has few output tiles and a long K: a few workgroups would walk thousands of
@@ -360,13 +438,14 @@ ${biasAndC(2, bias !== null)}`;
     rt.free(partial);
     return;
   }
+  const kernel = productKernel(ta, tb, M, K, N, batch, bias !== null);
   rt.run(
-    bias ? `${key}.bias` : key,
-    () => code(ta, tb, TILE, bias !== null, vec, prefetch, double),
+    kernel.key,
+    kernel.code,
     bias ? [a, b, bias] : [a, b],
     [c],
     [M, K, N, ...offs, o?.offsetC ?? 0, o?.accumulate ? 1 : 0, 0],
-    [Math.ceil(N / TILE), Math.ceil(M / TILE), batch],
+    [...kernel.groups, batch],
     () => `${M}x${K}x${N}`,
   );
 }

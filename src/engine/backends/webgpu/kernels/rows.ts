@@ -1,13 +1,14 @@
 // Row kernels (one thread per row of V or C values: softmax, cross-entropy, layer norm) and the embedding gather
 // and its scatter-add gradient. Rows here are short (a vocabulary of ~65, channels of a few hundred), so a thread
-// per row keeps the js loop's order of summation; the many rows of a batch fill the GPU.
+// per row keeps the js loop's order of summation; the many rows of a batch fill the GPU. Layer norm on few rows (a
+// generated character's one) takes a workgroup per row instead (normByWorkgroup).
 //
 // Legend: N rows (positions), V classes, C channels, D embedding width, U distinct ids in a batch.
 
 import { CharlmError } from "../../../../util/errors.js";
 import type { Sampling } from "../../../backend.js";
-import { type Buf, type GpuRuntime, fbits } from "../runtime.js";
-import { addInOrder, binary, each, reduceTo, sumAll } from "./elementwise.js";
+import { type Buf, type GpuRuntime, envSetting, fbits } from "../runtime.js";
+import { addInOrder, binary, each, reduceTo, sumAll, treeFn } from "./elementwise.js";
 
 export function softmax(rt: GpuRuntime, x: Buf, y: Buf, rows: number, V: number): void {
   const decls = /* wgsl */ `
@@ -99,6 +100,25 @@ export function crossEntropyBackward(
   each(rt, "crossEntropyBackward", decls, body, [probs, t, g], [dx], [N * V, V, N]);
 }
 
+/** Threads per workgroup of layerNorm's workgroup-per-row kernel (a power of two: its trees halve it). */
+const NORM_WG = 64;
+
+/**
+ * Rows up to which layerNorm takes a workgroup per row (a generated character's 1, a recomputed window's
+ * blockSize); more rows (a training batch's B·T) take a thread per row, as timed on the GPU so far.
+ * CHARLM_WEBGPU_LAYERNORM=row or thread forces one.
+ */
+export const NORM_ROWS = 2048;
+
+/** Whether layerNorm on `rows` rows takes a workgroup per row (NORM_ROWS, CHARLM_WEBGPU_LAYERNORM). */
+export function normByWorkgroup(rows: number): boolean {
+  const forced = envSetting("CHARLM_WEBGPU_LAYERNORM");
+  if (forced && forced !== "row" && forced !== "thread") {
+    throw new CharlmError(`CHARLM_WEBGPU_LAYERNORM is "${forced}"; use row or thread, or unset it`);
+  }
+  return forced ? forced === "row" : rows <= NORM_ROWS;
+}
+
 export function layerNorm(
   rt: GpuRuntime,
   x: Buf,
@@ -111,6 +131,42 @@ export function layerNorm(
   C: number,
   eps: number,
 ): void {
+  if (normByWorkgroup(rows)) {
+    // A workgroup per row: the row's sum and its squared deviations' sum as trees over the threads (each thread's
+    // values j = lid, lid + NORM_WG, ... in order first). A thread per row walks C values three times: at batch 1
+    // one thread of one workgroup does the whole op.
+    const code = () => /* wgsl */ `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> xh: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rs: array<f32>;
+var<workgroup> red: array<f32, ${NORM_WG}>;
+${treeFn("sumTree", "a + b", NORM_WG)}
+@compute @workgroup_size(${NORM_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= pu(0u)) { return; }
+  let C = pu(1u); let o = row * C;
+  var s = 0.0;
+  for (var j = lid; j < C; j += ${NORM_WG}u) { s += x[o + j]; }
+  let mu = sumTree(lid, s) / f32(C);
+  var v = 0.0;
+  for (var j = lid; j < C; j += ${NORM_WG}u) { let d = x[o + j] - mu; v += d * d; }
+  let r = 1.0 / sqrt(sumTree(lid, v) / f32(C) + pf(2u));
+  if (lid == 0u) { rs[row] = r; }
+  for (var j = lid; j < C; j += ${NORM_WG}u) {
+    let h = (x[o + j] - mu) * r;
+    xh[o + j] = h;
+    y[o + j] = gamma[j] * h + beta[j];
+  }
+}`;
+    const gx = Math.min(rows, 65535);
+    rt.run("layerNorm.row", code, [x, gamma, beta], [y, xhat, rstd], [rows, C, fbits(eps)], [gx, Math.ceil(rows / gx)]);
+    return;
+  }
   const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
