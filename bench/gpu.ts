@@ -151,6 +151,7 @@ function clearSettings(): void {
     "CHARLM_WEBGPU_KERNELS",
     "CHARLM_WEBGPU_MATMUL",
     "CHARLM_FOLD_EMBEDDING",
+    "CHARLM_WEBGPU_LAYERNORM",
   ])
     delete process.env[name];
 }
@@ -610,7 +611,7 @@ async function main(): Promise<void> {
   const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
   const tiles = process.env.CHARLM_BENCH_MATMUL || "128";
   const compare = process.argv.includes("--compare");
-  const compareVariants: { name: string; env: Record<string, string>; recurrentOnly?: boolean }[] = [
+  const compareVariants: { name: string; env: Record<string, string>; recurrentOnly?: boolean; gptOnly?: boolean }[] = [
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
     { name: "stop 13's (no fold)", env: { CHARLM_FOLD_EMBEDDING: "0" } },
     // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): W2's
@@ -618,6 +619,8 @@ async function main(): Promise<void> {
     { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
     // the step kernels' tile of row values held as vec4s, each row's 4 values of k read at once (stop 15)
     { name: "vec4 row tiles", env: { CHARLM_WEBGPU_VEC4: "1" }, recurrentOnly: true },
+    // layer norm a workgroup per row on a training batch's rows too (stop 18: the default up to 2,048 rows)
+    { name: "layer norm by row", env: { CHARLM_WEBGPU_LAYERNORM: "row" }, gptOnly: true },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {
@@ -658,7 +661,11 @@ async function main(): Promise<void> {
         `${w.name} ${w.desc} B=${B}: PyTorch ${theirs?.device ?? device} ${theirs ? `${k(theirs.charsPerSec)} chars/s` : t}`,
       );
       const gpt = w.model.type === "gpt";
-      const list = compare ? variants.filter((v) => !(gpt && "recurrentOnly" in v)) : gpt ? attentionRoutes : variants;
+      const list = compare
+        ? variants.filter((v) => !(gpt ? "recurrentOnly" in v : "gptOnly" in v))
+        : gpt
+          ? attentionRoutes
+          : variants;
       const rates: number[][] = list.map(() => []);
       const losses: number[] = [];
       const profiles: string[] = [];

@@ -11,7 +11,7 @@ import { gpuForTests } from "./helpers/webgpu.js";
 
 const { gpu, skip } = await gpuForTests();
 
-/** A few kernels of three keys and one clear: 3 x unary.relu, 2 x matmulNN, 1 x fill, on (4, 5)·(5, 3). */
+/** A few kernels of three keys and one clear: 3 x unary.relu, 2 x matmulNN.thin (4 rows: a thread per output), 1 x fill, on (4, 5)·(5, 3). */
 function work(g: WebgpuBackend, s: Record<string, GpuStorage>): void {
   for (let i = 0; i < 3; i++) g.unary("relu", s.x, s.y, 20);
   g.matmul(s.x, s.w, s.c, 4, 5, 3);
@@ -64,7 +64,7 @@ describe("webgpu profiler", { skip }, () => {
     work(g, s);
     const p = await g.stopProfile();
     const counts = Object.fromEntries(p.kernels.map((k) => [k.key, k.count]));
-    assert.deepEqual(counts, { "unary.relu": 3, matmulNN: 2, fill: 1 });
+    assert.deepEqual(counts, { "unary.relu": 3, "matmulNN.thin": 2, fill: 1 });
     assert.deepEqual({ d: p.counts.dispatches, c: p.counts.clears }, { d: 6, c: 1 });
     assert.ok(p.hostMs > 0 && p.wallMs >= p.hostMs, `host ${p.hostMs} ms, wall ${p.wallMs} ms`);
     assert.ok(p.kernels.every((k) => k.hostMs > 0));
@@ -128,7 +128,7 @@ describe("webgpu profiler", { skip }, () => {
     g.matmul(x, x, c, 2, 4, 3); // a product's key says its M x K x N too
     const p = await g.stopProfile();
     assert.deepEqual(p.kernels.map((k) => [k.key, k.count]).sort(), [
-      ["matmulNN 1x1x1 2x4x3", 1],
+      ["matmulNN.thin 1x1x1 2x4x3", 1],
       ["scale.false 1x1x1", 2100],
     ]);
     g.free(c);
