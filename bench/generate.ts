@@ -7,8 +7,11 @@
 //     behind `charlm sample`: step(), read the logits back, temperature 1, one draw) and through torch.nn.LSTM
 //     stepped with its (h, c) state.
 //   GPT, 4 layers of 128 channels, 4 heads, context 256: 250 characters (within one context window, so both sides
-//     take exactly one key/value-cached step per character; charlm slides the window past it, which costs a full
-//     forward per character and is not what this measures).
+//     take exactly one key/value-cached step per character).
+//   The same GPT past its window (stop 18), after a prime that fills it: with a window stride of 1 every character
+//     reruns the whole window (nanoGPT's generate); with 128 (--window-stride) a full window drops its 128 oldest
+//     characters at once and the next 127 steps are cached ones (generate_torch.py --past does the same). charlm's
+//     figure is the difference of a generation of 2N and of N characters, so that the prime's steps cancel.
 // Both sides generate 300 characters first (warm-up: V8's JIT, PyTorch's allocator), then are timed.
 // PyTorch runs at its default thread count and pinned to one thread; the ratio is charlm / PyTorch (higher is better).
 
@@ -55,6 +58,21 @@ async function charlmRate(cfg: ModelConfig, chars: number): Promise<number> {
   return chars / sec;
 }
 
+/** Characters a second of a GPT past its window (a prime that fills it), with a window stride: 2n less n characters. */
+async function charlmPastRate(cfg: ModelConfig & { blockSize: number }, n: number, stride: number): Promise<number> {
+  const vocab = new Vocab(Array.from({ length: cfg.vocabSize }, (_, i) => String.fromCharCode(48 + i)));
+  const model = buildModel(cfg, new Rng(0));
+  const prime = "0".repeat(cfg.blockSize);
+  const timed = async (length: number) => {
+    const t0 = performance.now();
+    await generateText(model, vocab, { prime, length, temperature: 1, seed: 1, windowStride: stride });
+    return performance.now() - t0;
+  };
+  await timed(Math.min(n, 20));
+  const [a, b] = [await timed(n), await timed(2 * n)];
+  return (1000 * n) / (b - a);
+}
+
 export async function main(args: string[]): Promise<void> {
   const chars = Number(option(args, "--chars") ?? 2000);
   const want = option(args, "--backend") as BackendName | undefined;
@@ -88,5 +106,18 @@ export async function main(args: string[]): Promise<void> {
     console.log(
       `  ratio charlm / PyTorch: ${(ours / dflt.charsPerSec).toFixed(2)} (default), ${(ours / one.charsPerSec).toFixed(2)} (1 thread)`,
     );
+  }
+  const gpt = workloads[1];
+  for (const [stride, n] of [
+    [1, 40],
+    [128, 256],
+  ]) {
+    const ours = await charlmPastRate(gpt.cfg as ModelConfig & { blockSize: number }, n, stride);
+    const torchArgs = [...gpt.torch, "--vocab", "65", "--chars", String(n), "--past", "--stride", String(stride)];
+    const dflt = torchRate(torchArgs);
+    console.log(`\n${gpt.name}, past its window, window stride ${stride}, ${n} characters`);
+    console.log(`  charlm (${name}):                 ${ours.toFixed(0).padStart(7)} chars/s`);
+    console.log(`  PyTorch, default (${dflt.threads} threads): ${dflt.charsPerSec.toFixed(0).padStart(7)} chars/s`);
+    console.log(`  ratio charlm / PyTorch: ${(ours / dflt.charsPerSec).toFixed(2)}`);
   }
 }

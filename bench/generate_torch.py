@@ -3,10 +3,16 @@
 
   generate --model lstm --embedding E --units H --layers L --vocab V --chars N [--threads N]
   generate --model gpt --embedding C --layers L --heads NH --block S --vocab V --chars N [--threads N]
+           [--past --stride K]
 
 Random weights (speed does not depend on their values). Each character: one step of the network on the last
 sampled id with the carried state (the LSTM's (h, c); the GPT's key/value cache, as charlm's step() does), softmax
 at temperature 1, one multinomial draw. Prints one JSON object on its last line.
+
+--past (the GPT): generation past the window, as charlm's GPT does it. The window starts full; once full, a step
+drops the window's K oldest tokens (--stride, default 1), reruns the tokens left and the new one in one causal
+forward pass that refills the cache, and the next K - 1 steps are cached ones. K = 1 is nanoGPT's generate (the
+last block tokens rerun for every character).
 """
 
 import argparse
@@ -68,6 +74,24 @@ class Gpt(torch.nn.Module):
     def initial(self):
         return {"pos": 0, "k": [None] * len(self.blocks), "v": [None] * len(self.blocks)}
 
+    def prefill(self, ids):
+        """The causal forward pass over ids (T,) from position 0: the last position's logits and a cache of T."""
+        C, NH = self.C, self.NH
+        hd = C // NH
+        T = ids.shape[0]
+        st = self.initial()
+        x = self.wte(ids) + self.wpe.weight[:T]  # (T, C)
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        for i, b in enumerate(self.blocks):
+            q, k, v = (t.view(T, NH, hd).transpose(0, 1) for t in b.qkv(b.ln1(x)).split(C, dim=1))  # (NH, T, hd)
+            st["k"][i], st["v"][i] = k, v
+            att = (q @ k.transpose(1, 2)) / math.sqrt(hd)
+            y = att.masked_fill(~mask, float("-inf")).softmax(-1) @ v  # (NH, T, hd)
+            x = x + b.proj(y.transpose(0, 1).reshape(T, C))
+            x = x + b.fc2(F.gelu(b.fc(b.ln2(x)), approximate="tanh"))
+        st["pos"] = T
+        return self.head(self.lnf(x[-1:])), st
+
     def step(self, ids, st):
         if st["pos"] >= self.S:  # window full: start again (charlm slides; the cost per character is what counts)
             st = self.initial()
@@ -101,6 +125,8 @@ def main():
     p.add_argument("--chars", type=int, default=2000)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--warmup", type=int, default=20, help="steps taken before timing")
+    p.add_argument("--past", action="store_true", help="the GPT past its window (see above)")
+    p.add_argument("--stride", type=int, default=1, help="--past: the window's oldest tokens dropped at once")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -111,6 +137,28 @@ def main():
         m = Gpt(a.vocab, a.embedding, a.layers, a.heads, a.block)
     m.eval()
     gen = torch.Generator().manual_seed(1)
+    if a.past:
+        with torch.inference_mode():
+            hist = [0] * a.block
+            logits, st = m.prefill(torch.tensor(hist))
+
+            def one(logits, st):
+                nxt = int(torch.multinomial(logits.softmax(-1), 1, generator=gen))
+                hist.append(nxt)
+                if st["pos"] >= a.block:
+                    keep = a.block - a.stride
+                    return m.prefill(torch.tensor(hist[len(hist) - keep - 1 :]))
+                return m.step(torch.tensor([nxt]), st)
+
+            for _ in range(a.warmup):
+                logits, st = one(logits, st)
+            t0 = time.perf_counter()
+            for _ in range(a.chars):
+                logits, st = one(logits, st)
+            sec = time.perf_counter() - t0
+        out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "charsPerSec": a.chars / sec}
+        print(json.dumps(out))
+        return
     with torch.inference_mode():
         ids = torch.zeros(1, dtype=torch.long)
         st = m.initial()

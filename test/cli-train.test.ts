@@ -199,6 +199,16 @@ test("bad input: each gets one line on stderr and a non-zero exit, and loses not
   const cases: [string[], number, RegExp][] = [
     [["sample", "--model", out, "--temperature", "0"], 2, /^charlm sample: --temperature must be above 0, got 0$/],
     [["sample", "--model", out, "--top-p", "1.5"], 2, /^charlm sample: --top-p must be at most 1, got 1\.5$/],
+    [
+      ["sample", "--model", out, "--window-stride", "0"],
+      2,
+      /^charlm sample: --window-stride must be at least 1, got 0$/,
+    ],
+    [
+      ["sample", "--model", out, "--window-stride", "8"],
+      1,
+      /a window stride applies to a GPT .* this model is rnn: leave it unset/,
+    ],
     [["sample", "--model", out, "--prime", "Zebra"], 1, /the prime text has characters the model does not know: 'Z'/],
     [["sample", "--model", empty], 1, /no charlm\.json in this directory, so it is not a charlm checkpoint/],
     [["sample"], 2, /sample needs --model DIR/],

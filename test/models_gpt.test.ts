@@ -141,6 +141,12 @@ test("gpt forward rejects a context longer than blockSize and out-of-vocabulary 
   assert.throws(() => model.forward(new Int32Array(9), 1, 9), /9 positions exceed the GPT's context of 8/);
   assert.throws(() => model.forward(Int32Array.of(1, 99), 1, 2), /token id 99 at \(0, 1\) is outside/);
   assert.throws(() => model.step(Int32Array.of(1), model.initialState(2)), /model state/);
+  for (const stride of [0, 1.5, 1000]) {
+    assert.throws(
+      () => model.initialState(1, { windowStride: stride }),
+      /window stride .* does not fit the GPT's context of \d+ \(blockSize\); pass 1 to \d+/,
+    );
+  }
   // stepFrom: ids held on the backend; once it has moved the window there, step() cannot continue the state
   const ids = Tensor.fromArray([3, 4], [2]);
   const state = model.initialState(1);
@@ -198,9 +204,17 @@ for (const backend of await listBackends()) {
     }
   });
 
-  test(`[${backend}] gpt step() with its key/value cache gives forward()'s logits, past blockSize too`, async () => {
+  // With a window stride S a full window drops its S oldest tokens at once: the window then holds 5 - S + 1 and
+  // grows back to 5 with cached steps; every step gives forward()'s logits on the window it holds.
+  test(`[${backend}] gpt step() with its key/value cache gives forward()'s logits, past blockSize too, every window stride`, async () => {
     await useBackend(backend);
-    for (const bias of [true, false]) {
+    for (const [bias, stride] of [
+      [true, 1],
+      [false, 1],
+      [true, 2],
+      [false, 4],
+      [true, 5],
+    ] as const) {
       const model = gpt({ bias, blockSize: 5 }, 4);
       // GPT-2's init (N(0, 0.02)) leaves every attention row near uniform, whatever the keys: larger query and key
       // weights make the attention depend on them (a stale key in the cache then shows)
@@ -208,24 +222,29 @@ for (const backend of await listBackends()) {
         if (name.endsWith("wqkv")) for (let i = 0; i < t.size; i++) t.data[i] *= 40;
       }
       const B = 2;
-      const n = 9; // four steps past the 5-token window: those rerun the window
+      const n = 14; // nine steps past the 5-token window: those rerun the window, or the part of it kept
       const seq = randomTokens(B * n, 13, new Rng(5));
-      let state = model.initialState(B);
+      let state = model.initialState(B, { windowStride: stride });
+      let w = 0; // tokens in the window
+      const widths: number[] = [];
       for (let t = 0; t < n; t++) {
         const col = Int32Array.from({ length: B }, (_, b) => seq[b * n + t]);
         const out = model.step(col, state);
         state = out.state;
-        // forward() on the last min(t + 1, 5) tokens, last position.
-        const w = Math.min(t + 1, 5);
+        // forward() on the last w tokens, last position.
+        w = w < 5 ? w + 1 : 5 - stride + 1;
+        widths.push(w);
         const win = new Int32Array(B * w);
         for (let b = 0; b < B; b++) win.set(seq.subarray(b * n + t + 1 - w, b * n + t + 1), b * w);
         const full = model.forward(win, B, w).logits.data;
         for (let b = 0; b < B; b++) {
           const want = full.subarray((b * w + w - 1) * 13, (b * w + w) * 13);
           const d = maxAbsDiff(out.logits.data.subarray(b * 13, (b + 1) * 13), want);
-          assert.ok(d < 1e-5, `bias ${bias} t=${t} b=${b}: differs by ${d}`);
+          assert.ok(d < 1e-5, `bias ${bias} stride ${stride} t=${t} b=${b}: differs by ${d}`);
         }
       }
+      // the schedule itself: stride 2 keeps 4 and grows back to 5 (every other step reruns 4 positions)
+      if (stride === 2) assert.deepEqual(widths, [1, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4]);
     }
   });
 

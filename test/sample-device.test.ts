@@ -89,6 +89,23 @@ for (const name of ["js", "wasm"] as const) {
         assert.equal(host.length, o.stop ? host.length : 200);
       }
     }
+    // a GPT's window strides (its window moved on the backend in stepFrom, on the host in step)
+    const g = model(gpt);
+    const strided: string[] = [];
+    for (const windowStride of [1, 3, 8]) {
+      const o = { windowStride };
+      const host = await text(g, o, false);
+      assert.equal(await text(g, o, true), host, `gpt ${JSON.stringify(o)}`);
+      strided.push(host);
+    }
+    assert.equal(strided[0], await text(g, {}, false)); // 1 is the default
+    assert.equal(new Set(strided).size, 3);
+    await assert.rejects(
+      text(model(lstm), { windowStride: 2 }),
+      /a window stride applies to a GPT .* this model is rnn/,
+    );
+    await assert.rejects(text(g, { windowStride: 0 }), /window stride must be a whole number >= 1, got 0/);
+    await assert.rejects(text(g, { windowStride: 9 }), /window stride 9 does not fit the GPT's context of 8/);
     // the options matter (so the equality above is not of texts that ignore them)
     const m = model(lstm);
     const texts = new Set(await Promise.all(OPTIONS.slice(0, 5).map((o) => text(m, o, true))));
@@ -203,7 +220,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     for (const [cfg, options] of [
       [lstm, OPTIONS],
       [gru, OPTIONS.slice(2, 4)],
-      [gpt, OPTIONS.slice(0, 2)],
+      [gpt, [...OPTIONS.slice(0, 2), { windowStride: 3 }, { windowStride: 8, topK: 4 }]],
     ] as const) {
       const cpu = model(cfg);
       const onGpu = withBackend(gpu!, () => buildModel(cfg, null));

@@ -28,7 +28,11 @@ export interface LanguageModel {
     T: number,
     opts?: { targets?: Int32Array; state?: State; training?: boolean },
   ): ForwardResult;
-  initialState?(B: number): State;
+  /**
+   * The state before the first step. windowStride (models with a fixed window, the GPT): once the window is full,
+   * how many of its oldest positions a step drops at once (1, the default: every step sees the whole window).
+   */
+  initialState?(B: number, opts?: { windowStride?: number }): State;
   /**
    * One token per batch row -> logits (B, V) and the next state; no gradients. The logits stay on the model's
    * backend (read them with `await logits.read()`); run it in a `scope` and dispose the state it replaces.

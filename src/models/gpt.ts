@@ -22,7 +22,11 @@
 // Generation: step() keeps a key/value cache, so each new character runs the blocks on one position only. The
 // positions are learned and absolute, so once the window holds blockSize tokens the cached keys cannot slide:
 // from then on each step reruns the last blockSize tokens (exactly what forward() on that window gives), the last
-// block for the newest position alone (lastRowBlock: only its logits are asked for).
+// block for the newest position alone (lastRowBlock: only its logits are asked for). With a window stride S
+// (initialState's windowStride) a full window drops its S oldest tokens at once: that step reruns the
+// blockSize - S + 1 tokens left, and the next S - 1 steps are cached ones again, so past the window a character
+// costs about blockSize / S positions instead of blockSize, and sees between blockSize - S + 1 and blockSize of
+// them (each step still gives exactly what forward() gives on the window it holds).
 // stepFrom() does the same with the token given on the backend (a sampler's draw there, never read back): the
 // window of ids is then kept on the backend too, and step() cannot continue that state.
 //
@@ -66,6 +70,7 @@ export interface GptState {
   k: Tensor[]; // per layer (B, blockSize, C): keys of the cached positions, on the model's backend
   v: Tensor[]; // per layer (B, blockSize, C): values
   ids?: Tensor; // (B, blockSize) the window on the backend, as float ids, once stepFrom has run (tokens is then stale)
+  stride: number; // oldest positions a full window drops at once (initialState's windowStride), 1 .. blockSize
 }
 
 // ---------------------------------------------------------------------------------------------------- pieces
@@ -204,11 +209,17 @@ export class GptModel implements LanguageModel {
     return result;
   }
 
-  /** An empty key/value cache for B rows. */
-  initialState(B: number): GptState {
+  /** An empty key/value cache for B rows; windowStride: positions a full window drops at once (default 1). */
+  initialState(B: number, opts: { windowStride?: number } = {}): GptState {
     const { blockSize, nEmbd: C, nLayer: L } = this.config;
+    const stride = opts.windowStride ?? 1;
+    if (!(Number.isInteger(stride) && stride >= 1 && stride <= blockSize)) {
+      throw new CharlmError(
+        `window stride ${stride} does not fit the GPT's context of ${blockSize} (blockSize); pass 1 to ${blockSize}`,
+      );
+    }
     const cache = () => Array.from({ length: L }, () => Tensor.zeros([B, blockSize, C]));
-    return { B, len: 0, tokens: new Int32Array(B * blockSize), k: cache(), v: cache() };
+    return { B, len: 0, tokens: new Int32Array(B * blockSize), k: cache(), v: cache(), stride };
   }
 
   /** One token per batch row (B) -> logits (B, V) for the next position, and the updated cache; no graph. */
@@ -227,14 +238,17 @@ export class GptModel implements LanguageModel {
       ids = tokens.slice(); // (B, 1) at position len
       T = 1;
     } else {
-      // Window full: slide it by one and recompute every position (each token's position embedding changed).
+      // Window full: drop its `stride` oldest tokens, add the new one and recompute every position left (each
+      // token's position embedding changed)
+      const keep = N - s.stride;
+      T = keep + 1;
+      ids = new Int32Array(B * T); // (B, T)
       for (let b = 0; b < B; b++) {
-        s.tokens.copyWithin(b * N, b * N + 1, (b + 1) * N);
-        s.tokens[(b + 1) * N - 1] = tokens[b];
+        s.tokens.copyWithin(b * N, b * N + s.stride, (b + 1) * N);
+        s.tokens[b * N + keep] = tokens[b];
+        ids.set(s.tokens.subarray(b * N, b * N + T), b * T);
       }
       s.len = 0;
-      ids = s.tokens.slice(); // (B, N)
-      T = N;
     }
     const logits = noGrad(() => this.cachedStep(this.embed(ids, B, T, s.len, this.ownRng, false), s, B, T));
     return { logits, state: s };
@@ -259,22 +273,31 @@ export class GptModel implements LanguageModel {
     if (s.len < N) {
       for (let b = 0; b < B; b++) be.copy(ids.storage, at + b, s.ids.storage, b * N + s.len, 1);
     } else {
-      // Window full: slide it by one and recompute every position, as step() does
+      // Window full: drop its `stride` oldest tokens, add the new one and recompute every position left, as step()
+      // does; `window` the (B, T) ids of those positions
+      const keep = N - s.stride;
+      T = keep + 1;
       const moved = uninit(be, [B, N]);
       for (let b = 0; b < B; b++) {
-        be.copy(s.ids.storage, b * N + 1, moved.storage, b * N, N - 1);
-        be.copy(ids.storage, at + b, moved.storage, (b + 1) * N - 1, 1);
+        if (keep > 0) be.copy(s.ids.storage, b * N + s.stride, moved.storage, b * N, keep);
+        be.copy(ids.storage, at + b, moved.storage, b * N + keep, 1);
       }
       s.ids.dispose();
       s.ids = moved;
       s.len = 0;
-      T = N;
     }
     const logits = noGrad(() => {
-      const x =
-        T === 1
-          ? add(embeddingFrom(this.wte, ids, at, [B, 1]), embedding(this.wpe, Int32Array.of(s.len), [1]))
-          : this.embedFrom(s.ids!, B, N);
+      if (T === 1) {
+        const x = add(embeddingFrom(this.wte, ids, at, [B, 1]), embedding(this.wpe, Int32Array.of(s.len), [1]));
+        return this.cachedStep(x, s, B, 1);
+      }
+      let window = s.ids!;
+      if (T < N && B > 1) {
+        window = uninit(be, [B, T]);
+        for (let b = 0; b < B; b++) be.copy(s.ids!.storage, b * N, window.storage, b * T, T);
+      }
+      const x = this.embedFrom(window, B, T);
+      if (window !== s.ids) window.dispose();
       return this.cachedStep(x, s, B, T);
     });
     return { logits, state: s };
@@ -315,10 +338,10 @@ export class GptModel implements LanguageModel {
     return this.block(blk, x, attendLast, this.ownRng, false);
   }
 
-  /** wte[window] + wpe[0 .. N) for a whole window of ids held on the backend (no dropout: generation). */
-  private embedFrom(window: Tensor, B: number, N: number): Tensor {
-    const pos = Int32Array.from({ length: N }, (_, t) => t);
-    return add(embeddingFrom(this.wte, window, 0, [B, N]), embedding(this.wpe, pos, [N]));
+  /** wte[window] + wpe[0 .. T) for the first T ids of each row of a window held on the backend (B rows of T, or B = 1). */
+  private embedFrom(window: Tensor, B: number, T: number): Tensor {
+    const pos = Int32Array.from({ length: T }, (_, t) => t);
+    return add(embeddingFrom(this.wte, window, 0, [B, T]), embedding(this.wpe, pos, [T]));
   }
 
   // ------------------------------------------------------------------------------------------------ internals
@@ -389,6 +412,9 @@ export class GptModel implements LanguageModel {
       Number.isInteger(s.len) &&
       s.len >= 0 &&
       s.len <= N &&
+      Number.isInteger(s.stride) &&
+      s.stride >= 1 &&
+      s.stride <= N &&
       s.tokens instanceof Int32Array &&
       s.tokens.length === B * N &&
       Array.isArray(s.k) &&

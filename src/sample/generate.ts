@@ -35,6 +35,10 @@ export interface GenerateOptions {
   signal?: AbortSignal; // stop early when aborted
   onStop?: () => void; // called when a stop string ends the text (not when the length runs out or on abort)
   maxContext?: number; // models without step(): tokens of context rerun per token (default: the model's blockSize, else 256)
+  // A GPT's window, once full: how many of its oldest tokens a step drops at once (1 .. blockSize). 1 (the default)
+  // keeps every character's context the whole window and reruns it for every character; S reruns it once every S
+  // characters (about S times as fast past the window), each seeing between blockSize - S + 1 and blockSize tokens.
+  windowStride?: number;
   // Draw the tokens on the model's backend, in bursts, reading back only the ids (models with stepFrom: recurrent
   // ones and the GPT; vocabularies up to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
   // logits back after every token would cost a round trip each; off on js and wasm, where the host draws directly.
@@ -71,12 +75,36 @@ export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): v
   if (!Number.isInteger(length) || length < 0)
     throw new CharlmError(`length must be a whole number >= 0, got ${length}`);
   if (opts.stop?.some((s) => s === "")) throw new CharlmError("a stop string is empty; give at least one character");
+  const stride = opts.windowStride;
+  if (stride !== undefined && !(Number.isInteger(stride) && stride >= 1)) {
+    throw new CharlmError(`window stride must be a whole number >= 1, got ${stride}; 1 keeps the whole window`);
+  }
   const unknown = vocab.unknownChars(opts.prime);
   if (unknown.length) {
     const shown =
       unknown.slice(0, 5).map(describe).join(", ") + (unknown.length > 5 ? ` and ${unknown.length - 5} more` : "");
     throw new CharlmError(
       `the prime text has characters the model does not know: ${shown}; remove them or pick another prime`,
+    );
+  }
+}
+
+/**
+ * GenerateOptions.windowStride against the model (checkGenerateOptions checks it alone): only a GPT (a model that
+ * steps over a fixed window) takes one, of at most its blockSize. Throws a one-line CharlmError.
+ */
+export function checkWindowStride(model: LanguageModel, opts: Pick<GenerateOptions, "windowStride">): void {
+  const stride = opts.windowStride;
+  if (stride === undefined) return;
+  const blockSize = (model.config as { blockSize?: unknown }).blockSize;
+  if (!model.step || typeof blockSize !== "number") {
+    throw new CharlmError(
+      `a window stride applies to a GPT (a model with a fixed window); this model is ${String(model.config.type)}: leave it unset`,
+    );
+  }
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= blockSize)) {
+    throw new CharlmError(
+      `window stride ${stride} does not fit the GPT's context of ${blockSize} (blockSize); pass 1 to ${blockSize}`,
     );
   }
 }
@@ -210,9 +238,11 @@ function tokenSource(
   const fromLogits = (logits: ArrayLike<number>): number =>
     rng.categorical(samplingWeights(logits, temperature, topK, topP, weights));
 
+  checkWindowStride(model, opts);
+  const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   if (model.step && model.initialState) {
     const step = model.step.bind(model);
-    let state: State = model.initialState(1);
+    let state: State = model.initialState(1, { windowStride: opts.windowStride });
     let logits: Tensor | null = null;
     const took = (out: { logits: Tensor; state: State }): void => {
       disposeReplaced(state, out.state);
@@ -281,7 +311,6 @@ function tokenSource(
     };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
-  const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   const maxContext = opts.maxContext ?? (typeof blockSize === "number" ? blockSize : 256);
   const context = prime.slice(-maxContext);
   let last: number | null = null;

@@ -1,7 +1,7 @@
 // `charlm sample`: load a checkpoint and stream generated text to stdout as it is produced.
 
 import { backendFlag, selectBackend, threadsFlag } from "../backend.js";
-import { freshSeed, generate, checkGenerateOptions } from "../../sample/generate.js";
+import { freshSeed, generate, checkGenerateOptions, checkWindowStride } from "../../sample/generate.js";
 import { loadCheckpoint } from "../../checkpoint/checkpoint.js";
 import { UsageError } from "../../util/errors.js";
 import { CHECKPOINT_HELP, KERNEL_ENV, defineCommand } from "../command.js";
@@ -31,6 +31,12 @@ export const sampleCommand = defineCommand({
       arg: "TEXT",
       escapes: true,
     },
+    windowStride: {
+      type: "int",
+      help: "a GPT past its window: drop S of its oldest characters at once, about S times as fast (default 1: each character sees the whole window)",
+      min: 1,
+      arg: "S",
+    },
     numSamples: { type: "int", help: "how many samples", default: 1, min: 1, arg: "N" },
     backend: backendFlag,
     threads: threadsFlag,
@@ -43,6 +49,7 @@ export const sampleCommand = defineCommand({
   examples: [
     'charlm sample --model runs/shakespeare --prime "ROMEO:" --length 500 --temperature 0.8',
     'charlm sample --model runs/shakespeare --top-p 0.9 --seed 7 --num-samples 3 --stop "\\n\\n"',
+    "charlm sample --model runs/gpt --length 2000 --window-stride 64",
   ],
   async run(flags) {
     if (!flags.model) throw new UsageError(`sample needs --model DIR, a ${CHECKPOINT_HELP}`);
@@ -55,8 +62,10 @@ export const sampleCommand = defineCommand({
       topK: flags.topK,
       topP: flags.topP,
       stop: flags.stop,
+      windowStride: flags.windowStride,
     };
     checkGenerateOptions(vocab, base);
+    checkWindowStride(model, base);
     process.stderr.write(`${backend.line}\n`);
     const seed0 = flags.seed ?? freshSeed();
     const abort = new AbortController();
