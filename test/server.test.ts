@@ -21,7 +21,7 @@ class FakeModel implements ServedModel {
   started = 0;
   finished = 0;
   produced = 0;
-  readonly card;
+  readonly card: ServedModel["card"];
   files?: ServedModel["files"];
 
   constructor(
@@ -50,9 +50,11 @@ class FakeModel implements ServedModel {
   }
 
   failWith: Error | null = null;
+  last: GenerateRequest | null = null;
 
   async *generate(req: GenerateRequest, signal: AbortSignal, onStop?: () => void): AsyncGenerator<string> {
     this.started++;
+    this.last = req;
     if (this.failWith) throw this.failWith;
     const rng = new Rng(req.seed);
     try {
@@ -156,7 +158,10 @@ test("POST /api/generate returns the text; the same seed gives the same text", a
 });
 
 test("bad requests get a 4xx JSON error that names the problem", async () => {
-  const { app, base } = await serve([new FakeModel("tiny"), new FakeModel("other")], {
+  // "other" stands in for a GPT: a window of 8 (window_stride applies to it alone)
+  const other = new FakeModel("other");
+  other.card.config = { type: "gpt", blockSize: 8 };
+  const { app, base } = await serve([new FakeModel("tiny"), other], {
     maxLength: 100,
     bodyLimit: 2048,
   });
@@ -177,6 +182,22 @@ test("bad requests get a 4xx JSON error that names the problem", async () => {
     await expect({ model: "tiny", prime: "ab", top_k: -1 }, 400, /top_k must be >= 0/);
     await expect({ model: "tiny", prime: "ab", topK: 5 }, 400, /unknown field 'topK'; allowed fields are model, prime/);
     await expect({ model: "tiny", prime: "ab", stop: [""] }, 400, /stop\.0 must NOT have fewer than 1 characters/);
+    await expect({ model: "other", prime: "ab", window_stride: 0 }, 400, /window_stride must be >= 1/);
+    await expect(
+      { model: "tiny", prime: "ab", window_stride: 2 },
+      400,
+      /window_stride applies to a GPT .*; model 'tiny' is rnn: leave it out/,
+      "bad_window_stride",
+    );
+    await expect(
+      { model: "other", prime: "ab", window_stride: 9 },
+      400,
+      /window_stride 9 does not fit model 'other''s context of 8; pass 1 to 8/,
+      "bad_window_stride",
+    );
+    const strided = await post(`${base}/api/generate`, { model: "other", prime: "ab", length: 3, window_stride: 4 });
+    assert.equal(strided.status, 200);
+    assert.equal(other.last?.windowStride, 4);
     await expect({ model: "nope", prime: "ab" }, 404, /unknown model 'nope'; available: tiny, other/, "unknown_model");
     await expect({ model: "../../etc", prime: "ab" }, 400, /model must match pattern/);
     await expect({ prime: "ab" }, 400, /several models are served; name one in 'model'/, "model_required");

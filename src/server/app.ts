@@ -90,6 +90,8 @@ function generateSchema(o: Required<Pick<ServerOptions, "maxLength" | "maxPrime"
       top_k: { type: "integer", minimum: 0, maximum: 1_000_000, default: 0 },
       top_p: { type: "number", exclusiveMinimum: 0, maximum: 1, default: 1 },
       seed: { type: "integer", minimum: 0, maximum: 4294967295 },
+      // a GPT past its window: its oldest tokens dropped at once (unset: 1, the whole window for every token)
+      window_stride: { type: "integer", minimum: 1, maximum: 1_000_000 },
       stop: {
         type: "array",
         maxItems: 8,
@@ -108,6 +110,7 @@ interface GenerateBody {
   top_k: number;
   top_p: number;
   seed?: number;
+  window_stride?: number;
   stop: string[];
 }
 
@@ -261,6 +264,24 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
         `prime contains ${unknown.length} character${unknown.length > 1 ? "s" : ""} outside model '${model.card.name}''s vocabulary: ${shown}${unknown.length > 10 ? ", ..." : ""}; remove them or pick a model trained on them`,
       );
     }
+    const stride = body.window_stride;
+    if (stride !== undefined) {
+      const { type, blockSize } = model.card.config;
+      if (typeof blockSize !== "number") {
+        throw new HttpError(
+          400,
+          "bad_window_stride",
+          `window_stride applies to a GPT (a model with a fixed window); model '${model.card.name}' is ${String(type)}: leave it out`,
+        );
+      }
+      if (stride > blockSize) {
+        throw new HttpError(
+          400,
+          "bad_window_stride",
+          `window_stride ${stride} does not fit model '${model.card.name}''s context of ${blockSize}; pass 1 to ${blockSize}`,
+        );
+      }
+    }
     const seed = body.seed ?? rng.nextU32();
     return {
       model,
@@ -272,6 +293,7 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
         topP: body.top_p,
         seed,
         stop: body.stop,
+        ...(stride === undefined ? {} : { windowStride: stride }),
       },
     };
   };

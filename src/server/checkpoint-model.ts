@@ -88,6 +88,7 @@ export function servedModel(
         topP: req.topP < 1 ? req.topP : undefined,
         seed: req.seed,
         stop: req.stop,
+        windowStride: req.windowStride,
         signal,
         onStop,
       });

@@ -40,6 +40,7 @@ export interface GenerateRequest {
   topP: number; // 1: off
   seed: number;
   stop: string[];
+  windowStride?: number; // a GPT past its window: oldest tokens dropped at once (unset: 1)
 }
 
 export interface ServedModel {
