@@ -8,7 +8,7 @@ import { Vocab } from "../src/data/vocab.js";
 import { Tensor } from "../src/engine/tensor.js";
 import type { ForwardResult, LanguageModel, State } from "../src/models/contract.js";
 import { buildModel } from "../src/models/registry.js";
-import { generate, generateText, samplingWeights } from "../src/sample/generate.js";
+import { generate, generateText, primeWindow, samplingWeights } from "../src/sample/generate.js";
 import { CharlmError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -177,4 +177,40 @@ test("bad options are one-line CharlmErrors that say what to do", async () => {
       String(re),
     );
   }
+});
+
+// A GPT's prime longer than its window: generation steps through only the tokens its window holds at the end
+// (primeWindow), at most blockSize cached steps instead of a rerun of the window per token past it. The window is
+// the one stepping through every token leaves, and its logits those of stepping through every token.
+test("a GPT's long prime: stepping through its last window alone gives the same window and logits", async () => {
+  const N = 5;
+  const gpt = buildModel(
+    { type: "gpt", vocabSize: 13, blockSize: N, nLayer: 2, nHead: 2, nEmbd: 8, dropout: 0, bias: true },
+    new Rng(2),
+  ) as LanguageModel & { initialState(B: number, o?: { windowStride?: number }): State };
+  for (const [name, t] of gpt.parameters()) if (name.endsWith("wqkv")) for (let i = 0; i < t.size; i++) t.data[i] *= 40;
+  const tokens = Array.from({ length: 19 }, (_, i) => (i * 7 + 3) % 13);
+  const feed = (ids: number[], stride: number) => {
+    let state = gpt.initialState(1, { windowStride: stride });
+    let logits: Float32Array = new Float32Array(0);
+    for (const id of ids) {
+      const out = gpt.step!(Int32Array.of(id), state);
+      state = out.state;
+      logits = out.logits.data;
+    }
+    const s = state as { len: number; tokens: Int32Array };
+    return { window: Array.from(s.tokens.subarray(0, s.len)), logits };
+  };
+  for (const stride of [1, 2, 3, 5]) {
+    for (let n = 1; n <= tokens.length; n++) {
+      const all = feed(tokens.slice(0, n), stride);
+      const last = primeWindow(tokens.slice(0, n), N, stride);
+      assert.deepEqual(last, all.window, `stride ${stride}, ${n} tokens`);
+      const fast = feed(last, stride);
+      assert.deepEqual(fast.window, all.window);
+      const d = Math.max(...fast.logits.map((v, i) => Math.abs(v - all.logits[i])));
+      assert.ok(d < 1e-5, `stride ${stride}, ${n} tokens: logits differ by ${d}`);
+    }
+  }
+  assert.deepEqual(primeWindow([1, 2, 3], 5, 2), [1, 2, 3]);
 });

@@ -90,6 +90,19 @@ export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): v
 }
 
 /**
+ * The tokens a model with a window of `blockSize` (the GPT) holds after stepping through `tokens` one at a time,
+ * with window stride `stride`: all of them up to blockSize, then (the window full drops its `stride` oldest on
+ * the next step, and grows back) the last blockSize - stride + 1 + ((n - blockSize - 1) mod stride). Stepping
+ * through those alone from an empty state gives the same window, and logits equal to forward() on it: a prime of
+ * n tokens past the window then takes at most blockSize cached steps instead of n - blockSize reruns of it.
+ */
+export function primeWindow<T>(tokens: T[], blockSize: number, stride: number): T[] {
+  const n = tokens.length;
+  if (n <= blockSize) return tokens;
+  return tokens.slice(n - (blockSize - stride + 1 + ((n - blockSize - 1) % stride)));
+}
+
+/**
  * GenerateOptions.windowStride against the model (checkGenerateOptions checks it alone): only a GPT (a model that
  * steps over a fixed window) takes one, of at most its blockSize. Throws a one-line CharlmError.
  */
@@ -243,6 +256,8 @@ function tokenSource(
   if (model.step && model.initialState) {
     const step = model.step.bind(model);
     let state: State = model.initialState(1, { windowStride: opts.windowStride });
+    // A GPT's state after the prime is its window's alone: step only through the prime's tokens that end there
+    const fed = typeof blockSize === "number" ? primeWindow(prime, blockSize, opts.windowStride ?? 1) : prime;
     let logits: Tensor | null = null;
     const took = (out: { logits: Tensor; state: State }): void => {
       disposeReplaced(state, out.state);
@@ -250,7 +265,7 @@ function tokenSource(
       state = out.state;
       logits = out.logits;
     };
-    for (const id of prime) took(scope(() => step(Int32Array.of(id), state)));
+    for (const id of fed) took(scope(() => step(Int32Array.of(id), state)));
     const close = (): void => {
       logits?.dispose();
       disposeReplaced(state, null);
