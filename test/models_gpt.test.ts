@@ -225,12 +225,17 @@ for (const backend of await listBackends()) {
       const n = 14; // nine steps past the 5-token window: those rerun the window, or the part of it kept
       const seq = randomTokens(B * n, 13, new Rng(5));
       let state = model.initialState(B, { windowStride: stride });
+      // stepFrom (the tokens given on the backend, as a GPU's sampler leaves them) from the same start: the same logits
+      let fromState = model.initialState(B, { windowStride: stride });
       let w = 0; // tokens in the window
       const widths: number[] = [];
       for (let t = 0; t < n; t++) {
         const col = Int32Array.from({ length: B }, (_, b) => seq[b * n + t]);
         const out = model.step(col, state);
         state = out.state;
+        const from = model.stepFrom(Tensor.fromArray([7, ...col], [B + 1]), 1, B, fromState);
+        fromState = from.state;
+        assert.ok(maxAbsDiff(from.logits.data, out.logits.data) < 1e-6, `stepFrom, stride ${stride}, t=${t}`);
         // forward() on the last w tokens, last position.
         w = w < 5 ? w + 1 : 5 - stride + 1;
         widths.push(w);
