@@ -253,6 +253,49 @@ for (const backend of await listBackends()) {
     }
   });
 
+  // prefill: T tokens per row through the cache in one pass, from an empty cache and after cached positions, then
+  // steps on from its state: the logits of stepping through the same tokens one at a time
+  test(`[${backend}] gpt prefill() gives step()'s logits and state, from any position with room`, async () => {
+    await useBackend(backend);
+    const model = gpt({ blockSize: 8 }, 6);
+    for (const [name, t] of model.parameters())
+      if (name.endsWith("wqkv")) for (let i = 0; i < t.size; i++) t.data[i] *= 40;
+    const B = 2;
+    const seq = randomTokens(B * 10, 13, new Rng(8)); // (B, 10)
+    const cols = (from: number, to: number) => {
+      const out = new Int32Array(B * (to - from));
+      for (let b = 0; b < B; b++) out.set(seq.subarray(b * 10 + from, b * 10 + to), b * (to - from));
+      return out;
+    };
+    let stepped = model.initialState(B);
+    const want: Float32Array[] = [];
+    for (let t = 0; t < 10; t++) {
+      const out = model.step(cols(t, t + 1), stepped);
+      stepped = out.state;
+      want.push(out.logits.data);
+    }
+    let state = model.initialState(B);
+    const got: [number, Float32Array][] = [];
+    for (const [from, to] of [
+      [0, 3],
+      [3, 7],
+    ]) {
+      const out = model.prefill(cols(from, to), B, to - from, state);
+      state = out.state;
+      got.push([to - 1, out.logits.data]);
+    }
+    for (let t = 7; t < 10; t++) {
+      const out = model.step(cols(t, t + 1), state); // the window fills at 8, then slides
+      state = out.state;
+      got.push([t, out.logits.data]);
+    }
+    for (const [t, logits] of got) assert.ok(maxAbsDiff(logits, want[t]) < 1e-5, `position ${t}`);
+    const seven = model.prefill(cols(0, 7), B, 7, model.initialState(B)).state;
+    assert.throws(() => model.prefill(cols(7, 9), B, 2, seven), /2 tokens per row do not fit the 1 positions left/);
+    const full = model.prefill(cols(0, 8), B, 8, model.initialState(B)).state;
+    assert.throws(() => model.prefill(cols(0, 1), B, 1, full), /1 tokens per row do not fit the 0 positions left/);
+  });
+
   test(`[${backend}] gpt: same seed, same weights and the same losses over Adam steps with dropout`, async () => {
     await useBackend(backend);
     const run = (seed: number) => {

@@ -39,6 +39,12 @@ export interface LanguageModel {
    */
   step?(tokens: Int32Array, state: State): { logits: Tensor; state: State };
   /**
+   * step() over T tokens per batch row at once (tokens (B, T), time-minor) -> the logits after the last of them
+   * (B, V) and the state: what T calls of step() give, in one pass (a GPT's prime: its window's positions in one
+   * forward pass through the cache). Optional; the sampler falls back to step().
+   */
+  prefill?(tokens: Int32Array, B: number, T: number, state: State): { logits: Tensor; state: State };
+  /**
    * step() with the B tokens already on the model's backend, as float values ids[at .. at + B) (what sampleTokens
    * writes): a GPU generates without reading each token back. Optional; the sampler falls back to step().
    */

@@ -255,6 +255,28 @@ export class GptModel implements LanguageModel {
   }
 
   /**
+   * T tokens per batch row (tokens (B, T)) into a cache with room for them, in one pass: the blocks on the T new
+   * positions against the cache (the last block on the last alone) -> the logits after the last (B, V), as T
+   * calls of step() give them. A prime's window in one forward pass instead of T.
+   */
+  prefill(tokens: Int32Array, B: number, T: number, state: State): { logits: Tensor; state: GptState } {
+    const s = this.checkState(state, B);
+    const N = this.config.blockSize;
+    this.checkTokens(tokens, B, T);
+    if (s.ids) {
+      throw new CharlmError("model state: stepFrom advanced this cache on the backend; continue it with stepFrom");
+    }
+    if (T < 1 || s.len + T > N) {
+      throw new CharlmError(
+        `model input: ${T} tokens per row do not fit the ${N - s.len} positions left in the GPT's window; pass 1 to ${N - s.len}, or step()`,
+      );
+    }
+    for (let b = 0; b < B; b++) s.tokens.set(tokens.subarray(b * T, (b + 1) * T), b * N + s.len);
+    const logits = noGrad(() => this.cachedStep(this.embed(tokens, B, T, s.len, this.ownRng, false), s, B, T));
+    return { logits, state: s };
+  }
+
+  /**
    * step() with the tokens given on the backend, as float ids at ids[at .. at + B) (what sampleTokens draws), so
    * that generation never reads them back: the window moves on the backend, a copy per row.
    */

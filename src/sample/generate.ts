@@ -265,7 +265,11 @@ function tokenSource(
       state = out.state;
       logits = out.logits;
     };
-    for (const id of fed) took(scope(() => step(Int32Array.of(id), state)));
+    if (model.prefill && fed.length > 1) {
+      // in one pass (a GPT: its window's positions through the cache at once)
+      const prefill = model.prefill.bind(model);
+      took(scope(() => prefill(Int32Array.from(fed), 1, fed.length, state)));
+    } else for (const id of fed) took(scope(() => step(Int32Array.of(id), state)));
     const close = (): void => {
       logits?.dispose();
       disposeReplaced(state, null);
