@@ -436,19 +436,15 @@ export function sumAll(rt: GpuRuntime, x: Buf, n: number, out: Buf, off: number,
   const code = () => /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-var<workgroup> part: array<f32, 256>;
+var<workgroup> red: array<f32, 256>;
+${treeFn("sumTree", "a + b", 256)}
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let end = min(pu(0u), (wid.x + 1u) * pu(3u));
   var s = 0.0;
   for (var i = wid.x * pu(3u) + lid.x; i < end; i += 256u) { let v = x[i]; s += ${square ? "v * v" : "v"}; }
-  part[lid.x] = s;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (lid.x < w) { part[lid.x] += part[lid.x + w]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) { out[pu(1u) + wid.x] = part[0] / pf(2u); }
+  let total = sumTree(lid.x, s);
+  if (lid.x == 0u) { out[pu(1u) + wid.x] = total / pf(2u); }
 }`;
   if (groups <= 1) {
     rt.run(`sumAll.${square}`, code, [x], [out], [n, off, fbits(div), Math.max(n, 1)], [1]);
