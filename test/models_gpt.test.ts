@@ -253,47 +253,65 @@ for (const backend of await listBackends()) {
     }
   });
 
-  // prefill: T tokens per row through the cache in one pass, from an empty cache and after cached positions, then
-  // steps on from its state: the logits of stepping through the same tokens one at a time
-  test(`[${backend}] gpt prefill() gives step()'s logits and state, from any position with room`, async () => {
+  // prefill: T tokens per row in one pass, any T, from any state step() leaves (empty, part full, full, past the
+  // window): the logits and window of stepping through the same tokens one at a time, with the stride's schedule,
+  // and steps on from its state give step()'s logits too
+  test(`[${backend}] gpt prefill() of any length gives step()'s logits, window and state, for every stride`, async () => {
     await useBackend(backend);
-    const model = gpt({ blockSize: 8 }, 6);
+    const N = 5;
+    const model = gpt({ blockSize: N }, 6);
     for (const [name, t] of model.parameters())
       if (name.endsWith("wqkv")) for (let i = 0; i < t.size; i++) t.data[i] *= 40;
     const B = 2;
-    const seq = randomTokens(B * 10, 13, new Rng(8)); // (B, 10)
+    const n = 16;
+    const seq = randomTokens(B * n, 13, new Rng(8)); // (B, n)
     const cols = (from: number, to: number) => {
       const out = new Int32Array(B * (to - from));
-      for (let b = 0; b < B; b++) out.set(seq.subarray(b * 10 + from, b * 10 + to), b * (to - from));
+      for (let b = 0; b < B; b++) out.set(seq.subarray(b * n + from, b * n + to), b * (to - from));
       return out;
     };
-    let stepped = model.initialState(B);
-    const want: Float32Array[] = [];
-    for (let t = 0; t < 10; t++) {
-      const out = model.step(cols(t, t + 1), stepped);
-      stepped = out.state;
-      want.push(out.logits.data);
+    const windowOf = (s: { len: number; tokens: Int32Array }) =>
+      Array.from({ length: B }, (_, b) => Array.from(s.tokens.subarray(b * N, b * N + s.len)));
+    for (const stride of [1, 2, 5]) {
+      const stepTo = (k: number) => {
+        let state = model.initialState(B, { windowStride: stride });
+        for (let t = 0; t < k; t++) state = model.step(cols(t, t + 1), state).state;
+        return state;
+      };
+      // the reference: every token stepped, the logits after each and the window then
+      let state = model.initialState(B, { windowStride: stride });
+      const want: { logits: Float32Array; window: number[][] }[] = [];
+      for (let t = 0; t < n; t++) {
+        const out = model.step(cols(t, t + 1), state);
+        state = out.state;
+        want.push({ logits: out.logits.data, window: windowOf(state) });
+      }
+      for (const from of [0, 3, 5, 7]) {
+        for (const T of [1, 2, 4, 5, 6, 9]) {
+          const at = `stride ${stride}, ${T} tokens after ${from}`;
+          const out = model.prefill(cols(from, from + T), B, T, stepTo(from));
+          const last = want[from + T - 1];
+          assert.ok(maxAbsDiff(out.logits.data, last.logits) < 1e-5, `${at}: logits`);
+          assert.deepEqual(windowOf(out.state), last.window, `${at}: window`);
+          let s = out.state;
+          for (let t = from + T; t < Math.min(from + T + 2, n); t++) {
+            const next = model.step(cols(t, t + 1), s);
+            s = next.state;
+            assert.ok(maxAbsDiff(next.logits.data, want[t].logits) < 1e-5, `${at}: the step to ${t} after it`);
+          }
+        }
+      }
     }
-    let state = model.initialState(B);
-    const got: [number, Float32Array][] = [];
-    for (const [from, to] of [
-      [0, 3],
-      [3, 7],
-    ]) {
-      const out = model.prefill(cols(from, to), B, to - from, state);
-      state = out.state;
-      got.push([to - 1, out.logits.data]);
-    }
-    for (let t = 7; t < 10; t++) {
-      const out = model.step(cols(t, t + 1), state); // the window fills at 8, then slides
-      state = out.state;
-      got.push([t, out.logits.data]);
-    }
-    for (const [t, logits] of got) assert.ok(maxAbsDiff(logits, want[t]) < 1e-5, `position ${t}`);
-    const seven = model.prefill(cols(0, 7), B, 7, model.initialState(B)).state;
-    assert.throws(() => model.prefill(cols(7, 9), B, 2, seven), /2 tokens per row do not fit the 1 positions left/);
-    const full = model.prefill(cols(0, 8), B, 8, model.initialState(B)).state;
-    assert.throws(() => model.prefill(cols(0, 1), B, 1, full), /1 tokens per row do not fit the 0 positions left/);
+    // 8 tokens through a window of 5 at stride 2: it fills, drops 2 at the 6th (4 held), grows to 5, drops again
+    assert.equal(model.prefill(cols(0, 8), B, 8, model.initialState(B, { windowStride: 2 })).state.len, 4);
+    assert.throws(() => model.prefill(cols(0, 0), B, 0, model.initialState(B)), /at least 1 token per row, not 0/);
+    const bad = cols(0, 2);
+    bad[3] = 13;
+    assert.throws(() => model.prefill(bad, B, 2, model.initialState(B)), /token id 13 at \(1, 1\) is outside/);
+    assert.throws(
+      () => model.prefill(cols(0, 2), B, 3, model.initialState(B)),
+      /4 tokens do not fill a \(2, 3\) batch/,
+    );
   });
 
   test(`[${backend}] gpt: same seed, same weights and the same losses over Adam steps with dropout`, async () => {

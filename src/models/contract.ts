@@ -39,9 +39,9 @@ export interface LanguageModel {
    */
   step?(tokens: Int32Array, state: State): { logits: Tensor; state: State };
   /**
-   * step() over T tokens per batch row at once (tokens (B, T), time-minor) -> the logits after the last of them
-   * (B, V) and the state: what T calls of step() give, in one pass (a GPT's prime: its window's positions in one
-   * forward pass through the cache). Optional; the sampler falls back to step().
+   * step() over T tokens per batch row at once (tokens (B, T), time-minor, any T >= 1) -> the logits after the last
+   * of them (B, V) and the state: what T calls of step() give, in one pass (a GPT's prime: the window those steps
+   * would end with, in one forward pass through the cache). Optional; the sampler falls back to step().
    */
   prefill?(tokens: Int32Array, B: number, T: number, state: State): { logits: Tensor; state: State };
   /**

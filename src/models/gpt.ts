@@ -27,8 +27,9 @@
 // blockSize - S + 1 tokens left, and the next S - 1 steps are cached ones again, so past the window a character
 // costs about blockSize / S positions instead of blockSize, and sees between blockSize - S + 1 and blockSize of
 // them (each step still gives exactly what forward() gives on the window it holds).
-// stepFrom() does the same with the token given on the backend (a sampler's draw there, never read back): the
-// window of ids is then kept on the backend too, and step() cannot continue that state.
+// prefill() feeds many tokens at once (a prime): the window T steps would leave, in one pass. stepFrom() does
+// what step() does with the token given on the backend (a sampler's draw there, never read back): the window of
+// ids is then kept on the backend too, and step() cannot continue that state.
 //
 // Legend: B batch, T time (at most blockSize), C channels (nEmbd), nH heads, hd = C / nH head size, V vocabulary,
 // L layers, P positions held in the step cache.
@@ -213,11 +214,7 @@ export class GptModel implements LanguageModel {
   initialState(B: number, opts: { windowStride?: number } = {}): GptState {
     const { blockSize, nEmbd: C, nLayer: L } = this.config;
     const stride = opts.windowStride ?? 1;
-    if (!(Number.isInteger(stride) && stride >= 1 && stride <= blockSize)) {
-      throw new CharlmError(
-        `window stride ${stride} does not fit the GPT's context of ${blockSize} (blockSize); pass 1 to ${blockSize}`,
-      );
-    }
+    checkStrideFits(stride, blockSize);
     const cache = () => Array.from({ length: L }, () => Tensor.zeros([B, blockSize, C]));
     return { B, len: 0, tokens: new Int32Array(B * blockSize), k: cache(), v: cache(), stride };
   }
@@ -255,24 +252,40 @@ export class GptModel implements LanguageModel {
   }
 
   /**
-   * T tokens per batch row (tokens (B, T)) into a cache with room for them, in one pass: the blocks on the T new
-   * positions against the cache (the last block on the last alone) -> the logits after the last (B, V), as T
-   * calls of step() give them. A prime's window in one forward pass instead of T.
+   * T tokens per batch row (tokens (B, T), any T >= 1) into the cache, as T calls of step() leave it, in one pass:
+   * the window those steps end with (the stride's schedule applied here, the one place besides step) goes through
+   * the cache at once, from where it stands when no step would drop a position, else from an empty cache (what a
+   * rerun does). -> the logits after the last token (B, V), as step() gives them up to float rounding. A prime of
+   * any length then costs one forward pass of at most blockSize positions.
    */
   prefill(tokens: Int32Array, B: number, T: number, state: State): { logits: Tensor; state: GptState } {
     const s = this.checkState(state, B);
     const N = this.config.blockSize;
-    this.checkTokens(tokens, B, T);
+    if (!(Number.isInteger(T) && T >= 1)) {
+      throw new CharlmError(`model input: prefill takes at least 1 token per row, not ${T}; pass 1 or more`);
+    }
+    this.checkIds(tokens, B, T);
     if (s.ids) {
       throw new CharlmError("model state: stepFrom advanced this cache on the backend; continue it with stepFrom");
     }
-    if (T < 1 || s.len + T > N) {
-      throw new CharlmError(
-        `model input: ${T} tokens per row do not fit the ${N - s.len} positions left in the GPT's window; pass 1 to ${N - s.len}, or step()`,
-      );
+    let ids = tokens;
+    let n = T; // positions fed, from s.len
+    if (s.len + T <= N) {
+      for (let b = 0; b < B; b++) s.tokens.set(tokens.subarray(b * T, (b + 1) * T), b * N + s.len);
+    } else {
+      // some step would find the window full: it ends holding the last n tokens of the window so far and these
+      n = windowAfter(s.len, T, N, s.stride);
+      ids = new Int32Array(B * n);
+      for (let b = 0; b < B; b++) {
+        const all = new Int32Array(s.len + T);
+        all.set(s.tokens.subarray(b * N, b * N + s.len));
+        all.set(tokens.subarray(b * T, (b + 1) * T), s.len);
+        ids.set(all.subarray(all.length - n), b * n);
+        s.tokens.set(all.subarray(all.length - n), b * N);
+      }
+      s.len = 0;
     }
-    for (let b = 0; b < B; b++) s.tokens.set(tokens.subarray(b * T, (b + 1) * T), b * N + s.len);
-    const logits = noGrad(() => this.cachedStep(this.embed(tokens, B, T, s.len, this.ownRng, false), s, B, T));
+    const logits = noGrad(() => this.cachedStep(this.embed(ids, B, n, s.len, this.ownRng, false), s, B, n));
     return { logits, state: s };
   }
 
@@ -406,14 +419,20 @@ export class GptModel implements LanguageModel {
   }
 
   private checkTokens(tokens: Int32Array, B: number, T: number): void {
-    const { vocabSize: V, blockSize } = this.config;
-    if (tokens.length !== B * T) {
-      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
-    }
+    const { blockSize } = this.config;
     if (T > blockSize) {
       throw new CharlmError(
         `model input: ${T} positions exceed the GPT's context of ${blockSize} (blockSize); pass at most ${blockSize} tokens per row`,
       );
+    }
+    this.checkIds(tokens, B, T);
+  }
+
+  /** tokens fill a (B, T) batch with ids of the vocabulary. */
+  private checkIds(tokens: Int32Array, B: number, T: number): void {
+    const V = this.config.vocabSize;
+    if (tokens.length !== B * T) {
+      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
     }
     for (let i = 0; i < tokens.length; i++) {
       const id = tokens[i];
@@ -449,4 +468,26 @@ export class GptModel implements LanguageModel {
     }
     return s;
   }
+}
+
+/**
+ * A window stride against a GPT's blockSize: an integer in 1 .. blockSize, else a one-line CharlmError. The model's
+ * initialState checks it, and the sampler (checkWindowStride) before anything is generated.
+ */
+export function checkStrideFits(stride: number, blockSize: number): void {
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= blockSize)) {
+    throw new CharlmError(
+      `window stride ${stride} does not fit the GPT's context of ${blockSize} (blockSize); pass 1 to ${blockSize}`,
+    );
+  }
+}
+
+/**
+ * Positions a window of N holds after T more steps from len, where a full window drops its S oldest at the next
+ * step: it fills up to N, then each step past it drops S and adds one (N - S + 1), and grows back to N.
+ */
+function windowAfter(len: number, T: number, N: number, S: number): number {
+  if (len + T <= N) return len + T;
+  const past = T - (N - len); // steps that find the window full, or grow it back after a drop
+  return N - S + 1 + ((past - 1) % S);
 }

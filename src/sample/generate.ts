@@ -19,6 +19,7 @@ import { samplingWeights } from "../engine/sampling.js";
 import { disposeReplaced, scope } from "../engine/scope.js";
 import { Tensor, uninit } from "../engine/tensor.js";
 import type { LanguageModel, State } from "../models/contract.js";
+import { checkStrideFits } from "../models/gpt.js";
 import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 
@@ -90,19 +91,6 @@ export function checkGenerateOptions(vocab: Tokenizer, opts: GenerateOptions): v
 }
 
 /**
- * The tokens a model with a window of `blockSize` (the GPT) holds after stepping through `tokens` one at a time,
- * with window stride `stride`: all of them up to blockSize, then (the window full drops its `stride` oldest on
- * the next step, and grows back) the last blockSize - stride + 1 + ((n - blockSize - 1) mod stride). Stepping
- * through those alone from an empty state gives the same window, and logits equal to forward() on it: a prime of
- * n tokens past the window then takes at most blockSize cached steps instead of n - blockSize reruns of it.
- */
-export function primeWindow<T>(tokens: T[], blockSize: number, stride: number): T[] {
-  const n = tokens.length;
-  if (n <= blockSize) return tokens;
-  return tokens.slice(n - (blockSize - stride + 1 + ((n - blockSize - 1) % stride)));
-}
-
-/**
  * GenerateOptions.windowStride against the model (checkGenerateOptions checks it alone): only a GPT (a model that
  * steps over a fixed window) takes one, of at most its blockSize. Throws a one-line CharlmError.
  */
@@ -115,11 +103,7 @@ export function checkWindowStride(model: LanguageModel, opts: Pick<GenerateOptio
       `a window stride applies to a GPT (a model with a fixed window); this model is ${String(model.config.type)}: leave it unset`,
     );
   }
-  if (!(Number.isInteger(stride) && stride >= 1 && stride <= blockSize)) {
-    throw new CharlmError(
-      `window stride ${stride} does not fit the GPT's context of ${blockSize} (blockSize); pass 1 to ${blockSize}`,
-    );
-  }
+  checkStrideFits(stride, blockSize);
 }
 
 /** A random 32-bit seed from the platform's cryptographic generator (used when no seed is given). */
@@ -252,12 +236,9 @@ function tokenSource(
     rng.categorical(samplingWeights(logits, temperature, topK, topP, weights));
 
   checkWindowStride(model, opts);
-  const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   if (model.step && model.initialState) {
     const step = model.step.bind(model);
     let state: State = model.initialState(1, { windowStride: opts.windowStride });
-    // A GPT's state after the prime is its window's alone: step only through the prime's tokens that end there
-    const fed = typeof blockSize === "number" ? primeWindow(prime, blockSize, opts.windowStride ?? 1) : prime;
     let logits: Tensor | null = null;
     const took = (out: { logits: Tensor; state: State }): void => {
       disposeReplaced(state, out.state);
@@ -265,11 +246,11 @@ function tokenSource(
       state = out.state;
       logits = out.logits;
     };
-    if (model.prefill && fed.length > 1) {
-      // in one pass (a GPT: its window's positions through the cache at once)
+    if (model.prefill && prime.length > 1) {
+      // in one pass (a GPT: the window its steps would end with, through the cache at once)
       const prefill = model.prefill.bind(model);
-      took(scope(() => prefill(Int32Array.from(fed), 1, fed.length, state)));
-    } else for (const id of fed) took(scope(() => step(Int32Array.of(id), state)));
+      took(scope(() => prefill(Int32Array.from(prime), 1, prime.length, state)));
+    } else for (const id of prime) took(scope(() => step(Int32Array.of(id), state)));
     const close = (): void => {
       logits?.dispose();
       disposeReplaced(state, null);
@@ -330,6 +311,7 @@ function tokenSource(
     };
   }
   // A model with a fixed context (a transformer's blockSize) sees at most that many positions.
+  const blockSize = (model.config as { blockSize?: unknown }).blockSize;
   const maxContext = opts.maxContext ?? (typeof blockSize === "number" ? blockSize : 256);
   const context = prime.slice(-maxContext);
   let last: number | null = null;
