@@ -96,6 +96,14 @@ before(async () => {
     await saveCheckpoint(join(work, name), { model: m, vocab: tok, step: 1 });
     others.push(await fromCheckpoint(join(work, name)));
   }
+  // A GPT with a window of 16, its weights 20 times GPT-2's scale so that its text depends on the context
+  const gpt = buildModel(
+    { type: "gpt", vocabSize: vocab.size, blockSize: 16, nLayer: 1, nHead: 2, nEmbd: 16, dropout: 0, bias: true },
+    new Rng(3),
+  );
+  for (const [name, t] of gpt.parameters()) if (!name.includes("ln")) for (let i = 0; i < t.size; i++) t.data[i] *= 20;
+  await saveCheckpoint(join(work, "tiny-gpt"), { model: gpt, vocab, step: 1 });
+  others.push(await fromCheckpoint(join(work, "tiny-gpt")));
   // A second name for the same checkpoint, so the page has a model to switch to.
   app = createServer([slowed(await fromCheckpoint(dir), 2), await fromCheckpoint(dir, "second"), ...others], {
     rng: new Rng(1),
@@ -326,5 +334,58 @@ test(
     assert.ok(waited < 10_000, `Stop took ${waited.toFixed(0)} ms`);
     assert.equal(await page.locator("#train-download").isVisible(), true);
     await page.selectOption("#backend", "auto");
+  },
+);
+
+test(
+  "a GPT shows the window stride, and the server and this browser generate with it alike",
+  { skip: SKIP },
+  async () => {
+    const row = page.locator("#window-stride-row");
+    await page.selectOption("#model", "tiny-lstm");
+    assert.equal(await row.isVisible(), false, "an LSTM has no window stride");
+    await page.selectOption("#model", "tiny-gpt");
+    assert.equal(await row.isVisible(), true, "a GPT has one");
+    assert.equal(await page.locator("#window-stride").getAttribute("max"), "16");
+    const prime = "Before we proceed any further";
+    await page.fill("#prime", prime);
+    await page.locator("#length").fill("60");
+    await page.fill("#seed", "5");
+    const fromApi = async (stride: number) => {
+      const res = await fetch(`${base}/api/generate`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "tiny-gpt",
+          prime,
+          length: 60,
+          temperature: 0.8,
+          seed: 5,
+          window_stride: stride,
+        }),
+      });
+      return ((await res.json()) as { text: string }).text;
+    };
+    const [one, eight] = [await fromApi(1), await fromApi(8)];
+    assert.notEqual(one, eight, "the stride changes the text past the window");
+    await page.locator("#window-stride").fill("8");
+    assert.equal(await page.locator("#window-stride-out").textContent(), "8");
+    for (const where of ["server", "browser"]) {
+      await page.check(`input[name="mode"][value="${where}"]`);
+      await page.click("#generate");
+      await page.waitForFunction(() =>
+        /characters in|error/.test(document.getElementById("status")!.textContent ?? ""),
+      );
+      assert.match(await status(), /characters in/, where);
+      assert.equal(await outputText(), eight, where);
+    }
+    await page.locator("#window-stride").fill("1");
+    await page.click("#generate");
+    await page.waitForFunction(() => /characters in|error/.test(document.getElementById("status")!.textContent ?? ""));
+    assert.equal(await outputText(), one, "stride 1 in the browser");
+    await page.screenshot({ path: join(OUT, "e2e-window-stride.png"), fullPage: true });
+    await page.check('input[name="mode"][value="server"]');
+    await page.selectOption("#model", "tiny-lstm");
+    assert.equal(await row.isVisible(), false, "hidden again for the LSTM");
   },
 );

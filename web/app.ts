@@ -19,6 +19,7 @@ interface CardInfo {
   trainingSeconds: number | null;
   steps: number | null;
   inBrowser: boolean;
+  config: { blockSize?: number };
 }
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -34,6 +35,8 @@ const ui = {
   temperature: $<HTMLInputElement>("temperature"),
   topK: $<HTMLInputElement>("top-k"),
   topP: $<HTMLInputElement>("top-p"),
+  windowStride: $<HTMLInputElement>("window-stride"),
+  windowStrideRow: $("window-stride-row"),
   seed: $<HTMLInputElement>("seed"),
   backend: $<HTMLSelectElement>("backend"),
   generate: $<HTMLButtonElement>("generate"),
@@ -57,6 +60,7 @@ function showValues(): void {
   $("temperature-out").textContent = Number(ui.temperature.value).toFixed(2);
   $("top-k-out").textContent = ui.topK.value === "0" ? "off" : ui.topK.value;
   $("top-p-out").textContent = ui.topP.value === "1" ? "off" : Number(ui.topP.value).toFixed(2);
+  $("window-stride-out").textContent = ui.windowStride.value === "1" ? "1: whole window" : ui.windowStride.value;
 }
 
 function mode(): "server" | "browser" {
@@ -93,6 +97,14 @@ function showCard(m: CardInfo): void {
   $("card-arch").textContent = m.architecture;
   $<HTMLImageElement>("card-curve").src = `/api/models/${encodeURIComponent(m.name)}/loss.svg`;
   ui.topK.max = String(m.vocabSize);
+  // A GPT (a model with a fixed window) takes a window stride of 1 .. its blockSize; other models none
+  const blockSize = m.config?.blockSize;
+  ui.windowStrideRow.hidden = typeof blockSize !== "number";
+  if (typeof blockSize === "number") {
+    ui.windowStride.max = String(blockSize);
+    if (Number(ui.windowStride.value) > blockSize) ui.windowStride.value = String(blockSize);
+  }
+  showValues();
   const browserMode = document.querySelector<HTMLInputElement>('input[name="mode"][value="browser"]')!;
   browserMode.disabled = !m.inBrowser;
   if (!m.inBrowser && browserMode.checked) {
@@ -109,6 +121,7 @@ function settings(): Settings {
     temperature: Number(ui.temperature.value),
     topK: Number(ui.topK.value),
     topP: Number(ui.topP.value),
+    windowStride: ui.windowStrideRow.hidden ? undefined : Number(ui.windowStride.value),
     seed: seed === "" ? undefined : Number(seed),
     backend: ui.backend.value as BackendChoice,
   };
@@ -127,6 +140,7 @@ async function streamFromServer(s: Settings, signal: AbortSignal, onText: (t: st
     top_p: s.topP,
   };
   if (s.seed !== undefined) body.seed = s.seed;
+  if (s.windowStride !== undefined) body.window_stride = s.windowStride;
   const res = await fetch("/api/generate/stream", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -232,7 +246,8 @@ async function copy(): Promise<void> {
 
 async function start(): Promise<void> {
   const trainPanel = startTrainPanel(() => ui.backend.value as BackendChoice);
-  for (const el of [ui.length, ui.temperature, ui.topK, ui.topP]) el.addEventListener("input", showValues);
+  for (const el of [ui.length, ui.temperature, ui.topK, ui.topP, ui.windowStride])
+    el.addEventListener("input", showValues);
   showValues();
   ui.generate.addEventListener("click", () => void generate());
   ui.stop.addEventListener("click", () => running?.abort());

@@ -15,6 +15,7 @@ export interface Settings {
   temperature: number;
   topK: number;
   topP: number;
+  windowStride?: number; // a GPT's window stride (GenerateOptions.windowStride); undefined for other models
   seed: number | undefined;
   backend: BackendChoice;
 }
@@ -94,6 +95,7 @@ export class LocalModels {
       temperature: s.temperature,
       topK: s.topK > 0 ? s.topK : undefined,
       topP: s.topP < 1 ? s.topP : undefined,
+      windowStride: s.windowStride,
       seed: s.seed ?? randomSeed(),
       stop,
       signal,
