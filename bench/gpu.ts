@@ -26,7 +26,8 @@
 // --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
 // CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), against the step
 // kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1) and their tile of row values as vec4s (CHARLM_WEBGPU_VEC4=1;
-// the recurrent workloads only), and against
+// the recurrent workloads only), W3 against layer norm and the attention's score rows a workgroup per row
+// (CHARLM_WEBGPU_LAYERNORM=row, CHARLM_WEBGPU_SOFTMAX=row, and both), and against
 // CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
 // auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
 // variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
@@ -152,6 +153,7 @@ function clearSettings(): void {
     "CHARLM_WEBGPU_MATMUL",
     "CHARLM_FOLD_EMBEDDING",
     "CHARLM_WEBGPU_LAYERNORM",
+    "CHARLM_WEBGPU_SOFTMAX",
   ])
     delete process.env[name];
 }
@@ -624,8 +626,12 @@ async function main(): Promise<void> {
     { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
     // the step kernels' tile of row values held as vec4s, each row's 4 values of k read at once (stop 15)
     { name: "vec4 row tiles", env: { CHARLM_WEBGPU_VEC4: "1" }, recurrentOnly: true },
-    // layer norm a workgroup per row on a training batch's rows too (stop 18: the default up to 2,048 rows)
+    // layer norm a workgroup per row on a training batch's rows too, forward and backward (stop 18: the default up
+    // to 2,048 rows; its backward since stop 19)
     { name: "layer norm by row", env: { CHARLM_WEBGPU_LAYERNORM: "row" }, gptOnly: true },
+    // the attention's score rows (softmax, its gradient's rows) a workgroup each (stop 19), and with layer norm so
+    { name: "softmax by row", env: { CHARLM_WEBGPU_SOFTMAX: "row" }, gptOnly: true },
+    { name: "both by row", env: { CHARLM_WEBGPU_SOFTMAX: "row", CHARLM_WEBGPU_LAYERNORM: "row" }, gptOnly: true },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {

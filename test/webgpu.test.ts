@@ -12,7 +12,7 @@ import { jsBackend } from "../src/engine/backends/js.js";
 import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { pickVariant, takesThin, THIN_ROWS } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
-import { cachedByRow } from "../src/engine/backends/webgpu/kernels/attention.js";
+import { cachedByRow, softmaxByWorkgroup } from "../src/engine/backends/webgpu/kernels/attention.js";
 import { normByWorkgroup, NORM_ROWS } from "../src/engine/backends/webgpu/kernels/rows.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { SMALL_MODELS, train } from "./helpers/train.js";
@@ -318,10 +318,28 @@ describe("webgpu backend against js", { skip }, () => {
     await withEnv({ CHARLM_WEBGPU_LAYERNORM: "rows" }, async () =>
       assert.throws(() => normByWorkgroup(1), /CHARLM_WEBGPU_LAYERNORM is "rows"; use row or thread, or unset it/),
     );
-    const C = 19;
-    const bw = { g: rand(N * C), ga: rand(C), xh: rand(N * C), rs: rand(N), dx: rand(N * C), dg: rand(C), db: rand(C) };
-    await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, s.dx, s.dg, s.db, N, C));
-    await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, null, s.dg, null, N, C));
+    // its backward's dx takes the forward's route
+    for (const route of ["row", "thread"]) {
+      for (const C of [19, 150]) {
+        const bw = {
+          g: rand(N * C),
+          ga: rand(C),
+          xh: rand(N * C),
+          rs: rand(N),
+          dx: rand(N * C),
+          dg: rand(C),
+          db: rand(C),
+        };
+        gpu!.startProfile({ timestamps: false });
+        await withEnv({ CHARLM_WEBGPU_LAYERNORM: route }, async () => {
+          await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, s.dx, s.dg, s.db, N, C));
+          await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, null, s.dg, null, N, C));
+        });
+        const keys = (await gpu!.stopProfile()).kernels.map((k) => k.key);
+        assert.ok(keys.includes(route === "row" ? "layerNormBackward.row" : "layerNormBackward.dx"), keys.join());
+        assert.ok(!keys.includes(route === "row" ? "layerNormBackward.dx" : "layerNormBackward.row"), keys.join());
+      }
+    }
   });
 
   test("embedding and its scatter-add gradient (repeated ids)", async () => {
@@ -350,16 +368,34 @@ describe("webgpu backend against js", { skip }, () => {
   });
 
   // Both attention routes (CHARLM_WEBGPU_ATTENTION: a thread per row or value, or batched matrix products); T = 70
-  // spans two of the products' 64-wide tiles.
-  for (const [route, [B, T, C, nH]] of [
-    ["rows", [2, 5, 12, 3]],
-    ["matmul", [2, 5, 12, 3]],
-    ["matmul", [1, 70, 8, 2]],
+  // spans two of the products' 64-wide tiles. The products' score rows a thread each, or a workgroup each
+  // (CHARLM_WEBGPU_SOFTMAX=row): T = 70 gives its 64 threads two values of the longest rows.
+  for (const [route, softmax, [B, T, C, nH]] of [
+    ["rows", "thread", [2, 5, 12, 3]],
+    ["matmul", "thread", [2, 5, 12, 3]],
+    ["matmul", "thread", [1, 70, 8, 2]],
+    ["matmul", "row", [2, 5, 12, 3]],
+    ["matmul", "row", [1, 70, 8, 2]],
   ] as const) {
-    test(`attention forward, backward, cached (${route}, T ${T})`, async () => {
-      await withEnv({ CHARLM_WEBGPU_ATTENTION: route }, () => attentionOps(B, T, C, nH));
+    test(`attention forward, backward, cached (${route}, softmax rows a ${softmax} each, T ${T})`, async () => {
+      gpu!.startProfile({ timestamps: false });
+      await withEnv({ CHARLM_WEBGPU_ATTENTION: route, CHARLM_WEBGPU_SOFTMAX: softmax }, () =>
+        attentionOps(B, T, C, nH),
+      );
+      const keys = (await gpu!.stopProfile()).kernels.map((k) => k.key);
+      if (route === "matmul") {
+        const row = softmax === "row" ? ".row" : "";
+        for (const key of ["attention.softmax", "attentionBackward.dsRows"]) assert.ok(keys.includes(key + row), key);
+      }
     });
   }
+  test("CHARLM_WEBGPU_SOFTMAX takes row or thread, and refuses anything else in one line", async () => {
+    assert.equal(softmaxByWorkgroup(), false);
+    await withEnv({ CHARLM_WEBGPU_SOFTMAX: "row" }, async () => assert.equal(softmaxByWorkgroup(), true));
+    await withEnv({ CHARLM_WEBGPU_SOFTMAX: "rows" }, async () =>
+      assert.throws(() => softmaxByWorkgroup(), /CHARLM_WEBGPU_SOFTMAX is "rows"; use row or thread, or unset it/),
+    );
+  });
   // The cached step's kernel takes a workgroup per (b, head, new position): more positions than its 64 threads
   // (each thread then takes several), heads wider than 64 (each thread several output values), and caches too long
   // for the adapter's workgroup memory, which take a thread per row or value instead.
@@ -731,6 +767,11 @@ describe("webgpu backend: whole models against js", { skip }, () => {
       },
     ],
     ["GPT (attention as a thread per row)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "rows" }],
+    [
+      "GPT (score rows a workgroup each, layer norm a thread per row)",
+      models[3][1],
+      { CHARLM_WEBGPU_SOFTMAX: "row", CHARLM_WEBGPU_LAYERNORM: "thread" },
+    ],
     [
       "2 x LSTM (step settings from a CHARLM_WEBGPU_KERNELS table: prefetching)",
       models[0][1],

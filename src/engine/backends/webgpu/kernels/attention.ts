@@ -16,10 +16,30 @@
 
 import { CharlmError } from "../../../../util/errors.js";
 import { type Buf, type GpuRuntime, type GpuStorage, envSetting, fbits } from "../runtime.js";
-import { each, swapAxes, treeFn } from "./elementwise.js";
+import { byRow, each, swapAxes } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 
 const viaMatmul = (): boolean => envSetting("CHARLM_WEBGPU_ATTENTION") !== "rows";
+
+/**
+ * Whether the product route's score rows (the softmax forward, its gradient's rows) take a workgroup per row
+ * (CHARLM_WEBGPU_SOFTMAX=row) instead of a thread per row (thread, the default, as timed on the GPU). A thread per
+ * row walks its row alone, so a warp's loads touch 32 rows T floats apart; a workgroup's threads load neighbouring
+ * values of one row, and its max and sums are trees (the same order every run).
+ */
+export function softmaxByWorkgroup(): boolean {
+  const forced = envSetting("CHARLM_WEBGPU_SOFTMAX");
+  if (forced && forced !== "row" && forced !== "thread") {
+    throw new CharlmError(`CHARLM_WEBGPU_SOFTMAX is "${forced}"; use row or thread, or unset it`);
+  }
+  return forced === "row";
+}
+
+/** WGSL: `body` for byRow's row i, a (b, h, i) score row of att (rows of T), with qi = i % T and ao = i · T. */
+const scoreRow = (body: string): string => /* wgsl */ `${HEAD_LETS}
+  let qi = i % T;
+  let ao = i * T;
+  ${body}`;
 
 /** (B, T, C) as (B, nH, T, hd), into a scratch the caller frees. */
 function heads(rt: GpuRuntime, x: Buf, B: number, T: number, C: number, nHead: number): GpuStorage {
@@ -84,10 +104,30 @@ export function attention(
     const hd = C / nHead;
     const batch = B * nHead;
     matmul(rt, qh, kh, att, T, hd, T, { transB: true, batch }); // raw scores q_i · k_j, every (i, j)
-    // scale, causal mask and softmax in place: one thread per (b, h, i) row
+    // scale, causal mask and softmax in place: one thread per (b, h, i) row, or a workgroup
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> att: array<f32>;`;
-    const body = /* wgsl */ `${HEAD_LETS}
+    if (softmaxByWorkgroup()) {
+      const rowBody = /* wgsl */ `
+  var m = negInf();
+  for (var j = lid; j <= qi; j += ${ROW_WG}u) { m = max(m, att[ao + j] * sc); }
+  m = maxTree(lid, m);
+  var z = 0.0;
+  for (var j = lid; j <= qi; j += ${ROW_WG}u) { z += exp(att[ao + j] * sc - m); }
+  z = sumTree(lid, z);
+  for (var j = lid; j < T; j += ${ROW_WG}u) { att[ao + j] = select(0.0, exp(att[ao + j] * sc - m) / z, j <= qi); }`;
+      byRow(
+        rt,
+        "attention.softmax.row",
+        decls,
+        scoreRow(rowBody),
+        [],
+        [att],
+        headParams(batch * T, T, C, nHead),
+        ROW_WG,
+      );
+    } else {
+      const body = /* wgsl */ `${HEAD_LETS}
   let qi = i % T;
   let ao = i * T;
   var m = negInf();
@@ -96,7 +136,8 @@ export function attention(
   for (var j = 0u; j <= qi; j++) { let e = exp(att[ao + j] - m); att[ao + j] = e; z += e; }
   for (var j = 0u; j <= qi; j++) { att[ao + j] = att[ao + j] / z; }
   for (var j = qi + 1u; j < T; j++) { att[ao + j] = 0.0; }`;
-    each(rt, "attention.softmax", decls, body, [], [att], headParams(batch * T, T, C, nHead));
+      each(rt, "attention.softmax", decls, body, [], [att], headParams(batch * T, T, C, nHead));
+    }
     matmul(rt, att, vh, qh, T, T, hd, { batch }); // Σ_j p_ij v_j, into qh (read only by the scores, encoded before)
     unheads(rt, qh, out, B, T, C, nHead, false);
     free(rt, qh, kh, vh);
@@ -239,18 +280,31 @@ function attentionBackwardMatmul(...[rt, q, k, v, att, g, dq, dk, dv, B, T, C, n
     const vh = heads(rt, v, B, T, C, nHead);
     const ds = rt.scratch(batch * T * T);
     matmul(rt, gh, vh, ds, T, hd, T, { transB: true, batch }); // dp_ij = g_i · v_j
-    // ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik) / √hd below the diagonal, 0 above: one thread per (b, h, i) row
+    // ds_ij = p_ij (dp_ij - Σ_k p_ik dp_ik) / √hd below the diagonal, 0 above: one thread per (b, h, i) row, or a
+    // workgroup
     const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> att: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ds: array<f32>;`;
-    const body = /* wgsl */ `${HEAD_LETS}
+    if (softmaxByWorkgroup()) {
+      const rowBody = /* wgsl */ `
+  var dot = 0.0;
+  for (var j = lid; j <= qi; j += ${ROW_WG}u) { dot += att[ao + j] * ds[ao + j]; }
+  dot = sumTree(lid, dot);
+  for (var j = lid; j < T; j += ${ROW_WG}u) {
+    ds[ao + j] = select(0.0, att[ao + j] * (ds[ao + j] - dot) * sc, j <= qi);
+  }`;
+      const params = headParams(batch * T, T, C, nHead);
+      byRow(rt, "attentionBackward.dsRows.row", decls, scoreRow(rowBody), [att], [ds], params, ROW_WG);
+    } else {
+      const body = /* wgsl */ `${HEAD_LETS}
   let qi = i % T;
   let ao = i * T;
   var dot = 0.0;
   for (var j = 0u; j <= qi; j++) { dot += att[ao + j] * ds[ao + j]; }
   for (var j = 0u; j <= qi; j++) { ds[ao + j] = att[ao + j] * (ds[ao + j] - dot) * sc; }
   for (var j = qi + 1u; j < T; j++) { ds[ao + j] = 0.0; }`;
-    each(rt, "attentionBackward.dsRows", decls, body, [att], [ds], headParams(batch * T, T, C, nHead));
+      each(rt, "attentionBackward.dsRows", decls, body, [att], [ds], headParams(batch * T, T, C, nHead));
+    }
     if (dq) {
       const kh = heads(rt, k, B, T, C, nHead);
       matmul(rt, ds, kh, part, T, T, hd, { batch }); // dq_i = Σ_j ds_ij k_j
@@ -312,20 +366,10 @@ fn score(qo: u32, ko: u32, hd: u32, sc: f32) -> f32 {
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
-var<workgroup> w: array<f32, ${N}>; // the row's scores, then its weights (positions up to the cache's N)
-var<workgroup> red: array<f32, ${ROW_WG}>;${scoreFn}
-${treeFn("maxTree", "max(a, b)", ROW_WG)}
-${treeFn("sumTree", "a + b", ROW_WG)}`;
-    const code = () => /* wgsl */ `
-${decls}
-@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x + wid.y * nwg.x; // (b, h, t)
-  if (r >= pu(0u)) { return; }
-  ${HEAD_LETS}
+var<workgroup> w: array<f32, ${N}>; // the row's scores, then its weights (positions up to the cache's N)${scoreFn}`;
+    const body = /* wgsl */ `${HEAD_LETS}
   let N = pu(6u); let pos0 = pu(7u);
-  let t = r % T; let bh = r / T; let h = bh % nH; let b = bh / nH;
+  let t = i % T; let bh = i / T; let h = bh % nH; let b = bh / nH; // row i: (b, h, t)
   let qo = (b * T + t) * 3u * C + h * hd;
   let P = pos0 + t + 1u;
   var m = negInf();
@@ -345,11 +389,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var s = 0.0;
     for (var j = 0u; j < P; j++) { s += w[j] * vc[(b * N + j) * C + h * hd + c]; }
     o[oo + c] = s;
-  }
-}`;
-    const rows = B * nHead * T;
-    const x = Math.min(rows, 65535);
-    rt.run(`attentionCached.row.${N}`, code, [qkv, kCache, vCache], [out], params(rows), [x, Math.ceil(rows / x)]);
+  }`;
+    const reads = [qkv, kCache, vCache];
+    byRow(rt, `attentionCached.row.${N}`, decls, body, reads, [out], params(B * nHead * T), ROW_WG);
     return;
   }
   // Caches too long for workgroup memory (or CHARLM_WEBGPU_CACHED=thread):

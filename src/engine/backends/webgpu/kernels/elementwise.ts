@@ -32,6 +32,37 @@ export function each(
 }
 
 /**
+ * Run `body` in a workgroup of `wg` threads (a power of two) per row i < rows, params[0] = rows (past 65,535 rows
+ * the workgroups spread over a second grid dimension), with `lid` the thread; maxTree and sumTree (treeFn) combine
+ * a value of each thread.
+ */
+export function byRow(
+  rt: GpuRuntime,
+  key: string,
+  decls: string,
+  body: string,
+  reads: Buf[],
+  writes: Buf[],
+  params: number[],
+  wg = 64,
+): void {
+  const code = () => /* wgsl */ `${decls}
+var<workgroup> red: array<f32, ${wg}>;
+${treeFn("maxTree", "max(a, b)", wg)}
+${treeFn("sumTree", "a + b", wg)}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = wid.x + wid.y * nwg.x;
+  if (i >= pu(0u)) { return; }
+  ${body}
+}`;
+  const rows = params[0];
+  const gx = Math.min(rows, 65535);
+  rt.run(key, code, reads, writes, params, [gx, Math.ceil(rows / gx)]);
+}
+
+/**
  * WGSL: `acc += value(q)` for q from the var `q` up to `end`, `lanes` values loaded before they are added (in q's
  * order, so the same sum as one at a time): a thread that loads one value after another waits on memory for each.
  * `value` gets q as a parenthesised expression.

@@ -8,7 +8,7 @@
 import { CharlmError } from "../../../../util/errors.js";
 import type { Sampling } from "../../../backend.js";
 import { type Buf, type GpuRuntime, envSetting, fbits } from "../runtime.js";
-import { addInOrder, binary, each, reduceTo, sumAll, treeFn } from "./elementwise.js";
+import { addInOrder, binary, byRow, each, reduceTo, sumAll } from "./elementwise.js";
 
 export function softmax(rt: GpuRuntime, x: Buf, y: Buf, rows: number, V: number): void {
   const decls = /* wgsl */ `
@@ -135,36 +135,28 @@ export function layerNorm(
     // A workgroup per row: the row's sum and its squared deviations' sum as trees over the threads (each thread's
     // values j = lid, lid + NORM_WG, ... in order first). A thread per row walks C values three times: at batch 1
     // one thread of one workgroup does the whole op.
-    const code = () => /* wgsl */ `
+    const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> xh: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rs: array<f32>;
-var<workgroup> red: array<f32, ${NORM_WG}>;
-${treeFn("sumTree", "a + b", NORM_WG)}
-@compute @workgroup_size(${NORM_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= pu(0u)) { return; }
-  let C = pu(1u); let o = row * C;
+@group(0) @binding(6) var<storage, read_write> rs: array<f32>;`;
+    const body = /* wgsl */ `
+  let C = pu(1u); let o = i * C;
   var s = 0.0;
   for (var j = lid; j < C; j += ${NORM_WG}u) { s += x[o + j]; }
   let mu = sumTree(lid, s) / f32(C);
   var v = 0.0;
   for (var j = lid; j < C; j += ${NORM_WG}u) { let d = x[o + j] - mu; v += d * d; }
   let r = 1.0 / sqrt(sumTree(lid, v) / f32(C) + pf(2u));
-  if (lid == 0u) { rs[row] = r; }
+  if (lid == 0u) { rs[i] = r; }
   for (var j = lid; j < C; j += ${NORM_WG}u) {
     let h = (x[o + j] - mu) * r;
     xh[o + j] = h;
     y[o + j] = gamma[j] * h + beta[j];
-  }
-}`;
-    const gx = Math.min(rows, 65535);
-    rt.run("layerNorm.row", code, [x, gamma, beta], [y, xhat, rstd], [rows, C, fbits(eps)], [gx, Math.ceil(rows / gx)]);
+  }`;
+    byRow(rt, "layerNorm.row", decls, body, [x, gamma, beta], [y, xhat, rstd], [rows, C, fbits(eps)], NORM_WG);
     return;
   }
   const decls = /* wgsl */ `
@@ -212,7 +204,22 @@ export function layerNormBackward(
 @group(0) @binding(3) var<storage, read> xh: array<f32>;
 @group(0) @binding(4) var<storage, read> rs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;`;
-    const body = /* wgsl */ `
+    if (normByWorkgroup(rows)) {
+      // a workgroup per row, as the forward: both means as trees over the threads
+      const body = /* wgsl */ `
+  let C = pu(1u); let o = i * C;
+  var md = 0.0; var mdx = 0.0;
+  for (var j = lid; j < C; j += ${NORM_WG}u) { let d = g[o + j] * gamma[j]; md += d; mdx += d * xh[o + j]; }
+  md = sumTree(lid, md) / f32(C);
+  mdx = sumTree(lid, mdx) / f32(C);
+  let r = rs[i];
+  for (var j = lid; j < C; j += ${NORM_WG}u) {
+    let d = g[o + j] * gamma[j];
+    dx[o + j] = dx[o + j] + r * (d - md - xh[o + j] * mdx);
+  }`;
+      byRow(rt, "layerNormBackward.row", decls, body, [g, gamma, xhat, rstd], [dx], [rows, C], NORM_WG);
+    } else {
+      const body = /* wgsl */ `
   let C = pu(1u); let o = i * C;
   var md = 0.0; var mdx = 0.0;
   for (var j = 0u; j < C; j++) { let d = g[o + j] * gamma[j]; md += d; mdx += d * xh[o + j]; }
@@ -222,7 +229,8 @@ export function layerNormBackward(
     let d = g[o + j] * gamma[j];
     dx[o + j] = dx[o + j] + r * (d - md - xh[o + j] * mdx);
   }`;
-    each(rt, "layerNormBackward.dx", decls, body, [g, gamma, xhat, rstd], [dx], [rows, C]);
+      each(rt, "layerNormBackward.dx", decls, body, [g, gamma, xhat, rstd], [dx], [rows, C]);
+    }
   }
   // per channel: dγ += Σ_rows g x̂, dβ += Σ_rows g, as reductions over the rows (chunked when there are many)
   if (dgamma) {
