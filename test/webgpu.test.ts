@@ -340,6 +340,16 @@ describe("webgpu backend against js", { skip }, () => {
         assert.ok(!keys.includes(route === "row" ? "layerNormBackward.dx" : "layerNormBackward.row"), keys.join());
       }
     }
+    // more rows than a grid dimension holds (65,535 workgroups): byRow spreads them over a second one, as the
+    // attention's score rows of W3 (98,304 a layer) would be. A row index off would be off by O(1); 1e-4 leaves room
+    // for the rounding of 70,000 rows of 3, some of nearly equal values (a large 1 / σ)
+    await withEnv({ CHARLM_WEBGPU_LAYERNORM: "row" }, async () => {
+      const [M, C] = [70_000, 3];
+      const io = { x: rand(M * C, 2), ga: rand(C), be: rand(C), y: rand(M * C), xh: rand(M * C), rs: rand(M) };
+      await same(io, (b, s) => b.layerNorm(s.x, s.ga, s.be, s.y, s.xh, s.rs, M, C, 1e-5), 1e-4);
+      const bw = { g: rand(M * C), ga: rand(C), xh: rand(M * C), rs: rand(M), dx: rand(M * C) };
+      await same(bw, (b, s) => b.layerNormBackward(s.g, s.ga, s.xh, s.rs, s.dx, null, null, M, C), 1e-4);
+    });
   });
 
   test("embedding and its scatter-add gradient (repeated ids)", async () => {
