@@ -345,6 +345,19 @@ export function attentionBackward(
   }
 }
 
+// Row b's k and v of T new positions (from qkv (B, T, 3C), bytes ho .. ho + width of each C-wide row of `row` bytes)
+// into the caches (B, N, C) at positions pos0 ..
+// @ts-ignore: decorator
+@inline
+function putKV(qkv: usize, kc: usize, vc: usize, b: i32, T: i32, N: i32, pos0: i32, row: usize, ho: usize, width: usize): void {
+  for (let t = 0; t < T; t++) {
+    const src = qkv + (<usize>b * T + t) * 3 * row + ho;
+    const dst = (<usize>b * N + pos0 + t) * row + ho;
+    memory.copy(kc + dst, src + row, width);
+    memory.copy(vc + dst, src + 2 * row, width);
+  }
+}
+
 /**
  * T new positions pos0 .. pos0+T-1 against the key/value cache (B, N, C): their k and v (from qkv (B, T, 3C)) are
  * written into the caches first, then query t attends to positions 0 .. pos0+t. out (B, T, C). scratch: N floats.
@@ -365,14 +378,7 @@ export function attentionCached(
   const hd = C / nH;
   const sc = <f32>(1 / Math.sqrt(<f64>hd));
   const row = <usize>C * 4;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      const src = qkv + (<usize>b * T + t) * 3 * row;
-      const dst = (<usize>b * N + pos0 + t) * row;
-      memory.copy(kc + dst, src + row, row);
-      memory.copy(vc + dst, src + 2 * row, row);
-    }
-  }
+  for (let b = 0; b < B; b++) putKV(qkv, kc, vc, b, T, N, pos0, row, 0, row);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < nH; h++) {
       const ho = <usize>h * hd * 4;
@@ -385,6 +391,51 @@ export function attentionCached(
         memory.fill(oi, 0, <usize>hd * 4);
         for (let j = 0; j < n; j++) axpy(load<f32>(scratch + <usize>j * 4), vc + (<usize>b * N + j) * row + ho, oi, hd);
       }
+    }
+  }
+}
+
+/**
+ * attentionCached for several new positions (T > 1: a prime, a window rerun) over (batch, head) pairs p0 <= p < p1
+ * (p = b·nH + h), each from its head's cached keys transposed, so that a row's scores come sixteen at a time as in
+ * attention(): pair p writes head h's k and v of row b's T new positions into the caches (its columns alone), then
+ * query t attends to positions 0 .. pos0+t. scratch: hd·L + L floats of this job's own (L = pos0 + T: the keys
+ * transposed, then a row of weights). The same values as attentionCached up to float rounding (the scores' sums in
+ * another order); bit-identical whatever the range.
+ */
+export function attentionCachedPairs(
+  qkv: usize,
+  kc: usize,
+  vc: usize,
+  out: usize,
+  T: i32,
+  C: i32,
+  nH: i32,
+  N: i32,
+  pos0: i32,
+  scratch: usize,
+  p0: i32,
+  p1: i32,
+): void {
+  const hd = C / nH;
+  const sc = <f32>(1 / Math.sqrt(<f64>hd));
+  const row = <usize>C * 4;
+  const L = pos0 + T;
+  const kT = scratch;
+  const w = scratch + <usize>hd * L * 4;
+  for (let p = p0; p < p1; p++) {
+    const b = p / nH;
+    const ho = <usize>(p % nH) * hd * 4;
+    const cache = <usize>b * N * row + ho; // row b's position 0, head h
+    putKV(qkv, kc, vc, b, T, N, pos0, row, ho, <usize>hd * 4);
+    transposeHead(kc + cache, kT, L, C, hd);
+    for (let t = 0; t < T; t++) {
+      const n = pos0 + t + 1;
+      scores(qkv + (<usize>b * T + t) * 3 * row + ho, kT, L, n, hd, sc, w);
+      softmaxInPlace(w, n);
+      const oi = out + (<usize>b * T + t) * row + ho;
+      memory.fill(oi, 0, <usize>hd * 4);
+      combine(w, 4, vc + cache, row, n, oi, hd);
     }
   }
 }

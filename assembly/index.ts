@@ -69,6 +69,6 @@ export {
   embedding,
   embeddingBackward,
 } from "./rows";
-export { attention, attentionBackward, attentionCached } from "./attention";
+export { attention, attentionBackward, attentionCached, attentionCachedPairs } from "./attention";
 export { adam, rmsprop, adagrad, sgd, sumSquares, clipFactor } from "./optim";
 export { dropoutMask } from "./random";

@@ -12,7 +12,7 @@
 import { gemmBlock, gemmPackedCols } from "./gemm";
 import { binary, copyRange, fillRange, scale, unary, unaryBackward } from "./elementwise";
 import { layerNorm, softmax } from "./rows";
-import { attention, attentionBackward } from "./attention";
+import { attention, attentionBackward, attentionCachedPairs } from "./attention";
 import { adagrad, adam, rmsprop, sgd } from "./optim";
 import { gruBackward, gruForward, lstmBackward, lstmForward, rnnBackward, rnnForward } from "./recurrent";
 
@@ -42,6 +42,7 @@ const JOB_RNN_FORWARD: i32 = 18;
 const JOB_RNN_BACKWARD: i32 = 19;
 const JOB_FILL: i32 = 20;
 const JOB_COPY: i32 = 21;
+const JOB_ATTENTION_CACHED: i32 = 22;
 
 // Argument i of the job in the control block at b.
 // @ts-ignore: decorator
@@ -93,6 +94,9 @@ export function runJob(b: usize): void {
       break;
     case JOB_ATTENTION_BACKWARD:
       attentionBackward(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), au(b, 5), au(b, 6), au(b, 7), ai(b, 8), ai(b, 9), ai(b, 10), au(b, 11), ai(b, 12), ai(b, 13));
+      break;
+    case JOB_ATTENTION_CACHED:
+      attentionCachedPairs(au(b, 0), au(b, 1), au(b, 2), au(b, 3), ai(b, 4), ai(b, 5), ai(b, 6), ai(b, 7), ai(b, 8), au(b, 9), ai(b, 10), ai(b, 11));
       break;
     case JOB_ADAM:
       adam(au(b, 0), au(b, 1), au(b, 2), au(b, 3), au(b, 4), ai(b, 5), ai(b, 6));

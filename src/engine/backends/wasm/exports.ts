@@ -263,6 +263,20 @@ export interface Kernels {
     pos0: number,
     scratch: number,
   ): void;
+  attentionCachedPairs(
+    qkv: number,
+    kc: number,
+    vc: number,
+    out: number,
+    T: number,
+    C: number,
+    nH: number,
+    N: number,
+    pos0: number,
+    scratch: number,
+    p0: number,
+    p1: number,
+  ): void;
 
   // ---- optimizers and norms (assembly/optim.ts)
   adam(w: number, g: number, m: number, v: number, hp: number, i0: number, i1: number): void;

@@ -674,9 +674,28 @@ export class WasmBackend implements Backend<WasmStorage> {
   ): void {
     if (pos0 + T > N)
       throw new CharlmError(`wasm backend: attentionCached: positions up to ${pos0 + T} in a cache of ${N}`);
-    const scratch = this.heap.allocBytes(N, false);
-    this.kernels.attentionCached(qkv.ptr, kCache.ptr, vCache.ptr, out.ptr, B, T, C, nHead, N, pos0, scratch);
-    this.heap.freeBytes(scratch, N);
+    if (T === 1) {
+      // a generated token: each head's scores against the cache one dot product at a time (transposing the cached
+      // keys first would cost as much as the scores)
+      const scratch = this.heap.allocBytes(N, false);
+      this.kernels.attentionCached(qkv.ptr, kCache.ptr, vCache.ptr, out.ptr, B, T, C, nHead, N, pos0, scratch);
+      this.heap.freeBytes(scratch, N);
+      return;
+    }
+    // several (a prime, a window rerun): each (batch, head) pair's keys transposed once for all its rows, the pairs
+    // split over the threads
+    const ks = this.kernels;
+    const L = pos0 + T;
+    const p = [qkv.ptr, kCache.ptr, vCache.ptr, out.ptr, T, C, nHead, N, pos0] as const;
+    this.withPartScratch((C / nHead + 1) * L, (own, next) =>
+      this.split(
+        B * nHead,
+        Math.ceil(this.minElems / (T * L + T * C)),
+        1,
+        (p0, p1) => ({ kind: JOB.attentionCached, args: [...p, next(), p0, p1] }),
+        (p0, p1) => ks.attentionCachedPairs(...p, own, p0, p1),
+      ),
+    );
   }
 
   // ---- recurrent layers

@@ -38,6 +38,7 @@ export const JOB = {
   rnnBackward: 19,
   fill: 20,
   copy: 21,
+  attentionCached: 22,
 } as const;
 
 /** One job: its kind, its arguments in the kernel's order, and which of them are float32 (written as bits). */
