@@ -17,7 +17,7 @@ import {
   sequential,
   simpleRNN,
 } from "../src/models/sequential.js";
-import type { RnnModel, RnnState } from "../src/models/rnn.js";
+import { PREFILL_CHUNK, type RnnModel, type RnnState } from "../src/models/rnn.js";
 import { Tensor } from "../src/engine/tensor.js";
 import { Dropout } from "../src/nn/dropout.js";
 import { glorotUniform, lstmBias, orthogonal } from "../src/nn/init.js";
@@ -30,6 +30,13 @@ const CELLS = ["lstm", "gru", "rnn"] as const;
 
 function config(over: Partial<RnnModelConfig> = {}): RnnModelConfig {
   return { type: "rnn", cell: "lstm", vocabSize: 13, embedding: 6, units: 9, layers: 2, dropout: 0, ...over };
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
 }
 
 function randomTokens(n: number, V: number, rng: Rng): Int32Array {
@@ -248,6 +255,49 @@ for (const backend of await listBackends()) {
       }
       const half = model.forward(tokens.subarray(0, B * T), B, T, { state: a });
       assert.equal(half.logits.shape.join(","), `${B},${T},${V}`);
+    }
+  });
+
+  // prefill: a prime in one pass over the sequence (folded into the first layer from 2V tokens, in chunks of
+  // PREFILL_CHUNK past that), from a fresh state and from one steps left: the logits and state of stepping through it
+  test(`[${backend}] prefill() gives the logits and state of step() token by token, in chunks past PREFILL_CHUNK`, async () => {
+    await useBackend(backend);
+    const V = 13;
+    for (const cell of CELLS) {
+      const model = buildModel(config({ cell, units: 6, embedding: 4 }), new Rng(3)) as RnnModel;
+      const B = 2;
+      const n = PREFILL_CHUNK + 300;
+      const seq = randomTokens(B * n, V, new Rng(5)); // (B, n)
+      const cols = (from: number, to: number) => {
+        const out = new Int32Array(B * (to - from));
+        for (let b = 0; b < B; b++) out.set(seq.subarray(b * n + from, b * n + to), b * (to - from));
+        return out;
+      };
+      let state = model.initialState(B);
+      const logits: Float32Array[] = [];
+      const states: RnnState[] = [];
+      for (let t = 0; t < n; t++) {
+        const out = model.step(cols(t, t + 1), state);
+        state = out.state;
+        logits.push(out.logits.data);
+        states.push(state);
+      }
+      for (const [from, to] of [
+        [0, 1],
+        [0, 5],
+        [3, 40], // 37 tokens in a batch of 2: 74 >= 2V, folded
+        [0, n], // two chunks
+      ]) {
+        const at = `${cell}, tokens ${from} .. ${to}`;
+        const out = model.prefill(cols(from, to), B, to - from, from === 0 ? model.initialState(B) : states[from - 1]);
+        assert.equal(out.logits.shape.join(","), `${B},${V}`);
+        assert.ok(maxDiff(out.logits.data, logits[to - 1]) < 1e-5, `${at}: logits`);
+        for (let l = 0; l < 2; l++) {
+          assert.ok(maxDiff(out.state.h[l].data, states[to - 1].h[l].data) < 1e-5, `${at}: h of layer ${l}`);
+          if (cell === "lstm") assert.ok(maxDiff(out.state.c[l].data, states[to - 1].c[l].data) < 1e-5, `${at}: c`);
+        }
+      }
+      assert.throws(() => model.prefill(cols(0, 0), B, 0, model.initialState(B)), /at least 1 token per row, not 0/);
     }
   });
 

@@ -22,7 +22,8 @@
 
 import { noGrad } from "../engine/autograd.js";
 import type { BurstShape } from "../engine/backend.js";
-import { embedding, embeddingFrom, reshape, softmaxCrossEntropy, transpose } from "../engine/ops.js";
+import { embedding, embeddingFrom, reshape, slice, softmaxCrossEntropy, transpose } from "../engine/ops.js";
+import { disposeReplaced, scope } from "../engine/scope.js";
 import { Tensor } from "../engine/tensor.js";
 import { Dense } from "../nn/dense.js";
 import { Dropout } from "../nn/dropout.js";
@@ -34,6 +35,9 @@ import { CharlmError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { RnnModelConfig } from "./config.js";
 import type { ForwardResult, LanguageModel, State } from "./contract.js";
+
+/** Steps a recurrent model's prefill runs through at once: a longer prime goes through in chunks of this many. */
+export const PREFILL_CHUNK = 1024;
 
 /** Recurrent state of the whole stack: one entry per layer; c only for LSTM. Tensors are (B, H), detached. */
 export interface RnnState {
@@ -149,6 +153,39 @@ export class RnnModel implements LanguageModel {
       const { logits, state: next } = this.forward(tokens, B, 1, { state });
       return { logits: reshape(logits, [B, this.config.vocabSize]), state: next as RnnState };
     });
+  }
+
+  /**
+   * T tokens per batch row (tokens (B, T)) in one pass: the recurrent layers' whole-sequence forward (in chunks of
+   * PREFILL_CHUNK steps, so that a long prime's activations never all exist at once) instead of T calls of step().
+   * -> the logits after the last token (B, V) and the state, as those calls give them up to float rounding.
+   */
+  prefill(tokens: Int32Array, B: number, T: number, state: State): { logits: Tensor; state: RnnState } {
+    if (!(Number.isInteger(T) && T >= 1)) {
+      throw new CharlmError(`model input: prefill takes at least 1 token per row, not ${T}; pass 1 or more`);
+    }
+    if (tokens.length !== B * T) {
+      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
+    }
+    const V = this.config.vocabSize;
+    let s = this.checkState(state, B);
+    let logits: Tensor | null = null;
+    for (let t0 = 0; t0 < T; t0 += PREFILL_CHUNK) {
+      const n = Math.min(PREFILL_CHUNK, T - t0);
+      const chunk = new Int32Array(B * n);
+      for (let b = 0; b < B; b++) chunk.set(tokens.subarray(b * T + t0, b * T + t0 + n), b * n);
+      const from = s;
+      const out = scope(() =>
+        noGrad(() => {
+          const r = this.forward(chunk, B, n, { state: from });
+          return { logits: reshape(slice(r.logits, 1, n - 1, n), [B, V]), state: r.state as RnnState };
+        }),
+      );
+      if (from !== state) disposeReplaced(from, out.state); // a chunk's state before the last: ours to free
+      logits?.dispose();
+      [logits, s] = [out.logits, out.state];
+    }
+    return { logits: logits!, state: s };
   }
 
   /** step() with the B tokens read on the backend from ids[at .. at + B) (sampleTokens' output). */
