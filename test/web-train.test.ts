@@ -17,7 +17,7 @@ import { encodeCheckpoint, MANIFEST, WEIGHTS } from "../src/checkpoint/checkpoin
 import { readTar, writeTar } from "../src/checkpoint/tar.js";
 import { FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR } from "../src/train/fine-tune.js";
 import { CharlmError } from "../src/util/errors.js";
-import { TAB_DEFAULTS, trainInTab, type TabRun, type TabSource } from "../web/tab-train.js";
+import { TAB_DEFAULTS, TAB_MODELS, trainInTab, type TabRun, type TabSource } from "../web/tab-train.js";
 import { createServer } from "../src/server/app.js";
 import { loadServedModels } from "../src/server/checkpoint-model.js";
 import { Rng } from "../src/util/rng.js";
@@ -25,6 +25,10 @@ import type { FastifyInstance } from "fastify";
 import { cli } from "./helpers/cli.js";
 
 const TEXT = "the quick brown fox jumps over the lazy dog. ".repeat(150);
+
+/** `charlm sample` on a checkpoint (a directory or a tar): 40 characters after "the ", seed 3, on js. */
+const sampleCli = (model: string) =>
+  cli("sample", "--model", model, "--prime", "the ", "--length", "40", "--seed", "3", "--backend", "js");
 
 test("a tar of files reads back file for file; damage is refused with the file named", () => {
   const files: [string, Uint8Array][] = [
@@ -64,15 +68,13 @@ test("the page's training makes a checkpoint tar that charlm sample reads", asyn
 
     const file = join(dir, "fox.tar");
     writeFileSync(file, run.store.tar("charlm-fox"));
-    const sample = (model: string) =>
-      cli("sample", "--model", model, "--prime", "the ", "--length", "40", "--seed", "3", "--backend", "js");
-    const r = await sample(file);
+    const r = await sampleCli(file);
     assert.equal(r.code, 0, r.err);
     assert.equal(Array.from(r.out.replace(/\n$/, "")).length, 44); // the text, then a newline
     assert.ok(r.out.startsWith("the "));
     // The same bytes as a directory: `tar xf` gives the checkpoint charlm sample reads the same way.
     execFileSync("tar", ["xf", file, "-C", dir]);
-    const d = await sample(join(dir, "charlm-fox"));
+    const d = await sampleCli(join(dir, "charlm-fox"));
     assert.equal(d.out, r.out);
     writeFileSync(join(dir, "fox.txt"), TEXT);
     const e = await cli(
@@ -89,6 +91,46 @@ test("the page's training makes a checkpoint tar that charlm sample reads", asyn
     );
     assert.equal(e.code, 0, e.err);
     assert.ok((JSON.parse(e.out) as { nats: number }).nats < losses[0]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// The page's GPT (TAB_MODELS "GPT 4 x 128", made small): a transformer with the page's context as its window, whose
+// tar charlm sample reads
+test("the page trains a GPT too: its loss falls and its tar samples", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-tab-gpt-"));
+  try {
+    const losses: number[] = [];
+    const gpt = TAB_MODELS["GPT 4 x 128"];
+    assert.equal(gpt.type, "gpt");
+    const s = { ...TAB_DEFAULTS, ...gpt, embedding: 16, layers: 1, heads: 2, seqLength: 16, batchSize: 8 };
+    const run = await trainInTab(
+      TEXT,
+      { ...s, steps: 40, validateEvery: 20, lr: 1e-2 },
+      {
+        backend: "js",
+        name: "fox.txt",
+        onMetrics: (l) => (l.type === "step" ? losses.push(l.loss) : undefined),
+      },
+    );
+    assert.equal(run.result.status, "finished");
+    assert.deepEqual(run.model.config, {
+      type: "gpt",
+      vocabSize: run.vocab.size,
+      blockSize: 16,
+      nLayer: 1,
+      nHead: 2,
+      nEmbd: 16,
+      dropout: 0.1,
+      bias: false,
+    });
+    assert.ok(losses.at(-1)! < losses[0] - 0.4, `training loss ${losses[0]} -> ${losses.at(-1)}`);
+    const file = join(dir, "fox.tar");
+    writeFileSync(file, run.store.tar("charlm-fox-gpt"));
+    const r = await sampleCli(file);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.out.startsWith("the ") && Array.from(r.out.replace(/\n$/, "")).length === 44, r.out);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,12 +2,14 @@
 // page's own bundle (web/dist/app.js) carries the form without the training library the worker bundles.
 
 export interface TabSettings {
+  type: "rnn" | "gpt"; // a recurrent stack, or a GPT-style transformer
   cell: "lstm" | "gru" | "rnn";
-  embedding: number;
+  embedding: number; // a GPT: its channels
   units: number; // H
-  layers: number;
+  layers: number; // a GPT: its blocks
+  heads: number; // a GPT's attention heads (dividing embedding)
   dropout: number;
-  seqLength: number; // T
+  seqLength: number; // T (a GPT: its context)
   batchSize: number; // B
   steps: number; // optimizer steps (rounded up to whole validation intervals)
   validateEvery: number; // steps between validation losses (an "epoch" of the loop)
@@ -18,10 +20,12 @@ export interface TabSettings {
 
 /** The page's defaults: an LSTM 128 that learns words from a few hundred KB of text in a few minutes on wasm. */
 export const TAB_DEFAULTS: TabSettings = {
+  type: "rnn",
   cell: "lstm",
   embedding: 32,
   units: 128,
   layers: 1,
+  heads: 4,
   dropout: 0,
   seqLength: 64,
   batchSize: 32,
@@ -40,4 +44,6 @@ export const TAB_MODELS: Record<string, Partial<TabSettings>> = {
   "LSTM 256": { cell: "lstm", units: 256, layers: 1, embedding: 64 },
   "GRU 256": { cell: "gru", units: 256, layers: 1, embedding: 64 },
   "2 x LSTM 256": { cell: "lstm", units: 256, layers: 2, embedding: 64, dropout: 0.1 },
+  // nanoGPT's small character recipe, smaller: 4 blocks of 128 channels over 128 characters, Adam at 1e-3
+  "GPT 4 x 128": { type: "gpt", embedding: 128, layers: 4, heads: 4, seqLength: 128, dropout: 0.1, lr: 1e-3 },
 };

@@ -129,8 +129,9 @@ export function tabConfig(
   if (source) {
     return { ...fineTuneConfig({ preset: "cpu", overrides: run, source }), lr: s.lr * FINE_TUNE_LR_FACTOR };
   }
-  const { cell, embedding, units, layers, dropout, lr } = s;
-  return resolveTrainConfig({ preset: "cpu", overrides: { ...run, cell, embedding, units, layers, dropout, lr } });
+  const { type, cell, embedding, units, layers, heads, dropout, lr } = s;
+  const model = { type, cell, embedding, units, layers, heads, dropout, lr };
+  return resolveTrainConfig({ preset: "cpu", overrides: { ...run, ...model } });
 }
 
 /**
