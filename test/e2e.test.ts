@@ -1,7 +1,8 @@
 // End to end in a real browser: Debian's headless Chromium, driven by playwright-core, loads the page from a real
 // server with a real (small, fixed-weight) model, generates on the server and watches the text stream in, stops a
 // long generation, then generates again inside the browser (WebAssembly kernels) and checks it wrote the same
-// text for the same seed. Screenshots go to test-output/.
+// text for the same seed; a GPT's window stride on both sides; the tab's training (stopped early; its GPT for 10
+// steps, then generation). Screenshots go to test-output/.
 //
 // Needs /usr/bin/chromium (`apt-get install chromium`); CHARLM_SKIP_BROWSER=1 skips this file.
 
@@ -389,3 +390,31 @@ test(
     assert.equal(await row.isVisible(), false, "hidden again for the LSTM");
   },
 );
+
+test("the tab trains its GPT on wasm, then generates from it", { skip: SKIP }, async () => {
+  type Probe = { state: string; losses: unknown[]; text: string; error: string };
+  const probe = () => page.evaluate(() => (window as unknown as { charlmTrain: Probe }).charlmTrain);
+  const settled = () =>
+    page.waitForFunction(
+      () => !["training", "generating"].includes((window as unknown as { charlmTrain: Probe }).charlmTrain.state),
+      undefined,
+      { timeout: 90_000 },
+    );
+  await page.selectOption("#backend", "wasm");
+  await page.selectOption("#train-from", "");
+  await page.fill("#train-text", "the quick brown fox jumps over the lazy dog. ".repeat(200));
+  await page.selectOption("#train-model", "GPT 4 x 128");
+  await page.fill("#train-steps", "10");
+  await page.click("#train-start");
+  await settled();
+  const status = (await page.locator("#train-status").textContent()) ?? "";
+  assert.equal((await probe()).state, "trained", `${status} ${(await probe()).error}`);
+  assert.match(status, /done after 10 steps/);
+  await page.fill("#train-prime", "the ");
+  await page.click("#train-generate");
+  await settled();
+  const after = await probe();
+  assert.equal(after.state, "trained", after.error);
+  assert.ok(Array.from(after.text).length >= 400, `${Array.from(after.text).length} characters generated`);
+  await page.selectOption("#backend", "auto");
+});
