@@ -112,29 +112,13 @@ export class RnnModel implements LanguageModel {
   }
 
   forward(tokens: Int32Array, B: number, T: number, opts: RnnForwardOptions = {}): ForwardResult {
-    const V = this.config.vocabSize;
     if (tokens.length !== B * T) {
       throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
     }
     const state = this.checkState(opts.state ?? this.initialState(B), B);
     const training = opts.training ?? false;
     const rng = opts.rng ?? this.ownRng;
-
-    // (B, T) -> (T, B) ids, then (T, B, E) embeddings.
-    const idsTB = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const id = tokens[b * T + t];
-        if (!(id >= 0 && id < V)) {
-          throw new CharlmError(`model input: token id ${id} at (${b}, ${t}) is outside the vocabulary [0, ${V})`);
-        }
-        idsTB[t * B + b] = id;
-      }
-    }
-    const first: FirstInput =
-      (opts.fold ?? foldsEmbedding(V, B * T))
-        ? { xw: embedding(this.recurrent[0].project(this.embedding.weight), idsTB, [T, B]) }
-        : { x: this.embedding.forward(idsTB, [T, B]) };
+    const first = this.firstInput(tokens, B, T, opts.fold);
     const { logits, state: next } = this.stack(first, state, training, rng);
     const result: ForwardResult = { logits, state: next };
     if (opts.targets) {
@@ -177,8 +161,9 @@ export class RnnModel implements LanguageModel {
       const from = s;
       const out = scope(() =>
         noGrad(() => {
-          const r = this.forward(chunk, B, n, { state: from });
-          return { logits: reshape(slice(r.logits, 1, n - 1, n), [B, V]), state: r.state as RnnState };
+          // the output layer on the chunk's last step alone: (1, B, V)
+          const r = this.stack(this.firstInput(chunk, B, n), from, false, this.ownRng, true);
+          return { logits: reshape(r.logits, [B, V]), state: r.state };
         }),
       );
       if (from !== state) disposeReplaced(from, out.state); // a chunk's state before the last: ours to free
@@ -204,8 +189,38 @@ export class RnnModel implements LanguageModel {
     return { shape: { cell, L, E, H, V }, tensors: [...this.parameters().values()] };
   }
 
-  /** The stack above the embedding -> logits (B, T, V) and the state after the last step. */
-  private stack(first: FirstInput, state: RnnState, training: boolean, rng: Rng): { logits: Tensor; state: RnnState } {
+  /**
+   * tokens (B, T) as the first layer's input, time-major: their embeddings (T, B, E), or their rows of the first
+   * layer's projected table (T, B, G) where the embedding folds into it (`fold`, default: foldsEmbedding).
+   */
+  private firstInput(tokens: Int32Array, B: number, T: number, fold?: boolean): FirstInput {
+    const V = this.config.vocabSize;
+    const idsTB = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const id = tokens[b * T + t];
+        if (!(id >= 0 && id < V)) {
+          throw new CharlmError(`model input: token id ${id} at (${b}, ${t}) is outside the vocabulary [0, ${V})`);
+        }
+        idsTB[t * B + b] = id;
+      }
+    }
+    return (fold ?? foldsEmbedding(V, B * T))
+      ? { xw: embedding(this.recurrent[0].project(this.embedding.weight), idsTB, [T, B]) }
+      : { x: this.embedding.forward(idsTB, [T, B]) };
+  }
+
+  /**
+   * The stack above the embedding -> logits (B, T, V) and the state after the last step; with `lastOnly`, the
+   * logits of the last step alone (B, 1, V), the output layer run on that step only.
+   */
+  private stack(
+    first: FirstInput,
+    state: RnnState,
+    training: boolean,
+    rng: Rng,
+    lastOnly = false,
+  ): { logits: Tensor; state: RnnState } {
     let x: Tensor | null = "x" in first ? first.x : null; // the layer's input, null: the first one's projections
     const next: RnnState = { h: [], c: [] };
     this.recurrent.forEach((layer, l) => {
@@ -218,6 +233,7 @@ export class RnnModel implements LanguageModel {
     });
 
     if (!x) throw new CharlmError("model: a recurrent model needs at least one recurrent layer");
+    if (lastOnly) x = slice(x, 0, x.shape[0] - 1, x.shape[0]); // (1, B, H)
     return { logits: transpose(this.dense.forward(x), 0, 1), state: next }; // (T, B, V) -> (B, T, V)
   }
 
