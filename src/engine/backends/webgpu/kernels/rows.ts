@@ -131,17 +131,17 @@ export function layerNorm(
   C: number,
   eps: number,
 ): void {
-  if (normByWorkgroup(rows)) {
-    // A workgroup per row: the row's sum and its squared deviations' sum as trees over the threads (each thread's
-    // values j = lid, lid + NORM_WG, ... in order first). A thread per row walks C values three times: at batch 1
-    // one thread of one workgroup does the whole op.
-    const decls = /* wgsl */ `
+  const decls = /* wgsl */ `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> xh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rs: array<f32>;`;
+  if (normByWorkgroup(rows)) {
+    // A workgroup per row: the row's sum and its squared deviations' sum as trees over the threads (each thread's
+    // values j = lid, lid + NORM_WG, ... in order first). A thread per row walks C values three times: at batch 1
+    // one thread of one workgroup does the whole op.
     const body = /* wgsl */ `
   let C = pu(1u); let o = i * C;
   var s = 0.0;
@@ -159,13 +159,6 @@ export function layerNorm(
     byRow(rt, "layerNorm.row", decls, body, [x, gamma, beta], [y, xhat, rstd], [rows, C, fbits(eps)], NORM_WG);
     return;
   }
-  const decls = /* wgsl */ `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> xh: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rs: array<f32>;`;
   const body = /* wgsl */ `
   let C = pu(1u); let o = i * C;
   var mu = 0.0;
