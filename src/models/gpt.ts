@@ -275,13 +275,12 @@ export class GptModel implements LanguageModel {
     } else {
       // some step would find the window full: it ends holding the last n tokens of the window so far and these
       n = windowAfter(s.len, T, N, s.stride);
+      const kept = Math.max(0, n - T); // of the window so far: its last `kept`, then the last n - kept of these
       ids = new Int32Array(B * n);
       for (let b = 0; b < B; b++) {
-        const all = new Int32Array(s.len + T);
-        all.set(s.tokens.subarray(b * N, b * N + s.len));
-        all.set(tokens.subarray(b * T, (b + 1) * T), s.len);
-        ids.set(all.subarray(all.length - n), b * n);
-        s.tokens.set(all.subarray(all.length - n), b * N);
+        ids.set(s.tokens.subarray(b * N + s.len - kept, b * N + s.len), b * n);
+        ids.set(tokens.subarray((b + 1) * T - (n - kept), (b + 1) * T), b * n + kept);
+        s.tokens.set(ids.subarray(b * n, (b + 1) * n), b * N);
       }
       s.len = 0;
     }
