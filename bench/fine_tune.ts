@@ -8,9 +8,9 @@
 // FILE, or else Genesis and Exodus of the King James Bible (about 360 KB) printed by the `bible` program of
 // Debian's bible-kjv package (`apt-get install bible-kjv`), verse numbers and chapter headings dropped. Both runs
 // use the source's model shape, tokenizer and batches, `--threads 1`, two at a time, `--warmup` steps of
-// warm-up (the preset's 100 would take most of a short budget): fine-tuned with the fine-tuning defaults (a tenth
-// of the preset's learning rate; --extend-vocab for characters the source lacks), fine-tuned at the preset's
-// learning rate, and from scratch at the preset's. Each is evaluated on the text's validation tail (its last 10%)
+// warm-up (the preset's 100 would take most of a short budget): fine-tuned with the fine-tuning defaults (the rate
+// the source was trained at; --extend-vocab for characters the source lacks), fine-tuned at a tenth of that rate
+// (the default before stop 20), and from scratch at the preset's. Each is evaluated on the text's validation tail (its last 10%)
 // in nats/char, with a sample.
 
 import { execFileSync } from "node:child_process";
@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { charlm, evalRun, manifestFacts, option, pool, sampleRun } from "./_charlm.js";
 
 /** Genesis and Exodus as plain text: one verse per line, a blank line between chapters. */
-function kjvText(): string {
+export function kjvText(): string {
   let raw: string;
   try {
     raw = execFileSync("bible", ["-l300", "Gen1:1-Exo40:38"], { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -75,9 +75,11 @@ export async function main(args: string[]): Promise<void> {
     "--force",
   );
   const extend = src.kind === "char" ? ["--extend-vocab"] : [];
+  const trained = JSON.parse(readFileSync(join(source, "charlm.json"), "utf8")) as { train: { lr: number } };
+  const tenth = trained.train.lr / 10;
   const runs = [
     { name: "fine-tuned", args: ["--init-from", source, ...extend] },
-    { name: "fine-tuned at lr 2e-3", args: ["--init-from", source, ...extend, "--lr", "2e-3"] },
+    { name: "fine-tuned at a tenth of its rate", args: ["--init-from", source, ...extend, "--lr", String(tenth)] },
     // The scratch run: the source's model shape and tokenizer settings, fresh weights.
     { name: "from scratch", args: ["--preset", "cpu", ...sourceFlags(source)] },
   ];

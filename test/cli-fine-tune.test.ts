@@ -16,6 +16,7 @@ import { buildModel } from "../src/models/registry.js";
 import { loadCheckpoint, readManifest, type Manifest } from "../src/checkpoint/checkpoint.js";
 import { Rng } from "../src/util/rng.js";
 import { dataRngFor } from "../src/train/loop.js";
+import { resolveTrainConfig } from "../src/train/config.js";
 import { cli } from "./helpers/cli.js";
 
 const VERSE =
@@ -103,9 +104,11 @@ test("fine-tuning starts from the source's weights, with a fresh optimizer, its 
   assert.deepEqual(m.model, src.model, "the source's model config");
   assert.deepEqual(m.tokenizer, src.tokenizer, "the source's vocabulary, as it is");
   assert.deepEqual(m.initFrom, { path: resolve(withUnk), step: 20, format: "charlm" });
-  // The fine-tuning defaults: 3 epochs and a tenth of the tiny preset's learning rate (2e-3).
-  assert.equal(m.train?.epochs, 3);
-  assert.ok(Math.abs(m.train!.lr - 2e-4) < 1e-12, `lr ${m.train?.lr}`);
+  // The fine-tuning defaults: the rate the source was trained at (0.01, not the tiny preset's 2e-3), and the
+  // preset's epochs (not the source's 4).
+  const tiny = resolveTrainConfig({ preset: "tiny", overrides: {} });
+  assert.deepEqual([m.train?.epochs, m.train?.lr], [tiny.epochs, 0.01]);
+  assert.ok(tiny.epochs !== 4 && tiny.lr !== 0.01);
   assert.deepEqual([m.train?.embedding, m.train?.units, m.train?.maxVocab], [8, 12, 24]);
 
   // The first step ran on the source's weights: its loss is the source model's loss on that very batch.
@@ -236,7 +239,7 @@ test("fine-tuning refuses, in one line: unknown characters without <unk>, shape 
 test("--help states the fine-tuning defaults; a damaged initFrom in a manifest is refused by name", async () => {
   const help = await cli("train", "--help");
   assert.match(help.out, /--init-from DIR/);
-  assert.match(help.out, /--epochs 3 and --lr 0\.1 x the preset's/);
+  assert.match(help.out, /--lr and --dropout default to the source's/);
 
   const m = manifestOf(noUnk) as unknown as Record<string, unknown>;
   const damaged = join(work, "damaged");

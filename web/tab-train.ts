@@ -23,7 +23,7 @@ import {
   resolveTrainConfig,
   type TrainConfig,
 } from "../src/train/config.js";
-import { checkSourceVocab, FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR, fineTuneConfig } from "../src/train/fine-tune.js";
+import { checkSourceVocab, fineTuneConfig } from "../src/train/fine-tune.js";
 import { trainLoop, type TrainResult } from "../src/train/loop.js";
 import type { MetricsLine } from "../src/train/metrics.js";
 import { MemoryStore } from "../src/train/store.js";
@@ -98,9 +98,9 @@ const tabSeqLength = (s: TabSettings, model?: ModelConfig): number =>
  * loop validates at the end of each epoch, so an epoch is `validateEvery` steps, or the whole text when that is
  * shorter (`batchesPerEpoch`); the steps are rounded up to whole epochs.
  *
- * Fine-tuning `source`: its model and tokenizer (fineTuneConfig), and the fine-tuning defaults in the page's terms:
- * at most FINE_TUNE_EPOCHS passes over the text (the steps cap it further), and the page's learning rate times
- * FINE_TUNE_LR_FACTOR. A GPT's sequence is at most its context.
+ * Fine-tuning `source`: its model and tokenizer, its dropout and the learning rate it was trained at
+ * (fineTuneConfig); the steps and minutes as for a new model, ending with the best validation's weights. A GPT's
+ * sequence is at most its context.
  */
 export function tabConfig(
   s: TabSettings,
@@ -109,7 +109,7 @@ export function tabConfig(
   batchesPerEpoch = Infinity,
   source?: Pick<ReadSource, "dir" | "model" | "train">,
 ): TrainConfig {
-  const steps = source ? Math.max(1, Math.min(s.steps, FINE_TUNE_EPOCHS * batchesPerEpoch)) : s.steps;
+  const { steps } = s;
   const every = Math.max(1, Math.min(s.validateEvery, steps, batchesPerEpoch));
   const run: Partial<TrainConfig> = {
     data: name,
@@ -126,9 +126,7 @@ export function tabConfig(
     seed: s.seed,
     backend,
   };
-  if (source) {
-    return { ...fineTuneConfig({ preset: "cpu", overrides: run, source }), lr: s.lr * FINE_TUNE_LR_FACTOR };
-  }
+  if (source) return fineTuneConfig({ preset: "cpu", overrides: run, source });
   const { type, cell, embedding, units, layers, heads, dropout, lr } = s;
   const model = { type, cell, embedding, units, layers, heads, dropout, lr };
   return resolveTrainConfig({ preset: "cpu", overrides: { ...run, ...model } });

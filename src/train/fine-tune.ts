@@ -1,7 +1,14 @@
 // Fine-tuning (`charlm train --init-from DIR`): the training config of a run that starts from a trained model. The
 // source fixes the model (type, cell, sizes) and the vocabulary, since its weights have their shapes; everything
-// about the training itself (optimizer, schedule, epochs, batches, dropout, seed) is the new run's, with defaults
-// suited to a small text on top of a trained model: fewer epochs and a lower learning rate.
+// about the training itself (optimizer, schedule, epochs, batches, seed) is the new run's, as for any run, except two
+// defaults taken from the source: its dropout and the learning rate it was trained at.
+//
+// Why not a lower rate and fewer epochs (the defaults until stop 20: a tenth of the preset's rate, 3 epochs): measured
+// with `npm run bench -- fine_tune_defaults` (docs/training.md has the table), a Tiny Shakespeare LSTM 512
+// fine-tuned on Genesis and Exodus (366 KB) reached 1.208 nats/char on that text's held-out tail that way, and 0.934
+// at its own rate once early stopping ended the preset's epochs; on 63 KB of modern prose, 2.381 against 1.488.
+// Early stopping and the best epoch's weights already guard against overfitting a small text; the lower rate only
+// kept the model closer to Shakespeare, which is not what a fine-tuning run is for.
 
 import type { Tokenizer } from "../data/tokenizer.js";
 import { describe, UNK } from "../data/vocab.js";
@@ -26,15 +33,10 @@ export const FIXED_BY_SOURCE = [
   "wordLowercase",
 ] as const satisfies readonly (keyof TrainConfig)[];
 
-/** Epochs of a fine-tuning run unless the user sets --epochs: a small text on a trained model overfits quickly. */
-export const FINE_TUNE_EPOCHS = 3;
-/** The learning rate of a fine-tuning run unless the user sets --lr: this fraction of the preset's. */
-export const FINE_TUNE_LR_FACTOR = 0.1;
-
 /**
  * The config of a run fine-tuning the model in `source.dir`: default < preset < file < flags as usual, then the
- * source's model and vocabulary settings, and the fine-tuning defaults for what the user left unset. A shape or
- * vocabulary setting in the flags or the config file is refused, naming it.
+ * source's model and vocabulary settings, and the source's dropout and learning rate where the user left them
+ * unset. A shape or vocabulary setting in the flags or the config file is refused, naming it.
  */
 export function fineTuneConfig(opts: {
   preset: string;
@@ -80,10 +82,16 @@ export function fineTuneConfig(opts: {
   }
   Object.assign(cfg, vocabSettings);
   if (!given("dropout")) cfg.dropout = m.dropout;
-  if (!given("epochs")) cfg.epochs = FINE_TUNE_EPOCHS;
-  // cfg.lr is the preset's here, since neither the flags nor the file set it.
-  if (!given("lr")) cfg.lr = cfg.lr * FINE_TUNE_LR_FACTOR;
+  // A source without a training record (a PyTorch export) leaves the preset's rate.
+  const sourceLr = sourceLearningRate(source.train);
+  if (!given("lr") && sourceLr !== null) cfg.lr = sourceLr;
   return cfg;
+}
+
+/** The learning rate a source was trained at (its manifest's train.lr), or null when it has no record of one. */
+export function sourceLearningRate(train: Partial<TrainConfig> | null): number | null {
+  const lr = train?.lr;
+  return typeof lr === "number" && Number.isFinite(lr) && lr > 0 ? lr : null;
 }
 
 /**

@@ -11,7 +11,6 @@ import {
   trainConfigSchema,
   type TrainConfig,
 } from "../../train/config.js";
-import { FINE_TUNE_EPOCHS, FINE_TUNE_LR_FACTOR } from "../../train/fine-tune.js";
 import { trainLoop } from "../../train/loop.js";
 import { prepareRun } from "../../train/session.js";
 import { CharlmError } from "../../util/errors.js";
@@ -32,7 +31,7 @@ const schema = {
   resume: { type: "string", help: "continue the run saved in DIR (same seed: same losses)", arg: "DIR" },
   initFrom: {
     type: "string",
-    help: `fine-tune: start from the weights of the checkpoint (a directory or a .tar of one) or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; unless set, --epochs ${FINE_TUNE_EPOCHS} and --lr ${FINE_TUNE_LR_FACTOR} x the preset's`,
+    help: "fine-tune: start from the weights of the checkpoint (a directory or a .tar of one) or PyTorch export in DIR, keeping its model and vocabulary (shape flags are refused), with a fresh optimizer and schedule; --lr and --dropout default to the source's, and early stopping ends the run as it ends any",
     arg: "DIR",
   },
   extendVocab: {
