@@ -16,6 +16,7 @@ import { train } from "../src/api.js";
 import { encodeCheckpoint, MANIFEST, WEIGHTS } from "../src/checkpoint/checkpoint.js";
 import { readTar, writeTar } from "../src/checkpoint/tar.js";
 import { CharlmError } from "../src/util/errors.js";
+import { resolveTrainConfig } from "../src/train/config.js";
 import { TAB_DEFAULTS, TAB_MODELS, trainInTab, type TabRun, type TabSource } from "../web/tab-train.js";
 import { createServer } from "../src/server/app.js";
 import { loadServedModels } from "../src/server/checkpoint-model.js";
@@ -199,6 +200,12 @@ test("the page fine-tunes a served model: its shape and tokenizer, initFrom reco
     assert.equal(tuned.result.status, "finished");
     assert.equal(tuned.result.step, steps);
     assert.equal(tuned.config.lr, SMALL.lr);
+    // With no cap on its passes, a fine-tuning run stops early as on the command line; a new model runs its steps.
+    assert.deepEqual(
+      [tuned.config.patience, fresh.config.patience],
+      [resolveTrainConfig({ preset: "cpu" }).patience, 0],
+    );
+    assert.ok(tuned.config.patience > 0);
     assert.deepEqual(tuned.unknown, []);
 
     const m = json(tuned.store.files.get(MANIFEST));

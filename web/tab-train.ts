@@ -99,8 +99,7 @@ const tabSeqLength = (s: TabSettings, model?: ModelConfig): number =>
  * shorter (`batchesPerEpoch`); the steps are rounded up to whole epochs.
  *
  * Fine-tuning `source`: its model and tokenizer, its dropout and the learning rate it was trained at
- * (fineTuneConfig); the steps and minutes as for a new model, ending with the best validation's weights. A GPT's
- * sequence is at most its context.
+ * (fineTuneConfig); the steps and minutes as for a new model. A GPT's sequence is at most its context.
  */
 export function tabConfig(
   s: TabSettings,
@@ -119,17 +118,19 @@ export function tabConfig(
     epochs: Math.ceil(steps / every),
     stepsPerEpoch: every,
     warmup: Math.min(100, Math.floor(steps / 10)),
-    patience: 0,
     evalChars: 20_000,
     sampleLength: 0,
     logEvery: 5,
     seed: s.seed,
     backend,
   };
+  // A fine-tuning run stops early as on the command line (the preset's patience, counted in validations here) and
+  // then ends with the best validation's weights: with no cap on its passes, the source would otherwise overfit a
+  // small text for the rest of its steps. A new model runs its steps.
   if (source) return fineTuneConfig({ preset: "cpu", overrides: run, source });
   const { type, cell, embedding, units, layers, heads, dropout, lr } = s;
   const model = { type, cell, embedding, units, layers, heads, dropout, lr };
-  return resolveTrainConfig({ preset: "cpu", overrides: { ...run, ...model } });
+  return resolveTrainConfig({ preset: "cpu", overrides: { ...run, ...model, patience: 0 } });
 }
 
 /**

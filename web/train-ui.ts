@@ -9,6 +9,12 @@ import type { BackendChoice } from "./backend-choice.js";
 import { TAB_DEFAULTS, TAB_MODELS, type TabSettings } from "./tab-settings.js";
 import type { FromWorker, ToWorker } from "./train-protocol.js";
 
+/** How the status line words a run's end (the loop's status; anything else is "done"). */
+const ENDED: Record<string, string> = {
+  interrupted: "stopped",
+  "early-stopped": "stopped early (validation no better)",
+};
+
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
   if (!el) throw new Error(`page is missing #${id}`);
@@ -155,7 +161,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       }
       status(
         `${probe.from ? `fine-tuned ${probe.from}: ` : ""}` +
-          `${m.status === "interrupted" ? "stopped" : "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +
+          `${ENDED[m.status] ?? "done"} after ${m.step} steps in ${m.seconds.toFixed(1)} s ` +
           `(${Math.round(cps).toLocaleString("en-US")} ${unit}s/s on ${trainNote}); ${best} nats/${unit}${unk}`,
       );
       setState("trained");
