@@ -93,7 +93,13 @@ test("fine-tuning starts from the source's weights, with a fresh optimizer, its 
   assert.equal(r.code, 0, r.err);
   const src = manifestOf(withUnk);
   assert.equal(src.step, 20);
-  assert.match(r.out, new RegExp(`^fine-tuning .*src-unk \\(checkpoint, step 20\\) into .*tuned$`, "m"));
+  assert.match(
+    r.out,
+    new RegExp(
+      `^fine-tuning .*src-unk \\(checkpoint, step 20\\) into .*tuned, learning rate 0\\.01 \\(the source's; --lr sets another\\)$`,
+      "m",
+    ),
+  );
   // 'W', 'y', ';', '!', 'J', 'j' ... are not in the verse's vocabulary: they become <unk>, and the run says how many.
   assert.match(r.out, /vocabulary 24 \(\d+ characters the model does not know map to <unk>\)/);
 
@@ -150,6 +156,7 @@ test("fine-tuning: the first step differs from a run from scratch, and explicit 
   assert.equal(r.code, 0, r.err);
   const m = manifestOf(tuned);
   assert.deepEqual([m.train?.epochs, m.train?.lr, m.train?.dropout, m.model.dropout], [2, 0.001, 0.2, 0.2]);
+  assert.match(r.out, /^fine-tuning .* into .*tuned-flags, learning rate 0\.001$/m);
   // The same model trained from scratch on the letter starts near ln(V); the source already knows English-like text.
   const scratch = join(work, "scratch");
   const s = await cli(

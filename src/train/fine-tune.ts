@@ -89,7 +89,7 @@ export function fineTuneConfig(opts: {
 }
 
 /** The learning rate a source was trained at (its manifest's train.lr), or null when it has no record of one. */
-function sourceLearningRate(train: Partial<TrainConfig> | null): number | null {
+export function sourceLearningRate(train: Partial<TrainConfig> | null): number | null {
   const lr = train?.lr;
   return typeof lr === "number" && Number.isFinite(lr) && lr > 0 ? lr : null;
 }

@@ -40,7 +40,7 @@ import {
   resolveTrainConfig,
   type TrainConfig,
 } from "./config.js";
-import { checkSourceVocab, fineTuneConfig, FIXED_BY_SOURCE } from "./fine-tune.js";
+import { checkSourceVocab, fineTuneConfig, FIXED_BY_SOURCE, sourceLearningRate } from "./fine-tune.js";
 import type { ResumeState } from "./loop.js";
 
 /** Fields a resumed run must keep: they define the model, the vocabulary, the batches or the random streams. */
@@ -209,11 +209,12 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
     }));
   const { model, vocab, note } = await modelAndVocab(cfg, splits, { source, loaded, resume, req });
 
+  const lrGiven = "lr" in overrides || (file !== undefined && "lr" in file);
   const lines = [
     resume
       ? `resuming ${out} at step ${resume.manifest.step} (epoch ${resume.manifest.epoch + 1})`
       : source
-        ? `fine-tuning ${source.initFrom.path} (${source.initFrom.format === "torch" ? "PyTorch export" : "checkpoint"}, step ${source.initFrom.step}) into ${out ?? "memory"}`
+        ? `fine-tuning ${source.initFrom.path} (${source.initFrom.format === "torch" ? "PyTorch export" : "checkpoint"}, step ${source.initFrom.step}) into ${out ?? "memory"}, learning rate ${cfg.lr}${lrGiven || sourceLearningRate(source.train) === null ? "" : " (the source's; --lr sets another)"}`
         : `training into ${out ?? "memory"}`,
     `config (preset ${resume ? (resume.manifest.preset ?? "?") : preset}):\n${formatConfig(cfg)}`,
     chosen.line,
