@@ -53,7 +53,10 @@ export async function main(args: string[]): Promise<void> {
   const factors = option(args, "factors", "0.1,0.3,1").split(",").map(Number);
   const seeds = option(args, "seeds", "1").split(",").map(Number);
   const epochs = option(args, "epochs", "");
-  const src = JSON.parse(readFileSync(join(source, "charlm.json"), "utf8")) as { train: { lr: number } };
+  const src = JSON.parse(readFileSync(join(source, "charlm.json"), "utf8")) as { train?: { lr?: number } };
+  const lr0 = src.train?.lr;
+  if (typeof lr0 !== "number")
+    throw new Error(`${source}: its charlm.json records no train.lr; pass a charlm train run`);
   const base = ["--init-from", source, "--threads", "1", "--backend", "wasm", "--sample-length", "0", "--quiet"];
   base.push("--force", ...(manifestFacts(source).kind === "char" ? ["--extend-vocab"] : []));
   if (epochs) base.push("--epochs", epochs);
@@ -62,7 +65,7 @@ export async function main(args: string[]): Promise<void> {
     factors.flatMap((factor) =>
       seeds.map((seed) => async (): Promise<Row> => {
         const dir = join(out, `t${ti}-x${factor}-s${seed}`);
-        const lr = String(src.train.lr * factor);
+        const lr = String(lr0 * factor);
         const r = await charlm(["train", ...base, "--data", text, "--lr", lr, "--seed", String(seed), "--out", dir]);
         if (r.code !== 0) throw new Error(`${dir}: charlm train failed: ${r.err}`);
         const ev = ["--threads", "1", "--backend", "wasm"];
@@ -87,7 +90,7 @@ export async function main(args: string[]): Promise<void> {
   );
   const rows = await pool(jobs, 2);
   console.log(
-    `\nsource ${source}: Tiny Shakespeare validation ${source0.natsPerChar.toFixed(4)} nats/char; lr = factor x ${src.train.lr}\n`,
+    `\nsource ${source}: Tiny Shakespeare validation ${source0.natsPerChar.toFixed(4)} nats/char; lr = factor x ${lr0}\n`,
   );
   console.log("| text | KB | lr factor | seed | steps | seconds | text val nats/char | Tiny Shakespeare val |");
   console.log("|---|---|---|---|---|---|---|---|");
