@@ -194,6 +194,7 @@ test("fine-tuning from a PyTorch export (charlm export --to torch) starts from t
   assert.deepEqual(m.initFrom, { path: resolve(exported), step: 20, format: "torch" });
   assert.deepEqual(m.tokenizer, manifestOf(withUnk).tokenizer);
   assert.equal(m.optimizer?.t, 1, "the export's Adam state is not carried over");
+  assert.equal(m.train?.lr, 0.01, "the rate of the charlm run the export came from");
   const expected = await sourceLossOnFirstBatch(withUnk, letter);
   assert.ok(Math.abs(firstStepLoss(out) - expected) < 1e-5, `${firstStepLoss(out)} vs ${expected}`);
 });

@@ -82,7 +82,7 @@ export function fineTuneConfig(opts: {
   }
   Object.assign(cfg, vocabSettings);
   if (!given("dropout")) cfg.dropout = m.dropout;
-  // A source without a training record (a PyTorch export) leaves the preset's rate.
+  // A PyTorch export carries the config of the charlm run it came from; a source with no record keeps the preset's.
   const sourceLr = sourceLearningRate(source.train);
   if (!given("lr") && sourceLr !== null) cfg.lr = sourceLr;
   return cfg;
