@@ -6,12 +6,12 @@
 // --source-seconds a small char model (Embedding 32 -> LSTM 128, otherwise the cpu preset) trained here for S
 // seconds of wall time on one thread. The new text is
 // FILE, or else Genesis and Exodus of the King James Bible (about 360 KB) printed by the `bible` program of
-// Debian's bible-kjv package (`apt-get install bible-kjv`), verse numbers and chapter headings dropped. Both runs
-// use the source's model shape, tokenizer and batches, `--threads 1`, two at a time, `--warmup` steps of
+// Debian's bible-kjv package (`apt-get install bible-kjv`), verse numbers and chapter headings dropped. The three
+// runs use the source's model shape, tokenizer and batches, `--threads 1`, two at a time, `--warmup` steps of
 // warm-up (the preset's 100 would take most of a short budget): fine-tuned with the fine-tuning defaults (the rate
 // the source was trained at; --extend-vocab for characters the source lacks), fine-tuned at a tenth of that rate
-// (the default before stop 20), and from scratch at the preset's. Each is evaluated on the text's validation tail (its last 10%)
-// in nats/char, with a sample.
+// (the default before stop 20, for a source trained at the preset's rate), and from scratch at the preset's rate.
+// Each is evaluated on the text's validation tail (its last 10%) in nats/char, with a sample.
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
