@@ -219,6 +219,13 @@ test("forward rejects out-of-vocabulary ids and a wrong state with a clear messa
   const model = buildModel(config(), new Rng(0));
   assert.throws(() => model.forward(Int32Array.of(1, 99), 1, 2), /token id 99 at \(0, 1\) is outside/);
   assert.throws(() => model.forward(Int32Array.of(1, 2), 1, 2, { state: model.initialState!(3) }), /model state/);
+  // A batch the ids do not fill, in forward() and in prefill() (a prime of several tokens at once).
+  assert.throws(
+    () => model.forward(Int32Array.of(1, 2, 3), 2, 2),
+    /3 tokens do not fill a \(2, 2\) batch; pass B\*T ids/,
+  );
+  const prime = Int32Array.of(1, 2, 3);
+  assert.throws(() => model.prefill!(prime, 2, 2, model.initialState!(2)), /3 tokens do not fill a \(2, 2\) batch/);
 });
 
 // ---------------------------------------------------------------------------------------------------- per backend

@@ -112,9 +112,6 @@ export class RnnModel implements LanguageModel {
   }
 
   forward(tokens: Int32Array, B: number, T: number, opts: RnnForwardOptions = {}): ForwardResult {
-    if (tokens.length !== B * T) {
-      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
-    }
     const state = this.checkState(opts.state ?? this.initialState(B), B);
     const training = opts.training ?? false;
     const rng = opts.rng ?? this.ownRng;
@@ -148,9 +145,7 @@ export class RnnModel implements LanguageModel {
     if (!(Number.isInteger(T) && T >= 1)) {
       throw new CharlmError(`model input: prefill takes at least 1 token per row, not ${T}; pass 1 or more`);
     }
-    if (tokens.length !== B * T) {
-      throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
-    }
+    checkBatch(tokens, B, T);
     const V = this.config.vocabSize;
     let s = this.checkState(state, B);
     let logits: Tensor | null = null;
@@ -194,6 +189,7 @@ export class RnnModel implements LanguageModel {
    * layer's projected table (T, B, G) where the embedding folds into it (`fold`, default: foldsEmbedding).
    */
   private firstInput(tokens: Int32Array, B: number, T: number, fold?: boolean): FirstInput {
+    checkBatch(tokens, B, T);
     const V = this.config.vocabSize;
     const idsTB = new Int32Array(B * T);
     for (let b = 0; b < B; b++) {
@@ -256,5 +252,12 @@ export class RnnModel implements LanguageModel {
       );
     }
     return s;
+  }
+}
+
+/** tokens fill a (B, T) batch, else a one-line CharlmError. */
+function checkBatch(tokens: Int32Array, B: number, T: number): void {
+  if (tokens.length !== B * T) {
+    throw new CharlmError(`model input: ${tokens.length} tokens do not fill a (${B}, ${T}) batch; pass B*T ids`);
   }
 }
