@@ -41,6 +41,11 @@ export interface TrainOptions extends Omit<Partial<TrainConfig>, "data">, TrainC
   progress?: boolean;
   /** Aborting saves a checkpoint (with `out`) and ends the run with status "interrupted". */
   signal?: AbortSignal;
+  /**
+   * A stop before the last epoch (the signal, a callback, the time limit) ends the run with the best validation's
+   * weights, status "stopped", instead of saving where it stands to resume from (default false).
+   */
+  endOnStop?: boolean;
 }
 
 /** A trained model: generate from it, look at its history, save it. */
@@ -87,6 +92,7 @@ export class TrainedModel extends CharModel {
 /** Train a model; resolves when training ends (all epochs, early stopping, a callback's stop, or the signal). */
 export async function train(options: TrainOptions = {}): Promise<TrainedModel> {
   const { text, preset = DEFAULT_PRESET, out, resume, initFrom, force, threads, log, progress, signal } = options;
+  const { endOnStop } = options;
   const { onStep, onEpoch, onCheckpoint } = options;
   const { data, ...overrides } = configKeys(options);
   if (text !== undefined && data !== undefined) {
@@ -112,7 +118,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainedModel> {
   });
   try {
     for (const line of run.describe) log?.(line);
-    const result = await trainLoop({ ...run, log, quiet: !progress, signal, onStep, onEpoch, onCheckpoint });
+    const result = await trainLoop({ ...run, log, quiet: !progress, signal, endOnStop, onStep, onEpoch, onCheckpoint });
     return new TrainedModel(run, run.config, result, run.splits.name);
   } finally {
     run.release();
@@ -145,6 +151,7 @@ const NOT_CONFIG = new Set([
   "log",
   "progress",
   "signal",
+  "endOnStop",
   "onStep",
   "onEpoch",
   "onCheckpoint",

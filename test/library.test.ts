@@ -85,6 +85,29 @@ test("a callback returning false stops the run with a checkpoint; resuming ends 
   assert.equal(b, a, "load() gives back the model that trained");
 });
 
+test("endOnStop: a callback's stop ends the run, validated where it stood and with the best weights", async () => {
+  const dir = join(tmp(), "run");
+  const stopped = await train({ ...small, out: dir, endOnStop: true, onStep: ({ step }) => step < 8 });
+  assert.equal(stopped.status, "stopped");
+  assert.equal(stopped.result.step, 8);
+  const loaded = await load(dir, { backend: "js" });
+  assert.equal(loaded.manifest.status, "stopped");
+  // Epoch 1's validation and the one where it stopped: the best of them is the run's.
+  const evals = readFileSync(join(dir, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { type: string; step: number; valLoss: number })
+    .filter((l) => l.type === "epoch" || l.type === "eval");
+  assert.deepEqual(
+    evals.map((l) => [l.type, l.step]),
+    [
+      ["epoch", 6],
+      ["eval", 8],
+    ],
+  );
+  assert.equal(stopped.bestValLoss, Math.min(...evals.map((l) => l.valLoss)));
+});
+
 test("train() honours backend: the named one, or auto's choice (not silently js)", async () => {
   const backends = await listBackends();
   if (!backends.includes("wasm")) return; // no build/kernels.wasm in this checkout

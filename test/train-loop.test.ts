@@ -145,36 +145,31 @@ test("resuming with data whose batches differ is refused", async () => {
   );
 });
 
+// Training text where 'b' is always followed by 'a', validation text where it is mostly followed by 'b': past the
+// first epoch, the more the model learns the worse the validation loss, so epoch 1 stays the best.
+const tv = Vocab.build("ab\n");
+const data = { train: "aaab".repeat(150), validation: "abbbbbbb".repeat(25), name: "ab" };
+const make = () =>
+  buildModel(
+    { type: "rnn", cell: "lstm", vocabSize: tv.size, embedding: 4, units: 8, layers: 1, dropout: 0 },
+    new Rng(5),
+  );
+const trainAb = (cfg: TrainConfig, m: LanguageModel, o: Partial<Parameters<typeof train>[0]>) =>
+  train({ config: cfg, model: m, vocab: tv, splits: data, ...quiet, ...o });
+
 test("early stopping stops after `patience` epochs without improvement and restores the best weights", async () => {
-  // Train on text where 'b' is always followed by 'a', validate on text where it is mostly followed by 'b': past
-  // the first epoch, the more the model learns the worse the validation loss, so epoch 1 stays the best.
-  const tv = Vocab.build("ab\n");
-  const data = { train: "aaab".repeat(150), validation: "abbbbbbb".repeat(25), name: "ab" };
   const cfg = config({ patience: 2, epochs: 10, optimizer: "adam", lr: 0.01, dropout: 0, minDelta: 0 });
-  const make = () =>
-    buildModel(
-      { type: "rnn", cell: "lstm", vocabSize: tv.size, embedding: 4, units: 8, layers: 1, dropout: 0 },
-      new Rng(5),
-    );
   const dir = tmp();
   const m = make();
   const lines: string[] = [];
-  const r = await train({
-    config: cfg,
-    model: m,
-    vocab: tv,
-    splits: data,
-    out: dir,
-    log: (l) => lines.push(l),
-    ...quiet,
-  });
+  const r = await trainAb(cfg, m, { out: dir, log: (l) => lines.push(l) });
   assert.equal(r.status, "early-stopped");
   assert.equal(r.epoch, 3);
   assert.ok(r.history[1].valLoss > r.history[0].valLoss && r.history[2].valLoss > r.history[0].valLoss);
   assert.ok(lines.some((l) => /restored the weights of epoch 1/.test(l)));
   // The same run stopped after one epoch has exactly the restored weights.
   const one = make();
-  await train({ config: { ...cfg, epochs: 1 }, model: one, vocab: tv, splits: data, out: tmp(), ...quiet });
+  await trainAb({ ...cfg, epochs: 1 }, one, { out: tmp() });
   assert.deepEqual(weights(m), weights(one));
   const saved = await loadCheckpoint(dir);
   assert.deepEqual(weights(saved.model), weights(one));
@@ -183,6 +178,45 @@ test("early stopping stops after `patience` epochs without improvement and resto
   const ev = await evaluate(saved.model, tv.encode(data.validation), { B: cfg.batchSize, T: cfg.seqLength });
   assert.equal(ev.nats, r.history[0].valLoss);
 });
+
+for (const [ema, at] of [
+  [0, "mid-epoch"],
+  [0.9, "mid-epoch"],
+  [0.9, "at an epoch's end"],
+] as const) {
+  test(`endOnStop (ema ${ema}): a run stopped ${at} ends with the best validation's weights, else where it stood`, async () => {
+    // The overfitting text of the test above, at patience 0 (the page's new models): epoch 1 stays the best, and a
+    // stop in epoch 3 (as the page's Stop button or Minutes box) keeps epoch 1's weights, which the same run cut
+    // at one epoch ends with.
+    const cfg = config({ patience: 0, epochs: 10, optimizer: "adam", lr: 0.01, dropout: 0, ema });
+    const stopAt = 2 * cfg.stepsPerEpoch + (at === "mid-epoch" ? 3 : 0);
+    const run = async (endOnStop: boolean, dir: string) => {
+      const m = make();
+      const r = await trainAb(cfg, m, { out: dir, endOnStop, onStep: (s) => s.step < stopAt });
+      return { m, r };
+    };
+    const one = make();
+    await trainAb({ ...cfg, epochs: 1 }, one, { out: tmp() });
+
+    const dir = tmp();
+    const ended = await run(true, dir);
+    assert.equal(ended.r.status, "stopped");
+    assert.equal((await loadCheckpoint(dir)).manifest.status, "stopped");
+    assert.equal(ended.r.step, stopAt);
+    assert.ok(ended.r.history[1].valLoss > ended.r.history[0].valLoss);
+    assert.deepEqual(weights(ended.m), weights(one));
+    const saved = await loadCheckpoint(dir);
+    assert.deepEqual(weights(saved.model), weights(one));
+    assert.equal(await loadTrainingWeights(saved.files), null); // ended: nothing to resume the average from
+    const ev = await evaluate(saved.model, tv.encode(data.validation), { B: cfg.batchSize, T: cfg.seqLength });
+    assert.equal(ev.nats, ended.r.bestValLoss);
+
+    // Without it the run stops where it stands, to resume from: not the best weights.
+    const kept = await run(false, tmp());
+    assert.equal(kept.r.step, stopAt);
+    assert.notDeepEqual(weights(kept.m), weights(one));
+  });
+}
 
 test("a learning rate that makes the loss blow up stops with one clear line and keeps the last good checkpoint", async () => {
   const cfg = config({ epochs: 1, dropout: 0, clip: 0 });

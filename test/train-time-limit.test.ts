@@ -10,6 +10,7 @@ import { Vocab } from "../src/data/vocab.js";
 import { buildModel } from "../src/models/registry.js";
 import { loadBestWeights, loadCheckpoint, loadOptimizerState } from "../src/checkpoint/checkpoint.js";
 import { resolveTrainConfig, type TrainConfig } from "../src/train/config.js";
+import { evaluate } from "../src/train/evaluate.js";
 import { trainLoop as train } from "../src/train/loop.js";
 import { Rng } from "../src/util/rng.js";
 
@@ -95,4 +96,42 @@ test("a time limit reached at an epoch's end stops after that epoch's evaluation
   assert.equal(r.epoch, r.step);
   assert.equal(r.history.length, r.epoch);
   assert.equal((await loadCheckpoint(out)).manifest.status, "time-limit");
+});
+
+test("endOnStop: a time limit ends the run with the best validation's weights, status stopped", async () => {
+  // Text that overfits (the early-stopping test's in train-loop.test.ts): the validation loss rises after the first
+  // epoch, so where the limit finds the run is not its best. Two steps an epoch: the limit is reached mid-epoch 6
+  // (step 11 waits for it).
+  const tv = Vocab.build("ab\n");
+  const data = { train: "aaab".repeat(150), validation: "abbbbbbb".repeat(25), name: "ab" };
+  const out = mkdtempSync(join(tmpdir(), "charlm-time-"));
+  const cfg = config({ timeLimit: 1, stepsPerEpoch: 0, patience: 0, lr: 0.01, dropout: 0, ema: 0 });
+  const model = buildModel(
+    { type: "rnn", cell: "lstm", vocabSize: tv.size, embedding: 4, units: 8, layers: 1, dropout: 0 },
+    new Rng(5),
+  );
+  const t0 = performance.now();
+  const onStep = ({ step }: { step: number }) => {
+    while (step === 11 && performance.now() - t0 < 1050);
+  };
+  const r = await train({
+    config: cfg,
+    model,
+    vocab: tv,
+    splits: data,
+    out,
+    quiet: true,
+    plot: false,
+    endOnStop: true,
+    onStep,
+  });
+  assert.equal(r.status, "stopped");
+  assert.equal(r.step, 11);
+  assert.equal(r.history.length, 5);
+  assert.ok(r.history[4].valLoss > r.history[0].valLoss, "the run overfitted");
+  const saved = await loadCheckpoint(out);
+  assert.equal(saved.manifest.status, "stopped");
+  const ev = await evaluate(saved.model, tv.encode(data.validation), { B: cfg.batchSize, T: cfg.seqLength });
+  assert.equal(ev.nats, r.bestValLoss);
+  assert.equal(ev.nats, r.history[0].valLoss);
 });

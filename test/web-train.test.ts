@@ -13,7 +13,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { train } from "../src/api.js";
-import { encodeCheckpoint, MANIFEST, WEIGHTS } from "../src/checkpoint/checkpoint.js";
+import { BEST, encodeCheckpoint, MANIFEST, WEIGHTS } from "../src/checkpoint/checkpoint.js";
+import { decodeSafetensors } from "../src/checkpoint/safetensors.js";
 import { readTar, writeTar } from "../src/checkpoint/tar.js";
 import { CharlmError } from "../src/util/errors.js";
 import { resolveTrainConfig } from "../src/train/config.js";
@@ -134,6 +135,39 @@ test("the page trains a GPT too: its loss falls and its tar samples", async () =
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("Stop (or the Minutes box) ends the page's run with its best validation's weights", async () => {
+  // The held-out tenth follows 'a' with 'b' where the rest never does: past the first validations the model gets
+  // worse on it. Stop is pressed mid-epoch once it has: the run validates where it stands, ends with the best
+  // weights, and the checkpoint's model is the best one (the Minutes box aborts the same way).
+  const text = "aaab".repeat(900) + "abbbbbbb".repeat(50);
+  const stop = new AbortController();
+  const vals: number[] = [];
+  const lines: { type: string; step: number }[] = [];
+  const run = await trainInTab(
+    text,
+    { ...SMALL, steps: 400, validateEvery: 10 },
+    {
+      backend: "js",
+      name: "ab.txt",
+      signal: stop.signal,
+      onMetrics: (l) => {
+        lines.push(l);
+        if (l.type === "epoch") vals.push(l.valLoss);
+        if (l.type === "step" && l.step % 10 === 5 && vals.length > 1 && vals.at(-1)! > Math.min(...vals)) stop.abort();
+      },
+    },
+  );
+  assert.ok(stop.signal.aborted, `the validation loss never rose: ${vals.join(" ")}`);
+  assert.equal(run.result.status, "stopped");
+  assert.equal(run.result.step % 10, 5);
+  assert.deepEqual(lines.at(-1), { ...lines.at(-1), type: "eval", step: run.result.step });
+  assert.ok(run.result.bestValLoss! < vals.at(-1)!);
+  const tensors = (name: string) =>
+    [...decodeSafetensors(run.store.files.get(name)!, name).tensors].map(([k, t]) => [k, Array.from(t.data)]);
+  assert.deepEqual(tensors(WEIGHTS), tensors(BEST));
+  assert.equal(json(run.store.files.get(MANIFEST)).status, "stopped");
 });
 
 test("text too short for one batch is refused with the sizes and the fix", async () => {

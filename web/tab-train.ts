@@ -136,7 +136,7 @@ export function tabConfig(
 /**
  * Train on `text` (its last tenth held out for validation) with the current backend; `name` names the corpus in
  * the checkpoint, `from` the served model to fine-tune (default: a new model). Stops at `s.steps`, after
- * `s.minutes`, or when `signal` aborts, saving the checkpoint each time.
+ * `s.minutes`, or when `signal` aborts, each time with the best validation's weights, saved as the checkpoint.
  */
 export async function trainInTab(
   text: string,
@@ -171,7 +171,8 @@ export async function trainInTab(
   const vocab = source ? source.weights.vocab : buildTrainVocab(config, text);
   const model = source ? source.weights.model : buildModel(modelConfigFor(config, vocab.size), new Rng(config.seed));
   const store = new MemoryStore(o.onMetrics);
-  // The time limit aborts like the Stop button: the loop saves a checkpoint and returns.
+  // The time limit aborts like the Stop button: the loop validates where it stopped, keeps the best validation's
+  // weights (endOnStop), saves the checkpoint and returns.
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), s.minutes * 60_000);
   const forward = (): void => ctrl.abort();
@@ -187,6 +188,7 @@ export async function trainInTab(
       store,
       initFrom: source?.initFrom ?? null,
       signal: ctrl.signal,
+      endOnStop: true, // Stop and the Minutes box end the run with its best validation's weights
       log: o.log,
       quiet: true,
       progressStream: { write: () => true, isTTY: false } as unknown as NodeJS.WritableStream,

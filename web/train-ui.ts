@@ -12,6 +12,7 @@ import type { FromWorker, ToWorker } from "./train-protocol.js";
 /** How the status line words a run's end (the loop's status; anything else is "done"). */
 const ENDED: Record<string, string> = {
   interrupted: "stopped",
+  stopped: "stopped (the best validation's weights kept)",
   "early-stopped": "stopped early (validation no better)",
 };
 
@@ -179,7 +180,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
   };
   const onMetrics = (line: MetricsLine): void => {
     if (line.type === "step") probe.losses.push([line.step, line.loss]);
-    else if (line.type === "epoch") probe.validation.push([line.step, line.valLoss]);
+    else if (line.type === "epoch" || line.type === "eval") probe.validation.push([line.step, line.valLoss]);
     else return;
     if (line.type === "step") status(`training on ${trainNote}: step ${line.step}, loss ${line.loss.toFixed(3)}`);
     draw();

@@ -70,7 +70,13 @@ export interface EpochRecord {
 }
 
 // "time-limit": the run reached its timeLimit; raising it and resuming trains further.
-export type RunStatus = "running" | "finished" | "early-stopped" | "time-limit";
+/**
+ * running: resumable where it stands (interrupted, or between epochs); time-limit: resumable with a larger limit;
+ * finished, early-stopped: ended with the best validation's weights (or the last ones without restoreBest);
+ * stopped: ended by a stop before its last epoch in a run that ends there (the loop's endOnStop: the page's Stop
+ * button and Minutes box), with the best validation's weights.
+ */
+export type RunStatus = "running" | "finished" | "early-stopped" | "time-limit" | "stopped";
 
 export interface Manifest {
   format: typeof CHECKPOINT_FORMAT;

@@ -22,7 +22,7 @@ const INIT_FORMATS = ["charlm", "torch"];
 const initFormat: Check = (v) =>
   INIT_FORMATS.includes(v as string) ? null : `one of ${INIT_FORMATS.map((f) => JSON.stringify(f)).join(", ")}`;
 const text: Check = (v) => (typeof v === "string" && v !== "" ? null : "a non-empty string");
-const STATUSES = ["running", "finished", "early-stopped", "time-limit"];
+const STATUSES = ["running", "finished", "early-stopped", "time-limit", "stopped"];
 
 /** Fields of an object value: checks per key; `nullable` lets the whole value be null. */
 function record(fields: Record<string, Check>, nullable: boolean): (v: unknown, at: string, fail: Fail) => void {

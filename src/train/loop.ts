@@ -117,6 +117,14 @@ export interface LoopOptions extends TrainCallbacks {
   stopAfterSteps?: number;
   /** Abort: the loop saves a checkpoint and returns with status "interrupted". */
   signal?: AbortSignal;
+  /**
+   * A stop before the last epoch (the signal, the time limit, stopAfterSteps, a callback) ends the run as its last
+   * epoch would: the weights where it stopped are validated, and with restoreBest the run keeps the best
+   * validation's. Status "stopped", in the result and the checkpoint (which then holds no training weights to
+   * resume an average from). For runs nobody resumes as they stood, as the page's; without it a stop saves where
+   * the run stands, to resume from.
+   */
+  endOnStop?: boolean;
   /** Draw loss.svg after each epoch (default true). */
   plot?: boolean;
 }
@@ -390,6 +398,10 @@ class Run {
   /** Stop mid-epoch: a checkpoint of where the run stands, to resume from. */
   private async interrupt(): Promise<void> {
     this.progress?.finish();
+    if (this.o.endOnStop) {
+      await this.endMidEpoch();
+      return this.save("stopped");
+    }
     this.status = "interrupted";
     await this.save("running");
   }
@@ -438,19 +450,12 @@ class Run {
    * resume with a larger --time-limit continues from (the epoch's remaining batches first).
    */
   private async stopForTime(): Promise<void> {
-    const { cfg } = this;
-    await this.readLosses();
     this.progress?.finish();
-    const val = await this.validate();
-    await this.store?.appendMetrics({
-      type: "eval",
-      step: this.step,
-      epoch: this.epoch + 1,
-      valLoss: val.nats,
-      ...this.perChar(val),
-      time: this.elapsed(),
-    });
-    this.log(`time limit of ${cfg.timeLimit} s reached at step ${this.step}: val ${this.valLine(val)}`);
+    const val = await this.validateHere(`time limit of ${this.cfg.timeLimit} s reached`);
+    if (this.o.endOnStop) {
+      await this.endMidEpoch(val);
+      return this.save("stopped");
+    }
     this.status = "time-limit";
     await this.save("time-limit");
   }
@@ -483,16 +488,7 @@ class Run {
     await this.call(this.o.onEpoch, { ...record, valBitsPerChar: val.bitsPerChar, improved, stop: this.stop });
     const done = epoch >= cfg.epochs || stop;
     if (done) {
-      // With --ema the parameters hold the training weights, and the best weights are of the average.
-      const restore = cfg.restoreBest && (this.average !== null || stopper.bestEpoch !== epoch);
-      if (restore && stopper.restore(params)) {
-        if (stopper.bestEpoch !== epoch) {
-          this.log(
-            `restored the ${this.average ? "averaged " : ""}weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`,
-          );
-        }
-      } else this.average?.commit();
-      this.final = true;
+      this.keepBest(epoch);
       this.status = stop && epoch < cfg.epochs ? "early-stopped" : "finished";
       if (this.status === "early-stopped") {
         this.log(`early stopping: no improvement larger than ${cfg.minDelta} for ${cfg.patience} epoch(s)`);
@@ -504,12 +500,65 @@ class Run {
       this.status = "time-limit";
       this.log(`time limit of ${cfg.timeLimit} s reached at step ${step}`);
     }
-    await this.save(done ? (this.status as RunStatus) : timeUp ? "time-limit" : "running");
+    const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
+    const stopped = !done && !timeUp && (stopAfter || this.stopping);
+    if (this.o.endOnStop && (timeUp || stopped)) {
+      this.keepBest(epoch);
+      this.status = "stopped";
+    }
+    await this.save(this.status === "running" || this.status === "interrupted" ? "running" : this.status);
     if (this.store && this.o.plot !== false) {
       await this.store.plot(this.history, `charlm ${this.o.splits.name}`, this.o.vocab.kind);
     }
-    const stopAfter = this.o.stopAfterSteps !== undefined && step >= this.o.stopAfterSteps;
-    if (!done && !timeUp && (stopAfter || this.stopping)) this.status = "interrupted";
+    if (stopped && this.status === "running") this.status = "interrupted";
+  }
+
+  /**
+   * The run ends after judging epoch `epoch`: with restoreBest the best validation's weights go back in (with --ema
+   * the parameters hold the training weights, and the best weights are of the average), else the average stays.
+   */
+  private keepBest(epoch: number): void {
+    const { cfg, stopper, params } = this;
+    const restore = cfg.restoreBest && (this.average !== null || stopper.bestEpoch !== epoch);
+    if (restore && stopper.restore(params)) {
+      if (stopper.bestEpoch !== epoch) {
+        this.log(
+          `restored the ${this.average ? "averaged " : ""}weights of epoch ${stopper.bestEpoch} (best validation loss ${stopper.best.toFixed(4)})`,
+        );
+      }
+    } else this.average?.commit();
+    this.final = true;
+  }
+
+  /** Mid-epoch: the validation loss where the run stands, as an "eval" line of metrics.jsonl and a log line. */
+  private async validateHere(what: string): Promise<Awaited<ReturnType<typeof evaluate>>> {
+    await this.readLosses();
+    const val = await this.validate();
+    await this.store?.appendMetrics({
+      type: "eval",
+      step: this.step,
+      epoch: this.epoch + 1,
+      valLoss: val.nats,
+      ...this.perChar(val),
+      time: this.elapsed(),
+    });
+    this.log(`${what} at step ${this.step}: val ${this.valLine(val)}`);
+    return val;
+  }
+
+  /**
+   * endOnStop, stopped mid-epoch: the weights where the run stands are validated (a partial epoch, counted as the
+   * next) and judged against the best so far, then the run ends with the better.
+   */
+  private async endMidEpoch(val?: Awaited<ReturnType<typeof evaluate>>): Promise<void> {
+    const { stopper, params } = this;
+    this.status = "stopped";
+    // Stopped before the first batch of an epoch: the epoch that ended was judged at this step.
+    if (!val && this.history.at(-1)?.step === this.step) return this.keepBest(this.epoch);
+    val ??= await this.validateHere("stopped");
+    const nats = val.nats;
+    await this.judged(() => stopper.update(nats, this.epoch + 1, params));
+    this.keepBest(this.epoch + 1);
   }
 
   /** Read back the losses of the steps taken so far; log them, tell onStep, and fail on a non-finite one. */
