@@ -1,8 +1,9 @@
 // Training throughput and correctness at scale, charlm against PyTorch (bench/train_torch.py, run as a child).
 //
-//   npm run bench -- train [--steps N] [--only 1|2]
+//   npm run bench -- train [--steps N] [--only 1-6]
 //     Throughput: Embedding 64 -> LSTM 256 -> Dense 65 and Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64,
-//     sequence 100, and a GPT (4 layers x 128, block 128, batch 32; --only 3), Adam; characters/s (B*T per full training step: forward, loss, backward, update), PyTorch at
+//     sequence 100, a GPT (4 layers x 128, block 128, batch 32; --only 3), the other cells (Embedding 64 -> GRU 256
+//     and -> SimpleRNN 256; 4, 5) and the TensorFlow tutorial's model (Embedding 256 -> GRU 1024; 6), Adam; characters/s (B*T per full training step: forward, loss, backward, update), PyTorch at
 //     its default threads and with both pinned to one thread, and the charlm/PyTorch ratio. charlm runs on the
 //     wasm backend when its build exists (else js), single-threaded unless CHARLM_THREADS says otherwise (wasm only,
 //     docs/wasm.md), so it is measured once per workload and compared with both PyTorch settings.
@@ -95,18 +96,19 @@ function trainStep(model: LanguageModel, opt: Adam, x: Int32Array, y: Int32Array
 async function throughput(args: string[]): Promise<void> {
   const backend = await pickBackend();
   const V = 65;
-  const lstm = (name: string, H: number, L: number, steps: number) => ({
+  const rnn = (cell: "lstm" | "gru" | "rnn", name: string, E: number, H: number, L: number, steps: number) => ({
     name,
     B: 64,
     T: 100,
     steps,
-    model: { type: "rnn", cell: "lstm", vocabSize: V, embedding: 64, units: H, layers: L, dropout: 0 } as ModelConfig,
-    torch: ["--embedding", "64", "--units", `${H}`, "--layers", `${L}`],
+    model: { type: "rnn", cell, vocabSize: V, embedding: E, units: H, layers: L, dropout: 0 } as ModelConfig,
+    torch: ["--cell", cell, "--embedding", `${E}`, "--units", `${H}`, "--layers", `${L}`],
   });
   const steps = flag(args, "--steps", 3);
+  const fewer = Math.max(1, steps - 1);
   const workloads = [
-    lstm("Embedding 64 -> LSTM 256 -> Dense 65, batch 64, sequence 100", 256, 1, steps),
-    lstm("Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64, sequence 100", 512, 2, Math.max(1, steps - 1)),
+    rnn("lstm", "Embedding 64 -> LSTM 256 -> Dense 65, batch 64, sequence 100", 64, 256, 1, steps),
+    rnn("lstm", "Embedding 64 -> 2 x LSTM 512 -> Dense 65, batch 64, sequence 100", 64, 512, 2, fewer),
     {
       name: "GPT 4 layers x 128 channels, 4 heads, block 128, batch 32",
       B: 32,
@@ -115,6 +117,16 @@ async function throughput(args: string[]): Promise<void> {
       model: { type: "gpt", vocabSize: V, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true },
       torch: ["--cell", "gpt", "--units", "128", "--layers", "4", "--heads", "4"],
     } as const,
+    rnn("gru", "Embedding 64 -> GRU 256 -> Dense 65, batch 64, sequence 100", 64, 256, 1, steps),
+    rnn("rnn", "Embedding 64 -> SimpleRNN 256 -> Dense 65, batch 64, sequence 100", 64, 256, 1, steps),
+    rnn(
+      "gru",
+      "the TensorFlow tutorial's: Embedding 256 -> GRU 1024 -> Dense 65, batch 64, sequence 100",
+      256,
+      1024,
+      1,
+      fewer,
+    ),
   ];
   const only = flag(args, "--only", 0);
   const threads = (getBackend() as { threads?: number }).threads ?? 1;

@@ -259,7 +259,7 @@ test("checkpoint: every manifest field of the wrong type or range is refused, na
     [{ rng: { model: [1, 2], data: [1, 2, 3, 4] } }, /"rng\.model" must be four whole numbers/],
     [{ rng: "seeded" }, /"rng" must be an object or null/],
     [{ elapsedSeconds: "long" }, /"elapsedSeconds" must be a number/],
-    [{ status: "done" }, /"status" must be one of running, finished, early-stopped, time-limit, got "done"/],
+    [{ status: "done" }, /"status" must be one of running, finished, early-stopped, time-limit, stopped, got "done"/],
     [{ earlyStopping: { best: "x", bestEpoch: 1, wait: 0 } }, /"earlyStopping\.best" must be a number or null/],
     [{ partialEpochLoss: { sum: 1, count: -1 } }, /"partialEpochLoss\.count" must be a whole number of at least 0/],
     [{ average: { decay: 1.5, t: 3 } }, /"average\.decay" must be a number between 0 and 1, got 1\.5/],

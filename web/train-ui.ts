@@ -11,8 +11,7 @@ import type { FromWorker, ToWorker } from "./train-protocol.js";
 
 /** How the status line words a run's end (the loop's status; anything else is "done"). */
 const ENDED: Record<string, string> = {
-  interrupted: "stopped",
-  stopped: "stopped (the best validation's weights kept)",
+  stopped: "stopped", // by Stop or the Minutes box, with the best validation's weights (the loop's endOnStop)
   "early-stopped": "stopped early (validation no better)",
 };
 
