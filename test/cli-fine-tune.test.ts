@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WindowEpoch } from "../src/data/batching.js";
@@ -240,6 +240,16 @@ test("fine-tuning refuses, in one line: unknown characters without <unk>, shape 
   const missing = await cli("train", "--init-from", join(work, "nope"), "--data", verse, ...RUN, "--out", out);
   assert.equal(missing.code, 1);
   assert.match(missing.err, /nope: no such directory; pass to --init-from the --out directory of a charlm train run/);
+  // A source whose model is too big to train here (a damaged or edited charlm.json): its directory is named, not
+  // shape flags the command line never gave.
+  const huge = join(work, "huge");
+  cpSync(noUnk, huge, { recursive: true });
+  const m = manifestOf(huge);
+  writeFileSync(join(huge, "charlm.json"), JSON.stringify({ ...m, model: { ...m.model, units: 100000 } }));
+  const big = await cli("train", "--init-from", huge, "--data", verse, ...RUN, "--out", out);
+  assert.equal(big.code, 1, big.err);
+  assert.match(big.err.trim(), /^charlm train: .*huge: its model has [\d,]+ parameters .*too big to train/);
+  assert.doesNotMatch(big.err, /--units/);
   // The source is untouched by all of this.
   assert.equal((await readManifest(noUnk)).step, 20);
 });

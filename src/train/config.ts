@@ -409,14 +409,21 @@ export function buildTrainTokenizer(
  * needing more than this machine's memory at about 16 bytes per parameter (weights, gradients, two optimizer slots).
  * The vocabulary is not known yet, so it counts one symbol: the refusal never hits a model that would fit.
  */
-export function checkTrainableSize(cfg: TrainConfig): void {
+export function checkTrainableSize(cfg: TrainConfig, source?: string): void {
   const n = estimateParams(modelConfigFor(cfg, 1));
   const need = n * 16;
   const have = totalmem();
   if (n <= MAX_PARAMETERS && need <= have) return;
+  const why = `too big to train in this machine's memory (${(have / 1e9).toFixed(1)} GB; training needs about ${(need / 1e9).toPrecision(2)} GB, and charlm builds at most ${MAX_PARAMETERS.toLocaleString("en-US")} parameters)`;
+  // Fine-tuning: the shape is the source's, not the command line's (an input error, exit 1).
+  if (source) {
+    throw new CharlmError(
+      `${source}: its model has ${describeSize(n)}, ${why}; fine-tune it on a larger machine, or check that its charlm.json is not damaged`,
+    );
+  }
   const knobs = cfg.type === "gpt" ? ["embedding", "layers"] : ["units", "embedding", "layers"];
   throw new UsageError(
-    `${knobs.map((k) => `--${k} ${cfg[k as keyof TrainConfig] as number}`).join(" ")}: the model has ${describeSize(n)}, too big to train in this machine's memory (${(have / 1e9).toFixed(1)} GB; training needs about ${(need / 1e9).toPrecision(2)} GB, and charlm builds at most ${MAX_PARAMETERS.toLocaleString("en-US")} parameters); lower them`,
+    `${knobs.map((k) => `--${k} ${cfg[k as keyof TrainConfig] as number}`).join(" ")}: the model has ${describeSize(n)}, ${why}; lower them`,
   );
 }
 

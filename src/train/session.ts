@@ -168,7 +168,7 @@ async function prepare(req: RunRequest, held: WriterLock[], made: string[]): Pro
     } else {
       cfg = resolveTrainConfig({ preset, file, overrides });
     }
-    checkTrainableSize(cfg);
+    checkTrainableSize(cfg, req.initFrom ?? undefined);
     out ??= req.outFor?.(cfg) ?? null;
     if (out) {
       if (req.initFrom && path.resolve(out) === path.resolve(req.initFrom)) {
