@@ -69,7 +69,6 @@ export interface EpochRecord {
   seconds: number; // wall time of the epoch
 }
 
-// "time-limit": the run reached its timeLimit; raising it and resuming trains further.
 /**
  * running: resumable where it stands (interrupted, or between epochs); time-limit: resumable with a larger limit;
  * finished, early-stopped: ended with the best validation's weights (or the last ones without restoreBest);

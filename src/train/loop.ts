@@ -7,7 +7,8 @@
 //                   checkpoint -> onCheckpoint
 //
 // A callback that returns false (or calls info.stop()) ends the run after the current step, with a checkpoint to
-// resume from when the run has a directory; without one (`out` unset) nothing is written to disk.
+// resume from when the run has a directory; without one (`out` unset) nothing is written to disk. With `endOnStop`
+// (the page's runs) a stop instead ends the run as its last epoch would: validated, with the best weights.
 //
 // Determinism: three seeded generators and nothing else. The model's initial weights come from Rng(seed) (the
 // caller builds the model), dropout draws from Rng(seed + 1) ("model" rng) and batch shuffling from Rng(seed + 2)
