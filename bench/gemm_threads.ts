@@ -15,6 +15,7 @@ import { availableParallelism, loadavg } from "node:os";
 import type { MatmulOptions } from "../src/engine/backend.js";
 import { type WasmBackendInfo, type WasmStorage, createWasmBackend } from "../src/engine/backends/wasm.js";
 import { withBackend } from "../src/engine/index.js";
+import { scope } from "../src/engine/scope.js";
 import { buildModel } from "../src/models/registry.js";
 import { Adam } from "../src/train/optimizers.js";
 import { Rng } from "../src/util/rng.js";
@@ -157,17 +158,19 @@ function training(backends: WasmBackendInfo[], steps: number): void {
       layers: 1,
       dropout: 0,
     } as const;
-    const model = buildModel(config, rng);
-    const opt = new Adam(model.parameters());
-    const x = Int32Array.from({ length: B * T }, () => rng.int(V));
-    const y = Int32Array.from({ length: B * T }, () => rng.int(V));
-    const step = () => {
-      const { loss } = model.forward(x, B, T, { targets: y, training: true });
-      for (const t of model.parameters().values()) t.zeroGrad();
-      loss!.backward();
-      opt.step(2e-3);
-    };
     withBackend(be, () => {
+      // The model's tensors live on the backend current when it is built: this one.
+      const model = buildModel(config, rng);
+      const opt = new Adam(model.parameters());
+      const x = Int32Array.from({ length: B * T }, () => rng.int(V));
+      const y = Int32Array.from({ length: B * T }, () => rng.int(V));
+      const step = () =>
+        scope(() => {
+          const { loss } = model.forward(x, B, T, { targets: y, training: true });
+          for (const t of model.parameters().values()) t.zeroGrad();
+          loss!.backward();
+          opt.step(2e-3);
+        });
       step(); // warm-up
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
