@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cli } from "./helpers/cli.js";
+import { validations } from "./helpers/runs.js";
 
 const VERSE =
   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
@@ -169,6 +170,31 @@ test("in process: --stop-after then --resume finishes the run", async () => {
   assert.equal(again.code, 1);
   assert.match(again.err, /already trained 2 epoch\(s\) of 2; raise --epochs/);
   const more = await cli("train", "--resume", out, "--quiet", "--epochs", "3");
+  assert.equal(more.code, 0, more.err);
+  assert.match(more.out, /finished: 12 steps, 3 epoch\(s\)/);
+});
+
+test("in process: --end-on-stop ends a stopped run validated and with its best weights, status stopped", async () => {
+  const out = join(work, "end-on-stop");
+  const args = [...TINY, "--data", corpus, "--steps-per-epoch", "4", "--epochs", "3", "--out", out, "--quiet"];
+  const r = await cli("train", ...args, "--sample-length", "0", "--stop-after", "6", "--end-on-stop");
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^stopped at step 6: val \d\.\d{4} nats\/char/m);
+  assert.match(r.out, /^stopped: 6 steps, 1 epoch\(s\)/m);
+  const m = JSON.parse(readFileSync(join(out, "charlm.json"), "utf8")) as { status: string; bestValLoss: number };
+  assert.equal(m.status, "stopped");
+  const evals = validations(out);
+  assert.deepEqual(
+    evals.map((l) => [l.type, l.step]),
+    [
+      ["epoch", 4],
+      ["eval", 6],
+    ],
+  );
+  assert.equal(m.bestValLoss, Math.min(...evals.map((l) => l.valLoss)));
+  assert.ok(!existsSync(join(out, "training.safetensors")), "ended: no training weights to resume an average from");
+  // A resume goes on from those weights, to the end of its epochs.
+  const more = await cli("train", "--resume", out, "--quiet", "--sample-length", "0");
   assert.equal(more.code, 0, more.err);
   assert.match(more.out, /finished: 12 steps, 3 epoch\(s\)/);
 });

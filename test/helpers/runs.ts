@@ -6,6 +6,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors } from "../../src/checkpoint/checkpoint.js";
 
+/** A run's validations from metrics.jsonl: the epochs' ("epoch") and those taken where it stopped ("eval"). */
+export function validations(dir: string): { type: string; step: number; valLoss: number }[] {
+  return readFileSync(join(dir, "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string; step: number; valLoss: number })
+    .filter((l) => l.type === "epoch" || l.type === "eval");
+}
+
 /** Step losses from metrics.jsonl and the final weights. */
 export async function runResult(dir: string): Promise<{ losses: number[]; weights: Map<string, Float32Array> }> {
   const losses = readFileSync(join(dir, "metrics.jsonl"), "utf8")

@@ -41,6 +41,11 @@ const schema = {
   },
   force: { type: "bool", help: "overwrite a checkpoint already in --out", default: false },
   stopAfter: { type: "int", help: "stop (and save) after this many steps in total; resume later", min: 1, arg: "N" },
+  endOnStop: {
+    type: "bool",
+    help: "a stop (--time-limit, --stop-after, Ctrl-C, SIGTERM) ends the run as its last epoch would: validated where it stopped, with the best validation's weights (status stopped), instead of saved where it stands to resume from",
+    default: false,
+  },
   quiet: { type: "bool", help: "no progress bar", default: false },
   threads: threadsFlag,
   json: {
@@ -93,8 +98,9 @@ async function runTraining(flags: Flags<typeof schema>): Promise<number> {
       quiet: flags.quiet,
       signal: stop.signal,
       stopAfterSteps: flags.stopAfter,
+      endOnStop: flags.endOnStop,
     });
-    const exitCode = result.status === "interrupted" ? stop.exitCode() : 0;
+    const exitCode = result.status === "interrupted" || result.status === "stopped" ? stop.exitCode() : 0;
     const best =
       result.bestValLoss === null
         ? "n/a"
