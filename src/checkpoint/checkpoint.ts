@@ -73,7 +73,7 @@ export interface EpochRecord {
  * running: resumable where it stands (interrupted, or between epochs); time-limit: resumable with a larger limit;
  * finished, early-stopped: ended with the best validation's weights (or the last ones without restoreBest);
  * stopped: ended by a stop before its last epoch in a run that ends there (the loop's endOnStop: the page's Stop
- * button and Minutes box), with the best validation's weights.
+ * button and Minutes box, charlm train --end-on-stop), with the best validation's weights.
  */
 export type RunStatus = "running" | "finished" | "early-stopped" | "time-limit" | "stopped";
 
