@@ -507,7 +507,7 @@ class Run {
       this.keepBest(epoch);
       this.status = "stopped";
     }
-    await this.save(this.status === "running" || this.status === "interrupted" ? "running" : this.status);
+    await this.save(this.status as RunStatus); // running, or how the run ended (it is marked interrupted below)
     if (this.store && this.o.plot !== false) {
       await this.store.plot(this.history, `charlm ${this.o.splits.name}`, this.o.vocab.kind);
     }
