@@ -61,6 +61,30 @@ function lstmShapes(H: number): Shape[] {
   ];
 }
 
+/** The products of a training step of the GPT of `bench train --only 3` (4 x 128 channels, block 128, batch 32). */
+function gptShapes(): Shape[] {
+  const R = 32 * 128; // rows: batch x block
+  const C = 128;
+  const s = (name: string, M: number, K: number, N: number, transA = false, transB = false): Shape => ({
+    name: `gpt128 ${name}`,
+    M,
+    K,
+    N,
+    transA,
+    transB,
+  });
+  return [
+    s("x@Wqkv    (fwd)", R, C, 3 * C),
+    s("x@Wfc     (fwd)", R, C, 4 * C),
+    s("h@Wproj   (fwd)", R, 4 * C, C),
+    s("x@head    (fwd)", R, C, 65),
+    s("dy@Wqkv^T (bwd dx)", R, 3 * C, C, false, true),
+    s("dy@Wproj^T (bwd dx)", R, C, 4 * C, false, true),
+    s("x^T@dy    (bwd dWqkv)", C, R, 3 * C, true, false),
+    s("h^T@dy    (bwd dWproj)", 4 * C, R, C, true, false),
+  ];
+}
+
 function rand(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.random() * 2 - 1;
@@ -189,8 +213,8 @@ export async function main(args: string[]): Promise<void> {
   const si = args.indexOf("--seconds");
   const seconds = si >= 0 ? Number(args[si + 1]) : 0.4;
   const quick = flag("--quick");
-  const shapes: Shape[] = [...lstmShapes(256), ...(quick ? [] : lstmShapes(512))];
-  shapes.push({ name: "1024x1024x1024", M: 1024, K: 1024, N: 1024, transA: false, transB: false });
+  const shapes: Shape[] = flag("--gpt") ? gptShapes() : [...lstmShapes(256), ...(quick ? [] : lstmShapes(512))];
+  if (!flag("--gpt")) shapes.push({ name: "1024x1024x1024", M: 1024, K: 1024, N: 1024, transA: false, transB: false });
 
   // Both builds of the kernels, whatever this runtime would pick by default: the plain f32x4 one (what Node 20
   // runs) and the relaxed-SIMD one with fused multiply-add (what Node 22+ and current browsers run). On Node 20 the
@@ -242,7 +266,7 @@ export async function main(args: string[]): Promise<void> {
   if (ratios.length) {
     console.log(`wasm/openblas ratio: min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)}`);
   }
-  for (const H of quick ? [256] : [256, 512]) {
+  for (const H of flag("--gpt") ? [] : quick ? [256] : [256, 512]) {
     lstmStep(wasm, "wasm", H, seconds, rng);
     if (fma) lstmStep(fma, "wasm-fma", H, seconds, rng);
   }

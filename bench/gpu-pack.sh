@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packs bench/gpu.ts for the GPU machine into .gpu/ (../shared/gpu/pack.sh: Node, Dawn, the Vulkan loaders, the
-# bundle), plus what the bundle finds next to itself there: the PyTorch side (train_torch.py), the wasm builds and
-# the wasm worker (bundled as worker.js, where the wasm backend's thread pool looks for it). From the project root,
-# after npm ci and npm run build:wasm:
+# bundle), plus what the bundle finds next to itself there: the PyTorch side (train_torch.py) and the wasm builds
+# (the wasm backend's worker threads run source text from the bundle itself). From the project root, after npm ci
+# and npm run build:wasm:
 #
 #   bash bench/gpu-pack.sh
 #   then on the GPU machine, with .gpu carried:  . .gpu/setup.sh && node .gpu/app/gpu.mjs
@@ -18,6 +18,4 @@ bash ../shared/gpu/pack.sh bench/gpu.ts bench/gpu_kernels.ts bench/_threads_main
 ls build/kernels.wasm >/dev/null 2>&1 || { echo "gpu-pack.sh: build/kernels.wasm missing; run npm run build:wasm" >&2; exit 1; }
 cp bench/train_torch.py build/*.wasm .gpu/app/
 echo '{"type":"module"}' >.gpu/app/package.json
-npx --no-install esbuild src/engine/backends/wasm/worker.ts --bundle --platform=node --format=esm \
-  --outfile=.gpu/app/worker.js --log-level=warning
 du -sh .gpu | awk '{print "gpu-pack.sh: .gpu is " $1 "; carry it (and bench/out/gpu) and run there: bash bench/gpu_machine.sh"}'

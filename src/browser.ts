@@ -6,7 +6,7 @@ import { modelFromBytes } from "./checkpoint/from-bytes.js";
 import type { Backend } from "./engine/backend.js";
 import { setBackend } from "./engine/backends/index.js";
 import { jsBackend } from "./engine/backends/js.js";
-import { createWasmBackend } from "./engine/backends/wasm.js";
+import { createWasmBackend, DEFAULT_THREADS_CAP } from "./engine/backends/wasm.js";
 import { CharModel } from "./sample/model.js";
 
 export { CharModel } from "./sample/model.js";
@@ -35,15 +35,69 @@ let kernels: Promise<"wasm" | "js"> | null = null;
 let kernelsFrom: string | null = null;
 const wasmFrom = new Map<string, Promise<Backend>>();
 
-/** The wasm kernels fetched from `url`, started once per URL (a failed fetch or start is tried again next time). */
-export function wasmKernels(url: string, fetchInit?: RequestInit): Promise<Backend> {
-  let p = wasmFrom.get(url);
+/**
+ * The other builds beside `url` (build/kernels.wasm), named as the build script names them: the relaxed-SIMD build
+ * (fused multiply-add), and the two shared-memory builds for threads. A URL that does not end in .wasm has none.
+ */
+export function wasmSiblings(url: string): { relaxed: string; shared: string; sharedRelaxed: string } | null {
+  const m = /^(.*)\.wasm((?:[?#].*)?)$/.exec(url);
+  if (!m) return null;
+  const at = (tail: string) => `${m[1]}${tail}.wasm${m[2]}`;
+  return { relaxed: at("-relaxed"), shared: at("-shared"), sharedRelaxed: at("-shared-relaxed") };
+}
+
+/** The bytes at `url` if it answers and this browser validates them, else null. */
+async function validBytes(url: string, fetchInit?: RequestInit): Promise<ArrayBuffer | null> {
+  const res = await fetch(url, fetchInit).catch(() => null);
+  if (!res?.ok) return null;
+  const bytes = await res.arrayBuffer();
+  return WebAssembly.validate(bytes) ? bytes : null;
+}
+
+/**
+ * Threads the wasm kernels can run on here: `want`, else the cores the browser reports (up to 16), in a worker of
+ * a cross-origin-isolated page (one whose server sends Cross-Origin-Opener-Policy: same-origin and
+ * Cross-Origin-Embedder-Policy: require-corp, as `charlm serve` does); 1 anywhere else. A page's main thread gets
+ * 1: it may not block, and the kernels' threads wait for each other.
+ */
+export function browserThreads(want?: number): number {
+  const g = globalThis as { crossOriginIsolated?: boolean; document?: unknown; navigator?: Navigator };
+  if (!g.crossOriginIsolated || typeof SharedArrayBuffer === "undefined" || g.document !== undefined) return 1;
+  return want ?? Math.max(1, Math.min(g.navigator?.hardwareConcurrency ?? 1, DEFAULT_THREADS_CAP));
+}
+
+/**
+ * The wasm kernels fetched from `url` (the plain build, build/kernels.wasm), started once per URL and thread count
+ * (a failed fetch or start is tried again next time). The relaxed-SIMD build beside it is taken where this browser
+ * validates it; with threads > 1 (see browserThreads) the shared-memory builds beside it, on Web Workers, falling
+ * back to one thread where they are not served.
+ */
+export function wasmKernels(url: string, fetchInit?: RequestInit, threads = 1): Promise<Backend> {
+  const key = `${threads} ${url}`;
+  let p = wasmFrom.get(key);
   if (!p) {
-    p = fetchOk(url, fetchInit).then(async (res) => createWasmBackend(await res.arrayBuffer()));
-    p.catch(() => wasmFrom.delete(url));
-    wasmFrom.set(url, p);
+    p = startWasm(url, fetchInit, threads);
+    p.catch(() => wasmFrom.delete(key));
+    wasmFrom.set(key, p);
   }
   return p;
+}
+
+async function startWasm(url: string, fetchInit: RequestInit | undefined, threads: number): Promise<Backend> {
+  const siblings = wasmSiblings(url);
+  if (siblings && threads > 1) {
+    for (const [sharedUrl, build] of [
+      [siblings.sharedRelaxed, "relaxed"],
+      [siblings.shared, "plain"],
+    ] as const) {
+      const sharedBytes = await validBytes(sharedUrl, fetchInit);
+      if (sharedBytes) return createWasmBackend({ sharedBytes, build, threads });
+    }
+  }
+  const relaxed = siblings ? await validBytes(siblings.relaxed, fetchInit) : null;
+  if (relaxed) return createWasmBackend({ bytes: relaxed, build: "relaxed" });
+  const res = await fetchOk(url, fetchInit);
+  return createWasmBackend({ bytes: await res.arrayBuffer(), build: "plain" });
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,12 +18,16 @@ import { BpeTokenizer } from "../src/data/bpe.js";
 import { Vocab } from "../src/data/vocab.js";
 import { WordTokenizer } from "../src/data/word.js";
 import { buildModel } from "../src/models/registry.js";
-import { saveCheckpoint } from "../src/checkpoint/checkpoint.js";
+import { saveCheckpoint, WEIGHTS } from "../src/checkpoint/checkpoint.js";
+import { readTar } from "../src/checkpoint/tar.js";
 import { createServer } from "../src/server/app.js";
 import { fromCheckpoint } from "../src/server/checkpoint-model.js";
 import type { ServedModel } from "../src/server/served-model.js";
 import { Rng } from "../src/util/rng.js";
+import { getBackend, useBackend } from "../src/engine/index.js";
 import { buildWeb } from "../web/build.js";
+import { TAB_DEFAULTS, trainInTab } from "../web/tab-train.js";
+import { TAB_MODELS } from "../web/tab-settings.js";
 
 const CHROMIUM = process.env.CHARLM_CHROMIUM ?? "/usr/bin/chromium";
 const SKIP = process.env.CHARLM_SKIP_BROWSER === "1";
@@ -251,7 +255,10 @@ test(
     assert.match(await status(), /on this browser; reason: length$/);
     assert.equal(await outputText(), serverText);
     assert.ok(requests.includes("/api/models/tiny-lstm/weights"), "weights were downloaded");
-    assert.ok(requests.includes("/kernels.wasm"), "wasm kernels were downloaded");
+    // the relaxed-SIMD build (fused multiply-add), which this browser validates, and not the plain one; one thread,
+    // as a page's main thread may not block
+    assert.ok(requests.includes("/kernels-relaxed.wasm"), "wasm kernels were downloaded");
+    assert.ok(!requests.includes("/kernels.wasm") && !requests.some((p) => p.includes("shared")), requests.join(" "));
     assert.ok(!requests.some((p) => p.startsWith("/api/generate")), "no server generation in browser mode");
     const backend = await page.evaluate(() => (window as unknown as { charlmBackend?: string }).charlmBackend);
     assert.equal(backend, "wasm");
@@ -418,3 +425,54 @@ test("the tab trains its GPT on wasm, then generates from it", { skip: SKIP }, a
   assert.ok(Array.from(after.text).length >= 400, `${Array.from(after.text).length} characters generated`);
   await page.selectOption("#backend", "auto");
 });
+
+test(
+  "the tab trains on wasm with relaxed SIMD on 2 threads of a cross-origin-isolated page, the same losses as on 1 and in Node",
+  { skip: SKIP },
+  async () => {
+    const text = "the quick brown fox jumps over the lazy dog. ".repeat(200);
+    type Probe = { state: string; error: string; losses: [number, number][]; validation: [number, number][] };
+    const inTab = async (threads: number) => {
+      const tab = await context.newPage();
+      try {
+        await tab.goto(`${base}/?threads=${threads}`);
+        await tab.waitForSelector("body[data-ready=true]");
+        assert.equal(await tab.evaluate(() => crossOriginIsolated), true, "the server's headers isolate the page");
+        await tab.selectOption("#backend", "wasm");
+        await tab.selectOption("#train-from", "");
+        await tab.fill("#train-text", text);
+        await tab.selectOption("#train-model", "LSTM 128");
+        await tab.fill("#train-steps", "9");
+        await tab.click("#train-start");
+        await tab.waitForFunction(
+          () => (window as unknown as { charlmTrain: Probe }).charlmTrain.state !== "training",
+          undefined,
+          { timeout: 120_000 },
+        );
+        const p = await tab.evaluate(() => (window as unknown as { charlmTrain: Probe }).charlmTrain);
+        assert.equal(p.error, "");
+        const [download] = await Promise.all([tab.waitForEvent("download"), tab.click("#train-download")]);
+        const file = join(work, `tab-${threads}.tar`);
+        await download.saveAs(file);
+        const weights = readTar(readFileSync(file), file).get(WEIGHTS)!;
+        return { ...p, weights, status: (await tab.locator("#train-status").textContent()) ?? "" };
+      } finally {
+        await tab.close();
+      }
+    };
+    const one = await inTab(1);
+    const two = await inTab(2);
+    assert.match(one.status, /done after 9 steps .* on wasm with relaxed SIMD on 1 thread\)/);
+    assert.match(two.status, /done after 9 steps .* on wasm with relaxed SIMD on 2 threads\)/);
+    assert.ok(two.losses.length > 0 && two.validation.length > 0);
+    assert.deepEqual(two.losses, one.losses, "any thread count computes the same bits");
+    assert.deepEqual(two.validation, one.validation);
+    assert.ok(Buffer.from(two.weights).equals(Buffer.from(one.weights)), "the same weights, bit for bit");
+    // The code the tab's worker runs, in Node on its relaxed wasm build: the same weights again.
+    await useBackend("wasm");
+    const node = await trainInTab(text, { ...TAB_DEFAULTS, ...TAB_MODELS["LSTM 128"], steps: 9 }, { backend: "wasm" });
+    assert.equal((getBackend() as { build?: string }).build, "relaxed");
+    assert.equal(node.result.step, 9);
+    assert.ok(Buffer.from(node.store.files.get(WEIGHTS)!).equals(Buffer.from(one.weights)), "Node's weights too");
+  },
+);

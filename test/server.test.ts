@@ -559,3 +559,30 @@ test("time limits beyond what a timer can hold are refused; --cors ORIGIN answer
     await open.app.close();
   }
 });
+
+test("the page and its kernels come cross-origin isolated (COOP and COEP), every wasm build beside kernels.wasm is served, the API has no such headers", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "charlm-serve-"));
+  writeFileSync(join(dir, "index.html"), "<!doctype html><title>charlm</title>");
+  for (const tail of ["", "-relaxed", "-shared"]) writeFileSync(join(dir, `kernels${tail}.wasm`), `bytes${tail}`);
+  const { app, base } = await serve([new FakeModel("tiny")], { webDir: dir, wasmPath: join(dir, "kernels.wasm") });
+  try {
+    for (const path of ["/", "/kernels.wasm", "/kernels-relaxed.wasm", "/kernels-shared.wasm"]) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get("cross-origin-opener-policy"), "same-origin", path);
+      assert.equal(res.headers.get("cross-origin-embedder-policy"), "require-corp", path);
+    }
+    const relaxed = await fetch(`${base}/kernels-relaxed.wasm`);
+    assert.equal(relaxed.headers.get("content-type"), "application/wasm");
+    assert.equal(await relaxed.text(), "bytes-relaxed");
+    const missing = await fetch(`${base}/kernels-shared-relaxed.wasm`);
+    assert.equal(missing.status, 404);
+    assert.match(((await missing.json()) as { error: string }).error, /kernels-shared-relaxed\.wasm is missing/);
+    const api = await fetch(`${base}/api/models`);
+    assert.equal(api.status, 200);
+    assert.equal(api.headers.get("cross-origin-embedder-policy"), null);
+  } finally {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -12,6 +12,8 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import {
   THREAD_MIN_MACS,
+  WASM_RELAXED_URL,
+  WASM_SHARED_RELAXED_URL,
   WASM_URL,
   createWasmBackend,
   defaultThreads,
@@ -205,4 +207,30 @@ test("a one-file bundle of the engine (as bench/gpu-pack.sh makes) gets the defa
   });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { threads: defaultThreads(), max: 64 });
+});
+
+test("given a shared build's bytes (as the page's training worker fetches them), the backend runs its threads on them and names the build", async () => {
+  const bytes = await readFile(WASM_SHARED_RELAXED_URL);
+  const given = await createWasmBackend({ sharedBytes: bytes, build: "relaxed", threads: 2 });
+  try {
+    assert.equal(given.threads, 2);
+    assert.equal(given.build, "relaxed");
+    // against the unshared relaxed build on one thread: the same bits
+    const one = await createWasmBackend({ bytes: await readFile(WASM_RELAXED_URL), build: "relaxed" });
+    const rng = new Rng(7);
+    for (const [M, K, N] of SHAPES) {
+      const a = rand(rng, M * K);
+      const b = rand(rng, K * N);
+      const [want, got] = [new Float32Array(M * N), new Float32Array(M * N)];
+      onHost(one).matmul(a, b, want, M, K, N, {});
+      onHost(given).matmul(a, b, got, M, K, N, {});
+      assert.equal(firstDifference(got, want), null, `${M}x${K}x${N}`);
+    }
+  } finally {
+    await given.close();
+  }
+  // unshared bytes labelled by the caller; the label is reported, not guessed
+  const plain = await createWasmBackend({ bytes: await readFile(WASM_URL), build: "plain" });
+  assert.equal(plain.build, "plain");
+  assert.equal((await createWasmBackend({ bytes: await readFile(WASM_URL) })).build, "bytes");
 });

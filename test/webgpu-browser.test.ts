@@ -219,7 +219,7 @@ test(
       assert.equal(g.error, "");
       // auto timed this model's generation on both and kept the faster: wasm, against SwiftShader's CPU Vulkan
       const note =
-        /on wasm \(auto, timed here: ([\d,]+) characters\/s against ([\d,]+) characters\/s on webgpu\)$/.exec(
+        /on wasm with relaxed SIMD on \d+ threads? \(auto, timed here: ([\d,]+) characters\/s against ([\d,]+) characters\/s on webgpu\)$/.exec(
           (await page.locator("#train-status").textContent()) ?? "",
         );
       assert.ok(note, (await page.locator("#train-status").textContent()) ?? "");

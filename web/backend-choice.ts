@@ -9,7 +9,7 @@
 import type { Backend } from "../src/engine/backend.js";
 import { jsBackend } from "../src/engine/backends/js.js";
 import { loadBackend } from "../src/engine/backends/index.js";
-import { wasmKernels } from "../src/browser.js";
+import { browserThreads, wasmKernels } from "../src/browser.js";
 import { generationRate as timeGeneration } from "../src/sample/generate.js";
 
 export type BackendChoice = "auto" | "webgpu" | "wasm";
@@ -29,13 +29,27 @@ export interface Chosen {
  */
 const loadGpu = () => loadBackend("webgpu") as Promise<Backend & { device: string }>;
 
+/**
+ * "wasm with relaxed SIMD on 4 threads": which build runs (relaxed: fused multiply-add, where the browser has
+ * relaxed SIMD) and on how many threads (more than 1 in the training worker of a cross-origin-isolated page).
+ */
+export function describeWasm(b: Backend): string {
+  const { build, threads = 1 } = b as { build?: string; threads?: number };
+  const simd = build === "relaxed" ? "relaxed SIMD" : "SIMD";
+  return `wasm with ${simd} on ${threads} thread${threads === 1 ? "" : "s"}`;
+}
+
 const reason = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split("\n")[0];
 
-/** The backend for `purpose` under `choice`, falling back (webgpu -> wasm -> js) with the reason in `note`. */
+/**
+ * The backend for `purpose` under `choice`, falling back (webgpu -> wasm -> js) with the reason in `note`; wasm on
+ * `threads` (default: browserThreads()) where this is a worker of a cross-origin-isolated page, else on one.
+ */
 export async function chooseBackend(
   choice: BackendChoice,
   purpose: Purpose,
   wasmUrl = "/kernels.wasm",
+  threads?: number,
 ): Promise<Chosen> {
   let why = "";
   if (choice === "webgpu" || (choice === "auto" && purpose === "train")) {
@@ -47,7 +61,8 @@ export async function chooseBackend(
     }
   }
   try {
-    return { backend: await wasmKernels(wasmUrl), name: "wasm", note: `wasm${why}` };
+    const backend = await wasmKernels(wasmUrl, undefined, browserThreads(threads));
+    return { backend, name: "wasm", note: `${describeWasm(backend)}${why}` };
   } catch (e) {
     return { backend: jsBackend, name: "js", note: `js (the wasm kernels did not load: ${reason(e)})${why}` };
   }
@@ -74,11 +89,12 @@ export async function chooseForGeneration(
   choice: BackendChoice,
   rate: (c: Chosen) => Promise<number>,
   wasmUrl?: string,
+  threads?: number,
 ): Promise<Chosen> {
-  if (choice !== "auto") return chooseBackend(choice, "generate", wasmUrl);
-  const gpuChosen = await chooseBackend("webgpu", "generate", wasmUrl);
+  if (choice !== "auto") return chooseBackend(choice, "generate", wasmUrl, threads);
+  const gpuChosen = await chooseBackend("webgpu", "generate", wasmUrl, threads);
   if (gpuChosen.name !== "webgpu") return gpuChosen; // wasm (or js), with why there is no WebGPU
-  const cpuChosen = await chooseBackend("wasm", "generate", wasmUrl);
+  const cpuChosen = await chooseBackend("wasm", "generate", wasmUrl, threads);
   if (cpuChosen.name !== "wasm") return gpuChosen; // the wasm kernels did not load: the GPU, untimed
   const gpuRate = await rate(gpuChosen);
   const cpuRate = await rate(cpuChosen);

@@ -84,7 +84,7 @@ export class LocalModels {
         `prime contains characters outside model '${s.model}''s vocabulary: ${unknown.map((c) => JSON.stringify(c)).join(", ")}; remove them`,
       );
     }
-    onStatus(`generating in this browser (${backend.note} kernels, ${(loaded.bytes / 1e6).toFixed(1)} MB of weights)…`);
+    onStatus(`generating in this browser (${backend.note}; ${(loaded.bytes / 1e6).toFixed(1)} MB of weights)…`);
     const stop: string[] = [];
     let n = 0;
     let out = "";

@@ -14,6 +14,7 @@ export type ToWorker =
       settings: TabSettings;
       choice: BackendChoice;
       wasmUrl: string;
+      threads?: number; // the wasm kernels' threads (the page's ?threads=N); default: the cores, where allowed
     }
   | {
       type: "generate";
@@ -23,6 +24,7 @@ export type ToWorker =
       seed: number;
       choice: BackendChoice;
       wasmUrl: string;
+      threads?: number; // the wasm kernels' threads (the page's ?threads=N); default: the cores, where allowed
     }
   | { type: "stop" };
 

@@ -222,6 +222,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       settings,
       choice: backendChoice(),
       wasmUrl: "/kernels.wasm",
+      threads: threadsAsked(),
     });
   });
   ui.stop.addEventListener("click", () => send({ type: "stop" }));
@@ -238,6 +239,7 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       seed: crypto.getRandomValues(new Uint32Array(1))[0],
       choice: backendChoice(),
       wasmUrl: "/kernels.wasm",
+      threads: threadsAsked(),
     });
   });
   showSize();
@@ -251,6 +253,15 @@ export function startTrainPanel(backendChoice: () => BackendChoice): TrainPanel 
       }
     },
   };
+}
+
+/**
+ * The page's ?threads=N (1 to 64): how many threads the wasm kernels train and generate on in the tab's worker;
+ * absent (or not such a number), the worker takes the cores the browser reports, up to 16.
+ */
+function threadsAsked(): number | undefined {
+  const n = Number(new URLSearchParams(location.search).get("threads") ?? NaN);
+  return Number.isInteger(n) && n >= 1 && n <= 64 ? n : undefined;
 }
 
 const slug = (name: string): string =>

@@ -42,7 +42,7 @@ async function fetchSource(name: string): Promise<TabSource> {
 
 async function onTrain(m: Extract<ToWorker, { type: "train" }>): Promise<void> {
   const from = m.from ? await fetchSource(m.from) : undefined;
-  const chosen = await chooseBackend(m.choice, "train", m.wasmUrl);
+  const chosen = await chooseBackend(m.choice, "train", m.wasmUrl, m.threads);
   setBackend(chosen.backend);
   trainedOn = chosen.name;
   generators.clear();
@@ -127,6 +127,7 @@ async function onGenerate(m: Extract<ToWorker, { type: "generate" }>): Promise<v
         );
       },
       m.wasmUrl,
+      m.threads,
     ));
   if (m.choice === "auto") autoPick = chosen;
   setBackend(chosen.backend);

@@ -11,7 +11,8 @@
 //   GET  /api/models/:name/loss.svg       the loss curve (the checkpoint's own picture when it has one)
 //   POST /api/generate                    JSON in, JSON out
 //   POST /api/generate/stream             JSON in, server-sent events out: one event per character
-//   GET  /, /style.css, /dist/*, ...      the page from web/; /kernels.wasm from build/
+//   GET  /, /style.css, /dist/*, ...      the page from web/; /kernels.wasm (and -relaxed, -shared, -shared-relaxed)
+//                                          from build/
 
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
@@ -498,15 +499,34 @@ export function createServer(models: ServedModel[], options: ServerOptions = {})
 
   // ---- The page and the kernels it runs in the browser
 
-  app.get("/kernels.wasm", async (_req, reply) => {
-    const size = await stat(wasmPath).then(
-      (s) => s.size,
-      () => -1,
-    );
-    if (size < 0)
-      throw new HttpError(404, "no_wasm", "build/kernels.wasm is missing on the server; run 'npm run build' there");
-    return reply.type("application/wasm").header("content-length", size).send(createReadStream(wasmPath));
+  // The page's own files and the kernels come with the two headers that make the page cross-origin isolated, so
+  // that its training worker gets SharedArrayBuffer and runs the wasm kernels on several threads. Everything the
+  // page loads is from this server, so nothing else is affected.
+  app.addHook("onSend", async (req, reply) => {
+    if (req.method !== "GET" || req.url.startsWith("/api/")) return;
+    void reply
+      .header("cross-origin-opener-policy", "same-origin")
+      .header("cross-origin-embedder-policy", "require-corp");
   });
+
+  // build/kernels.wasm, and the builds beside it (relaxed SIMD, and shared memory for threads: src/browser.ts).
+  for (const tail of ["", "-relaxed", "-shared", "-shared-relaxed"]) {
+    const path = wasmPath.replace(/\.wasm$/, `${tail}.wasm`);
+    app.get(`/kernels${tail}.wasm`, async (_req, reply) => {
+      const size = await stat(path).then(
+        (s) => s.size,
+        () => -1,
+      );
+      if (size < 0) {
+        throw new HttpError(
+          404,
+          "no_wasm",
+          `build/kernels${tail}.wasm is missing on the server; run 'npm run build' there`,
+        );
+      }
+      return reply.type("application/wasm").header("content-length", size).send(createReadStream(path));
+    });
+  }
 
   app.get("/*", async (req, reply) => {
     const url = req.url.split("?")[0];

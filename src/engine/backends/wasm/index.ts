@@ -4,7 +4,7 @@
 //   load.ts     finds, checks (ABI version) and instantiates the builds in build/
 //   memory.ts   the storage type and the allocator (exact-size free lists)
 //   kernels.ts  the Backend implementation: addresses in, nothing copied
-//   pool.ts     worker threads and how work is handed to them; worker.ts is one worker
+//   pool.ts     worker threads (Node) or Web Workers (browsers), and how work is handed to them
 //   threads.ts  how many threads to run
 //   exports.ts  the declarations of the module's exports
 
@@ -22,13 +22,20 @@ export { WasmBackend, THREAD_MIN_MACS, PART_MIN_ELEMS, type RecurrentSplit } fro
 /** Options of `createWasmBackend`. */
 export interface WasmBackendOptions {
   /**
-   * Threads (Node only): 1 runs everything on the calling thread; N > 1 starts N - 1 worker threads on shared
-   * memory. Default: `threadsFromEnv()` (CHARLM_THREADS, else the cores up to a cap) in Node unless `bytes` are
-   * given; 1 in browsers.
+   * Threads: 1 runs everything on the calling thread; N > 1 starts N - 1 worker threads on shared memory (in a
+   * browser: Web Workers, from a worker of a cross-origin-isolated page, with `sharedBytes`). Default:
+   * `threadsFromEnv()` (CHARLM_THREADS, else the cores up to a cap) in Node unless bytes are given; 1 in browsers.
    */
   threads?: number;
   /** The module's bytes (an unshared build, one thread), instead of reading build/ (the web page fetches them). */
   bytes?: BufferSource;
+  /**
+   * A shared-memory build's bytes (build/kernels-shared*.wasm), for threads > 1 where the backend cannot read
+   * build/ itself: a browser's worker on a cross-origin-isolated page (the threads are then Web Workers).
+   */
+  sharedBytes?: BufferSource;
+  /** Which build the given bytes are, for `build` (default "bytes": not said). */
+  build?: "plain" | "relaxed";
   /** Products with fewer multiply-adds (M·K·N) stay on one thread; default THREAD_MIN_MACS (tests lower it). */
   threadMinMacs?: number;
   /** Elementwise and row work below this many elements per thread stays on one thread; default PART_MIN_ELEMS. */
@@ -64,7 +71,7 @@ export async function createWasmBackend(
   const opts: WasmBackendOptions = isBytes(arg) ? { ...more, bytes: arg } : { ...(arg ?? {}), ...more };
   const threads =
     opts.threads === undefined
-      ? opts.bytes
+      ? opts.bytes || opts.sharedBytes
         ? 1
         : threadsFromEnv()
       : checkThreads(opts.threads, `threads ${opts.threads}`);
@@ -76,7 +83,7 @@ export async function createWasmBackend(
   if (threads === 1) {
     if (opts.bytes) {
       const kernels = await instantiateSingle(opts.bytes, "the given wasm bytes");
-      return new WasmBackend(kernels, "bytes", { threads: 1, ...tuning });
+      return new WasmBackend(kernels, opts.build ?? "bytes", { threads: 1, ...tuning });
     }
     const { bytes, build, file } = await loadBytes(false);
     return new WasmBackend(await instantiateSingle(bytes, file), build, { threads: 1, ...tuning });
@@ -86,12 +93,19 @@ export async function createWasmBackend(
       `wasm backend: threads ${threads} need the shared-memory build, which the backend loads itself; pass no bytes, or threads 1`,
     );
   }
-  if (!isNode() || typeof SharedArrayBuffer === "undefined") {
+  if (typeof SharedArrayBuffer === "undefined") {
     throw new CharlmError(
-      `wasm backend: threads ${threads} need Node's worker_threads and SharedArrayBuffer; use threads 1 here (in a browser the kernels run on one thread)`,
+      `wasm backend: threads ${threads} need SharedArrayBuffer, which a browser gives only to a cross-origin-isolated page; use threads 1 here`,
     );
   }
-  const { bytes, build, file } = await loadBytes(true);
+  if (!isNode() && !opts.sharedBytes) {
+    throw new CharlmError(
+      `wasm backend: threads ${threads} in a browser need the shared-memory build's bytes (sharedBytes); pass them, or threads 1`,
+    );
+  }
+  const { bytes, build, file } = opts.sharedBytes
+    ? { bytes: opts.sharedBytes, build: opts.build ?? ("bytes" as const), file: "the given shared wasm bytes" }
+    : await loadBytes(true);
   const { kernels, module, memory } = await instantiateShared(bytes, file);
   const be = new WasmBackend(kernels, build, { threads, ...tuning });
   await be.startPool(module, memory);

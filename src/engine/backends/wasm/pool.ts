@@ -1,15 +1,16 @@
 // The worker threads of a threaded wasm backend, and how work is handed to them.
 //
-// A backend with n threads runs n - 1 workers (worker.ts) on the shared memory of the shared-memory build. Each
+// A backend with n threads runs n - 1 workers (SERVE, below) on the shared memory of the shared-memory build. Each
 // worker owns a control block of CTL_BYTES in that memory; to run a job on a worker this thread writes the job's kind
 // and arguments into its block, bumps the sequence number and notifies; the worker runs `runJob` and stores the
 // sequence number back into `done`. The thread that handed the jobs out runs its own part meanwhile and then waits
-// (Atomics.wait, allowed on Node's main thread).
+// (Atomics.wait: allowed on Node's main thread and in a browser's worker, not on a page's main thread). In Node the
+// workers are worker_threads, in a browser Web Workers, both running the same source.
 //
 // Control block (i32 slots): [0] seq  [1] done  [2] failed  [3] kind (JOB)  [4..] the arguments, i32 or f32 bits.
 
 import { CharlmError } from "../../../util/errors.js";
-import type { WorkerData } from "./worker.js";
+import { isNode } from "./load.js";
 
 /** Bytes per control block; must match CTL_BYTES in assembly/threads.ts. */
 export const CTL_BYTES = 128;
@@ -49,16 +50,84 @@ export interface Job {
 }
 
 const WT = "node:worker_threads";
-type WorkerT = import("node:worker_threads").Worker;
+/** A worker as the pool uses it: Node's worker_threads.Worker, or a browser's Web Worker. */
+type WorkerT = { terminate(): unknown };
 
-// The worker's module: worker.js from dist/. From the sources (tsx) the worker cannot rely on inheriting tsx's
-// `--import` (on Node 20 the worker's entry is resolved before that hook is in place), so a two-line bootstrap
-// registers tsx in the worker first and then imports worker.ts.
-function workerEntry(): { entry: string | URL; evalCode: boolean } {
-  if (!import.meta.url.endsWith(".ts")) return { entry: new URL("./worker.js", import.meta.url), evalCode: false };
-  const ts = JSON.stringify(new URL("./worker.ts", import.meta.url).href);
-  const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
-  return { entry: `import(${api}).then((m) => { m.register(); return import(${ts}); });`, evalCode: true };
+/** What a worker gets first: the module, the memory, where its control block is, and its own scratch. */
+export interface WorkerData {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  /** Byte address of this worker's control block. */
+  ctlAddr: number;
+  /** Byte address of this worker's scratch: tileScratchFloats() floats, then rowScratchFloats(). */
+  tile: number;
+}
+
+// One worker's whole program, as source text, so that Node (a worker_threads worker run from it) and browsers (a Web
+// Worker from a Blob URL) run the same lines, and no worker file has to be found on disk, bundled or served. It
+// instantiates the shared-memory build on the backend's memory, points its scratch (the product's edge tile, the
+// recurrent kernels' row tails) at its own (module globals are per instance; scratch in static data would be shared
+// by all threads), answers {ready} or {error}, and then serves jobs from its control block until told to stop
+// (a negative seq) or terminated: it waits for seq to change, runs `runJob` (which reads the job's kind and
+// arguments from the block), sets `failed` if the job trapped, and stores seq into `done`.
+const SERVE = `
+const serve = (d, post) => {
+  let k;
+  try {
+    k = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports;
+    k.setTileScratch(d.tile);
+    k.setRowScratch(d.tile + 4 * k.tileScratchFloats());
+    post({ ready: true });
+  } catch (err) {
+    post({ error: String((err && err.message) || err) });
+    return;
+  }
+  const ctl = new Int32Array(d.memory.buffer, d.ctlAddr, 4);
+  let seen = 0;
+  for (;;) {
+    Atomics.wait(ctl, 0, seen);
+    seen = Atomics.load(ctl, 0);
+    if (seen < 0) break;
+    try {
+      k.runJob(d.ctlAddr);
+      Atomics.store(ctl, 2, 0);
+    } catch {
+      Atomics.store(ctl, 2, 1);
+    }
+    Atomics.store(ctl, 1, seen);
+    Atomics.notify(ctl, 1);
+  }
+};
+`;
+// Node: the data comes as workerData (an eval'd worker is a CommonJS script, so require works); a browser: in the
+// first message.
+const NODE_WORKER = `${SERVE}
+const { parentPort, workerData } = require("node:worker_threads");
+serve(workerData, (m) => parentPort.postMessage(m));
+`;
+const BROWSER_WORKER = `${SERVE}
+self.onmessage = (e) => serve(e.data, (m) => self.postMessage(m));
+`;
+
+/** Starts one browser worker on `data` and resolves once it has instantiated the module. */
+function startBrowserWorker(url: string, data: WorkerData): Promise<WorkerT> {
+  const w = new Worker(url);
+  return new Promise((resolve, reject) => {
+    w.onmessage = (e: MessageEvent<{ ready?: boolean; error?: string }>) => {
+      w.onmessage = null;
+      w.onerror = null;
+      if (e.data.ready) resolve(w);
+      else {
+        w.terminate();
+        reject(new Error(e.data.error ?? "no answer"));
+      }
+    };
+    w.onerror = (e: ErrorEvent) => {
+      w.terminate();
+      reject(new Error(e.message || "the worker did not start"));
+    };
+    w.postMessage(data);
+  });
 }
 
 export class Pool {
@@ -84,19 +153,35 @@ export class Pool {
     ctl: number,
     tiles: number[],
   ): Promise<Pool> {
-    const { Worker } = (await import(WT)) as typeof import("node:worker_threads");
     const workers: WorkerT[] = [];
     const ctls: Int32Array[] = [];
     const ctlF: Float32Array[] = [];
-    // The workers inherit the loader flags (tsx when running from the sources); --input-type applies to
-    // `node -e` only and would stop a worker from starting.
-    const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
+    if (!isNode()) {
+      const url = URL.createObjectURL(new Blob([BROWSER_WORKER], { type: "text/javascript" }));
+      try {
+        for (let i = 0; i < tiles.length; i++) {
+          const ctlAddr = ctl + i * CTL_BYTES;
+          workers.push(await startBrowserWorker(url, { module, memory, ctlAddr, tile: tiles[i] }));
+          ctls.push(new Int32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
+          ctlF.push(new Float32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
+        }
+      } catch (e) {
+        for (const w of workers) w.terminate();
+        throw new CharlmError(
+          `wasm backend: could not start ${tiles.length} worker(s) (${(e as Error).message}); use threads 1`,
+        );
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+      return new Pool(workers, ctls, ctlF);
+    }
+    const { Worker } = (await import(WT)) as typeof import("node:worker_threads");
     try {
       for (let i = 0; i < tiles.length; i++) {
         const ctlAddr = ctl + i * CTL_BYTES;
         const workerData: WorkerData = { module, memory, ctlAddr, tile: tiles[i] };
-        const { entry, evalCode } = workerEntry();
-        const w = new Worker(entry, { eval: evalCode, execArgv, workerData });
+        // No loader flags (tsx's, when running from the sources): the program is plain JavaScript.
+        const w = new Worker(NODE_WORKER, { eval: true, execArgv: [], workerData });
         workers.push(w);
         ctls.push(new Int32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
         ctlF.push(new Float32Array(memory.buffer, ctlAddr, CTL_BYTES / 4));
