@@ -4,7 +4,8 @@
 //                               (Node 22+, Chrome/Edge 114+; Node 20 only with --experimental-wasm-relaxed-simd)
 //   build/kernels-shared.wasm, build/kernels-shared-relaxed.wasm
 //                               the same two with shared, imported memory (threads): what the backend loads when
-//                               CHARLM_THREADS / { threads } asks for more than one thread (Node only)
+//                               CHARLM_THREADS / { threads } asks for more than one thread (Node), and what a
+//                               worker of a cross-origin-isolated page fetches for its threads (src/browser.ts)
 // src/engine/backends/wasm.ts loads the relaxed build where the runtime validates it, else the plain one.
 // Runs from `npm run build:wasm` and, through `prepare`, from `npm ci` / `npm install`; needs only the
 // `assemblyscript` devDependency, no network. `--text` also writes the .wat files, to read the generated code.

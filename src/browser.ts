@@ -19,6 +19,11 @@ export interface BrowserLoadOptions {
   /** Passed to fetch (credentials, headers, signal). */
   fetchInit?: RequestInit;
   /**
+   * Threads of the wasm kernels, in a worker of a cross-origin-isolated page (default: the cores the browser reports,
+   * up to 16); elsewhere, and on a page's main thread, 1 whatever this says (see browserThreads).
+   */
+  threads?: number;
+  /**
    * Build the model on the backend the caller has already made current (e.g. webgpu via setBackend) instead of
    * switching to the kernels from `wasm`; `backend` then names it as given.
    */
@@ -91,7 +96,14 @@ async function startWasm(url: string, fetchInit: RequestInit | undefined, thread
       [siblings.shared, "plain"],
     ] as const) {
       const sharedBytes = await validBytes(sharedUrl, fetchInit);
-      if (sharedBytes) return createWasmBackend({ sharedBytes, build, threads });
+      if (!sharedBytes) continue;
+      try {
+        return await createWasmBackend({ sharedBytes, build, threads });
+      } catch (err) {
+        // e.g. no room for a shared memory that may grow to 4 GiB, or workers refused: one thread still runs
+        console.warn(`charlm: the wasm kernels run on one thread: ${(err as Error).message}`);
+        break;
+      }
     }
   }
   const relaxed = siblings ? await validBytes(siblings.relaxed, fetchInit) : null;
@@ -105,17 +117,22 @@ async function startWasm(url: string, fetchInit: RequestInit | undefined, thread
  * module cannot be fetched or started. A model's tensors live on the backend current when it was built, so this
  * comes before any model is built.
  */
-export function useKernels(wasm: string | URL | false | undefined, fetchInit?: RequestInit): Promise<"wasm" | "js"> {
+export function useKernels(
+  wasm: string | URL | false | undefined,
+  fetchInit?: RequestInit,
+  threads = browserThreads(),
+): Promise<"wasm" | "js"> {
   const url = wasm === false ? null : String(wasm ?? new URL("../build/kernels.wasm", import.meta.url));
-  if (kernels && kernelsFrom === url) return kernels;
-  kernelsFrom = url;
+  const from = `${threads} ${url}`;
+  if (kernels && kernelsFrom === from) return kernels;
+  kernelsFrom = from;
   kernels = (async () => {
     if (url === null) {
       setBackend(jsBackend);
       return "js";
     }
     try {
-      setBackend(await wasmKernels(url, fetchInit));
+      setBackend(await wasmKernels(url, fetchInit, threads));
       return "wasm";
     } catch (err) {
       console.warn("charlm: wasm kernels unavailable, using the js kernels:", err);
@@ -128,7 +145,8 @@ export function useKernels(wasm: string | URL | false | undefined, fetchInit?: R
 
 /** Fetch a checkpoint and rebuild its model for generation. */
 export async function load(source: CheckpointSource, options: BrowserLoadOptions = {}): Promise<BrowserModel> {
-  const backend = options.keepBackend ?? (await useKernels(options.wasm, options.fetchInit));
+  const backend =
+    options.keepBackend ?? (await useKernels(options.wasm, options.fetchInit, browserThreads(options.threads)));
   const urls =
     typeof source === "object" && !(source instanceof URL)
       ? { manifest: String(source.manifest), weights: String(source.weights) }
