@@ -2,7 +2,8 @@
 // server with a real (small, fixed-weight) model, generates on the server and watches the text stream in, stops a
 // long generation, then generates again inside the browser (WebAssembly kernels) and checks it wrote the same
 // text for the same seed; a GPT's window stride on both sides; the tab's training (stopped early; its GPT for 10
-// steps, then generation). Screenshots go to test-output/.
+// steps, then generation; on 1 and 2 wasm threads of the cross-origin-isolated page, the same weights as Node's).
+// Screenshots go to test-output/.
 //
 // Needs /usr/bin/chromium (`apt-get install chromium`); CHARLM_SKIP_BROWSER=1 skips this file.
 
