@@ -148,6 +148,16 @@ function cliCases(work: string, files: ReturnType<typeof makeFiles>, good: strin
   usage("train", "--type", "gpt", "--embedding", "100000", "--out", out("big"));
   usage("summary", "--units", "100000");
   usage("summary", "--bogus");
+  // The learning-rate range test: its own flags, and train's config and data.
+  usage("lr-find", "--lr", "0.1");
+  usage("lr-find", "--min-lr", "0");
+  usage("lr-find", "--min-lr", "0.1", "--max-lr", "0.01");
+  usage("lr-find", "--steps", "5");
+  usage("lr-find", "--max-lr", "abc");
+  usage("lr-find", "--units", "100000");
+  input("lr-find", "--data", join(work, "missing.txt"));
+  input("lr-find", "--config", files.notJson);
+  input("lr-find", "--data", files.corpus, "--plot", join(work, "no-such-dir", "lr.svg"), "--steps", "10");
   // Files given to train.
   input("train", "--data", join(work, "missing.txt"), "--out", out("d1"));
   input("train", "--data", files.emptyDir, "--out", out("d2"));

@@ -1,4 +1,6 @@
-// `npm run bench -- gemm [--seconds S] [--quick] [--no-js] [--no-numpy]`
+// `npm run bench -- gemm [--seconds S] [--quick] [--no-js] [--no-numpy] [--gpt]`
+//
+// --gpt: the products of a GPT training step (bench train --only 3's model) instead of the LSTM's, no fused-step part.
 //
 // GFLOP/s of the matrix products of an LSTM training step (batch B=64, T=100 steps, embedding D=64, hidden H=256
 // and 512) and of 1024x1024x1024, on each backend (js, wasm) and on NumPy/OpenBLAS single-threaded, run as a child

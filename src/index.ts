@@ -3,6 +3,7 @@
 export { train, load, TrainedModel } from "./api.js";
 export type { TrainOptions, LoadOptions, InMemoryData } from "./api.js";
 export { tune, type TuneOptions, type TuneResult } from "./tune/index.js";
+export { lrRangeTest, type LrFindOptions, type LrFindResult, type LrPoint } from "./tune/index.js";
 export { CharModel } from "./sample/model.js";
 export type { GenerateRequest } from "./sample/model.js";
 export type { StepInfo, EpochInfo, CheckpointInfo, TrainCallbacks } from "./train/loop.js";

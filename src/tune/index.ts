@@ -10,6 +10,7 @@ import { runSearch, trialConfig, type SearchState, type TuneOptions } from "./se
 export { parseSpaceArg, parseSpaceJson, sample, type Dimension } from "./space.js";
 export { formatTable, resultRows, type ResultRow } from "./report.js";
 export type { SearchState, TrialRecord, TuneOptions, Strategy, BudgetUnit } from "./search.js";
+export { lrRangeTest, suggestRate, type LrFindOptions, type LrFindResult, type LrPoint } from "./lr-find.js";
 
 export interface TuneResult {
   status: "finished" | "interrupted";

@@ -5,6 +5,7 @@ import type { Schema } from "../flags.js";
 import { evalCommand } from "./eval.js";
 import { exportCommand } from "./export.js";
 import { importCommand } from "./import.js";
+import { lrFindCommand } from "./lr-find.js";
 import { lsCommand } from "./ls.js";
 import { sampleCommand } from "./sample.js";
 import { scratchCommand } from "./scratch.js";
@@ -18,6 +19,7 @@ export const commands: Command<Schema>[] = [
   trainCommand,
   tuneCommand,
   tuneGpuCommand,
+  lrFindCommand,
   sampleCommand,
   evalCommand,
   summaryCommand,

@@ -133,7 +133,8 @@ function dataLabel(data: string | string[]): string {
   return base.replace(/[^A-Za-z0-9_-]+/g, "_") || "corpus";
 }
 
-async function readConfigFile(file: string): Promise<Partial<TrainConfig>> {
+/** A --config file's keys, checked; a one-line CharlmError naming the file and the fix. */
+export async function readConfigFile(file: string): Promise<Partial<TrainConfig>> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
