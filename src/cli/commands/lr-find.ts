@@ -137,6 +137,7 @@ async function runLrFind(flags: Flags<typeof schema>): Promise<number> {
         `suggested: --lr ${round(result.suggested)} (a tenth of ${result.lowestAt.toExponential(1)}, where the loss was lowest${steepest}) ` +
           `for ${cfg.optimizer} at batch ${cfg.batchSize} x ${cfg.seqLength}`,
       );
+      say("a rate for a short run; for a long one with decay, search around it with charlm tune (docs/tuning.md)");
     }
     if (flags.plot) say(`plot: ${flags.plot}`);
     return 0;
