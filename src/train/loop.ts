@@ -145,6 +145,42 @@ export interface TrainResult {
 }
 
 /** Rng streams derived from the seed (see the header). */
+/** The run's optimizer over `params`, with the config's hyperparameters. */
+export function optimizerFor(cfg: TrainConfig, params: Map<string, Tensor>): ReturnType<typeof createOptimizer> {
+  return createOptimizer(cfg.optimizer, params, {
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    momentum: cfg.momentum,
+    weightDecay: cfg.weightDecay,
+  });
+}
+
+/**
+ * One optimizer step in one scope: zero the gradients, forward (training, from `state`, dropout from `rng`), backward,
+ * clip at cfg.clip, step at `lr`, then `after` (the weight average). Nothing is read back; returns the loss, the
+ * gradient norm tensor (clipGradNorm's) and, with stream batching, the state to carry (else null).
+ */
+export function trainingStep(
+  model: LanguageModel,
+  params: Map<string, Tensor>,
+  optimizer: ReturnType<typeof createOptimizer>,
+  batch: Batch,
+  at: { state: State | null; lr: number; cfg: TrainConfig; rng: Rng },
+  after?: () => void,
+): { loss: Tensor; norm: Tensor; state: State | null } {
+  const { state, lr, cfg, rng } = at;
+  return scope(() => {
+    for (const p of params.values()) p.zeroGrad();
+    const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng };
+    const res = model.forward(batch.inputs, batch.B, batch.T, opts);
+    res.loss!.backward();
+    const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
+    optimizer.step(lr);
+    after?.();
+    return { loss: res.loss!, norm, state: cfg.batching === "stream" ? (res.state ?? null) : null };
+  });
+}
+
 export const modelRngFor = (seed: number): Rng => new Rng((seed + 1) >>> 0);
 export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
@@ -243,12 +279,7 @@ class Run {
         `the validation split of ${o.splits.name} is empty; use a longer corpus or a larger --validation-fraction`,
       );
     }
-    this.optimizer = createOptimizer(cfg.optimizer, this.params, {
-      beta1: cfg.beta1,
-      beta2: cfg.beta2,
-      momentum: cfg.momentum,
-      weightDecay: cfg.weightDecay,
-    });
+    this.optimizer = optimizerFor(cfg, this.params);
     this.modelRng = modelRngFor(cfg.seed);
     this.dataRng = dataRngFor(cfg.seed);
     this.stopper = new EarlyStopping(cfg.patience, cfg.minDelta);
@@ -374,18 +405,11 @@ class Run {
     const stream = cfg.batching === "stream";
     this.lr = learningRate(this.step, this.schedule);
     const lr = this.lr;
-    // The scope frees the step's activations and keeps the loss, the gradient norm and the carried state.
+    // trainingStep's scope frees the step's activations and keeps the loss, the gradient norm and the carried state.
     const state = this.carried;
-    const out = scope(() => {
-      for (const p of params.values()) p.zeroGrad();
-      const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng: modelRng };
-      const res = this.o.model.forward(batch.inputs, batch.B, batch.T, opts);
-      res.loss!.backward();
-      const norm = clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
-      optimizer.step(lr);
-      this.average?.update();
-      return { loss: res.loss!, norm, state: stream ? (res.state ?? null) : null };
-    });
+    const out = trainingStep(this.o.model, params, optimizer, batch, { state, lr, cfg, rng: modelRng }, () =>
+      this.average?.update(),
+    );
     if (stream) {
       disposeReplaced(state, out.state);
       this.carried = out.state;

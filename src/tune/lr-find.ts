@@ -10,11 +10,10 @@
 
 import { createBatcher } from "../data/batching.js";
 import type { Tokenizer } from "../data/tokenizer.js";
-import { disposeReplaced, scope } from "../engine/scope.js";
+import { disposeReplaced } from "../engine/scope.js";
 import type { LanguageModel, State } from "../models/contract.js";
 import type { TrainConfig } from "../train/config.js";
-import { dataRngFor, modelRngFor } from "../train/loop.js";
-import { clipGradNorm, createOptimizer } from "../train/optimizers.js";
+import { dataRngFor, modelRngFor, optimizerFor, trainingStep } from "../train/loop.js";
 import { CharlmError } from "../util/errors.js";
 
 export interface LrFindOptions {
@@ -121,12 +120,7 @@ export async function lrRangeTest(
   const ids = run.vocab.encode(run.splits.train, run.vocab.unk >= 0 ? "unk" : "error");
   const batcher = createBatcher(cfg.batching, ids, cfg.batchSize, cfg.seqLength, dataRngFor(cfg.seed));
   const params = run.model.parameters();
-  const optimizer = createOptimizer(cfg.optimizer, params, {
-    beta1: cfg.beta1,
-    beta2: cfg.beta2,
-    momentum: cfg.momentum,
-    weightDecay: cfg.weightDecay,
-  });
+  const optimizer = optimizerFor(cfg, params);
   const modelRng = modelRngFor(cfg.seed);
   const stream = cfg.batching === "stream";
   let carried: State | null = null;
@@ -149,15 +143,8 @@ export async function lrRangeTest(
       }
       const lr = rangeRate(i, o.steps, o.minLr, o.maxLr);
       const state = carried;
-      const out = scope(() => {
-        for (const p of params.values()) p.zeroGrad();
-        const opts = { targets: batch.targets, training: true, state: state ?? undefined, rng: modelRng };
-        const res = run.model.forward(batch.inputs, batch.B, batch.T, opts);
-        res.loss!.backward();
-        clipGradNorm(params.values(), cfg.clip > 0 ? cfg.clip : Infinity);
-        optimizer.step(lr);
-        return { loss: res.loss!, state: stream ? (res.state ?? null) : null };
-      });
+      const out = trainingStep(run.model, params, optimizer, batch, { state, lr, cfg, rng: modelRng });
+      out.norm.dispose();
       if (stream) {
         disposeReplaced(state, out.state);
         carried = out.state;
