@@ -23,17 +23,17 @@
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
-// --compare: the defaults against stop 13's (the embedding not folded into the first recurrent layer,
-// CHARLM_FOLD_EMBEDDING=0; the GPT has no such fold, so its two are the same and show the noise), against the step
-// kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1) and their tile of row values as vec4s (CHARLM_WEBGPU_VEC4=1;
-// the recurrent workloads only), W3 against layer norm and the attention's score rows a workgroup per row
-// (CHARLM_WEBGPU_LAYERNORM=row, CHARLM_WEBGPU_SOFTMAX=row, and both), and against
-// CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set (W3 too): a tile variant everywhere, or auto-128v,
-// auto-128p or auto-128d, the default's choice with that variant for the large products. --rounds N runs every
-// variant of a workload N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant
-// timed only after another runs on a GPU that has been busy longer. --training-only leaves out generation and wasm;
-// --generation-only runs generation alone (a recurrent model's bursts in one kernel each, since stop 16, against
-// the wide route (since stop 17), the step route and reading the logits back).
+// --compare: the defaults against stop 22's (row values as floats in the step kernels, CHARLM_WEBGPU_VEC4=0; the
+// large products in plain 128 tiles, CHARLM_WEBGPU_MATMUL=auto-128; the GPT's layer norm and score rows a thread
+// per row, CHARLM_WEBGPU_LAYERNORM=thread, CHARLM_WEBGPU_SOFTMAX=thread), the recurrent workloads against the
+// embedding not folded into the first layer (CHARLM_FOLD_EMBEDDING=0) and the step kernels' weights a chunk ahead
+// (CHARLM_WEBGPU_AHEAD=1), and all against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set: a tile
+// variant everywhere, or auto-128, auto-128p or auto-128d, the default's choice with that variant for the large
+// products. --rounds N runs every variant of a workload N times, taking turns (A B C A B C ...), and reports the
+// median and the spread: a variant timed only after another runs on a GPU that has been busy longer.
+// --training-only leaves out generation and wasm; --generation-only runs generation alone (a recurrent model's
+// bursts in one kernel each, since stop 16, against the wide route (since stop 17; the default since stop 23), the
+// step route and reading the logits back).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
@@ -620,18 +620,24 @@ async function main(): Promise<void> {
   const compare = process.argv.includes("--compare");
   const compareVariants: { name: string; env: Record<string, string>; recurrentOnly?: boolean; gptOnly?: boolean }[] = [
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
-    { name: "stop 13's (no fold)", env: { CHARLM_FOLD_EMBEDDING: "0" } },
-    // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): W2's
-    // forward steps at both batches, W1's at batch 256; nothing in the GPT, which skips it
+    // stop 22's: the step kernels' row values as floats, the large products in plain 128 tiles, the GPT's layer norm
+    // and score rows a thread per row on a training batch (stop 23 made vec4s, 128v and rows a workgroup each the
+    // defaults, bench/results/h200-stop23)
+    {
+      name: "stop 22's",
+      env: {
+        CHARLM_WEBGPU_VEC4: "0",
+        CHARLM_WEBGPU_MATMUL: "auto-128",
+        CHARLM_WEBGPU_SOFTMAX: "thread",
+        CHARLM_WEBGPU_LAYERNORM: "thread",
+      },
+    },
+    // the embedding not folded into the first layer (stop 13's; at stop 23 the fold won W1 and W2 at batch 256 and
+    // lost W2 at batch 64 by the median, within that workload's spread); the GPT has no fold
+    { name: "no fold", env: { CHARLM_FOLD_EMBEDDING: "0" }, recurrentOnly: true },
+    // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): at stop
+    // 23 faster for W2 at batch 64 and slower at 256, with float row tiles
     { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
-    // the step kernels' tile of row values held as vec4s, each row's 4 values of k read at once (stop 15)
-    { name: "vec4 row tiles", env: { CHARLM_WEBGPU_VEC4: "1" }, recurrentOnly: true },
-    // layer norm a workgroup per row on a training batch's rows too, forward and backward (stop 18: the default up
-    // to 2,048 rows; its backward since stop 19)
-    { name: "layer norm by row", env: { CHARLM_WEBGPU_LAYERNORM: "row" }, gptOnly: true },
-    // the attention's score rows (softmax, its gradient's rows) a workgroup each (stop 19), and with layer norm so
-    { name: "softmax by row", env: { CHARLM_WEBGPU_SOFTMAX: "row" }, gptOnly: true },
-    { name: "both by row", env: { CHARLM_WEBGPU_SOFTMAX: "row", CHARLM_WEBGPU_LAYERNORM: "row" }, gptOnly: true },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {

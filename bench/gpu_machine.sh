@@ -26,17 +26,17 @@
 #                                            left: one command, one machine start, when the budget is 15 minutes
 #   PART=compare bash bench/gpu_machine.sh   (~6 min) the large products in every tile variant (gpu_kernels.ts
 #                                            --products-only), then W1, W2 and W3's training against PyTorch in the
-#                                            defaults, stop 13's (the embedding not folded into the first layer),
-#                                            the step kernels' weights a chunk ahead (CHARLM_WEBGPU_AHEAD=1; W1, W2),
-#                                            their row values as vec4s (CHARLM_WEBGPU_VEC4=1; W1, W2)
-#                                            and (where the products' fastest variant is 128v, 128p or 128d) the
-#                                            defaults with that variant for the large products
-#                                            (CHARLM_WEBGPU_MATMUL=auto-128v), each ROUNDS (3) times in turn
+#                                            defaults, stop 22's (float row tiles, plain 128 tiles, the GPT's row
+#                                            kernels a thread per row), the embedding not folded into the first layer
+#                                            (CHARLM_FOLD_EMBEDDING=0; W1, W2), the step kernels' weights a chunk
+#                                            ahead (CHARLM_WEBGPU_AHEAD=1; W1, W2) and (where the products' fastest
+#                                            variant is 128p or 128d) the defaults with that variant for the large
+#                                            products (CHARLM_WEBGPU_MATMUL=auto-128p), each ROUNDS (3) times in turn
 #                                            (bench/gpu.ts --compare --rounds), then generation at batch 1 for W1,
-#                                            W2 and W3 (T_GEN, 60: bursts in one kernel against the wide route, the
-#                                            step route and reading the logits back, gpu-gen.txt; with
-#                                            GEN_ARGS=--profile-generation also where a character's time goes);
-#                                            no wasm nor quality run
+#                                            W2 and W3 (T_GEN, 60: a kernel per layer a character, the default,
+#                                            against bursts in one kernel, the step route and reading the logits
+#                                            back, gpu-gen.txt; with GEN_ARGS=--profile-generation also where a
+#                                            character's time goes); no wasm nor quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes (with PART=compare: that part's).
@@ -137,7 +137,8 @@ case "${PART:-bench}" in
     timeout "${T_KERNELS:-60}" node .gpu/app/gpu_kernels.mjs --products-only --json "$out/kernels-all.json" \
       --matmul bench/out/gpu-matmul.txt 2>&1 | tee "$out/kernels.txt"
     fastest=$(cat bench/out/gpu-matmul.txt 2>/dev/null || true)
-    case "$fastest" in 128v | 128p | 128d) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
+    # 128v is auto's own since stop 23: only another large variant is worth a column
+    case "$fastest" in 128p | 128d) export CHARLM_BENCH_MATMUL=auto-$fastest ;; esac
     # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
     timeout "${T_BENCH:-330}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
       --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"

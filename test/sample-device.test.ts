@@ -254,7 +254,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     return { cpu, onGpu };
   };
 
-  test("bursts in one kernel (rnnBurst) give js's text and the step route's, for LSTM, GRU and RNN", async () => {
+  test("bursts in the wide route (the default) and in one kernel give js's text and the step route's, for LSTM, GRU and RNN", async () => {
     await useBackend("js");
     const rnn: ModelConfig = {
       type: "rnn",
@@ -277,7 +277,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
         const where = `${(cfg as { cell: string }).cell} ${JSON.stringify(o)}`;
         assert.equal(await withBackend(gpu!, () => text(onGpu, o, undefined, 40)), want, where);
         assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, fused: false }, undefined, 40)), want, where);
-        assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, wide: true }, undefined, 40)), want, where);
+        assert.equal(await withBackend(gpu!, () => text(onGpu, { ...o, wide: false }, undefined, 40)), want, where);
       }
     }
   });
@@ -295,7 +295,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
       {
         const opts = { prime: prime.join(""), length: 24, seed: 9, ...o };
         const want = await generateText(cpu, wide, { ...opts, onDevice: false });
-        for (const route of [{}, { wide: true }]) {
+        for (const route of [{ wide: false }, {}]) {
           assert.equal(
             await withBackend(gpu!, () => generateText(onGpu, wide, { ...opts, ...route })),
             want,
@@ -311,11 +311,11 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     for (const embedding of [8, 6]) {
       const { cpu, onGpu } = pair({ ...lstm, embedding });
       const want = await text(cpu, {}, false, 24);
-      assert.equal(await withBackend(gpu!, () => text(onGpu, { wide: true }, undefined, 24)), want, `E ${embedding}`);
+      assert.equal(await withBackend(gpu!, () => text(onGpu, {}, undefined, 24)), want, `E ${embedding}`);
     }
   });
 
-  test("a model too wide for one workgroup's memory takes the wide route by itself", async () => {
+  test("a model too wide for one workgroup's memory takes the wide route even where one kernel is asked for", async () => {
     await useBackend("js");
     // an embedding of 8,000 and two vectors of the layer do not fit one workgroup's memory (32 KiB on SwiftShader;
     // 16 KiB is WebGPU's least), while the wide route's kernels need none of the embedding there
@@ -336,12 +336,15 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     const g = gpu as Backend & { counts(): Record<string, number> };
     const dispatches = async (length: number): Promise<number> => {
       const d0 = g.counts().dispatches;
-      await withBackend(gpu!, () => text(onGpu, {}, undefined, length));
+      await withBackend(gpu!, () => text(onGpu, { wide: false }, undefined, length));
       return g.counts().dispatches - d0;
     };
     // a burst of 8: a layer and the logits a character, and a first draw
     assert.equal((await dispatches(8)) - (await dispatches(0)), 8 * 2 + 1);
-    assert.equal(await withBackend(gpu!, () => text(onGpu, {}, undefined, 8)), await text(cpu, {}, false, 8));
+    assert.equal(
+      await withBackend(gpu!, () => text(onGpu, { wide: false }, undefined, 8)),
+      await text(cpu, {}, false, 8),
+    );
   });
 
   test("a burst in one kernel encodes one dispatch (a few for large weights), the step route several a token", async () => {
@@ -350,7 +353,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     const g = gpu as Backend & { counts(): Record<string, number> };
     const dispatches = async (fused: boolean, length: number): Promise<number> => {
       const d0 = g.counts().dispatches;
-      await withBackend(gpu!, () => text(onGpu, { fused }, undefined, length));
+      await withBackend(gpu!, () => text(onGpu, { fused, wide: false }, undefined, length));
       return g.counts().dispatches - d0;
     };
     // beyond the prime's steps (length 0), 64 tokens: bursts of 8, 16, 32 and the last 8
@@ -358,23 +361,35 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     const steps = (await dispatches(false, 64)) - (await dispatches(false, 0));
     assert.ok(steps >= 64 * 5, `the step route: ${steps} dispatches for 64 tokens`);
     // the wide route: a dispatch per layer and one for the logits a token, and one more a burst (its first draw)
-    const wideRoute = async (length: number): Promise<number> => {
+    // (the default: no option, and CHARLM_WEBGPU_BURST=wide; CHARLM_WEBGPU_BURST=fused takes one kernel a burst)
+    const byDefault = async (length: number): Promise<number> => {
       const d0 = g.counts().dispatches;
-      await withBackend(gpu!, () => text(onGpu, { wide: true }, undefined, length));
+      await withBackend(gpu!, () => text(onGpu, {}, undefined, length));
       return g.counts().dispatches - d0;
     };
-    assert.equal((await wideRoute(64)) - (await wideRoute(0)), 64 * 3 + 4);
+    assert.equal((await byDefault(64)) - (await byDefault(0)), 64 * 3 + 4);
+    for (const [value, want] of [
+      ["wide", 64 * 3 + 4],
+      ["fused", 4],
+    ] as const) {
+      process.env.CHARLM_WEBGPU_BURST = value;
+      try {
+        assert.equal((await byDefault(64)) - (await byDefault(0)), want, `CHARLM_WEBGPU_BURST=${value}`);
+      } finally {
+        delete process.env.CHARLM_WEBGPU_BURST;
+      }
+    }
 
     // a model whose weights take most of a dispatch's budget runs 3 tokens a dispatch: the same text
     const { shape } = onGpu.burstWeights!();
     const bytes = burstLayout(shape).weights * 4;
     assert.equal(tokensPerDispatch(bytes, 3 * bytes + 5), 3);
     assert.equal(tokensPerDispatch(bytes, bytes / 2), 1, "at least one");
-    const whole = await withBackend(gpu!, () => text(onGpu, {}, undefined, 64));
+    const whole = await withBackend(gpu!, () => text(onGpu, { wide: false }, undefined, 64));
     process.env.CHARLM_WEBGPU_BURST_BYTES = String(3 * bytes);
     try {
       assert.equal((await dispatches(true, 64)) - (await dispatches(true, 0)), 3 + 6 + 11 + 3); // 8, 16, 32, 8
-      assert.equal(await withBackend(gpu!, () => text(onGpu, {}, undefined, 64)), whole);
+      assert.equal(await withBackend(gpu!, () => text(onGpu, { wide: false }, undefined, 64)), whole);
     } finally {
       delete process.env.CHARLM_WEBGPU_BURST_BYTES;
     }
@@ -383,7 +398,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
   test("generations running at once on one device (a server's) give each the text it gives alone", async () => {
     await useBackend("js");
     const { onGpu } = pair(lstm);
-    for (const route of [{ fused: true }, { fused: true, wide: true }, { fused: false }]) {
+    for (const route of [{ fused: true, wide: false }, { fused: true }, { fused: false }]) {
       const run = (seed: number) => withBackend(gpu!, () => text(onGpu, { ...route, seed }, undefined, 40));
       const alone = [await run(1), await run(2)];
       assert.notEqual(alone[0], alone[1]);

@@ -91,7 +91,7 @@ describe("charlm tune-gpu", { skip }, () => {
       timings.map((t) => t.us),
       timings.map((t) => t.us).sort((a, b) => a - b),
     );
-    assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128"); // the default again
+    assert.equal(pickVariant(false, false, 25600, 2048).key, "matmulNN.128.v"); // the default again
     process.env.CHARLM_WEBGPU_MATMUL = "64";
     try {
       await assert.rejects(() => tuneProducts(gpu!, "lstm", { H: 8, B: 4 }), /CHARLM_WEBGPU_MATMUL is set/);
@@ -105,7 +105,7 @@ describe("charlm tune-gpu", { skip }, () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /lstmForward H8 B4: [\d.]+ us a step with .*; the defaults [\d.]+/);
     assert.match(r.out, /lstmBackward H8 B4: /);
-    assert.match(r.out, /matrix products \(.*\): .*\b64 [\d.]+ ms.*; (64|auto|auto-128v|auto-128p|auto-128d) kept \(/);
+    assert.match(r.out, /matrix products \(.*\): .*\b64 [\d.]+ ms.*; (64|auto|auto-128|auto-128p|auto-128d) kept \(/);
     assert.match(r.out, /saved in .*webgpu-kernels\.json/);
     const file = JSON.parse(readFileSync(tunedKernelsPath(), "utf8"));
     const table = file.adapters[gpu!.device].table;
@@ -134,8 +134,8 @@ describe("charlm tune-gpu", { skip }, () => {
     // the variant kept is what a large product now takes
     const want = {
       "64": "matmulNN",
-      auto: "matmulNN.128",
-      "auto-128v": "matmulNN.128.v",
+      auto: "matmulNN.128.v",
+      "auto-128": "matmulNN.128",
       "auto-128p": "matmulNN.128.p",
       "auto-128d": "matmulNN.128.d",
     };

@@ -13,7 +13,7 @@ import { createWebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { pickVariant, takesThin, THIN_ROWS } from "../src/engine/backends/webgpu/kernels/matmul.js";
 import { lstmStepSettings, stepSettingsOf } from "../src/engine/backends/webgpu/kernels/recurrent.js";
 import { cachedByRow, softmaxByWorkgroup } from "../src/engine/backends/webgpu/kernels/attention.js";
-import { normByWorkgroup, NORM_ROWS } from "../src/engine/backends/webgpu/kernels/rows.js";
+import { normByWorkgroup } from "../src/engine/backends/webgpu/kernels/rows.js";
 import { sizeClass } from "../src/engine/backends/webgpu/runtime.js";
 import { SMALL_MODELS, train } from "./helpers/train.js";
 import { gpuForTests } from "./helpers/webgpu.js";
@@ -91,7 +91,7 @@ describe("webgpu backend against js", { skip }, () => {
 
   // Every variant (CHARLM_WEBGPU_MATMUL: 64 x 64 or 128 x 128 tiles, read as floats or vec4s, the next tiles
   // prefetched or not; auto picks by shape); shapes straddle two tiles of either size.
-  for (const tile of ["auto", "64", "128", "64v", "128v", "64p", "128p", "64d", "128d", "auto-128d"]) {
+  for (const tile of ["auto", "64", "128", "64v", "128v", "64p", "128p", "64d", "128d", "auto-128", "auto-128d"]) {
     test(`matmul (CHARLM_WEBGPU_MATMUL=${tile}): transposes, accumulate, batch, offsets`, () =>
       withEnv({ CHARLM_WEBGPU_MATMUL: tile }, () => matmulOps()));
   }
@@ -206,7 +206,7 @@ describe("webgpu backend against js", { skip }, () => {
     await withEnv({ CHARLM_WEBGPU_MATMUL: "256" }, async () =>
       assert.throws(
         () => g.matmul(a, a, c, 2, 2, 2),
-        /CHARLM_WEBGPU_MATMUL is "256"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d/,
+        /CHARLM_WEBGPU_MATMUL is "256"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128, auto-128v, auto-128p or auto-128d/,
       ),
     );
     g.free(a);
@@ -301,7 +301,7 @@ describe("webgpu backend against js", { skip }, () => {
     const t = ids(N, V);
     await same({ x: rand(N * V, 4), l: rand(1), p: rand(N * V) }, (b, s) => b.crossEntropy(s.x, t, s.l, s.p, N, V));
     await same({ p: y, g: rand(1), dx: rand(N * V) }, (b, s) => b.crossEntropyBackward(s.p, t, s.g, s.dx, N, V));
-    // layerNorm: a workgroup per row (up to NORM_ROWS rows) or a thread per row; rows narrower and wider than the
+    // layerNorm: a workgroup per row (the default) or a thread per row; rows narrower and wider than the
     // workgroup's 64 threads
     for (const route of ["row", "thread"]) {
       for (const C of [19, 150]) {
@@ -314,9 +314,10 @@ describe("webgpu backend against js", { skip }, () => {
         assert.deepEqual(keys, [route === "row" ? "layerNorm.row" : "layerNorm"]);
       }
     }
-    assert.ok(normByWorkgroup(NORM_ROWS) && !normByWorkgroup(NORM_ROWS + 1));
+    assert.ok(normByWorkgroup());
+    await withEnv({ CHARLM_WEBGPU_LAYERNORM: "thread" }, async () => assert.ok(!normByWorkgroup()));
     await withEnv({ CHARLM_WEBGPU_LAYERNORM: "rows" }, async () =>
-      assert.throws(() => normByWorkgroup(1), /CHARLM_WEBGPU_LAYERNORM is "rows"; use row or thread, or unset it/),
+      assert.throws(() => normByWorkgroup(), /CHARLM_WEBGPU_LAYERNORM is "rows"; use row or thread, or unset it/),
     );
     // its backward's dx takes the forward's route
     for (const route of ["row", "thread"]) {
@@ -400,8 +401,8 @@ describe("webgpu backend against js", { skip }, () => {
     });
   }
   test("CHARLM_WEBGPU_SOFTMAX takes row or thread, and refuses anything else in one line", async () => {
-    assert.equal(softmaxByWorkgroup(), false);
-    await withEnv({ CHARLM_WEBGPU_SOFTMAX: "row" }, async () => assert.equal(softmaxByWorkgroup(), true));
+    assert.equal(softmaxByWorkgroup(), true);
+    await withEnv({ CHARLM_WEBGPU_SOFTMAX: "thread" }, async () => assert.equal(softmaxByWorkgroup(), false));
     await withEnv({ CHARLM_WEBGPU_SOFTMAX: "rows" }, async () =>
       assert.throws(() => softmaxByWorkgroup(), /CHARLM_WEBGPU_SOFTMAX is "rows"; use row or thread, or unset it/),
     );
@@ -522,15 +523,16 @@ describe("webgpu backend against js", { skip }, () => {
           ["2", "2", "2", "1"],
         ]),
         { layout: "step", rows: "1", split: "2", units: "2", prefetch: "1", ahead: "1", T: 3, B: 3, H: 300 },
-        // the tile of row values held as vec4s: plain, wide, prefetching (a tile's weights ahead, or a chunk's), and
-        // the sequence layout over two blocks of units
+        // the tile of row values as plain floats (CHARLM_WEBGPU_VEC4=0; vec4s, the default since stop 23, in every
+        // variant above): plain, wide, prefetching (a tile's weights ahead, or a chunk's), and the sequence layout
+        // over two blocks of units
         ...[
           { rows: "2", split: "4", units: "1" },
           { rows: "1", split: "2", units: "4", wide: "1" },
           { rows: "4", split: "8", units: "1", prefetch: "1" },
           { rows: "1", split: "2", units: "2", prefetch: "1", ahead: "1" },
-        ].map((v) => ({ layout: "step", ...v, vec4: "1", T: 4, B: 9, H: 70 })),
-        { layout: "sequence", rows: "2", split: "1", units: "1", vec4: "1", T: 3, B: 3, H: 300 },
+        ].map((v) => ({ layout: "step", ...v, vec4: "0", T: 4, B: 9, H: 70 })),
+        { layout: "sequence", rows: "2", split: "1", units: "1", vec4: "0", T: 3, B: 3, H: 300 },
         ...["1", "2", "4", "8"].map((rows) => ({
           layout: "sequence",
           rows,
@@ -561,7 +563,7 @@ describe("webgpu backend against js", { skip }, () => {
         };
         [T, B, H] = [v.T, v.B, v.H];
         await withEnv(env, fn).catch((e: Error) => {
-          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide === "1" ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}${"ahead" in v ? ", weights ahead" : ""}${"vec4" in v ? ", vec4 tile" : ""}, T ${T} B ${B} H ${H}`;
+          const what = `${v.layout} layout, ${v.rows || "default"} rows, ${v.split || "default"} slices (parts), ${v.units || "default"} units${"wide" in v && v.wide === "1" ? ", wide tiles" : ""}${"prefetch" in v ? ", prefetch" : ""}${"ahead" in v ? ", weights ahead" : ""}${"vec4" in v ? ", float tile" : ""}, T ${T} B ${B} H ${H}`;
           throw new Error(`${what}: ${e.message}`, { cause: e });
         });
       }
@@ -630,10 +632,10 @@ describe("webgpu backend against js", { skip }, () => {
         b.lstmForward({ T, B, H, ...pick(s, f), ...pick(s, out) });
         b.lstmBackward({ T, B, H, ...s, dhT: null, dcT: null, dwh: null } as never);
       });
-    assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8.U2.P", "lstmForward.R1.S8"]);
+    assert.deepEqual((await keys(run)).sort(), ["lstmBackward.R1.S8.U2.P.V", "lstmForward.R1.S8.V"]);
     const tuned = await withEnv({ CHARLM_WEBGPU_KERNELS: TABLE }, () => keys(run));
     // the forward's 16 values of k a slice take 64 weights: its entry's weights ahead come in chunks of 8
-    assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P", "lstmForward.R2.S4.P.C"]);
+    assert.deepEqual(tuned.sort(), ["lstmBackward.R1.S8.U4.P.V", "lstmForward.R2.S4.P.C.V"]);
   });
 
   test("prefetching step kernels: weights past K (a pooled buffer's tail, NaN here) reach no sum", async () => {
@@ -672,7 +674,7 @@ describe("webgpu backend against js", { skip }, () => {
     }
   });
 
-  test("the tile of row values as vec4s (CHARLM_WEBGPU_VEC4=1) gives the same bits, in both layouts", async () => {
+  test("the tile of row values as vec4s (the default) or floats (CHARLM_WEBGPU_VEC4=0) gives the same bits, in both layouts", async () => {
     [T, B, H] = [3, 9, 70];
     const G = 4 * H;
     const f = { xw: rand(T * B * G), wh: rand(H * G, 0.2), h0: rand(B * H), c0: rand(B * H) };
@@ -778,9 +780,9 @@ describe("webgpu backend: whole models against js", { skip }, () => {
     ],
     ["GPT (attention as a thread per row)", models[3][1], { CHARLM_WEBGPU_ATTENTION: "rows" }],
     [
-      "GPT (score rows a workgroup each, layer norm a thread per row)",
+      "GPT (score rows and layer norm a thread per row, stop 22's defaults)",
       models[3][1],
-      { CHARLM_WEBGPU_SOFTMAX: "row", CHARLM_WEBGPU_LAYERNORM: "thread" },
+      { CHARLM_WEBGPU_SOFTMAX: "thread", CHARLM_WEBGPU_LAYERNORM: "thread" },
     ],
     [
       "2 x LSTM (step settings from a CHARLM_WEBGPU_KERNELS table: prefetching)",
@@ -849,22 +851,23 @@ describe("webgpu backend: whole models against js", { skip }, () => {
   }
 });
 
-test("matmul's tile by default: 128 x 128 where both sides span one and the product fills the GPU or is split", async () => {
+test("matmul's tile by default: 128 x 128 as vec4s where both sides span one and the product fills the GPU or is split", async () => {
   const key = (M: number, N: number, batch: number, K: number) => pickVariant(false, false, M, N, batch, K).key;
-  assert.equal(key(25600, 2048, 1, 512), "matmulNN.128"); // W2's input projection at batch 256: 3,200 workgroups
-  assert.equal(key(6400, 1024, 1, 64), "matmulNN.128"); // 400
+  assert.equal(key(25600, 2048, 1, 512), "matmulNN.128.v"); // W2's input projection at batch 256: 3,200 workgroups
+  assert.equal(key(6400, 1024, 1, 64), "matmulNN.128.v"); // 400
   assert.equal(key(6400, 256, 1, 65), "matmulNN"); // 100 workgroups of 128 x 128
   assert.equal(key(25600, 65, 1, 512), "matmulNN"); // the output layer: 65 columns, less than a tile
-  assert.equal(key(512, 2048, 1, 25600), "matmulNN.128"); // a weight gradient: split along K
+  assert.equal(key(512, 2048, 1, 25600), "matmulNN.128.v"); // a weight gradient: split along K
   assert.equal(key(64, 2048, 1, 25600), "matmulNN"); // an embedding's: 64 rows
-  assert.equal(key(256, 256, 384, 64), "matmulNN.128"); // attention scores, batched: 1,536
+  assert.equal(key(256, 256, 384, 64), "matmulNN.128.v"); // attention scores, batched: 1,536
   assert.equal(key(256, 256, 8, 64), "matmulNN"); // 32
-  assert.equal(pickVariant(true, true, 256, 256, 384, 64).key, "matmulTT.128");
+  assert.equal(pickVariant(true, true, 256, 256, 384, 64).key, "matmulTT.128.v");
   await withEnv({ CHARLM_WEBGPU_MATMUL: "64p" }, async () => assert.equal(key(25600, 2048, 1, 512), "matmulNN.p"));
   await withEnv({ CHARLM_WEBGPU_MATMUL: "128v" }, async () => assert.equal(key(8, 8, 1, 8), "matmulNN.128.v"));
   await withEnv({ CHARLM_WEBGPU_MATMUL: "auto" }, async () => assert.equal(key(8, 8, 1, 8), "matmulNN"));
-  await withEnv({ CHARLM_WEBGPU_MATMUL: "auto-128v" }, async () => {
-    assert.equal(key(25600, 2048, 1, 512), "matmulNN.128.v");
+  // auto-128: stop 22's default, plain 128 x 128 tiles for the large products
+  await withEnv({ CHARLM_WEBGPU_MATMUL: "auto-128" }, async () => {
+    assert.equal(key(25600, 2048, 1, 512), "matmulNN.128");
     assert.equal(key(25600, 65, 1, 512), "matmulNN");
   });
   for (const bad of ["96", "auto-64", "auto-"])

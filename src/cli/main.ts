@@ -27,16 +27,16 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WEBGPU_AHEAD:
     "0 or 1: with prefetching, webgpu's step kernels load their weights a chunk of k ahead where a tile's do not fit (tuning; default 0)",
   CHARLM_WEBGPU_VEC4:
-    "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 0)",
+    "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 1)",
   CHARLM_WEBGPU_BURST:
-    "1, wide or 0: webgpu generates a recurrent model's bursts of characters in one kernel each (1, the default), in a kernel per layer a character spread over the GPU (wide), or a step's kernels per character (0)",
+    "wide, fused or 0: webgpu generates a recurrent model's bursts of characters in a kernel per layer a character spread over the GPU (wide, the default), in one kernel each (fused), or a step's kernels per character (0)",
   CHARLM_WEBGPU_BURST_BYTES:
     "N: weight bytes one of webgpu's generation dispatches may read (tokens times the model's weights; default 64 MiB)",
   CHARLM_WEBGPU_KERNELS:
     "a JSON table of step settings per recurrent kernel and shape, as bench/gpu_kernels.ts --table writes it (tuning)",
   CHARLM_WEBGPU_SPLITK: "N: split webgpu's long products along K up to N workgroups (tuning; default 2048)",
   CHARLM_WEBGPU_MATMUL:
-    "auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d: the output tile of webgpu's matrix products, v read as vec4s, p prefetched, d both and double-buffered (tuning; default auto: 128 where a product fills the GPU, else 64)",
+    "auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128, auto-128v, auto-128p or auto-128d: the output tile of webgpu's matrix products, v read as vec4s, p prefetched, d both and double-buffered (tuning; default auto: 128v where a product fills the GPU, else 64; auto-128 takes 128 there)",
   CHARLM_DAWN_OPTIONS: "Dawn's own options for the webgpu backend in Node, space-separated (e.g. backend=vulkan)",
 };
 

@@ -198,7 +198,8 @@ export interface RnnBurst<S extends Storage = Storage> {
   how: Sampling;
   /**
    * webgpu: the wide route (a dispatch per layer a token over many workgroups) rather than one workgroup for the
-   * whole burst; unset: CHARLM_WEBGPU_BURST=wide, else what `charlm tune-gpu` measured, else one workgroup.
+   * whole burst (false); unset: CHARLM_WEBGPU_BURST=wide or fused, else what `charlm tune-gpu` measured, else
+   * the wide route.
    */
   wide?: boolean;
 }

@@ -44,13 +44,13 @@ export interface GenerateOptions {
   // ones and the GPT; vocabularies up to DEVICE_SAMPLING_MAX_V). Default: on a backend that keeps values on a device (webgpu), where reading the
   // logits back after every token would cost a round trip each; off on js and wasm, where the host draws directly.
   onDevice?: boolean;
-  // On the device, a recurrent model on a backend with rnnBurst (webgpu): each burst in one kernel instead of a
-  // sampling kernel and a step's kernels per token. Default: where the backend takes the model's shape, unless
-  // CHARLM_WEBGPU_BURST=0.
+  // On the device, a recurrent model on a backend with rnnBurst (webgpu): each burst in one call (a dispatch per
+  // layer a token, or one kernel) instead of a sampling kernel and a step's kernels per token. Default: where the
+  // backend takes the model's shape, unless CHARLM_WEBGPU_BURST=0.
   fused?: boolean;
-  // With fused: true (or by default), webgpu's wide route (a dispatch per layer a token, spread over the GPU)
-  // instead of one workgroup for the whole burst; unset: CHARLM_WEBGPU_BURST=wide or what `charlm tune-gpu`
-  // measured, else one workgroup.
+  // With fused: true (or by default), webgpu's wide route (a dispatch per layer a token, spread over the GPU: true)
+  // or one workgroup for the whole burst (false); unset: CHARLM_WEBGPU_BURST=wide or fused, else what `charlm
+  // tune-gpu` measured, else the wide route.
   wide?: boolean;
 }
 

@@ -1,5 +1,6 @@
 // Generation of a recurrent model at batch 1, a burst of n tokens in ONE dispatch of one workgroup (a few where the
-// weights are large: tokensPerDispatch) (Backend.rnnBurst).
+// weights are large: tokensPerDispatch) (Backend.rnnBurst), or in the wide route below (a dispatch per layer a
+// token, over many workgroups), which is the default since stop 23: it was the faster on the H200 for both models.
 //
 // The step-by-step route (src/sample/generate.ts: sampleTokens, then the model's stepFrom) encodes ~11 dispatches and
 // a few copies per token for a 2-layer model; at batch 1 each does a few microseconds of work and waits a launch
@@ -127,17 +128,17 @@ export function rnnBurst(rt: GpuRuntime, a: RnnBurst<GpuStorage>): void {
     );
   }
   const filter = (how.topK > 0 && how.topK < V) || how.topP < 1;
-  // the wide route where asked for or measured faster here, or where one workgroup's memory cannot hold the model
+  // the wide route (the default since stop 23) unless one kernel a burst is asked for or measured faster here; the
+  // other route where the chosen one's workgroup memory cannot hold the model
   const limit = rt.device.limits.maxComputeWorkgroupStorageSize;
-  const wide = envSetting("CHARLM_WEBGPU_BURST") === "wide" || route === "wide" || burstWorkgroupBytes(s) > limit;
-  if (a.wide ?? wide) {
-    if (wideWorkgroupBytes(s) > limit) {
+  const forced = envSetting("CHARLM_WEBGPU_BURST");
+  const chosen = a.wide ?? (forced === "wide" || (forced !== "fused" && route !== "fused"));
+  const fits = { wide: wideWorkgroupBytes(s) <= limit, fused: burstWorkgroupBytes(s) <= limit };
+  if ((chosen && fits.wide) || !fits.fused) {
+    if (!fits.wide) {
       throw new CharlmError(`rnnBurst: ${s.H} units need more workgroup memory than the GPU has`);
     }
     return rnnBurstWide(rt, a, lay, filter);
-  }
-  if (burstWorkgroupBytes(s) > limit) {
-    throw new CharlmError(`rnnBurst: ${s.H} units with embedding ${s.E} need more workgroup memory than the GPU has`);
   }
   const w = rt.scratch(V);
   const order = filter ? rt.scratch(V) : null;
@@ -397,7 +398,9 @@ function denseCode(s: BurstShape, lay: BurstLayout): string {
 // the logits from the last layer's new h and draws the next token from them (the single-workgroup kernel's code for
 // both). A layer's step reads every unit's previous h while other workgroups write theirs, so h lives in two
 // scratch buffers that swap roles each token; the state's h is copied in before the burst and back after it.
-// Choose it with CHARLM_WEBGPU_BURST=wide or GenerateOptions.wide; `charlm tune-gpu` times it against the others.
+// The default since stop 23: on the H200 (bench/results/h200-stop23/gpu-gen.txt) W1 drew 11,896 char/s this way
+// against 5,595 in one kernel a burst and 3,326 step by step, W2 5,762 against 1,851 and 2,209. One kernel a burst:
+// CHARLM_WEBGPU_BURST=fused or GenerateOptions.wide = false; `charlm tune-gpu` times the routes on the GPU at hand.
 
 /** Units of one layer a workgroup takes in the wide route; its 256 threads cut each unit's sums along k. */
 export const WIDE_UNITS = 16;

@@ -9,8 +9,8 @@
 //
 // 128 x 128 tiles: each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of workgroup memory): each value
 // a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. By default (CHARLM_WEBGPU_MATMUL
-// unset or "auto") a product takes them where both its sides span a tile and it fills the GPU with them: 256
-// workgroups or more, or split along K (see pickVariant). On an H200 at stop 13 (bench/results/h200-stop13/) a
+// unset or "auto") a product takes them, as vec4s (128v below, since stop 23), where both its sides span a tile and
+// it fills the GPU with them: 256 workgroups or more, or split along K (see pickVariant). On an H200 at stop 13 (bench/results/h200-stop13/) a
 // recurrent step's large products ran 1.2-1.7x as fast with 128 tiles as with 64 (x·Wx, 25,600 x 512 x 2,048: 27.3
 // TFLOP/s against 18.7; its gradient dx 23.6 against 13.9; dWh 27.5 against 23.2), those of five shapes in 13.2-13.6
 // ms against 18.9, and whole training steps with these defaults against 64 tiles everywhere (and stop 9's step
@@ -25,10 +25,13 @@
 // disagree by more than the variants differ. 64d or 128d (stop 15) do both and hold two of each tile (16 KiB of
 // workgroup memory for either size, WebGPU's default limit): the next tiles are stored into one while the products
 // read the other, so one barrier separates the steps along K instead of two, and no thread waits at a barrier for
-// the next tiles' loads. Not yet timed on a GPU. auto-128v, auto-128p or auto-128d keeps auto's choice with that
-// variant for the large products (not yet timed in whole steps; 128v everywhere was 1.7% faster than the defaults
-// for W2 at batch 256, 2.6% slower for W1). Every output is the same fma chain in k order in every variant, so they
-// all give the same bits (tested).
+// the next tiles' loads. auto-128, auto-128v, auto-128p or auto-128d keeps auto's choice with that variant for the
+// large products. Since stop 23 auto's large products take 128v: on the H200 (bench/results/h200-stop23) the large
+// products of five shapes took 13.6 ms in 128v against 14.9 in 128 (128p 13.8, 128d 17.0), and whole training steps
+// in three rounds in turn ran W2 at batch 256 at 741.4 k char/s against 728.7 k (0.52 of PyTorch's cuDNN against
+// 0.51) and the GPT at 211.2 k against 202.4 k; W1 at batch 256 3.97 M against 3.95 M, at batch 64 1.69 M against
+// 1.76 M, within that workload's spread of rounds (0.72-1.96 M). Every output is the same fma chain in k order in
+// every variant, so they all give the same bits (tested).
 //
 // A bias (MatmulOptions.bias, the recurrent layers' input projections) is added to each output after its product.
 
@@ -41,7 +44,7 @@ const VARIANTS = ["64", "128", "64v", "128v", "64p", "128p", "64d", "128d"];
 const LARGE = ["128", "128v", "128p", "128d"];
 
 /** The choices `charlm tune-gpu` times for this GPU's products (see tuneProducts): 64 everywhere, or auto's. */
-export const TUNED_VARIANTS = ["64", "auto", "auto-128v", "auto-128p", "auto-128d"] as const;
+export const TUNED_VARIANTS = ["64", "auto", "auto-128", "auto-128p", "auto-128d"] as const;
 export type TunedVariant = (typeof TUNED_VARIANTS)[number];
 
 let tunedVariant: TunedVariant | null = null;
@@ -71,15 +74,16 @@ interface Variant {
  * CHARLM_WEBGPU_MATMUL=64, 128, 64v, 128v, 64p, 128p, 64d or 128d forces one; "auto" (the default) takes 128 x 128
  * tiles where both M and N are at least 128 and the product then has 256 workgroups or more, or will be split along
  * K (batch 1, K at least 1,024: the split makes the workgroups); else 64 x 64. The 256: about two workgroups per
- * core of an H200 (132); with fewer, 64 x 64 tiles keep more cores busy. "auto-128v", "auto-128p" or "auto-128d":
- * the same choice, with that variant for the large products. Exported for the tests and the benches.
+ * core of an H200 (132); with fewer, 64 x 64 tiles keep more cores busy. Those 128 x 128 tiles are 128v (vec4s)
+ * since stop 23; "auto-128", "auto-128p" or "auto-128d": the same choice, with that variant for the large products
+ * ("auto-128v" is auto). Exported for the tests and the benches.
  */
 export function pickVariant(ta: boolean, tb: boolean, M: number, N: number, batch = 1, K = 0): Variant {
   let v = env("CHARLM_WEBGPU_MATMUL") || tunedVariant || "auto";
-  const large = v === "auto" ? "128" : v.startsWith("auto-") ? v.slice(5) : null;
+  const large = v === "auto" ? "128v" : v.startsWith("auto-") ? v.slice(5) : null;
   if (large ? !LARGE.includes(large) : !VARIANTS.includes(v))
     throw new CharlmError(
-      `CHARLM_WEBGPU_MATMUL is "${v}"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128v, auto-128p or auto-128d, or unset it (auto)`,
+      `CHARLM_WEBGPU_MATMUL is "${v}"; use auto, 64, 128, 64v, 128v, 64p, 128p, 64d, 128d, auto-128, auto-128v, auto-128p or auto-128d, or unset it (auto)`,
     );
   if (large) {
     const wide = M >= 128 && N >= 128;

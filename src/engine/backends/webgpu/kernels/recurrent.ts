@@ -533,14 +533,16 @@ function weightsAhead(t: Partial<StepSettings>): boolean {
 }
 
 /**
- * The step and sequence layouts' tile of row values held as vec4s (CHARLM_WEBGPU_VEC4=1), so that a thread reads 4
- * values of k of a row at once: a uniform read of workgroup memory (every thread of a warp reads the same row
- * value) returns 32 bits a thread per cycle on NVIDIA GPUs and 128 bits in two, so the backward steps, which read one
- * row value per multiply-add, would read at twice the rate. The same products in the same order (the same bits).
- * Off by default: not yet timed on a GPU.
+ * The step and sequence layouts' tile of row values held as vec4s, so that a thread reads 4 values of k of a row at
+ * once: a uniform read of workgroup memory (every thread of a warp reads the same row value) returns 32 bits a
+ * thread per cycle on NVIDIA GPUs and 128 bits in two, so the backward steps, which read one row value per
+ * multiply-add, read at twice the rate. The same products in the same order (the same bits). The default since stop
+ * 23: on the H200 (bench/results/h200-stop23, three rounds in turn) whole training steps ran faster with it for W1
+ * at batch 64 and 256 (1.94 M against 1.76 M char/s, 4.06 M against 3.95 M) and W2 at batch 64 (438.3 k against
+ * 357.2 k), and the same for W2 at batch 256 (728.8 k against 728.7 k). CHARLM_WEBGPU_VEC4=0 turns it off.
  */
 function vecTiles(): boolean {
-  return env("CHARLM_WEBGPU_VEC4") === "1";
+  return env("CHARLM_WEBGPU_VEC4") !== "0";
 }
 
 /**

@@ -1,7 +1,7 @@
 // Row kernels (one thread per row of V or C values: softmax, cross-entropy, layer norm) and the embedding gather
 // and its scatter-add gradient. Rows here are short (a vocabulary of ~65, channels of a few hundred), so a thread
-// per row keeps the js loop's order of summation; the many rows of a batch fill the GPU. Layer norm on few rows (a
-// generated character's one) takes a workgroup per row instead (normByWorkgroup).
+// per row keeps the js loop's order of summation; the many rows of a batch fill the GPU. Layer norm takes a
+// workgroup per row instead (normByWorkgroup), measured faster on few rows and on a training batch's many.
 //
 // Legend: N rows (positions), V classes, C channels, D embedding width, U distinct ids in a batch.
 
@@ -104,19 +104,19 @@ export function crossEntropyBackward(
 const NORM_WG = 64;
 
 /**
- * Rows up to which layerNorm takes a workgroup per row (a generated character's 1, a recomputed window's
- * blockSize); more rows (a training batch's B·T) take a thread per row, as timed on the GPU so far.
- * CHARLM_WEBGPU_LAYERNORM=row or thread forces one.
+ * Whether layerNorm (and its backward's dx) takes a workgroup per row, whose threads read neighbouring values of one
+ * row and add them in trees (the same order every run), rather than a thread per row: the default for every row
+ * count since stop 23. Stop 18 made it the default for a generated character's rows (up to 2,048); on the H200 at
+ * stop 23 (bench/results/h200-stop23, three rounds in turn) the GPT's training steps (16,384 rows a layer) ran at
+ * 232.2 k char/s with it against 202.4 k with a thread per row, and at 252.9 k with the attention's score rows a
+ * workgroup each too (softmaxByWorkgroup). CHARLM_WEBGPU_LAYERNORM=thread takes a thread per row.
  */
-export const NORM_ROWS = 2048;
-
-/** Whether layerNorm on `rows` rows takes a workgroup per row (NORM_ROWS, CHARLM_WEBGPU_LAYERNORM). */
-export function normByWorkgroup(rows: number): boolean {
+export function normByWorkgroup(): boolean {
   const forced = envSetting("CHARLM_WEBGPU_LAYERNORM");
   if (forced && forced !== "row" && forced !== "thread") {
     throw new CharlmError(`CHARLM_WEBGPU_LAYERNORM is "${forced}"; use row or thread, or unset it`);
   }
-  return forced ? forced === "row" : rows <= NORM_ROWS;
+  return forced !== "thread";
 }
 
 export function layerNorm(
@@ -138,7 +138,7 @@ export function layerNorm(
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> xh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rs: array<f32>;`;
-  if (normByWorkgroup(rows)) {
+  if (normByWorkgroup()) {
     // A workgroup per row: the row's sum and its squared deviations' sum as trees over the threads (each thread's
     // values j = lid, lid + NORM_WG, ... in order first). A thread per row walks C values three times: at batch 1
     // one thread of one workgroup does the whole op.
@@ -197,7 +197,7 @@ export function layerNormBackward(
 @group(0) @binding(3) var<storage, read> xh: array<f32>;
 @group(0) @binding(4) var<storage, read> rs: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;`;
-    if (normByWorkgroup(rows)) {
+    if (normByWorkgroup()) {
       // a workgroup per row, as the forward: both means as trees over the threads
       const body = /* wgsl */ `
   let C = pu(1u); let o = i * C;
