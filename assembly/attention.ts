@@ -4,8 +4,11 @@
 // with head h in columns h·hd .. h·hd + hd; att is (B, nH, T, T). Ranged kernels take (batch, head) pairs
 // [p0, p1), p = b·nH + h, so that threads can each take some heads: each pair writes only its own slice of the
 // outputs, and every element is computed by the same operations whatever the range (bit-identical across threads).
+// Their vector sums take madd (gemm.ts): a fused multiply-add in the relaxed-SIMD build, a multiply and an
+// add in the plain one (the same bits there as before stop 23).
 
 import { vexpz } from "./elementwise";
+import { madd } from "./gemm";
 
 // Σ_d a[d]·b[d], d < n: four lanes, then across, then the tail in order.
 // @ts-ignore: decorator
@@ -13,7 +16,7 @@ import { vexpz } from "./elementwise";
 function dot(a: usize, b: usize, n: i32): f32 {
   let s = f32x4.splat(0);
   let d = 0;
-  for (; d + 4 <= n; d += 4) s = f32x4.add(s, f32x4.mul(v128.load(a + <usize>d * 4), v128.load(b + <usize>d * 4)));
+  for (; d + 4 <= n; d += 4) s = madd(v128.load(a + <usize>d * 4), v128.load(b + <usize>d * 4), s);
   let r = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + (f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3));
   for (; d < n; d++) r += load<f32>(a + <usize>d * 4) * load<f32>(b + <usize>d * 4);
   return r;
@@ -77,10 +80,10 @@ function scores(x: usize, yT: usize, T: i32, n: i32, hd: i32, sc: f32, out: usiz
     let y = yT + <usize>j * 4;
     for (let d = 0; d < hd; d++) {
       const w = f32x4.splat(load<f32>(x + <usize>d * 4));
-      a0 = f32x4.add(a0, f32x4.mul(w, v128.load(y)));
-      a1 = f32x4.add(a1, f32x4.mul(w, v128.load(y, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(w, v128.load(y, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(w, v128.load(y, 48)));
+      a0 = madd(w, v128.load(y), a0);
+      a1 = madd(w, v128.load(y, 16), a1);
+      a2 = madd(w, v128.load(y, 32), a2);
+      a3 = madd(w, v128.load(y, 48), a3);
       y += rs;
     }
     const o = out + <usize>j * 4;
@@ -93,7 +96,7 @@ function scores(x: usize, yT: usize, T: i32, n: i32, hd: i32, sc: f32, out: usiz
     let a = f32x4.splat(0);
     let y = yT + <usize>j * 4;
     for (let d = 0; d < hd; d++) {
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(load<f32>(x + <usize>d * 4)), v128.load(y)));
+      a = madd(f32x4.splat(load<f32>(x + <usize>d * 4)), v128.load(y), a);
       y += rs;
     }
     v128.store(out + <usize>j * 4, f32x4.mul(a, scv));
@@ -129,10 +132,10 @@ function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usi
     let x = src + <usize>d * 4;
     for (let t = 0; t < n; t++) {
       const w = f32x4.splat(load<f32>(c));
-      a0 = f32x4.add(a0, f32x4.mul(w, v128.load(x)));
-      a1 = f32x4.add(a1, f32x4.mul(w, v128.load(x, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(w, v128.load(x, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(w, v128.load(x, 48)));
+      a0 = madd(w, v128.load(x), a0);
+      a1 = madd(w, v128.load(x, 16), a1);
+      a2 = madd(w, v128.load(x, 32), a2);
+      a3 = madd(w, v128.load(x, 48), a3);
       c += cs;
       x += ss;
     }
@@ -144,7 +147,7 @@ function combine(coef: usize, cs: usize, src: usize, ss: usize, n: i32, dst: usi
     let c = coef;
     let x = src + <usize>d * 4;
     for (let t = 0; t < n; t++) {
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(load<f32>(c)), v128.load(x)));
+      a = madd(f32x4.splat(load<f32>(c)), v128.load(x), a);
       c += cs;
       x += ss;
     }
@@ -199,14 +202,14 @@ function combine2(
       const x1 = v128.load(x, 16);
       const x2 = v128.load(x, 32);
       const x3 = v128.load(x, 48);
-      a0 = f32x4.add(a0, f32x4.mul(w, x0));
-      b0 = f32x4.add(b0, f32x4.mul(u, x0));
-      a1 = f32x4.add(a1, f32x4.mul(w, x1));
-      b1 = f32x4.add(b1, f32x4.mul(u, x1));
-      a2 = f32x4.add(a2, f32x4.mul(w, x2));
-      b2 = f32x4.add(b2, f32x4.mul(u, x2));
-      a3 = f32x4.add(a3, f32x4.mul(w, x3));
-      b3 = f32x4.add(b3, f32x4.mul(u, x3));
+      a0 = madd(w, x0, a0);
+      b0 = madd(u, x0, b0);
+      a1 = madd(w, x1, a1);
+      b1 = madd(u, x1, b1);
+      a2 = madd(w, x2, a2);
+      b2 = madd(u, x2, b2);
+      a3 = madd(w, x3, a3);
+      b3 = madd(u, x3, b3);
       c += cs;
       x += ss;
     }

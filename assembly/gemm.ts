@@ -163,7 +163,7 @@ function packA(a: usize, M: i32, K: i32, transA: bool, i0: i32, mc: i32, k0: i32
 // build in the last bit), otherwise a multiply and an add. The constant is resolved at compile time.
 // @ts-ignore: decorator
 @inline
-function madd(a: v128, b: v128, c: v128): v128 {
+export function madd(a: v128, b: v128, c: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
   return f32x4.add(c, f32x4.mul(a, b));
 }

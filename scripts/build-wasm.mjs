@@ -1,7 +1,7 @@
 // Builds the WebAssembly kernels from assembly/ with AssemblyScript (SIMD, optimised, no runtime, no imports):
 //   build/kernels.wasm          f32x4 SIMD: runs on Node 20+ and every current browser
-//   build/kernels-relaxed.wasm  the same source with relaxed SIMD on: fused multiply-add in the matrix kernel
-//                               (Node 22+, Chrome/Edge 114+; Node 20 only with --experimental-wasm-relaxed-simd)
+//   build/kernels-relaxed.wasm  the same source with relaxed SIMD on: fused multiply-add in the matrix and attention
+//                               kernels (Node 22+, Chrome/Edge 114+; Node 20 only with --experimental-wasm-relaxed-simd)
 //   build/kernels-shared.wasm, build/kernels-shared-relaxed.wasm
 //                               the same two with shared, imported memory (threads): what the backend loads when
 //                               CHARLM_THREADS / { threads } asks for more than one thread (Node), and what a
