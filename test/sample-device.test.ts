@@ -370,6 +370,7 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
     assert.equal((await byDefault(64)) - (await byDefault(0)), 64 * 3 + 4);
     for (const [value, want] of [
       ["wide", 64 * 3 + 4],
+      ["1", 64 * 3 + 4],
       ["fused", 4],
     ] as const) {
       process.env.CHARLM_WEBGPU_BURST = value;
@@ -378,6 +379,16 @@ describe("webgpu: drawing on the GPU", { skip }, () => {
       } finally {
         delete process.env.CHARLM_WEBGPU_BURST;
       }
+    }
+    // a value it does not know is refused in one line, not taken for the default
+    process.env.CHARLM_WEBGPU_BURST = "fuse";
+    try {
+      await assert.rejects(
+        () => withBackend(gpu!, () => text(onGpu, {}, undefined, 8)),
+        /^CharlmError: CHARLM_WEBGPU_BURST is "fuse"; use wide, fused or 0, or unset it \(wide\)$/,
+      );
+    } finally {
+      delete process.env.CHARLM_WEBGPU_BURST;
     }
 
     // a model whose weights take most of a dispatch's budget runs 3 tokens a dispatch: the same text

@@ -29,7 +29,7 @@ export const ENVIRONMENT: Record<string, string> = {
   CHARLM_WEBGPU_VEC4:
     "0 or 1: webgpu's recurrent kernels hold their tile of row values as vec4s, read 4 at once (tuning; default 1)",
   CHARLM_WEBGPU_BURST:
-    "wide, fused or 0: webgpu generates a recurrent model's bursts of characters in a kernel per layer a character spread over the GPU (wide, the default), in one kernel each (fused), or a step's kernels per character (0)",
+    "wide, fused or 0: webgpu generates a recurrent model's bursts of characters in a kernel per layer a character spread over the GPU (wide, the default; 1 means the default too), in one kernel each (fused), or a step's kernels per character (0)",
   CHARLM_WEBGPU_BURST_BYTES:
     "N: weight bytes one of webgpu's generation dispatches may read (tokens times the model's weights; default 64 MiB)",
   CHARLM_WEBGPU_KERNELS:

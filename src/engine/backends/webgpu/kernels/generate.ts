@@ -132,6 +132,9 @@ export function rnnBurst(rt: GpuRuntime, a: RnnBurst<GpuStorage>): void {
   // other route where the chosen one's workgroup memory cannot hold the model
   const limit = rt.device.limits.maxComputeWorkgroupStorageSize;
   const forced = envSetting("CHARLM_WEBGPU_BURST");
+  if (forced && !["wide", "fused", "1", "0"].includes(forced)) {
+    throw new CharlmError(`CHARLM_WEBGPU_BURST is "${forced}"; use wide, fused or 0, or unset it (wide)`);
+  }
   const chosen = a.wide ?? (forced === "wide" || (forced !== "fused" && route !== "fused"));
   const fits = { wide: wideWorkgroupBytes(s) <= limit, fused: burstWorkgroupBytes(s) <= limit };
   if ((chosen && fits.wide) || !fits.fused) {

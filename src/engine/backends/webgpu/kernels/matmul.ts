@@ -7,15 +7,15 @@
 // with few output tiles and a long K are split along K (see matmul below). Products of at most THIN_ROWS rows take a
 // thread per output instead (thinCode, stop 18), with the same arithmetic.
 //
-// 128 x 128 tiles: each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of workgroup memory): each value
-// a thread reads from workgroup memory then serves 8 multiply-adds instead of 4. By default (CHARLM_WEBGPU_MATMUL
-// unset or "auto") a product takes them, as vec4s (128v below, since stop 23), where both its sides span a tile and
-// it fills the GPU with them: 256 workgroups or more, or split along K (see pickVariant). On an H200 at stop 13 (bench/results/h200-stop13/) a
-// recurrent step's large products ran 1.2-1.7x as fast with 128 tiles as with 64 (x·Wx, 25,600 x 512 x 2,048: 27.3
-// TFLOP/s against 18.7; its gradient dx 23.6 against 13.9; dWh 27.5 against 23.2), those of five shapes in 13.2-13.6
-// ms against 18.9, and whole training steps with these defaults against 64 tiles everywhere (and stop 9's step
-// table), three rounds in turn: W2 at batch 256 710.6 k against 644.4 k char/s, the GPT 202.4 k against 169.2 k.
-// With 128 tiles everywhere (the output layer's 65 columns too) W1 ran slower in a first call.
+// 128 x 128 tiles: each thread 8 x 8 outputs, K walked 8 at a time (the same 8 KiB of workgroup memory): each value a
+// thread reads from workgroup memory then serves 8 multiply-adds instead of 4. By default (CHARLM_WEBGPU_MATMUL unset
+// or "auto") a product takes them, as vec4s (128v below, since stop 23), where both its sides span a tile and it fills
+// the GPU with them: 256 workgroups or more, or split along K (see pickVariant). On an H200 at stop 13
+// (bench/results/h200-stop13/) a recurrent step's large products ran 1.2-1.7x as fast with 128 tiles as with 64 (x·Wx,
+// 25,600 x 512 x 2,048: 27.3 TFLOP/s against 18.7; its gradient dx 23.6 against 13.9; dWh 27.5 against 23.2), those of
+// five shapes in 13.2-13.6 ms against 18.9, and whole training steps with these defaults against 64 tiles everywhere
+// (and stop 9's step table), three rounds in turn: W2 at batch 256 710.6 k against 644.4 k char/s, the GPT 202.4 k
+// against 169.2 k. With 128 tiles everywhere (the output layer's 65 columns too) W1 ran slower in a first call.
 //
 // CHARLM_WEBGPU_MATMUL=64 or 128 forces one size. 64v or 128v hold the tiles in workgroup memory as vec4s, each
 // thread's outputs in runs of 4 neighbours, so that one read of workgroup memory brings 4 values. 64p or 128p load
