@@ -23,12 +23,10 @@
 // fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
 // --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
 // W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
-// --compare: the defaults against stop 22's (row values as floats in the step kernels, CHARLM_WEBGPU_VEC4=0; the
-// large products in plain 128 tiles, CHARLM_WEBGPU_MATMUL=auto-128; the GPT's layer norm and score rows a thread
-// per row, CHARLM_WEBGPU_LAYERNORM=thread, CHARLM_WEBGPU_SOFTMAX=thread), the recurrent workloads against the
-// embedding not folded into the first layer (CHARLM_FOLD_EMBEDDING=0) and the step kernels' weights a chunk ahead
-// (CHARLM_WEBGPU_AHEAD=1), and all against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set: a tile
-// variant everywhere, or auto-128, auto-128p or auto-128d, the default's choice with that variant for the large
+// --compare: the defaults against the same on a device without Dawn's robustness transforms
+// (CHARLM_DAWN_OPTIONS=enable-dawn-features=disable_robustness, a backend of its own; stop 23's variants, now
+// decided, are in bench/results/h200-stop23), and against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set:
+// a tile variant everywhere, or auto-128, auto-128p or auto-128d, the default's choice with that variant for the large
 // products. --rounds N runs every variant of a workload N times, taking turns (A B C A B C ...), and reports the
 // median and the spread: a variant timed only after another runs on a GPU that has been busy longer. Before the
 // first timed run of the process one run is made and not counted (since stop 23: that first run was a third as fast).
@@ -55,9 +53,9 @@ import { fileURLToPath } from "node:url";
 
 import { Vocab } from "../src/data/vocab.js";
 import type { Tensor } from "../src/engine/index.js";
-import { getBackend, useBackend } from "../src/engine/index.js";
+import { getBackend, setBackend, useBackend } from "../src/engine/index.js";
 import type { Backend } from "../src/engine/backend.js";
-import type { KernelProfile, WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
+import { createWebgpuBackend, type KernelProfile, type WebgpuBackend } from "../src/engine/backends/webgpu/index.js";
 import { scope } from "../src/engine/scope.js";
 import type { ModelConfig } from "../src/models/config.js";
 import type { LanguageModel } from "../src/models/contract.js";
@@ -619,26 +617,19 @@ async function main(): Promise<void> {
   const tunedEnv = { CHARLM_WEBGPU_RECURRENT: "auto", CHARLM_WEBGPU_KERNELS: kernelTable ?? "" };
   const tiles = process.env.CHARLM_BENCH_MATMUL || "128";
   const compare = process.argv.includes("--compare");
-  const compareVariants: { name: string; env: Record<string, string>; recurrentOnly?: boolean; gptOnly?: boolean }[] = [
+  const compareVariants: {
+    name: string;
+    env: Record<string, string>;
+    recurrentOnly?: boolean;
+    gptOnly?: boolean;
+    /** Dawn's options for a device of the variant's own (CHARLM_DAWN_OPTIONS), made once */
+    dawn?: string;
+  }[] = [
     { name: "defaults", env: { CHARLM_WEBGPU_RECURRENT: "auto" } },
-    // stop 22's: the step kernels' row values as floats, the large products in plain 128 tiles, the GPT's layer norm
-    // and score rows a thread per row on a training batch (stop 23 made vec4s, 128v and rows a workgroup each the
-    // defaults, bench/results/h200-stop23)
-    {
-      name: "stop 22's",
-      env: {
-        CHARLM_WEBGPU_VEC4: "0",
-        CHARLM_WEBGPU_MATMUL: "auto-128",
-        CHARLM_WEBGPU_SOFTMAX: "thread",
-        CHARLM_WEBGPU_LAYERNORM: "thread",
-      },
-    },
-    // the embedding not folded into the first layer (stop 13's; at stop 23 the fold won W1 and W2 at batch 256 and
-    // lost W2 at batch 64 by the median, within that workload's spread); the GPT has no fold
-    { name: "no fold", env: { CHARLM_FOLD_EMBEDDING: "0" }, recurrentOnly: true },
-    // the prefetching step kernels' weights a chunk ahead where a tile's do not fit 32 registers (stop 15): at stop
-    // 23 faster for W2 at batch 64 and slower at 256, with float row tiles
-    { name: "weights ahead", env: { CHARLM_WEBGPU_AHEAD: "1" }, recurrentOnly: true },
+    // the defaults on a device without Dawn's robustness transforms (every storage index clamped to its binding:
+    // a min() on each load and store of every kernel); stop 23 checked that the option takes effect in Node and
+    // that the webgpu tests pass without them
+    { name: "robustness off", env: {}, dawn: "enable-dawn-features=disable_robustness" },
     ...(process.env.CHARLM_BENCH_MATMUL
       ? [
           {
@@ -672,6 +663,23 @@ async function main(): Promise<void> {
   const rounds = roundsAt > 0 ? Math.max(1, Number(process.argv[roundsAt + 1]) || 1) : 1;
   const generationOnly = process.argv.includes("--generation-only");
   let processWarm = false; // whether a run, not counted, has gone before the first timed one
+  // a backend on a device made with other Dawn options (a variant's `dawn`), one per set of options
+  const devices = new Map<string, Backend>();
+  const deviceWith = async (options: string): Promise<Backend> => {
+    let b = devices.get(options);
+    if (!b) {
+      const before = process.env.CHARLM_DAWN_OPTIONS;
+      process.env.CHARLM_DAWN_OPTIONS = options;
+      try {
+        b = (await createWebgpuBackend()) as Backend;
+      } finally {
+        if (before === undefined) delete process.env.CHARLM_DAWN_OPTIONS;
+        else process.env.CHARLM_DAWN_OPTIONS = before;
+      }
+      devices.set(options, b);
+    }
+    return b;
+  };
   for (const w of workloads.filter((w) => !generationOnly && (!only || only.includes(w.name)))) {
     for (const B of w.batches) {
       const t = typeof py === "string" ? "skipped" : torch(py.python, w, B, device);
@@ -700,7 +708,9 @@ async function main(): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         for (const [i, l] of list.entries()) {
           Object.assign(process.env, l.env);
-          const [ours, loss] = await trainRate(w, B, w.steps);
+          const own = "dawn" in l && l.dawn ? await deviceWith(l.dawn) : null;
+          if (own) setBackend(own);
+          const [ours, loss] = await trainRate(w, B, w.steps).finally(() => own && setBackend(gpu));
           clearSettings();
           rates[i].push(ours);
           losses[i] = loss;

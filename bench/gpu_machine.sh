@@ -24,16 +24,14 @@
 #   PART=all ... (at most ALL_SECONDS, 590)  the kernels (T_KERNELS), the bench (T_BENCH), then the quality run, then one per recipe in
 #                                            QUALITY_SWEEP ("dropout=0.35;lr=3e-3"), then the profile, in the time
 #                                            left: one command, one machine start, when the budget is 15 minutes
-#   PART=compare bash bench/gpu_machine.sh   (~6 min) the large products in every tile variant (gpu_kernels.ts
+#   PART=compare bash bench/gpu_machine.sh   (~4 min) the large products in every tile variant (gpu_kernels.ts
 #                                            --products-only), then W1, W2 and W3's training against PyTorch in the
-#                                            defaults, stop 22's (float row tiles, plain 128 tiles, the GPT's row
-#                                            kernels a thread per row), the embedding not folded into the first layer
-#                                            (CHARLM_FOLD_EMBEDDING=0; W1, W2), the step kernels' weights a chunk
-#                                            ahead (CHARLM_WEBGPU_AHEAD=1; W1, W2) and (where the products' fastest
-#                                            variant is 128p or 128d) the defaults with that variant for the large
-#                                            products (CHARLM_WEBGPU_MATMUL=auto-128p), each ROUNDS (3) times in turn
-#                                            (bench/gpu.ts --compare --rounds), then generation at batch 1 for W1,
-#                                            W2 and W3 (T_GEN, 60: a kernel per layer a character, the default,
+#                                            defaults and on a device without Dawn's robustness transforms
+#                                            (enable-dawn-features=disable_robustness) and (where the products'
+#                                            fastest variant is 128p or 128d) the defaults with that variant for the
+#                                            large products (CHARLM_WEBGPU_MATMUL=auto-128p), each ROUNDS (3) times
+#                                            in turn (bench/gpu.ts --compare --rounds), then generation at batch 1 for
+#                                            W1, W2 and W3 (T_GEN, 60: a kernel per layer a character, the default,
 #                                            against bursts in one kernel, the step route and reading the logits
 #                                            back, gpu-gen.txt; with GEN_ARGS=--profile-generation also where a
 #                                            character's time goes); no wasm nor quality run
