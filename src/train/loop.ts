@@ -45,7 +45,7 @@ import type { TrainConfig } from "./config.js";
 import { WeightAverage } from "./average.js";
 import { EarlyStopping } from "./early-stopping.js";
 import { evaluate } from "./evaluate.js";
-import { clipGradNorm, createOptimizer, type OptimizerState } from "./optimizers.js";
+import { clipGradNorm, createOptimizer, type Optimizer, type OptimizerState } from "./optimizers.js";
 import { learningRate } from "./schedules.js";
 import { directoryStore, type RunStore } from "./store.js";
 
@@ -144,9 +144,8 @@ export interface TrainResult {
   elapsedSeconds: number;
 }
 
-/** Rng streams derived from the seed (see the header). */
 /** The run's optimizer over `params`, with the config's hyperparameters. */
-export function optimizerFor(cfg: TrainConfig, params: Map<string, Tensor>): ReturnType<typeof createOptimizer> {
+export function optimizerFor(cfg: TrainConfig, params: Map<string, Tensor>): Optimizer {
   return createOptimizer(cfg.optimizer, params, {
     beta1: cfg.beta1,
     beta2: cfg.beta2,
@@ -163,7 +162,7 @@ export function optimizerFor(cfg: TrainConfig, params: Map<string, Tensor>): Ret
 export function trainingStep(
   model: LanguageModel,
   params: Map<string, Tensor>,
-  optimizer: ReturnType<typeof createOptimizer>,
+  optimizer: Optimizer,
   batch: Batch,
   at: { state: State | null; lr: number; cfg: TrainConfig; rng: Rng },
   after?: () => void,
@@ -181,6 +180,7 @@ export function trainingStep(
   });
 }
 
+/** Rng streams derived from the seed (see the header). */
 export const modelRngFor = (seed: number): Rng => new Rng((seed + 1) >>> 0);
 export const dataRngFor = (seed: number): Rng => new Rng((seed + 2) >>> 0);
 
@@ -227,7 +227,7 @@ type Unread = { step: number; lr: number; loss: Tensor; norm: Tensor };
 class Run {
   readonly cfg: TrainConfig;
   readonly params: Map<string, Tensor>;
-  readonly optimizer: ReturnType<typeof createOptimizer>;
+  readonly optimizer: Optimizer;
   readonly modelRng: Rng;
   readonly dataRng: Rng;
   readonly stopper: EarlyStopping;

@@ -77,9 +77,9 @@ export function rangeRate(i: number, n: number, lo: number, hi: number): number 
 /**
  * What a curve suggests: a tenth of the rate at the lowest smoothed loss (past it the rate is already too large to
  * train with; a tenth of it still learns fast: on the cpu preset this beat both the steepest fall's rate and the
- * preset's own after 300 steps and after 4 epochs, though not over the preset's whole run, docs/tuning.md), and, for reference, the rate where the smoothed loss fell fastest
- * per factor of rate (over a span of a tenth of the points, at least 2, before the lowest point). Both null when the
- * loss never fell below its start.
+ * preset's own after 300 steps and after 4 epochs, though not over the preset's whole run, docs/tuning.md), and,
+ * for reference, the rate where the smoothed loss fell fastest per factor of rate (over a span of a tenth of the
+ * points, at least 2, before the lowest point). Both null when the loss never fell below its start.
  */
 export function suggestRate(points: LrPoint[]): {
   suggested: number | null;
@@ -164,7 +164,7 @@ export async function lrRangeTest(
     }
   } finally {
     disposeReplaced(carried, null);
-    (optimizer as { dispose?: () => void }).dispose?.();
+    optimizer.dispose();
   }
   // A non-finite last point says where it broke; the suggestion comes from the finite ones.
   const finite = points.filter((p) => Number.isFinite(p.smoothed));
