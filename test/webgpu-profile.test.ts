@@ -148,6 +148,31 @@ describe("webgpu profiler", { skip }, () => {
     g.free(x);
   });
 
+  test("a run of one kernel sets its pipeline once a pass; a set of buffers gets its bind group once", async () => {
+    const g = gpu!;
+    const s = storages(g);
+    await g.flush();
+    const encode = async (profile: boolean) => {
+      const counted = await commandCalls(g, async () => {
+        if (profile) g.startProfile();
+        work(g, s);
+        if (profile) await g.stopProfile();
+        else await g.flush();
+      });
+      return counted;
+    };
+    const first = await encode(false);
+    const again = await encode(false);
+    // work() runs 3 x relu, 2 x one product and a fill in one pass: a pipeline change each, and each dispatch's
+    // buffers bound at its own dynamic offset
+    assert.deepEqual({ p: again.setPipeline, b: again.setBindGroup }, { p: 3, b: 6 });
+    assert.equal(again.createBindGroup, 0, "the same buffers again: every bind group comes from the cache");
+    assert.ok(first.createBindGroup <= 4, `${first.createBindGroup} bind groups for 4 sets of buffers`);
+    // profiled with timestamps, each dispatch is a pass of its own, and so sets its pipeline
+    if (await probeTimestamps(g)) assert.equal((await encode(true)).setPipeline, 6);
+    for (const b of Object.values(s)) g.free(b);
+  });
+
   test("start twice or stop without start: an error that says what to do", async () => {
     const g = gpu!;
     await assert.rejects(() => g.stopProfile(), /no profile is running; call startProfile first/);
@@ -156,6 +181,39 @@ describe("webgpu profiler", { skip }, () => {
     await g.stopProfile();
   });
 });
+
+/** Calls of setPipeline and setBindGroup on compute passes and of createBindGroup while `f` runs. */
+async function commandCalls(
+  g: WebgpuBackend,
+  f: () => Promise<unknown>,
+): Promise<{ setPipeline: number; setBindGroup: number; createBindGroup: number }> {
+  const gl = globalThis as unknown as { GPUComputePassEncoder: { prototype: GPUComputePassEncoder } };
+  const pass = gl.GPUComputePassEncoder.prototype;
+  const { setPipeline, setBindGroup } = pass;
+  const device = g.gpuDevice;
+  const createBindGroup = device.createBindGroup;
+  const n = { setPipeline: 0, setBindGroup: 0, createBindGroup: 0 };
+  pass.setPipeline = function (this: GPUComputePassEncoder, ...a: Parameters<GPUComputePassEncoder["setPipeline"]>) {
+    n.setPipeline++;
+    return setPipeline.apply(this, a);
+  };
+  pass.setBindGroup = function (this: GPUComputePassEncoder, ...a: unknown[]) {
+    n.setBindGroup++;
+    return (setBindGroup as (...x: unknown[]) => undefined).apply(this, a);
+  };
+  device.createBindGroup = (d: GPUBindGroupDescriptor) => {
+    n.createBindGroup++;
+    return createBindGroup.call(device, d);
+  };
+  try {
+    await f();
+  } finally {
+    pass.setPipeline = setPipeline;
+    pass.setBindGroup = setBindGroup;
+    device.createBindGroup = createBindGroup;
+  }
+  return n;
+}
 
 /** Whether this device times kernels (SwiftShader does). */
 async function probeTimestamps(g: WebgpuBackend): Promise<boolean> {

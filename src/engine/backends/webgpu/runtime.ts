@@ -139,9 +139,13 @@ export class GpuRuntime {
   /** Commands encoded so far, by kind (the bench prints them per training step). */
   readonly counts = { dispatches: 0, copies: 0, clears: 0, submits: 0, uploads: 0 };
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextBufferId = 0;
+  private readonly groupRoots = new Map<number, GroupNode>();
+  private groupCount = 0;
+  /** The buffers of the dispatch being encoded (reused: no array made per dispatch). */
+  private readonly bound: GPUBuffer[] = [];
+  /** The pipeline set last in the open pass: a run of dispatches of one kernel (a time loop) sets it once. */
+  private passPipeline: GPUComputePipeline | null = null;
+  private pipelinePass: GPUComputePassEncoder | null = null;
   private profiler: Profiler | null = null;
   private profileFrom = { ...this.counts };
   /** CHARLM_POISON=1: storage handed out unzeroed (scratch, allocUninit) is NaN, its tail past n too (tests). */
@@ -337,27 +341,28 @@ export class GpuRuntime {
   /**
    * The bind group of these buffers, made once: pooled storage comes back in the same order every training step,
    * and a recurrent layer binds the same buffers at every time step, so after warm-up nearly every dispatch finds
-   * its group here. Cleared when it grows past a bound (shapes that keep changing).
+   * its group here. Looked up along a tree keyed by the buffers themselves (no key string to build per dispatch);
+   * cleared when it holds more than a bound of groups (shapes that keep changing).
    */
-  private bindGroup(nr: number, nw: number, buffers: GPUBuffer[]): GPUBindGroup {
-    const key = `${nr},${nw}:${buffers.map((b) => this.bufferId(b)).join(",")}`;
-    let g = this.bindGroups.get(key);
-    if (!g) {
-      if (this.bindGroups.size >= 8192) this.bindGroups.clear();
-      const entries: GPUBindGroupEntry[] = [
-        { binding: 0, resource: { buffer: this.ring, offset: 0, size: SLOT_BYTES } },
-      ];
-      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-      g = this.device.createBindGroup({ layout: this.layout(nr, nw), entries });
-      this.bindGroups.set(key, g);
+  private bindGroup(nr: number, nw: number, buffers: readonly GPUBuffer[], n: number): GPUBindGroup {
+    let node: GroupNode | undefined = this.groupRoots.get(nr * 256 + nw);
+    if (!node) this.groupRoots.set(nr * 256 + nw, (node = { next: new Map(), group: null }));
+    for (let i = 0; i < n; i++) {
+      let child: GroupNode | undefined = node.next.get(buffers[i]);
+      if (!child) node.next.set(buffers[i], (child = { next: new Map(), group: null }));
+      node = child;
     }
-    return g;
-  }
-
-  private bufferId(b: GPUBuffer): number {
-    let id = this.bufferIds.get(b);
-    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
-    return id;
+    if (node.group) return node.group;
+    if (this.groupCount >= 8192) {
+      this.groupRoots.clear();
+      this.groupCount = 0;
+      return this.bindGroup(nr, nw, buffers, n);
+    }
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.ring, offset: 0, size: SLOT_BYTES } }];
+    for (let i = 0; i < n; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i] } });
+    node.group = this.device.createBindGroup({ layout: this.layout(nr, nw), entries });
+    this.groupCount++;
+    return node.group;
   }
 
   /**
@@ -375,36 +380,49 @@ export class GpuRuntime {
     /** What a profile by grid adds to the key (a product's M x K x N, say); called only while profiling. */
     detail?: () => string,
   ): void {
-    if (groups.some((g) => g === 0)) return;
+    if (groups[0] === 0 || groups[1] === 0 || groups[2] === 0) return;
     const p = this.profiler;
     const t0 = p ? p.enter() : 0;
     if (this.slots === RING_SLOTS || p?.full()) this.submit();
-    const pipeline = this.pipeline(key, code, reads.length, writes.length);
-    const wbufs = writes.map(raw);
-    const snapshots: GpuStorage[] = [];
-    const rbufs = reads.map((r) => {
-      const b = raw(r);
-      if (!wbufs.includes(b)) return b;
-      const snap = this.scratch(b.size / 4);
-      this.copyBuffer(b, 0, snap.buffer, 0, b.size);
-      snapshots.push(snap);
-      return snap.buffer;
-    });
+    const nr = reads.length;
+    const nw = writes.length;
+    const pipeline = this.pipeline(key, code, nr, nw);
+    // the writes' buffers after the reads' in `bound`; a read that is also written is read from a snapshot
+    const bound = this.bound;
+    bound.length = nr + nw;
+    for (let i = 0; i < nw; i++) bound[nr + i] = raw(writes[i]);
+    let snapshots: GpuStorage[] | null = null;
+    for (let i = 0; i < nr; i++) {
+      const b = raw(reads[i]);
+      bound[i] = b;
+      for (let j = 0; j < nw; j++) {
+        if (bound[nr + j] !== b) continue;
+        const snap = this.scratch(b.size / 4);
+        this.copyBuffer(b, 0, snap.buffer, 0, b.size);
+        (snapshots ??= []).push(snap);
+        bound[i] = snap.buffer;
+        break;
+      }
+    }
     const slot = this.slots++;
     this.ringHost.fill(0, slot * SLOT_U32, slot * SLOT_U32 + SLOT_U32);
     this.ringHost.set(params, slot * SLOT_U32);
-    const bindGroup = this.bindGroup(reads.length, writes.length, [...rbufs, ...wbufs]);
+    const bindGroup = this.bindGroup(nr, nw, bound, nr + nw);
     const pk = p ? p.keyOf(key, groups, detail?.()) : "";
     if (p?.timestamps) {
       // A pass of its own, timed at its beginning and end (profile.ts)
       const timestampWrites = p.timestampWrites(pk);
       this.pass = this.encode().beginComputePass({ timestampWrites });
     } else if (!this.pass) this.pass = (this.encoder ??= this.device.createCommandEncoder()).beginComputePass();
-    this.pass.setPipeline(pipeline);
+    if (this.pass !== this.pipelinePass || pipeline !== this.passPipeline) {
+      this.pass.setPipeline(pipeline);
+      this.passPipeline = pipeline;
+      this.pipelinePass = this.pass;
+    }
     this.pass.setBindGroup(0, bindGroup, [slot * SLOT_BYTES]);
     this.pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     this.counts.dispatches++;
-    for (const s of snapshots) this.free(s);
+    if (snapshots) for (const s of snapshots) this.free(s);
     if (p) {
       if (!p.timestamps) p.counted(pk);
       p.leave(t0, pk);
@@ -523,6 +541,12 @@ export class GpuRuntime {
     this.device.destroy();
     this.keepAlive = [];
   }
+}
+
+/** A level of the bind groups' tree (GpuRuntime.bindGroup): the group of the buffers on the path to it, if made. */
+interface GroupNode {
+  next: Map<GPUBuffer, GroupNode>;
+  group: GPUBindGroup | null;
 }
 
 function raw(b: Buf): GPUBuffer {
