@@ -30,7 +30,9 @@
 // products. --rounds N runs every variant of a workload N times, taking turns (A B C A B C ...), and reports the
 // median and the spread: a variant timed only after another runs on a GPU that has been busy longer. Before the
 // first timed run of the process one run is made and not counted (since stop 23: that first run was a third as fast).
-// --training-only leaves out generation and wasm; --generation-only runs generation alone (a recurrent model's
+// --wasm-only [--against FILE] runs the wasm part alone, its "x wasm" against the webgpu figures a --json FILE kept
+// (PART=compare runs it after the GPU's training, so that both come from one command); --training-only leaves out
+// generation and wasm; --generation-only runs generation alone (a recurrent model's
 // bursts in one kernel each, since stop 16, against the wide route (since stop 17; the default since stop 23), the
 // step route and reading the logits back).
 //
@@ -47,7 +49,7 @@
 // CUDA it says so and runs on the CPU.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -798,9 +800,17 @@ async function main(): Promise<void> {
     return;
   }
 
-  // wasm on the CPU's cores (its default thread count), the recurrent workloads at every batch size, against the
-  // fastest webgpu layout of each: the "x wasm" the GPU buys. A bundle finds the builds through CHARLM_WASM_DIR, set
-  // here to the bundle's folder when they were copied there.
+  await wasmPart(results, only);
+  console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
+}
+
+/**
+ * wasm on the CPU's cores (its default thread count), the recurrent workloads at every batch size, against the
+ * fastest webgpu figure of each in `results` (this run's, or a --json file's with --wasm-only --against FILE): the
+ * "x wasm" the GPU buys. A bundle finds the builds through CHARLM_WASM_DIR, set here to the bundle's folder when
+ * they were copied there.
+ */
+async function wasmPart(results: Record<string, unknown>[], only: string[] | null): Promise<void> {
   if (!process.env.CHARLM_WASM_DIR && existsSync(join(here, "kernels.wasm"))) process.env.CHARLM_WASM_DIR = here;
   const onCpu = workloads.filter((w) => w.model.type === "rnn" && (!only || only.includes(w.name)));
   try {
@@ -823,8 +833,25 @@ async function main(): Promise<void> {
   } catch (e) {
     console.log(`\nwasm: skipped (${(e as Error).message.split("\n")[0]})`);
   }
+}
+
+/** --wasm-only [--against FILE]: the wasm part alone, its ratios against the webgpu figures of FILE (a --json). */
+async function wasmOnly(): Promise<void> {
+  const t00 = performance.now();
+  const at = process.argv.indexOf("--against");
+  const file = at > 0 ? process.argv[at + 1] : null;
+  let results: Record<string, unknown>[] = [];
+  if (file) {
+    try {
+      results = (JSON.parse(readFileSync(file, "utf8")) as { results: Record<string, unknown>[] }).results;
+    } catch (e) {
+      console.log(`--against ${file}: not read (${(e as Error).message.split("\n")[0]}); wasm alone`);
+    }
+  }
+  const onlyAt = process.argv.indexOf("--only");
+  await wasmPart(results, onlyAt > 0 ? process.argv[onlyAt + 1].split(",") : null);
   console.log(`\ntotal ${((performance.now() - t00) / 1000).toFixed(0)} s`);
 }
 
-await main();
+await (process.argv.includes("--wasm-only") ? wasmOnly() : main());
 process.exit(0);

@@ -34,7 +34,9 @@
 #                                            W1, W2 and W3 (T_GEN, 60: a kernel per layer a character, the default,
 #                                            against bursts in one kernel, the step route and reading the logits
 #                                            back, gpu-gen.txt; with GEN_ARGS=--profile-generation also where a
-#                                            character's time goes); no wasm nor quality run
+#                                            character's time goes), and between the two wasm on the
+#                                            machine's cores for W1 and W2 (T_WASM, 45: the "x wasm" of the
+#                                            issue's target, in the same command); no quality run
 # QUALITY_AUTO=1 keeps the backend's default kernels for the quality runs instead of the bench's fastest.
 # Opt-in extras: THREADS=1 (wasm thread scaling), TORCH=1 (PyTorch continuing an export, gpu_torch_continue.sh).
 # TINY=1 runs the same plumbing here on SwiftShader at toy sizes (with PART=compare: that part's).
@@ -61,6 +63,7 @@ if [ "${TINY:-0}" = 1 ] && [ "${PART:-}" = compare ]; then
   timeout 120 node .gpu/app/gpu_kernels.mjs --tiny --products-only --json "$out/kernels-all.json" 2>&1 | tee "$out/kernels.txt"
   CHARLM_BENCH_MATMUL=auto-128d timeout 300 node .gpu/app/gpu.mjs --tiny --compare --rounds 2 --training-only \
     --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
+  timeout 120 node .gpu/app/gpu.mjs --tiny --wasm-only --against "$out/gpu-bench.json" 2>&1 | tee -a "$out/gpu-bench.txt"
   timeout 120 node .gpu/app/gpu.mjs --tiny --generation-only --profile-generation --json "$out/gpu-gen.json" 2>&1 |
     tee "$out/gpu-gen.txt"
   exit 0
@@ -140,6 +143,10 @@ case "${PART:-bench}" in
     # shellcheck disable=SC2086 # BENCH_ARGS: more options for bench/gpu.ts
     timeout "${T_BENCH:-330}" node .gpu/app/gpu.mjs --compare --rounds "${ROUNDS:-3}" --training-only \
       --json "$out/gpu-bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/gpu-bench.txt"
+    # wasm on the machine's cores, its "x wasm" against the figures just taken (appended: the device tool brings
+    # back 8 files a call)
+    timeout "${T_WASM:-45}" node .gpu/app/gpu.mjs --wasm-only --against "$out/gpu-bench.json" 2>&1 |
+      tee -a "$out/gpu-bench.txt"
     # shellcheck disable=SC2086 # GEN_ARGS: e.g. --profile-generation (where a character's time goes)
     timeout "${T_GEN:-60}" node .gpu/app/gpu.mjs --generation-only --json "$out/gpu-gen.json" ${GEN_ARGS:-} 2>&1 |
       tee "$out/gpu-gen.txt"
