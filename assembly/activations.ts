@@ -14,12 +14,18 @@ const LN2_LO: f32 = -2.1219444005469057e-4; // ln 2 - LN2_HI
 const EXP_MAX: f32 = 88.3; // e^88.3 < FLT_MAX and n = 127 at most
 const EXP_MIN: f32 = -87.3; // n >= -126 keeps 2^n a normal float
 const TANH_SMALL: f32 = 0.35;
+const ROUNDER: f32 = 12582912; // 1.5·2^23
+const ROUNDER_BITS: i32 = 0x4b400000; // its bits: ROUNDER + n has the bits ROUNDER_BITS + n for |n| < 2^22
 
 // @ts-ignore: decorator
 @inline
 export function vexp(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
+  // pmax/pmin (one instruction each on x86, where wasm's min/max take several to order NaN and -0): a NaN x stays NaN
+  x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
+  // n = x·log2 e rounded to the nearest integer, ties to even, by adding 1.5·2^23: the sum's last mantissa bits are
+  // then n itself (|n| <= 128 here), read back as an integer below; the same n as f32x4.nearest, in one add
+  const t = f32x4.add(f32x4.mul(x, f32x4.splat(LOG2E)), f32x4.splat(ROUNDER));
+  const n = f32x4.sub(t, f32x4.splat(ROUNDER));
   let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
   // 1 + r(1 + r/2(1 + r/3(1 + r/4(1 + r/5(1 + r/6)))))
@@ -29,7 +35,7 @@ export function vexp(x: v128): v128 {
   p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 3))), p));
   p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 2))), p));
   p = f32x4.add(f32x4.splat(1), f32x4.mul(r, p));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  const scale = i32x4.shl(i32x4.add(i32x4.sub(t, i32x4.splat(ROUNDER_BITS)), i32x4.splat(127)), 23);
   return f32x4.mul(p, scale);
 }
 

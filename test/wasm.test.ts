@@ -139,6 +139,19 @@ test("wasm sigmoid and tanh are accurate to 5e-7 relative over a wide sweep", as
   }
 });
 
+test("wasm sigmoid and tanh pass NaN through and reach their limits at the infinities", async () => {
+  const act = await wasmActivations();
+  const x = Float32Array.from([NaN, -NaN, Infinity, -Infinity, 1, NaN, 0, NaN]); // NaNs in every lane
+  const s = act.sigmoid(x);
+  const t = act.tanh(x);
+  for (const i of [0, 1, 5, 7]) {
+    assert.ok(Number.isNaN(s[i]), `sigmoid(NaN) at ${i} = ${s[i]}: a NaN must not be clamped into a number`);
+    assert.ok(Number.isNaN(t[i]), `tanh(NaN) at ${i} = ${t[i]}`);
+  }
+  assert.deepEqual([s[2], t[2], t[3]], [1, 1, -1]);
+  assert.ok(s[3] >= 0 && s[3] < 1e-38, `sigmoid(-Infinity) = ${s[3]}`); // e^-x clamped at e^88.3: 1/(1 + 2e38)
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // recurrent references (float64)
 
