@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cli } from "./helpers/cli.js";
-import { validations } from "./helpers/runs.js";
+import { assertStoppedValidations } from "./helpers/runs.js";
 
 const VERSE =
   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
@@ -183,15 +183,7 @@ test("in process: --end-on-stop ends a stopped run validated and with its best w
   assert.match(r.out, /^stopped: 6 steps, 1 epoch\(s\)/m);
   const m = JSON.parse(readFileSync(join(out, "charlm.json"), "utf8")) as { status: string; bestValLoss: number };
   assert.equal(m.status, "stopped");
-  const evals = validations(out);
-  assert.deepEqual(
-    evals.map((l) => [l.type, l.step]),
-    [
-      ["epoch", 4],
-      ["eval", 6],
-    ],
-  );
-  assert.equal(m.bestValLoss, Math.min(...evals.map((l) => l.valLoss)));
+  assertStoppedValidations(out, 4, 6, m.bestValLoss);
   assert.ok(!existsSync(join(out, "training.safetensors")), "ended: no training weights to resume an average from");
   // A resume goes on from those weights, to the end of its epochs.
   const more = await cli("train", "--resume", out, "--quiet", "--sample-length", "0");

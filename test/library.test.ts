@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { load, train } from "../src/index.js";
 import { listBackends } from "../src/engine/backends/index.js";
-import { validations } from "./helpers/runs.js";
+import { assertStoppedValidations } from "./helpers/runs.js";
 
 const VERSE = readFileSync(new URL("../README.md", import.meta.url), "utf8").replace(/[^\x20-\x7e\n]/g, "");
 const tmp = (): string => mkdtempSync(join(tmpdir(), "charlm-lib-"));
@@ -94,15 +94,7 @@ test("endOnStop: a callback's stop ends the run, validated where it stood and wi
   const loaded = await load(dir, { backend: "js" });
   assert.equal(loaded.manifest.status, "stopped");
   // Epoch 1's validation and the one where it stopped: the best of them is the run's.
-  const evals = validations(dir);
-  assert.deepEqual(
-    evals.map((l) => [l.type, l.step]),
-    [
-      ["epoch", 6],
-      ["eval", 8],
-    ],
-  );
-  assert.equal(stopped.bestValLoss, Math.min(...evals.map((l) => l.valLoss)));
+  assertStoppedValidations(dir, 6, 8, stopped.bestValLoss);
 });
 
 test("train() honours backend: the named one, or auto's choice (not silently js)", async () => {

@@ -15,6 +15,22 @@ export function validations(dir: string): { type: string; step: number; valLoss:
     .filter((l) => l.type === "epoch" || l.type === "eval");
 }
 
+/**
+ * A run that stopped in its second epoch: metrics.jsonl holds two validations, the first epoch's (at `epochStep`)
+ * and the one where it stopped (at `stopStep`), and `best`, the run's best validation loss, is the lower of them.
+ */
+export function assertStoppedValidations(dir: string, epochStep: number, stopStep: number, best: number | null): void {
+  const evals = validations(dir);
+  assert.deepEqual(
+    evals.map((l) => [l.type, l.step]),
+    [
+      ["epoch", epochStep],
+      ["eval", stopStep],
+    ],
+  );
+  assert.equal(best, Math.min(...evals.map((l) => l.valLoss)));
+}
+
 /** Step losses from metrics.jsonl and the final weights. */
 export async function runResult(dir: string): Promise<{ losses: number[]; weights: Map<string, Float32Array> }> {
   const losses = readFileSync(join(dir, "metrics.jsonl"), "utf8")
