@@ -14,27 +14,26 @@
 // Here, on SwiftShader (CPU Vulkan, ~1000x slower: checks the plumbing, not the speed):
 //   CHARLM_GPU_BENCH=tiny node --import tsx bench/gpu.ts      (or the bundle: ... node .gpu/app/gpu.mjs --tiny)
 //
-// Each recurrent workload runs in the step layout: its dot products in 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; rows
-// per thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 and 4 units per
-// thread in the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 8 slices, wide tiles
-// (CHARLM_WEBGPU_WIDE) alone and with 4 units, prefetching (CHARLM_WEBGPU_PREFETCH); then every rule at its
-// default, and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the
-// slowest at stop 5, are left out (--tiny keeps them, to check their plumbing). With CHARLM_WEBGPU_KERNELS set (the
-// fastest settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned").
-// --json FILE keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm).
-// W3 runs its attention both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows).
-// --compare: the defaults against the same on a device without Dawn's robustness transforms
-// (CHARLM_DAWN_OPTIONS=enable-dawn-features=disable_robustness, a backend of its own; stop 23's variants, now
-// decided, are in bench/results/h200-stop23), and against CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set:
-// a tile variant everywhere, or auto-128, auto-128p or auto-128d, the default's choice with that variant for the large
-// products. --rounds N runs every variant of a workload N times, taking turns (A B C A B C ...), and reports the
-// median and the spread: a variant timed only after another runs on a GPU that has been busy longer. Before the
-// first timed run of the process one run is made and not counted (since stop 23: that first run was a third as fast).
-// --wasm-only [--against FILE] runs the wasm part alone, its "x wasm" against the webgpu figures a --json FILE kept
-// (PART=compare runs it after the GPU's training, so that both come from one command); --training-only leaves out
-// generation and wasm; --generation-only runs generation alone (a recurrent model's
-// bursts in one kernel each, since stop 16, against the wide route (since stop 17; the default since stop 23), the
-// step route and reading the logits back).
+// Each recurrent workload runs in the step layout: its dot products in 2, 4 and 8 slices (CHARLM_WEBGPU_SPLIT; rows per
+// thread by the default rule), 4 rows per thread (CHARLM_WEBGPU_ROWS) in 4 and 8 slices, 2 and 4 units per thread in
+// the backward steps (CHARLM_WEBGPU_UNITS; slices by the default rule), 4 units in 8 slices, wide tiles
+// (CHARLM_WEBGPU_WIDE) alone and with 4 units, prefetching (CHARLM_WEBGPU_PREFETCH); then every rule at its default,
+// and so again with stop 5's split-K rule (CHARLM_WEBGPU_SPLITK=128). 1 slice and the sequence layout, the slowest at
+// stop 5, are left out (--tiny keeps them, to check their plumbing). With CHARLM_WEBGPU_KERNELS set (the fastest
+// settings per kernel and shape that bench/gpu_kernels.ts measured), only the defaults and those ("tuned"). --json FILE
+// keeps every figure; --only W1,W2 measures those workloads alone (training, generation, wasm). W3 runs its attention
+// both ways (CHARLM_WEBGPU_ATTENTION: matmul, the default, or rows). --compare: the defaults against the same on a
+// device without Dawn's robustness transforms (CHARLM_DAWN_OPTIONS=enable-dawn-features=disable_robustness, a backend
+// of its own; stop 23's variants, now decided, are in bench/results/h200-stop23), and against
+// CHARLM_WEBGPU_MATMUL=$CHARLM_BENCH_MATMUL when that is set: a tile variant everywhere, or auto-128, auto-128p or
+// auto-128d, the default's choice with that variant for the large products. --rounds N runs every variant of a workload
+// N times, taking turns (A B C A B C ...), and reports the median and the spread: a variant timed only after another
+// runs on a GPU that has been busy longer. Before the first timed run of the process one run is made and not counted
+// (since stop 23: that first run was a third as fast). --wasm-only [--against FILE] runs the wasm part alone, its "x
+// wasm" against the webgpu figures a --json FILE kept (PART=compare runs it after the GPU's training, so that both come
+// from one command); --training-only leaves out generation and wasm; --generation-only runs generation alone (a
+// recurrent model's bursts in one kernel each, since stop 16, against the wide route (since stop 17; the default since
+// stop 23), the step route and reading the logits back).
 //
 // --profile: where a training step's time goes instead (the backend's profiler, src/engine/backends/webgpu/
 // profile.ts), for the same workloads and batches (--only W3: the GPT too, with its defaults): wall ms per step, the host's share (the whole JavaScript step,
