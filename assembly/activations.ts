@@ -4,39 +4,66 @@
 // float32 and a low correction (Cody-Waite) so that r is computed without cancellation; e^r by its Taylor series to
 // degree 6 (truncation < 0.3466^7/7! = 1.2e-7 relative); 2^n built directly in the exponent bits.
 // sigmoid(x) = 1 / (1 + e^-x): relative error stays ~2e-7 for every x.
-// tanh(x): for |x| >= 0.35, sign(x)·(1 - 2/(e^{2|x|} + 1)) (|tanh| > 0.33 there, so the absolute error ~1e-7 is
-// also small relative); near 0 that form cancels, so there tanh = u/(u + 2) with u = e^{2x} - 1 from its own Taylor
-// series to degree 9 (|2x| < 0.7: truncation < 0.7^9/10! = 1.1e-8 relative).
+// tanh(|x|) = u/(u + 2) with u = e^{2|x|} - 1 (then the sign of x), u taken through the same range reduction as
+// exp: 2|x| = n·ln2 + r, u = 2^n(e^r - 1) + (2^n - 1), e^r - 1 from its Taylor series with no leading 1 (degree 7:
+// truncation < 0.3466^7/8! = 1.5e-8 relative), so nothing cancels near 0 and one formula holds for every x (until
+// stop 24, two: the far form 1 - 2/(e^{2|x|} + 1) and a series near 0, both computed for every lane).
 
 const LOG2E: f32 = 1.4426950408889634;
 const LN2_HI: f32 = 0.693359375; // 355/512, exact in float32
 const LN2_LO: f32 = -2.1219444005469057e-4; // ln 2 - LN2_HI
 const EXP_MAX: f32 = 88.3; // e^88.3 < FLT_MAX and n = 127 at most
 const EXP_MIN: f32 = -87.3; // n >= -126 keeps 2^n a normal float
-const TANH_SMALL: f32 = 0.35;
+const TANH_YMAX: f32 = 40; // 2|x| past it changes nothing: tanh is 1 in float32 from |x| = 9.01 on
 const ROUNDER: f32 = 12582912; // 1.5·2^23
 const ROUNDER_BITS: i32 = 0x4b400000; // its bits: ROUNDER + n has the bits ROUNDER_BITS + n for |n| < 2^22
+
+// x·log2 e + 1.5·2^23: x·log2 e rounded to the nearest integer n (ties to even) sits in the sum's last mantissa bits
+// (|n| < 2^22), the same n as f32x4.nearest gives, in one add; vreduce and vpow2 read it from there.
+// @ts-ignore: decorator
+@inline
+function vroundLog2(x: v128): v128 {
+  return f32x4.add(f32x4.mul(x, f32x4.splat(LOG2E)), f32x4.splat(ROUNDER));
+}
+
+// r = x - n·ln2 for vroundLog2's t, ln 2 in two parts (Cody-Waite) so that r is exact.
+// @ts-ignore: decorator
+@inline
+function vreduce(x: v128, t: v128): v128 {
+  const n = f32x4.sub(t, f32x4.splat(ROUNDER));
+  const r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI)));
+  return f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
+}
+
+// 2^n for vroundLog2's t: n plus the exponent bias, shifted into the exponent bits.
+// @ts-ignore: decorator
+@inline
+function vpow2(t: v128): v128 {
+  return i32x4.shl(i32x4.add(i32x4.sub(t, i32x4.splat(ROUNDER_BITS)), i32x4.splat(127)), 23);
+}
+
+// 1 + (r·k)·p: a step of the Horner schemes below (k = 1/j for e^r's Taylor series).
+// @ts-ignore: decorator
+@inline
+function vhorner(r: v128, k: f32, p: v128): v128 {
+  return f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(k)), p));
+}
 
 // @ts-ignore: decorator
 @inline
 export function vexp(x: v128): v128 {
   // pmax/pmin (one instruction each on x86, where wasm's min/max take several to order NaN and -0): a NaN x stays NaN
   x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
-  // n = x·log2 e rounded to the nearest integer, ties to even, by adding 1.5·2^23: the sum's last mantissa bits are
-  // then n itself (|n| <= 128 here), read back as an integer below; the same n as f32x4.nearest, in one add
-  const t = f32x4.add(f32x4.mul(x, f32x4.splat(LOG2E)), f32x4.splat(ROUNDER));
-  const n = f32x4.sub(t, f32x4.splat(ROUNDER));
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
+  const t = vroundLog2(x);
+  const r = vreduce(x, t);
   // 1 + r(1 + r/2(1 + r/3(1 + r/4(1 + r/5(1 + r/6)))))
   let p = f32x4.add(f32x4.splat(1), f32x4.mul(r, f32x4.splat(<f32>(1.0 / 6))));
-  p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 5))), p));
-  p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 4))), p));
-  p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 3))), p));
-  p = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(<f32>(1.0 / 2))), p));
+  p = vhorner(r, <f32>(1.0 / 5), p);
+  p = vhorner(r, <f32>(1.0 / 4), p);
+  p = vhorner(r, <f32>(1.0 / 3), p);
+  p = vhorner(r, <f32>(1.0 / 2), p);
   p = f32x4.add(f32x4.splat(1), f32x4.mul(r, p));
-  const scale = i32x4.shl(i32x4.add(i32x4.sub(t, i32x4.splat(ROUNDER_BITS)), i32x4.splat(127)), 23);
-  return f32x4.mul(p, scale);
+  return f32x4.mul(p, vpow2(t));
 }
 
 // @ts-ignore: decorator
@@ -48,24 +75,25 @@ export function vsigmoid(x: v128): v128 {
 // @ts-ignore: decorator
 @inline
 export function vtanh(x: v128): v128 {
-  const ax = f32x4.abs(x);
   const sign = v128.and(x, i32x4.splat(0x80000000));
-  // far from 0
-  const e = vexp(f32x4.add(ax, ax));
-  const far = f32x4.sub(f32x4.splat(1), f32x4.div(f32x4.splat(2), f32x4.add(e, f32x4.splat(1))));
-  // near 0: u = expm1(2x) = v(1 + v/2(1 + v/3(... (1 + v/9))))
-  const v = f32x4.add(x, x);
-  let q = f32x4.add(f32x4.splat(1), f32x4.mul(v, f32x4.splat(<f32>(1.0 / 9))));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 8))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 7))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 6))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 5))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 4))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 3))), q));
-  q = f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(v, f32x4.splat(<f32>(1.0 / 2))), q));
-  const u = f32x4.mul(v, q);
-  const near = f32x4.div(u, f32x4.add(u, f32x4.splat(2)));
-  return v128.bitselect(near, v128.or(far, sign), f32x4.lt(ax, f32x4.splat(TANH_SMALL)));
+  const ax = f32x4.abs(x);
+  // y = 2|x|, at most TANH_YMAX; a NaN stays NaN (pmin keeps its first operand unless the second is smaller)
+  const y = f32x4.pmin(f32x4.add(ax, ax), f32x4.splat(TANH_YMAX));
+  // y = n·ln2 + r as in vexp, then e^r - 1 = r(1 + r/2(1 + r/3(... (1 + r/7)))) with no leading 1 to cancel
+  const t = vroundLog2(y);
+  const r = vreduce(y, t);
+  let p = f32x4.add(f32x4.splat(1), f32x4.mul(r, f32x4.splat(<f32>(1.0 / 7))));
+  p = vhorner(r, <f32>(1.0 / 6), p);
+  p = vhorner(r, <f32>(1.0 / 5), p);
+  p = vhorner(r, <f32>(1.0 / 4), p);
+  p = vhorner(r, <f32>(1.0 / 3), p);
+  p = vhorner(r, <f32>(1.0 / 2), p);
+  const q = f32x4.mul(r, p);
+  // u = e^y - 1 = 2^n·(e^r - 1) + (2^n - 1): 2^n - 1 >= 0 and exact; at n = 0, u = e^r - 1 itself
+  const s = vpow2(t);
+  const u = f32x4.add(f32x4.mul(s, q), f32x4.sub(s, f32x4.splat(1)));
+  // tanh|x| = (e^y - 1)/(e^y + 1)
+  return v128.or(f32x4.div(u, f32x4.add(u, f32x4.splat(2))), sign);
 }
 
 /** Scalar versions through the same vector code, so the tail of a row rounds exactly like its body. */

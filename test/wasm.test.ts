@@ -122,8 +122,10 @@ test("wasm matmul writes only C's M·N floats and accepts subarray views", async
 
 test("wasm sigmoid and tanh are accurate to 5e-7 relative over a wide sweep", async () => {
   const act = await wasmActivations();
-  const xs = new Float32Array(20001);
-  for (let i = 0; i < xs.length; i++) xs[i] = (i - 10000) / 500; // [-20, 20]
+  // [-20, 20], then [0, 1] densely: where tanh's series is longest (2|x| near ln2/2) and sigmoid's e^-x near 1
+  const xs = new Float32Array(20001 + 100001);
+  for (let i = 0; i < 20001; i++) xs[i] = (i - 10000) / 500;
+  for (let i = 0; i <= 100000; i++) xs[20001 + i] = i / 100000;
   const extra = Float32Array.from([0, -0, 1e-30, -1e-8, 1e-4, 0.3499, 0.35, 0.3501, 50, -50, 100, -100, 1e4, -1e4]);
   const all = new Float32Array(xs.length + extra.length);
   all.set(xs);
