@@ -42,11 +42,25 @@ function vpow2(t: v128): v128 {
   return i32x4.shl(i32x4.add(i32x4.sub(t, i32x4.splat(ROUNDER_BITS)), i32x4.splat(127)), 23);
 }
 
-// 1 + (r·k)·p: a step of the Horner schemes below (k = 1/j for e^r's Taylor series).
+// 1 + (r·k)·p: a step of vexpm1Taylor's Horner scheme (k = 1/j).
 // @ts-ignore: decorator
 @inline
 function vhorner(r: v128, k: f32, p: v128): v128 {
   return f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.mul(r, f32x4.splat(k)), p));
+}
+
+// e^r - 1 by its Taylor series to `degree` (6 or 7, a compile-time constant), r(1 + r/2(1 + r/3(... (1 + r/degree)))),
+// with no leading 1 (nothing to cancel for small r).
+// @ts-ignore: decorator
+@inline
+function vexpm1Taylor(r: v128, degree: i32): v128 {
+  let p = f32x4.add(f32x4.splat(1), f32x4.mul(r, f32x4.splat(degree == 7 ? <f32>(1.0 / 7) : <f32>(1.0 / 6))));
+  if (degree == 7) p = vhorner(r, <f32>(1.0 / 6), p);
+  p = vhorner(r, <f32>(1.0 / 5), p);
+  p = vhorner(r, <f32>(1.0 / 4), p);
+  p = vhorner(r, <f32>(1.0 / 3), p);
+  p = vhorner(r, <f32>(1.0 / 2), p);
+  return f32x4.mul(r, p);
 }
 
 // @ts-ignore: decorator
@@ -56,14 +70,8 @@ export function vexp(x: v128): v128 {
   x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
   const t = vroundLog2(x);
   const r = vreduce(x, t);
-  // 1 + r(1 + r/2(1 + r/3(1 + r/4(1 + r/5(1 + r/6)))))
-  let p = f32x4.add(f32x4.splat(1), f32x4.mul(r, f32x4.splat(<f32>(1.0 / 6))));
-  p = vhorner(r, <f32>(1.0 / 5), p);
-  p = vhorner(r, <f32>(1.0 / 4), p);
-  p = vhorner(r, <f32>(1.0 / 3), p);
-  p = vhorner(r, <f32>(1.0 / 2), p);
-  p = f32x4.add(f32x4.splat(1), f32x4.mul(r, p));
-  return f32x4.mul(p, vpow2(t));
+  // e^r = 1 + (e^r - 1), the series to degree 6
+  return f32x4.mul(f32x4.add(f32x4.splat(1), vexpm1Taylor(r, 6)), vpow2(t));
 }
 
 // @ts-ignore: decorator
@@ -79,16 +87,9 @@ export function vtanh(x: v128): v128 {
   const ax = f32x4.abs(x);
   // y = 2|x|, at most TANH_YMAX; a NaN stays NaN (pmin keeps its first operand unless the second is smaller)
   const y = f32x4.pmin(f32x4.add(ax, ax), f32x4.splat(TANH_YMAX));
-  // y = n·ln2 + r as in vexp, then e^r - 1 = r(1 + r/2(1 + r/3(... (1 + r/7)))) with no leading 1 to cancel
+  // y = n·ln2 + r as in vexp, then e^r - 1 to degree 7, with no leading 1 to cancel
   const t = vroundLog2(y);
-  const r = vreduce(y, t);
-  let p = f32x4.add(f32x4.splat(1), f32x4.mul(r, f32x4.splat(<f32>(1.0 / 7))));
-  p = vhorner(r, <f32>(1.0 / 6), p);
-  p = vhorner(r, <f32>(1.0 / 5), p);
-  p = vhorner(r, <f32>(1.0 / 4), p);
-  p = vhorner(r, <f32>(1.0 / 3), p);
-  p = vhorner(r, <f32>(1.0 / 2), p);
-  const q = f32x4.mul(r, p);
+  const q = vexpm1Taylor(vreduce(y, t), 7);
   // u = e^y - 1 = 2^n·(e^r - 1) + (2^n - 1): 2^n - 1 >= 0 and exact; at n = 0, u = e^r - 1 itself
   const s = vpow2(t);
   const u = f32x4.add(f32x4.mul(s, q), f32x4.sub(s, f32x4.splat(1)));
